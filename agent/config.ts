@@ -1,0 +1,107 @@
+import { readFileSync } from 'node:fs';
+import { z } from 'zod';
+import { Filesystems, parseSize } from '../volume-plugin/options.js';
+
+/**
+ * The agent's whole configuration: `BERTH_*` environment variables, optionally
+ * on top of a JSON file named by BERTH_CONFIG_FILE (same keys, without the
+ * prefix, in camelCase or as the variable name). Validated once at start; a
+ * bad value stops the agent with a message naming the variable.
+ */
+
+const seconds = (def: number) => z.coerce.number().int().positive().default(def);
+const size = z.string().transform((v, ctx) => {
+  try {
+    return parseSize(v);
+  } catch (err) {
+    ctx.addIssue({ code: 'custom', message: (err as Error).message });
+    return z.NEVER;
+  }
+});
+const list = z
+  .string()
+  .transform((v) => v.split(',').map((s) => s.trim()).filter(Boolean));
+const hostPort = z
+  .string()
+  .regex(/^[^:]+:\d{1,5}$/, 'must be host:port, e.g. 127.0.0.1:9470');
+
+export const ConfigSchema = z.object({
+  BERTH_BACKEND: z.enum(['auto', 'loop', 'ebs']).default('auto').describe('volume backend; auto picks ebs on EC2, loop elsewhere'),
+  BERTH_PLUGIN_NAME: z.string().regex(/^[a-z0-9][a-z0-9_.-]*$/).default('berth').describe('Docker driver name; the socket is <plugin dir>/<name>.sock'),
+  BERTH_PLUGIN_DIR: z.string().default('/run/docker/plugins').describe('directory of the plugin socket'),
+  BERTH_STATE_DIR: z.string().default('/var/lib/berth').describe('state file, mountpoints (mounts/) and loop images (images/)'),
+  BERTH_DEFAULT_SIZE: size.default(10 * 2 ** 30).describe('size of a volume created without -o size'),
+  BERTH_DEFAULT_FS: z.enum(Filesystems).default('ext4').describe('filesystem of a volume created without -o fs'),
+  BERTH_HEALTH_ADDR: hostPort.default('127.0.0.1:9470').describe('local endpoint for /healthz, /readyz, /metrics, /status'),
+  BERTH_LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace']).default('info'),
+  BERTH_SHUTDOWN_GRACE_SECONDS: seconds(30).describe('how long SIGTERM waits for in-flight plugin calls'),
+
+  // ebs backend
+  BERTH_TAG_PREFIX: z.string().regex(/^[a-zA-Z0-9_.:/=+@-]{1,32}$/).default('berth:'),
+  BERTH_HOST_ID: z.string().optional().describe('logical host id; default: the instance tag <prefix>host, else its ASG name'),
+  BERTH_CLUSTER: z.string().optional().describe('value of the <prefix>cluster tag on new volumes'),
+  BERTH_EC2_ENDPOINT: z.url().optional().describe('EC2 API endpoint override'),
+  BERTH_IMDS_ENDPOINT: z.url().optional().describe('instance metadata endpoint override'),
+  BERTH_SYSFS_ROOT: z.string().default('/sys'),
+  BERTH_DEV_ROOT: z.string().default('/dev'),
+  BERTH_IDLE_DETACH_SECONDS: seconds(600).describe('an unmounted EBS volume is detached after this long'),
+  BERTH_RECONCILE_INTERVAL_SECONDS: seconds(60),
+  BERTH_ATTACH_CONCURRENCY: seconds(16).describe('EBS attach/mount operations in flight at once'),
+  BERTH_CREDENTIALS_WAIT_SECONDS: seconds(120).describe('how long start-up waits for instance credentials'),
+  BERTH_MOVE_WAIT_SECONDS: seconds(300).describe('how long a Mount waits for another running host to release a volume'),
+
+  // certificate refresher (off unless a bucket is set)
+  BERTH_CERT_BUCKET: z.string().optional().describe('S3 bucket holding the TLS certificate; unset disables the refresher'),
+  BERTH_CERT_OBJECT: z.string().default('tls/cert.pem'),
+  BERTH_CERT_KEY_OBJECT: z.string().default('tls/key.pem'),
+  BERTH_CERT_DIR: z.string().default('/etc/traefik/certs').describe('where cert.pem and key.pem are written'),
+  BERTH_CERT_DYNAMIC_FILE: z.string().default('/etc/traefik/dynamic/tls.yml').describe('Traefik dynamic config rewritten to trigger a reload'),
+  BERTH_CERT_DOMAINS: list.default([]).describe('names the certificate must cover, comma-separated'),
+  BERTH_CERT_POLL_SECONDS: seconds(60),
+  BERTH_S3_ENDPOINT: z.url().optional(),
+  BERTH_AWS_REGION: z.string().optional().describe('region for S3/EC2 clients when not read from IMDS'),
+});
+
+export type Config = Readonly<z.infer<typeof ConfigSchema>>;
+
+export class ConfigError extends Error {
+  override name = 'ConfigError';
+}
+
+function fromFile(path: string): Record<string, unknown> {
+  let raw: unknown;
+  try {
+    raw = JSON.parse(readFileSync(path, 'utf8'));
+  } catch (err) {
+    throw new ConfigError(`BERTH_CONFIG_FILE ${path}: ${(err as Error).message}`);
+  }
+  if (typeof raw !== 'object' || raw === null || Array.isArray(raw)) {
+    throw new ConfigError(`BERTH_CONFIG_FILE ${path}: must hold a JSON object`);
+  }
+  const out: Record<string, unknown> = {};
+  for (const [key, value] of Object.entries(raw)) {
+    const envKey = key.startsWith('BERTH_') ? key : `BERTH_${key.replace(/([a-z0-9])([A-Z])/g, '$1_$2').toUpperCase()}`;
+    out[envKey] = Array.isArray(value) ? value.join(',') : String(value);
+  }
+  return out;
+}
+
+/** Reads and validates the configuration; throws ConfigError naming every bad variable. */
+export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
+  const file = env.BERTH_CONFIG_FILE ? fromFile(env.BERTH_CONFIG_FILE) : {};
+  const input: Record<string, unknown> = { ...file };
+  for (const [key, value] of Object.entries(env)) {
+    if (key.startsWith('BERTH_') && key !== 'BERTH_CONFIG_FILE' && value !== undefined && value !== '') input[key] = value;
+  }
+  const known = new Set(Object.keys(ConfigSchema.shape));
+  const unknown = Object.keys(input).filter((k) => !known.has(k));
+  const parsed = ConfigSchema.safeParse(input);
+  const problems = [
+    ...unknown.map((k) => `${k}: unknown setting`),
+    ...(parsed.success ? [] : parsed.error.issues.map((i) => `${i.path.join('.')}: ${i.message} (got ${JSON.stringify(input[String(i.path[0])])})`)),
+  ];
+  if (problems.length > 0 || !parsed.success) {
+    throw new ConfigError(`invalid configuration:\n  ${problems.join('\n  ')}`);
+  }
+  return Object.freeze(parsed.data);
+}
