@@ -1,0 +1,26 @@
+import type { Filesystem } from '../options.js';
+
+/**
+ * Filesystem operations on a verified block device (DESIGN.md §6 formatting
+ * rules). Implemented over real blkid/mkfs/fsck/mount with an injected Runner.
+ */
+export interface FilesystemOps {
+  /**
+   * Formats the device only when blkid finds nothing on it (exit 2). A device
+   * holding the asked filesystem is left alone; one holding another
+   * filesystem or a partition table is refused (UNSAFE_DEVICE), data untouched.
+   */
+  prepare(devicePath: string, fs: Filesystem): Promise<{ formatted: boolean }>;
+  /** fsck (ext4) then mount; resolves only once mountinfo shows this device at this mountpoint. */
+  mount(devicePath: string, mountpoint: string, fs: Filesystem, mountOptions?: string): Promise<void>;
+  /** Unmounting what is not mounted is success; resolves only once mountinfo no longer shows it. */
+  unmount(mountpoint: string): Promise<void>;
+  /** Grows the mounted filesystem online to the device size when it is smaller. */
+  grow(devicePath: string, mountpoint: string, fs: Filesystem): Promise<{ grown: boolean }>;
+  /** Whether mountinfo shows something (that device, when given) mounted at the mountpoint. */
+  isMounted(mountpoint: string, devicePath?: string): Promise<boolean>;
+  /** Creates the empty mountpoint directory and makes it immutable (chattr +i). */
+  ensureMountpoint(mountpoint: string): Promise<void>;
+  /** Clears the immutable flag and removes the (unmounted, empty) directory. */
+  removeMountpoint(mountpoint: string): Promise<void>;
+}
