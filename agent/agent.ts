@@ -1,0 +1,72 @@
+import { mkdir } from 'node:fs/promises';
+import { join } from 'node:path';
+import type { Logger } from 'pino';
+import { execaRunner, type Runner } from '../lib/exec.js';
+import { createFilesystemOps } from '../volume-plugin/fs/filesystem.js';
+import { VolumeManager } from '../volume-plugin/manager.js';
+import { listenPlugin, type PluginServer } from '../volume-plugin/server.js';
+import { createBackend, resolveBackendKind } from './backend-factory.js';
+import type { Config } from './config.js';
+import { createHealthServer, type HealthServer } from './health-server.js';
+import { createRegistry } from './metrics.js';
+
+export interface Agent {
+  readonly manager: VolumeManager;
+  readonly plugin: PluginServer;
+  readonly health: HealthServer;
+  readonly healthPort: number;
+  /** Stops accepting, drains in-flight calls, removes the socket. Mounts stay in place. */
+  stop(): Promise<void>;
+}
+
+export interface AgentOptions {
+  runner?: Runner;
+}
+
+export function socketPathOf(config: Config): string {
+  return join(config.BERTH_PLUGIN_DIR, `${config.BERTH_PLUGIN_NAME}.sock`);
+}
+
+/** Wires the agent in start order: backend → manager → plugin socket → health endpoint. */
+export async function startAgent(config: Config, logger: Logger, options: AgentOptions = {}): Promise<Agent> {
+  const runner = options.runner ?? execaRunner;
+  const registry = createRegistry();
+  await mkdir(config.BERTH_STATE_DIR, { recursive: true, mode: 0o700 });
+
+  const kind = await resolveBackendKind(config);
+  const backend = await createBackend(kind, config, runner, logger);
+  const fs = createFilesystemOps({ runner, logger: logger.child({ component: 'fs' }) });
+  const manager = new VolumeManager({
+    backend,
+    fs,
+    stateDir: config.BERTH_STATE_DIR,
+    defaults: { sizeBytes: config.BERTH_DEFAULT_SIZE, fs: config.BERTH_DEFAULT_FS },
+    logger: logger.child({ component: 'manager' }),
+    registry,
+  });
+  await manager.start();
+
+  const plugin = await listenPlugin(socketPathOf(config), { driver: manager, logger: logger.child({ component: 'plugin' }), registry });
+  logger.info({ socket: plugin.socketPath, backend: kind, volumes: manager.snapshot().length }, 'plugin socket listening');
+
+  const health = createHealthServer({
+    registry,
+    logger,
+    status: () => ({ backend: kind, plugin: config.BERTH_PLUGIN_NAME, socket: plugin.socketPath, volumes: manager.snapshot() }),
+  });
+  health.addReadinessCheck('plugin', () => (manager.isStarted ? true : 'volume manager not started'));
+  // Later services (boot reconcile, certificate refresher) start here and register their readiness.
+  const { port: healthPort } = await health.listen(config.BERTH_HEALTH_ADDR);
+
+  return {
+    manager,
+    plugin,
+    health,
+    healthPort,
+    async stop() {
+      await health.close();
+      await plugin.close(config.BERTH_SHUTDOWN_GRACE_SECONDS * 1000);
+      logger.info('stopped; mounts left in place for running containers');
+    },
+  };
+}
