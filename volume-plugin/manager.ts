@@ -304,7 +304,6 @@ export class VolumeManager implements VolumeDriver {
       attached = await backend.attach(vol.record);
       await fs.prepare(attached.devicePath, kind);
       await fs.mount(attached.devicePath, mountpoint, kind, mountOptions);
-      await fs.grow(attached.devicePath, mountpoint, kind);
     } catch (err) {
       vol.lastError = errorMessage(err);
       vol.mounted = false;
@@ -319,6 +318,11 @@ export class VolumeManager implements VolumeDriver {
     vol.mounted = true;
     vol.devicePath = attached.devicePath;
     delete vol.lastError;
+    // A filesystem smaller than its device is still usable: a failed grow is reported, not fatal.
+    await fs.grow(attached.devicePath, mountpoint, kind).catch((err: unknown) => {
+      vol.lastError = `could not grow the filesystem: ${errorMessage(err)}`;
+      this.log.warn({ name, err: vol.lastError }, 'grow failed; volume mounted at its old size');
+    });
     this.log.info({ name, device: attached.devicePath, mountpoint }, 'volume mounted');
     return mountpoint;
   }

@@ -1,0 +1,154 @@
+import { execFileSync } from 'node:child_process';
+import { mkdirSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { isBerthError } from '../lib/errors.js';
+import { execaRunner } from '../lib/exec.js';
+import { createFilesystemOps } from '../volume-plugin/fs/filesystem.js';
+import { noLoopReason, noSysResourceReason } from './helpers/env.js';
+import { makeLoopDevice, sh, tempDir } from './helpers/loop.js';
+
+const MiB = 2 ** 20;
+const fs = createFilesystemOps({ runner: execaRunner });
+
+function sha(device: string): string {
+  return sh('sha256sum', [device]).split(' ')[0]!;
+}
+
+describe.skipIf(noLoopReason)(`filesystem operations on real loop devices${noLoopReason ? ` (skipped: ${noLoopReason})` : ''}`, () => {
+  let dir: ReturnType<typeof tempDir>;
+  const detachers: Array<() => void> = [];
+  const loop = (size = 64 * MiB, name?: string) => {
+    const l = makeLoopDevice(dir.path, size, name);
+    detachers.push(l.detach);
+    return l;
+  };
+
+  beforeEach(() => {
+    dir = tempDir('berth-fs');
+  });
+  afterEach(() => {
+    dir.cleanup();
+    while (detachers.length) detachers.pop()!();
+  });
+
+  it.each(['ext4', 'xfs'] as const)('formats a blank device with %s, mounts it and verifies the mount', async (kind) => {
+    const { device } = loop(kind === 'xfs' ? 320 * MiB : 64 * MiB);
+    expect(await fs.probe(device)).toBeUndefined();
+    expect(await fs.prepare(device, kind)).toEqual({ formatted: true });
+    expect((await fs.probe(device))?.type).toBe(kind);
+    const mp = join(dir.path, 'mnt');
+    await fs.ensureMountpoint(mp);
+    await fs.mount(device, mp, kind);
+    expect(await fs.isMounted(mp, device)).toBe(true);
+    writeFileSync(join(mp, 'f'), 'data');
+    await fs.unmount(mp);
+    expect(await fs.isMounted(mp)).toBe(false);
+    await fs.unmount(mp); // not mounted: success
+  });
+
+  it('leaves a device that already holds the asked filesystem alone, data readable', async () => {
+    const { device } = loop();
+    execFileSync('mkfs.ext4', ['-q', '-F', device]);
+    const mp = join(dir.path, 'mnt');
+    mkdirSync(mp);
+    execFileSync('mount', [device, mp]);
+    writeFileSync(join(mp, 'keep'), 'precious');
+    execFileSync('umount', [mp]);
+
+    expect(await fs.prepare(device, 'ext4')).toEqual({ formatted: false });
+    await fs.mount(device, mp, 'ext4');
+    expect(sh('cat', [join(mp, 'keep')])).toBe('precious');
+    await fs.unmount(mp);
+  });
+
+  it('refuses a device holding another filesystem, leaving every byte as it was', async () => {
+    const { device } = loop(320 * MiB);
+    execFileSync('mkfs.xfs', ['-q', '-f', device]);
+    const before = sha(device);
+    const err = await fs.prepare(device, 'ext4').catch((e: unknown) => e);
+    expect(isBerthError(err, 'UNSAFE_DEVICE')).toBe(true);
+    expect((err as Error).message).toMatch(/holds a xfs filesystem but the volume asks for ext4/);
+    expect(sha(device)).toBe(before);
+  });
+
+  it('refuses a device holding a partition table', async () => {
+    const { device } = loop();
+    execFileSync('sfdisk', ['--quiet', device], { input: 'label: gpt\n,\n' });
+    const before = sha(device);
+    const err = await fs.prepare(device, 'ext4').catch((e: unknown) => e);
+    expect(isBerthError(err, 'UNSAFE_DEVICE')).toBe(true);
+    expect((err as Error).message).toMatch(/gpt partition table/);
+    expect(sha(device)).toBe(before);
+  });
+
+  it('refuses paths that are not block devices before running anything', async () => {
+    const file = join(dir.path, 'plain');
+    writeFileSync(file, '');
+    await expect(fs.prepare(file, 'ext4')).rejects.toThrow(/not a block device/);
+    await expect(fs.prepare('/dev/loop0; rm -rf /', 'ext4')).rejects.toThrow(/not a plain absolute path/);
+  });
+
+  it('will not mount an ext4 filesystem that fsck cannot repair', async () => {
+    const { device } = loop();
+    await fs.prepare(device, 'ext4');
+    // Destroy the primary superblock and every backup: e2fsck -p must give up.
+    execFileSync('dd', ['if=/dev/zero', `of=${device}`, 'bs=1024', 'seek=1', 'count=1', 'conv=notrunc', 'status=none']);
+    for (const block of [8193, 24577, 40961, 57345]) {
+      execFileSync('dd', ['if=/dev/zero', `of=${device}`, 'bs=1024', `seek=${block}`, 'count=1', 'conv=notrunc', 'status=none']);
+    }
+    const mp = join(dir.path, 'mnt');
+    await fs.ensureMountpoint(mp);
+    await expect(fs.mount(device, mp, 'ext4')).rejects.toThrow();
+    expect(await fs.isMounted(mp)).toBe(false);
+  });
+
+  async function growsOnline(kind: 'ext4' | 'xfs') {
+    const start = kind === 'xfs' ? 320 * MiB : 64 * MiB;
+    const { device, image } = loop(start);
+    await fs.prepare(device, kind);
+    const mp = join(dir.path, 'mnt');
+    await fs.ensureMountpoint(mp);
+    await fs.mount(device, mp, kind);
+    expect(await fs.grow(device, mp, kind)).toEqual({ grown: false });
+    const sizeBefore = Number(sh('df', ['--output=size', '-B1', mp]).split('\n')[1]);
+    execFileSync('truncate', ['-s', String(start * 2), image]);
+    execFileSync('losetup', ['--set-capacity', device]);
+    expect(await fs.grow(device, mp, kind)).toEqual({ grown: true });
+    const sizeAfter = Number(sh('df', ['--output=size', '-B1', mp]).split('\n')[1]);
+    expect(sizeAfter).toBeGreaterThan(sizeBefore * 1.8);
+    await fs.unmount(mp);
+  }
+
+  it('grows a mounted xfs filesystem online when the device grew', () => growsOnline('xfs'));
+  it.skipIf(noSysResourceReason)(`grows a mounted ext4 filesystem online when the device grew${noSysResourceReason ? ` (skipped: ${noSysResourceReason})` : ''}`, () =>
+    growsOnline('ext4'),
+  );
+
+  it('makes an unmounted mountpoint immutable, so nothing lands on the root disk', async () => {
+    const mp = join(dir.path, 'mnt');
+    await fs.ensureMountpoint(mp);
+    expect(() => writeFileSync(join(mp, 'oops'), 'x')).toThrow(/EPERM|EACCES/);
+    const { device } = loop();
+    await fs.prepare(device, 'ext4');
+    await fs.mount(device, mp, 'ext4');
+    writeFileSync(join(mp, 'fine'), 'x'); // the mounted filesystem is writable
+    await fs.unmount(mp);
+    await fs.removeMountpoint(mp);
+    expect(() => sh('ls', [mp])).toThrow();
+  });
+
+  it('refuses to mount over a mountpoint that has another device on it', async () => {
+    const a = loop(64 * MiB, 'a');
+    const b = loop(64 * MiB, 'b');
+    await fs.prepare(a.device, 'ext4');
+    await fs.prepare(b.device, 'ext4');
+    const mp = join(dir.path, 'mnt');
+    await fs.ensureMountpoint(mp);
+    await fs.mount(a.device, mp, 'ext4');
+    await fs.mount(a.device, mp, 'ext4'); // same device: idempotent
+    await expect(fs.mount(b.device, mp, 'ext4')).rejects.toThrow(/another device/);
+    expect(await fs.isMounted(mp, a.device)).toBe(true);
+    await fs.unmount(mp);
+  });
+});
