@@ -1,3 +1,4 @@
+import { mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Logger } from 'pino';
 import { Gauge, type Registry } from 'prom-client';
@@ -93,6 +94,7 @@ export class VolumeManager implements VolumeDriver {
    * file lost) is kept, with its container references unknown.
    */
   async start(): Promise<void> {
+    await mkdir(this.deps.stateDir, { recursive: true, mode: 0o700 });
     const { state, rebuilt } = await this.store.load();
     this.state = state;
     try {
