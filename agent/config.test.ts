@@ -1,0 +1,31 @@
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { describe, expect, it } from 'vitest';
+import { loadConfig } from './config.js';
+
+describe('loadConfig', () => {
+  it('has working defaults', () => {
+    const c = loadConfig({});
+    expect(c).toMatchObject({ BERTH_BACKEND: 'auto', BERTH_PLUGIN_NAME: 'berth', BERTH_DEFAULT_SIZE: 10 * 2 ** 30, BERTH_HEALTH_ADDR: '127.0.0.1:9470' });
+    expect(Object.isFrozen(c)).toBe(true);
+  });
+
+  it('names every bad variable and what it got', () => {
+    expect(() => loadConfig({ BERTH_BACKEND: 'nfs', BERTH_DEFAULT_SIZE: 'huge', BERTH_HEALTH_ADDR: 'nowhere', BERTH_COLOUR: 'red' })).toThrow(
+      /BERTH_COLOUR: unknown setting[\s\S]*BERTH_BACKEND: .*\(got "nfs"\)[\s\S]*BERTH_DEFAULT_SIZE: invalid size "huge"[\s\S]*BERTH_HEALTH_ADDR: must be host:port/,
+    );
+  });
+
+  it('reads a JSON file under the environment, camelCase or variable names', () => {
+    const dir = mkdtempSync(join(tmpdir(), 'berth-cfg-'));
+    const file = join(dir, 'berth.json');
+    writeFileSync(file, JSON.stringify({ stateDir: '/srv/berth', BERTH_LOG_LEVEL: 'debug', certDomains: ['a.example', '*.a.example'] }));
+    const c = loadConfig({ BERTH_CONFIG_FILE: file, BERTH_LOG_LEVEL: 'warn' });
+    expect(c.BERTH_STATE_DIR).toBe('/srv/berth');
+    expect(c.BERTH_LOG_LEVEL).toBe('warn');
+    expect(c.BERTH_CERT_DOMAINS).toEqual(['a.example', '*.a.example']);
+    writeFileSync(file, '{nope');
+    expect(() => loadConfig({ BERTH_CONFIG_FILE: file })).toThrow(/BERTH_CONFIG_FILE .*berth.json/);
+  });
+});
