@@ -1,0 +1,61 @@
+import { spawn, type ChildProcess } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { existsSync, openSync } from 'node:fs';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { startAgent, type Agent } from '../../agent/agent.js';
+import { loadConfig, type Config } from '../../agent/config.js';
+import { createLogger, silentLogger } from '../../agent/logger.js';
+import { sleep } from '../../lib/sleep.js';
+
+const repoRoot = fileURLToPath(new URL('../..', import.meta.url));
+
+/** A driver name no other test (or developer) on this host uses. */
+export function uniquePluginName(prefix = 'berth-test'): string {
+  return `${prefix}-${randomBytes(4).toString('hex')}`;
+}
+
+/** Environment for an agent on the loop backend with its own socket name and state dir. */
+export function agentEnv(pluginName: string, stateDir: string, extra: Record<string, string> = {}): Record<string, string> {
+  return {
+    BERTH_BACKEND: 'loop',
+    BERTH_PLUGIN_NAME: pluginName,
+    BERTH_STATE_DIR: stateDir,
+    BERTH_HEALTH_ADDR: '127.0.0.1:0',
+    BERTH_DEFAULT_SIZE: '64MiB',
+    BERTH_SHUTDOWN_GRACE_SECONDS: '5',
+    ...extra,
+  };
+}
+
+/** The agent in this process (server + manager + real loop backend). */
+export async function startInProcessAgent(pluginName: string, stateDir: string, extra: Record<string, string> = {}): Promise<{ agent: Agent; config: Config }> {
+  const config = loadConfig(agentEnv(pluginName, stateDir, extra));
+  const logger = process.env.BERTH_TEST_LOGS ? createLogger('debug') : silentLogger;
+  return { agent: await startAgent(config, logger), config };
+}
+
+/** The agent as a child process (`node --import tsx agent/main.ts`), for kill -9 tests. Logs go to <stateDir>/../agent.log. */
+export async function startChildAgent(pluginName: string, stateDir: string, extra: Record<string, string> = {}): Promise<ChildProcess> {
+  const socket = join('/run/docker/plugins', `${pluginName}.sock`);
+  const log = openSync(join(stateDir, '..', `agent-${pluginName}.log`), 'a');
+  const child = spawn(process.execPath, ['--import', 'tsx', join(repoRoot, 'agent/main.ts')], {
+    cwd: repoRoot,
+    env: { ...process.env, ...agentEnv(pluginName, stateDir, extra) },
+    stdio: ['ignore', log, log],
+  });
+  for (let i = 0; i < 200; i++) {
+    if (child.exitCode !== null) throw new Error(`agent exited with ${child.exitCode} before its socket appeared`);
+    if (existsSync(socket)) return child;
+    await sleep(50);
+  }
+  child.kill('SIGKILL');
+  throw new Error('agent socket did not appear within 10 s');
+}
+
+export async function stopChild(child: ChildProcess, signal: NodeJS.Signals): Promise<number | null> {
+  if (child.exitCode !== null) return child.exitCode;
+  const exited = new Promise<number | null>((r) => child.once('exit', (code) => r(code)));
+  child.kill(signal);
+  return exited;
+}

@@ -1,0 +1,103 @@
+import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
+import { execa } from 'execa';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, symlinkSync, copyFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { sleep } from '../../lib/sleep.js';
+
+/** The image every system test runs: Debian's static busybox, imported (no registry needed). */
+export const TEST_IMAGE = 'berth-test/busybox:latest';
+const APPLETS = ['sh', 'cat', 'echo', 'true', 'sleep', 'ls', 'sync', 'mkdir', 'rm', 'touch', 'wc', 'dd', 'sha256sum', 'head', 'test', 'nc', 'httpd', 'df', 'stat'];
+
+/**
+ * Runs the docker CLI against the shared dockerd, or another one when host is
+ * given. Asynchronous on purpose: an agent running in the test process must
+ * keep answering dockerd while the CLI waits.
+ */
+export async function docker(args: string[], opts: { host?: string; timeoutMs?: number } = {}): Promise<string> {
+  const hostArgs = opts.host ? ['-H', opts.host] : [];
+  const res = await execa('docker', [...hostArgs, ...args], { timeout: opts.timeoutMs ?? 120_000, reject: false, stdin: 'ignore' });
+  if (res.exitCode !== 0) throw new Error(`docker ${args.join(' ')} failed: ${res.stderr || res.stdout}`);
+  return res.stdout.trim();
+}
+
+/** Imports the busybox test image once; safe to call from several test files. */
+export async function ensureBusyboxImage(host?: string): Promise<string> {
+  try {
+    await docker(['image', 'inspect', TEST_IMAGE], { host });
+    return TEST_IMAGE;
+  } catch {
+    // not there yet
+  }
+  const root = mkdtempSync(join(tmpdir(), 'berth-rootfs-'));
+  try {
+    mkdirSync(join(root, 'bin'));
+    mkdirSync(join(root, 'tmp'));
+    copyFileSync('/bin/busybox', join(root, 'bin', 'busybox'));
+    for (const applet of APPLETS) symlinkSync('busybox', join(root, 'bin', applet));
+    await execa('tar', ['-C', root, '-c', '.']).pipe('docker', [...(host ? ['-H', host] : []), 'import', '--change', 'ENV PATH=/bin', '-', TEST_IMAGE]);
+  } finally {
+    rmSync(root, { recursive: true, force: true });
+  }
+  return TEST_IMAGE;
+}
+
+/** A private dockerd, for tests that restart the engine or change its mode (swarm) without disturbing others. */
+export interface PrivateDockerd {
+  host: string;
+  start(): Promise<void>;
+  stop(): Promise<void>;
+  destroy(): Promise<void>;
+}
+
+export function privateDockerd(): PrivateDockerd {
+  const dir = mkdtempSync(join(tmpdir(), 'berth-dockerd-'));
+  const host = `unix://${dir}/docker.sock`;
+  let proc: ChildProcess | undefined;
+  const pidfile = join(dir, 'pid');
+  return {
+    host,
+    async start() {
+      proc = spawn(
+        'dockerd',
+        [
+          '--data-root', join(dir, 'data'),
+          '--exec-root', join(dir, 'exec'),
+          '--pidfile', pidfile,
+          '-H', host,
+          '--bridge=none', '--iptables=false', '--ip-masq=false',
+        ],
+        { stdio: 'ignore', detached: false },
+      );
+      for (let i = 0; i < 120; i++) {
+        try {
+          await docker(['info', '--format', '{{.ServerVersion}}'], { host, timeoutMs: 5_000 });
+          return;
+        } catch {
+          await sleep(250);
+        }
+      }
+      throw new Error('private dockerd did not start within 30 s');
+    },
+    async stop() {
+      if (!proc) return;
+      const p = proc;
+      proc = undefined;
+      const exited = new Promise((r) => p.once('exit', r));
+      p.kill('SIGTERM');
+      await Promise.race([exited, sleep(30_000)]);
+      if (existsSync(pidfile)) {
+        const pid = Number(readFileSync(pidfile, 'utf8'));
+        if (pid) await sleep(500);
+      }
+    },
+    async destroy() {
+      await this.stop();
+      // containerd-shim mounts under exec-root may linger briefly
+      for (const line of execFileSync('findmnt', ['-rn', '-o', 'TARGET'], { encoding: 'utf8' }).split('\n').reverse()) {
+        if (line.startsWith(dir + '/')) execFileSync('umount', ['-l', line], { stdio: 'ignore' });
+      }
+      rmSync(dir, { recursive: true, force: true });
+    },
+  };
+}
