@@ -123,3 +123,24 @@ describe('plugin protocol server over a unix socket', () => {
     expect(text).toMatch(/berth_errors_total\{code="CONFLICT"\} 1/);
   });
 });
+
+describe('stopping the plugin server', () => {
+  it('finishes a call in flight, then refuses new connections and removes the socket', async () => {
+    let release!: () => void;
+    const slow = new RecordingDriver();
+    slow.mount = async (name: string) => {
+      await new Promise<void>((r) => (release = r));
+      return `/mnt/${name}`;
+    };
+    const sock = join(mkdtempSync(join(tmpdir(), 'berth-srv-')), 'slow.sock');
+    const server = await listenPlugin(sock, { driver: slow, logger: silentLogger });
+    const inFlight = post(sock, '/VolumeDriver.Mount', '{"Name":"v","ID":"i"}');
+    await new Promise((r) => setTimeout(r, 50));
+    expect(server.inFlight()).toBe(1);
+    const closing = server.close(5_000);
+    setTimeout(() => release(), 200);
+    expect(await inFlight).toEqual({ status: 200, json: { Mountpoint: '/mnt/v', Err: '' } });
+    await closing;
+    expect(() => statSync(sock)).toThrow(/ENOENT/);
+  });
+});
