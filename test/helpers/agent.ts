@@ -35,11 +35,17 @@ export async function startInProcessAgent(pluginName: string, stateDir: string, 
   return { agent: await startAgent(config, logger), config };
 }
 
-/** The agent as a child process (`node --import tsx agent/main.ts`), for kill -9 tests. Logs go to <stateDir>/../agent.log. */
-export async function startChildAgent(pluginName: string, stateDir: string, extra: Record<string, string> = {}): Promise<ChildProcess> {
+/**
+ * The agent as a child process, for kill -9 tests and benchmarks: the TypeScript
+ * sources through tsx, or with `compiled` the built dist/ that production runs.
+ * Logs go to <stateDir>/../agent-<name>.log.
+ */
+export async function startChildAgent(pluginName: string, stateDir: string, extra: Record<string, string> = {}, compiled = false): Promise<ChildProcess> {
   const socket = join('/run/docker/plugins', `${pluginName}.sock`);
   const log = openSync(join(stateDir, '..', `agent-${pluginName}.log`), 'a');
-  const child = spawn(process.execPath, ['--import', 'tsx', join(repoRoot, 'agent/main.ts')], {
+  const entry = compiled ? [join(repoRoot, 'dist/agent/main.js')] : ['--import', 'tsx', join(repoRoot, 'agent/main.ts')];
+  if (compiled && !existsSync(entry[0]!)) throw new Error('dist/ is missing: run npm run build first');
+  const child = spawn(process.execPath, entry, {
     cwd: repoRoot,
     env: { ...process.env, ...agentEnv(pluginName, stateDir, extra) },
     stdio: ['ignore', log, log],

@@ -4,7 +4,6 @@ import type { Logger } from 'pino';
 import { writeFileAtomic } from '../../lib/atomic-file.js';
 import { BerthError } from '../../lib/errors.js';
 import type { Runner } from '../../lib/exec.js';
-import { majorMinorOf } from '../../lib/mountinfo.js';
 import { formatSize, type VolumeOptions } from '../options.js';
 import type { AttachedDevice, Backend, VolumeRecord } from './backend.js';
 
@@ -30,14 +29,16 @@ interface Sidecar {
 }
 
 interface LoopDevice {
-  name: string;
-  'back-file': string | null;
-  'back-ino': number | string | null;
-  'back-maj:min': string | null;
+  device: string;
+  backingFile: string;
 }
+
+const DELETED = / \(deleted\)$/;
 
 export interface LoopBackendDeps {
   stateDir: string;
+  /** sysfs block directory, where the kernel lists loop devices and their backing files. */
+  sysBlockDir?: string;
   runner: Runner;
   logger?: Logger;
 }
@@ -45,6 +46,7 @@ export interface LoopBackendDeps {
 export function createLoopBackend(deps: LoopBackendDeps): Backend {
   const imagesDir = join(deps.stateDir, 'images');
   const { runner, logger } = deps;
+  const sysBlock = deps.sysBlockDir ?? '/sys/block';
   const imagePath = (name: string) => join(imagesDir, `${name}.img`);
   const sidecarPath = (name: string) => join(imagesDir, `${name}.json`);
 
@@ -78,36 +80,33 @@ export function createLoopBackend(deps: LoopBackendDeps): Backend {
     };
   }
 
+  /** Attached loop devices and the file the kernel says backs each (sysfs: no process to spawn). */
   async function loopDevices(): Promise<LoopDevice[]> {
-    const { stdout } = await runner('losetup', ['--list', '--json', '--output', 'NAME,BACK-FILE,BACK-INO,BACK-MAJ:MIN'], { timeoutMs: LOSETUP_MS });
-    if (!stdout.trim()) return [];
-    return (JSON.parse(stdout) as { loopdevices: LoopDevice[] }).loopdevices ?? [];
+    const names = (await readdir(sysBlock)).filter((n) => /^loop\d+$/.test(n));
+    const out: LoopDevice[] = [];
+    for (const n of names) {
+      const backing = await readFile(join(sysBlock, n, 'loop', 'backing_file'), 'utf8').catch(() => undefined);
+      if (backing !== undefined) out.push({ device: `/dev/${n}`, backingFile: backing.trim() });
+    }
+    return out;
   }
 
-  /** Loop devices backed by this image: same path, or the same inode on the same filesystem. */
+  /** Loop devices backed by this image path, including ones whose file was deleted since. */
   async function devicesFor(image: string): Promise<LoopDevice[]> {
-    const st = await stat(image).catch(() => undefined);
-    const majMin = st ? majorMinorOf(st.dev) : undefined;
-    return (await loopDevices()).filter((d) => {
-      const file = (d['back-file'] ?? '').replace(/ \(deleted\)$/, '');
-      const sameInode = st !== undefined && Number(d['back-ino']) === st.ino && d['back-maj:min']?.trim() === majMin;
-      return sameInode || file === image;
-    });
+    return (await loopDevices()).filter((d) => d.backingFile.replace(DELETED, '') === image);
   }
 
-  /** A loop device is the volume's only when it is backed by this very image file (inode), not a deleted one. */
-  async function verify(device: LoopDevice, image: string): Promise<void> {
-    const st = await stat(image);
-    const file = device['back-file'] ?? '';
-    if (file.endsWith(' (deleted)') || Number(device['back-ino']) !== st.ino) {
-      throw new BerthError('UNSAFE_DEVICE', `${device.name} is not backed by ${image} (it holds ${file || 'nothing'}); refusing to use it`);
+  /** The device is the volume's only when the kernel names this very path as its live backing file. */
+  function verify(device: LoopDevice, image: string): void {
+    if (device.backingFile !== image) {
+      throw new BerthError('UNSAFE_DEVICE', `${device.device} is backed by ${device.backingFile || 'nothing'}, not ${image}; refusing to use it`);
     }
   }
 
   async function detachAll(image: string): Promise<void> {
     for (const d of await devicesFor(image)) {
-      await runner('losetup', ['--detach', d.name], { timeoutMs: LOSETUP_MS, okExitCodes: [0, 1] });
-      logger?.debug({ device: d.name, image }, 'loop device detached');
+      await runner('losetup', ['--detach', d.device], { timeoutMs: LOSETUP_MS, okExitCodes: [0, 1] });
+      logger?.debug({ device: d.device, image }, 'loop device detached');
     }
   }
 
@@ -174,16 +173,22 @@ export function createLoopBackend(deps: LoopBackendDeps): Backend {
       if (!st) {
         throw new BerthError('NOT_FOUND', `volume ${record.name}: its image file ${image} is missing (deleted outside berth?); its data is gone. Remove the volume to clear it`);
       }
-      let device = (await devicesFor(image)).find((d) => Number(d['back-ino']) === st.ino);
-      if (!device) {
-        const { stdout } = await runner('losetup', ['--find', '--show', '--', image], { timeoutMs: LOSETUP_MS });
-        const name = stdout.trim();
-        if (!/^\/dev\/loop\d+$/.test(name)) throw new BerthError('INTERNAL', `losetup returned an unexpected device ${JSON.stringify(name)}`);
-        device = (await loopDevices()).find((d) => d.name === name);
-        if (!device) throw new BerthError('INTERNAL', `loop device ${name} vanished right after losetup attached it`);
+      const existing = (await devicesFor(image)).find((d) => !DELETED.test(d.backingFile));
+      if (existing) {
+        verify(existing, image);
+        return { devicePath: existing.device, record };
       }
-      await verify(device, image);
-      return { devicePath: device.name, record };
+      const { stdout } = await runner('losetup', ['--find', '--show', '--', image], { timeoutMs: LOSETUP_MS });
+      const device = stdout.trim();
+      if (!/^\/dev\/loop\d+$/.test(device)) throw new BerthError('INTERNAL', `losetup returned an unexpected device ${JSON.stringify(device)}`);
+      const attached = (await loopDevices()).find((d) => d.device === device);
+      try {
+        verify(attached ?? { device, backingFile: '' }, image);
+      } catch (err) {
+        await runner('losetup', ['--detach', device], { timeoutMs: LOSETUP_MS, okExitCodes: [0, 1] });
+        throw err;
+      }
+      return { devicePath: device, record };
     },
 
     async release(record) {

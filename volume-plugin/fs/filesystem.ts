@@ -1,4 +1,4 @@
-import { mkdir, rmdir, stat } from 'node:fs/promises';
+import { mkdir, readFile, rmdir, stat } from 'node:fs/promises';
 import type { Logger } from 'pino';
 import { BerthError, errorMessage } from '../../lib/errors.js';
 import type { Runner } from '../../lib/exec.js';
@@ -26,6 +26,15 @@ export interface Probe {
 export function createFilesystemOps(deps: FilesystemDeps): FilesystemOps & { probe(devicePath: string): Promise<Probe | undefined> } {
   const { runner, mountinfoPath, logger } = deps;
   let chattrUnsupportedWarned = false;
+  /** Device size at the last grow check per mountpoint: an unchanged device needs no filesystem read. */
+  const checkedSizes = new Map<string, { rdev: number; deviceBytes: number }>();
+
+  async function deviceSizeBytes(devicePath: string, rdev: number): Promise<number> {
+    const sectors = await readFile(`/sys/dev/block/${majorMinorOf(rdev)}/size`, 'utf8').catch(() => undefined);
+    if (sectors !== undefined) return Number(sectors.trim()) * 512;
+    const { stdout } = await runner('blockdev', ['--getsize64', devicePath], { timeoutMs: LIMITS.probeMs });
+    return Number(stdout.trim());
+  }
 
   async function assertBlockDevice(devicePath: string): Promise<number> {
     if (!DEVICE_PATH.test(devicePath)) {
@@ -154,9 +163,12 @@ export function createFilesystemOps(deps: FilesystemDeps): FilesystemOps & { pro
     },
 
     async grow(devicePath, mountpoint, fs) {
-      const { stdout } = await runner('blockdev', ['--getsize64', devicePath], { timeoutMs: LIMITS.probeMs });
-      const deviceBytes = Number(stdout.trim());
+      const rdev = await assertBlockDevice(devicePath);
+      const deviceBytes = await deviceSizeBytes(devicePath, rdev);
+      const seen = checkedSizes.get(mountpoint);
+      if (seen && seen.rdev === rdev && seen.deviceBytes === deviceBytes) return { grown: false };
       const fsBytes = await fsSizeBytes(devicePath, mountpoint, fs);
+      checkedSizes.set(mountpoint, { rdev, deviceBytes });
       // Below 1 MiB of slack there is nothing worth growing (alignment, xfs log).
       if (deviceBytes - fsBytes < 2 ** 20) return { grown: false };
       logger?.info({ devicePath, fsBytes, deviceBytes }, 'growing filesystem to the device size');
@@ -168,8 +180,9 @@ export function createFilesystemOps(deps: FilesystemDeps): FilesystemOps & { pro
     isMounted,
 
     async ensureMountpoint(mountpoint) {
-      await mkdir(mountpoint, { recursive: true, mode: 0o700 });
-      if (await isMounted(mountpoint)) return;
+      // The immutable flag outlives mounts, so it is set once, when the directory is made.
+      const created = await mkdir(mountpoint, { recursive: true, mode: 0o700 });
+      if (created === undefined || (await isMounted(mountpoint))) return;
       await chattr('+i', mountpoint);
     },
 

@@ -1,0 +1,86 @@
+/**
+ * `docker run --rm -v V:/d busybox true`, median of N runs, with a berth volume
+ * (already created; each run mounts and unmounts it) against Docker's built-in
+ * `local` driver in the same run, interleaved so both see the same machine.
+ * Target: ratio ≤ 1.25. Also: first Mount of a new 1 GiB ext4 volume (create +
+ * format + mount) next to the same steps done by hand with losetup/mkfs/mount.
+ *
+ *   npm run build && node --import tsx bench/docker-run.ts [--runs 30]
+ */
+import { execFileSync } from 'node:child_process';
+import { mkdirSync } from 'node:fs';
+import { join } from 'node:path';
+import { parseArgs } from 'node:util';
+import { startChildAgent, stopChild, uniquePluginName } from '../test/helpers/agent.js';
+import { docker, ensureBusyboxImage, TEST_IMAGE } from '../test/helpers/docker.js';
+import { detachLoopDevicesUnder, tempDir } from '../test/helpers/loop.js';
+import { median, unixPoster } from './lib.js';
+
+const { values } = parseArgs({ options: { runs: { type: 'string', default: '30' } } });
+const runs = Number(values.runs);
+
+const tmp = tempDir('berth-bench-run');
+const dir = tmp.path;
+const name = uniquePluginName('berth-bench');
+const child = await startChildAgent(name, join(dir, 'state'), { BERTH_LOG_LEVEL: 'warn' }, true);
+const berthVol = `bench-berth-${name.slice(-8)}`;
+const localVol = `bench-local-${name.slice(-8)}`;
+try {
+  await ensureBusyboxImage();
+  await docker(['volume', 'create', '-d', name, '-o', 'size=1GiB', berthVol]);
+  await docker(['volume', 'create', '-d', 'local', localVol]);
+  const time = async (vol: string) => {
+    const t0 = performance.now();
+    await docker(['run', '--rm', '--network', 'none', '-v', `${vol}:/d`, TEST_IMAGE, 'true']);
+    return performance.now() - t0;
+  };
+  await time(berthVol); // warm both paths (first mount formats)
+  await time(localVol);
+  const berth: number[] = [];
+  const local: number[] = [];
+  for (let i = 0; i < runs; i++) {
+    if (i % 2 === 0) {
+      berth.push(await time(berthVol));
+      local.push(await time(localVol));
+    } else {
+      local.push(await time(localVol));
+      berth.push(await time(berthVol));
+    }
+  }
+  const b = median(berth);
+  const l = median(local);
+  console.log(`docker run --rm -v V:/d busybox true, median of ${runs}: berth ${b.toFixed(0)} ms, local ${l.toFixed(0)} ms, ratio ${(b / l).toFixed(2)} (target ≤ 1.25)`);
+
+  // First mount of a new 1 GiB ext4 volume, through the plugin API, vs by hand.
+  const post = unixPoster(join('/run/docker/plugins', `${name}.sock`));
+  const firstMounts: number[] = [];
+  const byHand: number[] = [];
+  for (let i = 0; i < 5; i++) {
+    const t0 = performance.now();
+    await post('/VolumeDriver.Create', { Name: `first${i}`, Opts: { size: '1GiB', fs: 'ext4' } });
+    const res = await post('/VolumeDriver.Mount', { Name: `first${i}`, ID: 'f'.repeat(64) });
+    firstMounts.push(performance.now() - t0);
+    if (!res.json.Mountpoint) throw new Error(`mount failed: ${JSON.stringify(res.json)}`);
+    await post('/VolumeDriver.Unmount', { Name: `first${i}`, ID: 'f'.repeat(64) });
+
+    const img = join(dir, `hand${i}.img`);
+    const mp = join(dir, `hand${i}`);
+    mkdirSync(mp);
+    const t1 = performance.now();
+    execFileSync('truncate', ['-s', '1G', img]);
+    const dev = execFileSync('losetup', ['--find', '--show', img], { encoding: 'utf8' }).trim();
+    execFileSync('mkfs.ext4', ['-F', '-q', '-m', '0', dev]);
+    execFileSync('mount', [dev, mp]);
+    byHand.push(performance.now() - t1);
+    execFileSync('umount', [mp]);
+    execFileSync('losetup', ['--detach', dev]);
+  }
+  const fm = median(firstMounts);
+  const bh = median(byHand);
+  console.log(`first Mount of a new 1 GiB ext4 volume (create + format + mount), median of 5: ${(fm / 1000).toFixed(2)} s; by hand ${(bh / 1000).toFixed(2)} s; ratio ${(fm / bh).toFixed(2)}`);
+} finally {
+  await docker(['volume', 'rm', '-f', berthVol, localVol]).catch(() => undefined);
+  await stopChild(child, 'SIGTERM');
+  tmp.cleanup();
+  detachLoopDevicesUnder(dir);
+}

@@ -1,0 +1,62 @@
+import { execFileSync } from 'node:child_process';
+import { mkdirSync, renameSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { isBerthError } from '../lib/errors.js';
+import { execaRunner } from '../lib/exec.js';
+import { createLoopBackend } from '../volume-plugin/backends/loop.js';
+import { resolveOptions } from '../volume-plugin/options.js';
+import { noLoopReason } from './helpers/env.js';
+import { detachLoopDevicesUnder, loopDevicesUnder, tempDir } from './helpers/loop.js';
+
+const opts = resolveOptions({}, { sizeBytes: 32 * 2 ** 20, fs: 'ext4' });
+
+describe.skipIf(noLoopReason)(`loop backend${noLoopReason ? ` (skipped: ${noLoopReason})` : ''}`, () => {
+  let dir: ReturnType<typeof tempDir>;
+  beforeEach(() => {
+    dir = tempDir('berth-loop');
+  });
+  afterEach(() => {
+    detachLoopDevicesUnder(dir.path);
+    dir.cleanup();
+  });
+
+  it('creates a sparse image, reuses its loop device while attached and detaches it on release', async () => {
+    const backend = createLoopBackend({ stateDir: dir.path, runner: execaRunner });
+    const rec = await backend.create('v', opts);
+    expect(execFileSync('du', ['-k', rec.id], { encoding: 'utf8' }).split('\t')[0]).toBe('0');
+    const a = await backend.attach(rec);
+    const b = await backend.attach(rec);
+    expect(b.devicePath).toBe(a.devicePath);
+    expect(loopDevicesUnder(dir.path)).toEqual([a.devicePath]);
+    await backend.release(rec);
+    expect(loopDevicesUnder(dir.path)).toEqual([]);
+    await backend.detach(rec); // not attached: success
+  });
+
+  it('never hands out the loop device of an image that was replaced behind its back', async () => {
+    const backend = createLoopBackend({ stateDir: dir.path, runner: execaRunner });
+    const rec = await backend.create('v', opts);
+    const old = await backend.attach(rec);
+    // someone swaps the image file: the old device now backs a deleted inode
+    writeFileSync(join(dir.path, 'new.img'), '');
+    execFileSync('truncate', ['-s', '32M', join(dir.path, 'new.img')]);
+    renameSync(join(dir.path, 'new.img'), rec.id);
+    const fresh = await backend.attach(rec);
+    expect(fresh.devicePath).not.toBe(old.devicePath);
+    execFileSync('losetup', ['--detach', old.devicePath]);
+  });
+
+  it('refuses, and lets go of, a loop device whose backing file the kernel does not confirm', async () => {
+    const fakeSys = join(dir.path, 'sys');
+    mkdirSync(join(fakeSys, 'loop7', 'loop'), { recursive: true });
+    const backend = createLoopBackend({ stateDir: join(dir.path, 'state'), runner: execaRunner, sysBlockDir: fakeSys });
+    const rec = await backend.create('v', opts);
+    writeFileSync(join(fakeSys, 'loop7', 'loop', 'backing_file'), `${rec.id}.other\n`);
+    // a real attach happens, but the (fake) kernel view disagrees: refused
+    const err = await backend.attach(rec).catch((e: unknown) => e);
+    expect(isBerthError(err, 'UNSAFE_DEVICE')).toBe(true);
+    expect((err as Error).message).toMatch(/refusing to use it/);
+    expect(loopDevicesUnder(join(dir.path, 'state'))).toEqual([]);
+  });
+});
