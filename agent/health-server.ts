@@ -1,5 +1,4 @@
-import type { Server } from 'node:http';
-import express from 'express';
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { Logger } from 'pino';
 import type { Registry } from 'prom-client';
 import { errorMessage } from '../lib/errors.js';
@@ -21,6 +20,8 @@ export interface HealthServer {
   close(): Promise<void>;
 }
 
+const json = (status: number, value: unknown) => ({ status, type: 'application/json', body: JSON.stringify(value) });
+
 /** /healthz (alive), /readyz (every readiness check passes), /metrics, /status on a local TCP port. */
 export function createHealthServer(deps: HealthServerDeps): HealthServer {
   const checks = new Map<string, ReadinessCheck>();
@@ -38,21 +39,25 @@ export function createHealthServer(deps: HealthServerDeps): HealthServer {
     return { ready: Object.values(results).every((r) => r === true), checks: results };
   }
 
-  const app = express();
-  app.disable('x-powered-by');
-  app.get('/healthz', (_req, res) => {
-    res.json({ ok: true });
-  });
-  app.get('/readyz', async (_req, res) => {
-    const r = await readiness();
-    res.status(r.ready ? 200 : 503).json(r);
-  });
-  app.get('/metrics', async (_req, res) => {
-    res.type(deps.registry.contentType).send(await deps.registry.metrics());
-  });
-  app.get('/status', async (_req, res) => {
-    res.json({ ...(await deps.status()) as object, readiness: await readiness() });
-  });
+  const routes: Record<string, () => Promise<{ status: number; type: string; body: string }>> = {
+    '/healthz': async () => json(200, { ok: true }),
+    '/readyz': async () => {
+      const r = await readiness();
+      return json(r.ready ? 200 : 503, r);
+    },
+    '/metrics': async () => ({ status: 200, type: deps.registry.contentType, body: await deps.registry.metrics() }),
+    '/status': async () => json(200, { ...((await deps.status()) as object), readiness: await readiness() }),
+  };
+  const handler = (req: IncomingMessage, res: ServerResponse) => {
+    const route = req.method === 'GET' ? routes[(req.url ?? '/').split('?')[0]!] : undefined;
+    const answer = route ? route() : Promise.resolve(json(404, { error: `no such endpoint: ${req.method} ${req.url}` }));
+    answer
+      .catch((err: unknown) => json(500, { error: errorMessage(err) }))
+      .then(({ status, type, body }) => {
+        res.writeHead(status, { 'Content-Type': type, 'Content-Length': Buffer.byteLength(body) });
+        res.end(body);
+      });
+  };
 
   return {
     addReadinessCheck(name, check) {
@@ -64,8 +69,9 @@ export function createHealthServer(deps: HealthServerDeps): HealthServer {
       const host = addr.slice(0, idx);
       const port = Number(addr.slice(idx + 1));
       server = await new Promise<Server>((resolve, reject) => {
-        const s = app.listen(port, host, (err?: Error) => (err ? reject(err) : resolve(s)));
+        const s = createServer(handler);
         s.once('error', reject);
+        s.listen(port, host, () => resolve(s));
       });
       const bound = server.address();
       const boundPort = typeof bound === 'object' && bound ? bound.port : port;

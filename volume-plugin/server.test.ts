@@ -100,7 +100,7 @@ describe('plugin protocol server over a unix socket', () => {
     ['malformed JSON', '/VolumeDriver.Create', '{"Name":', /request body is not valid JSON/],
     ['missing Name', '/VolumeDriver.Mount', '{"ID":"x"}', /invalid VolumeDriver.Mount request: Name: Name is required/],
     ['non-string option', '/VolumeDriver.Create', '{"Name":"v","Opts":{"size":1}}', /Opts.size/],
-    ['oversized body', '/VolumeDriver.Create', JSON.stringify({ Name: 'v', Opts: { x: 'y'.repeat(2 * 2 ** 20) } }), /larger than the 1mb limit/],
+    ['oversized body', '/VolumeDriver.Create', JSON.stringify({ Name: 'v', Opts: { x: 'y'.repeat(2 * 2 ** 20) } }), /larger than the 1 MiB limit/],
     ['driver error', '/VolumeDriver.Remove', '{"Name":"boom"}', /^volume boom is in use by 1 container mount/],
   ])('answers %s with {"Err"} and a sentence', async (_what, path, body, message) => {
     const before = driver.calls.length;
