@@ -20,11 +20,11 @@ describe('loadConfig', () => {
   it('reads a JSON file under the environment, camelCase or variable names', () => {
     const dir = mkdtempSync(join(tmpdir(), 'berth-cfg-'));
     const file = join(dir, 'berth.json');
-    writeFileSync(file, JSON.stringify({ stateDir: '/srv/berth', BERTH_LOG_LEVEL: 'debug', certDomains: ['a.example', '*.a.example'] }));
+    writeFileSync(file, JSON.stringify({ stateDir: '/srv/berth', BERTH_LOG_LEVEL: 'debug', defaultSize: '2GiB' }));
     const c = loadConfig({ BERTH_CONFIG_FILE: file, BERTH_LOG_LEVEL: 'warn' });
     expect(c.BERTH_STATE_DIR).toBe('/srv/berth');
     expect(c.BERTH_LOG_LEVEL).toBe('warn');
-    expect(c.BERTH_CERT_DOMAINS).toEqual(['a.example', '*.a.example']);
+    expect(c.BERTH_DEFAULT_SIZE).toBe(2 * 2 ** 30);
     writeFileSync(file, '{nope');
     expect(() => loadConfig({ BERTH_CONFIG_FILE: file })).toThrow(/BERTH_CONFIG_FILE .*berth.json/);
   });

@@ -18,9 +18,6 @@ const size = z.string().transform((v, ctx) => {
     return z.NEVER;
   }
 });
-const list = z
-  .string()
-  .transform((v) => v.split(',').map((s) => s.trim()).filter(Boolean));
 const hostPort = z
   .string()
   .regex(/^[^:]+:\d{1,5}$/, 'must be host:port, e.g. 127.0.0.1:9470');
@@ -33,33 +30,10 @@ export const ConfigSchema = z.object({
   BERTH_DEFAULT_SIZE: size.default(10 * 2 ** 30).describe('size of a volume created without -o size'),
   BERTH_DEFAULT_FS: z.enum(Filesystems).default('ext4').describe('filesystem of a volume created without -o fs'),
   BERTH_HEALTH_ADDR: hostPort.default('127.0.0.1:9470').describe('local endpoint for /healthz, /readyz, /metrics, /status'),
-  BERTH_LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace']).default('info'),
+  BERTH_LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace']).default('info').describe('pino log level'),
   BERTH_SHUTDOWN_GRACE_SECONDS: seconds(30).describe('how long SIGTERM waits for in-flight plugin calls'),
 
-  // ebs backend
-  BERTH_TAG_PREFIX: z.string().regex(/^[a-zA-Z0-9_.:/=+@-]{1,32}$/).default('berth:'),
-  BERTH_HOST_ID: z.string().optional().describe('logical host id; default: the instance tag <prefix>host, else its ASG name'),
-  BERTH_CLUSTER: z.string().optional().describe('value of the <prefix>cluster tag on new volumes'),
-  BERTH_EC2_ENDPOINT: z.url().optional().describe('EC2 API endpoint override'),
-  BERTH_IMDS_ENDPOINT: z.url().optional().describe('instance metadata endpoint override'),
-  BERTH_SYSFS_ROOT: z.string().default('/sys'),
-  BERTH_DEV_ROOT: z.string().default('/dev'),
-  BERTH_IDLE_DETACH_SECONDS: seconds(600).describe('an unmounted EBS volume is detached after this long'),
-  BERTH_RECONCILE_INTERVAL_SECONDS: seconds(60),
-  BERTH_ATTACH_CONCURRENCY: seconds(16).describe('EBS attach/mount operations in flight at once'),
-  BERTH_CREDENTIALS_WAIT_SECONDS: seconds(120).describe('how long start-up waits for instance credentials'),
-  BERTH_MOVE_WAIT_SECONDS: seconds(300).describe('how long a Mount waits for another running host to release a volume'),
-
-  // certificate refresher (off unless a bucket is set)
-  BERTH_CERT_BUCKET: z.string().optional().describe('S3 bucket holding the TLS certificate; unset disables the refresher'),
-  BERTH_CERT_OBJECT: z.string().default('tls/cert.pem'),
-  BERTH_CERT_KEY_OBJECT: z.string().default('tls/key.pem'),
-  BERTH_CERT_DIR: z.string().default('/etc/traefik/certs').describe('where cert.pem and key.pem are written'),
-  BERTH_CERT_DYNAMIC_FILE: z.string().default('/etc/traefik/dynamic/tls.yml').describe('Traefik dynamic config rewritten to trigger a reload'),
-  BERTH_CERT_DOMAINS: list.default([]).describe('names the certificate must cover, comma-separated'),
-  BERTH_CERT_POLL_SECONDS: seconds(60),
-  BERTH_S3_ENDPOINT: z.url().optional(),
-  BERTH_AWS_REGION: z.string().optional().describe('region for S3/EC2 clients when not read from IMDS'),
+  BERTH_SYSFS_ROOT: z.string().default('/sys').describe('sysfs root (EC2 detection for BERTH_BACKEND=auto)'),
 });
 
 export type Config = Readonly<z.infer<typeof ConfigSchema>>;

@@ -58,7 +58,7 @@ function report(label: string, byEndpoint: Map<string, number[]>): number {
 const tmp = tempDir('berth-bench');
 const dir = tmp.path;
 const name = uniquePluginName('berth-bench');
-const child = await startChildAgent(name, join(dir, 'state'), { BERTH_LOG_LEVEL: 'warn', NODE_OPTIONS: process.env.AGENT_NODE_OPTIONS ?? '--max-semi-space-size=1' }, true);
+const child = await startChildAgent(name, join(dir, 'state'), { BERTH_LOG_LEVEL: 'warn', NODE_OPTIONS: process.env.AGENT_NODE_OPTIONS ?? '' }, true);
 try {
   const post = unixPoster(join('/run/docker/plugins', `${name}.sock`));
   for (let i = 0; i < volumes; i++) await post('/VolumeDriver.Create', { Name: `v${i}`, Opts: { size: '64MiB' } });
