@@ -58,7 +58,11 @@ function report(label: string, byEndpoint: Map<string, number[]>): number {
 const tmp = tempDir('berth-bench');
 const dir = tmp.path;
 const name = uniquePluginName('berth-bench');
-const child = await startChildAgent(name, join(dir, 'state'), { BERTH_LOG_LEVEL: 'warn', NODE_OPTIONS: process.env.AGENT_NODE_OPTIONS ?? '' }, true);
+// The agent runs with the node flags of userdata/berth.service unless AGENT_NODE_ARGS says otherwise.
+const unitFlags = /^ExecStart=\S+ node (.*) \/opt\/berth\/dist\/agent\/main\.js$/m.exec(readFileSync(new URL('../userdata/berth.service', import.meta.url), 'utf8'))?.[1] ?? '';
+const nodeArgs = (process.env.AGENT_NODE_ARGS ?? unitFlags).split(' ').filter(Boolean);
+const child = await startChildAgent(name, join(dir, 'state'), { BERTH_LOG_LEVEL: 'warn' }, true, nodeArgs);
+console.log(`agent node flags: ${nodeArgs.join(' ') || '(none)'}`);
 try {
   const post = unixPoster(join('/run/docker/plugins', `${name}.sock`));
   for (let i = 0; i < volumes; i++) await post('/VolumeDriver.Create', { Name: `v${i}`, Opts: { size: '64MiB' } });
@@ -81,7 +85,7 @@ try {
   const p99 = report(`berth (${volumes} volumes, ${rate} req/s for ${seconds} s)`, await drive(post, calls));
   const rss = rssOf(child.pid!, (p) => readFileSync(p, 'utf8'));
   console.log(`p99 ${fmtMs(p99)} (target ≤ 2 ms) — ratio to baseline p99: ${(p99 / baseP99).toFixed(2)}`);
-  console.log(`agent resident memory after the run: ${(rss / 2 ** 20).toFixed(1)} MiB (target ≤ 60 MB)`);
+  console.log(`agent resident memory after the run: ${(rss / 2 ** 20).toFixed(1)} MiB = ${(rss / 1e6).toFixed(1)} MB (target ≤ 60 MB)`);
 } finally {
   await stopChild(child, 'SIGTERM');
   tmp.cleanup();

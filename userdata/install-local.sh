@@ -59,7 +59,7 @@ else
   # shellcheck source=/dev/null
   . "$envfile"
   set +a
-  nohup node "$prefix/dist/agent/main.js" >>"$statedir/agent.log" 2>&1 &
+  nohup node --max-semi-space-size=1 --lite-mode "$prefix/dist/agent/main.js" >>"$statedir/agent.log" 2>&1 &
   echo $! > "$statedir/agent.pid"
   echo "systemd is not running here: berth started in the background (pid $(cat "$statedir/agent.pid"), log $statedir/agent.log)"
 fi

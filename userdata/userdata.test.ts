@@ -12,7 +12,7 @@ describe('berth.service', () => {
     expect(directive('Before').join(' ').split(/\s+/)).toEqual(expect.arrayContaining(['docker.service', 'ecs.service']));
     expect(directive('WantedBy').join(' ')).toContain('docker.service');
     expect(directive('ExecStartPost')[0]).toMatch(/-S ".*\.sock"/);
-    expect(directive('ExecStart')[0]).toMatch(/\/opt\/berth\/dist\/agent\/main\.js$/);
+    expect(directive('ExecStart')[0]).toMatch(/node .*\/opt\/berth\/dist\/agent\/main\.js$/);
   });
 
   it('shares the host mount namespace (no sandboxing option that would hide its mounts from dockerd)', () => {

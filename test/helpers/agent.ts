@@ -40,12 +40,18 @@ export async function startInProcessAgent(pluginName: string, stateDir: string, 
  * sources through tsx, or with `compiled` the built dist/ that production runs.
  * Logs go to <stateDir>/../agent-<name>.log.
  */
-export async function startChildAgent(pluginName: string, stateDir: string, extra: Record<string, string> = {}, compiled = false): Promise<ChildProcess> {
+export async function startChildAgent(
+  pluginName: string,
+  stateDir: string,
+  extra: Record<string, string> = {},
+  compiled = false,
+  nodeArgs: string[] = [],
+): Promise<ChildProcess> {
   const socket = join('/run/docker/plugins', `${pluginName}.sock`);
   const log = openSync(join(stateDir, '..', `agent-${pluginName}.log`), 'a');
   const entry = compiled ? [join(repoRoot, 'dist/agent/main.js')] : ['--import', 'tsx', join(repoRoot, 'agent/main.ts')];
   if (compiled && !existsSync(entry[0]!)) throw new Error('dist/ is missing: run npm run build first');
-  const child = spawn(process.execPath, entry, {
+  const child = spawn(process.execPath, [...nodeArgs, ...entry], {
     cwd: repoRoot,
     env: { ...process.env, ...agentEnv(pluginName, stateDir, extra) },
     stdio: ['ignore', log, log],
