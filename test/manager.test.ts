@@ -179,6 +179,22 @@ describe.skipIf(noLoopReason)(`volume manager over the loop backend${noLoopReaso
     expect(isMounted(mp)).toBe(false);
   });
 
+  it('rebuilds from the image sidecars and mountinfo when the state file is missing', async () => {
+    const first = await loopManager(stateDir);
+    await first.manager.create('x', { size: '32MiB' });
+    await first.manager.create('y', { onRemove: 'delete' });
+    const mp = await first.manager.mount('x', ID1);
+    writeFileSync(join(mp, 'f'), 'still here');
+    unlinkSync(join(stateDir, 'state.json'));
+
+    const { manager } = await loopManager(stateDir);
+    expect((await manager.list()).map((v) => v.Name).sort()).toEqual(['x', 'y']);
+    expect((await manager.get('y')).Status).toMatchObject({ onRemove: 'delete', mounted: false });
+    expect(await manager.path('x')).toBe(mp);
+    expect(readFileSync(join(mp, 'f'), 'utf8')).toBe('still here');
+    await manager.releaseIfUnused('x', 'test cleanup');
+  });
+
   it('after a restart, the Unmount for a mount made before it really unmounts', async () => {
     const first = await loopManager(stateDir);
     await first.manager.create('r', {});
