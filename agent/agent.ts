@@ -1,4 +1,5 @@
 import { mkdir } from 'node:fs/promises';
+import { S3Client } from '@aws-sdk/client-s3';
 import { join } from 'node:path';
 import type { Logger } from 'pino';
 import { execaRunner, type Runner } from '../lib/exec.js';
@@ -6,15 +7,19 @@ import { createFilesystemOps } from '../volume-plugin/fs/filesystem.js';
 import { VolumeManager } from '../volume-plugin/manager.js';
 import { listenPlugin, type PluginServer } from '../volume-plugin/server.js';
 import { createBackend, resolveBackendKind } from './backend-factory.js';
+import { CertRefresher } from './cert-refresher.js';
 import type { Config } from './config.js';
 import { createHealthServer, type HealthServer } from './health-server.js';
 import { createRegistry } from './metrics.js';
+import type { Registry } from 'prom-client';
 
 export interface Agent {
   readonly manager: VolumeManager;
   readonly plugin: PluginServer;
   readonly health: HealthServer;
   readonly healthPort: number;
+  /** Present when BERTH_CERT_BUCKET is set. */
+  readonly certs: CertRefresher | undefined;
   /** Stops accepting, drains in-flight calls, removes the socket. Mounts stay in place. */
   stop(): Promise<void>;
 }
@@ -55,7 +60,12 @@ export async function startAgent(config: Config, logger: Logger, options: AgentO
     status: () => ({ backend: kind, plugin: config.BERTH_PLUGIN_NAME, socket: plugin.socketPath, volumes: manager.snapshot() }),
   });
   health.addReadinessCheck('plugin', () => (manager.isStarted ? true : 'volume manager not started'));
-  // Later services (boot reconcile, certificate refresher) start here and register their readiness.
+  // Later services (boot reconcile) start here and register their readiness.
+  const certs = config.BERTH_CERT_BUCKET ? createCertRefresherFromConfig(config, logger, registry) : undefined;
+  if (certs) {
+    await certs.start();
+    health.addReadinessCheck('certificate', () => certs.readiness());
+  }
   const { port: healthPort } = await health.listen(config.BERTH_HEALTH_ADDR);
 
   return {
@@ -63,10 +73,36 @@ export async function startAgent(config: Config, logger: Logger, options: AgentO
     plugin,
     health,
     healthPort,
+    certs,
     async stop() {
+      await certs?.stop();
       await health.close();
       await plugin.close(config.BERTH_SHUTDOWN_GRACE_SECONDS * 1000);
       logger.info('stopped; mounts left in place for running containers');
     },
   };
+}
+
+function createCertRefresherFromConfig(config: Config, logger: Logger, registry: Registry): CertRefresher {
+  const endpoint = config.BERTH_S3_ENDPOINT;
+  const s3 = new S3Client({
+    ...(config.BERTH_AWS_REGION ? { region: config.BERTH_AWS_REGION } : {}),
+    ...(endpoint ? { endpoint, forcePathStyle: true } : {}),
+    retryMode: 'adaptive',
+    maxAttempts: 3,
+    // A hung S3 must cost one poll, not the refresher.
+    requestHandler: { connectionTimeout: 5_000, requestTimeout: 15_000 },
+  });
+  return new CertRefresher({
+    s3,
+    bucket: config.BERTH_CERT_BUCKET!,
+    certObject: config.BERTH_CERT_OBJECT,
+    keyObject: config.BERTH_CERT_KEY_OBJECT,
+    certDir: config.BERTH_CERT_DIR,
+    dynamicFile: config.BERTH_CERT_DYNAMIC_FILE,
+    domains: config.BERTH_CERT_DOMAINS,
+    pollMs: config.BERTH_CERT_POLL_SECONDS * 1000,
+    logger: logger.child({ component: 'certificates' }),
+    registry,
+  });
 }

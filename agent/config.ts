@@ -18,6 +18,9 @@ const size = z.string().transform((v, ctx) => {
     return z.NEVER;
   }
 });
+const list = z
+  .string()
+  .transform((v) => v.split(',').map((s) => s.trim()).filter(Boolean));
 const hostPort = z
   .string()
   .regex(/^[^:]+:\d{1,5}$/, 'must be host:port, e.g. 127.0.0.1:9470');
@@ -34,6 +37,17 @@ export const ConfigSchema = z.object({
   BERTH_SHUTDOWN_GRACE_SECONDS: seconds(30).describe('how long SIGTERM waits for in-flight plugin calls'),
 
   BERTH_SYSFS_ROOT: z.string().default('/sys').describe('sysfs root (EC2 detection for BERTH_BACKEND=auto)'),
+
+  // certificate refresher: off unless a bucket is set
+  BERTH_CERT_BUCKET: z.string().optional().describe('S3 bucket holding the TLS certificate; unset disables the refresher'),
+  BERTH_CERT_OBJECT: z.string().default('tls/cert.pem').describe('object key of the certificate (PEM, leaf first)'),
+  BERTH_CERT_KEY_OBJECT: z.string().default('tls/key.pem').describe('object key of the private key (PEM)'),
+  BERTH_CERT_DIR: z.string().default('/etc/traefik/certs').describe('where certificate and key files are written (not a watched directory)'),
+  BERTH_CERT_DYNAMIC_FILE: z.string().default('/etc/traefik/dynamic/certificates.yml').describe('Traefik dynamic file berth rewrites to make Traefik reload'),
+  BERTH_CERT_DOMAINS: list.default([]).describe('names the certificate must cover, comma-separated (e.g. example.com,*.example.com)'),
+  BERTH_CERT_POLL_SECONDS: seconds(60).describe('how often S3 is asked for a new certificate'),
+  BERTH_S3_ENDPOINT: z.url().optional().describe('S3 endpoint override (S3-compatible stores, tests)'),
+  BERTH_AWS_REGION: z.string().optional().describe('region of the S3 client; default from the AWS SDK environment'),
 });
 
 export type Config = Readonly<z.infer<typeof ConfigSchema>>;
