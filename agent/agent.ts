@@ -102,6 +102,7 @@ function createCertRefresherFromConfig(config: Config, logger: Logger, registry:
     dynamicFile: config.BERTH_CERT_DYNAMIC_FILE,
     domains: config.BERTH_CERT_DOMAINS,
     pollMs: config.BERTH_CERT_POLL_SECONDS * 1000,
+    fileOwner: config.BERTH_CERT_FILE_OWNER,
     logger: logger.child({ component: 'certificates' }),
     registry,
   });

@@ -1,5 +1,5 @@
 import { createPrivateKey, X509Certificate } from 'node:crypto';
-import { mkdir, readdir, readFile, unlink } from 'node:fs/promises';
+import { chown, mkdir, readdir, readFile, unlink } from 'node:fs/promises';
 import { join } from 'node:path';
 import { GetObjectCommand, type S3Client } from '@aws-sdk/client-s3';
 import type { Logger } from 'pino';
@@ -28,6 +28,8 @@ export interface CertRefresherDeps {
   dynamicFile: string;
   domains: readonly string[];
   pollMs: number;
+  /** Owner of the written pair: the user Traefik runs as, so the 0600 key is readable by it alone. */
+  fileOwner?: { uid: number; gid: number };
   logger: Logger;
   registry?: Registry;
   now?: () => Date;
@@ -239,6 +241,8 @@ export class CertRefresher {
     const keyFile = join(certDir, `${stem}.key`);
     await writeFileAtomic(keyFile, keyPem, 0o600);
     await writeFileAtomic(certFile, certPem, 0o644);
+    const owner = this.deps.fileOwner;
+    if (owner) for (const f of [keyFile, certFile]) await chown(f, owner.uid, owner.gid);
     await writeFileAtomic(dynamicFile, dynamicConfig(certFile, keyFile, cert), 0o644);
     await this.prune(stem);
   }

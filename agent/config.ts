@@ -45,6 +45,12 @@ export const ConfigSchema = z.object({
   BERTH_CERT_DIR: z.string().default('/etc/traefik/certs').describe('where certificate and key files are written (not a watched directory)'),
   BERTH_CERT_DYNAMIC_FILE: z.string().default('/etc/traefik/dynamic/certificates.yml').describe('Traefik dynamic file berth rewrites to make Traefik reload'),
   BERTH_CERT_DOMAINS: list.default([]).describe('names the certificate must cover, comma-separated (e.g. example.com,*.example.com)'),
+  BERTH_CERT_FILE_OWNER: z
+    .string()
+    .regex(/^\d+:\d+$/, 'must be uid:gid')
+    .transform((v) => ({ uid: Number(v.split(':')[0]), gid: Number(v.split(':')[1]) }))
+    .default({ uid: 65532, gid: 65532 })
+    .describe('uid:gid that owns the written pair: the user Traefik runs as (Dockerfile.traefik: 65532)'),
   BERTH_CERT_POLL_SECONDS: seconds(60).describe('how often S3 is asked for a new certificate'),
   BERTH_S3_ENDPOINT: z.url().optional().describe('S3 endpoint override (S3-compatible stores, tests)'),
   BERTH_AWS_REGION: z.string().optional().describe('region of the S3 client; default from the AWS SDK environment'),

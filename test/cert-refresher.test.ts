@@ -52,7 +52,7 @@ describe('certificate refresher against an S3-compatible server (s3rver)', () =>
     if (c.certPem !== undefined) await s3.send(new PutObjectCommand({ Bucket: BUCKET, Key: 'tls/cert.pem', Body: c.certPem }));
   };
   const refresher = (over: Partial<ConstructorParameters<typeof CertRefresher>[0]> = {}) =>
-    new CertRefresher({ s3, bucket: BUCKET, certObject: 'tls/cert.pem', keyObject: 'tls/key.pem', certDir, dynamicFile, domains: DOMAINS, pollMs: 200, logger: silentLogger, registry, ...over });
+    new CertRefresher({ s3, bucket: BUCKET, certObject: 'tls/cert.pem', keyObject: 'tls/key.pem', certDir, dynamicFile, domains: DOMAINS, pollMs: 200, logger: silentLogger, registry, ...(noRootReason ? {} : { fileOwner: { uid: 65532, gid: 65532 } }), ...over });
   const metric = async (name: string) => (await registry.getSingleMetricAsString(name)).split('\n').filter((l) => !l.startsWith('#'));
 
   it('installs a valid upload, then costs one 304 per poll while nothing changes', async () => {
@@ -64,6 +64,7 @@ describe('certificate refresher against an S3-compatible server (s3rver)', () =>
     const dyn = readFileSync(dynamicFile, 'utf8');
     const keyFile = /keyFile: "([^"]+)"/.exec(dyn)![1]!;
     expect(statSync(keyFile).mode & 0o777).toBe(0o600);
+    if (!noRootReason) expect(statSync(keyFile)).toMatchObject({ uid: 65532, gid: 65532 });
     expect(readFileSync(/certFile: "([^"]+)"/.exec(dyn)![1]!, 'utf8')).toBe(good.certPem);
     for (let i = 0; i < 3; i++) expect(await r.refreshOnce()).toBe('unchanged');
     expect(await metric('berth_cert_s3_requests_total')).toEqual(

@@ -1,0 +1,74 @@
+import { existsSync, readFileSync } from 'node:fs';
+import { dirname, join } from 'node:path';
+import { describe, expect, it } from 'vitest';
+import { parse } from 'yaml';
+import { ConfigSchema } from '../agent/config.js';
+
+const here = import.meta.dirname;
+const yaml = (f: string) => parse(readFileSync(join(here, f), 'utf8')) as Record<string, any>; // eslint-disable-line @typescript-eslint/no-explicit-any
+const staticConf = yaml('traefik.yml');
+
+describe('Traefik static configuration', () => {
+  it('has no tls section (Traefik ignores certificates there)', () => {
+    expect(Object.keys(staticConf)).not.toContain('tls');
+    expect(JSON.stringify(staticConf)).not.toMatch(/certFile|keyFile/);
+  });
+
+  it('listens on the ports of DESIGN.md: API 8090, TCP 8860, WebSocket 4000, internal 9860', () => {
+    const ports = Object.fromEntries(Object.entries(staticConf.entryPoints as Record<string, { address: string }>).map(([k, v]) => [k, v.address]));
+    expect(ports).toEqual({ 'http-api': ':8090', tcp: ':8860', websocket: ':4000', internal: ':9860' });
+    expect(staticConf.ping.entryPoint).toBe('internal');
+    expect(staticConf.metrics.prometheus.entryPoint).toBe('internal');
+  });
+
+  it('routes only labelled ECS tasks and watches the dynamic directory berth writes into', () => {
+    expect(staticConf.providers.ecs.exposedByDefault).toBe(false);
+    expect(staticConf.providers.file).toEqual({ directory: '/etc/traefik/dynamic', watch: true });
+    const berthDefault = ConfigSchema.shape.BERTH_CERT_DYNAMIC_FILE.parse(undefined);
+    expect(dirname(berthDefault)).toBe(staticConf.providers.file.directory);
+    const certDir = ConfigSchema.shape.BERTH_CERT_DIR.parse(undefined);
+    expect(certDir.startsWith(staticConf.providers.file.directory)).toBe(false); // key and cert writes must not trigger reloads
+  });
+});
+
+describe('Traefik dynamic configuration shipped in the image', () => {
+  it('sets modern TLS minimums for every router', () => {
+    const opts = yaml('dynamic/tls-options.yml').tls.options.default;
+    expect(opts.minVersion).toBe('VersionTLS12');
+    expect(opts.cipherSuites.every((c: string) => /GCM|CHACHA20/.test(c))).toBe(true);
+  });
+
+  it('every file the Dockerfile copies exists', () => {
+    const dockerfile = readFileSync(join(here, '..', 'Dockerfile.traefik'), 'utf8');
+    const copies = [...dockerfile.matchAll(/^COPY\s+(?:--\S+\s+)*(\S+)\s+\S+$/gm)].map((m) => m[1]!);
+    expect(copies.length).toBeGreaterThan(0);
+    for (const src of copies) expect(existsSync(join(here, '..', src)), src).toBe(true);
+  });
+});
+
+describe('node labels example', () => {
+  const task = JSON.parse(readFileSync(join(here, 'examples', 'node-task-definition.json'), 'utf8'));
+  const labels = task.containerDefinitions[0].dockerLabels as Record<string, string>;
+
+  it('opts in, and uses v3 regexp rules on the right entry points', () => {
+    expect(labels['traefik.enable']).toBe('true');
+    const rules = Object.entries(labels).filter(([k]) => k.endsWith('.rule'));
+    expect(rules).toHaveLength(3);
+    for (const [key, rule] of rules) {
+      expect(rule).toMatch(key.startsWith('traefik.tcp.') ? /^HostSNIRegexp\(`\^.+\$`\)$/ : /^HostRegexp\(`\^.+\$`\)$/);
+      expect(rule).not.toMatch(/\{\w+:/); // no v2 placeholders
+      const pattern = /`(.+)`/.exec(rule)![1]!;
+      expect(new RegExp(pattern).test('pg-7f3a.db.example.com')).toBe(true);
+      expect(new RegExp(pattern).test('pg-7f3aXdb.example.com')).toBe(false);
+    }
+    const entry = (r: string) => labels[`${r}.entrypoints`];
+    expect(entry('traefik.http.routers.pg-7f3a-api')).toBe('http-api');
+    expect(entry('traefik.http.routers.pg-7f3a-ws')).toBe('websocket');
+    expect(entry('traefik.tcp.routers.pg-7f3a-tcp')).toBe('tcp');
+    for (const ep of ['http-api', 'websocket', 'tcp']) expect(Object.keys(staticConf.entryPoints)).toContain(ep);
+  });
+
+  it('mounts a berth volume that ECS provisions once and shares across task restarts', () => {
+    expect(task.volumes[0].dockerVolumeConfiguration).toMatchObject({ scope: 'shared', autoprovision: true, driver: 'berth' });
+  });
+});
