@@ -11,7 +11,7 @@ describe('renewer handler', () => {
 
   it('names every missing setting before calling anything', async () => {
     process.env = { ...saved, RENEWER_BUCKET: 'env-bucket', RENEWER_EMAIL: 'not-an-email' };
-    const err = await handler().catch((e: unknown) => e as { issues: Array<{ path: string[] }> });
+    const err = (await handler().catch((e: unknown) => e)) as { issues: Array<{ path: string[] }> };
     expect(err.issues.map((i) => i.path.join('.')).sort()).toEqual(['RENEWER_DOMAINS', 'RENEWER_EMAIL', 'RENEWER_HOSTED_ZONE_ID']);
   });
 
