@@ -1,8 +1,9 @@
 #!/usr/bin/env node
 import { execFileSync } from 'node:child_process';
-import { accessSync, constants, existsSync, readFileSync, statSync } from 'node:fs';
+import { accessSync, constants, existsSync, readFileSync, realpathSync, statSync } from 'node:fs';
 import { request } from 'node:http';
 import { join } from 'node:path';
+import { pathToFileURL } from 'node:url';
 import { parseArgs } from 'node:util';
 
 /**
@@ -289,7 +290,8 @@ export async function run(argv: string[], env: CliEnv = envFromProcess(), progre
   }
 }
 
-const isMain = process.argv[1] !== undefined && import.meta.url === new URL(`file://${process.argv[1]}`).href;
+// Run when executed (also through a symlink such as /usr/local/bin/berth), not when imported by tests.
+const isMain = process.argv[1] !== undefined && import.meta.url === pathToFileURL(realpathSync(process.argv[1])).href;
 if (isMain) {
   const progress = process.stderr.isTTY ? (msg: string) => process.stderr.write(`\r\x1b[2K${msg}`) : () => undefined;
   run(process.argv.slice(2), undefined, progress).then(

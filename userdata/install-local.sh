@@ -32,6 +32,9 @@ rm -rf "$prefix.old"
 mv "$stage" "$prefix"
 rm -rf "$prefix.old"
 
+chmod +x "$prefix/dist/agent/cli.js"
+ln -sfn "$prefix/dist/agent/cli.js" /usr/local/bin/berth
+
 mkdir -p "$(dirname "$envfile")"
 if [ ! -f "$envfile" ]; then
   printf '# berth settings (see README, Configuration)\nBERTH_BACKEND=loop\n' > "$envfile"
@@ -67,4 +70,4 @@ fi
 for _ in $(seq 1 100); do [ -S "$socket" ] && break; sleep 0.1; done
 [ -S "$socket" ] || die "the plugin socket $socket did not appear; see the log"
 curl -sf --unix-socket "$socket" -X POST http://berth/Plugin.Activate >/dev/null || die "the plugin socket does not answer"
-echo "berth is ready: docker volume create -d ${plugin:-berth} -o size=1GiB myvolume"
+echo "berth is ready: docker volume create -d ${plugin:-berth} -o size=1GiB myvolume (berth status, berth doctor)"
