@@ -1,0 +1,73 @@
+import { existsSync } from 'node:fs';
+import { join } from 'node:path';
+import { execa } from 'execa';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { Agent } from '../agent/agent.js';
+import { startInProcessAgent, uniquePluginName } from './helpers/agent.js';
+import { docker, ensureBusyboxImage, privateDockerd, TEST_IMAGE } from './helpers/docker.js';
+import { noDockerReason } from './helpers/env.js';
+import { detachLoopDevicesUnder, sh, tempDir } from './helpers/loop.js';
+
+const composeFile = join(import.meta.dirname, '..', 'examples', 'compose', 'docker-compose.yml');
+const hasCompose = (() => {
+  try {
+    sh('docker-compose', ['version', '--short']);
+    return true;
+  } catch {
+    return false;
+  }
+})();
+const skip = noDockerReason ?? (hasCompose ? undefined : 'needs docker-compose (apt-get install docker-compose)');
+
+/** examples/compose with the real docker-compose, the real engine (a private one) and berth in this process. */
+describe.skipIf(skip)(`Docker Compose with a berth volume${skip ? ` (skipped: ${skip})` : ''}`, () => {
+  const engine = privateDockerd();
+  const driver = uniquePluginName('berth-compose');
+  let dir: ReturnType<typeof tempDir>;
+  let agent: Agent;
+
+  beforeAll(async () => {
+    dir = tempDir('berth-compose');
+    await engine.start();
+    await ensureBusyboxImage(engine.host);
+    ({ agent } = await startInProcessAgent(driver, join(dir.path, 'state')));
+  });
+  afterAll(async () => {
+    await agent?.stop();
+    await engine.destroy();
+    detachLoopDevicesUnder(dir.path);
+    dir.cleanup();
+  });
+
+  const compose = (project: string, args: string[], onRemove = 'retain') =>
+    execa('docker-compose', ['-f', composeFile, '-p', project, ...args], {
+      env: { DOCKER_HOST: engine.host, BERTH_DRIVER: driver, BUSYBOX_IMAGE: TEST_IMAGE, BERTH_ON_REMOVE: onRemove },
+      timeout: 120_000,
+    });
+  const d = (args: string[]) => docker(args, { host: engine.host });
+  const container = async (project: string) => d(['ps', '-q', '--filter', `label=com.docker.compose.project=${project}`]);
+
+  it('keeps the data across down and up, and down -v with the default retain keeps the image', async () => {
+    const project = `p${driver.slice(-8)}`;
+    await compose(project, ['up', '-d']);
+    await d(['exec', await container(project), 'sh', '-c', 'echo precious > /data/keep']);
+    await compose(project, ['down']);
+    expect(agent.manager.snapshot().find((v) => v.name === `${project}_data`)).toMatchObject({ mounted: false, refs: 0 });
+
+    await compose(project, ['up', '-d']);
+    const c = await container(project);
+    expect(await d(['exec', c, 'cat', '/data/keep'])).toBe('precious');
+    expect(await d(['exec', c, 'cat', '/data/log'])).toBe('started\nstarted');
+
+    await compose(project, ['down', '-v']);
+    expect(await d(['volume', 'ls', '-q'])).not.toContain(`${project}_data`);
+    expect(existsSync(join(dir.path, 'state', 'images', `${project}_data.img`))).toBe(true);
+  });
+
+  it('down -v deletes the data of a volume created with onRemove=delete', async () => {
+    const project = `q${driver.slice(-8)}`;
+    await compose(project, ['up', '-d'], 'delete');
+    await compose(project, ['down', '-v'], 'delete');
+    expect(existsSync(join(dir.path, 'state', 'images', `${project}_data.img`))).toBe(false);
+  });
+});
