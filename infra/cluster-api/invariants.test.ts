@@ -1,0 +1,34 @@
+import { describe, expect, it } from 'vitest';
+import { checkTransition, type ClusterSpec } from './invariants.js';
+
+const regions = ['eu-west-1', 'us-east-1'];
+const base: ClusterSpec = { name: 'shop', region: 'eu-west-1', hosts: ['h1', 'h2'], nodes: [{ name: 'n1', host: 'h1' }, { name: 'n2', host: 'h2' }] };
+
+describe('checkTransition', () => {
+  it('accepts create, extend and shrink that keep nodes on live hosts', () => {
+    expect(() => checkTransition(undefined, base, regions)).not.toThrow();
+    const extended = { ...base, hosts: [...base.hosts, 'h3'], nodes: [...base.nodes, { name: 'n3', host: 'h3' }] };
+    expect(() => checkTransition(base, extended, regions)).not.toThrow();
+    expect(() => checkTransition(extended, base, regions)).not.toThrow();
+  });
+  it('refuses placing a node on a host the change removes', () => {
+    const next = { ...base, hosts: ['h1'] };
+    expect(() => checkTransition(base, next, regions)).toThrow(/n2 is placed on host h2, which this change removes/);
+  });
+  it('refuses a host left without nodes', () => {
+    expect(() => checkTransition(base, { ...base, nodes: [base.nodes[0]!] }, regions)).toThrow(/h2 would carry no node/);
+  });
+  it('refuses shrinking below one node and deleting a cluster that still has nodes', () => {
+    expect(() => checkTransition(base, { ...base, hosts: [], nodes: [] }, regions)).toThrow(/at least one node/);
+    expect(() => checkTransition(base, undefined, regions)).toThrow(/still has 2 node/);
+  });
+  it('refuses unknown regions and names invalid for DNS or tags', () => {
+    expect(() => checkTransition(undefined, { ...base, region: 'mars-1' }, regions)).toThrow(/mars-1 is not a designated region/);
+    expect(() => checkTransition(undefined, { ...base, name: 'Shop_1' }, regions)).toThrow(/cluster name "Shop_1"/);
+    expect(() => checkTransition(undefined, { ...base, nodes: [{ name: '-n', host: 'h1' }, base.nodes[1]!] }, regions)).toThrow(/node name "-n"/);
+  });
+  it('refuses moving a node between hosts', () => {
+    const next = { ...base, nodes: [{ name: 'n1', host: 'h2' }, { name: 'n2', host: 'h1' }] };
+    expect(() => checkTransition(base, next, regions)).toThrow(/n1 is on host h1/);
+  });
+});

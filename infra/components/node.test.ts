@@ -1,0 +1,31 @@
+import * as pulumi from '@pulumi/pulumi';
+import { beforeAll, describe, expect, it } from 'vitest';
+
+interface Created { type: string; name: string; inputs: Record<string, unknown> }
+const created: Created[] = [];
+
+beforeAll(() => {
+  void pulumi.runtime.setMocks({
+    newResource: (a) => {
+      created.push({ type: a.type, name: a.name, inputs: a.inputs as Record<string, unknown> });
+      return { id: `${a.name}-id`, state: { ...a.inputs, arn: `arn:${a.name}`, name: a.name } };
+    },
+    call: (a) => { throw new Error(`unexpected call ${a.token}`); },
+  }, 'berth', 'test', false);
+});
+
+describe('Node under setMocks', () => {
+  it('declares a tagged volume, a task with the berth volume and a service pinned to its host', async () => {
+    const { Node } = await import('./node.js');
+    const node = new Node('n1', { node: 'n1', host: 'shop-h1', cluster: 'shop', image: 'app:1', port: 8080, zone: 'example.com', ecsCluster: 'c-eu', availabilityZone: 'eu-west-1a' });
+    await new Promise<void>((r) => pulumi.all([node.volumeId, node.serviceName]).apply(() => r()));
+    for (let i = 0; i < 100 && !created.some((c) => c.type === 'aws:ecs/service:Service'); i++) await new Promise((r) => setTimeout(r, 20));
+    const vol = created.find((c) => c.type === 'aws:ebs/volume:Volume')!;
+    expect(vol.inputs['tags']).toMatchObject({ 'berth:volume': 'shop-n1', 'berth:cluster': 'shop', 'berth:managed-by': 'berth', 'berth:host': 'shop-h1' });
+    const td = created.find((c) => c.type === 'aws:ecs/taskDefinition:TaskDefinition')!;
+    expect(td.inputs['volumes']).toMatchObject([{ dockerVolumeConfiguration: { scope: 'shared', autoprovision: true, driver: 'berth' } }]);
+    const svc = created.find((c) => c.type === 'aws:ecs/service:Service')!;
+    expect(svc.inputs['placementConstraints']).toEqual([{ type: 'memberOf', expression: 'attribute:berth.host == shop-h1' }]);
+    expect(svc.inputs['desiredCount']).toBe(1);
+  });
+});

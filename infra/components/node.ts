@@ -1,0 +1,39 @@
+import * as aws from '@pulumi/aws';
+import * as pulumi from '@pulumi/pulumi';
+import { nodeTask, nodeVolumeName, type NodeTaskArgs } from './node-task.js';
+
+export interface NodeArgs extends NodeTaskArgs {
+  readonly ecsCluster: pulumi.Input<string>;
+  readonly availabilityZone: pulumi.Input<string>;
+  readonly kmsKeyId?: pulumi.Input<string>;
+}
+
+/** One node: its protected EBS volume carrying berth's tags, its task definition and its one-task service. */
+export class Node extends pulumi.ComponentResource {
+  readonly volumeId: pulumi.Output<string>;
+  readonly serviceName: pulumi.Output<string>;
+
+  constructor(name: string, args: NodeArgs, opts?: pulumi.ComponentResourceOptions) {
+    super('berth:unit:Node', name, {}, opts);
+    const sizeGiB = args.sizeGiB ?? 20;
+    const volumeName = nodeVolumeName(args.cluster, args.node);
+    const volume = new aws.ebs.Volume(`${name}-data`, {
+      availabilityZone: args.availabilityZone, size: sizeGiB, type: 'gp3', encrypted: true, kmsKeyId: args.kmsKeyId,
+      tags: { 'berth:volume': volumeName, 'berth:host': args.host, 'berth:cluster': args.cluster, 'berth:managed-by': 'berth', Name: volumeName },
+    }, { parent: this, protect: true });
+    const task = nodeTask({ ...args, sizeGiB });
+    const taskDef = new aws.ecs.TaskDefinition(`${name}-task`, {
+      family: volumeName, networkMode: 'bridge', requiresCompatibilities: ['EC2'], memory: '512',
+      containerDefinitions: JSON.stringify(task.containerDefinitions), volumes: task.volumes,
+    }, { parent: this });
+    const service = new aws.ecs.Service(`${name}-svc`, {
+      cluster: args.ecsCluster, taskDefinition: taskDef.arn, desiredCount: 1, launchType: 'EC2',
+      // One task at a time: the volume can be attached to one host only.
+      deploymentMinimumHealthyPercent: 0, deploymentMaximumPercent: 100,
+      placementConstraints: task.placementConstraints,
+    }, { parent: this });
+    this.volumeId = volume.id;
+    this.serviceName = service.name;
+    this.registerOutputs({ volumeId: this.volumeId, serviceName: this.serviceName });
+  }
+}

@@ -1,0 +1,49 @@
+import * as pulumi from '@pulumi/pulumi';
+import { beforeAll, describe, expect, it } from 'vitest';
+
+interface Created { type: string; name: string; inputs: Record<string, unknown> }
+const created: Created[] = [];
+
+beforeAll(() => {
+  void pulumi.runtime.setMocks({
+    newResource: (a) => {
+      created.push({ type: a.type, name: a.name, inputs: a.inputs as Record<string, unknown> });
+      return { id: `${a.name}-id`, state: a.inputs };
+    },
+    call: (a) => { throw new Error(`unexpected call ${a.token}`); },
+  }, 'berth', 'test', false);
+});
+
+const settle = (outs: pulumi.Output<string>[]) => new Promise<string[]>((resolve) => pulumi.all(outs).apply(resolve));
+
+describe('PeeringMesh under setMocks', () => {
+  it('connects 4 regions with 6 peerings and routes both ways in every route table', async () => {
+    const { PeeringMesh } = await import('./peering-mesh.js');
+    const regions = ['eu-west-1', 'us-east-1', 'ap-southeast-2', 'sa-east-1'];
+    const networks = Object.fromEntries(regions.map((r, i) => [r, { vpcId: `vpc-${r}`, cidr: `10.${i + 1}.0.0/16`, routeTableIds: [`rt-${r}-a`, `rt-${r}-b`] }]));
+    const mesh = new PeeringMesh('mesh', { networks });
+    await settle(mesh.connectionIds);
+    // Routes wait on the accepters, so they register after the connection ids resolve.
+    for (let i = 0; i < 100 && created.filter((c) => c.type === 'aws:ec2/route:Route').length < 24; i++) await new Promise((r) => setTimeout(r, 20));
+    const peerings = created.filter((c) => c.type === 'aws:ec2/vpcPeeringConnection:VpcPeeringConnection');
+    expect(peerings).toHaveLength(6);
+    const routes = created.filter((c) => c.type === 'aws:ec2/route:Route').map((c) => `${String(c.inputs['routeTableId'])}>${String(c.inputs['destinationCidrBlock'])}`);
+    for (const [i, r] of regions.entries()) {
+      for (const [j, other] of regions.entries()) {
+        if (i === j) continue;
+        for (const rt of ['a', 'b']) expect(routes, `${r} -> ${other}`).toContain(`rt-${r}-${rt}>10.${j + 1}.0.0/16`);
+      }
+    }
+    expect(routes).toHaveLength(6 * 2 * 2);
+  });
+  it('refuses overlapping regional CIDRs before declaring anything', async () => {
+    const { PeeringMesh } = await import('./peering-mesh.js');
+    const before = created.length;
+    expect(() => new PeeringMesh('bad', { networks: {
+      a: { vpcId: 'v1', cidr: '10.1.0.0/16', routeTableIds: [] },
+      b: { vpcId: 'v2', cidr: '10.1.0.0/20', routeTableIds: [] },
+    } })).toThrow(/overlaps/);
+    expect(created.filter((c) => c.name.startsWith('bad-'))).toHaveLength(0);
+    expect(created.length).toBeGreaterThanOrEqual(before);
+  });
+});
