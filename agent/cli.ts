@@ -4,6 +4,7 @@ import { accessSync, constants, existsSync, readFileSync, realpathSync, statSync
 import { request } from 'node:http';
 import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
+import type { VolumeStatus } from '../volume-plugin/manager.js';
 import { parseArgs } from 'node:util';
 
 /**
@@ -33,16 +34,6 @@ export class CliError extends Error {
   ) {
     super(message);
   }
-}
-
-interface VolumeStatus {
-  name: string;
-  id: string;
-  mountpoint: string;
-  mounted: boolean;
-  refs: number;
-  devicePath?: string;
-  lastError?: string;
 }
 
 interface AgentStatus {

@@ -1,39 +1,14 @@
 import * as pulumi from '@pulumi/pulumi';
 import { beforeAll, describe, expect, it } from 'vitest';
+import { recordResources, settled, type Declared } from './mocks.js';
 
-interface Declared {
-  type: string;
-  name: string;
-  inputs: Record<string, unknown>;
-}
-const declared: Declared[] = [];
+let declared: Declared[] = [];
 
 beforeAll(() => {
-  pulumi.runtime.setMocks(
-    {
-      newResource: (args) => {
-        declared.push({ type: args.type, name: args.name, inputs: args.inputs });
-        return { id: `${args.name}-id`, state: { ...args.inputs, arn: `arn:aws:mock:::${args.name}`, name: args.inputs.name ?? args.name } };
-      },
-      call: (args) => {
-        throw new Error(`unexpected call ${args.token}`);
-      },
-    },
-    'berth',
-    'test',
-    false,
-  );
+  declared = recordResources();
 });
 
 const outputOf = <T>(o: pulumi.Output<T>): Promise<T> => new Promise((resolve) => o.apply(resolve));
-/** Resources that depend on others' outputs register a few ticks later: wait until nothing new arrives. */
-async function settled(): Promise<void> {
-  let last = -1;
-  while (declared.length !== last) {
-    last = declared.length;
-    await new Promise((r) => setTimeout(r, 50));
-  }
-}
 
 describe('CertificateRenewer', () => {
   it('declares a scheduled Lambda with least-privilege IAM and a 14-day expiry alarm', async () => {
@@ -47,7 +22,7 @@ describe('CertificateRenewer', () => {
       code: new pulumi.asset.AssetArchive({}),
     });
     await Promise.all([outputOf(renewer.alarmArn), outputOf(renewer.functionArn)]);
-    await settled();
+    await settled(declared);
 
     const byType = (t: string) => declared.filter((d) => d.type === t);
     const fn = byType('aws:lambda/function:Function')[0]!;

@@ -1,18 +1,11 @@
-import * as pulumi from '@pulumi/pulumi';
 import { beforeAll, describe, expect, it } from 'vitest';
+import { recordResources, type Declared } from './mocks.js';
 import { hostEbsPolicy } from './host-policy.js';
 
-interface Created { type: string; name: string; inputs: Record<string, unknown> }
-const created: Created[] = [];
+let created: Declared[] = [];
 
 beforeAll(() => {
-  void pulumi.runtime.setMocks({
-    newResource: (a) => {
-      created.push({ type: a.type, name: a.name, inputs: a.inputs as Record<string, unknown> });
-      return { id: `${a.name}-id`, state: a.inputs };
-    },
-    call: (a) => { throw new Error(`unexpected call ${a.token}`); },
-  }, 'berth', 'test', false);
+  created = recordResources();
 });
 
 describe('SecurityGroups under setMocks', () => {
