@@ -1,5 +1,4 @@
 import { mkdir } from 'node:fs/promises';
-import { S3Client } from '@aws-sdk/client-s3';
 import { join } from 'node:path';
 import type { Logger } from 'pino';
 import { execaRunner, type Runner } from '../lib/exec.js';
@@ -7,7 +6,7 @@ import { createFilesystemOps } from '../volume-plugin/fs/filesystem.js';
 import { VolumeManager } from '../volume-plugin/manager.js';
 import { listenPlugin, type PluginServer } from '../volume-plugin/server.js';
 import { createBackend, resolveBackendKind } from './backend-factory.js';
-import { CertRefresher } from './cert-refresher.js';
+import type { CertRefresher } from './cert-refresher.js';
 import type { Config } from './config.js';
 import { createHealthServer, type HealthServer } from './health-server.js';
 import { createRegistry } from './metrics.js';
@@ -61,7 +60,7 @@ export async function startAgent(config: Config, logger: Logger, options: AgentO
   });
   health.addReadinessCheck('plugin', () => (manager.isStarted ? true : 'volume manager not started'));
   // Later services (boot reconcile) start here and register their readiness.
-  const certs = config.BERTH_CERT_BUCKET ? createCertRefresherFromConfig(config, logger, registry) : undefined;
+  const certs = config.BERTH_CERT_BUCKET ? await createCertRefresherFromConfig(config, logger, registry) : undefined;
   if (certs) {
     await certs.start();
     health.addReadinessCheck('certificate', () => certs.readiness());
@@ -83,7 +82,9 @@ export async function startAgent(config: Config, logger: Logger, options: AgentO
   };
 }
 
-function createCertRefresherFromConfig(config: Config, logger: Logger, registry: Registry): CertRefresher {
+/** Loaded only when configured: the S3 SDK costs ~15 MB that a volume-only host need not pay. */
+async function createCertRefresherFromConfig(config: Config, logger: Logger, registry: Registry): Promise<CertRefresher> {
+  const [{ S3Client }, { CertRefresher }] = await Promise.all([import('@aws-sdk/client-s3'), import('./cert-refresher.js')]);
   const endpoint = config.BERTH_S3_ENDPOINT;
   const s3 = new S3Client({
     ...(config.BERTH_AWS_REGION ? { region: config.BERTH_AWS_REGION } : {}),
