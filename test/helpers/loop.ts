@@ -12,7 +12,11 @@ export function tempDir(prefix: string): { path: string; cleanup(): void } {
       for (const line of execFileSync('findmnt', ['-rn', '-o', 'TARGET'], { encoding: 'utf8' }).split('\n').reverse()) {
         if (line.startsWith(path + '/')) execFileSync('umount', ['-l', line]);
       }
-      execFileSync('chattr', ['-R', '-i', path], { stdio: 'ignore' });
+      try {
+        execFileSync('chattr', ['-R', '-i', path], { stdio: 'ignore' });
+      } catch {
+        // chattr also complains about device nodes and links it cannot flag; the directories it needed are done.
+      }
       rmSync(path, { recursive: true, force: true });
     },
   };

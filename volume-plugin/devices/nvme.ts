@@ -1,0 +1,107 @@
+import { readdir, readFile, stat } from 'node:fs/promises';
+import { basename, join } from 'node:path';
+import { BerthError } from '../../lib/errors.js';
+import { majorMinorOf } from '../../lib/mountinfo.js';
+import { sleep } from '../../lib/sleep.js';
+
+/**
+ * Finds the block device of an attached EBS volume by identity, not by name.
+ *
+ * Nitro: every EBS volume is an NVMe namespace whose controller serial is the
+ * volume id without its dash (`vol0123…`), whatever device name was asked
+ * for; the names under /dev/disk/by-id and udev's /dev/xvd* links are hints
+ * that can be stale, so they are never read. Xen: the device appears under
+ * the requested name (sdX shows as xvdX); its identity rests on EC2 having
+ * reported the attachment of this volume, to this instance, at this name.
+ *
+ * Either way the /dev node is checked against the kernel's device number in
+ * sysfs, so a stale node left behind by an earlier attachment is refused.
+ */
+
+export interface DeviceResolverDeps {
+  /** sysfs root; /sys on a host, a prepared tree in tests. */
+  sysfsRoot: string;
+  /** Directory of the device nodes; /dev on a host. */
+  devRoot: string;
+}
+
+export interface ResolvedDevice {
+  /** e.g. /dev/nvme2n1 */
+  path: string;
+  how: 'nvme-serial' | 'xen-name';
+}
+
+const NVME_NAMESPACE = /^nvme\d+n\d+$/;
+
+/** `vol-0abc…` → `vol0abc…`, as NVMe controllers report it. */
+export function nvmeSerialOf(volumeId: string): string {
+  return volumeId.replace('-', '');
+}
+
+/** EC2 device names as Xen guests see them: /dev/sdf → xvdf, /dev/xvdba → xvdba. */
+export function xenNameOf(requested: string): string {
+  return basename(requested).replace(/^sd/, 'xvd');
+}
+
+export interface DeviceResolver {
+  /** The verified device of this volume, or undefined while none shows it. */
+  find(volumeId: string, requestedDevice?: string): Promise<ResolvedDevice | undefined>;
+  /** Polls find() until the device shows up; TIMEOUT with a clear error after timeoutMs. */
+  waitFor(volumeId: string, requestedDevice: string | undefined, timeoutMs: number, pollMs?: number): Promise<ResolvedDevice>;
+}
+
+export function createDeviceResolver(deps: DeviceResolverDeps): DeviceResolver {
+  const blockDir = join(deps.sysfsRoot, 'block');
+  const read = (path: string) => readFile(path, 'utf8').then((s) => s.trim(), () => undefined);
+
+  /** The /dev node must carry the device number the kernel gives this block device. */
+  async function verifiedNode(name: string, volumeId: string): Promise<string> {
+    const path = join(deps.devRoot, name);
+    const kernel = await read(join(blockDir, name, 'dev'));
+    const node = await stat(path).catch(() => undefined);
+    if (!kernel || !node?.isBlockDevice()) {
+      throw new BerthError('UNSAFE_DEVICE', `${path} (for ${volumeId}) is not a block device the kernel lists; refusing to use it`);
+    }
+    if (majorMinorOf(node.rdev) !== kernel) {
+      throw new BerthError('UNSAFE_DEVICE', `${path} is device ${majorMinorOf(node.rdev)} but the kernel's ${name} is ${kernel} (stale device node); refusing to use it for ${volumeId}`);
+    }
+    return path;
+  }
+
+  async function find(volumeId: string, requestedDevice?: string): Promise<ResolvedDevice | undefined> {
+    const serial = nvmeSerialOf(volumeId);
+    const names = await readdir(blockDir).catch(() => [] as string[]);
+    const matches: string[] = [];
+    for (const name of names.filter((n) => NVME_NAMESPACE.test(n))) {
+      if ((await read(join(blockDir, name, 'device', 'serial'))) === serial) matches.push(name);
+    }
+    if (matches.length > 1) {
+      throw new BerthError('UNSAFE_DEVICE', `devices ${matches.join(', ')} all report serial ${serial}; refusing to guess which is ${volumeId}`);
+    }
+    if (matches.length === 1) return { path: await verifiedNode(matches[0]!, volumeId), how: 'nvme-serial' };
+    if (requestedDevice) {
+      const xen = xenNameOf(requestedDevice);
+      // A Nitro host never lists xvd* block devices (udev's xvd* names are only links in /dev).
+      if (names.includes(xen)) return { path: await verifiedNode(xen, volumeId), how: 'xen-name' };
+    }
+    return undefined;
+  }
+
+  return {
+    find,
+    async waitFor(volumeId, requestedDevice, timeoutMs, pollMs = 100) {
+      const deadline = Date.now() + timeoutMs;
+      for (;;) {
+        const found = await find(volumeId, requestedDevice);
+        if (found) return found;
+        if (Date.now() >= deadline) {
+          throw new BerthError(
+            'TIMEOUT',
+            `EC2 reports ${volumeId} attached${requestedDevice ? ` at ${requestedDevice}` : ''}, but no block device with serial ${nvmeSerialOf(volumeId)} appeared within ${Math.round(timeoutMs / 1000)} s`,
+          );
+        }
+        await sleep(pollMs);
+      }
+    },
+  };
+}
