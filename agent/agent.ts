@@ -5,12 +5,16 @@ import { execaRunner, type Runner } from '../lib/exec.js';
 import { createFilesystemOps } from '../volume-plugin/fs/filesystem.js';
 import { VolumeManager } from '../volume-plugin/manager.js';
 import { listenPlugin, type PluginServer } from '../volume-plugin/server.js';
-import { createBackend, resolveBackendKind } from './backend-factory.js';
+import { createEbsFromConfig, createLoopFromConfig, resolveBackendKind, type AwsOverrides } from './backend-factory.js';
 import type { CertRefresher } from './cert-refresher.js';
 import type { Config } from './config.js';
 import { createHealthServer, type HealthServer } from './health-server.js';
 import { createRegistry } from './metrics.js';
 import type { Registry } from 'prom-client';
+import type { Logger as PinoLogger } from 'pino';
+import type { DeferredBackend } from '../volume-plugin/backends/deferred.js';
+import type { EbsBackend } from '../volume-plugin/backends/ebs/ebs-backend.js';
+import type { Reconciler } from './reconciler.js';
 
 export interface Agent {
   readonly manager: VolumeManager;
@@ -19,12 +23,16 @@ export interface Agent {
   readonly healthPort: number;
   /** Present when BERTH_CERT_BUCKET is set. */
   readonly certs: CertRefresher | undefined;
+  /** EBS only: resolves once boot reconcile has run (it never rejects; failures show in /readyz). */
+  readonly booted: Promise<Reconciler | undefined>;
   /** Stops accepting, drains in-flight calls, removes the socket. Mounts stay in place. */
   stop(): Promise<void>;
 }
 
 export interface AgentOptions {
   runner?: Runner;
+  /** Stand-ins for AWS (tests, benchmarks). */
+  aws?: AwsOverrides;
 }
 
 export function socketPathOf(config: Config): string {
@@ -38,7 +46,8 @@ export async function startAgent(config: Config, logger: Logger, options: AgentO
   await mkdir(config.BERTH_STATE_DIR, { recursive: true, mode: 0o700 });
 
   const kind = await resolveBackendKind(config);
-  const backend = await createBackend(kind, config, runner, logger);
+  const ebs = kind === 'ebs' ? createEbsFromConfig(config, logger, options.aws) : undefined;
+  const backend = ebs ?? createLoopFromConfig(config, runner, logger);
   const fs = createFilesystemOps({ runner, logger: logger.child({ component: 'fs' }) });
   const manager = new VolumeManager({
     backend,
@@ -59,7 +68,15 @@ export async function startAgent(config: Config, logger: Logger, options: AgentO
     status: () => ({ backend: kind, plugin: config.BERTH_PLUGIN_NAME, socket: plugin.socketPath, volumes: manager.snapshot() }),
   });
   health.addReadinessCheck('plugin', () => (manager.isStarted ? true : 'volume manager not started'));
-  // Later services (boot reconcile) start here and register their readiness.
+  let reconciler: Reconciler | undefined;
+  let stopping = false;
+  if (ebs) health.addReadinessCheck('volumes', () => reconciler?.readiness() ?? `EBS backend starting: ${ebs.pending ?? 'boot reconcile pending'}`);
+  const booted = ebs
+    ? bootReconcile(ebs, manager, config, logger, registry, () => stopping).then((r) => {
+        reconciler = r;
+        return r;
+      })
+    : Promise.resolve(undefined);
   const certs = config.BERTH_CERT_BUCKET ? await createCertRefresherFromConfig(config, logger, registry) : undefined;
   if (certs) {
     await certs.start();
@@ -73,13 +90,46 @@ export async function startAgent(config: Config, logger: Logger, options: AgentO
     health,
     healthPort,
     certs,
+    booted,
     async stop() {
+      stopping = true;
+      await reconciler?.stop();
+      ebs?.current?.close();
       await certs?.stop();
       await health.close();
       await plugin.close(config.BERTH_SHUTDOWN_GRACE_SECONDS * 1000);
       logger.info('stopped; mounts left in place for running containers');
     },
   };
+}
+
+/**
+ * Once the EBS backend is up: boot reconcile (every volume tagged to this
+ * host attached and mounted), then the periodic pass. Docker calls are served
+ * all along; a Mount of a name the reconcile is working on waits for it on
+ * the manager's per-name lock.
+ */
+async function bootReconcile(
+  ebs: DeferredBackend<EbsBackend>,
+  manager: VolumeManager,
+  config: Config,
+  logger: PinoLogger,
+  registry: Registry,
+  stopping: () => boolean,
+): Promise<Reconciler | undefined> {
+  const [backend, { Reconciler }] = await Promise.all([ebs.ready, import('./reconciler.js')]);
+  if (stopping()) return undefined;
+  const reconciler = new Reconciler({
+    manager,
+    backend,
+    concurrency: config.BERTH_ATTACH_CONCURRENCY,
+    intervalMs: config.BERTH_RECONCILE_INTERVAL_SECONDS * 1000,
+    logger: logger.child({ component: 'reconcile' }),
+    registry,
+  });
+  await reconciler.boot().catch(() => undefined);
+  if (!stopping()) reconciler.start();
+  return reconciler;
 }
 
 /** Loaded only when configured: the S3 SDK costs ~15 MB that a volume-only host need not pay. */

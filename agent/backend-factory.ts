@@ -1,10 +1,17 @@
 import { readFile } from 'node:fs/promises';
+import type { EC2Client } from '@aws-sdk/client-ec2';
 import type { Logger } from 'pino';
-import { BerthError } from '../lib/errors.js';
+import { errorMessage } from '../lib/errors.js';
 import type { Runner } from '../lib/exec.js';
+import { sleep } from '../lib/sleep.js';
 import type { Backend } from '../volume-plugin/backends/backend.js';
+import { deferredBackend, type DeferredBackend } from '../volume-plugin/backends/deferred.js';
+import type { EbsBackend } from '../volume-plugin/backends/ebs/ebs-backend.js';
+import { validateEbsOptions } from '../volume-plugin/backends/ebs/ebs-options.js';
+import type { Ec2Timing } from '../volume-plugin/backends/ebs/ec2-facade.js';
 import { createLoopBackend } from '../volume-plugin/backends/loop.js';
 import type { Config } from './config.js';
+import type { MetadataReader } from './host-identity.js';
 
 /** EC2 says who it is in DMI: no network call needed to decide. */
 export async function looksLikeEc2(sysfsRoot = '/sys'): Promise<boolean> {
@@ -18,7 +25,105 @@ export async function resolveBackendKind(config: Config): Promise<'loop' | 'ebs'
   return (await looksLikeEc2(config.BERTH_SYSFS_ROOT)) ? 'ebs' : 'loop';
 }
 
-export async function createBackend(kind: 'loop' | 'ebs', config: Config, runner: Runner, logger: Logger): Promise<Backend> {
-  if (kind === 'loop') return createLoopBackend({ stateDir: config.BERTH_STATE_DIR, runner, logger: logger.child({ backend: 'loop' }) });
-  throw new BerthError('INVALID_ARGUMENT', 'BERTH_BACKEND=ebs: the EBS backend is not part of this build yet; use BERTH_BACKEND=loop');
+/** What tests (and benchmarks) may put in place of the real AWS endpoints. */
+export interface AwsOverrides {
+  /** Builds the EC2 client for the host's region; default: SDK client with adaptive retry. */
+  ec2Client?: (region: string) => EC2Client;
+  imds?: MetadataReader;
+  ec2Timing?: Partial<Ec2Timing>;
+  /** First retry delay of the EBS start-up (identity, credentials); doubles up to 60 s. */
+  startRetryMs?: number;
+}
+
+export function createLoopFromConfig(config: Config, runner: Runner, logger: Logger): Backend {
+  return createLoopBackend({ stateDir: config.BERTH_STATE_DIR, runner, logger: logger.child({ backend: 'loop' }) });
+}
+
+/**
+ * The EBS backend, usable once the host's identity and credentials are known.
+ * It is returned at once (deferred) so the plugin socket can open; start-up
+ * runs in the background and is retried until it succeeds.
+ */
+export function createEbsFromConfig(config: Config, logger: Logger, aws: AwsOverrides = {}): DeferredBackend<EbsBackend> {
+  const log = logger.child({ backend: 'ebs' });
+  const deferred = deferredBackend<EbsBackend>('ebs', 'global', validateEbsOptions, 100_000);
+  void (async () => {
+    let delay = aws.startRetryMs ?? 2_000;
+    for (;;) {
+      try {
+        deferred.resolve(await buildEbs(config, log, aws));
+        return;
+      } catch (err) {
+        deferred.failedAttempt(errorMessage(err));
+        log.error({ err: errorMessage(err), retryInMs: delay }, 'EBS backend cannot start yet; Get/List answer from the state file meanwhile');
+        await sleep(delay);
+        delay = Math.min(delay * 2, 60_000);
+      }
+    }
+  })();
+  return deferred;
+}
+
+async function buildEbs(config: Config, log: Logger, aws: AwsOverrides): Promise<EbsBackend> {
+  const [{ EC2Client }, { MetadataService }, { discoverIdentity, waitForCredentials }, { Ec2Facade }, { createEbsBackend }, { createDeviceResolver }] =
+    await Promise.all([
+      import('@aws-sdk/client-ec2'),
+      import('@aws-sdk/ec2-metadata-service'),
+      import('./host-identity.js'),
+      import('../volume-plugin/backends/ebs/ec2-facade.js'),
+      import('../volume-plugin/backends/ebs/ebs-backend.js'),
+      import('../volume-plugin/devices/nvme.js'),
+    ]);
+  const endpoint = config.BERTH_EC2_ENDPOINT;
+  const makeClient =
+    aws.ec2Client ??
+    ((region: string) =>
+      new EC2Client({
+        region,
+        ...(endpoint ? { endpoint } : {}),
+        // The SDK retries throttled and failed calls, slowing down for the account's rate limits.
+        retryMode: 'adaptive',
+        maxAttempts: 8,
+        requestHandler: { connectionTimeout: 5_000, requestTimeout: 30_000 },
+      }));
+  const imds = aws.imds ?? new MetadataService({ ...(config.BERTH_IMDS_ENDPOINT ? { endpoint: config.BERTH_IMDS_ENDPOINT } : {}), httpOptions: { timeout: 2_000 }, retries: 2 });
+  let client: EC2Client | undefined;
+  const credentialsWaitMs = config.BERTH_CREDENTIALS_WAIT_SECONDS * 1000;
+  const clientFor = async (region: string) => {
+    if (!client) {
+      client = makeClient(region);
+      await waitForCredentials(() => client!.config.credentials(), credentialsWaitMs, log);
+    }
+    return client;
+  };
+  const identity = await discoverIdentity({
+    imds,
+    ...(config.BERTH_HOST_ID ? { hostId: config.BERTH_HOST_ID } : {}),
+    tagPrefix: config.BERTH_TAG_PREFIX,
+    ...(config.BERTH_IMDS_ENDPOINT ? { endpointHint: config.BERTH_IMDS_ENDPOINT } : {}),
+    instanceTags: async (instanceId, region) => {
+      const facade = new Ec2Facade({ client: await clientFor(region), instanceId });
+      return (await facade.instances([instanceId])).get(instanceId)?.tags ?? {};
+    },
+  });
+  log.info(identity, 'host identity');
+  const ec2 = new Ec2Facade({
+    client: await clientFor(identity.region),
+    instanceId: identity.instanceId,
+    maxConcurrentAttachments: config.BERTH_ATTACH_CONCURRENCY,
+    ...(aws.ec2Timing ? { timing: aws.ec2Timing } : {}),
+    logger: log,
+  });
+  return createEbsBackend({
+    ec2,
+    devices: createDeviceResolver({ sysfsRoot: config.BERTH_SYSFS_ROOT, devRoot: config.BERTH_DEV_ROOT }),
+    identity,
+    defaults: { sizeBytes: config.BERTH_DEFAULT_SIZE, fs: config.BERTH_DEFAULT_FS },
+    tagPrefix: config.BERTH_TAG_PREFIX,
+    ...(config.BERTH_CLUSTER ? { cluster: config.BERTH_CLUSTER } : {}),
+    idleDetachMs: config.BERTH_IDLE_DETACH_SECONDS * 1000,
+    moveWaitMs: config.BERTH_MOVE_WAIT_SECONDS * 1000,
+    deviceWaitMs: config.BERTH_DEVICE_WAIT_SECONDS * 1000,
+    logger: log,
+  });
 }

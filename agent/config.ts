@@ -36,7 +36,21 @@ export const ConfigSchema = z.object({
   BERTH_LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace']).default('info').describe('pino log level'),
   BERTH_SHUTDOWN_GRACE_SECONDS: seconds(30).describe('how long SIGTERM waits for in-flight plugin calls'),
 
-  BERTH_SYSFS_ROOT: z.string().default('/sys').describe('sysfs root (EC2 detection for BERTH_BACKEND=auto)'),
+  BERTH_SYSFS_ROOT: z.string().default('/sys').describe('sysfs root: EC2 detection for BERTH_BACKEND=auto, NVMe serials of EBS volumes'),
+  BERTH_DEV_ROOT: z.string().default('/dev').describe('directory of block device nodes'),
+
+  // ebs backend
+  BERTH_HOST_ID: z.string().regex(/^[\w.:/=+@-]{1,128}$/, 'must be 1-128 characters valid in an EC2 tag value').optional().describe("logical host id; default: the instance's <prefix>host tag, else its Auto Scaling group"),
+  BERTH_CLUSTER: z.string().regex(/^[\w.:/=+@-]{1,128}$/, 'must be 1-128 characters valid in an EC2 tag value').optional().describe('scopes volume lookups and new volumes to this cluster tag'),
+  BERTH_TAG_PREFIX: z.string().regex(/^[\w.:/=+@-]{1,32}$/).refine((v) => !v.toLowerCase().startsWith('aws:'), 'aws: is reserved').default('berth:').describe('prefix of every tag berth reads or writes'),
+  BERTH_EC2_ENDPOINT: z.url().optional().describe('EC2 endpoint override (EC2-compatible APIs, tests)'),
+  BERTH_IMDS_ENDPOINT: z.url().optional().describe('instance metadata endpoint override (default http://169.254.169.254)'),
+  BERTH_CREDENTIALS_WAIT_SECONDS: seconds(120).describe('how long start-up waits for instance credentials'),
+  BERTH_ATTACH_CONCURRENCY: z.coerce.number().int().min(1).max(50).default(10).describe('attachments in flight at once (EC2 allows bursts of 50, then 5/s)'),
+  BERTH_IDLE_DETACH_SECONDS: seconds(600).describe('how long a volume no container uses stays attached for a quick restart'),
+  BERTH_MOVE_WAIT_SECONDS: seconds(60).describe('how long Mount waits for another running host to release a volume'),
+  BERTH_DEVICE_WAIT_SECONDS: seconds(30).describe('how long after EC2 reports an attachment its block device may take to appear'),
+  BERTH_RECONCILE_INTERVAL_SECONDS: seconds(60).describe('period of the reconcile pass that repairs drift and refreshes readiness tags'),
 
   // certificate refresher: off unless a bucket is set
   BERTH_CERT_BUCKET: z.string().optional().describe('S3 bucket holding the TLS certificate; unset disables the refresher'),

@@ -1,0 +1,93 @@
+import { BerthError } from '../../lib/errors.js';
+import type { Scope } from '../protocol.js';
+import type { Backend } from './backend.js';
+
+/**
+ * A backend that becomes usable later (EBS needs the host's identity and
+ * credentials first), so the plugin socket can be up from the start. Until
+ * then list() fails at once (the manager answers Get/List from its state
+ * file), and every other call waits for the backend, up to a bound, then
+ * fails with the reason it is not there yet.
+ */
+export interface DeferredBackend<B extends Backend> extends Backend {
+  /** The backend once it is ready. */
+  readonly current: B | undefined;
+  /** Resolves with the backend when it is ready. */
+  readonly ready: Promise<B>;
+  /** Why it is not ready yet (the last start-up error), for logs and /readyz. */
+  readonly pending: string | undefined;
+  resolve(backend: B): void;
+  /** Records a failed start-up attempt; calls keep waiting for a later attempt. */
+  failedAttempt(reason: string): void;
+}
+
+export function deferredBackend<B extends Backend>(
+  kind: Backend['kind'],
+  scope: Scope,
+  validate: Backend['validate'],
+  waitMs: number,
+): DeferredBackend<B> {
+  let current: B | undefined;
+  let pending: string | undefined = 'starting';
+  let ready!: (b: B) => void;
+  const readyPromise = new Promise<B>((r) => (ready = r));
+
+  async function backend(): Promise<B> {
+    if (current) return current;
+    let timer: NodeJS.Timeout | undefined;
+    const timeout = new Promise<never>((_, reject) => {
+      timer = setTimeout(
+        () => reject(new BerthError('UNAVAILABLE', `the ${kind} backend is not ready after ${Math.round(waitMs / 1000)} s: ${pending ?? 'starting'}`)),
+        waitMs,
+      );
+    });
+    try {
+      return await Promise.race([readyPromise, timeout]);
+    } finally {
+      clearTimeout(timer);
+    }
+  }
+
+  return {
+    kind,
+    scope,
+    validate,
+    get current() {
+      return current;
+    },
+    ready: readyPromise,
+    get pending() {
+      return current ? undefined : pending;
+    },
+    resolve(b) {
+      current = b;
+      pending = undefined;
+      ready(b);
+    },
+    failedAttempt(reason) {
+      pending = reason;
+    },
+    async create(name, options) {
+      return (await backend()).create(name, options);
+    },
+    async find(name) {
+      return (await backend()).find(name);
+    },
+    async list() {
+      if (!current) throw new BerthError('UNAVAILABLE', `the ${kind} backend is not ready: ${pending ?? 'starting'}`);
+      return current.list();
+    },
+    async attach(record) {
+      return (await backend()).attach(record);
+    },
+    async release(record) {
+      return (await backend()).release(record);
+    },
+    async detach(record) {
+      return (await backend()).detach(record);
+    },
+    async remove(record) {
+      return (await backend()).remove(record);
+    },
+  };
+}

@@ -1,0 +1,303 @@
+import { createHash } from 'node:crypto';
+import type { Volume } from '@aws-sdk/client-ec2';
+import type { Logger } from 'pino';
+import { BerthError, errorMessage } from '../../../lib/errors.js';
+import type { DeviceResolver } from '../../devices/nvme.js';
+import type { OptionDefaults } from '../../options.js';
+import type { AttachedDevice, Backend, VolumeRecord } from '../backend.js';
+import { attachmentOf, type Ec2Facade, tagsOf, type Tags } from './ec2-facade.js';
+import { createParamsOf, optionsOf, tagValueOf, validateEbsOptions } from './ebs-options.js';
+
+/**
+ * EBS backend (DESIGN.md §6). A volume is found by its tags, never by a name
+ * or device guess: `<prefix>volume` is its name, `<prefix>host` the logical
+ * host it belongs to. Attaching moves it here from a host that is gone, and
+ * claims it from a running one by retagging, then waits for the agent there
+ * to let go. The block device is the NVMe namespace whose serial is the
+ * volume id.
+ */
+
+export interface HostIdentity {
+  instanceId: string;
+  az: string;
+  region: string;
+  /** Stable across instance replacement (the host's ASG or its `<prefix>host` tag). */
+  hostId: string;
+}
+
+export interface EbsBackendDeps {
+  ec2: Ec2Facade;
+  devices: DeviceResolver;
+  identity: HostIdentity;
+  defaults: OptionDefaults;
+  /** Tag prefix, `berth:` by default. */
+  tagPrefix: string;
+  /** Lookups and new volumes are scoped to this cluster when set. */
+  cluster?: string;
+  /** How long a volume no container uses stays attached, for a quick restart. */
+  idleDetachMs: number;
+  /** How long Mount waits for another running host to release a volume claimed from it. */
+  moveWaitMs: number;
+  /** How long after EC2 reports an attachment its block device may take to appear. */
+  deviceWaitMs: number;
+  logger?: Logger;
+}
+
+const GONE = new Set(['stopping', 'stopped', 'shutting-down', 'terminated', 'unknown']);
+
+export interface EbsBackend extends Backend {
+  readonly identity: HostIdentity;
+  /** Volumes attached to this instance that are tagged to another host or none: candidates for release. */
+  attachedElsewhereTagged(): Promise<VolumeRecord[]>;
+  /** Readiness as tags: on the instance, and per volume. */
+  publishReadiness(instance: Tags, volumes: { id: string; tags: Tags }[]): Promise<void>;
+  readonly tagKeys: { volume: string; host: string; cluster: string; managedBy: string; options: string; ready: string; readyCount: string; attachedTo: string; state: string };
+  /** Stops idle-detach timers (agent stop). */
+  close(): void;
+}
+
+export function createEbsBackend(deps: EbsBackendDeps): EbsBackend {
+  const { ec2, devices, identity, tagPrefix: p, logger: log } = deps;
+  const keys = {
+    volume: `${p}volume`,
+    host: `${p}host`,
+    cluster: `${p}cluster`,
+    managedBy: `${p}managed-by`,
+    options: `${p}options`,
+    ready: `${p}ready`,
+    readyCount: `${p}ready-count`,
+    attachedTo: `${p}attached-to`,
+    state: `${p}state`,
+  };
+  const scope: Tags = { [keys.managedBy]: 'berth', ...(deps.cluster ? { [keys.cluster]: deps.cluster } : {}) };
+  /** Volumes a Mount holds; the idle timer never detaches these. */
+  const inUse = new Set<string>();
+  const idleTimers = new Map<string, NodeJS.Timeout>();
+
+  function toRecord(v: Volume): VolumeRecord {
+    const tags = tagsOf(v);
+    const a = attachmentOf(v);
+    return {
+      name: tags[keys.volume] ?? v.VolumeId!,
+      id: v.VolumeId!,
+      options: optionsOf(v, tags[keys.options], deps.defaults),
+      createdAt: (v.CreateTime ?? new Date(0)).toISOString(),
+      status: {
+        backend: 'ebs',
+        volumeId: v.VolumeId!,
+        az: v.AvailabilityZone ?? '',
+        type: v.VolumeType ?? '',
+        sizeGiB: String(v.Size ?? ''),
+        state: v.State ?? '',
+        host: tags[keys.host] ?? '',
+        ...(a ? { attachedTo: a.instanceId, attachment: a.state, ec2Device: a.device } : {}),
+      },
+    };
+  }
+
+  /** Live (not deleted) volumes with this name in berth's scope; two is an error, never a guess. */
+  async function lookup(name: string): Promise<Volume | undefined> {
+    const found = (await ec2.volumesByTags({ ...scope, [keys.volume]: name })).filter((v) => v.State !== 'deleting' && v.State !== 'deleted');
+    if (found.length > 1) {
+      throw new BerthError(
+        'CONFLICT',
+        `${found.length} EBS volumes are tagged ${keys.volume}=${name} (${found.map((v) => `${v.VolumeId} in ${v.AvailabilityZone}`).join(', ')}); berth will not guess which one holds the data: untag or delete the wrong one`,
+      );
+    }
+    return found[0];
+  }
+
+  function cancelIdle(volumeId: string): void {
+    clearTimeout(idleTimers.get(volumeId));
+    idleTimers.delete(volumeId);
+  }
+
+  async function detachIfHere(volumeId: string, why: string): Promise<void> {
+    cancelIdle(volumeId);
+    const v = await ec2.volume(volumeId);
+    const a = v && attachmentOf(v);
+    if (!a || a.instanceId !== identity.instanceId) return;
+    await ec2.detach(volumeId);
+    log?.info({ volumeId, why }, 'volume detached');
+  }
+
+  /** Frees a volume held by another instance: at once if that instance is gone, else by claim and wait. */
+  async function takeOver(name: string, v: Volume, holder: string): Promise<Volume> {
+    const info = (await ec2.instances([holder])).get(holder);
+    const state = info?.state ?? 'terminated';
+    if (GONE.has(state)) {
+      log?.info({ name, volumeId: v.VolumeId, from: holder, state }, 'moving the volume from an instance that is no longer running');
+      await ec2.detach(v.VolumeId!);
+      return (await ec2.volume(v.VolumeId!)) ?? v;
+    }
+    const owner = tagsOf(v)[keys.host];
+    if (owner !== identity.hostId) await ec2.tag([v.VolumeId!], { [keys.host]: identity.hostId });
+    log?.warn(
+      { name, volumeId: v.VolumeId, holder, holderHost: info?.tags[keys.host], waitS: deps.moveWaitMs / 1000 },
+      'volume attached to a running instance: claimed it by tag and waiting for the agent there to release it (never force-detached)',
+    );
+    try {
+      return await ec2.waitAvailable(v.VolumeId!, Date.now() + deps.moveWaitMs);
+    } catch (err) {
+      if (err instanceof BerthError && err.code === 'TIMEOUT') {
+        throw new BerthError(
+          'CONFLICT',
+          `volume ${name} (${v.VolumeId}) is attached to running instance ${holder}${info?.tags[keys.host] ? ` (host ${info.tags[keys.host]})` : ''}; it is now tagged to this host, but berth there did not release it within ${deps.moveWaitMs / 1000} s. Stop the container using it there, or check that berth runs on ${holder}; berth never force-detaches a volume from a running instance`,
+        );
+      }
+      throw err;
+    }
+  }
+
+  const backend: EbsBackend = {
+    kind: 'ebs',
+    scope: 'global',
+    identity,
+    tagKeys: keys,
+
+    validate(name, options) {
+      validateEbsOptions(name, options);
+    },
+
+    async create(name, options) {
+      const existing = await lookup(name);
+      if (existing) {
+        // A retained volume (no host tag) is adopted by this host.
+        if (!tagsOf(existing)[keys.host]) {
+          await ec2.tag([existing.VolumeId!], { [keys.host]: identity.hostId });
+          log?.info({ name, volumeId: existing.VolumeId }, 'adopted a retained volume');
+          return toRecord((await ec2.volume(existing.VolumeId!)) ?? existing);
+        }
+        return toRecord(existing);
+      }
+      const tags: Tags = { ...scope, [keys.volume]: name, [keys.host]: identity.hostId, [keys.options]: tagValueOf(options), Name: name };
+      const volume = await ec2.createVolume(
+        {
+          AvailabilityZone: identity.az,
+          ...createParamsOf(options),
+          // The same (name, host) always sends the same token: a retried create never makes a second volume.
+          ClientToken: createHash('sha256').update(`${name}\0${identity.hostId}`).digest('hex').slice(0, 64),
+          TagSpecifications: [{ ResourceType: 'volume', Tags: Object.entries(tags).map(([Key, Value]) => ({ Key, Value })) }],
+        },
+        `volume ${name}`,
+      );
+      return toRecord(volume);
+    },
+
+    async find(name) {
+      const v = await lookup(name);
+      // Retained volumes belong to no host: they are adopted by create(), not found.
+      return v && tagsOf(v)[keys.host] ? toRecord(v) : undefined;
+    },
+
+    async list() {
+      const volumes = await ec2.volumesByTags({ ...scope, [keys.host]: identity.hostId });
+      return volumes.filter((v) => v.State !== 'deleting' && v.State !== 'deleted' && tagsOf(v)[keys.volume]).map(toRecord);
+    },
+
+    async attach(record): Promise<AttachedDevice> {
+      const { name } = record;
+      cancelIdle(record.id);
+      inUse.add(record.id);
+      try {
+        let v = await ec2.volume(record.id);
+        if (!v) throw new BerthError('NOT_FOUND', `volume ${name}: EBS volume ${record.id} no longer exists`);
+        if (v.AvailabilityZone !== identity.az) {
+          throw new BerthError(
+            'CONFLICT',
+            `volume ${name} (${record.id}) is in ${v.AvailabilityZone}, this host in ${identity.az}; EBS volumes cannot attach across zones (move it with a snapshot, or run the node in ${v.AvailabilityZone})`,
+          );
+        }
+        if (v.State === 'error') throw new BerthError('UNAVAILABLE', `volume ${name} (${record.id}) is in state "error" at EC2`);
+        if (tagsOf(v)[keys.host] !== identity.hostId) await ec2.tag([record.id], { [keys.host]: identity.hostId });
+        let a = attachmentOf(v);
+        if (a && a.instanceId !== identity.instanceId) {
+          v = await takeOver(name, v, a.instanceId);
+          a = attachmentOf(v);
+        }
+        if (a?.state === 'detaching') {
+          v = await ec2.waitAvailable(record.id, Date.now() + ec2.timing.detachTimeoutMs);
+          a = attachmentOf(v);
+        }
+        let device: string;
+        if (a && a.instanceId === identity.instanceId && a.state === 'attached') {
+          device = a.device;
+        } else if (a && a.instanceId === identity.instanceId) {
+          // Attaching here already (e.g. the agent was restarted mid-attach): let it finish.
+          device = await ec2.attach(record.id, a.device);
+        } else {
+          device = await ec2.attach(record.id);
+        }
+        const found = await devices.waitFor(record.id, device, deps.deviceWaitMs);
+        const fresh = await ec2.volume(record.id);
+        const attached = fresh ? toRecord(fresh) : record;
+        attached.status.device = found.path;
+        return { devicePath: found.path, record: attached };
+      } catch (err) {
+        inUse.delete(record.id);
+        throw err;
+      }
+    },
+
+    async release(record) {
+      inUse.delete(record.id);
+      const v = await ec2.volume(record.id).catch(() => undefined);
+      if (v && tagsOf(v)[keys.host] !== identity.hostId) {
+        await detachIfHere(record.id, 'its host tag names another host');
+        return;
+      }
+      cancelIdle(record.id);
+      const timer = setTimeout(() => {
+        idleTimers.delete(record.id);
+        if (inUse.has(record.id)) return;
+        detachIfHere(record.id, `unused for ${deps.idleDetachMs / 1000} s`).catch((err: unknown) =>
+          log?.warn({ volumeId: record.id, err: errorMessage(err) }, 'idle detach failed; the next reconcile tries again'),
+        );
+      }, deps.idleDetachMs);
+      timer.unref();
+      idleTimers.set(record.id, timer);
+    },
+
+    async detach(record) {
+      inUse.delete(record.id);
+      await detachIfHere(record.id, 'released');
+    },
+
+    async remove(record) {
+      inUse.delete(record.id);
+      await detachIfHere(record.id, 'removed');
+      if (record.options.onRemove === 'delete') {
+        await ec2.deleteVolume(record.id);
+        log?.info({ name: record.name, volumeId: record.id }, 'volume deleted (onRemove=delete)');
+      } else {
+        await ec2.untag([record.id], [keys.host, keys.attachedTo, keys.state]);
+        log?.info({ name: record.name, volumeId: record.id }, 'volume retained: detached and untagged from this host');
+      }
+    },
+
+    async attachedElsewhereTagged() {
+      const here = await ec2.volumesByTags({ [keys.managedBy]: 'berth' }, [{ Name: 'attachment.instance-id', Values: [identity.instanceId] }]);
+      return here.filter((v) => tagsOf(v)[keys.host] !== identity.hostId).map(toRecord);
+    },
+
+    async publishReadiness(instance, volumes) {
+      await ec2.tag([identity.instanceId], instance);
+      // Volumes with the same tag values share one CreateTags call.
+      const groups = new Map<string, { tags: Tags; ids: string[] }>();
+      for (const v of volumes) {
+        const key = JSON.stringify(v.tags);
+        const g = groups.get(key) ?? { tags: v.tags, ids: [] };
+        g.ids.push(v.id);
+        groups.set(key, g);
+      }
+      for (const g of groups.values()) await ec2.tag(g.ids, g.tags);
+    },
+
+    close() {
+      for (const t of idleTimers.values()) clearTimeout(t);
+      idleTimers.clear();
+    },
+  };
+  return backend;
+}
+

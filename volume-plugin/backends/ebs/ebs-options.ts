@@ -1,0 +1,110 @@
+import type { Volume, VolumeType as Ec2VolumeType } from '@aws-sdk/client-ec2';
+import { BerthError } from '../../../lib/errors.js';
+import { Filesystems, formatSize, type OptionDefaults, type VolumeOptions, type VolumeType } from '../../options.js';
+
+/**
+ * EBS rules for volume options (EC2 User Guide, "Amazon EBS volume types"),
+ * checked before anything is created, and the `<prefix>options` tag that
+ * stores the options a volume was created with.
+ */
+
+const GiB = 2 ** 30;
+
+interface TypeLimits {
+  minGiB: number;
+  maxGiB: number;
+  iops?: { min: number; max: number; default?: number };
+  throughput?: { min: number; max: number; default: number };
+}
+
+export const EBS_LIMITS: Record<VolumeType, TypeLimits> = {
+  gp3: { minGiB: 1, maxGiB: 16_384, iops: { min: 3_000, max: 16_000, default: 3_000 }, throughput: { min: 125, max: 1_000, default: 125 } },
+  gp2: { minGiB: 1, maxGiB: 16_384 },
+  io1: { minGiB: 4, maxGiB: 16_384, iops: { min: 100, max: 64_000 } },
+  io2: { minGiB: 4, maxGiB: 16_384, iops: { min: 100, max: 256_000 } },
+  st1: { minGiB: 125, maxGiB: 16_384 },
+  sc1: { minGiB: 125, maxGiB: 16_384 },
+};
+
+export const DEFAULT_TYPE: VolumeType = 'gp3';
+
+/** Tag values hold at most 256 characters. */
+const TAG_VALUE_MAX = 256;
+
+export function validateEbsOptions(name: string, o: VolumeOptions): void {
+  const type = o.type ?? DEFAULT_TYPE;
+  const limits = EBS_LIMITS[type];
+  const bad = (why: string) => new BerthError('INVALID_ARGUMENT', `volume ${name}: ${why}`);
+  if (o.sizeBytes % GiB !== 0) throw bad(`size ${formatSize(o.sizeBytes)} is not a whole number of GiB, which EBS needs (e.g. ${Math.ceil(o.sizeBytes / GiB)}GiB)`);
+  const gib = o.sizeBytes / GiB;
+  if (gib < limits.minGiB || gib > limits.maxGiB) throw bad(`size ${gib}GiB is outside ${limits.minGiB}–${limits.maxGiB} GiB for ${type}`);
+  if (o.iops !== undefined) {
+    if (!limits.iops) throw bad(`iops cannot be set for ${type} (only gp3, io1, io2)`);
+    if (o.iops < limits.iops.min || o.iops > limits.iops.max) throw bad(`iops ${o.iops} is outside ${limits.iops.min}–${limits.iops.max} for ${type}`);
+  } else if (limits.iops && limits.iops.default === undefined) {
+    throw bad(`${type} needs -o iops=<${limits.iops.min}–${limits.iops.max}>`);
+  }
+  if (o.throughput !== undefined) {
+    if (!limits.throughput) throw bad(`throughput cannot be set for ${type} (only gp3)`);
+    if (o.throughput < limits.throughput.min || o.throughput > limits.throughput.max) {
+      throw bad(`throughput ${o.throughput} MiB/s is outside ${limits.throughput.min}–${limits.throughput.max} for ${type}`);
+    }
+  }
+  if (o.encrypted === false && o.kmsKeyId) throw bad('kmsKeyId needs encryption; drop encrypted=false');
+  if (tagValueOf(o).length > TAG_VALUE_MAX) throw bad(`options are too long to store in an EBS tag (${TAG_VALUE_MAX} characters); shorten mountOptions`);
+}
+
+/** The options as a compact tag value; kmsKeyId is left out when it does not fit (EC2 keeps it on the volume). */
+export function tagValueOf(o: VolumeOptions): string {
+  const full = JSON.stringify(o);
+  if (full.length <= TAG_VALUE_MAX || !o.kmsKeyId) return full;
+  const { kmsKeyId: _dropped, ...rest } = o;
+  return JSON.stringify(rest);
+}
+
+/**
+ * The options of an existing volume: the stored tag when present (what it
+ * was created with), else what EC2 says of it with the agent's defaults for
+ * the rest (volumes created outside berth, e.g. by infra/).
+ */
+export function optionsOf(volume: Volume, storedTag: string | undefined, defaults: OptionDefaults): VolumeOptions {
+  if (storedTag) {
+    try {
+      const stored = JSON.parse(storedTag) as VolumeOptions;
+      if (typeof stored.sizeBytes === 'number' && (Filesystems as readonly string[]).includes(stored.fs)) {
+        return volume.KmsKeyId && !stored.kmsKeyId && stored.encrypted ? { ...stored, kmsKeyId: volume.KmsKeyId } : stored;
+      }
+    } catch {
+      // fall through: a damaged tag must not make the volume unusable
+    }
+  }
+  return {
+    sizeBytes: (volume.Size ?? 0) * GiB,
+    fs: defaults.fs,
+    onRemove: 'retain',
+    ...(volume.VolumeType ? { type: volume.VolumeType as VolumeType } : {}),
+    ...(volume.Encrypted !== undefined ? { encrypted: volume.Encrypted } : {}),
+    ...(volume.SnapshotId ? { snapshotId: volume.SnapshotId } : {}),
+  };
+}
+
+/** CreateVolume parameters for these options; encrypted unless asked otherwise. */
+export function createParamsOf(o: VolumeOptions): {
+  Size: number;
+  VolumeType: Ec2VolumeType;
+  Iops?: number;
+  Throughput?: number;
+  Encrypted: boolean;
+  KmsKeyId?: string;
+  SnapshotId?: string;
+} {
+  return {
+    Size: o.sizeBytes / GiB,
+    VolumeType: o.type ?? DEFAULT_TYPE,
+    ...(o.iops !== undefined ? { Iops: o.iops } : {}),
+    ...(o.throughput !== undefined ? { Throughput: o.throughput } : {}),
+    Encrypted: o.encrypted ?? true,
+    ...(o.kmsKeyId ? { KmsKeyId: o.kmsKeyId } : {}),
+    ...(o.snapshotId ? { SnapshotId: o.snapshotId } : {}),
+  };
+}

@@ -1,0 +1,370 @@
+import {
+  AttachVolumeCommand,
+  CreateTagsCommand,
+  CreateVolumeCommand,
+  DeleteTagsCommand,
+  DeleteVolumeCommand,
+  DescribeInstancesCommand,
+  DescribeVolumesCommand,
+  DetachVolumeCommand,
+  type CreateVolumeCommandInput,
+  type EC2Client,
+  type Filter,
+  type Volume,
+} from '@aws-sdk/client-ec2';
+import type { Logger } from 'pino';
+import { BerthError, errorMessage } from '../../../lib/errors.js';
+import { sleep } from '../../../lib/sleep.js';
+import { Semaphore } from '../../../lib/semaphore.js';
+
+/**
+ * The one place berth calls EC2. Retries of throttled and failed calls are the
+ * SDK's (adaptive retry mode, set on the client); this module adds what the
+ * SDK does not: batched lookups, an attachment poller that checks our
+ * instance and our device, device-name rotation, stuck-attachment recovery,
+ * a bound on concurrent mutations, and errors that name what was being done.
+ */
+
+/** Waits and bounds of attachment handling, in one place so tests can shrink them. */
+export interface Ec2Timing {
+  /** First poll after AttachVolume/DetachVolume: EBS attachments usually complete in 1–4 s. */
+  firstPollMs: number;
+  /** Each later poll waits this much longer than the one before. */
+  pollFactor: number;
+  maxPollMs: number;
+  /** EC2 occasionally wedges an attachment in 'attaching'; after this long it is detached and tried again. */
+  stuckAttachingMs: number;
+  /** Bound on one attach, retries included. */
+  attachTimeoutMs: number;
+  /** Bound on one detach. */
+  detachTimeoutMs: number;
+  /** Bound on a new volume leaving 'creating' (from a snapshot this can take minutes). */
+  createTimeoutMs: number;
+  /** Lookups by id issued within this window share one DescribeVolumes call. */
+  batchWindowMs: number;
+}
+
+export const DEFAULT_EC2_TIMING: Ec2Timing = {
+  firstPollMs: 1_000,
+  pollFactor: 1.8,
+  maxPollMs: 10_000,
+  stuckAttachingMs: 90_000,
+  attachTimeoutMs: 200_000,
+  detachTimeoutMs: 120_000,
+  createTimeoutMs: 300_000,
+  batchWindowMs: 20,
+};
+
+/** Device names berth attaches at: /dev/xvdba … /dev/xvdzz (the root and early letters are the AMI's). */
+export const DEVICE_NAMES: readonly string[] = (() => {
+  const letters = 'abcdefghijklmnopqrstuvwxyz';
+  const out: string[] = [];
+  for (const first of letters.slice(1)) for (const second of letters) out.push(`/dev/xvd${first}${second}`);
+  return out;
+})();
+
+export type Tags = Record<string, string>;
+
+export function tagsOf(resource: { Tags?: { Key?: string; Value?: string }[] }): Tags {
+  const out: Tags = {};
+  for (const t of resource.Tags ?? []) if (t.Key !== undefined) out[t.Key] = t.Value ?? '';
+  return out;
+}
+
+const codeOf = (err: unknown): string => (err as { name?: string }).name ?? '';
+export const isNotFound = (err: unknown) => /\.NotFound$|^InvalidVolumeID\.Malformed$/.test(codeOf(err));
+export const isThrottled = (err: unknown) => /^(RequestLimitExceeded|Throttling|ThrottlingException)$/.test(codeOf(err));
+const isDeviceInUse = (err: unknown) => codeOf(err) === 'InvalidParameterValue' && /already in use/i.test(errorMessage(err));
+const isServerFault = (err: unknown) => (err as { $fault?: string }).$fault === 'server';
+
+/** Wraps an EC2 error in a BerthError that says what berth was doing. */
+export function ec2Error(err: unknown, doing: string): BerthError {
+  if (err instanceof BerthError) return err;
+  const code = codeOf(err);
+  const why = `${doing}: EC2 said ${code ? `${code}: ` : ''}${errorMessage(err)}`;
+  if (isThrottled(err)) return new BerthError('LIMIT_EXCEEDED', `${why} (still throttled after the SDK's retries; berth tries again on the next call or reconcile)`, { cause: err });
+  if (isNotFound(err)) return new BerthError('NOT_FOUND', why, { cause: err });
+  if (code === 'InvalidVolume.ZoneMismatch' || code === 'VolumeInUse' || code === 'IncorrectState') return new BerthError('CONFLICT', why, { cause: err });
+  if (isServerFault(err) || code === '' || code === 'TimeoutError') return new BerthError('UNAVAILABLE', why, { cause: err });
+  return new BerthError('INVALID_ARGUMENT', why, { cause: err });
+}
+
+export interface Attachment {
+  instanceId: string;
+  device: string;
+  state: string;
+}
+
+export function attachmentOf(volume: Volume): Attachment | undefined {
+  const a = volume.Attachments?.find((x) => x.State !== 'detached');
+  return a?.InstanceId && a.Device && a.State ? { instanceId: a.InstanceId, device: a.Device, state: a.State } : undefined;
+}
+
+export interface InstanceInfo {
+  instanceId: string;
+  state: string;
+  az: string;
+  tags: Tags;
+}
+
+export interface Ec2FacadeDeps {
+  client: EC2Client;
+  /** This instance: attachments are made to it and polled for it. */
+  instanceId: string;
+  /** Concurrent AttachVolume/DetachVolume calls and waits; EC2's mutating bucket holds 50 and refills 5 per second. */
+  maxConcurrentAttachments?: number;
+  timing?: Partial<Ec2Timing>;
+  logger?: Logger;
+}
+
+export class Ec2Facade {
+  readonly timing: Ec2Timing;
+  private readonly client: EC2Client;
+  private readonly instanceId: string;
+  private readonly log: Logger | undefined;
+  private readonly mutations: Semaphore;
+  /** Device names taken by an attach in flight, or reported in use by EC2. */
+  private readonly reserved = new Set<string>();
+  private readonly skip = new Set<string>();
+  private nextName = 0;
+  private namesSeeded: Promise<void> | undefined;
+  private batch: { ids: Set<string>; done: Promise<Map<string, Volume>> } | undefined;
+
+  constructor(deps: Ec2FacadeDeps) {
+    this.client = deps.client;
+    this.instanceId = deps.instanceId;
+    this.log = deps.logger;
+    this.mutations = new Semaphore(deps.maxConcurrentAttachments ?? 10);
+    this.timing = { ...DEFAULT_EC2_TIMING, ...deps.timing };
+  }
+
+  /** Every volume carrying these tags (and matching the extra filters), all pages. */
+  async volumesByTags(tags: Tags, extra: Filter[] = []): Promise<Volume[]> {
+    const Filters: Filter[] = [...Object.entries(tags).map(([k, v]) => ({ Name: `tag:${k}`, Values: [v] })), ...extra];
+    const out: Volume[] = [];
+    let NextToken: string | undefined;
+    do {
+      const page = await this.client
+        .send(new DescribeVolumesCommand({ Filters, MaxResults: 500, ...(NextToken ? { NextToken } : {}) }))
+        .catch((err: unknown) => {
+          throw ec2Error(err, `listing volumes tagged ${JSON.stringify(tags)}`);
+        });
+      out.push(...(page.Volumes ?? []));
+      NextToken = page.NextToken;
+    } while (NextToken);
+    return out;
+  }
+
+  /**
+   * One volume by id, or undefined when EC2 does not know it. Lookups that
+   * arrive together (parallel attachment polls) share one DescribeVolumes.
+   */
+  async volume(volumeId: string): Promise<Volume | undefined> {
+    if (!this.batch) {
+      const ids = new Set<string>();
+      const done = sleep(this.timing.batchWindowMs).then(async () => {
+        this.batch = undefined;
+        const found = await this.volumesByIdFilter([...ids]);
+        return new Map(found.map((v) => [v.VolumeId!, v]));
+      });
+      this.batch = { ids, done };
+    }
+    this.batch.ids.add(volumeId);
+    return (await this.batch.done).get(volumeId);
+  }
+
+  /** The volume-id filter, unlike VolumeIds, does not fail the whole call for one unknown id. */
+  private async volumesByIdFilter(ids: string[]): Promise<Volume[]> {
+    const out: Volume[] = [];
+    for (let i = 0; i < ids.length; i += 199) {
+      out.push(...(await this.volumesByTags({}, [{ Name: 'volume-id', Values: ids.slice(i, i + 199) }])));
+    }
+    return out;
+  }
+
+  async createVolume(input: CreateVolumeCommandInput, what: string): Promise<Volume> {
+    const created = await this.client.send(new CreateVolumeCommand(input)).catch((err: unknown) => {
+      throw ec2Error(err, `creating ${what}`);
+    });
+    const id = created.VolumeId!;
+    let wait = this.timing.firstPollMs;
+    const deadline = Date.now() + this.timing.createTimeoutMs;
+    for (let state = created.State; ; ) {
+      if (state === 'available' || state === 'in-use') return (await this.volume(id)) ?? created;
+      if (state === 'error') {
+        throw new BerthError('INVALID_ARGUMENT', `creating ${what}: EC2 put ${id} in state "error" (often an unusable KMS key or snapshot); delete it and check the options`);
+      }
+      if (Date.now() > deadline) throw new BerthError('TIMEOUT', `creating ${what}: ${id} still "${state}" after ${this.timing.createTimeoutMs / 1000} s`);
+      await sleep(wait);
+      wait = Math.min(wait * this.timing.pollFactor, this.timing.maxPollMs);
+      state = (await this.volume(id))?.State;
+    }
+  }
+
+  async deleteVolume(volumeId: string): Promise<void> {
+    await this.client.send(new DeleteVolumeCommand({ VolumeId: volumeId })).catch((err: unknown) => {
+      if (isNotFound(err)) return;
+      throw ec2Error(err, `deleting ${volumeId}`);
+    });
+  }
+
+  /** Sets tags on many resources in one call (EC2 allows it when the tags are the same). */
+  async tag(resourceIds: string[], tags: Tags): Promise<void> {
+    if (resourceIds.length === 0 || Object.keys(tags).length === 0) return;
+    for (let i = 0; i < resourceIds.length; i += 1000) {
+      const Resources = resourceIds.slice(i, i + 1000);
+      await this.client.send(new CreateTagsCommand({ Resources, Tags: Object.entries(tags).map(([Key, Value]) => ({ Key, Value })) })).catch((err: unknown) => {
+        throw ec2Error(err, `tagging ${Resources.join(', ')}`);
+      });
+    }
+  }
+
+  async untag(resourceIds: string[], keys: string[]): Promise<void> {
+    if (resourceIds.length === 0 || keys.length === 0) return;
+    await this.client.send(new DeleteTagsCommand({ Resources: resourceIds, Tags: keys.map((Key) => ({ Key })) })).catch((err: unknown) => {
+      throw ec2Error(err, `removing tags ${keys.join(', ')} from ${resourceIds.join(', ')}`);
+    });
+  }
+
+  async instances(ids: string[]): Promise<Map<string, InstanceInfo>> {
+    const out = new Map<string, InstanceInfo>();
+    if (ids.length === 0) return out;
+    const res = await this.client.send(new DescribeInstancesCommand({ InstanceIds: ids })).catch((err: unknown) => {
+      // An instance gone long enough is unknown to EC2: as good as terminated.
+      if (isNotFound(err) && ids.length === 1) return { Reservations: [] };
+      throw ec2Error(err, `describing instances ${ids.join(', ')}`);
+    });
+    for (const r of res.Reservations ?? []) {
+      for (const i of r.Instances ?? []) {
+        out.set(i.InstanceId!, { instanceId: i.InstanceId!, state: i.State?.Name ?? 'unknown', az: i.Placement?.AvailabilityZone ?? '', tags: tagsOf(i) });
+      }
+    }
+    return out;
+  }
+
+  /**
+   * Attaches an available volume to this instance and waits until EC2 reports
+   * it attached here, at the name asked. Returns that device name.
+   * `attachingAt`: the volume is already 'attaching' here at that name.
+   */
+  async attach(volumeId: string, attachingAt?: string): Promise<string> {
+    return this.mutations.run(async () => {
+      await this.seedDeviceNames();
+      const deadline = Date.now() + this.timing.attachTimeoutMs;
+      for (let attempt = 1; ; attempt++) {
+        // An attachment already under way here (agent restarted mid-attach) is waited for, not repeated.
+        const resuming = attempt === 1 && attachingAt !== undefined;
+        const device = resuming ? attachingAt : this.takeDeviceName();
+        this.reserved.add(device);
+        try {
+          if (!resuming) await this.client.send(new AttachVolumeCommand({ VolumeId: volumeId, InstanceId: this.instanceId, Device: device }));
+        } catch (err) {
+          this.reserved.delete(device);
+          if (isDeviceInUse(err) && attempt < 20) {
+            this.skip.add(device);
+            this.log?.warn({ volumeId, device }, 'EC2 says this device name is in use; skipping it from now on');
+            continue;
+          }
+          throw ec2Error(err, `attaching ${volumeId} to ${this.instanceId} at ${device}`);
+        }
+        try {
+          const outcome = await this.pollAttachment(volumeId, device, deadline);
+          if (outcome === 'attached') {
+            this.skip.add(device);
+            return device;
+          }
+          this.log?.warn({ volumeId, device, afterMs: this.timing.stuckAttachingMs }, 'attachment stuck in "attaching"; detaching and trying again');
+          await this.detachAndWait(volumeId, deadline);
+        } finally {
+          this.reserved.delete(device);
+        }
+      }
+    });
+  }
+
+  /** Waits until the volume is attached here at `device`, or reports it stuck. */
+  private async pollAttachment(volumeId: string, device: string, deadline: number): Promise<'attached' | 'stuck'> {
+    const started = Date.now();
+    let wait = this.timing.firstPollMs;
+    for (;;) {
+      await sleep(Math.min(wait, Math.max(0, deadline - Date.now())));
+      wait = Math.min(wait * this.timing.pollFactor, this.timing.maxPollMs);
+      const v = await this.volume(volumeId);
+      if (!v) throw new BerthError('NOT_FOUND', `${volumeId} disappeared while attaching`);
+      const a = attachmentOf(v);
+      if (a && a.instanceId === this.instanceId && a.device === device && a.state === 'attached') return 'attached';
+      if (a && a.instanceId !== this.instanceId) {
+        throw new BerthError('CONFLICT', `${volumeId} got attached to ${a.instanceId} while berth was attaching it to ${this.instanceId}`);
+      }
+      if (!a && v.State === 'available') throw new BerthError('UNAVAILABLE', `EC2 dropped the attachment of ${volumeId} at ${device} before it completed`);
+      if (Date.now() - started >= this.timing.stuckAttachingMs) return 'stuck';
+      if (Date.now() >= deadline) {
+        throw new BerthError('TIMEOUT', `${volumeId} not attached to ${this.instanceId} within ${this.timing.attachTimeoutMs / 1000} s (EC2 says ${a?.state ?? v.State})`);
+      }
+    }
+  }
+
+  /** Detaches the volume from whatever instance holds it (never forced) and waits until it is available. */
+  async detach(volumeId: string): Promise<void> {
+    const held = await this.volume(volumeId);
+    await this.mutations.run(() => this.detachAndWait(volumeId, Date.now() + this.timing.detachTimeoutMs));
+    const a = held && attachmentOf(held);
+    if (a?.instanceId === this.instanceId) this.skip.delete(a.device);
+  }
+
+  private async detachAndWait(volumeId: string, deadline: number): Promise<void> {
+    try {
+      await this.client.send(new DetachVolumeCommand({ VolumeId: volumeId }));
+    } catch (err) {
+      // Already detached (IncorrectState) is what we wanted.
+      if (codeOf(err) !== 'IncorrectState' && !isNotFound(err)) throw ec2Error(err, `detaching ${volumeId}`);
+    }
+    await this.waitAvailable(volumeId, deadline);
+  }
+
+  /** Waits until the volume has no attachment (e.g. another host's agent released it). */
+  async waitAvailable(volumeId: string, deadline: number): Promise<Volume> {
+    let wait = this.timing.firstPollMs;
+    for (;;) {
+      const v = await this.volume(volumeId);
+      if (!v) throw new BerthError('NOT_FOUND', `${volumeId} no longer exists`);
+      if (v.State === 'available' && !attachmentOf(v)) return v;
+      if (Date.now() >= deadline) {
+        const a = attachmentOf(v);
+        throw new BerthError('TIMEOUT', `${volumeId} still ${a ? `${a.state} to ${a.instanceId}` : v.State} when the wait ran out`);
+      }
+      await sleep(Math.min(wait, Math.max(0, deadline - Date.now())));
+      wait = Math.min(wait * this.timing.pollFactor, this.timing.maxPollMs);
+    }
+  }
+
+  /** Device names of what is attached to this instance now, so rotation starts clear of them. */
+  private seedDeviceNames(): Promise<void> {
+    this.namesSeeded ??= this.volumesByTags({}, [{ Name: 'attachment.instance-id', Values: [this.instanceId] }]).then(
+      (volumes) => {
+        for (const v of volumes) for (const a of v.Attachments ?? []) if (a.InstanceId === this.instanceId && a.Device) this.skipIfInUse(a.Device);
+      },
+      (err: unknown) => {
+        this.namesSeeded = undefined;
+        throw err;
+      },
+    );
+    return this.namesSeeded;
+  }
+
+  private skipIfInUse(device: string): void {
+    if (DEVICE_NAMES.includes(device)) this.skip.add(device);
+  }
+
+  /** Next free name in the rotation; a name just given back is not handed out again at once. */
+  private takeDeviceName(): string {
+    for (let i = 0; i < DEVICE_NAMES.length; i++) {
+      const name = DEVICE_NAMES[(this.nextName + i) % DEVICE_NAMES.length]!;
+      if (this.reserved.has(name) || this.skip.has(name)) continue;
+      this.nextName = (this.nextName + i + 1) % DEVICE_NAMES.length;
+      this.reserved.add(name);
+      return name;
+    }
+    throw new BerthError('LIMIT_EXCEEDED', `no free device name left for ${this.instanceId} (${DEVICE_NAMES.length} names, all in use or refused by EC2)`);
+  }
+}
