@@ -66,6 +66,11 @@ export async function startAgent(config: Config, logger: Logger, options: AgentO
     registry,
     logger,
     status: () => ({ backend: kind, plugin: config.BERTH_PLUGIN_NAME, socket: plugin.socketPath, volumes: manager.snapshot() }),
+    plan: async () => {
+      if (!ebs) return { backend: kind, items: [], note: 'the loop backend has no host tags: nothing to reconcile' };
+      if (!reconciler) throw new Error(`EBS backend starting: ${ebs.pending ?? 'boot reconcile pending'}`);
+      return { backend: kind, items: await reconciler.plan() };
+    },
   });
   health.addReadinessCheck('plugin', () => (manager.isStarted ? true : 'volume manager not started'));
   let reconciler: Reconciler | undefined;

@@ -21,6 +21,9 @@ commands:
   ls                volumes with their mount state
   inspect NAME      one volume in full
   doctor            check this host for what berth needs
+  reconcile --dry-run
+                    what the agent's next reconcile pass would attach,
+                    mount, release or detach, and why
 
 options:
   --json            machine-readable output
@@ -60,10 +63,11 @@ function envFromProcess(): CliEnv {
   };
 }
 
-function httpJson(opts: { socketPath?: string; host?: string; port?: number; path: string; method: 'GET' | 'POST'; body?: unknown }): Promise<{ status: number; json: unknown }> {
+function httpJson(opts: { socketPath?: string; host?: string; port?: number; path: string; method: 'GET' | 'POST'; body?: unknown; timeoutMs?: number }): Promise<{ status: number; json: unknown }> {
   return new Promise((resolve, reject) => {
     const payload = opts.body === undefined ? undefined : JSON.stringify(opts.body);
-    const req = request({ ...opts, timeout: 10_000, headers: payload ? { 'Content-Length': Buffer.byteLength(payload) } : {} }, (res) => {
+    const { timeoutMs = 10_000, ...target } = opts;
+    const req = request({ ...target, timeout: timeoutMs, headers: payload ? { 'Content-Length': Buffer.byteLength(payload) } : {} }, (res) => {
       let data = '';
       res.setEncoding('utf8');
       res.on('data', (c) => (data += c));
@@ -81,11 +85,10 @@ function httpJson(opts: { socketPath?: string; host?: string; port?: number; pat
   });
 }
 
-async function agentStatus(env: CliEnv): Promise<AgentStatus> {
+async function agentGet(env: CliEnv, path: string, timeoutMs = 10_000): Promise<{ status: number; json: unknown }> {
   const idx = env.healthAddr.lastIndexOf(':');
   try {
-    const res = await httpJson({ host: env.healthAddr.slice(0, idx), port: Number(env.healthAddr.slice(idx + 1)), path: '/status', method: 'GET' });
-    return res.json as AgentStatus;
+    return await httpJson({ host: env.healthAddr.slice(0, idx), port: Number(env.healthAddr.slice(idx + 1)), path, method: 'GET', timeoutMs });
   } catch (err) {
     const code = (err as NodeJS.ErrnoException).code;
     if (code === 'ECONNREFUSED' || code === 'ENOENT') {
@@ -93,6 +96,24 @@ async function agentStatus(env: CliEnv): Promise<AgentStatus> {
     }
     throw new CliError(3, `the agent did not answer on ${env.healthAddr}: ${(err as Error).message}`);
   }
+}
+
+async function agentStatus(env: CliEnv): Promise<AgentStatus> {
+  return (await agentGet(env, '/status')).json as AgentStatus;
+}
+
+interface ReconcilePlan {
+  backend: string;
+  items: { name: string; volumeId: string; action: string; reason: string }[];
+  note?: string;
+}
+
+async function reconcilePlan(env: CliEnv): Promise<ReconcilePlan> {
+  // Planning asks EC2 about this host's volumes: allow for throttling.
+  const res = await agentGet(env, '/reconcile/plan', 60_000);
+  const body = res.json as ReconcilePlan & { error?: string };
+  if (res.status !== 200) throw new CliError(1, `the agent cannot plan a reconcile now: ${body.error ?? `HTTP ${res.status}`}`);
+  return body;
 }
 
 async function pluginCall(env: CliEnv, endpoint: string, body: unknown): Promise<Record<string, unknown>> {
@@ -220,7 +241,7 @@ function version(): string {
 export async function run(argv: string[], env: CliEnv = envFromProcess(), progress: (msg: string) => void = () => undefined): Promise<number> {
   let parsed;
   try {
-    parsed = parseArgs({ args: argv, allowPositionals: true, options: { json: { type: 'boolean' }, help: { type: 'boolean', short: 'h' }, version: { type: 'boolean' } } });
+    parsed = parseArgs({ args: argv, allowPositionals: true, options: { json: { type: 'boolean' }, help: { type: 'boolean', short: 'h' }, version: { type: 'boolean' }, 'dry-run': { type: 'boolean' } } });
   } catch (err) {
     throw new CliError(2, `${(err as Error).message.split('\n')[0]}; see berth --help`);
   }
@@ -273,6 +294,21 @@ export async function run(argv: string[], env: CliEnv = envFromProcess(), progre
       const checks = await doctor(env, (n) => progress(`checking ${n}…`));
       print(checks, () => checks.map((c) => `${c.result.toUpperCase().padEnd(4)} ${c.name.padEnd(20)} ${c.detail}${c.fix ? `\n     fix: ${c.fix}` : ''}`));
       return checks.some((c) => c.result === 'fail') ? 1 : 0;
+    }
+    case 'reconcile': {
+      if (!values['dry-run']) {
+        throw new CliError(2, 'the agent reconciles by itself every BERTH_RECONCILE_INTERVAL_SECONDS; use berth reconcile --dry-run to see what its next pass would do');
+      }
+      progress('asking the agent what it would reconcile…');
+      const plan = await reconcilePlan(env);
+      print(plan, () =>
+        plan.note
+          ? [plan.note]
+          : plan.items.length === 0
+            ? ['nothing to do: the host matches its tags']
+            : table(['NAME', 'VOLUME', 'WOULD', 'WHY'], plan.items.map((i) => [i.name, i.volumeId, i.action, i.reason])),
+      );
+      return 0;
     }
     case undefined:
       throw new CliError(2, 'no command given; see berth --help');

@@ -11,6 +11,8 @@ export interface HealthServerDeps {
   logger: Logger;
   /** JSON for /status (volumes, backend, readiness). */
   status: () => Promise<unknown> | unknown;
+  /** JSON for /reconcile/plan: what the next reconcile pass would do, and why. */
+  plan?: () => Promise<unknown>;
 }
 
 export interface HealthServer {
@@ -47,6 +49,14 @@ export function createHealthServer(deps: HealthServerDeps): HealthServer {
     },
     '/metrics': async () => ({ status: 200, type: deps.registry.contentType, body: await deps.registry.metrics() }),
     '/status': async () => json(200, { ...((await deps.status()) as object), readiness: await readiness() }),
+    '/reconcile/plan': async () => {
+      if (!deps.plan) return json(404, { error: 'this agent has no reconciler' });
+      try {
+        return json(200, await deps.plan());
+      } catch (err) {
+        return json(503, { error: errorMessage(err) });
+      }
+    },
   };
   const handler = (req: IncomingMessage, res: ServerResponse) => {
     const route = req.method === 'GET' ? routes[(req.url ?? '/').split('?')[0]!] : undefined;

@@ -70,25 +70,32 @@ export async function discoverIdentity(o: IdentityOptions): Promise<HostIdentity
  * Instance credentials can lag the instance's boot by many seconds: wait for
  * them with backoff, saying so in the log, up to a bound.
  */
+export interface Clock {
+  now(): number;
+  sleep(ms: number): Promise<void>;
+}
+
+const realClock: Clock = { now: () => Date.now(), sleep };
+
 export async function waitForCredentials(
   resolve: () => Promise<unknown>,
   maxWaitMs: number,
   logger?: Logger,
-  firstDelayMs = 500,
+  clock: Clock = realClock,
 ): Promise<void> {
-  const deadline = Date.now() + maxWaitMs;
-  let delay = firstDelayMs;
+  const deadline = clock.now() + maxWaitMs;
+  let delay = 500;
   for (let attempt = 1; ; attempt++) {
     try {
       await resolve();
       if (attempt > 1) logger?.info({ attempts: attempt }, 'instance credentials available');
       return;
     } catch (err) {
-      if (Date.now() + delay > deadline) {
+      if (clock.now() + delay > deadline) {
         throw new BerthError('UNAVAILABLE', `no AWS credentials after waiting ${Math.round(maxWaitMs / 1000)} s: ${errorMessage(err)}. Check the instance profile`, { cause: err });
       }
       logger?.info({ attempt, retryInMs: delay, err: errorMessage(err) }, 'waiting for instance credentials');
-      await sleep(delay);
+      await clock.sleep(delay);
       delay = Math.min(delay * 2, 5_000);
     }
   }

@@ -24,6 +24,8 @@ describe('berth CLI errors', () => {
     [[], 2, /^berth: no command given/],
     [['inspect'], 2, /^berth: inspect needs a volume name/],
     [['status'], 3, /^berth: the agent is not running \(nothing answers on 127\.0\.0\.1:1\)/],
+    [['reconcile'], 2, /^berth: the agent reconciles by itself .* use berth reconcile --dry-run/],
+    [['reconcile', '--dry-run'], 3, /^berth: the agent is not running/],
   ])('berth %j exits %i with one line and no stack trace', (args, code, message) => {
     const res = cli(args);
     expect(res.status).toBe(code);
@@ -98,6 +100,11 @@ describe.skipIf(noLoopReason)(`berth CLI against a running agent${noLoopReason ?
     expect(checks.filter((c) => c.result === 'fail').every((c) => c.fix)).toBe(true);
     expect(code).toBe(checks.some((c) => c.result === 'fail') ? 1 : 0);
     expect(progress).toContain('checking tools…');
+  });
+
+  it('reconcile --dry-run on a loop host says there is nothing to reconcile', async () => {
+    expect(await run(['reconcile', '--dry-run'], cliEnv())).toBe(0);
+    expect(lines).toEqual(['the loop backend has no host tags: nothing to reconcile']);
   });
 
   it.skipIf(noRootReason)('says permission denied, in one line and exit 4, to a user who may not use the socket', async () => {
