@@ -4,6 +4,7 @@ import { existsSync, openSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { startAgent, type Agent } from '../../agent/agent.js';
+import type { AwsOverrides } from '../../agent/backend-factory.js';
 import { loadConfig, type Config } from '../../agent/config.js';
 import { createLogger, silentLogger } from '../../agent/logger.js';
 import { sleep } from '../../lib/sleep.js';
@@ -29,10 +30,15 @@ export function agentEnv(pluginName: string, stateDir: string, extra: Record<str
 }
 
 /** The agent in this process (server + manager + real loop backend). */
-export async function startInProcessAgent(pluginName: string, stateDir: string, extra: Record<string, string> = {}): Promise<{ agent: Agent; config: Config }> {
+export async function startInProcessAgent(
+  pluginName: string,
+  stateDir: string,
+  extra: Record<string, string> = {},
+  aws?: AwsOverrides,
+): Promise<{ agent: Agent; config: Config }> {
   const config = loadConfig(agentEnv(pluginName, stateDir, extra));
   const logger = process.env.BERTH_TEST_LOGS ? createLogger('debug') : silentLogger;
-  return { agent: await startAgent(config, logger), config };
+  return { agent: await startAgent(config, logger, aws ? { aws } : {}), config };
 }
 
 /**

@@ -200,8 +200,12 @@ export function createEbsBackend(deps: EbsBackendDeps): EbsBackend {
       cancelIdle(record.id);
       inUse.add(record.id);
       try {
-        let v = await ec2.volume(record.id);
-        if (!v) throw new BerthError('NOT_FOUND', `volume ${name}: EBS volume ${record.id} no longer exists`);
+        // By name, not by the remembered id: a second volume with this name must stop us here.
+        let v = await lookup(name);
+        if (!v) throw new BerthError('NOT_FOUND', `volume ${name}: no EBS volume is tagged ${keys.volume}=${name} any more (was ${record.id})`);
+        if (v.VolumeId !== record.id) {
+          throw new BerthError('CONFLICT', `volume ${name} is now EBS volume ${v.VolumeId}, not ${record.id} as recorded here; remove it from Docker and create it again to adopt the new one`);
+        }
         if (v.AvailabilityZone !== identity.az) {
           throw new BerthError(
             'CONFLICT',

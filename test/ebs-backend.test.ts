@@ -1,0 +1,292 @@
+import { readFile, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { execa } from 'execa';
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { isBerthError } from '../lib/errors.js';
+import { sleep } from '../lib/sleep.js';
+import { noLoopReason } from './helpers/env.js';
+import { AZ, ebsWorld, GiB, HOST, type EbsWorld } from './helpers/ebs.js';
+
+const ID = (n: number) => String(n).repeat(64).slice(0, 64);
+
+async function blkidType(device: string): Promise<string> {
+  const r = await execa('blkid', ['-p', '-s', 'TYPE', '-o', 'value', device], { reject: false });
+  return r.stdout.trim();
+}
+
+describe.skipIf(noLoopReason)(`EBS backend over the EC2 model and real devices${noLoopReason ? ` (skipped: ${noLoopReason})` : ''}`, () => {
+  let w: EbsWorld;
+  afterEach(async () => {
+    await w?.cleanup();
+  });
+
+  describe('create, mount, unmount, remove', () => {
+    beforeEach(async () => {
+      w = await ebsWorld();
+    });
+
+    it('creates one tagged, encrypted volume per name, however often Create is called', async () => {
+      const manager = await w.manager(w.backend());
+      await manager.create('pg', { size: '2GiB', type: 'gp3', iops: '4000' });
+      await manager.create('pg', { size: '2GiB' });
+      await manager.create('pg', {});
+      const vols = [...w.model.volumes.values()];
+      expect(vols).toHaveLength(1);
+      expect(vols[0]).toMatchObject({ az: AZ, size: 2, type: 'gp3', iops: 4000, encrypted: true });
+      expect(Object.fromEntries(vols[0]!.tags)).toMatchObject({ 'berth:volume': 'pg', 'berth:host': HOST, 'berth:managed-by': 'berth' });
+      expect(JSON.parse(vols[0]!.tags.get('berth:options')!)).toMatchObject({ sizeBytes: 2 * GiB, type: 'gp3', iops: 4000, fs: 'ext4' });
+      await expect(manager.create('pg', { size: '3GiB' })).rejects.toThrow(/already exists with other options: size \(asked 3GiB, volume has 2GiB\)/);
+    });
+
+    it('a retried CreateVolume (same ClientToken) never makes a second volume', async () => {
+      const b1 = w.backend();
+      const b2 = w.backend();
+      const options = { sizeBytes: GiB, fs: 'ext4' as const, onRemove: 'retain' as const };
+      // Two agents racing (or one retrying after a lost answer) send the same token.
+      const [r1, r2] = await Promise.all([b1.create('race', options), b2.create('race', options)]);
+      expect(r1.id).toBe(r2.id);
+      expect(w.model.volumes.size).toBe(1);
+    });
+
+    it('mounts a verified, freshly formatted device and keeps data across unmount and mount', async () => {
+      const manager = await w.manager(w.backend());
+      await manager.create('pg', { size: '1GiB' });
+      const mp = await manager.mount('pg', ID(1));
+      const id = [...w.model.volumes.keys()][0]!;
+      expect(w.model.volume(id).attachment).toMatchObject({ instanceId: w.instanceId, state: 'attached' });
+      await writeFile(join(mp, 'f'), 'hello');
+      const info = await manager.get('pg');
+      expect(info.Status).toMatchObject({ volumeId: id, az: AZ, attachedTo: w.instanceId, mounted: true });
+      expect(String(info.Status!.device)).toMatch(/\/dev\/nvme\d+n1$/);
+      await manager.unmount('pg', ID(1));
+      // Left attached for a quick restart.
+      expect(w.model.volume(id).attachment?.state).toBe('attached');
+      const attaches = w.model.calls('AttachVolume');
+      const again = await manager.mount('pg', ID(2));
+      expect(await readFile(join(again, 'f'), 'utf8')).toBe('hello');
+      expect(w.model.calls('AttachVolume')).toBe(attaches);
+      await manager.unmount('pg', ID(2));
+    });
+
+    it('detaches a volume after it has been idle for the configured period', async () => {
+      const manager = await w.manager(w.backend({ idleDetachMs: 300 }));
+      await manager.create('idle', {});
+      await manager.mount('idle', ID(1));
+      const id = [...w.model.volumes.keys()][0]!;
+      await manager.unmount('idle', ID(1));
+      expect(w.model.volume(id).attachment).toBeDefined();
+      await sleep(800);
+      expect(w.model.volume(id).attachment).toBeUndefined();
+      // A later Mount attaches it again.
+      await manager.mount('idle', ID(2));
+      expect(w.model.volume(id).attachment?.state).toBe('attached');
+      await manager.unmount('idle', ID(2));
+    });
+
+    it('remove retains by default (detached, untagged from the host, adopted by a later create) and deletes when asked', async () => {
+      const manager = await w.manager(w.backend());
+      await manager.create('keep', {});
+      const mp = await manager.mount('keep', ID(1));
+      await writeFile(join(mp, 'f'), 'kept');
+      await manager.unmount('keep', ID(1));
+      await manager.remove('keep');
+      const kept = [...w.model.volumes.values()][0]!;
+      expect(kept.attachment).toBeUndefined();
+      expect(kept.tags.has('berth:host')).toBe(false);
+      expect(kept.tags.get('berth:volume')).toBe('keep');
+      expect((await manager.list()).map((v) => v.Name)).toEqual([]);
+      await manager.create('keep', {});
+      expect(kept.tags.get('berth:host')).toBe(HOST);
+      expect(await readFile(join(await manager.mount('keep', ID(2)), 'f'), 'utf8')).toBe('kept');
+      await manager.unmount('keep', ID(2));
+
+      await manager.create('gone', { onRemove: 'delete' });
+      await manager.mount('gone', ID(3));
+      await manager.unmount('gone', ID(3));
+      await manager.remove('gone');
+      expect([...w.model.volumes.values()].map((v) => v.tags.get('berth:volume'))).toEqual(['keep']);
+    });
+  });
+
+  describe('bad option values are refused before anything is created', () => {
+    beforeEach(async () => {
+      w = await ebsWorld();
+    });
+
+    it.each([
+      [{ size: '20000GiB', type: 'gp2' }, /size 20000GiB is outside 1–16384 GiB for gp2/],
+      [{ iops: '3000', type: 'gp2' }, /iops cannot be set for gp2/],
+      [{ type: 'io2', size: '10GiB' }, /io2 needs -o iops=<100–256000>/],
+      [{ throughput: '500', type: 'io1', iops: '1000', size: '10GiB' }, /throughput cannot be set for io1/],
+      [{ iops: '99000' }, /iops 99000 is outside 3000–16000 for gp3/],
+      [{ size: '1500MiB' }, /not a whole number of GiB/],
+      [{ size: '10GiB', type: 'st1' }, /outside 125–16384 GiB for st1/],
+    ])('%j', async (opts, message) => {
+      const manager = await w.manager(w.backend());
+      await expect(manager.create('bad', opts)).rejects.toThrow(message);
+      expect(w.model.volumes.size).toBe(0);
+      expect(w.model.calls('CreateVolume')).toBe(0);
+    });
+
+    it('an unknown KMS key: EC2\'s refusal, named, and no volume', async () => {
+      w.model.faults.unknownKmsKeys.add('alias/nope');
+      const manager = await w.manager(w.backend());
+      await expect(manager.create('enc', { kmsKeyId: 'alias/nope' })).rejects.toThrow(/creating volume enc: EC2 said InvalidKmsKey\.NotFound: The KMS key 'alias\/nope' does not exist/);
+      expect(w.model.volumes.size).toBe(0);
+      expect(await manager.list()).toEqual([]);
+    });
+  });
+
+  describe('faults', () => {
+    it('throttling on every call: the SDK retries, berth gets there, nothing is left half done', async () => {
+      w = await ebsWorld();
+      const manager = await w.manager(w.backend());
+      w.model.faults.throttleAll = true;
+      setTimeout(() => (w.model.faults.throttleAll = false), 1_500);
+      await manager.create('t', {});
+      const mp = await manager.mount('t', ID(1));
+      await writeFile(join(mp, 'f'), 'ok');
+      expect(w.model.calls()).toBeGreaterThan(w.model.volumes.size * 3);
+      await manager.unmount('t', ID(1));
+    });
+
+    it('throttling that does not end: a clear error and no volume recorded', async () => {
+      w = await ebsWorld({ maxAttempts: 3 });
+      const manager = await w.manager(w.backend());
+      w.model.faults.throttleAll = true;
+      const err = await manager.create('t', {}).catch((e: unknown) => e);
+      expect(isBerthError(err, 'LIMIT_EXCEEDED')).toBe(true);
+      expect((err as Error).message).toMatch(/RequestLimitExceeded.*still throttled after the SDK's retries/);
+      w.model.faults.throttleAll = false;
+      expect(await manager.list()).toEqual([]);
+    });
+
+    it('an attachment stuck in "attaching" is detached and tried again', async () => {
+      w = await ebsWorld();
+      const manager = await w.manager(w.backend());
+      await manager.create('stuck', {});
+      const id = [...w.model.volumes.keys()][0]!;
+      w.model.faults.stuckAttaching.add(id);
+      const mp = await manager.mount('stuck', ID(1));
+      expect(w.model.calls('AttachVolume')).toBe(2);
+      expect(w.model.calls('DetachVolume')).toBe(1);
+      await writeFile(join(mp, 'f'), 'ok');
+      await manager.unmount('stuck', ID(1));
+    });
+
+    it('a device that appears late is waited for; one that never appears fails the Mount cleanly', async () => {
+      w = await ebsWorld({ bindDelayMs: 500 });
+      const manager = await w.manager(w.backend({ deviceWaitMs: 3_000 }));
+      await manager.create('late', {});
+      const mp = await manager.mount('late', ID(1));
+      await writeFile(join(mp, 'f'), 'ok');
+      await manager.unmount('late', ID(1));
+
+      w.model.onAttached = () => undefined; // the device never shows up
+      const never = await manager.create('never', {}).then(() => manager.mount('never', ID(2)).catch((e: unknown) => e));
+      expect((never as Error).message).toMatch(/no block device with serial vol[0-9a-f]{17} appeared within 3 s/);
+      const info = await manager.get('never');
+      expect(info.Status).toMatchObject({ mounted: false });
+      expect(info.Mountpoint).toBe('');
+    });
+
+    it('a device whose serial names another volume is never formatted or mounted', async () => {
+      w = await ebsWorld();
+      const manager = await w.manager(w.backend({ deviceWaitMs: 1_000 }));
+      await manager.create('mine', {});
+      const other = w.model.addVolume({ az: AZ, size: 1 });
+      // The disk that shows up carries the other volume's serial (and that volume's data).
+      w.model.onAttached = async () => {
+        const dev = await w.tree.bind(other, GiB);
+        await execa('mkfs.xfs', ['-q', '-f', dev]);
+      };
+      await expect(manager.mount('mine', ID(1))).rejects.toThrow(/no block device with serial vol/);
+      const otherDev = join(w.tree.devRoot, 'nvme1n1');
+      expect(await blkidType(otherDev)).toBe('xfs');
+    });
+
+    it('two volumes with one name: an error naming both, never a guess', async () => {
+      w = await ebsWorld();
+      const tags = { 'berth:volume': 'twin', 'berth:host': HOST, 'berth:managed-by': 'berth' };
+      const a = w.model.addVolume({ az: AZ, size: 1, tags });
+      const b = w.model.addVolume({ az: AZ, size: 1, tags });
+      const manager = await w.manager(w.backend());
+      const err = (await manager.mount('twin', ID(1)).catch((e: unknown) => e)) as Error;
+      expect(err.message).toMatch(/2 EBS volumes are tagged berth:volume=twin/);
+      expect(err.message).toContain(a);
+      expect(err.message).toContain(b);
+      expect(w.model.calls('AttachVolume')).toBe(0);
+    });
+
+    it('a volume in another zone: a clear error, no attach attempted', async () => {
+      w = await ebsWorld();
+      w.model.addVolume({ az: 'eu-west-1b', size: 1, tags: { 'berth:volume': 'far', 'berth:host': HOST, 'berth:managed-by': 'berth' } });
+      const manager = await w.manager(w.backend());
+      await expect(manager.mount('far', ID(1))).rejects.toThrow(/is in eu-west-1b, this host in eu-west-1a; EBS volumes cannot attach across zones/);
+      expect(w.model.calls('AttachVolume')).toBe(0);
+    });
+
+    it('a volume attached to a stopped or terminated instance is moved here', async () => {
+      w = await ebsWorld();
+      const old = w.model.addInstance({ az: AZ, state: 'stopped' });
+      const id = w.model.addVolume({ az: AZ, size: 1, tags: { 'berth:volume': 'moved', 'berth:host': HOST, 'berth:managed-by': 'berth' }, attachedTo: { instanceId: old, device: '/dev/xvdba' } });
+      const manager = await w.manager(w.backend());
+      await manager.mount('moved', ID(1));
+      expect(w.model.volume(id).attachment).toMatchObject({ instanceId: w.instanceId, state: 'attached' });
+      await manager.unmount('moved', ID(1));
+    });
+
+    it('a volume attached to a running instance of another host is claimed, never force-detached: waits for that host to let go, else fails clearly', async () => {
+      w = await ebsWorld();
+      const other = w.model.addInstance({ az: AZ, tags: { 'berth:host': 'host-b' } });
+      const id = w.model.addVolume({ az: AZ, size: 1, tags: { 'berth:volume': 'claimed', 'berth:host': 'host-b', 'berth:managed-by': 'berth' }, attachedTo: { instanceId: other, device: '/dev/xvdba' } });
+      const manager = await w.manager(w.backend({ moveWaitMs: 1_000 }));
+      await expect(manager.mount('claimed', ID(1))).rejects.toThrow(/attached to running instance i-[0-9a-f]+ \(host host-b\); it is now tagged to this host, but berth there did not release it within 1 s.*never force-detaches/);
+      expect(w.model.volume(id).attachment?.instanceId).toBe(other);
+      expect(w.model.volume(id).tags.get('berth:host')).toBe(HOST);
+      expect(w.model.calls('DetachVolume')).toBe(0);
+
+      // The agent on host-b sees the tag and releases it: the next Mount here gets it.
+      const patient = await w.manager(w.backend({ moveWaitMs: 5_000 }));
+      setTimeout(() => {
+        void w.model.handle('DetachVolume', { VolumeId: id });
+      }, 300);
+      await patient.mount('claimed', ID(2));
+      expect(w.model.volume(id).attachment).toMatchObject({ instanceId: w.instanceId, state: 'attached' });
+      await patient.unmount('claimed', ID(2));
+    });
+
+    it('agent killed between AttachVolume and mount: the restarted agent uses the attachment, formats nothing twice', async () => {
+      w = await ebsWorld();
+      const first = await w.manager(w.backend());
+      await first.create('cut', {});
+      const id = [...w.model.volumes.keys()][0]!;
+      const mp = await first.mount('cut', ID(1));
+      await writeFile(join(mp, 'f'), 'before');
+      await first.unmount('cut', ID(1));
+      // The next attach gets as far as EC2, then the agent dies: attached, nothing mounted.
+      const dying = w.backend();
+      await dying.attach((await dying.find('cut'))!);
+      expect(w.model.volume(id).attachment?.state).toBe('attached');
+      const attaches = w.model.calls('AttachVolume');
+      const restarted = await w.manager(w.backend());
+      const again = await restarted.mount('cut', ID(2));
+      expect(await readFile(join(again, 'f'), 'utf8')).toBe('before');
+      expect(w.model.calls('AttachVolume')).toBe(attaches);
+      await restarted.unmount('cut', ID(2));
+    });
+
+    it('DescribeVolumes failing while dockerd calls Get at its start: answers from local state, nothing purged', async () => {
+      w = await ebsWorld();
+      const first = await w.manager(w.backend());
+      await first.create('a', {});
+      await first.create('b', {});
+      w.model.faults.failDescribeVolumes = 1_000;
+      const restarted = await w.manager(w.backend());
+      const got = await Promise.all(['a', 'b'].map((n) => restarted.get(n)));
+      expect(got.map((v) => v.Name)).toEqual(['a', 'b']);
+      expect((await restarted.list()).map((v) => v.Name).sort()).toEqual(['a', 'b']);
+      w.model.faults.failDescribeVolumes = 0;
+    });
+  });
+});

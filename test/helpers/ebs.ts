@@ -1,0 +1,118 @@
+import { join } from 'node:path';
+import { EC2Client } from '@aws-sdk/client-ec2';
+import { silentLogger, createLogger } from '../../agent/logger.js';
+import { execaRunner } from '../../lib/exec.js';
+import { createEbsBackend, type EbsBackend, type EbsBackendDeps, type HostIdentity } from '../../volume-plugin/backends/ebs/ebs-backend.js';
+import { Ec2Facade, type Ec2Timing } from '../../volume-plugin/backends/ebs/ec2-facade.js';
+import { createDeviceResolver } from '../../volume-plugin/devices/nvme.js';
+import { createFilesystemOps } from '../../volume-plugin/fs/filesystem.js';
+import { VolumeManager } from '../../volume-plugin/manager.js';
+import { Ec2Model, type Ec2ModelOptions } from '../aws/ec2-model.js';
+import { createFakeNvmeTree, type FakeNvmeTree } from './fake-nvme.js';
+import { detachLoopDevicesUnder, tempDir } from './loop.js';
+
+export const GiB = 2 ** 30;
+export const REGION = 'eu-west-1';
+export const AZ = 'eu-west-1a';
+export const HOST = 'host-a';
+
+/** Real waits shrunk for tests; the defaults (ec2-facade.ts) carry the production values. */
+export const FAST_TIMING: Partial<Ec2Timing> = {
+  firstPollMs: 20,
+  pollFactor: 1.8,
+  maxPollMs: 200,
+  stuckAttachingMs: 600,
+  attachTimeoutMs: 15_000,
+  detachTimeoutMs: 5_000,
+  createTimeoutMs: 5_000,
+  batchWindowMs: 5,
+};
+
+export const testLogger = () => (process.env.BERTH_TEST_LOGS ? createLogger('debug') : silentLogger);
+
+/** An EC2 client whose calls the model answers, below the SDK's (adaptive) retries. */
+export function modelClient(model: Ec2Model, maxAttempts = 8): EC2Client {
+  return model.install(
+    new EC2Client({ region: model.region, credentials: { accessKeyId: 'AKIDTEST', secretAccessKey: 'test' }, retryMode: 'adaptive', maxAttempts }),
+  );
+}
+
+/**
+ * One "EC2 host" on this machine: the EC2 model, an instance of logical host
+ * HOST, and a fake NVMe tree in which every volume the model attaches to
+ * *this* instance appears as a real loop device with the volume's serial.
+ */
+export interface EbsWorld {
+  dir: string;
+  stateDir: string;
+  model: Ec2Model;
+  tree: FakeNvmeTree;
+  client: EC2Client;
+  instanceId: string;
+  identity(): HostIdentity;
+  backend(overrides?: Partial<EbsBackendDeps>): EbsBackend;
+  manager(backend: EbsBackend): Promise<VolumeManager>;
+  /** "Replace the host": the instance terminates (its volumes detach), a new one plays the same logical host. */
+  replaceInstance(): Promise<string>;
+  cleanup(): Promise<void>;
+}
+
+export async function ebsWorld(opts: Ec2ModelOptions & { bindDelayMs?: number; maxAttempts?: number } = {}): Promise<EbsWorld> {
+  const dir = tempDir('berth-ebs');
+  const tree = await createFakeNvmeTree(join(dir.path, 'hw'));
+  const model = new Ec2Model({ region: REGION, ...opts });
+  const world: EbsWorld = {
+    dir: dir.path,
+    stateDir: join(dir.path, 'state'),
+    model,
+    tree,
+    client: modelClient(model, opts.maxAttempts),
+    instanceId: model.addInstance({ az: AZ, tags: { 'berth:host': HOST } }),
+    identity: () => ({ instanceId: world.instanceId, az: AZ, region: REGION, hostId: HOST }),
+    backend(overrides = {}) {
+      return createEbsBackend({
+        ec2: new Ec2Facade({ client: world.client, instanceId: world.instanceId, timing: FAST_TIMING, maxConcurrentAttachments: 10 }),
+        devices: createDeviceResolver({ sysfsRoot: tree.sysfsRoot, devRoot: tree.devRoot }),
+        identity: world.identity(),
+        defaults: { sizeBytes: GiB, fs: 'ext4' },
+        tagPrefix: 'berth:',
+        idleDetachMs: 60_000,
+        moveWaitMs: 2_000,
+        deviceWaitMs: 2_000,
+        logger: testLogger(),
+        ...overrides,
+      });
+    },
+    async manager(backend) {
+      const manager = new VolumeManager({
+        backend,
+        fs: createFilesystemOps({ runner: execaRunner }),
+        stateDir: world.stateDir,
+        defaults: { sizeBytes: GiB, fs: 'ext4' },
+        logger: testLogger(),
+      });
+      await manager.start();
+      return manager;
+    },
+    async replaceInstance() {
+      await model.setInstanceState(world.instanceId, 'terminated');
+      world.instanceId = model.addInstance({ az: AZ, tags: { 'berth:host': HOST } });
+      return world.instanceId;
+    },
+    async cleanup() {
+      model.close();
+      await tree.cleanup();
+      detachLoopDevicesUnder(dir.path);
+      dir.cleanup();
+    },
+  };
+  model.onAttached = async (volumeId, _device, instanceId) => {
+    if (instanceId !== world.instanceId) return;
+    if (opts.bindDelayMs) setTimeout(() => void tree.bind(volumeId, model.volume(volumeId).size * GiB), opts.bindDelayMs);
+    else await tree.bind(volumeId, model.volume(volumeId).size * GiB);
+  };
+  model.onDetached = async (volumeId) => {
+    await tree.unbind(volumeId);
+  };
+  return world;
+}
