@@ -8,7 +8,11 @@ import type { HostIdentity } from '../volume-plugin/backends/ebs/ebs-backend.js'
  * region, and the logical host id that survives instance replacement.
  */
 
-/** The one method of @aws-sdk/ec2-metadata-service's MetadataService berth uses (it does the IMDSv2 token dance). */
+/**
+ * The one method of @aws-sdk/ec2-metadata-service's MetadataService berth uses
+ * (it does the IMDSv2 token dance). Paths go without a leading slash: the
+ * client appends them to the endpoint's path, which is already "/".
+ */
 export interface MetadataReader {
   request(path: string, options: { method?: string }): Promise<string>;
 }
@@ -40,7 +44,7 @@ export async function discoverIdentity(o: IdentityOptions): Promise<HostIdentity
   let region: string;
   try {
     [instanceId, az, region] = await Promise.all(
-      ['instance-id', 'placement/availability-zone', 'placement/region'].map(async (p) => (await o.imds.request(`/latest/meta-data/${p}`, {})).trim()),
+      ['instance-id', 'placement/availability-zone', 'placement/region'].map(async (p) => (await o.imds.request(`latest/meta-data/${p}`, {})).trim()),
     ) as [string, string, string];
   } catch (err) {
     throw new BerthError(
@@ -51,8 +55,8 @@ export async function discoverIdentity(o: IdentityOptions): Promise<HostIdentity
   }
   const hostTag = `${o.tagPrefix}host`;
   let hostId = o.hostId;
-  hostId ??= await optional(o.imds, `/latest/meta-data/tags/instance/${hostTag}`);
-  hostId ??= await optional(o.imds, '/latest/meta-data/tags/instance/aws:autoscaling:groupName');
+  hostId ??= await optional(o.imds, `latest/meta-data/tags/instance/${hostTag}`);
+  hostId ??= await optional(o.imds, 'latest/meta-data/tags/instance/aws:autoscaling:groupName');
   if (!hostId && o.instanceTags) {
     const tags = await o.instanceTags(instanceId, region);
     hostId = tags[hostTag] ?? tags['aws:autoscaling:groupName'];
