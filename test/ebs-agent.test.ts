@@ -1,0 +1,144 @@
+import { readFile, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { execa } from 'execa';
+import { afterEach, describe, expect, it } from 'vitest';
+import type { Agent } from '../agent/agent.js';
+import { readMountinfo } from '../lib/mountinfo.js';
+import { sleep } from '../lib/sleep.js';
+import { startImdsServer, type ImdsServer } from './aws/imds-server.js';
+import { startInProcessAgent, uniquePluginName } from './helpers/agent.js';
+import { AZ, ebsWorld, FAST_TIMING, HOST, REGION, type EbsWorld } from './helpers/ebs.js';
+import { noLoopReason } from './helpers/env.js';
+
+const TAGS = (name: string, host = HOST) => ({ 'berth:volume': name, 'berth:host': host, 'berth:managed-by': 'berth' });
+
+async function get(port: number, path: string): Promise<{ status: number; body: Record<string, unknown> }> {
+  const res = await fetch(`http://127.0.0.1:${port}${path}`);
+  return { status: res.status, body: (await res.json()) as Record<string, unknown> };
+}
+
+async function mountedAt(path: string): Promise<boolean> {
+  return (await readMountinfo()).some((m) => m.mountpoint === path);
+}
+
+describe.skipIf(noLoopReason)(`EBS agent: boot reconcile, drift repair, readiness tags${noLoopReason ? ` (skipped: ${noLoopReason})` : ''}`, () => {
+  let w: EbsWorld;
+  let imds: ImdsServer | undefined;
+  let agent: Agent | undefined;
+
+  afterEach(async () => {
+    await agent?.stop();
+    agent = undefined;
+    await imds?.close();
+    imds = undefined;
+    await w?.cleanup();
+  });
+
+  async function start(extra: Record<string, string> = {}): Promise<Agent> {
+    imds ??= await startImdsServer({ instanceId: w.instanceId, az: AZ, region: REGION, tags: { 'berth:host': HOST } });
+    imds.instanceId = w.instanceId;
+    ({ agent } = await startInProcessAgent(
+      uniquePluginName('berth-ebs'),
+      w.stateDir,
+      {
+        BERTH_BACKEND: 'ebs',
+        BERTH_IMDS_ENDPOINT: imds.endpoint,
+        BERTH_SYSFS_ROOT: w.tree.sysfsRoot,
+        BERTH_DEV_ROOT: w.tree.devRoot,
+        BERTH_DEFAULT_SIZE: '1GiB',
+        BERTH_RECONCILE_INTERVAL_SECONDS: '3600',
+        ...extra,
+      },
+      { ec2Client: () => w.client, ec2Timing: FAST_TIMING, startRetryMs: 100 },
+    ));
+    return agent;
+  }
+
+  it('at boot mounts every volume tagged to this host (moving those left on a dead instance), then tags readiness', async () => {
+    w = await ebsWorld();
+    const dead = w.model.addInstance({ az: AZ, state: 'terminated' });
+    const ids = ['a', 'b', 'c', 'd'].map((n) => w.model.addVolume({ az: AZ, size: 1, tags: TAGS(n) }));
+    const left = w.model.addVolume({ az: AZ, size: 1, tags: TAGS('e'), attachedTo: { instanceId: dead, device: '/dev/xvdbb' } });
+    const foreign = w.model.addVolume({ az: AZ, size: 1, tags: TAGS('other', 'host-b') });
+    const a = await start();
+    await a.booted;
+    const snap = a.manager.snapshot();
+    expect(snap.filter((v) => v.mounted).map((v) => v.name).sort()).toEqual(['a', 'b', 'c', 'd', 'e']);
+    for (const v of snap) expect(await mountedAt(v.mountpoint)).toBe(true);
+    for (const id of [...ids, left]) {
+      expect(w.model.volume(id).attachment).toMatchObject({ instanceId: w.instanceId, state: 'attached' });
+      expect(Object.fromEntries(w.model.volume(id).tags)).toMatchObject({ 'berth:state': 'mounted', 'berth:attached-to': w.instanceId });
+    }
+    expect(w.model.volume(foreign).attachment).toBeUndefined();
+    expect(Object.fromEntries(w.model.instances.get(w.instanceId)!.tags)).toMatchObject({ 'berth:ready': 'true', 'berth:ready-count': '5' });
+    expect((await get(a.healthPort, '/readyz')).status).toBe(200);
+  });
+
+  it('a Mount that arrives during boot reconcile waits for the same work: one attachment per volume', async () => {
+    w = await ebsWorld({ attachLatencyMs: 300 });
+    for (const n of ['a', 'b', 'c']) w.model.addVolume({ az: AZ, size: 1, tags: TAGS(n) });
+    const a = await start();
+    const mp = await a.manager.mount('b', 'f'.repeat(64));
+    await writeFile(join(mp, 'x'), 'written while booting');
+    await a.booted;
+    expect(w.model.calls('AttachVolume')).toBe(3);
+    expect(a.manager.snapshot().find((v) => v.name === 'b')).toMatchObject({ mounted: true, refs: 1 });
+    await a.manager.unmount('b', 'f'.repeat(64));
+  });
+
+  it('a pass repairs drift: detached behind its back, newly tagged, retagged to another host; dry-run plans it first', async () => {
+    w = await ebsWorld();
+    const detached = w.model.addVolume({ az: AZ, size: 1, tags: TAGS('detached') });
+    const moving = w.model.addVolume({ az: AZ, size: 1, tags: TAGS('moving') });
+    const a = await start();
+    await a.booted;
+    const mpDetached = a.manager.mountpointOf('detached');
+    await writeFile(join(mpDetached, 'f'), 'still here');
+
+    await w.model.forceDetach(detached);
+    const fresh = w.model.addVolume({ az: AZ, size: 1, tags: TAGS('fresh') });
+    w.model.volume(moving).tags.set('berth:host', 'host-b');
+
+    const plan = await get(a.healthPort, '/reconcile/plan');
+    const items = (plan.body.items as { name: string; action: string; reason: string }[]).map((i) => [i.name, i.action]).sort();
+    expect(items).toEqual([
+      ['detached', 'remount'],
+      ['fresh', 'mount'],
+      ['moving', 'release'],
+    ]);
+    // Planning changed nothing.
+    expect(w.model.volume(fresh).attachment).toBeUndefined();
+
+    const reconciler = await a.booted;
+    await reconciler!.pass();
+    expect(await readFile(join(mpDetached, 'f'), 'utf8')).toBe('still here');
+    expect(w.model.volume(detached).attachment?.state).toBe('attached');
+    expect(w.model.volume(fresh).attachment?.instanceId).toBe(w.instanceId);
+    expect(w.model.volume(moving).attachment).toBeUndefined();
+    expect(await mountedAt(a.manager.mountpointOf('moving'))).toBe(false);
+    expect(Object.fromEntries(w.model.instances.get(w.instanceId)!.tags)).toMatchObject({ 'berth:ready': 'true', 'berth:ready-count': '2' });
+    expect((await get(a.healthPort, '/reconcile/plan')).body.items).toEqual([]);
+  });
+
+  it('IMDS unreachable: Get and List still answer from the state file, /readyz says why it is not ready', async () => {
+    w = await ebsWorld();
+    w.model.addVolume({ az: AZ, size: 1, tags: TAGS('kept') });
+    const first = await start();
+    await first.booted;
+    await first.stop();
+    agent = undefined;
+    // The host is gone; the same state dir comes back on a machine whose IMDS does not answer.
+    for (const m of (await readMountinfo()).filter((e) => e.mountpoint.startsWith(w.stateDir))) await execa('umount', [m.mountpoint]);
+    const a = await start({ BERTH_IMDS_ENDPOINT: 'http://127.0.0.1:1' });
+    expect((await a.manager.list()).map((v) => v.Name)).toEqual(['kept']);
+    expect((await a.manager.get('kept')).Name).toBe('kept');
+    // The metadata client retries before it gives up.
+    let ready = await get(a.healthPort, '/readyz');
+    for (let i = 0; i < 100 && /starting: starting/.test(JSON.stringify(ready.body)); i++) {
+      await sleep(100);
+      ready = await get(a.healthPort, '/readyz');
+    }
+    expect(ready.status).toBe(503);
+    expect(String((ready.body.checks as Record<string, string>).volumes)).toMatch(/EBS backend starting: cannot read this instance's identity from the instance metadata service \(IMDSv2 at http:\/\/127\.0\.0\.1:1\)/);
+  });
+});
