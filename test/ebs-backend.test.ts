@@ -205,6 +205,27 @@ describe.skipIf(noLoopReason)(`EBS backend over the EC2 model and real devices${
       expect(await blkidType(otherDev)).toBe('xfs');
     });
 
+    it('a device name EC2 reports in use is skipped from then on', async () => {
+      w = await ebsWorld();
+      const backend = w.backend();
+      const manager = await w.manager(backend);
+      await manager.create('first', {});
+      await manager.mount('first', ID(1));
+      const firstDevice = [...w.model.volumes.values()][0]!.attachment!.device;
+      // Someone attaches a volume at the next name in berth's rotation behind its back.
+      const next = `/dev/xvdb${String.fromCharCode(firstDevice.charCodeAt(firstDevice.length - 1) + 1)}`;
+      const intruder = w.model.addVolume({ az: AZ, size: 1 });
+      await w.model.handle('AttachVolume', { VolumeId: intruder, InstanceId: w.instanceId, Device: next });
+      await manager.create('second', {});
+      await manager.mount('second', ID(2));
+      const second = [...w.model.volumes.values()].find((v) => v.tags.get('berth:volume') === 'second')!;
+      expect(second.attachment).toMatchObject({ state: 'attached' });
+      expect(second.attachment!.device).not.toBe(next);
+      expect(w.model.calls('AttachVolume')).toBe(4); // first, intruder, refused, accepted
+      await manager.unmount('first', ID(1));
+      await manager.unmount('second', ID(2));
+    });
+
     it('two volumes with one name: an error naming both, never a guess', async () => {
       w = await ebsWorld();
       const tags = { 'berth:volume': 'twin', 'berth:host': HOST, 'berth:managed-by': 'berth' };
