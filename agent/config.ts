@@ -46,7 +46,7 @@ export const ConfigSchema = z.object({
   BERTH_EC2_ENDPOINT: z.url().optional().describe('EC2 endpoint override (EC2-compatible APIs, tests)'),
   BERTH_IMDS_ENDPOINT: z.url().optional().describe('instance metadata endpoint override (default http://169.254.169.254)'),
   BERTH_CREDENTIALS_WAIT_SECONDS: seconds(120).describe('how long start-up waits for instance credentials'),
-  BERTH_ATTACH_CONCURRENCY: z.coerce.number().int().min(1).max(50).default(10).describe('attachments in flight at once (EC2 allows bursts of 50, then 5/s)'),
+  BERTH_ATTACH_CONCURRENCY: z.coerce.number().int().min(1).max(200).default(50).describe('attachments in flight at once (EC2 allows bursts of 50, then 5/s)'),
   BERTH_IDLE_DETACH_SECONDS: seconds(600).describe('how long a volume no container uses stays attached for a quick restart'),
   BERTH_MOVE_WAIT_SECONDS: seconds(60).describe('how long Mount waits for another running host to release a volume'),
   BERTH_DEVICE_WAIT_SECONDS: seconds(30).describe('how long after EC2 reports an attachment its block device may take to appear'),

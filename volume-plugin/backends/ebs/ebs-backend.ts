@@ -97,7 +97,7 @@ export function createEbsBackend(deps: EbsBackendDeps): EbsBackend {
 
   /** Live (not deleted) volumes with this name in berth's scope; two is an error, never a guess. */
   async function lookup(name: string): Promise<Volume | undefined> {
-    const found = (await ec2.volumesByTags({ ...scope, [keys.volume]: name })).filter((v) => v.State !== 'deleting' && v.State !== 'deleted');
+    const found = (await ec2.volumesNamed(scope, keys.volume, name)).filter((v) => v.State !== 'deleting' && v.State !== 'deleted');
     if (found.length > 1) {
       throw new BerthError(
         'CONFLICT',

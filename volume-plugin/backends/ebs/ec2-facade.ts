@@ -89,6 +89,29 @@ export function ec2Error(err: unknown, doing: string): BerthError {
   return new BerthError('INVALID_ARGUMENT', why, { cause: err });
 }
 
+/** Keys asked for within one window are fetched together; each caller gets its key's values. */
+class MicroBatch<T> {
+  private pending: { keys: Set<string>; done: Promise<Map<string, T[]>> } | undefined;
+
+  constructor(
+    private readonly windowMs: number,
+    private readonly fetch: (keys: string[]) => Promise<Map<string, T[]>>,
+  ) {}
+
+  async get(key: string): Promise<T[]> {
+    if (!this.pending) {
+      const keys = new Set<string>();
+      const done = sleep(this.windowMs).then(() => {
+        this.pending = undefined;
+        return this.fetch([...keys]);
+      });
+      this.pending = { keys, done };
+    }
+    this.pending.keys.add(key);
+    return (await this.pending.done).get(key) ?? [];
+  }
+}
+
 export interface Attachment {
   instanceId: string;
   device: string;
@@ -128,7 +151,8 @@ export class Ec2Facade {
   private readonly skip = new Set<string>();
   private nextName = 0;
   private namesSeeded: Promise<void> | undefined;
-  private batch: { ids: Set<string>; done: Promise<Map<string, Volume>> } | undefined;
+  private readonly byId: MicroBatch<Volume>;
+  private readonly byName = new Map<string, MicroBatch<Volume>>();
 
   constructor(deps: Ec2FacadeDeps) {
     this.client = deps.client;
@@ -136,6 +160,14 @@ export class Ec2Facade {
     this.log = deps.logger;
     this.mutations = new Semaphore(deps.maxConcurrentAttachments ?? 10);
     this.timing = { ...DEFAULT_EC2_TIMING, ...deps.timing };
+    // The volume-id filter, unlike VolumeIds, does not fail the whole call for one unknown id.
+    this.byId = new MicroBatch(this.timing.batchWindowMs, async (ids) => {
+      const out = new Map<string, Volume[]>();
+      for (let i = 0; i < ids.length; i += 199) {
+        for (const v of await this.volumesByTags({}, [{ Name: 'volume-id', Values: ids.slice(i, i + 199) }])) out.set(v.VolumeId!, [v]);
+      }
+      return out;
+    });
   }
 
   /** Every volume carrying these tags (and matching the extra filters), all pages. */
@@ -160,26 +192,30 @@ export class Ec2Facade {
    * arrive together (parallel attachment polls) share one DescribeVolumes.
    */
   async volume(volumeId: string): Promise<Volume | undefined> {
-    if (!this.batch) {
-      const ids = new Set<string>();
-      const done = sleep(this.timing.batchWindowMs).then(async () => {
-        this.batch = undefined;
-        const found = await this.volumesByIdFilter([...ids]);
-        return new Map(found.map((v) => [v.VolumeId!, v]));
-      });
-      this.batch = { ids, done };
-    }
-    this.batch.ids.add(volumeId);
-    return (await this.batch.done).get(volumeId);
+    return (await this.byId.get(volumeId))[0];
   }
 
-  /** The volume-id filter, unlike VolumeIds, does not fail the whole call for one unknown id. */
-  private async volumesByIdFilter(ids: string[]): Promise<Volume[]> {
-    const out: Volume[] = [];
-    for (let i = 0; i < ids.length; i += 199) {
-      out.push(...(await this.volumesByTags({}, [{ Name: 'volume-id', Values: ids.slice(i, i + 199) }])));
+  /**
+   * Volumes whose tag `nameKey` is `name`, within the scope tags. Lookups
+   * that arrive together (a boot reconcile's attaches) share one call.
+   */
+  async volumesNamed(scope: Tags, nameKey: string, name: string): Promise<Volume[]> {
+    const key = JSON.stringify([scope, nameKey]);
+    let batch = this.byName.get(key);
+    if (!batch) {
+      batch = new MicroBatch(this.timing.batchWindowMs, async (names) => {
+        const out = new Map<string, Volume[]>();
+        for (let i = 0; i < names.length; i += 199) {
+          for (const v of await this.volumesByTags(scope, [{ Name: `tag:${nameKey}`, Values: names.slice(i, i + 199) }])) {
+            const n = tagsOf(v)[nameKey] ?? '';
+            out.set(n, [...(out.get(n) ?? []), v]);
+          }
+        }
+        return out;
+      });
+      this.byName.set(key, batch);
     }
-    return out;
+    return batch.get(name);
   }
 
   async createVolume(input: CreateVolumeCommandInput, what: string): Promise<Volume> {
