@@ -74,6 +74,20 @@ describe('Ec2Model: the SDK boundary', () => {
     expect(model.throttledCalls('DescribeVolumesCommand')).toBe(1);
   });
 
+  it('installBehindSdkRetries: the SDK retry strategy runs around the model, one model call per attempt', async () => {
+    const client = new EC2Client({ region: REGION, credentials: { accessKeyId: 'a', secretAccessKey: 'b' }, maxAttempts: 3, retryMode: 'standard' });
+    const remove = model.installBehindSdkRetries(client);
+    model.faults.failDescribeVolumes = 1;
+    const out = await client.send(new DescribeVolumesCommand({}));
+    expect(out.$metadata.attempts).toBe(2);
+    expect(model.calls('DescribeVolumes')).toBe(2);
+    // Not retryable: one attempt.
+    await expectCode(client.send(new DescribeVolumesCommand({ VolumeIds: ['vol-0123456789abcdef0'] })), 'InvalidVolume.NotFound');
+    expect(model.calls('DescribeVolumes')).toBe(3);
+    remove();
+    expect(client.middlewareStack.identify().some((entry) => entry.startsWith('berth-ec2-model'))).toBe(false);
+  });
+
   it('mocks only the instance it was installed on', () => {
     const other = new EC2Client({ region: REGION });
     expect(other.send).not.toBe(ec2.send);

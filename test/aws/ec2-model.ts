@@ -23,7 +23,6 @@ import type {
   ModifyVolumeCommandOutput,
   ServiceInputTypes,
   ServiceOutputTypes,
-  Tag,
   TagDescription,
   TagSpecification,
   Volume,
@@ -33,8 +32,9 @@ import type {
 } from '@aws-sdk/client-ec2';
 import type { ResponseMetadata } from '@smithy/types';
 import { mockClient, type AwsStub } from 'aws-sdk-client-mock';
-import { ec2Error, internalError, invalidParameter, missingParameter, parameterCombination, throttled, unavailable } from './ec2-errors.js';
+import { ec2Error, internalError, invalidParameter, missingParameter, throttled, unavailable } from './ec2-errors.js';
 import { checkFilterNames, matchesFilters, paginate, tagFilterValues, tagList } from './ec2-filters.js';
+import { checkTags, checkVolumeConfig, DEVICE_PATTERN, ID_PATTERN, MAX_TAGS, SIZE_LIMITS } from './ec2-rules.js';
 import { TokenBucket } from './token-bucket.js';
 
 /**
@@ -151,8 +151,29 @@ export class Ec2Model {
    */
   install(client: EC2Client): AwsStub<ServiceInputTypes, ServiceOutputTypes, EC2ClientResolvedConfig> {
     const stub = mockClient(client);
-    stub.send.callsFake((command: { input: unknown }) => this.dispatch(command) as Promise<ServiceOutputTypes>);
+    stub.send.callsFake((command: { input: unknown }) => this.dispatch(command.constructor.name, command.input) as Promise<ServiceOutputTypes>);
     return stub;
+  }
+
+  /**
+   * The alternative to install(): answers from inside the client's middleware
+   * stack, after the SDK's retry middleware (finalizeRequest step, low
+   * priority: after retry and signing, before any HTTP). The SDK's own retry
+   * strategy (standard or adaptive, maxAttempts) then runs for real against
+   * the model's throttling and faults; each attempt is one model call. Use it
+   * to test that the facade's SDK retry configuration copes; install() is for
+   * exact one-call-per-send assertions. Returns a function that removes it.
+   */
+  installBehindSdkRetries(client: EC2Client): () => void {
+    const name = `berth-ec2-model-${randomBytes(4).toString('hex')}`;
+    client.middlewareStack.add(
+      (_next, context) => async (args) => {
+        const output = await this.dispatch(context.commandName ?? '', args.input);
+        return { output: output as ServiceOutputTypes, response: {} };
+      },
+      { step: 'finalizeRequest', priority: 'low', name },
+    );
+    return () => void client.middlewareStack.remove(name);
   }
 
   // ---- harness: set up and inspect the world (no throttling, not counted) ----
@@ -344,8 +365,8 @@ export class Ec2Model {
 
   // ---- the API ----
 
-  private async dispatch(command: { input: unknown }): Promise<unknown> {
-    const name = command.constructor.name.replace(/Command$/, '');
+  private async dispatch(commandName: string, commandInput: unknown): Promise<unknown> {
+    const name = commandName.replace(/Command$/, '');
     this.callCounts.set(name, (this.callCounts.get(name) ?? 0) + 1);
     const handler = this.handlers[name];
     if (!handler) {
@@ -360,8 +381,7 @@ export class Ec2Model {
       this.faults.failDescribeVolumes -= 1;
       throw this.faults.failDescribeVolumes % 2 === 0 ? internalError() : unavailable();
     }
-    const input = (command.input ?? {}) as { DryRun?: boolean };
-    const output = handler(input as never);
+    const output = handler((commandInput ?? {}) as never);
     return { ...output, $metadata: this.metadata() };
   }
 
@@ -980,32 +1000,6 @@ const BUCKET_OF: Record<string, BucketName> = {
   ModifyVolume: 'modifyVolume',
 };
 
-const ID_PATTERN = {
-  vol: /^vol-[0-9a-f]{17}$/,
-  i: /^i-[0-9a-f]{17}$/,
-  snap: /^snap-[0-9a-f]{17}$/,
-};
-
-const DEVICE_PATTERN = /^\/dev\/(?:sd[a-z]{1,2}\d*|xvd[a-z]{1,2})$/;
-const MAX_TAGS = 50;
-
-const SIZE_LIMITS: Record<VolumeType, { min: number; max: number }> = {
-  gp2: { min: 1, max: 16384 },
-  gp3: { min: 1, max: 16384 },
-  io1: { min: 4, max: 16384 },
-  io2: { min: 4, max: 16384 },
-  st1: { min: 125, max: 16384 },
-  sc1: { min: 125, max: 16384 },
-  standard: { min: 1, max: 1024 },
-};
-
-/** IOPS range and the most IOPS per GiB, for types that take Iops. */
-const IOPS_LIMITS: Partial<Record<VolumeType, { min: number; max: number; perGiB: number }>> = {
-  gp3: { min: 3000, max: 16000, perGiB: 500 },
-  io1: { min: 100, max: 64000, perGiB: 50 },
-  io2: { min: 100, max: 256000, perGiB: 1000 },
-};
-
 const VOLUME_FILTERS = new Set([
   'volume-id',
   'status',
@@ -1041,54 +1035,6 @@ const STATE_CODES: Record<InstanceStateName, number> = {
   stopping: 64,
   stopped: 80,
 };
-
-/** Checks size, Iops and Throughput for a type like EC2 and fills in the type's defaults. */
-function checkVolumeConfig(type: string, size: number, iops: number | undefined, throughput: number | undefined): { iops?: number; throughput?: number } {
-  const sizeLimit = SIZE_LIMITS[type as VolumeType];
-  if (!sizeLimit) throw invalidParameter(`Value (${type}) for parameter volumeType is invalid.`);
-  if (!Number.isInteger(size) || size < sizeLimit.min) {
-    throw invalidParameter(`Volume of ${size}GiB is too small; minimum is ${sizeLimit.min}GiB for ${type}.`);
-  }
-  if (size > sizeLimit.max) throw invalidParameter(`Volume of ${size}GiB is too large; maximum is ${sizeLimit.max}GiB for ${type}.`);
-  const iopsLimit = IOPS_LIMITS[type as VolumeType];
-  if (iops !== undefined && !iopsLimit) throw parameterCombination(`The parameter iops is not supported for ${type} volumes.`);
-  if (throughput !== undefined && type !== 'gp3') throw parameterCombination(`The parameter throughput is not supported for ${type} volumes.`);
-  if (type === 'io1' || type === 'io2') {
-    if (iops === undefined) throw missingParameter(`The parameter iops must be specified for ${type} volumes.`);
-  }
-  if (type === 'gp2') return { iops: Math.min(16000, Math.max(100, 3 * size)) };
-  if (!iopsLimit) return {};
-  const chosen = iops ?? iopsLimit.min;
-  if (!Number.isInteger(chosen) || chosen < iopsLimit.min || chosen > iopsLimit.max) {
-    throw invalidParameter(`Value (${chosen}) for parameter iops is invalid. Expected a value between ${iopsLimit.min} and ${iopsLimit.max} for ${type}.`);
-  }
-  if (chosen > Math.max(iopsLimit.min, iopsLimit.perGiB * size)) {
-    throw invalidParameter(`Iops to volume size ratio of ${(chosen / size).toFixed(1)} is too high; maximum is ${iopsLimit.perGiB}.`);
-  }
-  if (type !== 'gp3') return { iops: chosen };
-  const chosenThroughput = throughput ?? 125;
-  if (!Number.isInteger(chosenThroughput) || chosenThroughput < 125 || chosenThroughput > 1000) {
-    throw invalidParameter(`Value (${chosenThroughput}) for parameter throughput is invalid. Expected a value between 125 and 1000.`);
-  }
-  if (chosenThroughput > 125 && chosenThroughput > chosen / 4) {
-    throw invalidParameter(`Throughput (MiBps) to iops ratio of ${(chosenThroughput / chosen).toFixed(3)} is too high; maximum is 0.25 MiBps per iops.`);
-  }
-  return { iops: chosen, throughput: chosenThroughput };
-}
-
-/** Validates tags like EC2 (key 1-128 characters, not aws:, value up to 256) and returns them as a map. */
-function checkTags(tags: readonly Tag[]): Map<string, string> {
-  const out = new Map<string, string>();
-  for (const tag of tags) {
-    const key = tag.Key ?? '';
-    if (key.length < 1 || key.length > 128) throw invalidParameter(`Tag key must be between 1 and 128 characters: '${key}'`);
-    if (key.toLowerCase().startsWith('aws:')) throw invalidParameter("Tag keys starting with 'aws:' are reserved for internal use");
-    const value = tag.Value ?? '';
-    if (value.length > 256) throw invalidParameter(`Tag value for key '${key}' must be at most 256 characters`);
-    out.set(key, value);
-  }
-  return out;
-}
 
 function volumeFilterValues(volume: ModelVolume, name: string): string[] {
   const attachment = volume.attachment;
