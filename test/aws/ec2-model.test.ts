@@ -16,6 +16,7 @@ import {
   type Volume,
 } from '@aws-sdk/client-ec2';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { ec2Error } from './ec2-errors.js';
 import { Ec2Model, type Ec2ModelOptions } from './ec2-model.js';
 
 const REGION = 'eu-west-1';
@@ -97,6 +98,17 @@ describe('Ec2Model: the SDK boundary', () => {
 
   it('rejects commands it does not model with a clear error', async () => {
     await expect(ec2.send(new RunInstancesCommand({ MinCount: 1, MaxCount: 1 }))).rejects.toThrow(/RunInstances is not modelled/);
+  });
+
+  it('failNext: the next calls of a command fail with the given errors, changing nothing', async () => {
+    const volumeId = model.addVolume({ az: AZ, size: 1 });
+    model.failNext('CreateTags', ec2Error('InternalError', 'boom', { fault: 'server' }), ec2Error('InvalidParameterValue', 'nope'));
+    const tag = () => ec2.send(new CreateTagsCommand({ Resources: [volumeId], Tags: [{ Key: 'k', Value: 'v' }] }));
+    await expectCode(tag(), 'InternalError');
+    await expectCode(tag(), 'InvalidParameterValue');
+    expect(model.volume(volumeId).tags).toEqual({});
+    await tag();
+    expect(model.volume(volumeId).tags).toEqual({ k: 'v' });
   });
 
   it('fails the next N DescribeVolumes with server faults, then answers', async () => {

@@ -44,6 +44,18 @@ import { TokenBucket } from './token-bucket.js';
  * enforces: ids, per-type limits, idempotency tokens, AZs, attachment states
  * with latency, tags with filters, paging and token-bucket throttling.
  *
+ * Use:
+ *   const model = new Ec2Model({ attachLatencyMs: 5 });
+ *   const ec2 = new EC2Client({ region: model.region, credentials: { accessKeyId: 'x', secretAccessKey: 'x' } });
+ *   model.install(ec2);                       // or model.installBehindSdkRetries(ec2)
+ *   const host = model.addInstance({ az: 'eu-west-1a', tags: { 'berth:host': 'h1' } });
+ *   model.onAttached = async (volumeId, device) => { ...bind a loop device and a fake sysfs serial... };
+ *   ... code under test calls ec2.send(...) ...
+ *   await model.settled();                    // attach/detach/create transitions done
+ *   expect(model.volume(id)).toMatchObject({ state: 'in-use', attachment: { instanceId: host, state: 'attached' } });
+ *   expect(model.calls('AttachVolume')).toBe(1);
+ *   model.dispose();                          // in afterEach
+ *
  * Note on retries: aws-sdk-client-mock replaces `client.send` itself, so the
  * SDK's middleware stack (retry strategy, adaptive rate limiting, signing,
  * serialization) never runs: each `send` is exactly one model call and errors
@@ -102,12 +114,13 @@ export class Ec2Model {
     stuckDetaching: new Set<string>(),
     /** Every call fails with RequestLimitExceeded. */
     throttleAll: false,
-    /** The next N DescribeVolumes calls fail: odd ones with InternalError (500), even ones with Unavailable (503). */
+    /** The next N DescribeVolumes calls fail with server faults, alternating Unavailable (503) and InternalError (500); the last is InternalError. */
     failDescribeVolumes: 0,
     /** KMS key ids/ARNs/aliases the model treats as nonexistent. */
     unknownKmsKeys: new Set<string>(),
   };
 
+  private readonly failures = new Map<string, Error[]>();
   private readonly now: () => number;
   private readonly knownKmsKeys: ReadonlySet<string> | undefined;
   private readonly unknownKmsKeyOutcome: 'error' | 'deleted';
@@ -304,6 +317,16 @@ export class Ec2Model {
     return this.startDetach(volume, volume.attachment, { force: true, terminating: false });
   }
 
+  /**
+   * The next calls of `command` ('CreateTags' or 'CreateTagsCommand') fail
+   * with these errors, one per call in order, after the throttling check and
+   * before the model changes anything. Build them with `ec2Error()`.
+   */
+  failNext(command: string, ...errors: Error[]): void {
+    const name = command.replace(/Command$/, '');
+    this.failures.set(name, [...(this.failures.get(name) ?? []), ...errors]);
+  }
+
   /** A copy of the model's record of one volume, for assertions. */
   volume(volumeId: string): VolumeView {
     const volume = this.volumesById.get(volumeId);
@@ -381,6 +404,8 @@ export class Ec2Model {
       this.faults.failDescribeVolumes -= 1;
       throw this.faults.failDescribeVolumes % 2 === 0 ? internalError() : unavailable();
     }
+    const failure = this.failures.get(name)?.shift();
+    if (failure) throw failure;
     const output = handler((commandInput ?? {}) as never);
     return { ...output, $metadata: this.metadata() };
   }
