@@ -60,7 +60,8 @@ import { TokenBucket } from './token-bucket.js';
  * SDK's middleware stack (retry strategy, adaptive rate limiting, signing,
  * serialization) never runs: each `send` is exactly one model call and errors
  * reach the caller on the first attempt (`ec2-model.test.ts` checks this with
- * maxAttempts 5). Retrying and backing off is the caller's own code.
+ * maxAttempts 5). With install() retrying is the caller's own code; with
+ * installBehindSdkRetries() the SDK's retry strategy runs for real.
  *
  * Choices where EC2 is looser or undocumented:
  * - io2 sizes stop at 16384 GiB (Block Express allows 65536; berth does not
