@@ -575,6 +575,19 @@ describe('Ec2Model: throttling with AWS token buckets', () => {
     await tag();
   });
 
+  it('behind the SDK adaptive retry, a burst of 60 attaches all completes once the bucket refills', async () => {
+    setup();
+    const client = new EC2Client({ region: REGION, credentials: { accessKeyId: 'a', secretAccessKey: 'b' }, maxAttempts: 10, retryMode: 'adaptive' });
+    model.installBehindSdkRetries(client);
+    const instance = model.addInstance({ az: AZ });
+    const volumes = Array.from({ length: 60 }, () => model.addVolume({ az: AZ, size: 1 }));
+    const device = (i: number) => `/dev/xvd${String.fromCharCode(98 + Math.floor(i / 26))}${String.fromCharCode(97 + (i % 26))}`;
+    await Promise.all(volumes.map((VolumeId, i) => client.send(new AttachVolumeCommand({ VolumeId, InstanceId: instance, Device: device(i) }))));
+    await model.settled();
+    expect(model.volumes().every((v) => v.attachment?.state === 'attached')).toBe(true);
+    expect(model.throttledCalls('AttachVolume')).toBeGreaterThanOrEqual(10);
+  });
+
   it('can be switched off', async () => {
     setup({ throttling: false });
     const burst = await Promise.allSettled(Array.from({ length: 150 }, () => ec2.send(new DescribeVolumesCommand({}))));
