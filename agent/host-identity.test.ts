@@ -69,7 +69,7 @@ describe('discoverIdentity against an IMDSv2 server', () => {
     imds = await startImdsServer({ instanceId: 'i-0123456789abcdef0', az: 'eu-west-1b', region: 'eu-west-1', tags: { 'aws:autoscaling:groupName': 'asg-7' } });
     expect((await discoverIdentity({ imds: client(), tagPrefix: 'berth:' })).hostId).toBe('asg-7');
     expect((await discoverIdentity({ imds: client(), tagPrefix: 'berth:', hostId: 'pinned' })).hostId).toBe('pinned');
-    imds.tags = {};
+    imds.setTags({});
     const viaEc2 = await discoverIdentity({ imds: client(), tagPrefix: 'berth:', instanceTags: async () => ({ 'berth:host': 'from-ec2' }) });
     expect(viaEc2.hostId).toBe('from-ec2');
     await expect(discoverIdentity({ imds: client(), tagPrefix: 'berth:' })).rejects.toThrow(/cannot tell which logical host i-0123456789abcdef0 is: set BERTH_HOST_ID/);

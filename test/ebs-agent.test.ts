@@ -36,7 +36,7 @@ describe.skipIf(noLoopReason)(`EBS agent: boot reconcile, drift repair, readines
 
   async function start(extra: Record<string, string> = {}): Promise<Agent> {
     imds ??= await startImdsServer({ instanceId: w.instanceId, az: AZ, region: REGION, tags: { 'berth:host': HOST } });
-    imds.instanceId = w.instanceId;
+    imds.setInstanceId(w.instanceId);
     ({ agent } = await startInProcessAgent(
       uniquePluginName('berth-ebs'),
       w.stateDir,
@@ -67,10 +67,10 @@ describe.skipIf(noLoopReason)(`EBS agent: boot reconcile, drift repair, readines
     for (const v of snap) expect(await mountedAt(v.mountpoint)).toBe(true);
     for (const id of [...ids, left]) {
       expect(w.model.volume(id).attachment).toMatchObject({ instanceId: w.instanceId, state: 'attached' });
-      expect(Object.fromEntries(w.model.volume(id).tags)).toMatchObject({ 'berth:state': 'mounted', 'berth:attached-to': w.instanceId });
+      expect(w.model.volume(id).tags).toMatchObject({ 'berth:state': 'mounted', 'berth:attached-to': w.instanceId });
     }
     expect(w.model.volume(foreign).attachment).toBeUndefined();
-    expect(Object.fromEntries(w.model.instances.get(w.instanceId)!.tags)).toMatchObject({ 'berth:ready': 'true', 'berth:ready-count': '5' });
+    expect(w.model.instance(w.instanceId).tags).toMatchObject({ 'berth:ready': 'true', 'berth:ready-count': '5' });
     expect((await get(a.healthPort, '/readyz')).status).toBe(200);
   });
 
@@ -95,9 +95,9 @@ describe.skipIf(noLoopReason)(`EBS agent: boot reconcile, drift repair, readines
     const mpDetached = a.manager.mountpointOf('detached');
     await writeFile(join(mpDetached, 'f'), 'still here');
 
-    await w.model.forceDetach(detached);
+    await w.model.detachOutOfBand(detached);
     const fresh = w.model.addVolume({ az: AZ, size: 1, tags: TAGS('fresh') });
-    w.model.volume(moving).tags.set('berth:host', 'host-b');
+    w.model.setTags(moving, { 'berth:host': 'host-b' });
 
     const plan = await get(a.healthPort, '/reconcile/plan');
     const items = (plan.body.items as { name: string; action: string; reason: string }[]).map((i) => [i.name, i.action]).sort();
@@ -116,7 +116,7 @@ describe.skipIf(noLoopReason)(`EBS agent: boot reconcile, drift repair, readines
     expect(w.model.volume(fresh).attachment?.instanceId).toBe(w.instanceId);
     expect(w.model.volume(moving).attachment).toBeUndefined();
     expect(await mountedAt(a.manager.mountpointOf('moving'))).toBe(false);
-    expect(Object.fromEntries(w.model.instances.get(w.instanceId)!.tags)).toMatchObject({ 'berth:ready': 'true', 'berth:ready-count': '2' });
+    expect(w.model.instance(w.instanceId).tags).toMatchObject({ 'berth:ready': 'true', 'berth:ready-count': '2' });
     expect((await get(a.healthPort, '/reconcile/plan')).body.items).toEqual([]);
   });
 

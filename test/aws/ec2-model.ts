@@ -1,487 +1,1192 @@
-import { randomBytes } from 'node:crypto';
-import { EC2ServiceException, type EC2Client, type Filter, type Volume } from '@aws-sdk/client-ec2';
+import { createHash, randomBytes } from 'node:crypto';
+import type {
+  AttachVolumeCommandInput,
+  AttachVolumeCommandOutput,
+  CreateTagsCommandInput,
+  CreateVolumeCommandInput,
+  CreateVolumeCommandOutput,
+  DeleteTagsCommandInput,
+  DeleteVolumeCommandInput,
+  DescribeInstancesCommandInput,
+  DescribeInstancesCommandOutput,
+  DescribeTagsCommandInput,
+  DescribeTagsCommandOutput,
+  DescribeVolumesCommandInput,
+  DescribeVolumesCommandOutput,
+  DetachVolumeCommandInput,
+  DetachVolumeCommandOutput,
+  EC2Client,
+  EC2ClientResolvedConfig,
+  Instance,
+  InstanceStateName,
+  ModifyVolumeCommandInput,
+  ModifyVolumeCommandOutput,
+  ServiceInputTypes,
+  ServiceOutputTypes,
+  TagDescription,
+  TagSpecification,
+  Volume,
+  VolumeAttachment,
+  VolumeState,
+  VolumeType,
+} from '@aws-sdk/client-ec2';
+import type { ResponseMetadata } from '@smithy/types';
+import { mockClient, type AwsStub } from 'aws-sdk-client-mock';
+import { ec2Error, internalError, invalidParameter, missingParameter, throttled, unavailable } from './ec2-errors.js';
+import { checkFilterNames, matchesFilters, paginate, tagFilterValues, tagList } from './ec2-filters.js';
+import { checkTags, checkVolumeConfig, DEVICE_PATTERN, ID_PATTERN, MAX_TAGS, SIZE_LIMITS } from './ec2-rules.js';
+import { TokenBucket } from './token-bucket.js';
 
 /**
- * A stateful model of the part of EC2 berth uses: volumes, instances,
- * attachments that take time, tags with filters, zone rules, ClientToken
- * idempotency and AWS's token-bucket throttling. It answers inside the SDK's
- * middleware stack, below the retry middleware: the SDK's own retries and
- * adaptive rate limiting run against it exactly as against EC2.
- * (aws-sdk-client-mock replaces `send` instead, which would skip them.)
+ * A stateful model of the part of EC2 that berth's EBS backend uses, served
+ * behind aws-sdk-client-mock on one EC2Client instance, so that everything
+ * above the SDK (facade, backend, reconciler) runs for real against rules EC2
+ * enforces: ids, per-type limits, idempotency tokens, AZs, attachment states
+ * with latency, tags with filters, paging and token-bucket throttling.
  *
- * Errors have the SDK's shape for EC2 (EC2ServiceException, name = EC2 code).
+ * Use:
+ *   const model = new Ec2Model({ attachLatencyMs: 5 });
+ *   const ec2 = new EC2Client({ region: model.region, credentials: { accessKeyId: 'x', secretAccessKey: 'x' } });
+ *   model.install(ec2);                       // or model.installBehindSdkRetries(ec2)
+ *   const host = model.addInstance({ az: 'eu-west-1a', tags: { 'berth:host': 'h1' } });
+ *   model.onAttached = async (volumeId, device) => { ...bind a loop device and a fake sysfs serial... };
+ *   ... code under test calls ec2.send(...) ...
+ *   await model.settled();                    // attach/detach/create transitions done
+ *   expect(model.volume(id)).toMatchObject({ state: 'in-use', attachment: { instanceId: host, state: 'attached' } });
+ *   expect(model.calls('AttachVolume')).toBe(1);
+ *   model.dispose();                          // in afterEach
+ *
+ * Note on retries: aws-sdk-client-mock replaces `client.send` itself, so the
+ * SDK's middleware stack (retry strategy, adaptive rate limiting, signing,
+ * serialization) never runs: each `send` is exactly one model call and errors
+ * reach the caller on the first attempt (`ec2-model.test.ts` checks this with
+ * maxAttempts 5). With install() retrying is the caller's own code; with
+ * installBehindSdkRetries() the SDK's retry strategy runs for real.
+ *
+ * Choices where EC2 is looser or undocumented:
+ * - io2 sizes stop at 16384 GiB (Block Express allows 65536; berth does not
+ *   need it). Size limits: gp2/gp3 1-16384, io1/io2 4-16384, st1/sc1 125-16384,
+ *   standard 1-1024 GiB.
+ * - Unknown KMS keys: EC2 checks the key asynchronously ("the action can
+ *   appear to complete, but eventually fails"). CreateVolume therefore
+ *   succeeds with state 'creating', and the volume then turns to 'error'
+ *   (or vanishes, with `unknownKmsKeyOutcome: 'deleted'`).
+ * - Attaching needs the instance 'running' or 'stopped' (as EC2 allows),
+ *   else IncorrectInstanceState; the volume 'available' (else VolumeInUse when
+ *   attached, IncorrectState when creating/error).
+ * - DeleteVolume removes the volume at once (EC2 shows 'deleting' briefly).
+ * - Throttling groups (DESIGN.md §6): AttachVolume, DetachVolume and
+ *   DeleteVolume share one bucket of 50 refilled 5/s; CreateVolume 100, 5/s;
+ *   CreateTags and DeleteTags share 100, 10/s; DescribeVolumes,
+ *   DescribeInstances, DescribeTags 100, 20/s each; ModifyVolume 50, 5/s.
+ *   Throttling is checked before anything else; a throttled call changes nothing.
  */
+export class Ec2Model {
+  readonly region: string;
+  readonly accountId: string;
+  readonly availabilityZones: readonly string[];
+  attachLatencyMs: number;
+  detachLatencyMs: number;
+  createLatencyMs: number;
+  /** Delay before every call is answered, like a network round trip. */
+  apiLatencyMs: number;
+  throttling: boolean;
 
-export type InstanceState = 'pending' | 'running' | 'stopping' | 'stopped' | 'shutting-down' | 'terminated';
+  /**
+   * Test-harness hook, awaited after the attach latency and before the
+   * attachment turns 'attached' (so a test can bind a loop device and a fake
+   * sysfs serial first). If it throws, the attachment stays 'attaching' and
+   * the error is kept in `hookErrors`.
+   */
+  onAttached?: (volumeId: string, device: string, instanceId: string) => void | Promise<void>;
+  /**
+   * Awaited after the detach latency and before the volume turns 'available'.
+   * Called only for attachments whose onAttached was called.
+   */
+  onDetached?: (volumeId: string, device: string, instanceId: string) => void | Promise<void>;
+  /** Errors thrown by onAttached/onDetached. */
+  readonly hookErrors: Error[] = [];
+
+  /** Switches for fault tests; change them at any time. */
+  readonly faults = {
+    /** Volumes whose attachment stays 'attaching' until detached. */
+    stuckAttaching: new Set<string>(),
+    /** Volumes whose detach stays 'detaching' unless DetachVolume is called with Force. */
+    stuckDetaching: new Set<string>(),
+    /** Every call fails with RequestLimitExceeded. */
+    throttleAll: false,
+    /** The next N DescribeVolumes calls fail with server faults, alternating Unavailable (503) and InternalError (500); the last is InternalError. */
+    failDescribeVolumes: 0,
+    /** KMS key ids/ARNs/aliases the model treats as nonexistent. */
+    unknownKmsKeys: new Set<string>(),
+  };
+
+  private readonly failures = new Map<string, Error[]>();
+  private readonly now: () => number;
+  private readonly knownKmsKeys: ReadonlySet<string> | undefined;
+  private readonly unknownKmsKeyOutcome: 'error' | 'deleted';
+  private readonly maxVolumesPerInstance: number;
+  private readonly buckets: Record<BucketName, TokenBucket>;
+  private readonly instances = new Map<string, ModelInstance>();
+  private readonly volumesById = new Map<string, ModelVolume>();
+  private readonly snapshots = new Map<string, ModelSnapshot>();
+  private readonly clientTokens = new Map<string, { params: string; volumeId: string; response: Volume }>();
+  private readonly callCounts = new Map<string, number>();
+  private readonly throttledCounts = new Map<string, number>();
+  private readonly pending = new Set<Promise<void>>();
+  private readonly timers = new Set<NodeJS.Timeout>();
+  private seq = 0;
+  private disposed = false;
+
+  constructor(opts: Ec2ModelOptions = {}) {
+    this.region = opts.region ?? 'eu-west-1';
+    this.accountId = opts.accountId ?? '123456789012';
+    this.availabilityZones = opts.availabilityZones ?? ['a', 'b', 'c'].map((suffix) => this.region + suffix);
+    this.attachLatencyMs = opts.attachLatencyMs ?? 50;
+    this.detachLatencyMs = opts.detachLatencyMs ?? this.attachLatencyMs;
+    this.createLatencyMs = opts.createLatencyMs ?? 10;
+    this.apiLatencyMs = opts.apiLatencyMs ?? 0;
+    this.throttling = opts.throttling ?? true;
+    this.now = opts.now ?? Date.now;
+    this.knownKmsKeys = opts.knownKmsKeys ? new Set(opts.knownKmsKeys) : undefined;
+    this.unknownKmsKeyOutcome = opts.unknownKmsKeyOutcome ?? 'error';
+    this.maxVolumesPerInstance = opts.maxVolumesPerInstance ?? Infinity;
+    const limits = { ...DEFAULT_BUCKETS, ...opts.buckets };
+    this.buckets = Object.fromEntries(
+      Object.entries(limits).map(([name, limit]) => [name, new TokenBucket(limit.capacity, limit.refillPerSecond, this.now)]),
+    ) as Record<BucketName, TokenBucket>;
+  }
+
+  /**
+   * Mocks `send` of this client instance (other clients, and the class, stay
+   * real) and answers every modelled command from the model; any other command
+   * rejects with a "not modelled" Error. Returns the stub: `stub.commandCalls(
+   * AttachVolumeCommand)` lists the calls, `stub.restore()` unmocks.
+   */
+  install(client: EC2Client): AwsStub<ServiceInputTypes, ServiceOutputTypes, EC2ClientResolvedConfig> {
+    const stub = mockClient(client);
+    stub.send.callsFake((command: { input: unknown }) => this.dispatch(command.constructor.name, command.input) as Promise<ServiceOutputTypes>);
+    return stub;
+  }
+
+  /**
+   * The alternative to install(): answers from inside the client's middleware
+   * stack, after the SDK's retry middleware (finalizeRequest step, low
+   * priority: after retry and signing, before any HTTP). The SDK's own retry
+   * strategy (standard or adaptive, maxAttempts) then runs for real against
+   * the model's throttling and faults; each attempt is one model call. Use it
+   * to test that the facade's SDK retry configuration copes; install() is for
+   * exact one-call-per-send assertions. Returns a function that removes it.
+   */
+  installBehindSdkRetries(client: EC2Client): () => void {
+    const name = `berth-ec2-model-${randomBytes(4).toString('hex')}`;
+    client.middlewareStack.add(
+      (_next, context) => async (args) => {
+        const output = await this.dispatch(context.commandName ?? '', args.input);
+        return { output: output as ServiceOutputTypes, response: {} };
+      },
+      { step: 'finalizeRequest', priority: 'low', name },
+    );
+    return () => void client.middlewareStack.remove(name);
+  }
+
+  // ---- harness: set up and inspect the world (no throttling, not counted) ----
+
+  /** Adds an instance (default 'running') and returns its id `i-` + 17 hex. */
+  addInstance(p: { az: string; state?: InstanceStateName; tags?: Record<string, string>; instanceId?: string }): string {
+    this.checkAz(p.az);
+    const instanceId = p.instanceId ?? this.newId('i');
+    if (!ID_PATTERN.i.test(instanceId)) throw new Error(`Ec2Model: instance id ${instanceId} is not i- and 17 hex digits`);
+    if (this.instances.has(instanceId)) throw new Error(`Ec2Model: instance ${instanceId} exists already`);
+    this.instances.set(instanceId, {
+      instanceId,
+      reservationId: this.newId('r'),
+      az: p.az,
+      state: p.state ?? 'running',
+      tags: new Map(Object.entries(p.tags ?? {})),
+      launchTime: new Date(this.now()),
+      seq: this.seq++,
+    });
+    return instanceId;
+  }
+
+  /**
+   * Changes an instance's state. Entering 'shutting-down' or 'terminated'
+   * detaches its volumes as EC2 does (onDetached fires; DeleteOnTermination
+   * volumes are deleted, others turn 'available'); the promise settles when
+   * those detachments have completed. Stopping keeps volumes attached.
+   */
+  setInstanceState(instanceId: string, state: InstanceStateName): Promise<void> {
+    const instance = this.instances.get(instanceId);
+    if (!instance) throw new Error(`Ec2Model: no instance ${instanceId}`);
+    if (instance.state === 'terminated') throw new Error(`Ec2Model: instance ${instanceId} is terminated`);
+    instance.state = state;
+    if (state !== 'shutting-down' && state !== 'terminated') return Promise.resolve();
+    const detaching = [...this.volumesById.values()]
+      .filter((volume) => volume.attachment?.instanceId === instanceId)
+      .map((volume) => {
+        const attachment = volume.attachment!;
+        if (attachment.state !== 'detaching') return this.startDetach(volume, attachment, { force: true, terminating: true });
+        attachment.forced = true;
+        attachment.terminating = true;
+        return attachment.stalled ? this.track(this.finishDetach(volume, attachment)) : this.settled();
+      });
+    return Promise.all(detaching).then(() => undefined);
+  }
+
+  /**
+   * Adds a volume ('available', or attached at once with `attachedTo`, firing
+   * onAttached; await `settled()` for the hook). Returns `vol-` + 17 hex.
+   */
+  addVolume(p: {
+    az: string;
+    size: number;
+    type?: VolumeType;
+    tags?: Record<string, string>;
+    attachedTo?: { instanceId: string; device: string; deleteOnTermination?: boolean };
+    iops?: number;
+    throughput?: number;
+    encrypted?: boolean;
+    kmsKeyId?: string;
+    snapshotId?: string;
+    volumeId?: string;
+  }): string {
+    this.checkAz(p.az);
+    const type = p.type ?? 'gp3';
+    const volumeId = p.volumeId ?? this.newId('vol');
+    if (!ID_PATTERN.vol.test(volumeId)) throw new Error(`Ec2Model: volume id ${volumeId} is not vol- and 17 hex digits`);
+    if (this.volumesById.has(volumeId)) throw new Error(`Ec2Model: volume ${volumeId} exists already`);
+    const performance = checkVolumeConfig(type, p.size, p.iops, p.throughput);
+    const volume: ModelVolume = {
+      volumeId,
+      seq: this.seq++,
+      az: p.az,
+      size: p.size,
+      type,
+      ...performance,
+      encrypted: p.encrypted ?? p.kmsKeyId !== undefined,
+      kmsKeyId: p.kmsKeyId ? this.kmsKeyArn(p.kmsKeyId) : p.encrypted ? this.defaultKmsKeyArn() : undefined,
+      snapshotId: p.snapshotId ?? '',
+      state: 'available',
+      createTime: new Date(this.now()),
+      tags: new Map(Object.entries(p.tags ?? {})),
+    };
+    if (p.attachedTo) {
+      const instance = this.instances.get(p.attachedTo.instanceId);
+      if (!instance) throw new Error(`Ec2Model: no instance ${p.attachedTo.instanceId}`);
+      if (instance.az !== p.az) throw new Error(`Ec2Model: instance ${instance.instanceId} is in ${instance.az}, not ${p.az}`);
+      if (this.attachmentAt(instance.instanceId, p.attachedTo.device)) throw new Error(`Ec2Model: ${p.attachedTo.device} is in use on ${instance.instanceId}`);
+      const attachment: ModelAttachment = {
+        instanceId: instance.instanceId,
+        device: p.attachedTo.device,
+        state: 'attached',
+        attachTime: new Date(this.now()),
+        deleteOnTermination: p.attachedTo.deleteOnTermination ?? false,
+      };
+      volume.state = 'in-use';
+      volume.attachment = attachment;
+      if (this.onAttached) attachment.attachHook = this.track(this.runHook(this.onAttached, volume, attachment));
+    }
+    this.volumesById.set(volumeId, volume);
+    return volumeId;
+  }
+
+  /** Adds a snapshot that CreateVolume can restore from; returns `snap-` + 17 hex. */
+  addSnapshot(p: { size: number; encrypted?: boolean; kmsKeyId?: string }): string {
+    const snapshotId = this.newId('snap');
+    this.snapshots.set(snapshotId, { snapshotId, size: p.size, encrypted: p.encrypted ?? false, kmsKeyId: p.kmsKeyId });
+    return snapshotId;
+  }
+
+  /** Sets tags on a volume or instance behind berth's back (drift). */
+  setTags(resourceId: string, tags: Record<string, string>): void {
+    const target = this.taggable(resourceId);
+    for (const [key, value] of Object.entries(tags)) target.set(key, value);
+  }
+
+  /** Removes tags from a volume or instance behind berth's back. */
+  removeTags(resourceId: string, keys: readonly string[]): void {
+    const target = this.taggable(resourceId);
+    for (const key of keys) target.delete(key);
+  }
+
+  /** Detaches a volume behind berth's back (as a console user would); settles when it is 'available'. */
+  detachOutOfBand(volumeId: string): Promise<void> {
+    const volume = this.volumesById.get(volumeId);
+    if (!volume?.attachment) throw new Error(`Ec2Model: volume ${volumeId} is not attached`);
+    if (volume.attachment.state === 'detaching') return Promise.resolve();
+    return this.startDetach(volume, volume.attachment, { force: true, terminating: false });
+  }
+
+  /**
+   * The next calls of `command` ('CreateTags' or 'CreateTagsCommand') fail
+   * with these errors, one per call in order, after the throttling check and
+   * before the model changes anything. Build them with `ec2Error()`.
+   */
+  failNext(command: string, ...errors: Error[]): void {
+    const name = command.replace(/Command$/, '');
+    this.failures.set(name, [...(this.failures.get(name) ?? []), ...errors]);
+  }
+
+  /** A copy of the model's record of one volume, for assertions. */
+  volume(volumeId: string): VolumeView {
+    const volume = this.volumesById.get(volumeId);
+    if (!volume) throw new Error(`Ec2Model: no volume ${volumeId}`);
+    return viewOf(volume);
+  }
+
+  /** Copies of every volume, in creation order. */
+  volumes(): VolumeView[] {
+    return [...this.volumesById.values()].map(viewOf);
+  }
+
+  /** Whether a volume exists (DeleteVolume removes it). */
+  hasVolume(volumeId: string): boolean {
+    return this.volumesById.has(volumeId);
+  }
+
+  /** A copy of the model's record of one instance. */
+  instance(instanceId: string): InstanceView {
+    const instance = this.instances.get(instanceId);
+    if (!instance) throw new Error(`Ec2Model: no instance ${instanceId}`);
+    return { instanceId, az: instance.az, state: instance.state, tags: Object.fromEntries(instance.tags) };
+  }
+
+  /** Calls received (throttled and failed ones included), for one command ('AttachVolume' or 'AttachVolumeCommand') or all. */
+  calls(command?: string): number {
+    if (command === undefined) return [...this.callCounts.values()].reduce((a, b) => a + b, 0);
+    return this.callCounts.get(command.replace(/Command$/, '')) ?? 0;
+  }
+
+  /** Calls refused with RequestLimitExceeded, for one command or all. */
+  throttledCalls(command?: string): number {
+    if (command === undefined) return [...this.throttledCounts.values()].reduce((a, b) => a + b, 0);
+    return this.throttledCounts.get(command.replace(/Command$/, '')) ?? 0;
+  }
+
+  /** Resets the call counters (not the buckets). */
+  resetCalls(): void {
+    this.callCounts.clear();
+    this.throttledCounts.clear();
+  }
+
+  /** Tokens left in a throttling bucket now. */
+  tokens(bucket: BucketName): number {
+    return this.buckets[bucket].available();
+  }
+
+  /** Resolves when every state change under way (attach, detach, create, hooks) has finished (at once after dispose). */
+  async settled(): Promise<void> {
+    while (this.pending.size > 0 && !this.disposed) await Promise.allSettled([...this.pending]);
+  }
+
+  /** Stops every timer; changes under way never complete. Call in afterEach. */
+  dispose(): void {
+    this.disposed = true;
+    for (const timer of this.timers) clearTimeout(timer);
+    this.timers.clear();
+  }
+
+  // ---- the API ----
+
+  private async dispatch(commandName: string, commandInput: unknown): Promise<unknown> {
+    const name = commandName.replace(/Command$/, '');
+    this.callCounts.set(name, (this.callCounts.get(name) ?? 0) + 1);
+    const handler = this.handlers[name];
+    if (!handler) {
+      throw new Error(`Ec2Model: ${name} is not modelled (modelled: ${Object.keys(this.handlers).join(', ')})`);
+    }
+    if (this.apiLatencyMs > 0) await this.delay(this.apiLatencyMs);
+    if (this.faults.throttleAll || (this.throttling && !this.buckets[BUCKET_OF[name]!].take())) {
+      this.throttledCounts.set(name, (this.throttledCounts.get(name) ?? 0) + 1);
+      throw throttled();
+    }
+    if (name === 'DescribeVolumes' && this.faults.failDescribeVolumes > 0) {
+      this.faults.failDescribeVolumes -= 1;
+      throw this.faults.failDescribeVolumes % 2 === 0 ? internalError() : unavailable();
+    }
+    const failure = this.failures.get(name)?.shift();
+    if (failure) throw failure;
+    const output = handler((commandInput ?? {}) as never);
+    return { ...output, $metadata: this.metadata() };
+  }
+
+  private readonly handlers: Record<string, (input: never) => object> = {
+    CreateVolume: (input: CreateVolumeCommandInput) => this.createVolume(input),
+    DescribeVolumes: (input: DescribeVolumesCommandInput) => this.describeVolumes(input),
+    AttachVolume: (input: AttachVolumeCommandInput) => this.attachVolume(input),
+    DetachVolume: (input: DetachVolumeCommandInput) => this.detachVolume(input),
+    DeleteVolume: (input: DeleteVolumeCommandInput) => this.deleteVolume(input),
+    ModifyVolume: (input: ModifyVolumeCommandInput) => this.modifyVolume(input),
+    CreateTags: (input: CreateTagsCommandInput) => this.createTags(input),
+    DeleteTags: (input: DeleteTagsCommandInput) => this.deleteTags(input),
+    DescribeInstances: (input: DescribeInstancesCommandInput) => this.describeInstances(input),
+    DescribeTags: (input: DescribeTagsCommandInput) => this.describeTags(input),
+  };
+
+  private createVolume(input: CreateVolumeCommandInput): Omit<CreateVolumeCommandOutput, '$metadata'> {
+    const { ClientToken, DryRun: _dryRun, ...params } = input;
+    if (ClientToken !== undefined) {
+      if (ClientToken.length > 64) throw invalidParameter('The client token must be at most 64 characters long.');
+      const earlier = this.clientTokens.get(ClientToken);
+      if (earlier) {
+        if (earlier.params !== stableJson(params)) {
+          throw ec2Error('IdempotentParameterMismatch', `The client token '${ClientToken}' was already used with different parameters.`);
+        }
+        const volume = this.volumesById.get(earlier.volumeId);
+        return volume ? this.describeVolume(volume) : earlier.response;
+      }
+    }
+    if (input.MultiAttachEnabled) throw new Error('Ec2Model: MultiAttachEnabled is not modelled');
+    if (!input.AvailabilityZone) {
+      if (input.AvailabilityZoneId) throw new Error('Ec2Model: AvailabilityZoneId is not modelled; use AvailabilityZone');
+      throw missingParameter('The request must contain the parameter AvailabilityZone');
+    }
+    if (!this.availabilityZones.includes(input.AvailabilityZone)) {
+      throw invalidParameter(`Invalid availability zone: [${input.AvailabilityZone}]`);
+    }
+    const type = input.VolumeType ?? 'gp2';
+    if (!(type in SIZE_LIMITS)) throw invalidParameter(`Value (${type}) for parameter volumeType is invalid.`);
+    let snapshot: ModelSnapshot | undefined;
+    if (input.SnapshotId !== undefined) {
+      if (!ID_PATTERN.snap.test(input.SnapshotId)) throw ec2Error('InvalidSnapshotID.Malformed', `Invalid id: "${input.SnapshotId}" (expecting "snap-...")`);
+      snapshot = this.snapshots.get(input.SnapshotId);
+      if (!snapshot) throw ec2Error('InvalidSnapshot.NotFound', `The snapshot '${input.SnapshotId}' does not exist.`);
+    }
+    if (input.Size === undefined && !snapshot) throw missingParameter('The request must contain the parameter size or snapshotId');
+    const size = input.Size ?? snapshot!.size;
+    if (snapshot && size < snapshot.size) {
+      throw invalidParameter(`Volume of ${size}GiB is too small; the snapshot ${snapshot.snapshotId} needs at least ${snapshot.size}GiB.`);
+    }
+    const performance = checkVolumeConfig(type, size, input.Iops, input.Throughput);
+    if (input.KmsKeyId !== undefined && !input.Encrypted && !snapshot?.encrypted) {
+      throw ec2Error('InvalidParameterDependency', 'The parameter KmsKeyId requires the parameter Encrypted to be set.');
+    }
+    const tags = this.tagsFromSpecifications(input.TagSpecifications);
+    if (input.DryRun) throw dryRun();
+
+    const encrypted = Boolean(input.Encrypted) || Boolean(snapshot?.encrypted);
+    const kmsKey = input.KmsKeyId ?? snapshot?.kmsKeyId;
+    const volume: ModelVolume = {
+      volumeId: this.newId('vol'),
+      seq: this.seq++,
+      az: input.AvailabilityZone,
+      size,
+      type: type as VolumeType,
+      ...performance,
+      encrypted,
+      kmsKeyId: !encrypted ? undefined : kmsKey ? this.kmsKeyArn(kmsKey) : this.defaultKmsKeyArn(),
+      snapshotId: snapshot?.snapshotId ?? '',
+      state: 'creating',
+      createTime: new Date(this.now()),
+      tags,
+    };
+    this.volumesById.set(volume.volumeId, volume);
+    const keyIsUnknown = kmsKey !== undefined && !this.kmsKeyKnown(kmsKey);
+    this.track(
+      this.delay(this.createLatencyMs).then(() => {
+        if (volume.state !== 'creating' || this.volumesById.get(volume.volumeId) !== volume) return;
+        if (!keyIsUnknown) volume.state = 'available';
+        else if (this.unknownKmsKeyOutcome === 'error') volume.state = 'error';
+        else this.volumesById.delete(volume.volumeId);
+      }),
+    );
+    const response = this.describeVolume(volume);
+    if (ClientToken !== undefined) this.clientTokens.set(ClientToken, { params: stableJson(params), volumeId: volume.volumeId, response });
+    return response;
+  }
+
+  private describeVolumes(input: DescribeVolumesCommandInput): Omit<DescribeVolumesCommandOutput, '$metadata'> {
+    const filters = input.Filters ?? [];
+    checkFilterNames(filters, VOLUME_FILTERS);
+    let volumes = [...this.volumesById.values()];
+    if (input.VolumeIds && input.VolumeIds.length > 0) {
+      for (const id of input.VolumeIds) this.checkId('vol', id);
+      const missing = input.VolumeIds.filter((id) => !this.volumesById.has(id));
+      if (missing.length === 1) throw ec2Error('InvalidVolume.NotFound', `The volume '${missing[0]}' does not exist.`);
+      if (missing.length > 1) throw ec2Error('InvalidVolume.NotFound', `The volumes '${missing.join(', ')}' do not exist.`);
+      const wanted = new Set(input.VolumeIds);
+      volumes = volumes.filter((volume) => wanted.has(volume.volumeId));
+    }
+    volumes = volumes.filter((volume) => matchesFilters(filters, (name) => volumeFilterValues(volume, name)));
+    const page = paginate(volumes, (volume) => volume.seq, {
+      maxResults: input.MaxResults,
+      nextToken: input.NextToken,
+      min: 5,
+      max: 500,
+      idsGiven: Boolean(input.VolumeIds?.length),
+      idsParameter: 'volumeIds',
+    });
+    return { Volumes: page.items.map((volume) => this.describeVolume(volume)), NextToken: page.nextToken };
+  }
+
+  private attachVolume(input: AttachVolumeCommandInput): Omit<AttachVolumeCommandOutput, '$metadata'> {
+    if (!input.Device) throw missingParameter('The request must contain the parameter device');
+    if (!input.InstanceId) throw missingParameter('The request must contain the parameter instanceId');
+    if (!input.VolumeId) throw missingParameter('The request must contain the parameter volumeId');
+    const volume = this.findVolume(input.VolumeId);
+    const instance = this.findInstance(input.InstanceId);
+    if (!DEVICE_PATTERN.test(input.Device)) {
+      throw invalidParameter(`Value (${input.Device}) for parameter device is invalid. ${input.Device} is not a valid EBS device name.`);
+    }
+    if (volume.attachment) throw ec2Error('VolumeInUse', `${volume.volumeId} is already attached to an instance`);
+    if (volume.state !== 'available') throw ec2Error('IncorrectState', `${volume.volumeId} is not 'available'.`);
+    if (instance.state !== 'running' && instance.state !== 'stopped') {
+      throw ec2Error('IncorrectInstanceState', `Instance '${instance.instanceId}' is not 'running'.`);
+    }
+    if (volume.az !== instance.az) {
+      throw ec2Error('InvalidVolume.ZoneMismatch', `The volume '${volume.volumeId}' is not in the same availability zone as instance '${instance.instanceId}'`);
+    }
+    if (this.attachmentAt(instance.instanceId, input.Device)) throw invalidParameter(`Attachment point ${input.Device} is already in use`);
+    const attachedCount = [...this.volumesById.values()].filter((v) => v.attachment?.instanceId === instance.instanceId).length;
+    if (attachedCount >= this.maxVolumesPerInstance) throw ec2Error('AttachmentLimitExceeded', 'Volume limit exceeded');
+    if (input.DryRun) throw dryRun();
+
+    const attachment: ModelAttachment = {
+      instanceId: instance.instanceId,
+      device: input.Device,
+      state: 'attaching',
+      attachTime: new Date(this.now()),
+      deleteOnTermination: false,
+    };
+    volume.state = 'in-use';
+    volume.attachment = attachment;
+    this.track(this.completeAttach(volume, attachment));
+    return attachmentOutput(volume.volumeId, attachment);
+  }
+
+  private detachVolume(input: DetachVolumeCommandInput): Omit<DetachVolumeCommandOutput, '$metadata'> {
+    if (!input.VolumeId) throw missingParameter('The request must contain the parameter volumeId');
+    const volume = this.findVolume(input.VolumeId);
+    if (input.InstanceId !== undefined) this.findInstance(input.InstanceId);
+    const attachment = volume.attachment;
+    if (!attachment) throw ec2Error('IncorrectState', `Volume '${volume.volumeId}' is in the '${volume.state}' state.`);
+    if ((input.InstanceId !== undefined && input.InstanceId !== attachment.instanceId) || (input.Device !== undefined && input.Device !== attachment.device)) {
+      throw ec2Error('InvalidAttachment.NotFound', `The volume '${volume.volumeId}' is not attached to instance '${input.InstanceId ?? attachment.instanceId}' at ${input.Device ?? attachment.device}.`);
+    }
+    if (input.DryRun) throw dryRun();
+    if (attachment.state === 'detaching') {
+      if (input.Force) attachment.forced = true;
+      if (input.Force && attachment.stalled) this.track(this.finishDetach(volume, attachment));
+    } else {
+      void this.startDetach(volume, attachment, { force: Boolean(input.Force), terminating: false });
+    }
+    return attachmentOutput(volume.volumeId, attachment);
+  }
+
+  private deleteVolume(input: DeleteVolumeCommandInput): object {
+    if (!input.VolumeId) throw missingParameter('The request must contain the parameter volumeId');
+    const volume = this.findVolume(input.VolumeId);
+    if (volume.attachment) throw ec2Error('VolumeInUse', `Volume ${volume.volumeId} is currently attached to ${volume.attachment.instanceId}`);
+    if (volume.state !== 'available' && volume.state !== 'error') {
+      throw ec2Error('IncorrectState', `The volume '${volume.volumeId}' is '${volume.state}'.`);
+    }
+    if (input.DryRun) throw dryRun();
+    this.volumesById.delete(volume.volumeId);
+    return {};
+  }
+
+  private modifyVolume(input: ModifyVolumeCommandInput): Omit<ModifyVolumeCommandOutput, '$metadata'> {
+    if (!input.VolumeId) throw missingParameter('The request must contain the parameter volumeId');
+    const volume = this.findVolume(input.VolumeId);
+    if (volume.state !== 'available' && volume.state !== 'in-use') {
+      throw ec2Error('IncorrectState', `The volume '${volume.volumeId}' is '${volume.state}'.`);
+    }
+    if (input.MultiAttachEnabled) throw new Error('Ec2Model: MultiAttachEnabled is not modelled');
+    const size = input.Size ?? volume.size;
+    if (size < volume.size) throw invalidParameter(`New size cannot be smaller than existing size (${volume.size}GiB).`);
+    const type = input.VolumeType ?? volume.type;
+    if (!(type in SIZE_LIMITS)) throw invalidParameter(`Value (${type}) for parameter volumeType is invalid.`);
+    const keepsType = type === volume.type;
+    const performance = checkVolumeConfig(
+      type,
+      size,
+      input.Iops ?? (keepsType && (type === 'io1' || type === 'io2' || type === 'gp3') ? volume.iops : undefined),
+      input.Throughput ?? (keepsType && type === 'gp3' ? volume.throughput : undefined),
+    );
+    if (input.DryRun) throw dryRun();
+    const original = { size: volume.size, type: volume.type, iops: volume.iops, throughput: volume.throughput };
+    Object.assign(volume, { size, type, iops: performance.iops, throughput: performance.throughput });
+    return {
+      VolumeModification: {
+        VolumeId: volume.volumeId,
+        ModificationState: 'modifying',
+        StartTime: new Date(this.now()),
+        Progress: 0,
+        OriginalSize: original.size,
+        OriginalVolumeType: original.type,
+        OriginalIops: original.iops,
+        OriginalThroughput: original.throughput,
+        TargetSize: size,
+        TargetVolumeType: type,
+        TargetIops: performance.iops,
+        TargetThroughput: performance.throughput,
+      },
+    };
+  }
+
+  private createTags(input: CreateTagsCommandInput): object {
+    const resources = input.Resources ?? [];
+    if (resources.length === 0) throw missingParameter('The request must contain the parameter resourceIdSet');
+    if (!input.Tags || input.Tags.length === 0) throw missingParameter('The request must contain the parameter tagSet');
+    const tags = checkTags(input.Tags);
+    const targets = resources.map((id) => this.taggableForApi(id));
+    for (const target of targets) {
+      const keys = new Set([...target.keys(), ...tags.keys()]);
+      if (keys.size > MAX_TAGS) throw ec2Error('TagLimitExceeded', 'The maximum number of Tags for a resource has been reached.');
+    }
+    if (input.DryRun) throw dryRun();
+    for (const target of targets) for (const [key, value] of tags) target.set(key, value);
+    return {};
+  }
+
+  private deleteTags(input: DeleteTagsCommandInput): object {
+    const resources = input.Resources ?? [];
+    if (resources.length === 0) throw missingParameter('The request must contain the parameter resourceIdSet');
+    const targets = resources.map((id) => this.taggableForApi(id));
+    if (input.DryRun) throw dryRun();
+    for (const target of targets) {
+      if (!input.Tags) {
+        target.clear();
+        continue;
+      }
+      for (const tag of input.Tags) {
+        if (tag.Key === undefined) continue;
+        if (tag.Value === undefined || target.get(tag.Key) === tag.Value) target.delete(tag.Key);
+      }
+    }
+    return {};
+  }
+
+  private describeInstances(input: DescribeInstancesCommandInput): Omit<DescribeInstancesCommandOutput, '$metadata'> {
+    const filters = input.Filters ?? [];
+    checkFilterNames(filters, INSTANCE_FILTERS);
+    let instances = [...this.instances.values()];
+    if (input.InstanceIds && input.InstanceIds.length > 0) {
+      for (const id of input.InstanceIds) this.checkId('i', id);
+      const missing = input.InstanceIds.filter((id) => !this.instances.has(id));
+      if (missing.length > 0) {
+        throw ec2Error('InvalidInstanceID.NotFound', `The instance ID${missing.length > 1 ? 's' : ''} '${missing.join(', ')}' do${missing.length > 1 ? '' : 'es'} not exist`);
+      }
+      const wanted = new Set(input.InstanceIds);
+      instances = instances.filter((instance) => wanted.has(instance.instanceId));
+    }
+    instances = instances.filter((instance) => matchesFilters(filters, (name) => this.instanceFilterValues(instance, name)));
+    const page = paginate(instances, (instance) => instance.seq, {
+      maxResults: input.MaxResults,
+      nextToken: input.NextToken,
+      min: 5,
+      max: 1000,
+      idsGiven: Boolean(input.InstanceIds?.length),
+      idsParameter: 'instanceIds',
+    });
+    return {
+      Reservations: page.items.map((instance) => ({
+        ReservationId: instance.reservationId,
+        OwnerId: this.accountId,
+        Instances: [this.describeInstance(instance)],
+      })),
+      NextToken: page.nextToken,
+    };
+  }
+
+  private describeTags(input: DescribeTagsCommandInput): Omit<DescribeTagsCommandOutput, '$metadata'> {
+    const filters = input.Filters ?? [];
+    checkFilterNames(filters, TAG_FILTERS);
+    const all: (TagDescription & { position: number })[] = [];
+    const add = (ResourceId: string, ResourceType: 'volume' | 'instance', tags: Map<string, string>) => {
+      for (const [Key, Value] of tags) all.push({ ResourceId, ResourceType, Key, Value, position: all.length });
+    };
+    for (const instance of this.instances.values()) add(instance.instanceId, 'instance', instance.tags);
+    for (const volume of this.volumesById.values()) add(volume.volumeId, 'volume', volume.tags);
+    const matching = all.filter((tag) =>
+      matchesFilters(filters, (name) => {
+        if (name === 'key') return [tag.Key!];
+        if (name === 'value') return [tag.Value!];
+        if (name === 'resource-id') return [tag.ResourceId!];
+        if (name === 'resource-type') return [tag.ResourceType!];
+        const resource = tag.ResourceType === 'volume' ? this.volumesById.get(tag.ResourceId!)?.tags : this.instances.get(tag.ResourceId!)?.tags;
+        return tagFilterValues(name, resource ?? new Map()) ?? [];
+      }),
+    );
+    const page = paginate(matching, (tag) => tag.position, {
+      maxResults: input.MaxResults,
+      nextToken: input.NextToken,
+      min: 5,
+      max: 1000,
+      idsGiven: false,
+      idsParameter: '',
+    });
+    return { Tags: page.items.map(({ position: _position, ...tag }) => tag), NextToken: page.nextToken };
+  }
+
+  // ---- attachment state machine ----
+
+  private async completeAttach(volume: ModelVolume, attachment: ModelAttachment): Promise<void> {
+    await this.delay(this.attachLatencyMs);
+    if (volume.attachment !== attachment || attachment.state !== 'attaching') return;
+    if (this.faults.stuckAttaching.has(volume.volumeId)) return;
+    if (this.onAttached) {
+      attachment.attachHook = this.runHook(this.onAttached, volume, attachment);
+      if (!(await attachment.attachHook)) return;
+    }
+    if (volume.attachment === attachment && attachment.state === 'attaching') attachment.state = 'attached';
+  }
+
+  private startDetach(volume: ModelVolume, attachment: ModelAttachment, how: { force: boolean; terminating: boolean }): Promise<void> {
+    attachment.state = 'detaching';
+    attachment.forced = how.force;
+    attachment.terminating = how.terminating;
+    return this.track(
+      this.delay(this.detachLatencyMs).then(() => {
+        if (this.faults.stuckDetaching.has(volume.volumeId) && !attachment.forced) {
+          attachment.stalled = true;
+          return;
+        }
+        return this.finishDetach(volume, attachment);
+      }),
+    );
+  }
+
+  private async finishDetach(volume: ModelVolume, attachment: ModelAttachment): Promise<void> {
+    attachment.stalled = false;
+    if (attachment.attachHook) {
+      const attached = await attachment.attachHook;
+      if (attached && this.onDetached) await this.runHook(this.onDetached, volume, attachment);
+    }
+    if (volume.attachment !== attachment) return;
+    volume.attachment = undefined;
+    if (attachment.terminating && attachment.deleteOnTermination) this.volumesById.delete(volume.volumeId);
+    else volume.state = 'available';
+  }
+
+  /** Runs a hook; true when it returned, false (error kept) when it threw. */
+  private async runHook(hook: NonNullable<Ec2Model['onAttached']>, volume: ModelVolume, attachment: ModelAttachment): Promise<boolean> {
+    try {
+      await hook(volume.volumeId, attachment.device, attachment.instanceId);
+      return true;
+    } catch (error) {
+      this.hookErrors.push(error instanceof Error ? error : new Error(String(error)));
+      return false;
+    }
+  }
+
+  // ---- helpers ----
+
+  private describeVolume(volume: ModelVolume): Volume {
+    const attachment = volume.attachment;
+    return {
+      VolumeId: volume.volumeId,
+      Size: volume.size,
+      SnapshotId: volume.snapshotId,
+      AvailabilityZone: volume.az,
+      State: volume.state,
+      CreateTime: volume.createTime,
+      Attachments: attachment
+        ? [
+            {
+              VolumeId: volume.volumeId,
+              InstanceId: attachment.instanceId,
+              Device: attachment.device,
+              State: attachment.state,
+              AttachTime: attachment.attachTime,
+              DeleteOnTermination: attachment.deleteOnTermination,
+            },
+          ]
+        : [],
+      Encrypted: volume.encrypted,
+      KmsKeyId: volume.kmsKeyId,
+      VolumeType: volume.type,
+      Iops: volume.iops,
+      Throughput: volume.throughput,
+      Tags: volume.tags.size > 0 ? tagList(volume.tags) : undefined,
+      MultiAttachEnabled: false,
+    };
+  }
+
+  private describeInstance(instance: ModelInstance): Instance {
+    const attached = [...this.volumesById.values()].filter((volume) => volume.attachment?.instanceId === instance.instanceId);
+    return {
+      InstanceId: instance.instanceId,
+      InstanceType: 'm6i.large',
+      State: { Code: STATE_CODES[instance.state], Name: instance.state },
+      Placement: { AvailabilityZone: instance.az, Tenancy: 'default' },
+      LaunchTime: instance.launchTime,
+      Tags: instance.tags.size > 0 ? tagList(instance.tags) : undefined,
+      BlockDeviceMappings: attached.map((volume) => ({
+        DeviceName: volume.attachment!.device,
+        Ebs: {
+          VolumeId: volume.volumeId,
+          Status: volume.attachment!.state,
+          AttachTime: volume.attachment!.attachTime,
+          DeleteOnTermination: volume.attachment!.deleteOnTermination,
+        },
+      })),
+    };
+  }
+
+  private instanceFilterValues(instance: ModelInstance, name: string): string[] {
+    const attached = () => [...this.volumesById.values()].filter((volume) => volume.attachment?.instanceId === instance.instanceId);
+    switch (name) {
+      case 'instance-id':
+        return [instance.instanceId];
+      case 'instance-state-name':
+        return [instance.state];
+      case 'availability-zone':
+        return [instance.az];
+      case 'block-device-mapping.volume-id':
+        return attached().map((volume) => volume.volumeId);
+      case 'block-device-mapping.device-name':
+        return attached().map((volume) => volume.attachment!.device);
+      case 'block-device-mapping.status':
+        return attached().map((volume) => volume.attachment!.state);
+      default:
+        return tagFilterValues(name, instance.tags) ?? [];
+    }
+  }
+
+  private tagsFromSpecifications(specifications: readonly TagSpecification[] | undefined): Map<string, string> {
+    const tags = new Map<string, string>();
+    for (const specification of specifications ?? []) {
+      if (specification.ResourceType !== 'volume') {
+        throw invalidParameter(`'${specification.ResourceType}' is not a valid taggable resource type for this operation.`);
+      }
+      for (const [key, value] of checkTags(specification.Tags ?? [])) tags.set(key, value);
+    }
+    if (tags.size > MAX_TAGS) throw ec2Error('TagLimitExceeded', 'The maximum number of Tags for a resource has been reached.');
+    return tags;
+  }
+
+  private taggableForApi(id: string): Map<string, string> {
+    if (id.startsWith('vol-')) return this.findVolume(id).tags;
+    if (id.startsWith('i-')) return this.findInstance(id).tags;
+    throw ec2Error('InvalidID', `The ID '${id}' is not valid`);
+  }
+
+  private taggable(id: string): Map<string, string> {
+    const tags = this.volumesById.get(id)?.tags ?? this.instances.get(id)?.tags;
+    if (!tags) throw new Error(`Ec2Model: no volume or instance ${id}`);
+    return tags;
+  }
+
+  private findVolume(id: string): ModelVolume {
+    this.checkId('vol', id);
+    const volume = this.volumesById.get(id);
+    if (!volume) throw ec2Error('InvalidVolume.NotFound', `The volume '${id}' does not exist.`);
+    return volume;
+  }
+
+  private findInstance(id: string): ModelInstance {
+    this.checkId('i', id);
+    const instance = this.instances.get(id);
+    if (!instance) throw ec2Error('InvalidInstanceID.NotFound', `The instance ID '${id}' does not exist`);
+    return instance;
+  }
+
+  private checkId(kind: 'vol' | 'i', id: string): void {
+    if (ID_PATTERN[kind].test(id)) return;
+    throw ec2Error(kind === 'vol' ? 'InvalidVolumeID.Malformed' : 'InvalidInstanceID.Malformed', `Invalid id: "${id}" (expecting "${kind}-...")`);
+  }
+
+  private checkAz(az: string): void {
+    if (!this.availabilityZones.includes(az)) throw new Error(`Ec2Model: ${az} is not an AZ of ${this.region} (${this.availabilityZones.join(', ')})`);
+  }
+
+  private attachmentAt(instanceId: string, device: string): ModelAttachment | undefined {
+    for (const volume of this.volumesById.values()) {
+      if (volume.attachment?.instanceId === instanceId && volume.attachment.device === device) return volume.attachment;
+    }
+    return undefined;
+  }
+
+  private kmsKeyKnown(key: string): boolean {
+    if (this.faults.unknownKmsKeys.has(key)) return false;
+    return this.knownKmsKeys === undefined || this.knownKmsKeys.has(key);
+  }
+
+  /** EC2 reports the key as a key ARN whatever form was given (aliases resolve to a fixed key here). */
+  private kmsKeyArn(key: string): string {
+    if (/^arn:aws[\w-]*:kms:[^:]+:\d{12}:key\//.test(key)) return key;
+    if (/^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/.test(key)) return `arn:aws:kms:${this.region}:${this.accountId}:key/${key}`;
+    return `arn:aws:kms:${this.region}:${this.accountId}:key/${uuidFrom(key)}`;
+  }
+
+  private defaultKmsKeyArn(): string {
+    return this.kmsKeyArn('alias/aws/ebs');
+  }
+
+  private newId(prefix: 'vol' | 'i' | 'snap' | 'r'): string {
+    return `${prefix}-${randomBytes(9).toString('hex').slice(0, 17)}`;
+  }
+
+  private metadata(): ResponseMetadata {
+    return { httpStatusCode: 200, requestId: randomBytes(16).toString('hex'), attempts: 1, totalRetryDelay: 0 };
+  }
+
+  private delay(ms: number): Promise<void> {
+    return new Promise((resolve) => {
+      if (this.disposed) return;
+      const timer = setTimeout(() => {
+        this.timers.delete(timer);
+        if (!this.disposed) resolve();
+      }, ms);
+      this.timers.add(timer);
+    });
+  }
+
+  private track<T>(work: Promise<T>): Promise<T> {
+    const done = work.then(
+      () => undefined,
+      () => undefined,
+    );
+    this.pending.add(done);
+    void done.then(() => this.pending.delete(done));
+    return work;
+  }
+}
+
+export interface Ec2ModelOptions {
+  /** Default 'eu-west-1'. */
+  region?: string;
+  /** Default `<region>a`, `b`, `c`. */
+  availabilityZones?: readonly string[];
+  accountId?: string;
+  /** Time from AttachVolume to 'attached' (before onAttached). Default 50. */
+  attachLatencyMs?: number;
+  /** Time from DetachVolume to 'available' (before onDetached). Default: attachLatencyMs. */
+  detachLatencyMs?: number;
+  /** Time from CreateVolume ('creating') to 'available'. Default 10. */
+  createLatencyMs?: number;
+  /** Delay before every call is answered. Default 0. */
+  apiLatencyMs?: number;
+  /** Token-bucket throttling with AWS's numbers. Default true. */
+  throttling?: boolean;
+  /** Override bucket sizes, e.g. for a bench. */
+  buckets?: Partial<Record<BucketName, BucketLimit>>;
+  /** Clock for buckets and timestamps. Default Date.now. */
+  now?: () => number;
+  /** KMS keys that exist; default: every key not in faults.unknownKmsKeys. */
+  knownKmsKeys?: readonly string[];
+  /** What happens to a volume created with an unknown KMS key: 'error' (default) or 'deleted'. */
+  unknownKmsKeyOutcome?: 'error' | 'deleted';
+  /** AttachmentLimitExceeded beyond this many volumes on one instance. Default unlimited (real Nitro: 27-127). */
+  maxVolumesPerInstance?: number;
+}
+
+export type BucketName = 'volumeMutating' | 'createVolume' | 'tags' | 'describeVolumes' | 'describeInstances' | 'describeTags' | 'modifyVolume';
+export interface BucketLimit {
+  capacity: number;
+  refillPerSecond: number;
+}
+
+/** What `volume()` returns: a copy, with tags as a record and the attachment if any. */
+export interface VolumeView {
+  volumeId: string;
+  az: string;
+  size: number;
+  type: VolumeType;
+  iops?: number;
+  throughput?: number;
+  encrypted: boolean;
+  kmsKeyId?: string;
+  snapshotId: string;
+  state: VolumeState;
+  createTime: Date;
+  tags: Record<string, string>;
+  attachment?: { instanceId: string; device: string; state: 'attaching' | 'attached' | 'detaching'; deleteOnTermination: boolean };
+}
+
+export interface InstanceView {
+  instanceId: string;
+  az: string;
+  state: InstanceStateName;
+  tags: Record<string, string>;
+}
+
+const DEFAULT_BUCKETS: Record<BucketName, BucketLimit> = {
+  volumeMutating: { capacity: 50, refillPerSecond: 5 },
+  createVolume: { capacity: 100, refillPerSecond: 5 },
+  tags: { capacity: 100, refillPerSecond: 10 },
+  describeVolumes: { capacity: 100, refillPerSecond: 20 },
+  describeInstances: { capacity: 100, refillPerSecond: 20 },
+  describeTags: { capacity: 100, refillPerSecond: 20 },
+  modifyVolume: { capacity: 50, refillPerSecond: 5 },
+};
+
+const BUCKET_OF: Record<string, BucketName> = {
+  AttachVolume: 'volumeMutating',
+  DetachVolume: 'volumeMutating',
+  DeleteVolume: 'volumeMutating',
+  CreateVolume: 'createVolume',
+  CreateTags: 'tags',
+  DeleteTags: 'tags',
+  DescribeVolumes: 'describeVolumes',
+  DescribeInstances: 'describeInstances',
+  DescribeTags: 'describeTags',
+  ModifyVolume: 'modifyVolume',
+};
+
+const VOLUME_FILTERS = new Set([
+  'volume-id',
+  'status',
+  'availability-zone',
+  'size',
+  'volume-type',
+  'encrypted',
+  'snapshot-id',
+  'tag-key',
+  'tag-value',
+  'attachment.instance-id',
+  'attachment.device',
+  'attachment.status',
+  'attachment.delete-on-termination',
+]);
+const INSTANCE_FILTERS = new Set([
+  'instance-id',
+  'instance-state-name',
+  'availability-zone',
+  'tag-key',
+  'tag-value',
+  'block-device-mapping.volume-id',
+  'block-device-mapping.device-name',
+  'block-device-mapping.status',
+]);
+const TAG_FILTERS = new Set(['key', 'value', 'resource-id', 'resource-type']);
+
+const STATE_CODES: Record<InstanceStateName, number> = {
+  pending: 0,
+  running: 16,
+  'shutting-down': 32,
+  terminated: 48,
+  stopping: 64,
+  stopped: 80,
+};
+
+function volumeFilterValues(volume: ModelVolume, name: string): string[] {
+  const attachment = volume.attachment;
+  switch (name) {
+    case 'volume-id':
+      return [volume.volumeId];
+    case 'status':
+      return [volume.state];
+    case 'availability-zone':
+      return [volume.az];
+    case 'size':
+      return [String(volume.size)];
+    case 'volume-type':
+      return [volume.type];
+    case 'encrypted':
+      return [String(volume.encrypted)];
+    case 'snapshot-id':
+      return [volume.snapshotId];
+    case 'attachment.instance-id':
+      return attachment ? [attachment.instanceId] : [];
+    case 'attachment.device':
+      return attachment ? [attachment.device] : [];
+    case 'attachment.status':
+      return attachment ? [attachment.state] : [];
+    case 'attachment.delete-on-termination':
+      return attachment ? [String(attachment.deleteOnTermination)] : [];
+    default:
+      return tagFilterValues(name, volume.tags) ?? [];
+  }
+}
+
+function attachmentOutput(volumeId: string, attachment: ModelAttachment): VolumeAttachment {
+  return {
+    VolumeId: volumeId,
+    InstanceId: attachment.instanceId,
+    Device: attachment.device,
+    State: attachment.state,
+    AttachTime: attachment.attachTime,
+    DeleteOnTermination: attachment.deleteOnTermination,
+  };
+}
+
+function viewOf(volume: ModelVolume): VolumeView {
+  const attachment = volume.attachment;
+  return {
+    volumeId: volume.volumeId,
+    az: volume.az,
+    size: volume.size,
+    type: volume.type,
+    iops: volume.iops,
+    throughput: volume.throughput,
+    encrypted: volume.encrypted,
+    kmsKeyId: volume.kmsKeyId,
+    snapshotId: volume.snapshotId,
+    state: volume.state,
+    createTime: volume.createTime,
+    tags: Object.fromEntries(volume.tags),
+    attachment: attachment && {
+      instanceId: attachment.instanceId,
+      device: attachment.device,
+      state: attachment.state,
+      deleteOnTermination: attachment.deleteOnTermination,
+    },
+  };
+}
+
+const dryRun = () => ec2Error('DryRunOperation', 'Request would have succeeded, but DryRun flag is set.', { status: 412 });
+
+/** JSON with sorted keys, so equal parameters compare equal whatever their key order. */
+function stableJson(value: unknown): string {
+  return JSON.stringify(value, (_key, v: unknown) =>
+    v && typeof v === 'object' && !Array.isArray(v) && !(v instanceof Date)
+      ? Object.fromEntries(Object.entries(v as Record<string, unknown>).sort(([a], [b]) => a.localeCompare(b)))
+      : v,
+  );
+}
+
+function uuidFrom(text: string): string {
+  const hex = createHash('sha256').update(text).digest('hex');
+  return `${hex.slice(0, 8)}-${hex.slice(8, 12)}-${hex.slice(12, 16)}-${hex.slice(16, 20)}-${hex.slice(20, 32)}`;
+}
+
+interface ModelInstance {
+  instanceId: string;
+  reservationId: string;
+  az: string;
+  state: InstanceStateName;
+  tags: Map<string, string>;
+  launchTime: Date;
+  seq: number;
+}
 
 interface ModelAttachment {
   instanceId: string;
   device: string;
   state: 'attaching' | 'attached' | 'detaching';
   attachTime: Date;
+  deleteOnTermination: boolean;
+  /** Settles true once onAttached returned (false if it threw). */
+  attachHook?: Promise<boolean>;
+  forced?: boolean;
+  terminating?: boolean;
+  /** A stuck detach waiting for Force. */
+  stalled?: boolean;
 }
 
-export interface ModelVolume {
-  id: string;
+interface ModelVolume {
+  volumeId: string;
+  seq: number;
   az: string;
   size: number;
-  type: string;
+  type: VolumeType;
   iops?: number;
   throughput?: number;
   encrypted: boolean;
   kmsKeyId?: string;
-  snapshotId?: string;
-  state: 'creating' | 'available' | 'in-use' | 'deleting' | 'error';
+  snapshotId: string;
+  state: VolumeState;
+  createTime: Date;
   tags: Map<string, string>;
   attachment?: ModelAttachment;
-  createTime: Date;
 }
 
-export interface ModelInstance {
-  id: string;
-  az: string;
-  state: InstanceState;
-  tags: Map<string, string>;
-}
-
-interface Bucket {
-  capacity: number;
-  refillPerSecond: number;
-  tokens: number;
-  at: number;
-}
-
-/** EC2's request token buckets (per account and region) that matter here: DESIGN.md §6. */
-const BUCKETS: Record<string, { capacity: number; refillPerSecond: number }> = {
-  mutating: { capacity: 50, refillPerSecond: 5 },
-  createVolume: { capacity: 100, refillPerSecond: 5 },
-  tags: { capacity: 100, refillPerSecond: 10 },
-  describe: { capacity: 100, refillPerSecond: 20 },
-};
-const BUCKET_OF: Record<string, string> = {
-  AttachVolume: 'mutating',
-  DetachVolume: 'mutating',
-  DeleteVolume: 'mutating',
-  CreateVolume: 'createVolume',
-  CreateTags: 'tags',
-  DeleteTags: 'tags',
-  DescribeVolumes: 'describe',
-  DescribeInstances: 'describe',
-};
-
-const SIZE_LIMITS: Record<string, [number, number]> = { gp2: [1, 16384], gp3: [1, 16384], io1: [4, 16384], io2: [4, 16384], st1: [125, 16384], sc1: [125, 16384], standard: [1, 1024] };
-const IOPS_LIMITS: Record<string, [number, number]> = { gp3: [3000, 16000], io1: [100, 64000], io2: [100, 256000] };
-
-const hex17 = () => randomBytes(9).toString('hex').slice(0, 17);
-
-export function ec2Fault(code: string, message: string, server = false): EC2ServiceException {
-  return new EC2ServiceException({
-    name: code,
-    $fault: server ? 'server' : 'client',
-    $metadata: { httpStatusCode: server ? 503 : 400 },
-    message,
-  });
-}
-
-export interface Ec2ModelOptions {
-  region?: string;
-  /** Time from AttachVolume to 'attached' (EBS: usually 1–4 s). */
-  attachLatencyMs?: number;
-  detachLatencyMs?: number;
-  createLatencyMs?: number;
-  /** AWS's request buckets; off for tests that are about something else. */
-  throttling?: boolean;
-}
-
-export class Ec2Model {
-  readonly region: string;
-  attachLatencyMs: number;
-  detachLatencyMs: number;
-  createLatencyMs: number;
-  throttling: boolean;
-  readonly volumes = new Map<string, ModelVolume>();
-  readonly instances = new Map<string, ModelInstance>();
-  readonly faults = {
-    /** Volumes whose next attachment stays 'attaching' until detached. */
-    stuckAttaching: new Set<string>(),
-    /** Every call answered RequestLimitExceeded while true. */
-    throttleAll: false,
-    /** The next N DescribeVolumes calls fail with a server error. */
-    failDescribeVolumes: 0,
-    /** KMS keys CreateVolume refuses. */
-    unknownKmsKeys: new Set<string>(),
-  };
-  /** Awaited before an attachment turns 'attached' (the test binds a device here). */
-  onAttached?: (volumeId: string, device: string, instanceId: string) => void | Promise<void>;
-  /** Awaited before a detached volume turns 'available'. */
-  onDetached?: (volumeId: string, device: string, instanceId: string) => void | Promise<void>;
-  private readonly counts = new Map<string, number>();
-  private readonly tokens = new Map<string, { volumeId: string; params: string }>();
-  private readonly buckets = new Map<string, Bucket>();
-  private readonly timers = new Set<NodeJS.Timeout>();
-
-  constructor(opts: Ec2ModelOptions = {}) {
-    this.region = opts.region ?? 'eu-west-1';
-    this.attachLatencyMs = opts.attachLatencyMs ?? 50;
-    this.detachLatencyMs = opts.detachLatencyMs ?? 30;
-    this.createLatencyMs = opts.createLatencyMs ?? 10;
-    this.throttling = opts.throttling ?? true;
-  }
-
-  /** Answers the client's calls from this model, below the SDK's retry middleware. */
-  install(client: EC2Client): EC2Client {
-    client.middlewareStack.add(
-      (_next, context) => async (args) => {
-        const command = String((context as { commandName?: string }).commandName ?? '').replace(/Command$/, '');
-        const output = await this.handle(command, args.input as Record<string, unknown>);
-        return { output: { ...output, $metadata: {} }, response: {} } as never;
-      },
-      { step: 'deserialize', name: 'berthEc2Model', priority: 'high' },
-    );
-    return client;
-  }
-
-  /** Calls received, per command (or all). */
-  calls(command?: string): number {
-    if (command) return this.counts.get(command) ?? 0;
-    return [...this.counts.values()].reduce((a, b) => a + b, 0);
-  }
-
-  resetCalls(): void {
-    this.counts.clear();
-  }
-
-  addInstance(p: { az: string; state?: InstanceState; tags?: Record<string, string>; instanceId?: string }): string {
-    const id = p.instanceId ?? `i-${hex17()}`;
-    this.instances.set(id, { id, az: p.az, state: p.state ?? 'running', tags: new Map(Object.entries(p.tags ?? {})) });
-    return id;
-  }
-
-  /** Terminating (or stopping) an instance detaches its volumes, as EC2 does; they survive (DeleteOnTermination false). */
-  async setInstanceState(id: string, state: InstanceState): Promise<void> {
-    const instance = this.instances.get(id);
-    if (!instance) throw new Error(`model: no instance ${id}`);
-    instance.state = state;
-    if (state === 'terminated' || state === 'stopped') {
-      for (const v of this.volumes.values()) {
-        if (v.attachment?.instanceId === id) {
-          const { device } = v.attachment;
-          v.attachment = undefined;
-          v.state = 'available';
-          await this.onDetached?.(v.id, device, id);
-        }
-      }
-    }
-  }
-
-  addVolume(p: { az: string; size: number; type?: string; tags?: Record<string, string>; attachedTo?: { instanceId: string; device: string }; encrypted?: boolean }): string {
-    const id = `vol-${hex17()}`;
-    this.volumes.set(id, {
-      id,
-      az: p.az,
-      size: p.size,
-      type: p.type ?? 'gp3',
-      encrypted: p.encrypted ?? true,
-      state: p.attachedTo ? 'in-use' : 'available',
-      tags: new Map(Object.entries(p.tags ?? {})),
-      createTime: new Date(),
-      ...(p.attachedTo ? { attachment: { ...p.attachedTo, state: 'attached' as const, attachTime: new Date() } } : {}),
-    });
-    return id;
-  }
-
-  volume(id: string): ModelVolume {
-    const v = this.volumes.get(id);
-    if (!v) throw new Error(`model: no volume ${id}`);
-    return v;
-  }
-
-  /** Detaches a volume behind berth's back (an operator with the console). */
-  async forceDetach(id: string): Promise<void> {
-    const v = this.volume(id);
-    if (!v.attachment) return;
-    const { device, instanceId } = v.attachment;
-    v.attachment = undefined;
-    v.state = 'available';
-    await this.onDetached?.(id, device, instanceId);
-  }
-
-  close(): void {
-    for (const t of this.timers) clearTimeout(t);
-    this.timers.clear();
-  }
-
-  async handle(command: string, input: Record<string, unknown>): Promise<Record<string, unknown>> {
-    this.counts.set(command, (this.counts.get(command) ?? 0) + 1);
-    if (this.faults.throttleAll) throw ec2Fault('RequestLimitExceeded', 'Request limit exceeded.');
-    this.take(command);
-    switch (command) {
-      case 'CreateVolume':
-        return this.createVolume(input);
-      case 'DescribeVolumes':
-        if (this.faults.failDescribeVolumes > 0) {
-          this.faults.failDescribeVolumes--;
-          throw ec2Fault('InternalError', 'An internal error has occurred', true);
-        }
-        return this.describeVolumes(input);
-      case 'AttachVolume':
-        return this.attachVolume(input);
-      case 'DetachVolume':
-        return this.detachVolume(input);
-      case 'DeleteVolume':
-        return this.deleteVolume(input);
-      case 'CreateTags':
-      case 'DeleteTags':
-        return this.tags(command, input);
-      case 'DescribeInstances':
-        return this.describeInstances(input);
-      default:
-        throw new Error(`model: ${command} is not modelled`);
-    }
-  }
-
-  private take(command: string): void {
-    const group = BUCKET_OF[command];
-    if (!this.throttling || !group) return;
-    const spec = BUCKETS[group]!;
-    const now = performance.now();
-    const b = this.buckets.get(group) ?? { ...spec, tokens: spec.capacity, at: now };
-    b.tokens = Math.min(b.capacity, b.tokens + ((now - b.at) / 1000) * b.refillPerSecond);
-    b.at = now;
-    this.buckets.set(group, b);
-    if (b.tokens < 1) throw ec2Fault('RequestLimitExceeded', 'Request limit exceeded.');
-    b.tokens -= 1;
-  }
-
-  private later(ms: number, fn: () => Promise<void> | void): void {
-    const t = setTimeout(() => {
-      this.timers.delete(t);
-      void fn();
-    }, ms);
-    this.timers.add(t);
-  }
-
-  private createVolume(i: Record<string, unknown>): Record<string, unknown> {
-    const az = i.AvailabilityZone as string | undefined;
-    if (!az || !az.startsWith(this.region)) throw ec2Fault('InvalidParameterValue', `Invalid availability zone: [${az}]`);
-    const type = (i.VolumeType as string | undefined) ?? 'gp2';
-    const size = i.Size as number | undefined;
-    const limits = SIZE_LIMITS[type];
-    if (!limits) throw ec2Fault('InvalidParameterValue', `Value (${type}) for parameter volumeType is invalid.`);
-    if (size === undefined && !i.SnapshotId) throw ec2Fault('MissingParameter', 'The request must contain the parameter size or snapshotId');
-    if (size !== undefined && (size < limits[0] || size > limits[1])) {
-      throw ec2Fault('InvalidParameterValue', `Volume of ${size}GiB is too ${size < limits[0] ? 'small' : 'large'}; minimum is ${limits[0]}GiB, maximum is ${limits[1]}GiB for ${type}`);
-    }
-    const iops = i.Iops as number | undefined;
-    if (iops !== undefined) {
-      const r = IOPS_LIMITS[type];
-      if (!r) throw ec2Fault('InvalidParameterCombination', `The parameter iops is not supported for ${type} volumes.`);
-      if (iops < r[0] || iops > r[1]) throw ec2Fault('InvalidParameterValue', `Volume iops of ${iops} is outside ${r[0]}-${r[1]} for ${type}`);
-    } else if (type === 'io1' || type === 'io2') {
-      throw ec2Fault('MissingParameter', `The parameter iops must be specified for ${type} volumes.`);
-    }
-    if (i.Throughput !== undefined && type !== 'gp3') throw ec2Fault('InvalidParameterCombination', `The parameter throughput is not supported for ${type} volumes.`);
-    const kms = i.KmsKeyId as string | undefined;
-    // Real EC2 accepts an unusable key and fails the volume later (state "error"); the model refuses at once, which berth reports the same way.
-    if (kms && this.faults.unknownKmsKeys.has(kms)) throw ec2Fault('InvalidKmsKey.NotFound', `The KMS key '${kms}' does not exist or is not accessible.`);
-    if (i.SnapshotId) throw ec2Fault('InvalidSnapshot.NotFound', `The snapshot '${String(i.SnapshotId)}' does not exist.`);
-    const { ClientToken, ...params } = i;
-    const paramsKey = JSON.stringify(params);
-    if (typeof ClientToken === 'string') {
-      const seen = this.tokens.get(ClientToken);
-      if (seen) {
-        if (seen.params !== paramsKey) throw ec2Fault('IdempotentParameterMismatch', 'The client token you have provided is associated with a resource that has different parameters.');
-        const v = this.volumes.get(seen.volumeId);
-        if (v) return { ...this.volumeOut(v) };
-      }
-    }
-    const id = `vol-${hex17()}`;
-    const tags = new Map<string, string>();
-    for (const spec of (i.TagSpecifications as { ResourceType?: string; Tags?: { Key: string; Value: string }[] }[] | undefined) ?? []) {
-      if (spec.ResourceType === 'volume') for (const t of spec.Tags ?? []) tags.set(t.Key, t.Value);
-    }
-    const v: ModelVolume = {
-      id,
-      az,
-      size: size ?? 8,
-      type,
-      ...(iops !== undefined ? { iops } : type === 'gp3' ? { iops: 3000 } : {}),
-      ...(i.Throughput !== undefined ? { throughput: i.Throughput as number } : type === 'gp3' ? { throughput: 125 } : {}),
-      encrypted: Boolean(i.Encrypted) || kms !== undefined,
-      ...(kms ? { kmsKeyId: kms } : {}),
-      state: 'creating',
-      tags,
-      createTime: new Date(),
-    };
-    this.volumes.set(id, v);
-    if (typeof ClientToken === 'string') this.tokens.set(ClientToken, { volumeId: id, params: paramsKey });
-    this.later(this.createLatencyMs, () => {
-      if (v.state === 'creating') v.state = 'available';
-    });
-    return { ...this.volumeOut(v) };
-  }
-
-  private matches(v: ModelVolume, f: Filter): boolean {
-    const values = f.Values ?? [];
-    const name = f.Name ?? '';
-    if (name.startsWith('tag:')) return values.includes(v.tags.get(name.slice(4)) ?? '\0');
-    switch (name) {
-      case 'tag-key':
-        return values.some((k) => v.tags.has(k));
-      case 'volume-id':
-        return values.includes(v.id);
-      case 'availability-zone':
-        return values.includes(v.az);
-      case 'status':
-        return values.includes(v.state);
-      case 'attachment.instance-id':
-        return !!v.attachment && values.includes(v.attachment.instanceId);
-      case 'attachment.device':
-        return !!v.attachment && values.includes(v.attachment.device);
-      case 'attachment.status':
-        return !!v.attachment && values.includes(v.attachment.state);
-      default:
-        throw ec2Fault('InvalidParameterValue', `The filter '${name}' is invalid`);
-    }
-  }
-
-  private describeVolumes(i: Record<string, unknown>): Record<string, unknown> {
-    const ids = i.VolumeIds as string[] | undefined;
-    let list = [...this.volumes.values()];
-    if (ids?.length) {
-      const missing = ids.filter((id) => !this.volumes.has(id));
-      if (missing.length) throw ec2Fault('InvalidVolume.NotFound', `The volume '${missing.join(', ')}' does not exist.`);
-      list = list.filter((v) => ids.includes(v.id));
-    }
-    for (const f of (i.Filters as Filter[] | undefined) ?? []) list = list.filter((v) => this.matches(v, f));
-    const max = i.MaxResults as number | undefined;
-    if (max !== undefined && (max < 5 || max > 500)) throw ec2Fault('InvalidParameterValue', 'MaxResults must be between 5 and 500');
-    const start = i.NextToken ? Number(i.NextToken) : 0;
-    const page = max ? list.slice(start, start + max) : list;
-    const next = max && start + max < list.length ? String(start + max) : undefined;
-    return { Volumes: page.map((v) => this.volumeOut(v)), ...(next ? { NextToken: next } : {}) };
-  }
-
-  private attachVolume(i: Record<string, unknown>): Record<string, unknown> {
-    const v = this.volumes.get(i.VolumeId as string);
-    if (!v) throw ec2Fault('InvalidVolume.NotFound', `The volume '${String(i.VolumeId)}' does not exist.`);
-    const inst = this.instances.get(i.InstanceId as string);
-    if (!inst) throw ec2Fault('InvalidInstanceID.NotFound', `The instance ID '${String(i.InstanceId)}' does not exist`);
-    const device = i.Device as string;
-    if (inst.state !== 'running') throw ec2Fault('IncorrectState', `Instance '${inst.id}' is not 'running'.`);
-    if (v.az !== inst.az) throw ec2Fault('InvalidVolume.ZoneMismatch', `The volume '${v.id}' is not in the same availability zone as instance '${inst.id}'`);
-    if (v.state !== 'available' || v.attachment) throw ec2Fault('VolumeInUse', `${v.id} is already attached to an instance`);
-    for (const other of this.volumes.values()) {
-      if (other.attachment?.instanceId === inst.id && other.attachment.device === device) {
-        throw ec2Fault('InvalidParameterValue', `Invalid value '${device}' for unixDevice. Attachment point ${device} is already in use`);
-      }
-    }
-    const attachment: ModelAttachment = { instanceId: inst.id, device, state: 'attaching', attachTime: new Date() };
-    v.attachment = attachment;
-    v.state = 'in-use';
-    if (!this.faults.stuckAttaching.delete(v.id)) {
-      this.later(this.attachLatencyMs, async () => {
-        if (v.attachment !== attachment) return;
-        await this.onAttached?.(v.id, device, inst.id);
-        if (v.attachment === attachment) attachment.state = 'attached';
-      });
-    }
-    return { VolumeId: v.id, InstanceId: inst.id, Device: device, State: 'attaching', AttachTime: attachment.attachTime };
-  }
-
-  private detachVolume(i: Record<string, unknown>): Record<string, unknown> {
-    const v = this.volumes.get(i.VolumeId as string);
-    if (!v) throw ec2Fault('InvalidVolume.NotFound', `The volume '${String(i.VolumeId)}' does not exist.`);
-    const a = v.attachment;
-    if (!a) throw ec2Fault('IncorrectState', `Volume '${v.id}' is in the 'available' state.`);
-    if (i.InstanceId && i.InstanceId !== a.instanceId) throw ec2Fault('InvalidAttachment.NotFound', `Volume '${v.id}' is not attached to '${String(i.InstanceId)}'`);
-    if (a.state !== 'detaching') {
-      a.state = 'detaching';
-      this.later(this.detachLatencyMs, async () => {
-        if (v.attachment !== a) return;
-        await this.onDetached?.(v.id, a.device, a.instanceId);
-        if (v.attachment === a) {
-          v.attachment = undefined;
-          v.state = 'available';
-        }
-      });
-    }
-    return { VolumeId: v.id, InstanceId: a.instanceId, Device: a.device, State: 'detaching' };
-  }
-
-  private deleteVolume(i: Record<string, unknown>): Record<string, unknown> {
-    const v = this.volumes.get(i.VolumeId as string);
-    if (!v) throw ec2Fault('InvalidVolume.NotFound', `The volume '${String(i.VolumeId)}' does not exist.`);
-    if (v.attachment || v.state !== 'available') throw ec2Fault('VolumeInUse', `Volume ${v.id} is currently attached to ${v.attachment?.instanceId ?? 'an instance'}`);
-    this.volumes.delete(v.id);
-    return {};
-  }
-
-  private tags(command: string, i: Record<string, unknown>): Record<string, unknown> {
-    const resources = i.Resources as string[];
-    const tags = (i.Tags as { Key: string; Value?: string }[] | undefined) ?? [];
-    const targets = resources.map((id) => {
-      const t = this.volumes.get(id) ?? this.instances.get(id);
-      if (!t) throw ec2Fault(id.startsWith('i-') ? 'InvalidInstanceID.NotFound' : 'InvalidVolume.NotFound', `The ID '${id}' does not exist`);
-      return t;
-    });
-    for (const t of targets) {
-      for (const tag of tags) {
-        if (command === 'CreateTags') t.tags.set(tag.Key, tag.Value ?? '');
-        else if (tag.Value === undefined || t.tags.get(tag.Key) === tag.Value) t.tags.delete(tag.Key);
-      }
-    }
-    return {};
-  }
-
-  private describeInstances(i: Record<string, unknown>): Record<string, unknown> {
-    const ids = i.InstanceIds as string[] | undefined;
-    let list = [...this.instances.values()];
-    if (ids?.length) {
-      const missing = ids.filter((id) => !this.instances.has(id));
-      if (missing.length) throw ec2Fault('InvalidInstanceID.NotFound', `The instance IDs '${missing.join(', ')}' do not exist`);
-      list = list.filter((x) => ids.includes(x.id));
-    }
-    for (const f of (i.Filters as Filter[] | undefined) ?? []) {
-      const values = f.Values ?? [];
-      if (f.Name?.startsWith('tag:')) list = list.filter((x) => values.includes(x.tags.get(f.Name!.slice(4)) ?? '\0'));
-      else if (f.Name === 'instance-state-name') list = list.filter((x) => values.includes(x.state));
-      else throw ec2Fault('InvalidParameterValue', `The filter '${f.Name}' is invalid`);
-    }
-    return {
-      Reservations: list.map((x) => ({
-        Instances: [
-          {
-            InstanceId: x.id,
-            State: { Name: x.state },
-            Placement: { AvailabilityZone: x.az },
-            Tags: [...x.tags].map(([Key, Value]) => ({ Key, Value })),
-            BlockDeviceMappings: [...this.volumes.values()]
-              .filter((v) => v.attachment?.instanceId === x.id)
-              .map((v) => ({ DeviceName: v.attachment!.device, Ebs: { VolumeId: v.id, Status: v.attachment!.state } })),
-          },
-        ],
-      })),
-    };
-  }
-
-  private volumeOut(v: ModelVolume): Volume {
-    return {
-      VolumeId: v.id,
-      Size: v.size,
-      AvailabilityZone: v.az,
-      State: v.state,
-      VolumeType: v.type as Volume['VolumeType'],
-      ...(v.iops !== undefined ? { Iops: v.iops } : {}),
-      ...(v.throughput !== undefined ? { Throughput: v.throughput } : {}),
-      Encrypted: v.encrypted,
-      ...(v.kmsKeyId ? { KmsKeyId: v.kmsKeyId } : {}),
-      ...(v.snapshotId ? { SnapshotId: v.snapshotId } : {}),
-      CreateTime: v.createTime,
-      Tags: [...v.tags].map(([Key, Value]) => ({ Key, Value })),
-      Attachments: v.attachment
-        ? [{ VolumeId: v.id, InstanceId: v.attachment.instanceId, Device: v.attachment.device, State: v.attachment.state, AttachTime: v.attachment.attachTime, DeleteOnTermination: false }]
-        : [],
-    };
-  }
+interface ModelSnapshot {
+  snapshotId: string;
+  size: number;
+  encrypted: boolean;
+  kmsKeyId?: string;
 }

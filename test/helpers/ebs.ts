@@ -32,9 +32,9 @@ export const testLogger = () => (process.env.BERTH_TEST_LOGS ? createLogger('deb
 
 /** An EC2 client whose calls the model answers, below the SDK's (adaptive) retries. */
 export function modelClient(model: Ec2Model, maxAttempts = 8): EC2Client {
-  return model.install(
-    new EC2Client({ region: model.region, credentials: { accessKeyId: 'AKIDTEST', secretAccessKey: 'test' }, retryMode: 'adaptive', maxAttempts }),
-  );
+  const client = new EC2Client({ region: model.region, credentials: { accessKeyId: 'AKIDTEST', secretAccessKey: 'test' }, retryMode: 'adaptive', maxAttempts });
+  model.installBehindSdkRetries(client);
+  return client;
 }
 
 /**
@@ -100,7 +100,7 @@ export async function ebsWorld(opts: Ec2ModelOptions & { bindDelayMs?: number; m
       return world.instanceId;
     },
     async cleanup() {
-      model.close();
+      model.dispose();
       await tree.cleanup();
       detachLoopDevicesUnder(dir.path);
       dir.cleanup();

@@ -13,15 +13,16 @@ const GiB = 2 ** 30;
 interface TypeLimits {
   minGiB: number;
   maxGiB: number;
-  iops?: { min: number; max: number; default?: number };
+  /** maxPerGiB: provisioned IOPS per GiB of size. */
+  iops?: { min: number; max: number; default?: number; maxPerGiB: number };
   throughput?: { min: number; max: number; default: number };
 }
 
 export const EBS_LIMITS: Record<VolumeType, TypeLimits> = {
-  gp3: { minGiB: 1, maxGiB: 16_384, iops: { min: 3_000, max: 16_000, default: 3_000 }, throughput: { min: 125, max: 1_000, default: 125 } },
+  gp3: { minGiB: 1, maxGiB: 16_384, iops: { min: 3_000, max: 16_000, default: 3_000, maxPerGiB: 500 }, throughput: { min: 125, max: 1_000, default: 125 } },
   gp2: { minGiB: 1, maxGiB: 16_384 },
-  io1: { minGiB: 4, maxGiB: 16_384, iops: { min: 100, max: 64_000 } },
-  io2: { minGiB: 4, maxGiB: 16_384, iops: { min: 100, max: 256_000 } },
+  io1: { minGiB: 4, maxGiB: 16_384, iops: { min: 100, max: 64_000, maxPerGiB: 50 } },
+  io2: { minGiB: 4, maxGiB: 16_384, iops: { min: 100, max: 256_000, maxPerGiB: 1_000 } },
   st1: { minGiB: 125, maxGiB: 16_384 },
   sc1: { minGiB: 125, maxGiB: 16_384 },
 };
@@ -41,6 +42,10 @@ export function validateEbsOptions(name: string, o: VolumeOptions): void {
   if (o.iops !== undefined) {
     if (!limits.iops) throw bad(`iops cannot be set for ${type} (only gp3, io1, io2)`);
     if (o.iops < limits.iops.min || o.iops > limits.iops.max) throw bad(`iops ${o.iops} is outside ${limits.iops.min}–${limits.iops.max} for ${type}`);
+    const allowed = gib * limits.iops.maxPerGiB;
+    if (o.iops > allowed && o.iops > (limits.iops.default ?? 0)) {
+      throw bad(`iops ${o.iops} is more than ${limits.iops.maxPerGiB} per GiB for ${type} (${gib}GiB allows ${allowed}); make the volume larger or ask for fewer IOPS`);
+    }
   } else if (limits.iops && limits.iops.default === undefined) {
     throw bad(`${type} needs -o iops=<${limits.iops.min}–${limits.iops.max}>`);
   }
@@ -49,6 +54,9 @@ export function validateEbsOptions(name: string, o: VolumeOptions): void {
     if (o.throughput < limits.throughput.min || o.throughput > limits.throughput.max) {
       throw bad(`throughput ${o.throughput} MiB/s is outside ${limits.throughput.min}–${limits.throughput.max} for ${type}`);
     }
+    // gp3: at most 0.25 MiB/s per provisioned IOPS.
+    const iops = o.iops ?? limits.iops?.default ?? 0;
+    if (o.throughput > iops / 4) throw bad(`throughput ${o.throughput} MiB/s is more than 0.25 MiB/s per provisioned IOPS (${iops} IOPS allow ${iops / 4}); ask for more IOPS`);
   }
   if (o.encrypted === false && o.kmsKeyId) throw bad('kmsKeyId needs encryption; drop encrypted=false');
   if (tagValueOf(o).length > TAG_VALUE_MAX) throw bad(`options are too long to store in an EBS tag (${TAG_VALUE_MAX} characters); shorten mountOptions`);

@@ -84,7 +84,7 @@ export function ec2Error(err: unknown, doing: string): BerthError {
   const why = `${doing}: EC2 said ${code ? `${code}: ` : ''}${errorMessage(err)}`;
   if (isThrottled(err)) return new BerthError('LIMIT_EXCEEDED', `${why} (still throttled after the SDK's retries; berth tries again on the next call or reconcile)`, { cause: err });
   if (isNotFound(err)) return new BerthError('NOT_FOUND', why, { cause: err });
-  if (code === 'InvalidVolume.ZoneMismatch' || code === 'VolumeInUse' || code === 'IncorrectState') return new BerthError('CONFLICT', why, { cause: err });
+  if (code === 'InvalidVolume.ZoneMismatch' || code === 'VolumeInUse' || code === 'IncorrectState' || code === 'IncorrectInstanceState') return new BerthError('CONFLICT', why, { cause: err });
   if (isServerFault(err) || code === '' || code === 'TimeoutError') return new BerthError('UNAVAILABLE', why, { cause: err });
   return new BerthError('INVALID_ARGUMENT', why, { cause: err });
 }
@@ -228,7 +228,9 @@ export class Ec2Facade {
     for (let state = created.State; ; ) {
       if (state === 'available' || state === 'in-use') return (await this.volume(id)) ?? created;
       if (state === 'error') {
-        throw new BerthError('INVALID_ARGUMENT', `creating ${what}: EC2 put ${id} in state "error" (often an unusable KMS key or snapshot); delete it and check the options`);
+        // EC2 checks KMS keys (and snapshots) after it answered: a broken volume must not keep the name.
+        await this.deleteVolume(id).catch((err: unknown) => this.log?.error({ volumeId: id, err: errorMessage(err) }, 'could not delete a volume EC2 failed to create'));
+        throw new BerthError('INVALID_ARGUMENT', `creating ${what}: EC2 failed the new volume ${id} (state "error"; usually a KMS key berth cannot use, or a bad snapshot) and berth deleted it; check kmsKeyId/snapshotId and the instance role's KMS permissions`);
       }
       if (Date.now() > deadline) throw new BerthError('TIMEOUT', `creating ${what}: ${id} still "${state}" after ${this.timing.createTimeoutMs / 1000} s`);
       await sleep(wait);
