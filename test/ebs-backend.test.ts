@@ -69,6 +69,22 @@ describe.skipIf(noLoopReason)(`EBS backend over the EC2 model and real devices${
       await manager.unmount('pg', ID(2));
     });
 
+    it('Get, List and Path make no EC2 call; Mount of a volume still attached makes at most one', async () => {
+      const manager = await w.manager(w.backend());
+      await manager.create('quiet', {});
+      await manager.mount('quiet', ID(1));
+      await manager.unmount('quiet', ID(1));
+      w.model.resetCalls();
+      await manager.get('quiet');
+      await manager.list();
+      await manager.path('quiet');
+      expect(w.model.calls()).toBe(0);
+      await manager.mount('quiet', ID(2));
+      // One DescribeVolumes: by name, which also proves no second volume took the name.
+      expect(w.model.calls()).toBe(1);
+      await manager.unmount('quiet', ID(2));
+    });
+
     it('detaches a volume after it has been idle for the configured period', async () => {
       const manager = await w.manager(w.backend({ idleDetachMs: 300 }));
       await manager.create('idle', {});

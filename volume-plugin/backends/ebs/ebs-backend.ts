@@ -233,9 +233,8 @@ export function createEbsBackend(deps: EbsBackendDeps): EbsBackend {
           device = await ec2.attach(record.id);
         }
         const found = await devices.waitFor(record.id, device, deps.deviceWaitMs);
-        const fresh = await ec2.volume(record.id);
-        const attached = fresh ? toRecord(fresh) : record;
-        attached.status.device = found.path;
+        const attached = toRecord(v);
+        Object.assign(attached.status, { host: identity.hostId, attachedTo: identity.instanceId, attachment: 'attached', ec2Device: device, device: found.path });
         return { devicePath: found.path, record: attached };
       } catch (err) {
         inUse.delete(record.id);
