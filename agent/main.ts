@@ -14,6 +14,8 @@ async function main(): Promise<void> {
     throw err;
   }
   const logger = createLogger(config.BERTH_LOG_LEVEL);
+  // The SDK's instance-credentials provider reads its endpoint from this variable only.
+  if (config.BERTH_IMDS_ENDPOINT) process.env.AWS_EC2_METADATA_SERVICE_ENDPOINT ??= config.BERTH_IMDS_ENDPOINT;
   const agent = await startAgent(config, logger).catch((err: unknown) => {
     logger.fatal({ err: (err as Error).message }, 'could not start');
     process.exit(1);

@@ -100,6 +100,16 @@ describe.skipIf(noLoopReason)(`EBS backend over the EC2 model and real devices${
       await manager.unmount('idle', ID(2));
     });
 
+    it('Unmount detaches at once when the host tag already names another host', async () => {
+      const manager = await w.manager(w.backend());
+      await manager.create('handed', {});
+      await manager.mount('handed', ID(1));
+      const id = w.model.volumes()[0]!.volumeId;
+      w.model.setTags(id, { 'berth:host': 'host-b' });
+      await manager.unmount('handed', ID(1));
+      expect(w.model.volume(id).attachment).toBeUndefined();
+    });
+
     it('remove retains by default (detached, untagged from the host, adopted by a later create) and deletes when asked', async () => {
       const manager = await w.manager(w.backend());
       await manager.create('keep', {});
