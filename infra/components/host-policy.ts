@@ -11,6 +11,12 @@ export interface HostPolicyArgs {
   readonly region: string;
   readonly accountId: string;
   readonly cluster: string;
+  /**
+   * The host's logical id (its `berth:host` tag value). When given, berth on this host may
+   * delete volumes tagged to this host (Remove with `onRemove=delete`); without it no volume
+   * can be deleted from the host, and such a Remove fails with EC2's access error.
+   */
+  readonly hostId?: string;
 }
 
 export function hostEbsPolicy(args: HostPolicyArgs): { Version: '2012-10-17'; Statement: PolicyStatement[] } {
@@ -41,6 +47,19 @@ export function hostEbsPolicy(args: HostPolicyArgs): { Version: '2012-10-17'; St
         Sid: 'TagOnlyManagedOrAtCreate', Effect: 'Allow', Action: ['ec2:CreateTags'], Resource: [volumes, instances],
         Condition: { StringEquals: { 'aws:ResourceTag/berth:cluster': args.cluster } },
       },
+      {
+        Sid: 'UntagOnlyBerthKeysOfManaged', Effect: 'Allow', Action: ['ec2:DeleteTags'], Resource: [volumes, instances],
+        Condition: {
+          StringEquals: { 'aws:ResourceTag/berth:cluster': args.cluster },
+          'ForAllValues:StringLike': { 'aws:TagKeys': ['berth:*'] },
+        },
+      },
+      ...(args.hostId
+        ? [{
+            Sid: 'DeleteOnlyVolumesOfThisHost', Effect: 'Allow' as const, Action: ['ec2:DeleteVolume'], Resource: volumes,
+            Condition: { StringEquals: { ...managed, 'aws:ResourceTag/berth:host': args.hostId } },
+          }]
+        : []),
       {
         Sid: 'TagAtCreate', Effect: 'Allow', Action: ['ec2:CreateTags'], Resource: volumes,
         Condition: { StringEquals: { 'ec2:CreateAction': 'CreateVolume' } },

@@ -36,9 +36,20 @@ describe('hostEbsPolicy', () => {
       expect(JSON.stringify(s.Condition), s.Sid).toMatch(/berth:|ec2:CreateAction/);
     }
   });
-  it('grants no volume deletion and no wildcard actions', () => {
+  it('grants no volume deletion without a host id, and no wildcard actions', () => {
     const actions = doc.Statement.flatMap((s) => s.Action);
     expect(actions).not.toContain('ec2:DeleteVolume');
     expect(actions.filter((a) => a.includes('*'))).toEqual([]);
+  });
+  it('lets a host delete only managed volumes tagged to itself, and remove only berth tags', () => {
+    const withHost = hostEbsPolicy({ region: 'eu-west-1', accountId: '123456789012', cluster: 'shop', hostId: 'h-7' });
+    const deletes = withHost.Statement.filter((s) => s.Action.includes('ec2:DeleteVolume'));
+    expect(deletes).toHaveLength(1);
+    expect(deletes[0]!.Condition).toEqual({
+      StringEquals: { 'aws:ResourceTag/berth:managed-by': 'berth', 'aws:ResourceTag/berth:cluster': 'shop', 'aws:ResourceTag/berth:host': 'h-7' },
+    });
+    const untag = withHost.Statement.filter((s) => s.Action.includes('ec2:DeleteTags'));
+    expect(untag).toHaveLength(1);
+    expect(untag[0]!.Condition?.['ForAllValues:StringLike']).toEqual({ 'aws:TagKeys': ['berth:*'] });
   });
 });
