@@ -2,7 +2,7 @@ import js from '@eslint/js';
 import tseslint from 'typescript-eslint';
 
 export default tseslint.config(
-  { ignores: ['dist/**', 'node_modules/**', 'infra/node_modules/**', 'infra/dist/**', 'coverage/**'] },
+  { ignores: ['dist/**', '.build/**', 'node_modules/**', 'infra/node_modules/**', 'infra/dist/**', 'coverage/**'] },
   js.configs.recommended,
   ...tseslint.configs.recommended,
   {
@@ -14,7 +14,11 @@ export default tseslint.config(
     },
   },
   {
-    files: ['bench/**', 'agent/cli.ts', 'test/**', 'infra/**'],
+    files: ['scripts/**/*.mjs'],
+    languageOptions: { globals: { process: 'readonly', console: 'readonly' } },
+  },
+  {
+    files: ['bench/**', 'scripts/**', 'agent/cli.ts', 'test/**', 'infra/**'],
     rules: { 'no-console': 'off' },
   },
 );

@@ -1,5 +1,6 @@
 import { readFileSync } from 'node:fs';
-import { z } from 'zod';
+import * as z from 'zod/mini';
+import '../lib/zod-english.js';
 import { Filesystems, parseSize } from '../volume-plugin/options.js';
 
 /**
@@ -9,65 +10,75 @@ import { Filesystems, parseSize } from '../volume-plugin/options.js';
  * bad value stops the agent with a message naming the variable.
  */
 
-const seconds = (def: number) => z.coerce.number().int().positive().default(def);
-const size = z.string().transform((v, ctx) => {
-  try {
-    return parseSize(v);
-  } catch (err) {
-    ctx.addIssue({ code: 'custom', message: (err as Error).message });
-    return z.NEVER;
-  }
-});
-const list = z
-  .string()
-  .transform((v) => v.split(',').map((s) => s.trim()).filter(Boolean));
-const hostPort = z
-  .string()
-  .regex(/^[^:]+:\d{1,5}$/, 'must be host:port, e.g. 127.0.0.1:9470');
+// Each setting is `setting(schema, description)` (zod/mini has no methods to chain).
+const setting = <T extends z.ZodMiniType>(schema: T, description: string): T => schema.check(z.describe(description));
+const int = (min: number, max = Number.MAX_SAFE_INTEGER) => z.pipe(z.coerce.number(), z.int().check(z.minimum(min), z.maximum(max)));
+const seconds = (def: number) => z._default(int(1), def);
+const size = z.pipe(
+  z.string(),
+  z.transform((v: string, ctx) => {
+    try {
+      return parseSize(v);
+    } catch (err) {
+      ctx.issues.push({ code: 'custom', message: (err as Error).message, input: v });
+      return z.NEVER;
+    }
+  }),
+);
+const list = z.pipe(z.string(), z.transform((v: string) => v.split(',').map((s) => s.trim()).filter(Boolean)));
+const hostPort = z.string().check(z.regex(/^[^:]+:\d{1,5}$/, 'must be host:port, e.g. 127.0.0.1:9470'));
+const tagValue = z.string().check(z.regex(/^[\w.:/=+@-]{1,128}$/, 'must be 1-128 characters valid in an EC2 tag value'));
 
 export const ConfigSchema = z.object({
-  BERTH_BACKEND: z.enum(['auto', 'loop', 'ebs']).default('auto').describe('volume backend; auto picks ebs on EC2, loop elsewhere'),
-  BERTH_PLUGIN_NAME: z.string().regex(/^[a-z0-9][a-z0-9_.-]*$/).default('berth').describe('Docker driver name; the socket is <plugin dir>/<name>.sock'),
-  BERTH_PLUGIN_DIR: z.string().default('/run/docker/plugins').describe('directory of the plugin socket'),
-  BERTH_STATE_DIR: z.string().default('/var/lib/berth').describe('state file, mountpoints (mounts/) and loop images (images/)'),
-  BERTH_DEFAULT_SIZE: size.default(10 * 2 ** 30).describe('size of a volume created without -o size'),
-  BERTH_DEFAULT_FS: z.enum(Filesystems).default('ext4').describe('filesystem of a volume created without -o fs'),
-  BERTH_HEALTH_ADDR: hostPort.default('127.0.0.1:9470').describe('local endpoint for /healthz, /readyz, /metrics, /status'),
-  BERTH_LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace']).default('info').describe('pino log level'),
-  BERTH_SHUTDOWN_GRACE_SECONDS: seconds(30).describe('how long SIGTERM waits for in-flight plugin calls'),
+  BERTH_BACKEND: setting(z._default(z.enum(['auto', 'loop', 'ebs']), 'auto'), 'volume backend; auto picks ebs on EC2, loop elsewhere'),
+  BERTH_PLUGIN_NAME: setting(z._default(z.string().check(z.regex(/^[a-z0-9][a-z0-9_.-]*$/)), 'berth'), 'Docker driver name; the socket is <plugin dir>/<name>.sock'),
+  BERTH_PLUGIN_DIR: setting(z._default(z.string(), '/run/docker/plugins'), 'directory of the plugin socket'),
+  BERTH_STATE_DIR: setting(z._default(z.string(), '/var/lib/berth'), 'state file, mountpoints (mounts/) and loop images (images/)'),
+  BERTH_DEFAULT_SIZE: setting(z._default(size, 10 * 2 ** 30), 'size of a volume created without -o size'),
+  BERTH_DEFAULT_FS: setting(z._default(z.enum(Filesystems), 'ext4'), 'filesystem of a volume created without -o fs'),
+  BERTH_HEALTH_ADDR: setting(z._default(hostPort, '127.0.0.1:9470'), 'local endpoint for /healthz, /readyz, /metrics, /status'),
+  BERTH_LOG_LEVEL: setting(z._default(z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace']), 'info'), 'pino log level'),
+  BERTH_SHUTDOWN_GRACE_SECONDS: setting(seconds(30), 'how long SIGTERM waits for in-flight plugin calls'),
 
-  BERTH_SYSFS_ROOT: z.string().default('/sys').describe('sysfs root: EC2 detection for BERTH_BACKEND=auto, NVMe serials of EBS volumes'),
-  BERTH_DEV_ROOT: z.string().default('/dev').describe('directory of block device nodes'),
+  BERTH_SYSFS_ROOT: setting(z._default(z.string(), '/sys'), 'sysfs root: EC2 detection for BERTH_BACKEND=auto, NVMe serials of EBS volumes'),
+  BERTH_DEV_ROOT: setting(z._default(z.string(), '/dev'), 'directory of block device nodes'),
 
   // ebs backend
-  BERTH_HOST_ID: z.string().regex(/^[\w.:/=+@-]{1,128}$/, 'must be 1-128 characters valid in an EC2 tag value').optional().describe("logical host id; default: the instance's <prefix>host tag, else its Auto Scaling group"),
-  BERTH_CLUSTER: z.string().regex(/^[\w.:/=+@-]{1,128}$/, 'must be 1-128 characters valid in an EC2 tag value').optional().describe('scopes volume lookups and new volumes to this cluster tag'),
-  BERTH_TAG_PREFIX: z.string().regex(/^[\w.:/=+@-]{1,32}$/).refine((v) => !v.toLowerCase().startsWith('aws:'), 'aws: is reserved').default('berth:').describe('prefix of every tag berth reads or writes'),
-  BERTH_EC2_ENDPOINT: z.url().optional().describe('EC2 endpoint override (EC2-compatible APIs, tests)'),
-  BERTH_IMDS_ENDPOINT: z.url().optional().describe('instance metadata endpoint override (default http://169.254.169.254)'),
-  BERTH_CREDENTIALS_WAIT_SECONDS: seconds(120).describe('how long start-up waits for instance credentials'),
-  BERTH_ATTACH_CONCURRENCY: z.coerce.number().int().min(1).max(200).default(50).describe('attachments in flight at once (EC2 allows bursts of 50, then 5/s)'),
-  BERTH_IDLE_DETACH_SECONDS: seconds(600).describe('how long a volume no container uses stays attached for a quick restart'),
-  BERTH_MOVE_WAIT_SECONDS: seconds(60).describe('how long Mount waits for another running host to release a volume'),
-  BERTH_DEVICE_WAIT_SECONDS: seconds(30).describe('how long after EC2 reports an attachment its block device may take to appear'),
-  BERTH_RECONCILE_INTERVAL_SECONDS: seconds(60).describe('period of the reconcile pass that repairs drift and refreshes readiness tags'),
+  BERTH_HOST_ID: setting(z.optional(tagValue), "logical host id; default: the instance's <prefix>host tag, else its Auto Scaling group"),
+  BERTH_CLUSTER: setting(z.optional(tagValue), 'scopes volume lookups and new volumes to this cluster tag'),
+  BERTH_TAG_PREFIX: setting(
+    z._default(z.string().check(z.regex(/^[\w.:/=+@-]{1,32}$/), z.refine((v) => !v.toLowerCase().startsWith('aws:'), 'aws: is reserved')), 'berth:'),
+    'prefix of every tag berth reads or writes',
+  ),
+  BERTH_EC2_ENDPOINT: setting(z.optional(z.url()), 'EC2 endpoint override (EC2-compatible APIs, tests)'),
+  BERTH_IMDS_ENDPOINT: setting(z.optional(z.url()), 'instance metadata endpoint override (default http://169.254.169.254)'),
+  BERTH_CREDENTIALS_WAIT_SECONDS: setting(seconds(120), 'how long start-up waits for instance credentials'),
+  BERTH_ATTACH_CONCURRENCY: setting(z._default(int(1, 200), 50), 'attachments in flight at once (EC2 allows bursts of 50, then 5/s)'),
+  BERTH_IDLE_DETACH_SECONDS: setting(seconds(600), 'how long a volume no container uses stays attached for a quick restart'),
+  BERTH_MOVE_WAIT_SECONDS: setting(seconds(60), 'how long Mount waits for another running host to release a volume'),
+  BERTH_DEVICE_WAIT_SECONDS: setting(seconds(30), 'how long after EC2 reports an attachment its block device may take to appear'),
+  BERTH_RECONCILE_INTERVAL_SECONDS: setting(seconds(60), 'period of the reconcile pass that repairs drift and refreshes readiness tags'),
 
   // certificate refresher: off unless a bucket is set
-  BERTH_CERT_BUCKET: z.string().optional().describe('S3 bucket holding the TLS certificate; unset disables the refresher'),
-  BERTH_CERT_OBJECT: z.string().default('tls/cert.pem').describe('object key of the certificate (PEM, leaf first)'),
-  BERTH_CERT_KEY_OBJECT: z.string().default('tls/key.pem').describe('object key of the private key (PEM)'),
-  BERTH_CERT_DIR: z.string().default('/etc/traefik/certs').describe('where certificate and key files are written (not a watched directory)'),
-  BERTH_CERT_DYNAMIC_FILE: z.string().default('/etc/traefik/dynamic/certificates.yml').describe('Traefik dynamic file berth rewrites to make Traefik reload'),
-  BERTH_CERT_DOMAINS: list.default([]).describe('names the certificate must cover, comma-separated (e.g. example.com,*.example.com)'),
-  BERTH_CERT_FILE_OWNER: z
-    .string()
-    .regex(/^\d+:\d+$/, 'must be uid:gid')
-    .transform((v) => ({ uid: Number(v.split(':')[0]), gid: Number(v.split(':')[1]) }))
-    .default({ uid: 65532, gid: 65532 })
-    .describe('uid:gid that owns the written pair: the user Traefik runs as (Dockerfile.traefik: 65532)'),
-  BERTH_CERT_POLL_SECONDS: seconds(60).describe('how often S3 is asked for a new certificate'),
-  BERTH_S3_ENDPOINT: z.url().optional().describe('S3 endpoint override (S3-compatible stores, tests)'),
-  BERTH_AWS_REGION: z.string().optional().describe('region of the S3 client; default from the AWS SDK environment'),
+  BERTH_CERT_BUCKET: setting(z.optional(z.string()), 'S3 bucket holding the TLS certificate; unset disables the refresher'),
+  BERTH_CERT_OBJECT: setting(z._default(z.string(), 'tls/cert.pem'), 'object key of the certificate (PEM, leaf first)'),
+  BERTH_CERT_KEY_OBJECT: setting(z._default(z.string(), 'tls/key.pem'), 'object key of the private key (PEM)'),
+  BERTH_CERT_DIR: setting(z._default(z.string(), '/etc/traefik/certs'), 'where certificate and key files are written (not a watched directory)'),
+  BERTH_CERT_DYNAMIC_FILE: setting(z._default(z.string(), '/etc/traefik/dynamic/certificates.yml'), 'Traefik dynamic file berth rewrites to make Traefik reload'),
+  BERTH_CERT_DOMAINS: setting(z._default(list, []), 'names the certificate must cover, comma-separated (e.g. example.com,*.example.com)'),
+  BERTH_CERT_FILE_OWNER: setting(
+    z._default(
+      z.pipe(
+        z.string().check(z.regex(/^\d+:\d+$/, 'must be uid:gid')),
+        z.transform((v: string) => ({ uid: Number(v.split(':')[0]), gid: Number(v.split(':')[1]) })),
+      ),
+      { uid: 65532, gid: 65532 },
+    ),
+    'uid:gid that owns the written pair: the user Traefik runs as (Dockerfile.traefik: 65532)',
+  ),
+  BERTH_CERT_POLL_SECONDS: setting(seconds(60), 'how often S3 is asked for a new certificate'),
+  BERTH_S3_ENDPOINT: setting(z.optional(z.url()), 'S3 endpoint override (S3-compatible stores, tests)'),
+  BERTH_AWS_REGION: setting(z.optional(z.string()), 'region of the S3 client; default from the AWS SDK environment'),
 });
 
 export type Config = Readonly<z.infer<typeof ConfigSchema>>;

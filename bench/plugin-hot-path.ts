@@ -86,6 +86,9 @@ try {
   const rss = rssOf(child.pid!, (p) => readFileSync(p, 'utf8'));
   console.log(`p99 ${fmtMs(p99)} (target ≤ 2 ms) — ratio to baseline p99: ${(p99 / baseP99).toFixed(2)}`);
   console.log(`agent resident memory after the run: ${(rss / 2 ** 20).toFixed(1)} MiB = ${(rss / 1e6).toFixed(1)} MB (target ≤ 60 MB)`);
+  const rollup = readFileSync(`/proc/${child.pid}/smaps_rollup`, 'utf8');
+  const kB = (field: string) => Number(new RegExp(`^${field}:\\s+(\\d+) kB`, 'm').exec(rollup)?.[1] ?? 0);
+  console.log(`  of which anonymous ${(kB('Anonymous') / 1e3).toFixed(1)} MB (heap, malloc), file-backed ${((kB('Rss') - kB('Anonymous')) / 1e3).toFixed(1)} MB (the node binary, libraries)`);
 } finally {
   await stopChild(child, 'SIGTERM');
   tmp.cleanup();

@@ -20,13 +20,11 @@ done
 echo "building berth from $src"
 (cd "$src" && npm ci --no-audit --no-fund --loglevel=error && npm run --silent build)
 
+# dist/ is self-contained (scripts/build.mjs bundles the dependencies): no node_modules.
 stage="$prefix.new"
 rm -rf "$stage"
-mkdir -p "$stage/infra"
-cp -r "$src/dist" "$src/package.json" "$src/package-lock.json" "$stage/"
-cp "$src/infra/package.json" "$stage/infra/"   # lets npm see the workspace it then leaves out
-(cd "$stage" && npm ci --omit=dev --workspaces=false --no-audit --no-fund --loglevel=error)
-rm -rf "$stage/infra"
+mkdir -p "$stage"
+cp -r "$src/dist" "$src/package.json" "$stage/"
 rm -rf "$prefix.old"
 [ -d "$prefix" ] && mv "$prefix" "$prefix.old"
 mv "$stage" "$prefix"

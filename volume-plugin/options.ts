@@ -1,4 +1,5 @@
-import { z } from 'zod';
+import * as z from 'zod/mini';
+import '../lib/zod-english.js';
 import { BerthError } from '../lib/errors.js';
 
 /**
@@ -63,13 +64,12 @@ export function formatSize(bytes: number): string {
 }
 
 const positiveInt = (what: string) =>
-  z
-    .string()
-    .regex(/^\d+$/, `${what} must be a positive whole number`)
-    .transform(Number)
-    .refine((n) => Number.isSafeInteger(n) && n > 0, `${what} must be a positive whole number`);
+  z.pipe(
+    z.string().check(z.regex(/^\d+$/, `${what} must be a positive whole number`)),
+    z.transform(Number).check(z.refine((n) => Number.isSafeInteger(n) && n > 0, `${what} must be a positive whole number`)),
+  );
 
-const bool = z.enum(['true', 'false']).transform((v) => v === 'true');
+const bool = z.pipe(z.enum(['true', 'false']), z.transform((v) => v === 'true'));
 
 export const VolumeTypes = ['gp3', 'gp2', 'io1', 'io2', 'st1', 'sc1'] as const;
 export type VolumeType = (typeof VolumeTypes)[number];
@@ -77,30 +77,30 @@ export const Filesystems = ['ext4', 'xfs'] as const;
 export type Filesystem = (typeof Filesystems)[number];
 
 /** Options as given, validated; absent keys stay absent so they can be compared with stored ones. */
-export const GivenOptionsSchema = z
-  .object({
-    size: z.string().transform((v, ctx) => {
-      try {
-        return parseSize(v);
-      } catch (err) {
-        ctx.addIssue({ code: 'custom', message: (err as Error).message });
-        return z.NEVER;
-      }
-    }),
+export const GivenOptionsSchema = z.partial(
+  z.strictObject({
+    size: z.pipe(
+      z.string(),
+      z.transform((v: string, ctx) => {
+        try {
+          return parseSize(v);
+        } catch (err) {
+          ctx.issues.push({ code: 'custom', message: (err as Error).message, input: v });
+          return z.NEVER;
+        }
+      }),
+    ),
     type: z.enum(VolumeTypes),
     iops: positiveInt('iops'),
     throughput: positiveInt('throughput'),
     fs: z.enum(Filesystems),
     encrypted: bool,
-    kmsKeyId: z.string().min(1).max(2048),
-    snapshotId: z.string().regex(/^snap-[0-9a-f]{8,17}$/, 'snapshotId must look like snap-0123456789abcdef0'),
-    mountOptions: z
-      .string()
-      .regex(/^[a-zA-Z0-9_=,.:-]+$/, 'mountOptions must be a comma-separated list like noatime,discard'),
+    kmsKeyId: z.string().check(z.minLength(1), z.maxLength(2048)),
+    snapshotId: z.string().check(z.regex(/^snap-[0-9a-f]{8,17}$/, 'snapshotId must look like snap-0123456789abcdef0')),
+    mountOptions: z.string().check(z.regex(/^[a-zA-Z0-9_=,.:-]+$/, 'mountOptions must be a comma-separated list like noatime,discard')),
     onRemove: z.enum(['retain', 'delete']),
-  })
-  .partial()
-  .strict();
+  }),
+);
 
 export type GivenOptions = z.infer<typeof GivenOptionsSchema>;
 

@@ -3,7 +3,8 @@ import { createServer, type IncomingMessage, type Server, type ServerResponse } 
 import { dirname } from 'node:path';
 import type { Logger } from 'pino';
 import { Counter, Histogram, type Registry } from 'prom-client';
-import { z } from 'zod';
+import * as z from 'zod/mini';
+import '../lib/zod-english.js';
 import { BerthError, errorMessage, isBerthError, type ErrorCode } from '../lib/errors.js';
 import { ACCEPT_HEADER, Endpoints, type VolumeDriver } from './protocol.js';
 
@@ -17,7 +18,7 @@ const BODY_LIMIT_BYTES = 2 ** 20;
 
 const name = z.string({ error: 'Name is required' });
 const Schemas = {
-  create: z.object({ Name: name, Opts: z.record(z.string(), z.string()).nullish() }),
+  create: z.object({ Name: name, Opts: z.nullish(z.record(z.string(), z.string())) }),
   named: z.object({ Name: name }),
   mount: z.object({ Name: name, ID: z.string({ error: 'ID is required' }) }),
   none: z.unknown(),
@@ -60,7 +61,7 @@ export function createPluginHandler(deps: PluginServerDeps): (req: IncomingMessa
     registers,
   });
 
-  function route<S extends z.ZodType>(path: string, schema: S, handle: (body: z.infer<S>) => Promise<unknown>): [string, Handler] {
+  function route<S extends z.ZodMiniType>(path: string, schema: S, handle: (body: z.infer<S>) => Promise<unknown>): [string, Handler] {
     return [
       path,
       async (raw) => {

@@ -43,19 +43,21 @@ export async function startInProcessAgent(
 
 /**
  * The agent as a child process, for kill -9 tests and benchmarks: the TypeScript
- * sources through tsx, or with `compiled` the built dist/ that production runs.
+ * sources through tsx, or with `compiled` the built dist/ that production runs
+ * (true: this checkout's dist/agent/main.js; a path: that built main.js).
  * Logs go to <stateDir>/../agent-<name>.log.
  */
 export async function startChildAgent(
   pluginName: string,
   stateDir: string,
   extra: Record<string, string> = {},
-  compiled = false,
+  compiled: boolean | string = false,
   nodeArgs: string[] = [],
 ): Promise<ChildProcess> {
   const socket = join('/run/docker/plugins', `${pluginName}.sock`);
   const log = openSync(join(stateDir, '..', `agent-${pluginName}.log`), 'a');
-  const entry = compiled ? [join(repoRoot, 'dist/agent/main.js')] : ['--import', 'tsx', join(repoRoot, 'agent/main.ts')];
+  const built = typeof compiled === 'string' ? compiled : join(repoRoot, 'dist/agent/main.js');
+  const entry = compiled ? [built] : ['--import', 'tsx', join(repoRoot, 'agent/main.ts')];
   if (compiled && !existsSync(entry[0]!)) throw new Error('dist/ is missing: run npm run build first');
   const child = spawn(process.execPath, [...nodeArgs, ...entry], {
     cwd: repoRoot,

@@ -1,0 +1,102 @@
+import { copyFileSync, existsSync, readFileSync, writeFileSync } from 'node:fs';
+import { createServer } from 'node:net';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { execa } from 'execa';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { unixPoster } from '../bench/lib.js';
+import { startImdsServer, type ImdsServer } from './aws/imds-server.js';
+import { startChildAgent, stopChild, uniquePluginName } from './helpers/agent.js';
+import { noLoopReason } from './helpers/env.js';
+import { detachLoopDevicesUnder, tempDir } from './helpers/loop.js';
+import { sleep } from '../lib/sleep.js';
+
+const repoRoot = fileURLToPath(new URL('..', import.meta.url));
+
+async function freePort(): Promise<number> {
+  const srv = createServer();
+  await new Promise<void>((r) => srv.listen(0, '127.0.0.1', r));
+  const { port } = srv.address() as { port: number };
+  await new Promise((r) => srv.close(r));
+  return port;
+}
+
+async function readyz(port: number): Promise<{ status: number; body: { checks?: Record<string, string> } }> {
+  const res = await fetch(`http://127.0.0.1:${port}/readyz`);
+  return { status: res.status, body: (await res.json()) as { checks?: Record<string, string> } };
+}
+
+// What production runs is the bundle scripts/build.mjs makes, not the TypeScript
+// the other tests load through tsx: these tests run that bundle from a directory
+// with no node_modules, as it is installed.
+describe.skipIf(noLoopReason)('the built agent (scripts/build.mjs)', () => {
+  const tmp = tempDir('berth-build');
+  const app = join(tmp.path, 'app');
+  const main = join(app, 'dist/agent/main.js');
+  let imds: ImdsServer | undefined;
+
+  beforeAll(async () => {
+    await execa('node', ['scripts/build.mjs', join(app, 'dist')], { cwd: repoRoot, timeout: 120_000 });
+    copyFileSync(join(repoRoot, 'package.json'), join(app, 'package.json'));
+  }, 180_000);
+  afterAll(async () => {
+    await imds?.close();
+    detachLoopDevicesUnder(tmp.path);
+    tmp.cleanup();
+  });
+
+  it('serves a volume end to end over its socket from a directory without node_modules', async () => {
+    expect(existsSync(join(app, 'node_modules'))).toBe(false);
+    const name = uniquePluginName('berth-built');
+    const child = await startChildAgent(name, join(tmp.path, 'state'), {}, main, ['--max-semi-space-size=1', '--lite-mode']);
+    try {
+      const post = unixPoster(join('/run/docker/plugins', `${name}.sock`));
+      expect((await post('/Plugin.Activate')).json).toEqual({ Implements: ['VolumeDriver'] });
+      expect((await post('/VolumeDriver.Create', { Name: 'v', Opts: { size: '64MiB', fs: 'ext4' } })).json.Err).toBe('');
+      const bad = await post('/VolumeDriver.Create', { Name: 'w', Opts: { fs: 'ntfs' } });
+      expect(bad.json.Err).toMatch(/fs: Invalid option: expected one of "ext4"\|"xfs"/);
+      const mounted = await post('/VolumeDriver.Mount', { Name: 'v', ID: 'a'.repeat(64) });
+      const mountpoint = mounted.json.Mountpoint as string;
+      writeFileSync(join(mountpoint, 'f'), 'from the bundle');
+      const { stdout } = await execa('findmnt', ['-no', 'FSTYPE', mountpoint]);
+      expect(stdout.trim()).toBe('ext4');
+      expect((await post('/VolumeDriver.Unmount', { Name: 'v', ID: 'a'.repeat(64) })).json.Err).toBe('');
+      expect((await post('/VolumeDriver.Remove', { Name: 'v' })).json.Err).toBe('');
+    } finally {
+      await stopChild(child, 'SIGTERM');
+    }
+  });
+
+  it('loads the EBS backend and the AWS SDK from its lazy chunks: with credentials from IMDS, an EC2 API that refuses connections is reported in /readyz', async () => {
+    imds = await startImdsServer({ instanceId: 'i-0built000000000001', az: 'eu-west-1a', region: 'eu-west-1' });
+    const name = uniquePluginName('berth-built');
+    const port = await freePort();
+    const state = join(tmp.path, 'state-ebs');
+    const child = await startChildAgent(name, state, {
+      BERTH_BACKEND: 'ebs',
+      BERTH_HOST_ID: 'h-built',
+      BERTH_IMDS_ENDPOINT: imds.endpoint,
+      BERTH_EC2_ENDPOINT: 'http://127.0.0.1:1',
+      BERTH_HEALTH_ADDR: `127.0.0.1:${port}`,
+    }, main);
+    try {
+      let ready = await readyz(port);
+      for (let i = 0; i < 100 && !/EC2 said/.test(ready.body.checks?.volumes ?? ''); i++) {
+        await sleep(100);
+        ready = await readyz(port);
+      }
+      expect(ready.status).toBe(503);
+      expect(ready.body.checks?.volumes).toMatch(/EC2 said .*ECONNREFUSED 127\.0\.0\.1:1/);
+      expect(imds!.paths.get('/latest/meta-data/instance-id')).toBeGreaterThan(0);
+    } finally {
+      await stopChild(child, 'SIGTERM');
+    }
+    expect(readFileSync(join(tmp.path, `agent-${name}.log`), 'utf8')).not.toMatch(/ERR_MODULE_NOT_FOUND|Cannot find (module|package)/);
+  });
+
+  it('the CLI bundle runs on its own and reports the package version', async () => {
+    const { version } = JSON.parse(readFileSync(join(repoRoot, 'package.json'), 'utf8')) as { version: string };
+    const { stdout } = await execa('node', [join(app, 'dist/agent/cli.js'), '--version']);
+    expect(stdout.trim()).toContain(version);
+  });
+});
