@@ -11,9 +11,13 @@
  * data), found by serial in a fake NVMe tree, probed, fsck'd and mounted.
  * The agent uses its production waits (first poll 1 s, ×1.8).
  *
+ * Then the EC2 calls each plugin operation costs on the same model, the
+ * attachment poller's DescribeVolumes counted apart.
+ *
  *   node --import tsx bench/ebs-boot-reconcile.ts [--volumes 50,200] [--baseline 50]
  *
- * Targets: ≤ 6 s for 50 volumes, ≤ 40 s for 200 (the 5/s refill alone needs ≈ 30 s).
+ * Targets: ≤ 6 s for 50 volumes, ≤ 40 s for 200 (the 5/s refill alone needs ≈ 30 s);
+ * Get/List 0 calls, Mount of an attached volume ≤ 1, Mount with attach ≤ 4 plus polls.
  */
 import { parseArgs } from 'node:util';
 import { execa } from 'execa';
@@ -44,9 +48,9 @@ async function prepare(n: number): Promise<EbsWorld> {
   return w;
 }
 
-function backendOf(w: EbsWorld, concurrency: number): EbsBackend {
+function backendOf(w: EbsWorld, concurrency: number, ec2 = new Ec2Facade({ client: w.client, instanceId: w.instanceId, maxConcurrentAttachments: concurrency })): EbsBackend {
   return createEbsBackend({
-    ec2: new Ec2Facade({ client: w.client, instanceId: w.instanceId, maxConcurrentAttachments: concurrency }),
+    ec2,
     devices: createDeviceResolver({ sysfsRoot: w.tree.sysfsRoot, devRoot: w.tree.devRoot }),
     identity: w.identity(),
     defaults: { sizeBytes: GiB, fs: 'ext4' },
@@ -110,3 +114,39 @@ for (const n of sizes) {
   if (target) line += `  target ≤ ${target} s: ${b.seconds <= target && b.mounted === n ? 'met' : 'NOT met'}`;
   console.log(line);
 }
+
+/** EC2 calls per plugin operation (model with 2 s attach latency); the waits' polls are counted apart. */
+async function callsPerOperation(): Promise<void> {
+  const w = await ebsWorld({ attachLatencyMs: 2_000, detachLatencyMs: 1_000, throttling: false });
+  try {
+    const ec2 = new Ec2Facade({ client: w.client, instanceId: w.instanceId, maxConcurrentAttachments: 50 });
+    const backend = backendOf(w, 50, ec2);
+    const manager = await managerOf(w, backend, `${w.dir}/calls`);
+    const id = 'c'.repeat(64);
+    const measure = async (label: string, op: () => Promise<unknown>, budget?: number) => {
+      w.model.resetCalls();
+      ec2.polls = 0;
+      await op();
+      const polls = ec2.polls;
+      const calls = w.model.calls() - polls;
+      const kinds = ['CreateVolume', 'AttachVolume', 'DetachVolume', 'DescribeVolumes', 'DescribeInstances', 'CreateTags', 'DeleteTags']
+        .map((k) => [k, w.model.calls(k)] as const)
+        .filter(([, n]) => n > 0)
+        .map(([k, n]) => `${k} ${n}`);
+      console.log(`  ${label.padEnd(28)} ${calls} calls + ${polls} polls${kinds.length ? ` (${kinds.join(', ')})` : ''}${budget === undefined ? '' : `  target ≤ ${budget}: ${calls <= budget ? 'met' : 'NOT met'}`}`);
+    };
+    console.log('EC2 calls per operation (attach latency 2 s; polls = DescribeVolumes of the waits):');
+    await measure('Create (new volume)', () => manager.create('pg', { size: '1GiB' }));
+    await measure('Mount with attach', () => manager.mount('pg', id), 4);
+    await measure('Get', () => manager.get('pg'), 0);
+    await measure('List', () => manager.list(), 0);
+    await measure('Path', () => manager.path('pg'), 0);
+    await measure('Unmount (stays attached)', () => manager.unmount('pg', id));
+    await measure('Mount of an attached volume', () => manager.mount('pg', id), 1);
+    backend.close();
+  } finally {
+    await w.cleanup();
+  }
+}
+
+await callsPerOperation();

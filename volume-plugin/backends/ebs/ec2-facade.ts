@@ -225,8 +225,9 @@ export class Ec2Facade {
     const id = created.VolumeId!;
     let wait = this.timing.firstPollMs;
     const deadline = Date.now() + this.timing.createTimeoutMs;
-    for (let state = created.State; ; ) {
-      if (state === 'available' || state === 'in-use') return (await this.volume(id)) ?? created;
+    for (let v: Volume = created; ; ) {
+      const state = v.State;
+      if (state === 'available' || state === 'in-use') return v;
       if (state === 'error') {
         // EC2 checks KMS keys (and snapshots) after it answered: a broken volume must not keep the name.
         await this.deleteVolume(id).catch((err: unknown) => this.log?.error({ volumeId: id, err: errorMessage(err) }, 'could not delete a volume EC2 failed to create'));
@@ -235,7 +236,9 @@ export class Ec2Facade {
       if (Date.now() > deadline) throw new BerthError('TIMEOUT', `creating ${what}: ${id} still "${state}" after ${this.timing.createTimeoutMs / 1000} s`);
       await sleep(wait);
       wait = Math.min(wait * this.timing.pollFactor, this.timing.maxPollMs);
-      state = (await this.volume(id))?.State;
+      this.polls++;
+      // Right after CreateVolume, DescribeVolumes may not know the id yet: keep waiting.
+      v = (await this.volume(id)) ?? v;
     }
   }
 
@@ -320,6 +323,9 @@ export class Ec2Facade {
     });
   }
 
+  /** DescribeVolumes lookups made by waits (creation, attachment, detachment), so call budgets can tell them apart. */
+  polls = 0;
+
   /** Waits until the volume is attached here at `device`, or reports it stuck. */
   private async pollAttachment(volumeId: string, device: string, deadline: number): Promise<'attached' | 'stuck'> {
     const started = Date.now();
@@ -327,6 +333,7 @@ export class Ec2Facade {
     for (;;) {
       await sleep(Math.min(wait, Math.max(0, deadline - Date.now())));
       wait = Math.min(wait * this.timing.pollFactor, this.timing.maxPollMs);
+      this.polls++;
       const v = await this.volume(volumeId);
       if (!v) throw new BerthError('NOT_FOUND', `${volumeId} disappeared while attaching`);
       const a = attachmentOf(v);
@@ -364,6 +371,7 @@ export class Ec2Facade {
   async waitAvailable(volumeId: string, deadline: number): Promise<Volume> {
     let wait = this.timing.firstPollMs;
     for (;;) {
+      this.polls++;
       const v = await this.volume(volumeId);
       if (!v) throw new BerthError('NOT_FOUND', `${volumeId} no longer exists`);
       if (v.State === 'available' && !attachmentOf(v)) return v;
