@@ -120,6 +120,41 @@ describe.skipIf(noLoopReason)(`EBS agent: boot reconcile, drift repair, readines
     expect((await get(a.healthPort, '/reconcile/plan')).body.items).toEqual([]);
   });
 
+  it('instance credentials that appear only after boot: the SDK chain is asked again until they come, then the volumes mount', async () => {
+    w = await ebsWorld();
+    w.model.addVolume({ az: AZ, size: 1, tags: TAGS('late') });
+    imds = await startImdsServer({ instanceId: w.instanceId, az: AZ, region: REGION, tags: { 'berth:host': HOST }, credentialsAfterMs: 3_000 });
+    // A client with no credentials of its own: the SDK's default chain finds them in IMDS, as on EC2.
+    const { EC2Client } = await import('@aws-sdk/client-ec2');
+    const client = new EC2Client({ region: REGION, retryMode: 'adaptive', maxAttempts: 8 });
+    w.model.installBehindSdkRetries(client);
+    const saved = { ...process.env };
+    for (const k of ['AWS_ACCESS_KEY_ID', 'AWS_SECRET_ACCESS_KEY', 'AWS_SESSION_TOKEN', 'AWS_PROFILE', 'AWS_CONTAINER_CREDENTIALS_FULL_URI', 'AWS_CONTAINER_CREDENTIALS_RELATIVE_URI']) delete process.env[k];
+    process.env.AWS_EC2_METADATA_SERVICE_ENDPOINT = imds.endpoint;
+    process.env.AWS_CONFIG_FILE = process.env.AWS_SHARED_CREDENTIALS_FILE = join(w.dir, 'no-such-aws-config');
+    try {
+      ({ agent } = await startInProcessAgent(
+        uniquePluginName('berth-ebs'),
+        w.stateDir,
+        { BERTH_BACKEND: 'ebs', BERTH_IMDS_ENDPOINT: imds.endpoint, BERTH_SYSFS_ROOT: w.tree.sysfsRoot, BERTH_DEV_ROOT: w.tree.devRoot, BERTH_RECONCILE_INTERVAL_SECONDS: '3600' },
+        { ec2Client: () => client, ec2Timing: FAST_TIMING, startRetryMs: 100 },
+      ));
+      const a = agent;
+      await sleep(1_000);
+      const waiting = await get(a.healthPort, '/readyz');
+      expect(waiting.status).toBe(503);
+      expect(w.model.calls()).toBe(0);
+      await a.booted;
+      expect(w.model.calls('AttachVolume')).toBe(1);
+      expect(await mountedAt(join(w.stateDir, 'mounts', 'late'))).toBe(true);
+      expect((await get(a.healthPort, '/readyz')).status).toBe(200);
+      const credentialAsks = imds.paths.get('/latest/meta-data/iam/security-credentials/') ?? 0;
+      expect(credentialAsks).toBeGreaterThan(1);
+    } finally {
+      process.env = saved;
+    }
+  });
+
   it('IMDS unreachable: Get and List still answer from the state file, /readyz says why it is not ready', async () => {
     w = await ebsWorld();
     w.model.addVolume({ az: AZ, size: 1, tags: TAGS('kept') });
