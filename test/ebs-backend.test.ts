@@ -1,6 +1,6 @@
 import { readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { AttachVolumeCommand, DetachVolumeCommand } from '@aws-sdk/client-ec2';
+import { AttachVolumeCommand, DetachVolumeCommand, ModifyVolumeCommand } from '@aws-sdk/client-ec2';
 import { execa } from 'execa';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { isBerthError } from '../lib/errors.js';
@@ -67,6 +67,28 @@ describe.skipIf(noLoopReason)(`EBS backend over the EC2 model and real devices${
       expect(await readFile(join(again, 'f'), 'utf8')).toBe('hello');
       expect(w.model.calls('AttachVolume')).toBe(attaches);
       await manager.unmount('pg', ID(2));
+    });
+
+    it('grows the filesystem at Mount when the volume was made larger (ModifyVolume), data kept', async () => {
+      const manager = await w.manager(w.backend());
+      await manager.create('grown', { size: '1GiB', fs: 'xfs' });
+      const mp = await manager.mount('grown', ID(1));
+      await writeFile(join(mp, 'f'), 'before');
+      const sizeOf = async () => Number((await execa('findmnt', ['-bno', 'SIZE', mp])).stdout.trim());
+      const before = await sizeOf();
+      await manager.unmount('grown', ID(1));
+      // EBS grows the volume in place; the kernel sees the NVMe namespace change size.
+      const id = w.model.volumes()[0]!.volumeId;
+      await w.client.send(new ModifyVolumeCommand({ VolumeId: id, Size: 2 }));
+      const loop = w.tree.loopOf(id)!;
+      await execa('truncate', ['-s', String(2 * GiB), (await execa('losetup', ['-nO', 'BACK-FILE', loop])).stdout.trim()]);
+      await execa('losetup', ['-c', loop]);
+      const again = await manager.mount('grown', ID(2));
+      expect(await readFile(join(again, 'f'), 'utf8')).toBe('before');
+      const after = await sizeOf();
+      expect(before).toBeLessThan(1.1 * GiB);
+      expect(after).toBeGreaterThan(1.9 * GiB);
+      await manager.unmount('grown', ID(2));
     });
 
     it('Get, List and Path make no EC2 call; Mount of a volume still attached makes at most one', async () => {
