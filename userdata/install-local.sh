@@ -6,6 +6,7 @@
 set -euo pipefail
 
 prefix=${BERTH_PREFIX:-/opt/berth}
+unset BERTH_PREFIX   # an installer setting: the agent refuses BERTH_* names it does not know
 envfile=/etc/berth/berth.env
 src=$(cd "$(dirname "$0")/.." && pwd)
 

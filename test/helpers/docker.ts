@@ -1,4 +1,5 @@
 import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
 import { execa } from 'execa';
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, symlinkSync, copyFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -50,14 +51,27 @@ export interface PrivateDockerd {
   destroy(): Promise<void>;
 }
 
+/**
+ * A dockerd of its own (data-root, exec-root, socket) beside the shared one. It
+ * gets its own bridge: a dockerd started with --bridge=none deletes the host's
+ * docker0, which would break every default-network container of the shared
+ * dockerd (and is what happened here before).
+ */
 export function privateDockerd(): PrivateDockerd {
   const dir = mkdtempSync(join(tmpdir(), 'berth-dockerd-'));
   const host = `unix://${dir}/docker.sock`;
   let proc: ChildProcess | undefined;
   const pidfile = join(dir, 'pid');
+  const salt = randomBytes(2);
+  const bridge = `berthbr${salt.toString('hex')}`;
   return {
     host,
     async start() {
+      if (!existsSync(`/sys/class/net/${bridge}`)) {
+        execFileSync('ip', ['link', 'add', bridge, 'type', 'bridge']);
+        execFileSync('ip', ['addr', 'add', `10.${200 + (salt[0]! % 50)}.${salt[1]}.1/24`, 'dev', bridge]);
+        execFileSync('ip', ['link', 'set', bridge, 'up']);
+      }
       proc = spawn(
         'dockerd',
         [
@@ -65,7 +79,7 @@ export function privateDockerd(): PrivateDockerd {
           '--exec-root', join(dir, 'exec'),
           '--pidfile', pidfile,
           '-H', host,
-          '--bridge=none', '--iptables=false', '--ip-masq=false',
+          `--bridge=${bridge}`, '--iptables=false', '--ip-masq=false',
         ],
         { stdio: 'ignore', detached: false },
       );
@@ -98,6 +112,11 @@ export function privateDockerd(): PrivateDockerd {
         if (line.startsWith(dir + '/')) execFileSync('umount', ['-l', line], { stdio: 'ignore' });
       }
       rmSync(dir, { recursive: true, force: true });
+      try {
+        execFileSync('ip', ['link', 'delete', bridge], { stdio: 'ignore' });
+      } catch {
+        // already gone
+      }
     },
   };
 }
