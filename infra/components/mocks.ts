@@ -7,21 +7,36 @@ export interface Declared {
   inputs: Record<string, unknown>;
 }
 
+export interface MockOptions {
+  /** Outputs of the stacks a program references, by the name given to its StackReference. */
+  readonly stacks?: Readonly<Record<string, Record<string, unknown>>>;
+  /** Answers for provider functions, by token (e.g. `aws:ssm/getParameter:getParameter`). */
+  readonly calls?: Readonly<Record<string, (inputs: Record<string, unknown>) => Record<string, unknown>>>;
+}
+
 /**
  * Installs Pulumi mocks that record every declared resource (its state echoes
- * its inputs, plus an arn and a name) and refuse any unexpected provider call.
- * Call before importing the component under test.
+ * its inputs, plus an arn and a name) and refuse any unexpected provider call
+ * or stack reference. Call before importing the component under test.
  */
-export function recordResources(): Declared[] {
+export function recordResources(options: MockOptions = {}): Declared[] {
   const declared: Declared[] = [];
   void pulumi.runtime.setMocks(
     {
       newResource: (a) => {
         declared.push({ type: a.type, name: a.name, inputs: a.inputs as Record<string, unknown> });
+        if (a.type === 'pulumi:pulumi:StackReference') {
+          const stack = String(a.inputs.name ?? a.name);
+          const outputs = options.stacks?.[stack];
+          if (!outputs) throw new Error(`unexpected stack reference ${stack}`);
+          return { id: stack, state: { name: stack, outputs, secretOutputNames: [] } };
+        }
         return { id: `${a.name}-id`, state: { ...a.inputs, arn: `arn:aws:mock:::${a.name}`, name: a.inputs.name ?? a.name } };
       },
       call: (a) => {
-        throw new Error(`unexpected call ${a.token}`);
+        const answer = options.calls?.[a.token];
+        if (!answer) throw new Error(`unexpected call ${a.token}`);
+        return answer(a.inputs as Record<string, unknown>);
       },
     },
     'berth',
@@ -38,4 +53,14 @@ export async function settled(declared: readonly Declared[]): Promise<void> {
     last = declared.length;
     await new Promise((r) => setTimeout(r, 50));
   }
+}
+
+/** The resources of one type, e.g. `aws:ec2/subnet:Subnet`. */
+export const ofType = (declared: readonly Declared[], type: string): Declared[] => declared.filter((d) => d.type === type);
+
+/** Counts declared resources by type. */
+export function countByType(declared: readonly Declared[]): Record<string, number> {
+  const counts: Record<string, number> = {};
+  for (const d of declared) counts[d.type] = (counts[d.type] ?? 0) + 1;
+  return counts;
 }
