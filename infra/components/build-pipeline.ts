@@ -19,7 +19,7 @@ export function buildspec(image: ImageName): string {
         'npm ci',
         'npm run build',
         'npm prune --omit=dev',
-        'tar -czf berth.tar.gz dist node_modules package.json userdata',
+        'tar -czf berth.tar.gz dist node_modules package.json userdata traefik/dynamic',
         `aws s3 cp --only-show-errors berth.tar.gz "s3://$ARTIFACTS_BUCKET/${RELEASE_PREFIX}build-$CODEBUILD_BUILD_NUMBER.tar.gz"`,
       ]
     : [];
