@@ -64,3 +64,13 @@ export function countByType(declared: readonly Declared[]): Record<string, numbe
   for (const d of declared) counts[d.type] = (counts[d.type] ?? 0) + 1;
   return counts;
 }
+
+/** Splits a cloud-init multipart document into its parts' file names and bodies. */
+export function userdataParts(base64: string): Array<{ filename: string; body: string }> {
+  const doc = Buffer.from(base64, 'base64').toString('utf8');
+  const boundary = /boundary="([^"]+)"/.exec(doc)![1]!;
+  return doc.split(`--${boundary}`).slice(1, -1).map((p) => ({
+    filename: /filename="([^"]+)"/.exec(p)![1]!,
+    body: p.slice(p.indexOf('\n\n') + 2),
+  }));
+}

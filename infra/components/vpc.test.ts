@@ -52,8 +52,8 @@ describe('Vpc under setMocks', () => {
     expect(nat).toHaveLength(1);
     expect(nat[0]!.inputs['allocationId']).toBe('g-nat-id');
     expect(nat[0]!.inputs['subnetId']).toBe('g-public-0-id');
-    const privateRt = ofVpc('g-private', 'aws:ec2/routeTable:RouteTable')[0]!;
-    expect(privateRt.inputs['routes']).toEqual([{ cidrBlock: '0.0.0.0/0', natGatewayId: 'g-nat-id' }]);
+    const routes = ofVpc('g-', 'aws:ec2/route:Route').map((r) => [r.inputs['routeTableId'], r.inputs['destinationCidrBlock'], r.inputs['natGatewayId'] ?? r.inputs['gatewayId']]);
+    expect(routes).toEqual([['g-public-id', '0.0.0.0/0', 'g-igw-id'], ['g-private-id', '0.0.0.0/0', 'g-nat-id']]);
     expect(ofVpc('g-', 'aws:ec2/routeTableAssociation:RouteTableAssociation')).toHaveLength(4);
   });
 
@@ -66,7 +66,8 @@ describe('Vpc under setMocks', () => {
     const cidrs = ofVpc('r-', 'aws:ec2/subnet:Subnet').map((s) => s.inputs['cidrBlock']);
     expect(cidrs.sort()).toEqual(['10.2.0.0/18', '10.2.128.0/18', '10.2.192.0/20', '10.2.208.0/20', '10.2.64.0/18']);
     expect(ofVpc('r-', 'aws:ec2/natGateway:NatGateway')).toHaveLength(0);
-    expect(ofVpc('r-private', 'aws:ec2/routeTable:RouteTable')[0]!.inputs['routes']).toBeUndefined();
-    expect(ofVpc('r-public', 'aws:ec2/routeTable:RouteTable')[0]!.inputs['routes']).toEqual([{ cidrBlock: '0.0.0.0/0', gatewayId: 'r-igw-id' }]);
+    const routes = ofVpc('r-', 'aws:ec2/route:Route').map((r) => [r.inputs['routeTableId'], r.inputs['destinationCidrBlock'], r.inputs['gatewayId']]);
+    expect(routes).toEqual([['r-public-id', '0.0.0.0/0', 'r-igw-id']]);
+    expect(ofVpc('r-', 'aws:ec2/routeTable:RouteTable').every((t) => t.inputs['routes'] === undefined)).toBe(true);
   });
 });

@@ -75,9 +75,9 @@ export class Vpc extends pulumi.ComponentResource {
       cidrBlock: args.cidr, enableDnsHostnames: true, enableDnsSupport: true, tags: { ...tags, Name: name },
     }, parent);
     const igw = new aws.ec2.InternetGateway(`${name}-igw`, { vpcId: vpc.id, tags: { ...tags, Name: name } }, parent);
-    const publicRt = new aws.ec2.RouteTable(`${name}-public`, {
-      vpcId: vpc.id, routes: [{ cidrBlock: '0.0.0.0/0', gatewayId: igw.id }], tags: { ...tags, Name: `${name}-public` },
-    }, parent);
+    // Routes are separate resources, never inline: the peering mesh adds its own to these tables.
+    const publicRt = new aws.ec2.RouteTable(`${name}-public`, { vpcId: vpc.id, tags: { ...tags, Name: `${name}-public` } }, parent);
+    new aws.ec2.Route(`${name}-public-default`, { routeTableId: publicRt.id, destinationCidrBlock: '0.0.0.0/0', gatewayId: igw.id }, parent);
 
     const subnet = (tier: 'public' | 'private', cidrBlock: string, i: number) => {
       const az = zoneOf(i);
@@ -91,23 +91,19 @@ export class Vpc extends pulumi.ComponentResource {
     const privates = blocks.private.map((b, i) => subnet('private', b, i));
     publics.forEach((s, i) => new aws.ec2.RouteTableAssociation(`${name}-public-${i}`, { subnetId: s.id, routeTableId: publicRt.id }, parent));
 
+    // With `nat: instance` the default route belongs to the Traefik host, which replaces it at
+    // boot; Pulumi must not own it, or every `up` would fight the host over it.
+    const privateRt = new aws.ec2.RouteTable(`${name}-private`, { vpcId: vpc.id, tags: { ...tags, Name: `${name}-private` } }, parent);
+    privates.forEach((s, i) => new aws.ec2.RouteTableAssociation(`${name}-private-${i}`, { subnetId: s.id, routeTableId: privateRt.id }, parent));
     let natPublicIp: pulumi.Output<string> | undefined;
-    const privateRoutes: aws.types.input.ec2.RouteTableRoute[] = [];
     if (layout.nat === 'gateway') {
       const eip = new aws.ec2.Eip(`${name}-nat`, { domain: 'vpc', tags: { ...tags, Name: `${name}-nat` } }, parent);
       const nat = new aws.ec2.NatGateway(`${name}-nat`, {
         allocationId: eip.id, subnetId: publics[0]!.id, tags: { ...tags, Name: name },
       }, { parent: this, dependsOn: [igw] });
-      privateRoutes.push({ cidrBlock: '0.0.0.0/0', natGatewayId: nat.id });
+      new aws.ec2.Route(`${name}-private-default`, { routeTableId: privateRt.id, destinationCidrBlock: '0.0.0.0/0', natGatewayId: nat.id }, parent);
       natPublicIp = eip.publicIp;
     }
-    // With `nat: instance` the default route belongs to the Traefik host, which replaces it at
-    // boot; Pulumi must not own it, or every `up` would fight the host over it.
-    const privateRt = new aws.ec2.RouteTable(`${name}-private`, {
-      vpcId: vpc.id, tags: { ...tags, Name: `${name}-private` },
-      ...(layout.nat === 'gateway' ? { routes: privateRoutes } : {}),
-    }, { parent: this, ...(layout.nat === 'instance' ? { ignoreChanges: ['routes'] } : {}) });
-    privates.forEach((s, i) => new aws.ec2.RouteTableAssociation(`${name}-private-${i}`, { subnetId: s.id, routeTableId: privateRt.id }, parent));
 
     this.vpcId = vpc.id;
     this.cidr = args.cidr;
