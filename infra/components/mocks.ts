@@ -31,7 +31,8 @@ export function recordResources(options: MockOptions = {}): Declared[] {
           if (!outputs) throw new Error(`unexpected stack reference ${stack}`);
           return { id: stack, state: { name: stack, outputs, secretOutputNames: [] } };
         }
-        return { id: `${a.name}-id`, state: { ...a.inputs, arn: `arn:aws:mock:::${a.name}`, name: a.inputs.name ?? a.name } };
+        const id = `${a.name}-id`;
+        return { id, state: { ...a.inputs, arn: `arn:aws:mock:::${a.name}`, name: a.inputs.name ?? a.name, ...computed(a.type, id, a.inputs as Record<string, unknown>) } };
       },
       call: (a) => {
         const answer = options.calls?.[a.token];
@@ -44,6 +45,19 @@ export function recordResources(options: MockOptions = {}): Declared[] {
     false,
   );
   return declared;
+}
+
+let eips = 0;
+
+/** Outputs AWS computes that programs pass on, with plausible values. */
+function computed(type: string, id: string, inputs: Record<string, unknown>): Record<string, unknown> {
+  switch (type) {
+    case 'aws:s3/bucket:Bucket': return { bucket: inputs['bucket'] ?? `${String(inputs['bucketPrefix'] ?? 'bucket-')}0001` };
+    case 'aws:ecr/repository:Repository': return { repositoryUrl: `111122223333.dkr.ecr.eu-west-1.amazonaws.com/${String(inputs['name'])}` };
+    case 'aws:ec2/eip:Eip': return { publicIp: `203.0.113.${++eips}`, allocationId: id };
+    case 'aws:ec2/launchTemplate:LaunchTemplate': return { latestVersion: 1 };
+    default: return {};
+  }
 }
 
 /** Resources that wait on others' outputs register a few ticks later: wait until nothing new arrives. */
