@@ -16,7 +16,7 @@ const shellcheck = (name: string, script: string) => {
 
 const traefikValues = {
   REGION: 'eu-west-1', ALLOCATION_ID: 'eipalloc-0abc', ROUTE_TABLE_IDS: 'rtb-1,rtb-2', VPC_CIDR: '10.1.0.0/16',
-  CERT_BUCKET: 'berth-environment-x', CERT_DOMAINS: 'example.com,*.example.com',
+  CERT_BUCKET: 'berth-environment-x', CERT_REGION: 'us-east-1', CERT_DOMAINS: 'example.com,*.example.com',
 };
 
 describe('renderBootstrap', () => {
@@ -85,8 +85,42 @@ describe('traefik-host.sh', () => {
     const nat = readFileSync(join(root, 'usr/local/sbin/berth-nat'), 'utf8');
     expect(nat).toContain("-s '10.1.0.0/16' -o \"$iface\" -j MASQUERADE");
     shellcheck('berth-nat', nat);
-    expect(readFileSync(join(root, 'etc/berth/certificates.env'), 'utf8')).toBe('BERTH_CERT_BUCKET=berth-environment-x\nBERTH_CERT_DOMAINS=example.com,*.example.com\nBERTH_CERT_FILE_OWNER=65532:65532\n');
+    expect(readFileSync(join(root, 'etc/berth/certificates.env'), 'utf8')).toBe('BERTH_CERT_BUCKET=berth-environment-x\nBERTH_AWS_REGION=us-east-1\nBERTH_CERT_DOMAINS=example.com,*.example.com\nBERTH_CERT_FILE_OWNER=65532:65532\n');
     expect((statSync(join(root, 'etc/berth/certificates.env')).mode & 0o777).toString(8)).toBe('600');
     expect(readFileSync(join(root, 'etc/systemd/system/berth.service.d/certificates.conf'), 'utf8')).toContain('EnvironmentFile=/etc/berth/certificates.env');
+  });
+});
+
+describe('host-prep.sh', () => {
+  it('writes a CloudWatch agent config that is valid JSON shipping to the log group, and starts the agent with it', () => {
+    const root = join(sandbox, 'prep-root');
+    const bin = join(sandbox, 'prep-bin');
+    const calls = join(sandbox, 'prep-calls.log');
+    const ctlDir = join(root, 'opt/aws/amazon-cloudwatch-agent/bin');
+    mkdirSync(bin, { recursive: true });
+    mkdirSync(ctlDir, { recursive: true });
+    const stub = (path: string, body: string) => {
+      writeFileSync(path, `#!/bin/bash\necho "$(basename "$0") $*" >>${calls}\n${body}\n`);
+      chmodSync(path, 0o755);
+    };
+    stub(join(bin, 'node'), 'if [[ "$1" == "-p" ]]; then echo 20; else echo v20.19.0; fi');
+    stub(join(bin, 'rpm'), 'exit 0');
+    stub(join(bin, 'dnf'), 'exit 0');
+    stub(join(ctlDir, 'amazon-cloudwatch-agent-ctl'), '');
+    const file = join(sandbox, 'prep.sh');
+    writeFileSync(file, renderTemplate('host-prep.sh', { LOG_GROUP: '/berth/hosts/shop' }));
+    execFileSync('bash', [file], { env: { ...process.env, BERTH_ROOT: root, PATH: `${bin}:${process.env['PATH'] ?? ''}` }, encoding: 'utf8' });
+    const config = JSON.parse(readFileSync(join(root, 'opt/aws/amazon-cloudwatch-agent/etc/berth.json'), 'utf8')) as {
+      metrics: { append_dimensions: Record<string, string>; metrics_collected: Record<string, unknown> };
+      logs: { logs_collected: { files: { collect_list: Array<{ file_path: string; log_group_name: string }> } } };
+    };
+    expect(config.metrics.append_dimensions['InstanceId']).toBe('${aws:InstanceId}');
+    expect(Object.keys(config.metrics.metrics_collected).sort()).toEqual(['disk', 'mem', 'swap']);
+    const files = config.logs.logs_collected.files.collect_list;
+    expect(files.map((f) => f.file_path)).toContain('/var/log/ecs/ecs-agent.log');
+    expect(new Set(files.map((f) => f.log_group_name))).toEqual(new Set(['/berth/hosts/shop']));
+    const log = readFileSync(calls, 'utf8');
+    expect(log).not.toContain('dnf'); // Node 20 and the agent are there already: nothing installed
+    expect(log).toContain(`amazon-cloudwatch-agent-ctl -a fetch-config -m ec2 -s -c file:${root}/opt/aws/amazon-cloudwatch-agent/etc/berth.json`);
   });
 });

@@ -86,7 +86,7 @@ describe('TraefikHost', () => {
     const t = new TraefikHost('edge', {
       region: 'eu-west-1', accountId: '111122223333', vpcCidr: '10.1.0.0/16', publicSubnetId: 'subnet-pub0', securityGroupId: 'sg-1',
       privateRouteTableIds: ['rtb-priv'], ecsClusterName: 'berth-eu-west-1', zoneId: 'Z1', zoneName: 'example.com',
-      artifactUri: 's3://berth-artifacts/berth/build-7.tar.gz', certBucket: 'berth-environment', certDomains: ['example.com', '*.example.com'],
+      artifactUri: 's3://berth-artifacts/berth/build-7.tar.gz', certBucket: 'berth-environment', certBucketRegion: 'eu-west-1', certDomains: ['example.com', '*.example.com'],
     });
     await new Promise<void>((r) => pulumi.all([t.publicIp, t.groupName]).apply(() => r()));
     await settled(declared);

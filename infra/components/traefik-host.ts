@@ -19,6 +19,8 @@ export interface TraefikHostArgs {
   /** s3:// URI of the berth release tarball; berth on this host refreshes Traefik's certificate. */
   readonly artifactUri: pulumi.Input<string>;
   readonly certBucket: pulumi.Input<string>;
+  /** Region of the certificate bucket (the global stack's): berth's S3 client must use it. */
+  readonly certBucketRegion: pulumi.Input<string>;
   readonly certDomains: readonly string[];
   /** Key the buckets are encrypted with (berth reads the release and the certificate through S3). */
   readonly bucketKmsKeyArn?: pulumi.Input<string>;
@@ -54,14 +56,14 @@ export class TraefikHost extends pulumi.ComponentResource {
     const logGroup = args.logGroupName ?? `/berth/hosts/${hostId}`;
     new aws.cloudwatch.LogGroup(`${name}-logs`, { name: logGroup, retentionInDays: 30 }, { parent: this });
 
-    const userData = pulumi.all([eip.id, pulumi.all([...args.privateRouteTableIds]), args.certBucket, args.artifactUri, args.ecsClusterName])
-      .apply(([allocation, tables, bucket, artifact, ecsCluster]) => multipartUserdata([
+    const userData = pulumi.all([eip.id, pulumi.all([...args.privateRouteTableIds]), args.certBucket, args.certBucketRegion, args.artifactUri, args.ecsClusterName])
+      .apply(([allocation, tables, bucket, bucketRegion, artifact, ecsCluster]) => multipartUserdata([
         { filename: '10-host-prep.sh', content: renderTemplate('host-prep.sh', { LOG_GROUP: logGroup }) },
         {
           filename: '20-traefik-host.sh',
           content: renderTemplate('traefik-host.sh', {
             REGION: args.region, ALLOCATION_ID: allocation, ROUTE_TABLE_IDS: tables.join(','), VPC_CIDR: args.vpcCidr,
-            CERT_BUCKET: bucket, CERT_DOMAINS: args.certDomains.join(','),
+            CERT_BUCKET: bucket, CERT_REGION: bucketRegion, CERT_DOMAINS: args.certDomains.join(','),
           }),
         },
         { filename: '30-berth.sh', content: renderBootstrap({ CLUSTER: hostId, HOST_ID: hostId, REGION: args.region, ARTIFACT_URI: artifact, SWAP_MIB: 0, ECS_CLUSTER: ecsCluster }) },

@@ -88,7 +88,7 @@ export function regionalProgram() {
   const traefik = new TraefikHost(`traefik-${region}`, {
     region, accountId: accountId(), vpcCidr: cidrs[region]!, publicSubnetId: vpc.publicSubnetIds[0]!,
     securityGroupId: groups.groupId, privateRouteTableIds: [vpc.privateRouteTableId], ecsClusterName: ecs.clusterName,
-    zoneId, zoneName: zone, artifactUri, certBucket: environmentBucket, certDomains, bucketKmsKeyArn: bucketKeyArn,
+    zoneId, zoneName: zone, artifactUri, certBucket: environmentBucket, certBucketRegion: stackOutput<string>(global, 'region'), certDomains, bucketKmsKeyArn: bucketKeyArn,
     ...(c.get('traefikInstanceType') ? { instanceType: c.require('traefikInstanceType') } : {}),
   });
   new SnapshotPolicy(region, c.getObject<SnapshotPolicyArgs>('snapshots') ?? {});

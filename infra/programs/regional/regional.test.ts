@@ -1,6 +1,6 @@
 import * as pulumi from '@pulumi/pulumi';
 import { beforeAll, describe, expect, it } from 'vitest';
-import { countByType, ofType, recordResources, settled, type Declared } from '../../components/mocks.js';
+import { countByType, ofType, recordResources, settled, userdataParts, type Declared } from '../../components/mocks.js';
 import { openToWorld, PUBLIC_PORTS, resolveAll, unconditionedEbsMutations, userdataProblems } from '../checks.js';
 
 const regions = ['eu-west-1', 'us-east-1', 'ap-southeast-2'];
@@ -22,7 +22,7 @@ beforeAll(() => {
   declared = recordResources({
     stacks: {
       'acme/berth-global/prod': {
-        artifactsBucket: 'berth-artifacts-0001', environmentBucket: 'berth-environment-0001', bucketKeyArn: 'arn:aws:kms:eu-west-1:111122223333:key/buckets',
+        region: 'eu-west-1', artifactsBucket: 'berth-artifacts-0001', environmentBucket: 'berth-environment-0001', bucketKeyArn: 'arn:aws:kms:eu-west-1:111122223333:key/buckets',
         traefikRepositoryUrl: '111122223333.dkr.ecr.eu-west-1.amazonaws.com/berth/traefik',
       },
       // us-east-1 comes second in berth:regions: it peers with eu-west-1's stack, not with ap-southeast-2.
@@ -73,6 +73,10 @@ describe('regional program under setMocks', () => {
   it('renders the Traefik host userdata completely, and it passes shellcheck', () => {
     expect(ofType(declared, 'aws:ec2/launchTemplate:LaunchTemplate')).toHaveLength(1);
     expect(userdataProblems(declared)).toEqual([]);
+    const parts = userdataParts(ofType(declared, 'aws:ec2/launchTemplate:LaunchTemplate')[0]!.inputs['userData'] as string);
+    // berth reads the certificate from the global bucket, in the global stack's region.
+    expect(parts[1]!.body).toContain("CERT_REGION='eu-west-1'");
+    expect(parts[1]!.body).toContain("CERT_BUCKET='berth-environment-0001'");
   });
   it('pins the Traefik service to the Traefik host and routes the cluster of this region', () => {
     const svc = ofType(declared, 'aws:ecs/service:Service')[0]!;
