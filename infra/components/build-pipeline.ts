@@ -48,6 +48,8 @@ export interface BuildPipelineArgs {
   readonly artifactsBucket: pulumi.Input<string>;
   readonly repositoryUrls: Readonly<Record<ImageName, pulumi.Input<string>>>;
   readonly repositoryArns: Readonly<Record<ImageName, pulumi.Input<string>>>;
+  /** Key the artifacts bucket encrypts with: builds decrypt the source and encrypt the release. */
+  readonly bucketKmsKeyArn?: pulumi.Input<string>;
   readonly computeType?: string;
   readonly buildImage?: string;
   readonly logRetentionDays?: number;
@@ -81,9 +83,9 @@ export class BuildPipeline extends pulumi.ComponentResource {
       const role = new aws.iam.Role(id, { assumeRolePolicy: aws.iam.assumeRolePolicyForPrincipal({ Service: 'codebuild.amazonaws.com' }) }, parent);
       new aws.iam.RolePolicy(id, {
         role: role.id,
-        policy: pulumi.all([args.region, args.accountId, args.artifactsBucket, args.repositoryArns[image], logGroup.arn, pulumi.all([...args.privateSubnetIds])])
-          .apply(([region, account, bucket, repoArn, logArn, subnets]) => JSON.stringify(
-            buildRolePolicy({ image, region, accountId: account, bucket, repositoryArn: repoArn, logGroupArn: logArn, subnetIds: subnets }),
+        policy: pulumi.all([args.region, args.accountId, args.artifactsBucket, args.repositoryArns[image], logGroup.arn, pulumi.all([...args.privateSubnetIds]), args.bucketKmsKeyArn])
+          .apply(([region, account, bucket, repoArn, logArn, subnets, bucketKey]) => JSON.stringify(
+            buildRolePolicy({ image, region, accountId: account, bucket, repositoryArn: repoArn, logGroupArn: logArn, subnetIds: subnets, bucketKmsKeyArn: bucketKey }),
           )),
       }, parent);
       projects[image] = new aws.codebuild.Project(id, {
@@ -135,6 +137,7 @@ interface BuildRoleArgs {
   readonly repositoryArn: string;
   readonly logGroupArn: string;
   readonly subnetIds: readonly string[];
+  readonly bucketKmsKeyArn?: string | undefined;
 }
 
 /** What one image build may do: read the source, push to its own repository, log, run in the VPC. */
@@ -142,6 +145,7 @@ export function buildRolePolicy(a: BuildRoleArgs) {
   const statements: Array<Record<string, unknown>> = [
     { Sid: 'Logs', Effect: 'Allow', Action: ['logs:CreateLogStream', 'logs:PutLogEvents'], Resource: [a.logGroupArn, `${a.logGroupArn}:*`] },
     { Sid: 'ReadSource', Effect: 'Allow', Action: ['s3:GetObject', 's3:GetObjectVersion'], Resource: `arn:aws:s3:::${a.bucket}/${SOURCE_KEY}` },
+    { Sid: 'SourceBucket', Effect: 'Allow', Action: ['s3:GetBucketAcl', 's3:GetBucketLocation'], Resource: `arn:aws:s3:::${a.bucket}` },
     // GetAuthorizationToken has no resource-level permissions.
     { Sid: 'RegistryLogin', Effect: 'Allow', Action: ['ecr:GetAuthorizationToken'], Resource: '*' },
     {
@@ -166,6 +170,13 @@ export function buildRolePolicy(a: BuildRoleArgs) {
   ];
   if (a.image === 'agent') {
     statements.push({ Sid: 'WriteRelease', Effect: 'Allow', Action: ['s3:PutObject'], Resource: `arn:aws:s3:::${a.bucket}/${RELEASE_PREFIX}*` });
+  }
+  if (a.bucketKmsKeyArn) {
+    const actions = a.image === 'agent' ? ['kms:Decrypt', 'kms:GenerateDataKey'] : ['kms:Decrypt'];
+    statements.push({
+      Sid: 'BucketKeyThroughS3', Effect: 'Allow', Action: actions, Resource: a.bucketKmsKeyArn,
+      Condition: { StringEquals: { 'kms:ViaService': `s3.${a.region}.amazonaws.com` } },
+    });
   }
   return { Version: '2012-10-17', Statement: statements };
 }

@@ -38,5 +38,8 @@ describe('global program under setMocks', () => {
     const st = policyStatements(declared);
     expect(st.flatMap((s) => [s.Action].flat()).filter((a) => a.includes('*'))).toEqual([]);
     expect(st.find((s) => [s.Action].flat().includes('codebuild:StartBuild'))!.Resource).toEqual(['arn:aws:mock:::berth-agent', 'arn:aws:mock:::berth-traefik']);
+    // The buckets encrypt with the bucket key: the agent build encrypts its release, both decrypt the source.
+    const keyUse = st.filter((s) => s.Sid === 'BucketKeyThroughS3').map((s) => [s.policy, s.Action, s.Resource]);
+    expect(keyUse).toEqual([['berth-agent', ['kms:Decrypt', 'kms:GenerateDataKey'], 'arn:aws:mock:::global-buckets'], ['berth-traefik', ['kms:Decrypt'], 'arn:aws:mock:::global-buckets']]);
   });
 });

@@ -24,6 +24,7 @@ export function globalProgram() {
   const build = new BuildPipeline('berth', {
     region, accountId: accountId(), vpcId: vpc.vpcId, privateSubnetIds: vpc.privateSubnetIds,
     artifactsBucket: buckets.artifactsBucket, repositoryUrls: registries.repositoryUrls, repositoryArns: registries.repositoryArns,
+    bucketKmsKeyArn: bucketKeyArn,
   });
   return {
     region,
