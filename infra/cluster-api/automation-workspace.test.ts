@@ -1,7 +1,10 @@
+import { DescribeInstancesCommand, DescribeVolumesCommand, EC2Client } from '@aws-sdk/client-ec2';
 import * as pulumi from '@pulumi/pulumi';
+import { mockClient } from 'aws-sdk-client-mock';
 import { beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { countByType, recordResources, settled, type Declared } from '../components/mocks.js';
 import { resolveAll } from '../programs/checks.js';
+import { ClusterApi } from './cluster-api.js';
 import { AutomationWorkspace, unitStackArgs, type StackFactory, type UnitSettings, type UnitStack } from './automation-workspace.js';
 import type { ClusterSpec } from './invariants.js';
 
@@ -125,5 +128,17 @@ describe('AutomationWorkspace', () => {
     await ws.destroy('shop');
     expect(factory.calls.slice(-3)).toEqual(['select shop', 'destroy shop', 'removeStack shop']);
     expect(factory.stacks.has('shop')).toBe(false);
+  });
+  it('serves ClusterApi: create applies a new stack, a second create is refused, an invalid shrink never reaches the stack', async () => {
+    const ec2 = mockClient(EC2Client);
+    ec2.on(DescribeInstancesCommand).resolves({ Reservations: [{ Instances: [{ InstanceId: 'i-1', Tags: [{ Key: 'berth:host', Value: 'shop-h1' }, { Key: 'berth:ready', Value: 'true' }] }] }] });
+    ec2.on(DescribeVolumesCommand).resolves({ Volumes: [{ VolumeId: 'vol-1', Tags: [{ Key: 'berth:volume', Value: 'shop-db1' }, { Key: 'berth:state', Value: 'mounted' }] }] });
+    const api = new ClusterApi({ workspace: new AutomationWorkspace(settings, factory), regions: settings.regions, ec2: () => new EC2Client({ region: 'eu-west-1' }), sleep: () => Promise.resolve() });
+    await api.create(spec);
+    expect(factory.calls).toEqual(['select shop', 'createOrSelect berth-unit/shop', 'setAllConfig shop', 'up shop']);
+    await expect(api.create(spec)).rejects.toThrow(/already exists/);
+    await expect(api.update({ ...spec, hosts: [], nodes: [] })).rejects.toThrow(/at least one node/);
+    expect(factory.calls.filter((c) => c.startsWith('up '))).toHaveLength(1);
+    ec2.restore();
   });
 });
