@@ -42,12 +42,17 @@ export function unconditionedEbsMutations(declared: readonly Declared[]): string
     .map((s) => `${s.policy}/${s.Sid ?? '?'}`);
 }
 
-/** Problems with each launch template's userdata: placeholders left or shellcheck findings. */
+/** EC2 refuses userdata larger than 16 KiB (before base64). */
+export const USERDATA_LIMIT = 16 * 1024;
+
+/** Problems with each launch template's userdata: too large for EC2, placeholders left, or shellcheck findings. */
 export function userdataProblems(declared: readonly Declared[]): string[] {
   const dir = mkdtempSync(join(tmpdir(), 'berth-userdata-'));
   const problems: string[] = [];
   try {
     for (const lt of ofType(declared, 'aws:ec2/launchTemplate:LaunchTemplate')) {
+      const size = Buffer.from(lt.inputs['userData'] as string, 'base64').length;
+      if (size > USERDATA_LIMIT) problems.push(`${lt.name}: userdata is ${size} bytes, over EC2's ${USERDATA_LIMIT}`);
       for (const part of userdataParts(lt.inputs['userData'] as string)) {
         if (/@@[A-Z_]+@@/.test(part.body)) problems.push(`${lt.name}/${part.filename}: unresolved placeholder`);
         const file = join(dir, `${lt.name}-${part.filename}`);
