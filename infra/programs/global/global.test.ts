@@ -11,7 +11,10 @@ beforeAll(() => {
       'aws:index/getAvailabilityZones:getAvailabilityZones': () => ({ names: ['eu-west-1b', 'eu-west-1a', 'eu-west-1c'], zoneIds: [], id: 'eu-west-1' }),
     },
   });
-  pulumi.runtime.setAllConfig({ 'aws:region': 'eu-west-1', 'berth:cidr': '10.250.0.0/16' });
+  pulumi.runtime.setAllConfig({
+    'aws:region': 'eu-west-1', 'berth:cidr': '10.250.0.0/16',
+    'berth:operations': JSON.stringify({ codePath: '.build/lambdas', stateBucket: 'acme-pulumi-state' }),
+  });
 });
 
 describe('global program under setMocks', () => {
@@ -23,8 +26,8 @@ describe('global program under setMocks', () => {
     expect({
       vpc: n['aws:ec2/vpc:Vpc'], subnets: n['aws:ec2/subnet:Subnet'], nat: n['aws:ec2/natGateway:NatGateway'], eip: n['aws:ec2/eip:Eip'],
       buckets: n['aws:s3/bucket:Bucket'], publicAccessBlocks: n['aws:s3/bucketPublicAccessBlock:BucketPublicAccessBlock'], versioning: n['aws:s3/bucketVersioning:BucketVersioning'],
-      repositories: n['aws:ecr/repository:Repository'], builds: n['aws:codebuild/project:Project'], keys: n['aws:kms/key:Key'],
-    }).toEqual({ vpc: 1, subnets: 4, nat: 1, eip: 1, buckets: 2, publicAccessBlocks: 2, versioning: 2, repositories: 2, builds: 2, keys: 1 });
+      repositories: n['aws:ecr/repository:Repository'], builds: n['aws:codebuild/project:Project'], keys: n['aws:kms/key:Key'], jobs: n['aws:lambda/function:Function'],
+    }).toEqual({ vpc: 1, subnets: 4, nat: 1, eip: 1, buckets: 2, publicAccessBlocks: 2, versioning: 2, repositories: 2, builds: 2, keys: 1, jobs: 1 });
     expect(outputs).toMatchObject({ region: 'eu-west-1', environmentBucket: expect.any(String) as string, artifactsBucket: expect.any(String) as string, bucketKeyArn: 'arn:aws:mock:::global-buckets' });
     expect((outputs['privateSubnetIds'] as string[])).toHaveLength(2);
   });
@@ -41,5 +44,11 @@ describe('global program under setMocks', () => {
     // The buckets encrypt with the bucket key: the agent build encrypts its release, both decrypt the source.
     const keyUse = st.filter((s) => s.Sid === 'BucketKeyThroughS3').map((s) => [s.policy, s.Action, s.Resource]);
     expect(keyUse).toEqual([['berth-agent', ['kms:Decrypt', 'kms:GenerateDataKey'], 'arn:aws:mock:::global-buckets'], ['berth-traefik', ['kms:Decrypt'], 'arn:aws:mock:::global-buckets']]);
+  });
+  it('cleans old state backups daily, deleting only under the backup prefix of the state bucket', () => {
+    const fn = declared.find((d) => d.type === 'aws:lambda/function:Function')!;
+    expect(fn.inputs).toMatchObject({ handler: 'state-backup-cleanup.handler', environment: { variables: { STATE_BUCKET: 'acme-pulumi-state', BACKUP_PREFIX: '.pulumi/backups/' } } });
+    const st = policyStatements(declared).filter((s) => s.policy === 'state-backup-cleanup-policy');
+    expect(st.find((s) => s.Sid === 'DeleteBackups')!.Resource).toBe('arn:aws:s3:::acme-pulumi-state/.pulumi/backups/*');
   });
 });

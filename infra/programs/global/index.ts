@@ -3,6 +3,7 @@ import { BuildPipeline } from '../../components/build-pipeline.js';
 import { Buckets } from '../../components/buckets.js';
 import { KmsKeys } from '../../components/kms-keys.js';
 import { Registries } from '../../components/registries.js';
+import { backupCleanupPolicy, ScheduledJob } from '../../components/scheduled-job.js';
 import { Vpc, VPC_LAYOUTS } from '../../components/vpc.js';
 import { accountId, availabilityZones, config, stackRegion } from '../shared.js';
 
@@ -10,7 +11,9 @@ import { accountId, availabilityZones, config, stackRegion } from '../shared.js'
  * The global stack (one per environment): the build VPC (2 public, 2 private, NAT gateway),
  * the bucket key, the environment and artifacts buckets, ECR for the agent and Traefik
  * images, and the pipeline that builds both. Config: `berth:cidr` (default 10.0.0.0/16),
- * `berth:availabilityZones`, `berth:imagesKept` (default 30).
+ * `berth:availabilityZones`, `berth:imagesKept` (default 30), `berth:operations`
+ * (`{codePath, stateBucket, backupPrefix}`: daily cleanup of old Pulumi state backups in the
+ * self-managed state bucket).
  */
 export function globalProgram() {
   const c = config();
@@ -26,6 +29,16 @@ export function globalProgram() {
     artifactsBucket: buckets.artifactsBucket, repositoryUrls: registries.repositoryUrls, repositoryArns: registries.repositoryArns,
     bucketKmsKeyArn: bucketKeyArn,
   });
+  const operations = c.getObject<{ codePath: string; stateBucket?: string; backupPrefix?: string }>('operations');
+  if (operations?.stateBucket) {
+    const prefix = operations.backupPrefix ?? '.pulumi/backups/';
+    new ScheduledJob('state-backup-cleanup', {
+      description: 'berth: delete Pulumi state backups older than 30 days (newest 10 per stack kept)',
+      code: new pulumi.asset.FileArchive(operations.codePath), handler: 'state-backup-cleanup.handler',
+      policy: JSON.stringify(backupCleanupPolicy(operations.stateBucket, prefix)),
+      environment: { STATE_BUCKET: operations.stateBucket, BACKUP_PREFIX: prefix },
+    });
+  }
   return {
     region,
     vpcId: vpc.vpcId,

@@ -5,6 +5,7 @@ import { validateCidrMap, type CidrMap } from '../../components/cidr-map.js';
 import { EcsCluster } from '../../components/ecs-cluster.js';
 import { KmsKeys } from '../../components/kms-keys.js';
 import { PeeringMesh, type RegionNetwork } from '../../components/peering-mesh.js';
+import { agentUpdatePolicy, ScheduledJob } from '../../components/scheduled-job.js';
 import { SecurityGroups } from '../../components/security-groups.js';
 import { SnapshotPolicy, type SnapshotPolicyArgs } from '../../components/snapshot-policy.js';
 import { TraefikHost, traefikHostId } from '../../components/traefik-host.js';
@@ -33,6 +34,7 @@ export const regionalStackName = (prefix: string, region: string) => `${prefix}$
  * - `berth:certDomains` — names the Traefik certificate covers
  * - `berth:renewer` — `{email, codePath}`: deploy the ACME renewer in this stack (set it on one region only)
  * - `berth:snapshots` — `{retain, intervalHours, time}` for the DLM policy
+ * - `berth:operations` — `{codePath}` of infra/lambdas/stage.sh: the daily ECS agent update of this region
  * - `berth:traefikInstanceType`, `berth:availabilityZones`
  */
 export function regionalProgram() {
@@ -100,6 +102,14 @@ export function regionalProgram() {
       bucketName: environmentBucket, kmsKeyArn: bucketKeyArn, hostedZoneId: zoneId, domains: certDomains, email: renewerConfig.email,
       code: new pulumi.asset.FileArchive(renewerConfig.codePath),
       ...(renewerConfig.directoryUrl ? { directoryUrl: renewerConfig.directoryUrl } : {}),
+    });
+  }
+
+  const operations = c.getObject<{ codePath: string }>('operations');
+  if (operations) {
+    new ScheduledJob(`ecs-agent-update-${region}`, {
+      description: `berth: daily ECS agent update in ${region}`, code: new pulumi.asset.FileArchive(operations.codePath), handler: 'ecs-agent-update.handler',
+      policy: accountId().apply((account) => JSON.stringify(agentUpdatePolicy(region, account))),
     });
   }
 

@@ -15,6 +15,7 @@ const config = {
   'berth:release': 'build-42',
   'berth:certDomains': JSON.stringify(['example.com', '*.example.com']),
   'berth:renewer': JSON.stringify({ email: 'ops@example.com', codePath: '.build/renewer' }),
+  'berth:operations': JSON.stringify({ codePath: '.build/lambdas' }),
 };
 
 let declared: Declared[] = [];
@@ -48,8 +49,8 @@ describe('regional program under setMocks', () => {
       subnets: n['aws:ec2/subnet:Subnet'], natGateways: n['aws:ec2/natGateway:NatGateway'] ?? 0, peerings: n['aws:ec2/vpcPeeringConnection:VpcPeeringConnection'],
       accepters: n['aws:ec2/vpcPeeringConnectionAccepter:VpcPeeringConnectionAccepter'], keys: n['aws:kms/key:Key'], groups: n['aws:ec2/securityGroup:SecurityGroup'],
       asgs: n['aws:autoscaling/group:Group'], eips: n['aws:ec2/eip:Eip'], ecsClusters: n['aws:ecs/cluster:Cluster'], services: n['aws:ecs/service:Service'],
-      dlm: n['aws:dlm/lifecyclePolicy:LifecyclePolicy'], renewers: n['aws:lambda/function:Function'],
-    }).toEqual({ subnets: 5, natGateways: 0, peerings: 1, accepters: 1, keys: 3, groups: 1, asgs: 1, eips: 1, ecsClusters: 1, services: 1, dlm: 1, renewers: 1 });
+      dlm: n['aws:dlm/lifecyclePolicy:LifecyclePolicy'], lambdas: n['aws:lambda/function:Function'],
+    }).toEqual({ subnets: 5, natGateways: 0, peerings: 1, accepters: 1, keys: 3, groups: 1, asgs: 1, eips: 1, ecsClusters: 1, services: 1, dlm: 1, lambdas: 2 });
     expect(outputs).toMatchObject({
       region: 'us-east-1', cidr: '10.2.0.0/16', ecsClusterName: 'berth-us-east-1', traefikFqdn: 'traefik-us-east-1.example.com',
       artifactUri: 's3://berth-artifacts-0001/berth/build-42.tar.gz', privateSubnetAzs: ['us-east-1a', 'us-east-1b', 'us-east-1d'],
@@ -61,6 +62,11 @@ describe('regional program under setMocks', () => {
     const routes = ofType(declared, 'aws:ec2/route:Route').filter((r) => r.inputs['vpcPeeringConnectionId']).map((r) => `${String(r.inputs['routeTableId'])}>${String(r.inputs['destinationCidrBlock'])}`).sort();
     expect(routes).toEqual(['rtb-eu-private>10.2.0.0/16', 'rtb-eu-public>10.2.0.0/16', 'us-east-1-private-id>10.1.0.0/16', 'us-east-1-public-id>10.1.0.0/16']);
     expect(ofType(declared, 'pulumi:providers:aws').map((p) => p.inputs['region'])).toEqual(['eu-west-1']);
+  });
+  it('runs the certificate renewer and the daily ECS agent update, whose role can update agents only in this region', () => {
+    expect(ofType(declared, 'aws:lambda/function:Function').map((f) => f.inputs['handler']).sort()).toEqual(['ecs-agent-update.handler', 'traefik/renewer/handler.handler']);
+    const policy = JSON.parse(ofType(declared, 'aws:iam/rolePolicy:RolePolicy').find((p) => p.name === 'ecs-agent-update-us-east-1-policy')!.inputs['policy'] as string) as { Statement: Array<{ Action: string[]; Resource: string }> };
+    expect(policy.Statement.find((s) => s.Action.includes('ecs:UpdateContainerAgent'))!.Resource).toBe('arn:aws:ecs:us-east-1:111122223333:container-instance/*');
   });
   it('opens only 8090, 8860 and 4000 to the internet', () => {
     const open = openToWorld(declared);
