@@ -50,7 +50,7 @@ beforeAll(() => {
   declared = recordResources({
     stacks: {
       'acme/berth-regional/regional-eu-west-1': {
-        privateSubnetIds: ['subnet-a', 'subnet-b', 'subnet-c'], privateSubnetAzs: ['eu-west-1a', 'eu-west-1b', 'eu-west-1c'], ecsClusterName: 'berth-eu-west-1',
+        privateSubnetIds: ['subnet-a', 'subnet-b', 'subnet-c'], privateSubnetAzs: ['eu-west-1a', 'eu-west-1b', 'eu-west-1c'],
         securityGroupId: 'sg-eu', artifactUri: 's3://berth-artifacts/berth/build-1.tar.gz', ebsKeyArn: 'arn:aws:kms:eu-west-1:1:key/ebs',
         bucketKeyArn: 'arn:aws:kms:eu-west-1:1:key/b', zoneId: 'Z1', traefikIp: '203.0.113.10',
       },

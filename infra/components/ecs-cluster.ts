@@ -13,7 +13,7 @@ export const TRAEFIK_TASK_ACTIONS = [
 
 export interface EcsClusterArgs {
   readonly region: string;
-  /** ECS cluster name; every host of the region joins it. */
+  /** ECS cluster of the Traefik host; berth clusters have their own (unit stacks). */
   readonly clusterName: string;
   /** Image reference of berth's Traefik build, e.g. `<account>.dkr.ecr.<region>.amazonaws.com/berth/traefik:build-12`. */
   readonly traefikImage: pulumi.Input<string>;
@@ -23,7 +23,7 @@ export interface EcsClusterArgs {
 }
 
 /**
- * The region's ECS cluster and the Traefik service, one task in host network mode pinned
+ * The region's Traefik ECS cluster and the Traefik service, one task in host network mode pinned
  * to the Traefik host by its `berth.host` attribute, with berth's certificate directories
  * mounted (directories, not files: Traefik must see renames).
  */
@@ -51,14 +51,16 @@ export class EcsCluster extends pulumi.ComponentResource {
       policy: JSON.stringify({ Version: '2012-10-17', Statement: [{ Sid: 'EcsDiscovery', Effect: 'Allow', Action: [...TRAEFIK_TASK_ACTIONS], Resource: '*' }] }),
     }, parent);
 
-    const containerDefinitions = pulumi.all([args.traefikImage, logGroup.name, cluster.name]).apply(([image, group, clusterName]) => JSON.stringify([{
+    const containerDefinitions = pulumi.all([args.traefikImage, logGroup.name]).apply(([image, group]) => JSON.stringify([{
       name: 'traefik',
       image,
       essential: true,
       memoryReservation: 256,
       portMappings: TRAEFIK_PORTS.map((p) => ({ containerPort: p, hostPort: p, protocol: 'tcp' })),
       environment: [
-        { name: 'TRAEFIK_PROVIDERS_ECS_CLUSTERS', value: clusterName },
+        // Traefik must find the node tasks of every berth cluster in the region. Note: Traefik
+        // ignores these variables while a static config file exists (docs/deploy.md, "Open").
+        { name: 'TRAEFIK_PROVIDERS_ECS_AUTODISCOVERCLUSTERS', value: 'true' },
         { name: 'AWS_REGION', value: args.region },
       ],
       mountPoints: [

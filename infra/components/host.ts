@@ -10,7 +10,7 @@ export interface HostArgs {
   readonly hostId: string;
   readonly region: string;
   readonly accountId: pulumi.Input<string>;
-  /** The region's ECS cluster the host joins. */
+  /** The ECS cluster the host joins (its berth cluster's). */
   readonly ecsClusterName: pulumi.Input<string>;
   /** One private subnet: the host and its volumes stay in that subnet's AZ. */
   readonly subnetId: pulumi.Input<string>;

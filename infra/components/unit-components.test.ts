@@ -69,11 +69,12 @@ describe('Host', () => {
 });
 
 describe('Cluster', () => {
-  it('declares a latency-routed record per name for this region, all at the Traefik IP', async () => {
+  it('declares its own ECS cluster and a latency-routed record per name for this region, all at the Traefik IP', async () => {
     const { Cluster } = await import('./cluster.js');
     const c = new Cluster('shop', { cluster: 'shop', region: 'eu-west-1', zoneId: 'Z1', zoneName: 'example.com', traefikIp: '203.0.113.7', nodes: ['n1', 'n2'] });
     await new Promise<void>((r) => c.logGroupName.apply(() => r()));
     await settled(declared);
+    expect(ofType(declared, 'aws:ecs/cluster:Cluster').map((e) => e.inputs['name'])).toEqual(['berth-unit-shop']);
     const records = ofType(declared, 'aws:route53/record:Record').filter((d) => d.name.startsWith('shop-'));
     expect(records.map((r) => r.inputs['name']).sort()).toEqual(['n1.example.com', 'n2.example.com', 'shop.example.com']);
     for (const r of records) {

@@ -80,7 +80,7 @@ export function regionalProgram() {
 
   const keys = new KmsKeys(region);
   const groups = new SecurityGroups(region, { vpcId: vpc.vpcId });
-  const ecsClusterName = `berth-${region}`;
+  const ecsClusterName = `berth-traefik-${region}`;
   const hostId = traefikHostId(region);
   const traefikTag = c.get('traefikTag') ?? release;
   const ecs = new EcsCluster(region, {

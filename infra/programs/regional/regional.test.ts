@@ -52,7 +52,7 @@ describe('regional program under setMocks', () => {
       dlm: n['aws:dlm/lifecyclePolicy:LifecyclePolicy'], lambdas: n['aws:lambda/function:Function'],
     }).toEqual({ subnets: 5, natGateways: 0, peerings: 1, accepters: 1, keys: 3, groups: 1, asgs: 1, eips: 1, ecsClusters: 1, services: 1, dlm: 1, lambdas: 2 });
     expect(outputs).toMatchObject({
-      region: 'us-east-1', cidr: '10.2.0.0/16', ecsClusterName: 'berth-us-east-1', traefikFqdn: 'traefik-us-east-1.example.com',
+      region: 'us-east-1', cidr: '10.2.0.0/16', ecsClusterName: 'berth-traefik-us-east-1', traefikFqdn: 'traefik-us-east-1.example.com',
       artifactUri: 's3://berth-artifacts-0001/berth/build-42.tar.gz', privateSubnetAzs: ['us-east-1a', 'us-east-1b', 'us-east-1d'],
     });
   });

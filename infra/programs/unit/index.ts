@@ -48,7 +48,6 @@ export function unitProgram() {
   const out = <T>(name: string) => stackOutput<T>(regional, name);
   const privateSubnetIds = out<string[]>('privateSubnetIds');
   const privateSubnetAzs = out<string[]>('privateSubnetAzs');
-  const ecsClusterName = out<string>('ecsClusterName');
 
   const cluster = new Cluster(spec.name, {
     cluster: spec.name, region, zoneId: out<string>('zoneId'), zoneName: zone, traefikIp: out<string>('traefikIp'), nodes: nodes.map((n) => n.name),
@@ -57,7 +56,7 @@ export function unitProgram() {
   for (const hostId of spec.hosts) {
     const pick = <T>(list: pulumi.Output<T[]>) => list.apply((l) => l[subnetIndexFor(hostId, l.length)]!);
     const host = new Host(hostId, {
-      cluster: spec.name, hostId, region, accountId: accountId(), ecsClusterName,
+      cluster: spec.name, hostId, region, accountId: accountId(), ecsClusterName: cluster.ecsClusterName,
       subnetId: pick(privateSubnetIds), securityGroupId: out<string>('securityGroupId'), artifactUri: out<string>('artifactUri'),
       logGroupName: `/berth/hosts/${spec.name}`, ebsKmsKeyArn: out<string>('ebsKeyArn'), bucketKmsKeyArn: out<string>('bucketKeyArn'),
       instanceType: spec.instanceType ?? c.get('instanceType') ?? 't3.medium', swapMiB: c.getNumber('swapMiB') ?? 2048,
@@ -70,7 +69,7 @@ export function unitProgram() {
     // dependsOn: the node goes before its host on delete, and never outlives it.
     const node = new Node(`${spec.name}-${n.name}`, {
       node: n.name, host: n.host, cluster: spec.name, image: n.image, port: n.port, sizeGiB: n.sizeGiB, zone,
-      ecsCluster: ecsClusterName, availabilityZone: az, kmsKeyId: out<string>('ebsKeyArn'),
+      ecsCluster: cluster.ecsClusterArn, availabilityZone: az, kmsKeyId: out<string>('ebsKeyArn'),
     }, { dependsOn: [host] });
     volumes[n.name] = node.volumeId;
   }

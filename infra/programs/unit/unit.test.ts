@@ -1,6 +1,6 @@
 import * as pulumi from '@pulumi/pulumi';
 import { beforeAll, describe, expect, it } from 'vitest';
-import { countByType, ofType, recordResources, settled, type Declared } from '../../components/mocks.js';
+import { countByType, ofType, recordResources, settled, userdataParts, type Declared } from '../../components/mocks.js';
 import type { ClusterSpec } from '../../cluster-api/invariants.js';
 import { openToWorld, resolveAll, unconditionedEbsMutations, userdataProblems } from '../checks.js';
 import { subnetIndexFor } from './index.js';
@@ -26,7 +26,7 @@ beforeAll(() => {
   declared = recordResources({
     stacks: {
       'acme/berth-regional/regional-eu-west-1': {
-        zone: 'example.com', zoneId: 'Z0EXAMPLE', privateSubnetIds: subnets, privateSubnetAzs: azs, ecsClusterName: 'berth-eu-west-1',
+        zone: 'example.com', zoneId: 'Z0EXAMPLE', privateSubnetIds: subnets, privateSubnetAzs: azs,
         securityGroupId: 'sg-eu', artifactUri: 's3://berth-artifacts-0001/berth/build-42.tar.gz', ebsKeyArn: 'arn:aws:kms:eu-west-1:111122223333:key/ebs',
         bucketKeyArn: 'arn:aws:kms:eu-west-1:111122223333:key/buckets', traefikIp: '203.0.113.10',
       },
@@ -58,8 +58,8 @@ describe('unit program under setMocks', () => {
     expect({
       asgs: n['aws:autoscaling/group:Group'], templates: n['aws:ec2/launchTemplate:LaunchTemplate'], profiles: n['aws:iam/instanceProfile:InstanceProfile'],
       volumes: n['aws:ebs/volume:Volume'], taskDefinitions: n['aws:ecs/taskDefinition:TaskDefinition'], services: n['aws:ecs/service:Service'],
-      records: n['aws:route53/record:Record'],
-    }).toEqual({ asgs: 2, templates: 2, profiles: 2, volumes: 3, taskDefinitions: 3, services: 3, records: 4 });
+      records: n['aws:route53/record:Record'], ecsClusters: n['aws:ecs/cluster:Cluster'],
+    }).toEqual({ asgs: 2, templates: 2, profiles: 2, volumes: 3, taskDefinitions: 3, services: 3, records: 4, ecsClusters: 1 });
     expect(outputs['fqdns']).toEqual(['shop.example.com', 'db1.example.com', 'db2.example.com', 'db3.example.com']);
   });
   it('puts each node volume in the AZ of its host subnet', () => {
@@ -76,7 +76,8 @@ describe('unit program under setMocks', () => {
       expect(td.inputs['volumes'], td.name).toMatchObject([{ dockerVolumeConfiguration: { scope: 'shared', autoprovision: true, driver: 'berth' } }]);
     }
     const byNode = Object.fromEntries(ofType(declared, 'aws:ecs/service:Service').map((s) => [s.name, s.inputs]));
-    expect(byNode['shop-db1-svc']).toMatchObject({ cluster: 'berth-eu-west-1', placementConstraints: [{ type: 'memberOf', expression: 'attribute:berth.host == shop-h1' }] });
+    expect(ofType(declared, 'aws:ecs/cluster:Cluster')[0]!.inputs['name']).toBe('berth-unit-shop');
+    expect(byNode['shop-db1-svc']).toMatchObject({ cluster: 'arn:aws:mock:::shop-ecs', placementConstraints: [{ type: 'memberOf', expression: 'attribute:berth.host == shop-h1' }] });
     expect(byNode['shop-db3-svc']).toMatchObject({ placementConstraints: [{ type: 'memberOf', expression: 'attribute:berth.host == shop-h2' }] });
     const db2 = ofType(declared, 'aws:ecs/taskDefinition:TaskDefinition').find((t) => t.name === 'shop-db2-task')!;
     expect(JSON.parse(db2.inputs['containerDefinitions'] as string)).toMatchObject([{ image: 'postgres:16', portMappings: [{ containerPort: 5432 }] }]);
@@ -84,6 +85,10 @@ describe('unit program under setMocks', () => {
   });
   it('renders host userdata completely (shellcheck clean), opens nothing, and conditions EBS rights on tags', () => {
     expect(userdataProblems(declared)).toEqual([]);
+    for (const lt of ofType(declared, 'aws:ec2/launchTemplate:LaunchTemplate')) {
+      // Each host joins its cluster's own ECS cluster, where its berth.host attribute is unique.
+      expect(userdataParts(lt.inputs['userData'] as string)[1]!.body, lt.name).toContain("ECS_CLUSTER_NAME='berth-unit-shop'");
+    }
     expect(openToWorld(declared)).toEqual([]);
     expect(unconditionedEbsMutations(declared)).toEqual([]);
   });
