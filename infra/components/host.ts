@@ -81,6 +81,8 @@ export class Host extends pulumi.ComponentResource {
       tags: { 'berth:cluster': args.cluster, 'berth:host': args.hostId },
       policy,
       publicIp: false,
+      // A new AMI or release takes effect when the host is next replaced; operators roll hosts one at a time.
+      refreshOnChange: false,
     }, this);
     this.groupName = group.name;
     this.hostId = args.hostId;

@@ -94,6 +94,7 @@ describe('TraefikHost', () => {
     const asg = named('aws:autoscaling/group:Group', 'edge-asg');
     expect(asg.inputs).toMatchObject({ minSize: 1, maxSize: 1, desiredCapacity: 1, vpcZoneIdentifiers: ['subnet-pub0'] });
     expect(asg.inputs['tags']).toContainEqual({ key: 'berth:host', value: 'traefik-eu-west-1', propagateAtLaunch: true });
+    expect(asg.inputs['instanceRefresh']).toMatchObject({ strategy: 'Rolling' });
     const lt = named('aws:ec2/launchTemplate:LaunchTemplate', 'edge-lt');
     expect(lt.inputs).toMatchObject({ imageId: 'ami-0ecs2023', metadataOptions: { httpTokens: 'required', httpPutResponseHopLimit: 1 } });
     const parts = userdataParts(lt.inputs['userData'] as string);

@@ -35,13 +35,17 @@ export interface SingleInstanceGroupArgs {
   readonly policy: pulumi.Input<string>;
   readonly publicIp: boolean;
   readonly rootVolumeGiB?: number;
+  /**
+   * Replace the instance (instance refresh) as soon as the launch template changes. Off for
+   * berth hosts: a release or AMI change would otherwise replace every host of a cluster at once.
+   */
+  readonly refreshOnChange: boolean;
 }
 
 /**
  * An Auto Scaling group of exactly one instance (min = max = desired = 1) from a launch
  * template, with its role and instance profile. IMDSv2 only, hop limit 1 (containers
- * use task roles, never the instance's credentials), encrypted root volume; a launch
- * template change replaces the instance by an instance refresh.
+ * use task roles, never the instance's credentials), encrypted root volume.
  */
 export function singleInstanceGroup(name: string, args: SingleInstanceGroupArgs, parent: pulumi.Resource) {
   const opts = { parent };
@@ -65,7 +69,7 @@ export function singleInstanceGroup(name: string, args: SingleInstanceGroupArgs,
     vpcZoneIdentifiers: [args.subnetId],
     launchTemplate: { id: template.id, version: pulumi.interpolate`${template.latestVersion}` },
     healthCheckType: 'EC2', healthCheckGracePeriod: 300,
-    instanceRefresh: { strategy: 'Rolling', preferences: { minHealthyPercentage: 0 } },
+    ...(args.refreshOnChange ? { instanceRefresh: { strategy: 'Rolling', preferences: { minHealthyPercentage: 0 } } } : {}),
     tags: Object.entries({ ...args.tags, Name: name }).map(([key, value]) => ({ key, value, propagateAtLaunch: true })),
   }, opts);
   return { role, profile, template, group };

@@ -98,6 +98,7 @@ export class TraefikHost extends pulumi.ComponentResource {
       attachedResourceTags: role,
       policy,
       publicIp: true,
+      refreshOnChange: true,
     }, this);
 
     this.fqdn = `${hostId}.${args.zoneName}`;

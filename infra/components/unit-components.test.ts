@@ -27,6 +27,7 @@ describe('Host', () => {
     await settled(declared);
     const asg = named('aws:autoscaling/group:Group', 'shop-h1-asg');
     expect(asg.inputs).toMatchObject({ minSize: 1, maxSize: 1, desiredCapacity: 1, vpcZoneIdentifiers: ['subnet-priv1'] });
+    expect(asg.inputs['instanceRefresh']).toBeUndefined(); // a release bump must not replace every host of a cluster at once
     expect(asg.inputs['tags']).toEqual(expect.arrayContaining([
       { key: 'berth:cluster', value: 'shop', propagateAtLaunch: true },
       { key: 'berth:host', value: 'shop-h1', propagateAtLaunch: true },
