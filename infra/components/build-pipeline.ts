@@ -17,9 +17,9 @@ export function buildspec(image: ImageName): string {
   const release = image === 'agent'
     ? [
         'npm ci',
+        // dist/ is self-contained (scripts/build.mjs bundles the dependencies): no node_modules in the release.
         'npm run build',
-        'npm prune --omit=dev',
-        'tar -czf berth.tar.gz dist node_modules package.json userdata traefik/dynamic',
+        'tar -czf berth.tar.gz dist package.json userdata traefik/dynamic',
         `aws s3 cp --only-show-errors berth.tar.gz "s3://$ARTIFACTS_BUCKET/${RELEASE_PREFIX}build-$CODEBUILD_BUILD_NUMBER.tar.gz"`,
       ]
     : [];

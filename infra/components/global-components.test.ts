@@ -80,6 +80,10 @@ describe('BuildPipeline under setMocks', () => {
       const image = proj.name.replace('build-', '');
       expect(spec.phases.build.commands[0]).toContain(`-f Dockerfile.${image} `);
       expect(spec.phases.build.commands[1]).toMatch(/^docker push "\$REPOSITORY_URI:build-\$CODEBUILD_BUILD_NUMBER"$/);
+      // The agent build also packs what bootstrap.sh installs: the bundle, the systemd unit, Traefik's TLS options.
+      const tar = spec.phases.build.commands.find((c) => c.startsWith('tar '));
+      if (image === 'agent') expect(tar).toBe('tar -czf berth.tar.gz dist package.json userdata traefik/dynamic');
+      else expect(tar).toBeUndefined();
     }
     const rule = ofType(declared, 'aws:cloudwatch/eventRule:EventRule').find((r) => r.name === 'build-source')!;
     expect(JSON.parse(rule.inputs['eventPattern'] as string)).toMatchObject({ detail: { bucket: { name: ['berth-artifacts'] }, object: { key: ['source/berth.zip'] } } });
