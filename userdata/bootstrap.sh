@@ -10,6 +10,7 @@ HOST_ID='@@HOST_ID@@'
 REGION='@@REGION@@'
 ARTIFACT='@@ARTIFACT_URI@@'
 SWAP_MIB='@@SWAP_MIB@@'
+ECS_CLUSTER_NAME='@@ECS_CLUSTER@@'
 
 log() { echo "berth-bootstrap: $*" >&2; }
 trap 'log "failed at line $LINENO"' ERR
@@ -64,9 +65,9 @@ done
 [[ -S "$ROOT/run/docker/plugins/berth.sock" ]] || { log "berth plugin socket did not appear within 60s"; exit 1; }
 
 put /etc/ecs/ecs.config 0644 <<ECS
-ECS_CLUSTER=$CLUSTER
+ECS_CLUSTER=$ECS_CLUSTER_NAME
 ECS_INSTANCE_ATTRIBUTES={"berth.host":"$HOST_ID"}
 ECS_ENABLE_CONTAINER_METADATA=true
 ECS
 systemctl enable --now --no-block ecs.service
-log "done: berth running, ECS agent started for cluster $CLUSTER as host $HOST_ID"
+log "done: berth running, ECS agent started in $ECS_CLUSTER_NAME for cluster $CLUSTER as host $HOST_ID"

@@ -6,17 +6,52 @@ export interface BootstrapValues {
   readonly REGION: string;
   readonly ARTIFACT_URI: string;
   readonly SWAP_MIB: number;
+  /** ECS cluster the host joins; the berth cluster name when omitted. */
+  readonly ECS_CLUSTER?: string;
 }
 
-const SAFE = /^[A-Za-z0-9._:/@+-]+$/;
+const SAFE = /^[A-Za-z0-9._:/@+,*-]+$/;
 
-/** Renders userdata/bootstrap.sh; refuses values that could break out of the single-quoted assignments. */
-export function renderBootstrap(values: BootstrapValues): string {
-  const template = readFileSync(new URL('./bootstrap.sh', import.meta.url), 'utf8');
+/**
+ * Renders a template of this directory: every `@@KEY@@` gets its value; refuses a missing
+ * value and values that could break out of the single-quoted assignments.
+ */
+export function renderTemplate(file: string, values: Readonly<Record<string, string | number>>): string {
+  const template = readFileSync(new URL(`./${file}`, import.meta.url), 'utf8');
   return template.replace(/@@([A-Z_]+)@@/g, (_, key: string) => {
-    const v = (values as unknown as Record<string, string | number | undefined>)[key];
-    if (v === undefined) throw new Error(`bootstrap.sh placeholder @@${key}@@ has no value`);
+    const v = values[key];
+    if (v === undefined) throw new Error(`${file} placeholder @@${key}@@ has no value`);
     if (!SAFE.test(String(v))) throw new Error(`value for ${key} ("${String(v)}") has characters not allowed in userdata`);
     return String(v);
   });
+}
+
+/** Renders userdata/bootstrap.sh; refuses values that could break out of the single-quoted assignments. */
+export function renderBootstrap(values: BootstrapValues): string {
+  return renderTemplate('bootstrap.sh', { ECS_CLUSTER: values.CLUSTER, ...values });
+}
+
+export interface UserdataPart {
+  /** cloud-init runs shell parts in the order of these names. */
+  readonly filename: string;
+  readonly content: string;
+}
+
+/** A cloud-init MIME multipart document of shell scripts, run in filename order once per instance. */
+export function multipartUserdata(parts: readonly UserdataPart[]): string {
+  const boundary = '==BERTH-USERDATA==';
+  for (const p of parts) {
+    if (!/^[a-z0-9][a-z0-9._-]*$/.test(p.filename)) throw new Error(`userdata part name "${p.filename}" must be lowercase letters, digits, ".", "_" or "-"`);
+    if (p.content.includes(boundary)) throw new Error(`userdata part ${p.filename} contains the MIME boundary`);
+  }
+  const sorted = [...parts].sort((a, b) => a.filename.localeCompare(b.filename));
+  const body = sorted.map((p) => [
+    `--${boundary}`,
+    'MIME-Version: 1.0',
+    'Content-Type: text/x-shellscript; charset="utf-8"',
+    `Content-Disposition: attachment; filename="${p.filename}"`,
+    '',
+    p.content.endsWith('\n') ? p.content.slice(0, -1) : p.content,
+  ].join('\n'));
+  return [`Content-Type: multipart/mixed; boundary="${boundary}"`, 'MIME-Version: 1.0', '', ...body, `--${boundary}--`, ''].join('\n');
 }

@@ -3,7 +3,18 @@ export interface ClusterSpec {
   readonly name: string;
   readonly region: string;
   readonly hosts: readonly string[];
-  readonly nodes: readonly { readonly name: string; readonly host: string }[];
+  readonly nodes: readonly NodeSpec[];
+  /** Instance type of every host (the unit program's default when omitted). */
+  readonly instanceType?: string;
+}
+
+/** A node and where it runs; image, port and size fall back to the unit program's defaults. */
+export interface NodeSpec {
+  readonly name: string;
+  readonly host: string;
+  readonly image?: string;
+  readonly port?: number;
+  readonly sizeGiB?: number;
 }
 
 export class ClusterInvariantError extends Error {

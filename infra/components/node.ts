@@ -20,7 +20,11 @@ export class Node extends pulumi.ComponentResource {
     const volume = new aws.ebs.Volume(`${name}-data`, {
       availabilityZone: args.availabilityZone, size: sizeGiB, type: 'gp3', encrypted: true, kmsKeyId: args.kmsKeyId,
       tags: { 'berth:volume': volumeName, 'berth:host': args.host, 'berth:cluster': args.cluster, 'berth:managed-by': 'berth', Name: volumeName },
-    }, { parent: this, protect: true });
+    }, {
+      parent: this, protect: true,
+      // berth adds its own tags (berth:state, berth:attached-to, berth:options); a refresh-and-up must not strip them.
+      ignoreChanges: ['tags', 'tagsAll'],
+    });
     const task = nodeTask({ ...args, sizeGiB });
     const taskDef = new aws.ecs.TaskDefinition(`${name}-task`, {
       family: volumeName, networkMode: 'bridge', requiresCompatibilities: ['EC2'], memory: '512',

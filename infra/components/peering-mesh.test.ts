@@ -30,6 +30,18 @@ describe('PeeringMesh under setMocks', () => {
     }
     expect(routes).toHaveLength(6 * 2 * 2);
   });
+  it('with a hub, declares only the hub\'s pairs (a regional stack peers with the regions before it)', async () => {
+    const { PeeringMesh } = await import('./peering-mesh.js');
+    const regions = ['eu-west-1', 'us-east-1', 'ap-southeast-2', 'sa-east-1'];
+    const networks = Object.fromEntries(regions.map((r, i) => [r, { vpcId: `hub-vpc-${r}`, cidr: `10.${i + 1}.0.0/16`, routeTableIds: [`hub-rt-${r}`] }]));
+    const mesh = new PeeringMesh('hubmesh', { networks, hub: 'sa-east-1' });
+    await settle(mesh.connectionIds);
+    const peerings = created.filter((c) => c.type === 'aws:ec2/vpcPeeringConnection:VpcPeeringConnection' && c.name.startsWith('hubmesh-'));
+    expect(peerings.map((p) => [p.inputs['vpcId'], p.inputs['peerVpcId']].sort().join(' ')).sort()).toEqual([
+      'hub-vpc-ap-southeast-2 hub-vpc-sa-east-1', 'hub-vpc-eu-west-1 hub-vpc-sa-east-1', 'hub-vpc-sa-east-1 hub-vpc-us-east-1',
+    ]);
+    expect(() => new PeeringMesh('nohub', { networks, hub: 'mars-1' })).toThrow(/hub mars-1 is not one of the networks/);
+  });
   it('refuses overlapping regional CIDRs before declaring anything', async () => {
     const { PeeringMesh } = await import('./peering-mesh.js');
     const before = created.length;

@@ -12,6 +12,8 @@ export interface RegionNetwork {
 
 export interface PeeringMeshArgs {
   readonly networks: Readonly<Record<string, RegionNetwork>>;
+  /** Declare only the pairs that include this region: a regional stack peers with the regions deployed before it. */
+  readonly hub?: string;
 }
 
 /** Full mesh of VPC peering between designated regions, with routes in both directions. */
@@ -22,8 +24,9 @@ export class PeeringMesh extends pulumi.ComponentResource {
     super('berth:network:PeeringMesh', name, {}, opts);
     const regions = Object.keys(args.networks);
     validateCidrMap(Object.fromEntries(regions.map((r) => [r, args.networks[r]!.cidr])), regions);
+    if (args.hub !== undefined && !regions.includes(args.hub)) throw new Error(`PeeringMesh: hub ${args.hub} is not one of the networks (${regions.join(', ')})`);
     this.connectionIds = [];
-    for (const [a, b] of peeringPairs(regions)) {
+    for (const [a, b] of peeringPairs(regions).filter((p) => args.hub === undefined || p.includes(args.hub))) {
       const req = args.networks[a]!;
       const acc = args.networks[b]!;
       const conn = new aws.ec2.VpcPeeringConnection(`${name}-${a}-${b}`, {

@@ -1,0 +1,144 @@
+import { DescribeInstancesCommand, DescribeVolumesCommand, EC2Client } from '@aws-sdk/client-ec2';
+import * as pulumi from '@pulumi/pulumi';
+import { mockClient } from 'aws-sdk-client-mock';
+import { beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import { countByType, recordResources, settled, type Declared } from '../components/mocks.js';
+import { resolveAll } from '../programs/checks.js';
+import { ClusterApi } from './cluster-api.js';
+import { AutomationWorkspace, unitStackArgs, type StackFactory, type UnitSettings, type UnitStack } from './automation-workspace.js';
+import type { ClusterSpec } from './invariants.js';
+
+const settings: UnitSettings = { regions: ['eu-west-1', 'us-east-1'], regionalStack: 'acme/berth-regional/regional-{region}', zone: 'example.com', nodeImage: 'app:1', nodePort: 8080 };
+const spec: ClusterSpec = { name: 'shop', region: 'eu-west-1', hosts: ['shop-h1'], nodes: [{ name: 'db1', host: 'shop-h1' }] };
+
+/** Stacks as the Automation API would keep them, without the CLI: config per stack, calls in order. */
+class RecordingFactory implements StackFactory {
+  readonly stacks = new Map<string, pulumi.automation.ConfigMap>();
+  readonly calls: string[] = [];
+  programs: Array<pulumi.automation.InlineProgramArgs> = [];
+  failDestroy = false;
+
+  private stack(args: pulumi.automation.InlineProgramArgs): UnitStack {
+    const name = args.stackName;
+    return {
+      name,
+      setAllConfig: (c) => { this.calls.push(`setAllConfig ${name}`); this.stacks.set(name, { ...this.stacks.get(name), ...c }); return Promise.resolve(); },
+      getAllConfig: () => Promise.resolve(this.stacks.get(name) ?? {}),
+      up: () => { this.calls.push(`up ${name}`); return Promise.resolve({} as pulumi.automation.UpResult); },
+      destroy: () => {
+        this.calls.push(`destroy ${name}`);
+        return this.failDestroy ? Promise.reject(new Error('refusing to delete protected resource')) : Promise.resolve({} as pulumi.automation.DestroyResult);
+      },
+      workspace: { removeStack: (n) => { this.calls.push(`removeStack ${n}`); this.stacks.delete(n); return Promise.resolve(); } },
+    };
+  }
+  createOrSelectStack(args: pulumi.automation.InlineProgramArgs) {
+    this.calls.push(`createOrSelect ${args.projectName}/${args.stackName}`);
+    this.programs.push(args);
+    if (!this.stacks.has(args.stackName)) this.stacks.set(args.stackName, {});
+    return Promise.resolve(this.stack(args));
+  }
+  selectStack(args: pulumi.automation.InlineProgramArgs) {
+    this.calls.push(`select ${args.stackName}`);
+    if (!this.stacks.has(args.stackName)) return Promise.reject(Object.assign(new Error(`no stack named '${args.stackName}' found`), { name: 'StackNotFoundError' }));
+    return Promise.resolve(this.stack(args));
+  }
+}
+
+let declared: Declared[] = [];
+beforeAll(() => {
+  declared = recordResources({
+    stacks: {
+      'acme/berth-regional/regional-eu-west-1': {
+        privateSubnetIds: ['subnet-a', 'subnet-b', 'subnet-c'], privateSubnetAzs: ['eu-west-1a', 'eu-west-1b', 'eu-west-1c'],
+        securityGroupId: 'sg-eu', artifactUri: 's3://berth-artifacts/berth/build-1.tar.gz', ebsKeyArn: 'arn:aws:kms:eu-west-1:1:key/ebs',
+        bucketKeyArn: 'arn:aws:kms:eu-west-1:1:key/b', zoneId: 'Z1', traefikIp: '203.0.113.10',
+      },
+    },
+    calls: {
+      'aws:index/getCallerIdentity:getCallerIdentity': () => ({ accountId: '111122223333', arn: 'arn', userId: 'u', id: '111122223333' }),
+      'aws:ssm/getParameter:getParameter': (i) => ({ name: i['name'], value: 'ami-0ecs2023', type: 'String' }),
+    },
+  });
+});
+
+let factory: RecordingFactory;
+beforeEach(() => {
+  factory = new RecordingFactory();
+});
+
+describe('unitStackArgs', () => {
+  it('names the stack after the cluster and carries the spec and settings as config', () => {
+    const args = unitStackArgs(spec, { ...settings, swapMiB: 512 });
+    expect(args.stackName).toBe('shop');
+    expect(args.projectName).toBe('berth-unit');
+    expect(args.config).toEqual({
+      'aws:region': { value: 'eu-west-1' },
+      'berth:cluster': { value: JSON.stringify(spec) },
+      'berth:regions': { value: '["eu-west-1","us-east-1"]' },
+      'berth:regionalStack': { value: 'acme/berth-regional/regional-eu-west-1' },
+      'berth:zone': { value: 'example.com' },
+      'berth:nodeImage': { value: 'app:1' },
+      'berth:nodePort': { value: '8080' },
+      'berth:swapMiB': { value: '512' },
+    });
+  });
+  it('refuses a regional stack template without {region} and a cluster name unfit for a stack', () => {
+    expect(() => unitStackArgs(spec, { ...settings, regionalStack: 'acme/berth-regional/eu' })).toThrow(/must contain \{region\}/);
+    expect(() => unitStackArgs({ ...spec, name: 'Shop/1' }, settings)).toThrow(/cluster name "Shop\/1"/);
+  });
+});
+
+describe('AutomationWorkspace', () => {
+  it('apply selects the cluster stack, sets its config and runs up; the inline program is the unit program', async () => {
+    const ws = new AutomationWorkspace(settings, factory);
+    await ws.apply(spec);
+    expect(factory.calls).toEqual(['createOrSelect berth-unit/shop', 'setAllConfig shop', 'up shop']);
+    expect(factory.stacks.get('shop')).toEqual(unitStackArgs(spec, settings).config);
+
+    // Run the program the Automation API would run, with the config it was given.
+    pulumi.runtime.setAllConfig(Object.fromEntries(Object.entries(factory.stacks.get('shop')!).map(([k, v]) => [k, v.value])));
+    const outputs = await resolveAll((await factory.programs[0]!.program()) as Record<string, unknown>);
+    await settled(declared);
+    expect(outputs).toMatchObject({ cluster: 'shop', region: 'eu-west-1', fqdns: ['shop.example.com', 'db1.example.com'] });
+    const n = countByType(declared);
+    expect([n['aws:autoscaling/group:Group'], n['aws:ebs/volume:Volume'], n['aws:ecs/service:Service']]).toEqual([1, 1, 1]);
+  });
+  it('read returns the applied spec, and nothing for a cluster without a stack', async () => {
+    const ws = new AutomationWorkspace(settings, factory);
+    expect(await ws.read('shop')).toBeUndefined();
+    await ws.apply(spec);
+    expect(await ws.read('shop')).toEqual(spec);
+  });
+  it('read refuses a stack the API did not make, and passes other failures on', async () => {
+    factory.stacks.set('manual', {});
+    await expect(new AutomationWorkspace(settings, factory).read('manual')).rejects.toThrow(/not made by the cluster API/);
+    const broken: StackFactory = { ...factory, selectStack: () => Promise.reject(new Error('backend unreachable')), createOrSelectStack: factory.createOrSelectStack.bind(factory) };
+    await expect(new AutomationWorkspace(settings, broken).read('shop')).rejects.toThrow(/backend unreachable/);
+  });
+  it('destroy removes the stack after destroying it; a failed destroy (protected volumes) keeps the stack', async () => {
+    const ws = new AutomationWorkspace(settings, factory);
+    await ws.destroy('absent');
+    expect(factory.calls).toEqual(['select absent']);
+    await ws.apply(spec);
+    factory.failDestroy = true;
+    await expect(ws.destroy('shop')).rejects.toThrow(/protected/);
+    expect(factory.stacks.has('shop')).toBe(true);
+    factory.failDestroy = false;
+    await ws.destroy('shop');
+    expect(factory.calls.slice(-3)).toEqual(['select shop', 'destroy shop', 'removeStack shop']);
+    expect(factory.stacks.has('shop')).toBe(false);
+  });
+  it('serves ClusterApi: create applies a new stack, a second create is refused, an invalid shrink never reaches the stack', async () => {
+    const ec2 = mockClient(EC2Client);
+    ec2.on(DescribeInstancesCommand).resolves({ Reservations: [{ Instances: [{ InstanceId: 'i-1', Tags: [{ Key: 'berth:host', Value: 'shop-h1' }, { Key: 'berth:ready', Value: 'true' }] }] }] });
+    ec2.on(DescribeVolumesCommand).resolves({ Volumes: [{ VolumeId: 'vol-1', Tags: [{ Key: 'berth:volume', Value: 'shop-db1' }, { Key: 'berth:state', Value: 'mounted' }] }] });
+    const api = new ClusterApi({ workspace: new AutomationWorkspace(settings, factory), regions: settings.regions, ec2: () => new EC2Client({ region: 'eu-west-1' }), sleep: () => Promise.resolve() });
+    await api.create(spec);
+    expect(factory.calls).toEqual(['select shop', 'createOrSelect berth-unit/shop', 'setAllConfig shop', 'up shop']);
+    await expect(api.create(spec)).rejects.toThrow(/already exists/);
+    await expect(api.update({ ...spec, hosts: [], nodes: [] })).rejects.toThrow(/at least one node/);
+    expect(factory.calls.filter((c) => c.startsWith('up '))).toHaveLength(1);
+    ec2.restore();
+  });
+});

@@ -1,0 +1,108 @@
+import * as pulumi from '@pulumi/pulumi';
+import { beforeAll, describe, expect, it } from 'vitest';
+import { parse } from 'yaml';
+import { ofType, recordResources, settled, type Declared } from './mocks.js';
+
+let declared: Declared[] = [];
+beforeAll(() => {
+  declared = recordResources();
+});
+
+interface Statement { Sid: string; Effect: string; Action: string | string[]; Resource: string | string[]; Condition?: unknown }
+const statements = (d: Declared) => (JSON.parse(d.inputs['policy'] as string) as { Statement: Statement[] }).Statement;
+
+describe('Buckets under setMocks', () => {
+  it('declares two versioned, encrypted, public-blocked, TLS-only buckets', async () => {
+    const { Buckets } = await import('./buckets.js');
+    const b = new Buckets('env', { kmsKeyArn: 'arn:aws:kms:eu-west-1:111:key/k' });
+    await new Promise<void>((r) => pulumi.all([b.environmentBucket, b.artifactsBucket]).apply(() => r()));
+    await settled(declared);
+    expect(ofType(declared, 'aws:s3/bucket:Bucket').map((x) => x.name).sort()).toEqual(['env-artifacts', 'env-environment']);
+    const per = (type: string) => ofType(declared, type).filter((x) => x.name.startsWith('env-'));
+    expect(per('aws:s3/bucketVersioning:BucketVersioning').map((v) => v.inputs['versioningConfiguration'])).toEqual([{ status: 'Enabled' }, { status: 'Enabled' }]);
+    for (const block of per('aws:s3/bucketPublicAccessBlock:BucketPublicAccessBlock')) {
+      expect(block.inputs).toMatchObject({ blockPublicAcls: true, blockPublicPolicy: true, ignorePublicAcls: true, restrictPublicBuckets: true });
+    }
+    expect(per('aws:s3/bucketPublicAccessBlock:BucketPublicAccessBlock')).toHaveLength(2);
+    for (const sse of per('aws:s3/bucketServerSideEncryptionConfiguration:BucketServerSideEncryptionConfiguration')) {
+      expect(sse.inputs['rules']).toEqual([{ applyServerSideEncryptionByDefault: { sseAlgorithm: 'aws:kms', kmsMasterKeyId: 'arn:aws:kms:eu-west-1:111:key/k' }, bucketKeyEnabled: true }]);
+    }
+    const policies = per('aws:s3/bucketPolicy:BucketPolicy');
+    expect(policies).toHaveLength(2);
+    for (const p of policies) {
+      const st = statements(p);
+      expect(st.every((s) => s.Effect === 'Deny')).toBe(true);
+      expect(st.find((s) => s.Sid === 'DenyInsecureTransport')!.Condition).toEqual({ Bool: { 'aws:SecureTransport': 'false' } });
+      expect(st[0]!.Resource).toEqual([`arn:aws:mock:::${p.name}`, `arn:aws:mock:::${p.name}/*`]);
+    }
+  });
+  it('refuses a nonsensical retention', async () => {
+    const { Buckets } = await import('./buckets.js');
+    expect(() => new Buckets('bad', { noncurrentVersionDays: 0 })).toThrow(/noncurrentVersionDays/);
+  });
+});
+
+describe('Registries under setMocks', () => {
+  it('declares agent and traefik repositories scanned on push with immutable tags and a lifecycle', async () => {
+    const { Registries } = await import('./registries.js');
+    const r = new Registries('img', { keep: 20 });
+    await new Promise<void>((res) => pulumi.all([r.repositoryArns.agent, r.repositoryArns.traefik]).apply(() => res()));
+    await settled(declared);
+    const repos = ofType(declared, 'aws:ecr/repository:Repository');
+    expect(repos.map((x) => x.inputs['name']).sort()).toEqual(['berth/agent', 'berth/traefik']);
+    for (const repo of repos) expect(repo.inputs).toMatchObject({ imageTagMutability: 'IMMUTABLE', imageScanningConfiguration: { scanOnPush: true } });
+    const lifecycles = ofType(declared, 'aws:ecr/lifecyclePolicy:LifecyclePolicy');
+    expect(lifecycles).toHaveLength(2);
+    const rules = (JSON.parse(lifecycles[0]!.inputs['policy'] as string) as { rules: Array<{ selection: { tagStatus: string; countNumber: number } }> }).rules;
+    expect(rules.map((x) => [x.selection.tagStatus, x.selection.countNumber])).toEqual([['untagged', 7], ['any', 20]]);
+  });
+  it('refuses keeping no images', async () => {
+    const { imageLifecyclePolicy } = await import('./registries.js');
+    expect(() => imageLifecyclePolicy(0, 7)).toThrow(/keep must be/);
+  });
+});
+
+describe('BuildPipeline under setMocks', () => {
+  it('builds both Dockerfiles in private subnets, triggered by a new source zip, with least-privilege roles', async () => {
+    const { BuildPipeline } = await import('./build-pipeline.js');
+    const p = new BuildPipeline('build', {
+      region: 'eu-west-1', accountId: '111122223333', vpcId: 'vpc-g', privateSubnetIds: ['subnet-p0', 'subnet-p1'], artifactsBucket: 'berth-artifacts',
+      repositoryUrls: { agent: '111.dkr.ecr/berth/agent', traefik: '111.dkr.ecr/berth/traefik' },
+      repositoryArns: { agent: 'arn:aws:ecr:eu-west-1:111:repository/berth/agent', traefik: 'arn:aws:ecr:eu-west-1:111:repository/berth/traefik' },
+    });
+    await new Promise<void>((r) => pulumi.all([p.projectNames.agent, p.projectNames.traefik]).apply(() => r()));
+    await settled(declared);
+    const projects = ofType(declared, 'aws:codebuild/project:Project');
+    expect(projects).toHaveLength(2);
+    for (const proj of projects) {
+      expect(proj.inputs['vpcConfig']).toMatchObject({ vpcId: 'vpc-g', subnets: ['subnet-p0', 'subnet-p1'] });
+      const spec = parse((proj.inputs['source'] as { buildspec: string }).buildspec) as { phases: { build: { commands: string[] } } };
+      const image = proj.name.replace('build-', '');
+      expect(spec.phases.build.commands[0]).toContain(`-f Dockerfile.${image} `);
+      expect(spec.phases.build.commands[1]).toMatch(/^docker push "\$REPOSITORY_URI:build-\$CODEBUILD_BUILD_NUMBER"$/);
+      // The agent build also packs what bootstrap.sh installs: the bundle, the systemd unit, Traefik's TLS options.
+      const tar = spec.phases.build.commands.find((c) => c.startsWith('tar '));
+      if (image === 'agent') expect(tar).toBe('tar -czf berth.tar.gz dist package.json userdata traefik/dynamic');
+      else expect(tar).toBeUndefined();
+    }
+    const rule = ofType(declared, 'aws:cloudwatch/eventRule:EventRule').find((r) => r.name === 'build-source')!;
+    expect(JSON.parse(rule.inputs['eventPattern'] as string)).toMatchObject({ detail: { bucket: { name: ['berth-artifacts'] }, object: { key: ['source/berth.zip'] } } });
+    expect(ofType(declared, 'aws:cloudwatch/eventTarget:EventTarget').filter((t) => t.name.startsWith('build-'))).toHaveLength(2);
+    expect(ofType(declared, 'aws:ec2/securityGroup:SecurityGroup').find((s) => s.name === 'build-builds')!.inputs['ingress']).toBeUndefined();
+
+    const agent = statements(ofType(declared, 'aws:iam/rolePolicy:RolePolicy').find((r) => r.name === 'build-agent')!);
+    const traefik = statements(ofType(declared, 'aws:iam/rolePolicy:RolePolicy').find((r) => r.name === 'build-traefik')!);
+    const describeOnly = /^(ec2:Describe|ec2:(Create|Delete)NetworkInterface$|ecr:GetAuthorizationToken$)/;
+    for (const st of [...agent, ...traefik]) {
+      const actions = [st.Action].flat();
+      expect(actions.every((a) => !a.includes('*')), st.Sid).toBe(true);
+      if ([st.Resource].flat().includes('*')) expect(actions.every((a) => describeOnly.test(a)), st.Sid).toBe(true);
+    }
+    expect(agent.find((s) => s.Sid === 'PushOwnImage')!.Resource).toBe('arn:aws:ecr:eu-west-1:111:repository/berth/agent');
+    expect(traefik.find((s) => s.Sid === 'PushOwnImage')!.Resource).toBe('arn:aws:ecr:eu-west-1:111:repository/berth/traefik');
+    expect(traefik.some((s) => s.Sid === 'WriteRelease')).toBe(false);
+    expect(agent.find((s) => s.Sid === 'WriteRelease')!.Resource).toBe('arn:aws:s3:::berth-artifacts/berth/*');
+    const events = statements(ofType(declared, 'aws:iam/rolePolicy:RolePolicy').find((r) => r.name === 'build-events')!);
+    expect(events).toEqual([{ Sid: 'StartImageBuilds', Effect: 'Allow', Action: ['codebuild:StartBuild'], Resource: ['arn:aws:mock:::build-agent', 'arn:aws:mock:::build-traefik'] }]);
+  });
+});

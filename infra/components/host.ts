@@ -1,0 +1,91 @@
+import * as pulumi from '@pulumi/pulumi';
+import { multipartUserdata, renderBootstrap, renderTemplate } from '../../userdata/render.js';
+import { hostEbsPolicy, type PolicyStatement } from './host-policy.js';
+import { ecsAmiId, singleInstanceGroup } from './single-instance-group.js';
+
+export interface HostArgs {
+  /** berth cluster (tag berth:cluster). */
+  readonly cluster: string;
+  /** Logical host id (tag berth:host, ECS attribute berth.host); stable across instance replacement. */
+  readonly hostId: string;
+  readonly region: string;
+  readonly accountId: pulumi.Input<string>;
+  /** The ECS cluster the host joins (its berth cluster's). */
+  readonly ecsClusterName: pulumi.Input<string>;
+  /** One private subnet: the host and its volumes stay in that subnet's AZ. */
+  readonly subnetId: pulumi.Input<string>;
+  readonly securityGroupId: pulumi.Input<string>;
+  /** s3:// URI of the berth release tarball. */
+  readonly artifactUri: pulumi.Input<string>;
+  readonly logGroupName: string;
+  /** Key of the node volumes; berth attaches (and may create) volumes encrypted with it. */
+  readonly ebsKmsKeyArn?: pulumi.Input<string>;
+  /** Key of the artifacts bucket. */
+  readonly bucketKmsKeyArn?: pulumi.Input<string>;
+  readonly instanceType?: string;
+  readonly swapMiB?: number;
+  readonly amiId?: pulumi.Input<string>;
+}
+
+/** The IAM policy of a host: berth's tag-conditioned EBS rights, its release, and the keys it needs. */
+export function hostInstancePolicy(a: { region: string; accountId: string; cluster: string; hostId: string; artifactUri: string; ebsKmsKeyArn?: string; bucketKmsKeyArn?: string }) {
+  const statements: PolicyStatement[] = [
+    ...hostEbsPolicy({ region: a.region, accountId: a.accountId, cluster: a.cluster, hostId: a.hostId }).Statement,
+    { Sid: 'ReadRelease', Effect: 'Allow', Action: ['s3:GetObject'], Resource: a.artifactUri.replace(/^s3:\/\//, 'arn:aws:s3:::') },
+  ];
+  if (a.ebsKmsKeyArn) {
+    // EC2 uses the key on berth's behalf when it creates or attaches an encrypted volume.
+    statements.push(
+      { Sid: 'EbsKeyGrants', Effect: 'Allow', Action: ['kms:CreateGrant'], Resource: a.ebsKmsKeyArn, Condition: { Bool: { 'kms:GrantIsForAWSResource': 'true' } } },
+      {
+        Sid: 'EbsKeyThroughEc2', Effect: 'Allow',
+        Action: ['kms:Decrypt', 'kms:DescribeKey', 'kms:GenerateDataKeyWithoutPlaintext', 'kms:ReEncryptFrom', 'kms:ReEncryptTo'],
+        Resource: a.ebsKmsKeyArn, Condition: { StringEquals: { 'kms:ViaService': `ec2.${a.region}.amazonaws.com` } },
+      },
+    );
+  }
+  if (a.bucketKmsKeyArn) statements.push({ Sid: 'DecryptRelease', Effect: 'Allow', Action: ['kms:Decrypt'], Resource: a.bucketKmsKeyArn });
+  return { Version: '2012-10-17' as const, Statement: statements };
+}
+
+/**
+ * One berth host: an ASG of exactly one instance on the AL2023 ECS-optimized AMI in one
+ * private subnet, tagged berth:cluster/berth:host at launch. Its userdata installs Node.js
+ * and the CloudWatch agent, makes swap, then installs and starts berth before the ECS agent,
+ * which registers with the unique attribute `berth.host = <hostId>` that node services are
+ * pinned to.
+ */
+export class Host extends pulumi.ComponentResource {
+  readonly groupName: pulumi.Output<string>;
+  readonly hostId: string;
+
+  constructor(name: string, args: HostArgs, opts?: pulumi.ComponentResourceOptions) {
+    super('berth:unit:Host', name, {}, opts);
+    const swapMiB = args.swapMiB ?? 2048;
+    if (!Number.isInteger(swapMiB) || swapMiB < 0) throw new Error(`Host ${args.hostId}: swapMiB must be a whole number ≥ 0, not ${swapMiB}`);
+    const userData = pulumi.all([args.artifactUri, args.ecsClusterName]).apply(([artifact, ecsCluster]) => multipartUserdata([
+      { filename: '10-host-prep.sh', content: renderTemplate('host-prep.sh', { LOG_GROUP: args.logGroupName }) },
+      {
+        filename: '20-berth.sh',
+        content: renderBootstrap({ CLUSTER: args.cluster, HOST_ID: args.hostId, REGION: args.region, ARTIFACT_URI: artifact, SWAP_MIB: swapMiB, ECS_CLUSTER: ecsCluster }),
+      },
+    ]));
+    const policy = pulumi.all([args.accountId, args.artifactUri, args.ebsKmsKeyArn, args.bucketKmsKeyArn]).apply(([accountId, artifactUri, ebsKmsKeyArn, bucketKmsKeyArn]) =>
+      JSON.stringify(hostInstancePolicy({ region: args.region, accountId, cluster: args.cluster, hostId: args.hostId, artifactUri, ebsKmsKeyArn, bucketKmsKeyArn })));
+    const { group } = singleInstanceGroup(name, {
+      amiId: args.amiId ?? ecsAmiId(this),
+      instanceType: args.instanceType ?? 't3.medium',
+      subnetId: args.subnetId,
+      securityGroupIds: [args.securityGroupId],
+      userData,
+      tags: { 'berth:cluster': args.cluster, 'berth:host': args.hostId },
+      policy,
+      publicIp: false,
+      // A new AMI or release takes effect when the host is next replaced; operators roll hosts one at a time.
+      refreshOnChange: false,
+    }, this);
+    this.groupName = group.name;
+    this.hostId = args.hostId;
+    this.registerOutputs({ groupName: this.groupName, hostId: this.hostId });
+  }
+}

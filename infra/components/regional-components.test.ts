@@ -1,0 +1,121 @@
+import { execFileSync } from 'node:child_process';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import * as pulumi from '@pulumi/pulumi';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { ofType, recordResources, settled, userdataParts, type Declared } from './mocks.js';
+
+let declared: Declared[] = [];
+const amiQueries: string[] = [];
+beforeAll(() => {
+  declared = recordResources({
+    calls: {
+      'aws:ssm/getParameter:getParameter': (inputs) => {
+        amiQueries.push(String(inputs['name']));
+        return { name: inputs['name'], value: 'ami-0ecs2023', type: 'String' };
+      },
+    },
+  });
+});
+const sandbox = mkdtempSync(join(tmpdir(), 'berth-regional-'));
+afterAll(() => rmSync(sandbox, { recursive: true, force: true }));
+
+interface Statement { Sid: string; Action: string[]; Resource: string | string[]; Condition?: Record<string, Record<string, unknown>> }
+const statements = (d: Declared) => (JSON.parse(d.inputs['policy'] as string) as { Statement: Statement[] }).Statement;
+const named = (type: string, name: string) => ofType(declared, type).find((d) => d.name === name)!;
+
+describe('KmsKeys', () => {
+  it('declares the EBS, SSM and secrets keys with rotation on and an alias each', async () => {
+    const { KmsKeys } = await import('./kms-keys.js');
+    const keys = new KmsKeys('kms');
+    await new Promise<void>((r) => pulumi.all(Object.values(keys.keyArns)).apply(() => r()));
+    await settled(declared);
+    const created = ofType(declared, 'aws:kms/key:Key').filter((k) => k.name.startsWith('kms-'));
+    expect(created.map((k) => k.name).sort()).toEqual(['kms-ebs', 'kms-secrets', 'kms-ssm']);
+    for (const k of created) expect(k.inputs).toMatchObject({ enableKeyRotation: true, deletionWindowInDays: 30 });
+    expect(ofType(declared, 'aws:kms/alias:Alias').map((a) => a.inputs['name']).sort()).toEqual(['alias/berth/ebs', 'alias/berth/secrets', 'alias/berth/ssm']);
+    expect(() => new KmsKeys('bad', { deletionWindowDays: 3 })).toThrow(/deletionWindowDays/);
+  });
+});
+
+describe('SnapshotPolicy', () => {
+  it('snapshots every volume tagged berth:managed-by=berth on a schedule, keeping a bounded number', async () => {
+    const { SnapshotPolicy } = await import('./snapshot-policy.js');
+    const p = new SnapshotPolicy('snap', { retain: 7 });
+    await new Promise<void>((r) => p.policyArn.apply(() => r()));
+    await settled(declared);
+    const dlm = ofType(declared, 'aws:dlm/lifecyclePolicy:LifecyclePolicy')[0]!;
+    expect(dlm.inputs).toMatchObject({
+      state: 'ENABLED', executionRoleArn: 'arn:aws:mock:::snap-dlm',
+      policyDetails: { resourceTypes: ['VOLUME'], targetTags: { 'berth:managed-by': 'berth' }, schedules: [{ createRule: { interval: 24, intervalUnit: 'HOURS', times: '03:00' }, retainRule: { count: 7 }, copyTags: true }] },
+    });
+  });
+  it('refuses schedules DLM does not accept', async () => {
+    const { validateSnapshotArgs } = await import('./snapshot-policy.js');
+    expect(() => validateSnapshotArgs({ intervalHours: 5 })).toThrow(/one of 1, 2, 3, 4, 6, 8, 12, 24/);
+    expect(() => validateSnapshotArgs({ time: '3am' })).toThrow(/HH:MM/);
+    expect(() => validateSnapshotArgs({ retain: 0 })).toThrow(/retain/);
+  });
+});
+
+describe('EcsCluster', () => {
+  it('runs one Traefik task in host network mode, pinned to the Traefik host, with read-only discovery rights', async () => {
+    const { EcsCluster } = await import('./ecs-cluster.js');
+    const c = new EcsCluster('ecs', { region: 'eu-west-1', clusterName: 'berth-eu-west-1', traefikImage: 'repo/berth/traefik:build-3', traefikHostId: 'traefik-eu-west-1' });
+    await new Promise<void>((r) => pulumi.all([c.clusterName, c.traefikServiceName]).apply(() => r()));
+    await settled(declared);
+    const svc = named('aws:ecs/service:Service', 'ecs-traefik');
+    expect(svc.inputs).toMatchObject({ desiredCount: 1, launchType: 'EC2', deploymentMinimumHealthyPercent: 0, deploymentMaximumPercent: 100 });
+    expect(svc.inputs['placementConstraints']).toEqual([{ type: 'memberOf', expression: 'attribute:berth.host == traefik-eu-west-1' }]);
+    const td = named('aws:ecs/taskDefinition:TaskDefinition', 'ecs-traefik');
+    expect(td.inputs['networkMode']).toBe('host');
+    const [container] = JSON.parse(td.inputs['containerDefinitions'] as string) as Array<{ image: string; portMappings: Array<{ hostPort: number }>; environment: Array<{ name: string; value: string }>; mountPoints: Array<{ containerPath: string }> }>;
+    expect(container!.image).toBe('repo/berth/traefik:build-3');
+    expect(container!.portMappings.map((p) => p.hostPort)).toEqual([8090, 8860, 4000, 9860]);
+    expect(container!.environment).toContainEqual({ name: 'TRAEFIK_PROVIDERS_ECS_AUTODISCOVERCLUSTERS', value: 'true' });
+    expect(container!.mountPoints.map((m) => m.containerPath)).toEqual(['/etc/traefik/certs', '/etc/traefik/dynamic']);
+    const task = statements(named('aws:iam/rolePolicy:RolePolicy', 'ecs-traefik-task'));
+    expect(task.flatMap((s) => s.Action).every((a) => /^(ecs|ec2):(List|Describe)/.test(a))).toBe(true);
+  });
+});
+
+describe('TraefikHost', () => {
+  it('launches one instance from the ECS AL2023 AMI, owns the EIP and its DNS name, and may only touch its own EIP, routes and tags', async () => {
+    const { TraefikHost } = await import('./traefik-host.js');
+    const t = new TraefikHost('edge', {
+      region: 'eu-west-1', accountId: '111122223333', vpcCidr: '10.1.0.0/16', publicSubnetId: 'subnet-pub0', securityGroupId: 'sg-1',
+      privateRouteTableIds: ['rtb-priv'], ecsClusterName: 'berth-eu-west-1', zoneId: 'Z1', zoneName: 'example.com',
+      artifactUri: 's3://berth-artifacts/berth/build-7.tar.gz', certBucket: 'berth-environment', certBucketRegion: 'eu-west-1', certDomains: ['example.com', '*.example.com'],
+    });
+    await new Promise<void>((r) => pulumi.all([t.publicIp, t.groupName]).apply(() => r()));
+    await settled(declared);
+    expect(amiQueries).toContain('/aws/service/ecs/optimized-ami/amazon-linux-2023/recommended/image_id');
+    const asg = named('aws:autoscaling/group:Group', 'edge-asg');
+    expect(asg.inputs).toMatchObject({ minSize: 1, maxSize: 1, desiredCapacity: 1, vpcZoneIdentifiers: ['subnet-pub0'] });
+    expect(asg.inputs['tags']).toContainEqual({ key: 'berth:host', value: 'traefik-eu-west-1', propagateAtLaunch: true });
+    expect(asg.inputs['instanceRefresh']).toMatchObject({ strategy: 'Rolling' });
+    const lt = named('aws:ec2/launchTemplate:LaunchTemplate', 'edge-lt');
+    expect(lt.inputs).toMatchObject({ imageId: 'ami-0ecs2023', metadataOptions: { httpTokens: 'required', httpPutResponseHopLimit: 1 } });
+    const parts = userdataParts(lt.inputs['userData'] as string);
+    expect(parts.map((p) => p.filename)).toEqual(['10-host-prep.sh', '20-traefik-host.sh', '30-berth.sh']);
+    for (const p of parts) {
+      expect(p.body, p.filename).not.toMatch(/@@/);
+      writeFileSync(join(sandbox, p.filename), p.body);
+      execFileSync('/usr/bin/shellcheck', ['-s', 'bash', join(sandbox, p.filename)]);
+    }
+    expect(parts[1]!.body).toContain("ALLOCATION_ID='edge-eip-id'");
+    expect(parts[2]!.body).toContain("ECS_CLUSTER_NAME='berth-eu-west-1'");
+    expect(parts[2]!.body).toContain("HOST_ID='traefik-eu-west-1'");
+    const dns = named('aws:route53/record:Record', 'edge-dns');
+    expect(dns.inputs).toMatchObject({ name: 'traefik-eu-west-1.example.com', type: 'A', zoneId: 'Z1' });
+
+    const policy = statements(named('aws:iam/rolePolicy:RolePolicy', 'edge-policy'));
+    const eip = policy.find((s) => s.Sid === 'TakeOverElasticIp')!;
+    expect(eip.Resource).toContain('arn:aws:ec2:eu-west-1:111122223333:elastic-ip/edge-eip-id');
+    expect(eip.Condition).toEqual({ StringEquals: { 'aws:ResourceTag/berth:role': 'traefik' } });
+    expect(policy.find((s) => s.Sid === 'PrivateDefaultRoute')!.Resource).toEqual(['arn:aws:ec2:eu-west-1:111122223333:route-table/rtb-priv']);
+    expect(policy.find((s) => s.Sid === 'ReadCertificate')!.Resource).toBe('arn:aws:s3:::berth-environment/tls/*');
+    for (const s of policy) expect(s.Action.filter((a) => a.includes('*')), s.Sid).toEqual([]);
+  });
+});

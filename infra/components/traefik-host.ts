@@ -1,0 +1,112 @@
+import * as aws from '@pulumi/aws';
+import * as pulumi from '@pulumi/pulumi';
+import { multipartUserdata, renderBootstrap, renderTemplate } from '../../userdata/render.js';
+import { hostEbsPolicy } from './host-policy.js';
+import { ecsAmiId, singleInstanceGroup } from './single-instance-group.js';
+
+export interface TraefikHostArgs {
+  readonly region: string;
+  readonly accountId: pulumi.Input<string>;
+  readonly vpcCidr: string;
+  /** Public subnet the host lives in (one AZ; the EIP follows the instance, not the AZ). */
+  readonly publicSubnetId: pulumi.Input<string>;
+  readonly securityGroupId: pulumi.Input<string>;
+  /** Route tables whose default route the host takes over at boot (NAT for the private subnets). */
+  readonly privateRouteTableIds: readonly pulumi.Input<string>[];
+  readonly ecsClusterName: pulumi.Input<string>;
+  readonly zoneId: pulumi.Input<string>;
+  readonly zoneName: string;
+  /** s3:// URI of the berth release tarball; berth on this host refreshes Traefik's certificate. */
+  readonly artifactUri: pulumi.Input<string>;
+  readonly certBucket: pulumi.Input<string>;
+  /** Region of the certificate bucket (the global stack's): berth's S3 client must use it. */
+  readonly certBucketRegion: pulumi.Input<string>;
+  readonly certDomains: readonly string[];
+  /** Key the buckets are encrypted with (berth reads the release and the certificate through S3). */
+  readonly bucketKmsKeyArn?: pulumi.Input<string>;
+  readonly instanceType?: string;
+  readonly amiId?: pulumi.Input<string>;
+  readonly logGroupName?: string;
+}
+
+/** The logical host id of a region's Traefik host; the Traefik service is pinned to it. */
+export const traefikHostId = (region: string) => `traefik-${region}`;
+
+/**
+ * The region's Traefik/NAT host: an ASG of one instance in a public subnet. At boot its
+ * userdata takes over the region's Elastic IP, turns the source/destination check off, NATs
+ * the private subnets and points their default route at itself, then starts berth (the
+ * certificate refresher) and the ECS agent with `berth.host = traefik-<region>`.
+ * DNS: `traefik-<region>.<zone>` → the Elastic IP.
+ */
+export class TraefikHost extends pulumi.ComponentResource {
+  readonly publicIp: pulumi.Output<string>;
+  readonly allocationId: pulumi.Output<string>;
+  readonly fqdn: string;
+  readonly hostId: string;
+  readonly groupName: pulumi.Output<string>;
+
+  constructor(name: string, args: TraefikHostArgs, opts?: pulumi.ComponentResourceOptions) {
+    super('berth:edge:TraefikHost', name, {}, opts);
+    if (args.privateRouteTableIds.length === 0) throw new Error('TraefikHost: privateRouteTableIds must name the private route tables it NATs for');
+    if (args.certDomains.length === 0) throw new Error('TraefikHost: certDomains must name the certificate\'s domains');
+    const hostId = traefikHostId(args.region);
+    const role = { 'berth:role': 'traefik' };
+    const eip = new aws.ec2.Eip(`${name}-eip`, { domain: 'vpc', tags: { ...role, Name: hostId } }, { parent: this, protect: true });
+    const logGroup = args.logGroupName ?? `/berth/hosts/${hostId}`;
+    new aws.cloudwatch.LogGroup(`${name}-logs`, { name: logGroup, retentionInDays: 30 }, { parent: this });
+
+    const userData = pulumi.all([eip.id, pulumi.all([...args.privateRouteTableIds]), args.certBucket, args.certBucketRegion, args.artifactUri, args.ecsClusterName])
+      .apply(([allocation, tables, bucket, bucketRegion, artifact, ecsCluster]) => multipartUserdata([
+        { filename: '10-host-prep.sh', content: renderTemplate('host-prep.sh', { LOG_GROUP: logGroup }) },
+        {
+          filename: '20-traefik-host.sh',
+          content: renderTemplate('traefik-host.sh', {
+            REGION: args.region, ALLOCATION_ID: allocation, ROUTE_TABLE_IDS: tables.join(','), VPC_CIDR: args.vpcCidr,
+            CERT_BUCKET: bucket, CERT_REGION: bucketRegion, CERT_DOMAINS: args.certDomains.join(','),
+          }),
+        },
+        { filename: '30-berth.sh', content: renderBootstrap({ CLUSTER: hostId, HOST_ID: hostId, REGION: args.region, ARTIFACT_URI: artifact, SWAP_MIB: 0, ECS_CLUSTER: ecsCluster }) },
+      ]));
+
+    const policy = pulumi.all([args.accountId, eip.id, pulumi.all([...args.privateRouteTableIds]), args.certBucket, args.artifactUri, args.bucketKmsKeyArn])
+      .apply(([account, allocation, tables, bucket, artifact, bucketKey]) => {
+        const ec2 = (type: string) => `arn:aws:ec2:${args.region}:${account}:${type}`;
+        const traefikOnly = { StringEquals: { 'aws:ResourceTag/berth:role': 'traefik' } };
+        const berth = hostEbsPolicy({ region: args.region, accountId: account, cluster: hostId, hostId });
+        return JSON.stringify({
+          Version: '2012-10-17',
+          Statement: [
+            { Sid: 'TakeOverElasticIp', Effect: 'Allow', Action: ['ec2:AssociateAddress'], Resource: [ec2(`elastic-ip/${allocation}`), ec2('instance/*'), ec2('network-interface/*')], Condition: traefikOnly },
+            { Sid: 'NatSourceDestCheck', Effect: 'Allow', Action: ['ec2:ModifyInstanceAttribute'], Resource: ec2('instance/*'), Condition: traefikOnly },
+            { Sid: 'PrivateDefaultRoute', Effect: 'Allow', Action: ['ec2:CreateRoute', 'ec2:ReplaceRoute'], Resource: tables.map((t) => ec2(`route-table/${t}`)) },
+            { Sid: 'ReadRelease', Effect: 'Allow', Action: ['s3:GetObject'], Resource: artifact.replace(/^s3:\/\//, 'arn:aws:s3:::') },
+            { Sid: 'ReadCertificate', Effect: 'Allow', Action: ['s3:GetObject'], Resource: `arn:aws:s3:::${bucket}/tls/*` },
+            ...(bucketKey ? [{ Sid: 'DecryptBucketObjects', Effect: 'Allow', Action: ['kms:Decrypt'], Resource: bucketKey }] : []),
+            ...berth.Statement,
+          ],
+        });
+      });
+
+    const { group } = singleInstanceGroup(name, {
+      amiId: args.amiId ?? ecsAmiId(this),
+      instanceType: args.instanceType ?? 't3.small',
+      subnetId: args.publicSubnetId,
+      securityGroupIds: [args.securityGroupId],
+      userData,
+      tags: { ...role, 'berth:cluster': hostId, 'berth:host': hostId },
+      attachedResourceTags: role,
+      policy,
+      publicIp: true,
+      refreshOnChange: true,
+    }, this);
+
+    this.fqdn = `${hostId}.${args.zoneName}`;
+    new aws.route53.Record(`${name}-dns`, { zoneId: args.zoneId, name: this.fqdn, type: 'A', ttl: 60, records: [eip.publicIp] }, { parent: this });
+    this.publicIp = eip.publicIp;
+    this.allocationId = eip.id; // an EIP's id is its allocation id
+    this.hostId = hostId;
+    this.groupName = group.name;
+    this.registerOutputs({ publicIp: this.publicIp, allocationId: this.allocationId, fqdn: this.fqdn, groupName: this.groupName });
+  }
+}

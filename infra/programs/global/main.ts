@@ -1,0 +1,3 @@
+import { globalProgram } from './index.js';
+
+export default () => globalProgram();

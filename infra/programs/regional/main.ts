@@ -1,0 +1,3 @@
+import { regionalProgram } from './index.js';
+
+export default () => regionalProgram();

@@ -1,0 +1,84 @@
+import { createHash } from 'node:crypto';
+import * as pulumi from '@pulumi/pulumi';
+import { checkTransition, type ClusterSpec } from '../../cluster-api/invariants.js';
+import { Cluster } from '../../components/cluster.js';
+import { Host } from '../../components/host.js';
+import { Node } from '../../components/node.js';
+import { accountId, config, stackOutput, stackRegion } from '../shared.js';
+
+/**
+ * Which private subnet (of `count`) a host lives in: a hash of its id, so a host never
+ * changes AZ when others are added or removed (its volumes are bound to that AZ).
+ */
+export function subnetIndexFor(hostId: string, count: number): number {
+  if (!Number.isInteger(count) || count < 1) throw new Error(`no private subnets to place host ${hostId} in`);
+  return createHash('sha256').update(hostId).digest().readUInt32BE(0) % count;
+}
+
+/** Resolves each node's image, port and size from its spec and the program's defaults; names what is missing. */
+export function resolveNodes(spec: ClusterSpec, defaults: { image?: string; port?: number; sizeGiB?: number }) {
+  return spec.nodes.map((n) => {
+    const image = n.image ?? defaults.image;
+    const port = n.port ?? defaults.port;
+    if (!image) throw new Error(`node ${n.name}: no image (set it in the cluster spec or berth:nodeImage)`);
+    if (port === undefined || !Number.isInteger(port) || port < 1 || port > 65535) throw new Error(`node ${n.name}: port must be 1-65535 (cluster spec or berth:nodePort), not ${String(port)}`);
+    return { ...n, image, port, sizeGiB: n.sizeGiB ?? defaults.sizeGiB ?? 20 };
+  });
+}
+
+/**
+ * One unit stack per cluster, applied by the dynamic API (cluster-api). Config:
+ * - `berth:cluster` — the ClusterSpec (name, region, hosts, nodes); checked by the same invariants as the API
+ * - `berth:regionalStack` — this region's regional stack (`org/berth-regional/regional-eu-west-1`)
+ * - `berth:regions` — designated regions; `berth:zone` — the Route 53 zone name (the regional stack's)
+ * - `berth:nodeImage`, `berth:nodePort`, `berth:nodeSizeGiB` — node defaults
+ * - `berth:instanceType` (default t3.medium), `berth:swapMiB` (default 2048)
+ */
+export function unitProgram() {
+  const c = config();
+  const spec = c.requireObject<ClusterSpec>('cluster');
+  const region = stackRegion();
+  const regions = c.requireObject<string[]>('regions');
+  checkTransition(undefined, spec, regions);
+  if (spec.region !== region) throw new Error(`cluster ${spec.name} is in ${spec.region}, but this stack deploys to ${region}`);
+  const nodes = resolveNodes(spec, { image: c.get('nodeImage'), port: c.getNumber('nodePort'), sizeGiB: c.getNumber('nodeSizeGiB') });
+
+  const regional = new pulumi.StackReference(c.require('regionalStack'));
+  const zone = c.require('zone');
+  const out = <T>(name: string) => stackOutput<T>(regional, name);
+  const privateSubnetIds = out<string[]>('privateSubnetIds');
+  const privateSubnetAzs = out<string[]>('privateSubnetAzs');
+
+  const cluster = new Cluster(spec.name, {
+    cluster: spec.name, region, zoneId: out<string>('zoneId'), zoneName: zone, traefikIp: out<string>('traefikIp'), nodes: nodes.map((n) => n.name),
+  });
+  const hosts = new Map<string, { host: Host; az: pulumi.Output<string> }>();
+  for (const hostId of spec.hosts) {
+    const pick = <T>(list: pulumi.Output<T[]>) => list.apply((l) => l[subnetIndexFor(hostId, l.length)]!);
+    const host = new Host(hostId, {
+      cluster: spec.name, hostId, region, accountId: accountId(), ecsClusterName: cluster.ecsClusterName,
+      subnetId: pick(privateSubnetIds), securityGroupId: out<string>('securityGroupId'), artifactUri: out<string>('artifactUri'),
+      logGroupName: `/berth/hosts/${spec.name}`, ebsKmsKeyArn: out<string>('ebsKeyArn'), bucketKmsKeyArn: out<string>('bucketKeyArn'),
+      instanceType: spec.instanceType ?? c.get('instanceType') ?? 't3.medium', swapMiB: c.getNumber('swapMiB') ?? 2048,
+    }, { dependsOn: [cluster] });
+    hosts.set(hostId, { host, az: pick(privateSubnetAzs) });
+  }
+  const volumes: Record<string, pulumi.Output<string>> = {};
+  for (const n of nodes) {
+    const { host, az } = hosts.get(n.host)!;
+    // dependsOn: the node goes before its host on delete, and never outlives it.
+    const node = new Node(`${spec.name}-${n.name}`, {
+      node: n.name, host: n.host, cluster: spec.name, image: n.image, port: n.port, sizeGiB: n.sizeGiB, zone,
+      ecsCluster: cluster.ecsClusterArn, availabilityZone: az, kmsKeyId: out<string>('ebsKeyArn'),
+    }, { dependsOn: [host] });
+    volumes[n.name] = node.volumeId;
+  }
+  return {
+    cluster: spec.name,
+    region,
+    spec: JSON.stringify(spec),
+    hosts: Object.fromEntries([...hosts].map(([id, h]) => [id, { group: h.host.groupName, availabilityZone: h.az }])),
+    volumes,
+    fqdns: cluster.fqdns,
+  };
+}

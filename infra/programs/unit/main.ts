@@ -1,0 +1,3 @@
+import { unitProgram } from './index.js';
+
+export default () => unitProgram();

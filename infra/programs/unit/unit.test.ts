@@ -1,0 +1,107 @@
+import * as pulumi from '@pulumi/pulumi';
+import { beforeAll, describe, expect, it } from 'vitest';
+import { countByType, ofType, recordResources, settled, userdataParts, type Declared } from '../../components/mocks.js';
+import type { ClusterSpec } from '../../cluster-api/invariants.js';
+import { openToWorld, resolveAll, unconditionedEbsMutations, userdataProblems } from '../checks.js';
+import { subnetIndexFor } from './index.js';
+
+const spec: ClusterSpec = {
+  name: 'shop', region: 'eu-west-1', hosts: ['shop-h1', 'shop-h2'],
+  nodes: [{ name: 'db1', host: 'shop-h1' }, { name: 'db2', host: 'shop-h2', image: 'postgres:16', port: 5432, sizeGiB: 100 }, { name: 'db3', host: 'shop-h2' }],
+};
+const config = {
+  'aws:region': 'eu-west-1',
+  'berth:cluster': JSON.stringify(spec),
+  'berth:regionalStack': 'acme/berth-regional/regional-eu-west-1',
+  'berth:regions': JSON.stringify(['eu-west-1', 'us-east-1']),
+  'berth:zone': 'example.com',
+  'berth:nodeImage': 'app:1',
+  'berth:nodePort': '8080',
+};
+const subnets = ['subnet-a', 'subnet-b', 'subnet-c'];
+const azs = ['eu-west-1a', 'eu-west-1b', 'eu-west-1c'];
+
+let declared: Declared[] = [];
+beforeAll(() => {
+  declared = recordResources({
+    stacks: {
+      'acme/berth-regional/regional-eu-west-1': {
+        zone: 'example.com', zoneId: 'Z0EXAMPLE', privateSubnetIds: subnets, privateSubnetAzs: azs,
+        securityGroupId: 'sg-eu', artifactUri: 's3://berth-artifacts-0001/berth/build-42.tar.gz', ebsKeyArn: 'arn:aws:kms:eu-west-1:111122223333:key/ebs',
+        bucketKeyArn: 'arn:aws:kms:eu-west-1:111122223333:key/buckets', traefikIp: '203.0.113.10',
+      },
+    },
+    calls: {
+      'aws:index/getCallerIdentity:getCallerIdentity': () => ({ accountId: '111122223333', arn: 'arn', userId: 'u', id: '111122223333' }),
+      'aws:ssm/getParameter:getParameter': (i) => ({ name: i['name'], value: 'ami-0ecs2023', type: 'String' }),
+    },
+  });
+  pulumi.runtime.setAllConfig(config);
+});
+
+describe('subnetIndexFor', () => {
+  it('keeps a host in the same subnet whatever other hosts exist, and spreads hosts', () => {
+    expect(subnetIndexFor('shop-h1', 3)).toBe(subnetIndexFor('shop-h1', 3));
+    const spread = new Set(Array.from({ length: 30 }, (_, i) => subnetIndexFor(`h${i}`, 3)));
+    expect(spread).toEqual(new Set([0, 1, 2]));
+    expect(() => subnetIndexFor('h', 0)).toThrow(/no private subnets/);
+  });
+});
+
+describe('unit program under setMocks', () => {
+  let outputs: Record<string, unknown> = {};
+  it('declares a Host per host, a Node per node and the cluster records', async () => {
+    const { unitProgram } = await import('./index.js');
+    outputs = await resolveAll(unitProgram());
+    await settled(declared);
+    const n = countByType(declared);
+    expect({
+      asgs: n['aws:autoscaling/group:Group'], templates: n['aws:ec2/launchTemplate:LaunchTemplate'], profiles: n['aws:iam/instanceProfile:InstanceProfile'],
+      volumes: n['aws:ebs/volume:Volume'], taskDefinitions: n['aws:ecs/taskDefinition:TaskDefinition'], services: n['aws:ecs/service:Service'],
+      records: n['aws:route53/record:Record'], ecsClusters: n['aws:ecs/cluster:Cluster'],
+    }).toEqual({ asgs: 2, templates: 2, profiles: 2, volumes: 3, taskDefinitions: 3, services: 3, records: 4, ecsClusters: 1 });
+    expect(outputs['fqdns']).toEqual(['shop.example.com', 'db1.example.com', 'db2.example.com', 'db3.example.com']);
+  });
+  it('puts each node volume in the AZ of its host subnet', () => {
+    for (const [host, nodes] of [['shop-h1', ['db1']], ['shop-h2', ['db2', 'db3']]] as const) {
+      const i = subnetIndexFor(host, 3);
+      expect(ofType(declared, 'aws:autoscaling/group:Group').find((g) => g.name === `${host}-asg`)!.inputs['vpcZoneIdentifiers']).toEqual([subnets[i]]);
+      for (const node of nodes) {
+        expect(ofType(declared, 'aws:ebs/volume:Volume').find((v) => v.name === `shop-${node}-data`)!.inputs, node).toMatchObject({ availabilityZone: azs[i], kmsKeyId: 'arn:aws:kms:eu-west-1:111122223333:key/ebs' });
+      }
+    }
+  });
+  it('gives every node task the berth volume and pins it to its host', () => {
+    for (const td of ofType(declared, 'aws:ecs/taskDefinition:TaskDefinition')) {
+      expect(td.inputs['volumes'], td.name).toMatchObject([{ dockerVolumeConfiguration: { scope: 'shared', autoprovision: true, driver: 'berth' } }]);
+    }
+    const byNode = Object.fromEntries(ofType(declared, 'aws:ecs/service:Service').map((s) => [s.name, s.inputs]));
+    expect(ofType(declared, 'aws:ecs/cluster:Cluster')[0]!.inputs['name']).toBe('berth-unit-shop');
+    expect(byNode['shop-db1-svc']).toMatchObject({ cluster: 'arn:aws:mock:::shop-ecs', placementConstraints: [{ type: 'memberOf', expression: 'attribute:berth.host == shop-h1' }] });
+    expect(byNode['shop-db3-svc']).toMatchObject({ placementConstraints: [{ type: 'memberOf', expression: 'attribute:berth.host == shop-h2' }] });
+    const db2 = ofType(declared, 'aws:ecs/taskDefinition:TaskDefinition').find((t) => t.name === 'shop-db2-task')!;
+    expect(JSON.parse(db2.inputs['containerDefinitions'] as string)).toMatchObject([{ image: 'postgres:16', portMappings: [{ containerPort: 5432 }] }]);
+    expect(ofType(declared, 'aws:ebs/volume:Volume').find((v) => v.name === 'shop-db2-data')!.inputs['size']).toBe(100);
+  });
+  it('renders host userdata completely (shellcheck clean), opens nothing, and conditions EBS rights on tags', () => {
+    expect(userdataProblems(declared)).toEqual([]);
+    for (const lt of ofType(declared, 'aws:ec2/launchTemplate:LaunchTemplate')) {
+      // Each host joins its cluster's own ECS cluster, where its berth.host attribute is unique.
+      expect(userdataParts(lt.inputs['userData'] as string)[1]!.body, lt.name).toContain("ECS_CLUSTER_NAME='berth-unit-shop'");
+    }
+    expect(openToWorld(declared)).toEqual([]);
+    expect(unconditionedEbsMutations(declared)).toEqual([]);
+  });
+  it('refuses a spec that breaks the cluster invariants or lacks a node image, before declaring anything', async () => {
+    const { unitProgram } = await import('./index.js');
+    const before = declared.length;
+    pulumi.runtime.setAllConfig({ ...config, 'berth:cluster': JSON.stringify({ ...spec, hosts: ['shop-h1'] }) });
+    expect(() => unitProgram()).toThrow(/unknown host shop-h2/);
+    pulumi.runtime.setAllConfig({ ...config, 'berth:nodeImage': '' });
+    expect(() => unitProgram()).toThrow(/node db1: no image/);
+    pulumi.runtime.setAllConfig({ ...config, 'aws:region': 'us-east-1' });
+    expect(() => unitProgram()).toThrow(/is in eu-west-1, but this stack deploys to us-east-1/);
+    expect(declared.length).toBe(before);
+    pulumi.runtime.setAllConfig(config);
+  });
+});
