@@ -23,6 +23,8 @@ describe('Traefik static configuration', () => {
 
   it('routes only labelled ECS tasks and watches the dynamic directory berth writes into', () => {
     expect(staticConf.providers.ecs.exposedByDefault).toBe(false);
+    // One ECS cluster per berth cluster (infra/): Traefik must discover them all, and only this file can say so.
+    expect(staticConf.providers.ecs.autoDiscoverClusters).toBe(true);
     expect(staticConf.providers.file).toEqual({ directory: '/etc/traefik/dynamic', watch: true });
     const berthDefault = ConfigSchema.shape.BERTH_CERT_DYNAMIC_FILE.parse(undefined);
     expect(dirname(berthDefault)).toBe(staticConf.providers.file.directory);

@@ -57,12 +57,9 @@ export class EcsCluster extends pulumi.ComponentResource {
       essential: true,
       memoryReservation: 256,
       portMappings: TRAEFIK_PORTS.map((p) => ({ containerPort: p, hostPort: p, protocol: 'tcp' })),
-      environment: [
-        // Traefik must find the node tasks of every berth cluster in the region. Note: Traefik
-        // ignores these variables while a static config file exists (docs/deploy.md, "Open").
-        { name: 'TRAEFIK_PROVIDERS_ECS_AUTODISCOVERCLUSTERS', value: 'true' },
-        { name: 'AWS_REGION', value: args.region },
-      ],
+      // Cluster discovery is in the image's traefik.yml (autoDiscoverClusters): with a static
+      // file present Traefik ignores TRAEFIK_* variables. The ECS provider takes its region from here.
+      environment: [{ name: 'AWS_REGION', value: args.region }],
       mountPoints: [
         { sourceVolume: 'certs', containerPath: '/etc/traefik/certs', readOnly: true },
         { sourceVolume: 'dynamic', containerPath: '/etc/traefik/dynamic', readOnly: true },

@@ -73,7 +73,7 @@ describe('EcsCluster', () => {
     const [container] = JSON.parse(td.inputs['containerDefinitions'] as string) as Array<{ image: string; portMappings: Array<{ hostPort: number }>; environment: Array<{ name: string; value: string }>; mountPoints: Array<{ containerPath: string }> }>;
     expect(container!.image).toBe('repo/berth/traefik:build-3');
     expect(container!.portMappings.map((p) => p.hostPort)).toEqual([8090, 8860, 4000, 9860]);
-    expect(container!.environment).toContainEqual({ name: 'TRAEFIK_PROVIDERS_ECS_AUTODISCOVERCLUSTERS', value: 'true' });
+    expect(container!.environment).toEqual([{ name: 'AWS_REGION', value: 'eu-west-1' }]);
     expect(container!.mountPoints.map((m) => m.containerPath)).toEqual(['/etc/traefik/certs', '/etc/traefik/dynamic']);
     const task = statements(named('aws:iam/rolePolicy:RolePolicy', 'ecs-traefik-task'));
     expect(task.flatMap((s) => s.Action).every((a) => /^(ecs|ec2):(List|Describe)/.test(a))).toBe(true);
