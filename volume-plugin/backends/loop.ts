@@ -82,13 +82,16 @@ export function createLoopBackend(deps: LoopBackendDeps): Backend {
 
   /** Attached loop devices and the file the kernel says backs each (sysfs: no process to spawn). */
   async function loopDevices(): Promise<LoopDevice[]> {
+    // The kernel keeps a node for every loop device ever made (hundreds on a busy host): read them all at once.
     const names = (await readdir(sysBlock)).filter((n) => /^loop\d+$/.test(n));
-    const out: LoopDevice[] = [];
-    for (const n of names) {
-      const backing = await readFile(join(sysBlock, n, 'loop', 'backing_file'), 'utf8').catch(() => undefined);
-      if (backing !== undefined) out.push({ device: `/dev/${n}`, backingFile: backing.trim() });
-    }
-    return out;
+    const found = await Promise.all(names.map((n) => loopDevice(`/dev/${n}`)));
+    return found.filter((d): d is LoopDevice => d !== undefined);
+  }
+
+  /** One loop device and its backing file, or undefined when it has none (not attached). */
+  async function loopDevice(device: string): Promise<LoopDevice | undefined> {
+    const backing = await readFile(join(sysBlock, device.slice('/dev/'.length), 'loop', 'backing_file'), 'utf8').catch(() => undefined);
+    return backing === undefined ? undefined : { device, backingFile: backing.trim() };
   }
 
   /** Loop devices backed by this image path, including ones whose file was deleted since. */
@@ -181,7 +184,7 @@ export function createLoopBackend(deps: LoopBackendDeps): Backend {
       const { stdout } = await runner('losetup', ['--find', '--show', '--', image], { timeoutMs: LOSETUP_MS });
       const device = stdout.trim();
       if (!/^\/dev\/loop\d+$/.test(device)) throw new BerthError('INTERNAL', `losetup returned an unexpected device ${JSON.stringify(device)}`);
-      const attached = (await loopDevices()).find((d) => d.device === device);
+      const attached = await loopDevice(device);
       try {
         verify(attached ?? { device, backingFile: '' }, image);
       } catch (err) {
