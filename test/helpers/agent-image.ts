@@ -1,0 +1,108 @@
+import { execFileSync } from 'node:child_process';
+import { mkdirSync, readFileSync } from 'node:fs';
+import { request } from 'node:http';
+import { createServer } from 'node:net';
+import { fileURLToPath } from 'node:url';
+import { execa } from 'execa';
+
+const repoRoot = fileURLToPath(new URL('../..', import.meta.url));
+
+/** The agent image as built here: Dockerfile.agent on the bases scripts/local-base-image.sh assembles. */
+export const AGENT_IMAGE = 'berth-agent:local';
+
+const nodeMajor = process.versions.node.split('.')[0]!;
+
+/**
+ * Builds the local base images and the agent image on the shared dockerd
+ * (layers are cached: a rebuild with unchanged sources takes seconds).
+ */
+export async function buildAgentImage(tag = AGENT_IMAGE): Promise<{ tag: string; buildMs: number }> {
+  const t0 = performance.now();
+  await execa(`${repoRoot}/scripts/local-base-image.sh`, [], { cwd: repoRoot, timeout: 300_000 });
+  await execa(
+    'docker',
+    [
+      'build', '-f', 'Dockerfile.agent', '--network', 'host',
+      '--build-arg', 'BUILD_IMAGE=berth-build:local', '--build-arg', 'BASE_IMAGE=berth-base:local',
+      '--build-arg', `NODE_VERSION=${nodeMajor}`, '-t', tag, '.',
+    ],
+    { cwd: repoRoot, timeout: 900_000, stdin: 'ignore' },
+  );
+  return { tag, buildMs: performance.now() - t0 };
+}
+
+/** Bytes of an image as `docker images` counts them (all layers, uncompressed). */
+export async function imageSizeBytes(tag = AGENT_IMAGE, host?: string): Promise<number> {
+  const { stdout } = await execa('docker', [...(host ? ['-H', host] : []), 'image', 'inspect', '--format', '{{.Size}}', tag]);
+  return Number(stdout.trim());
+}
+
+const CAP_SYS_RESOURCE = 24n;
+/** Whether this host may hand CAP_SYS_RESOURCE to a container (some sandboxes drop it even for root). */
+export function hostHasSysResource(): boolean {
+  const bnd = /CapBnd:\s+([0-9a-f]+)/.exec(readFileSync('/proc/self/status', 'utf8'))?.[1] ?? '0';
+  return ((BigInt('0x' + bnd) >> CAP_SYS_RESOURCE) & 1n) === 1n;
+}
+
+/**
+ * `docker run` flags the agent container needs, least privilege rather than
+ * --privileged: mount and loop ioctls (SYS_ADMIN), chattr +i (LINUX_IMMUTABLE),
+ * online ext4 growth (SYS_RESOURCE, where the host has it), loop devices in
+ * the device cgroup, the host's /dev, the plugin socket directory, and the
+ * state directory with rshared propagation at the same path as on the host.
+ */
+export function agentRunArgs(opts: { pluginDir: string; stateDir: string; healthAddr: string; env?: Record<string, string> }): string[] {
+  return [
+    '--network', 'host',
+    '--cap-add', 'SYS_ADMIN', '--cap-add', 'LINUX_IMMUTABLE', ...(hostHasSysResource() ? ['--cap-add', 'SYS_RESOURCE'] : []),
+    '--device-cgroup-rule', 'b 7:* rwm', '--device-cgroup-rule', 'c 10:237 rwm',
+    '-v', '/dev:/dev',
+    '-v', `${opts.pluginDir}:/run/docker/plugins`,
+    '-v', `${opts.stateDir}:${opts.stateDir}:rshared`,
+    '-e', `BERTH_STATE_DIR=${opts.stateDir}`,
+    '-e', 'BERTH_BACKEND=loop',
+    '-e', `BERTH_HEALTH_ADDR=${opts.healthAddr}`,
+    ...Object.entries(opts.env ?? {}).flatMap(([k, v]) => ['-e', `${k}=${v}`]),
+  ];
+}
+
+/** Makes dir a shared mount of its own (a bind onto itself), so an rshared bind of it is allowed and mounts propagate back. */
+export function makeSharedMount(dir: string): void {
+  mkdirSync(dir, { recursive: true });
+  execFileSync('mount', ['--bind', dir, dir]);
+  execFileSync('mount', ['--make-rshared', dir]);
+}
+
+/** A TCP port nothing listens on right now, for the agent's health endpoint on the host network. */
+export async function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const srv = createServer();
+    srv.once('error', reject);
+    srv.listen(0, '127.0.0.1', () => {
+      const addr = srv.address();
+      srv.close(() => resolve(typeof addr === 'object' && addr ? addr.port : 0));
+    });
+  });
+}
+
+/** One plugin-protocol call over a unix socket, as dockerd makes it. */
+export function pluginPost(socketPath: string, path: string, body: unknown = {}): Promise<Record<string, unknown>> {
+  return new Promise((resolve, reject) => {
+    const payload = JSON.stringify(body);
+    const req = request({ socketPath, path, method: 'POST', timeout: 30_000, headers: { 'Content-Length': Buffer.byteLength(payload) } }, (res) => {
+      let data = '';
+      res.setEncoding('utf8');
+      res.on('data', (c: string) => (data += c));
+      res.on('end', () => {
+        try {
+          resolve(JSON.parse(data) as Record<string, unknown>);
+        } catch {
+          reject(new Error(`${path}: not JSON (${res.statusCode}): ${data}`));
+        }
+      });
+    });
+    req.on('timeout', () => req.destroy(new Error(`${path}: no answer within 30 s`)));
+    req.on('error', reject);
+    req.end(payload);
+  });
+}
