@@ -1,3 +1,4 @@
+import { execFileSync } from 'node:child_process';
 import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -11,6 +12,12 @@ const pkg = JSON.parse(readFileSync(join(import.meta.dirname, '..', 'package.jso
   dependencies: Record<string, string>;
   devDependencies: Record<string, string>;
 };
+
+describe('scripts/local-base-image.sh', () => {
+  it('passes shellcheck', () => {
+    expect(() => execFileSync('shellcheck', [join(import.meta.dirname, '..', 'scripts', 'local-base-image.sh')], { encoding: 'utf8' })).not.toThrow();
+  });
+});
 
 /** Dockerfile.agent built on the locally assembled base, then run the way the Dockerfile documents. */
 describe.skipIf(noDockerReason)(`agent container image${noDockerReason ? ` (skipped: ${noDockerReason})` : ''}`, () => {
@@ -63,6 +70,7 @@ describe.skipIf(noDockerReason)(`agent container image${noDockerReason ? ` (skip
     expect(img!.Config.StopSignal).toBe('SIGTERM');
     expect(img!.Config.User).toBe('root');
     expect(img!.Config.Labels).toMatchObject({ 'org.opencontainers.image.title': 'berth', 'org.opencontainers.image.licenses': 'Apache-2.0' });
+    expect(img!.Config.Labels['org.opencontainers.image.base.name']).toBe('berth-base:local');
     expect(img!.Config.Labels['org.opencontainers.image.version']).toBe(JSON.parse(readFileSync(join(import.meta.dirname, '..', 'package.json'), 'utf8')).version);
   });
 

@@ -11,6 +11,14 @@ const repoRoot = fileURLToPath(new URL('../..', import.meta.url));
 export const AGENT_IMAGE = 'berth-agent:local';
 
 const nodeMajor = process.versions.node.split('.')[0]!;
+const version = (JSON.parse(readFileSync(`${repoRoot}/package.json`, 'utf8')) as { version: string }).version;
+function revision(): string {
+  try {
+    return execFileSync('git', ['rev-parse', 'HEAD'], { cwd: repoRoot, encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] }).trim();
+  } catch {
+    return 'unknown';
+  }
+}
 
 /**
  * Builds the local base images and the agent image on the shared dockerd
@@ -24,7 +32,8 @@ export async function buildAgentImage(tag = AGENT_IMAGE): Promise<{ tag: string;
     [
       'build', '-f', 'Dockerfile.agent', '--network', 'host',
       '--build-arg', 'BUILD_IMAGE=berth-build:local', '--build-arg', 'BASE_IMAGE=berth-base:local',
-      '--build-arg', `NODE_VERSION=${nodeMajor}`, '-t', tag, '.',
+      '--build-arg', `NODE_VERSION=${nodeMajor}`, '--build-arg', `VERSION=${version}`, '--build-arg', `REVISION=${revision()}`,
+      '-t', tag, '.',
     ],
     { cwd: repoRoot, timeout: 900_000, stdin: 'ignore' },
   );
