@@ -8,6 +8,9 @@
  *        [--timeout 120] [--images /var/lib/berth-plugin/images] [--set BERTH_BACKEND=loop ...]
  *        [--no-enable] [--force]
  *
+ * --force replaces an installed plugin of the same name (upgrade without a
+ * registry); it refuses while containers use the plugin's volumes.
+ *
  * --images is the host directory of the loop backend's volume images (created
  * 0700 here when missing, so run this on the engine's host): outside dockerd's
  * plugin directory, so they outlive `docker plugin rm` and a re-create.
@@ -15,7 +18,7 @@
  * --timeout is `docker plugin enable --timeout`: dockerd then gives every call
  * to the plugin (Create, Mount, …) that long, not only the start.
  */
-import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
@@ -44,6 +47,33 @@ async function docker(args: string[]): Promise<string> {
   const res = await execa('docker', args, { reject: false, stdin: 'ignore', timeout: 600_000 });
   if (res.exitCode !== 0) throw new Error(`docker ${args.join(' ')}: ${(res.stderr || res.stdout).trim()}`);
   return res.stdout.trim();
+}
+
+/**
+ * --force: replaces an installed plugin of that name (the upgrade path without
+ * a registry). Refused while a container uses one of its volumes: disabling
+ * unmounts the plugin's propagated mount under it (docs/operations.md).
+ */
+async function removeExisting(name: string): Promise<void> {
+  const id = await docker(['plugin', 'inspect', '--format', '{{.Id}}', name]).catch(() => undefined);
+  if (id === undefined) return;
+  const enabled = (await docker(['plugin', 'inspect', '--format', '{{.Enabled}}', name])) === 'true';
+  if (enabled) {
+    const users: string[] = [];
+    for (const volume of (await docker(['volume', 'ls', '-q', '--filter', `driver=${name}`])).split('\n').filter(Boolean)) {
+      const ids = await docker(['ps', '-q', '--filter', `volume=${volume}`]);
+      if (ids) users.push(`${volume} (${ids.split('\n').join(', ')})`);
+    }
+    if (users.length > 0) throw new Error(`containers use volumes of ${name}: ${users.join('; ')}; stop them before replacing the plugin`);
+    await docker(['plugin', 'disable', '--force', name]);
+  }
+  // Mountpoints of volumes dockerd still knows keep berth's immutable flag, and
+  // `docker plugin rm` cannot delete them; clear it where this host holds them.
+  const mounts = join(await docker(['info', '--format', '{{.DockerRootDir}}']), 'plugins', id, 'propagated-mount', 'mounts');
+  if (existsSync(mounts)) {
+    for (const entry of readdirSync(mounts)) await execa('chattr', ['-i', '--', join(mounts, entry)], { reject: false });
+  }
+  await docker(['plugin', 'rm', '--force', name]);
 }
 
 export interface BuildPluginOptions {
@@ -76,10 +106,7 @@ export async function buildPlugin(o: BuildPluginOptions): Promise<void> {
       await docker(['rm', container]);
     }
     writeFileSync(join(dir, 'config.json'), JSON.stringify(pluginConfig({ withSysResource }), null, 2));
-    if (o.force) {
-      await docker(['plugin', 'disable', '--force', o.name]).catch(() => undefined);
-      await docker(['plugin', 'rm', '--force', o.name]).catch(() => undefined);
-    }
+    if (o.force) await removeExisting(o.name);
     await docker(['plugin', 'create', o.name, dir]);
   } finally {
     rmSync(dir, { recursive: true, force: true });

@@ -79,15 +79,13 @@ describe.skipIf(skip)(`berth:local as a managed plugin${skip ? ` (skipped: ${ski
     await ensureBusyboxImage(engine.host);
     await execa('sh', ['-c', 'docker save "$0" | docker -H "$1" load', AGENT_IMAGE, engine.host], { timeout: 300_000 });
     healthPort = await freePort();
-    const res = await buildPluginCli(
-      ['--image', AGENT_IMAGE, '--name', plugin, '--timeout', '120', '--images', images,
-        '--set', 'BERTH_BACKEND=loop', '--set', `BERTH_HEALTH_ADDR=127.0.0.1:${healthPort}`, '--set', 'BERTH_DEFAULT_SIZE=64MiB'],
-      engine.host,
-    );
+    const res = await buildPluginCli(pluginArgs(), engine.host);
     if (res.exitCode !== 0) throw new Error(`build-plugin failed (${res.exitCode}):\n${res.stderr}\n${res.stdout}`);
     expect(res.stderr).not.toMatch(/--timeout .* is short/);
   }, 900_000);
 
+  // Long: an engine asks every legacy plugin it has ever seen in /run/docker/plugins
+  // (other tests' and benchmarks' agents) when it lists volumes, and waits out the gone ones.
   afterAll(async () => {
     for (const p of projects) await compose(p, ['down', '-v']).catch(() => undefined);
     await d(['plugin', 'disable', '--force', plugin]).catch(() => undefined);
@@ -101,8 +99,12 @@ describe.skipIf(skip)(`berth:local as a managed plugin${skip ? ` (skipped: ${ski
       }
       dir.cleanup();
     }
-  });
+  }, 300_000);
 
+  const pluginArgs = () => [
+    '--image', AGENT_IMAGE, '--name', plugin, '--timeout', '120', '--images', images,
+    '--set', 'BERTH_BACKEND=loop', '--set', `BERTH_HEALTH_ADDR=127.0.0.1:${healthPort}`, '--set', 'BERTH_DEFAULT_SIZE=64MiB',
+  ];
   const compose = (project: string, args: string[], onRemove = 'retain') =>
     execa('docker-compose', ['-f', composeFile, '-p', project, ...args], {
       env: { DOCKER_HOST: engine.host, BERTH_DRIVER: plugin, BUSYBOX_IMAGE: TEST_IMAGE, BERTH_ON_REMOVE: onRemove },
@@ -139,6 +141,7 @@ describe.skipIf(skip)(`berth:local as a managed plugin${skip ? ` (skipped: ${ski
     expect(await d(['exec', c, 'cat', '/data/log'])).toBe('started\nstarted');
 
     await compose(project, ['down', '-v']);
+    projects.splice(projects.indexOf(project), 1);
     expect(await d(['volume', 'ls', '-q'])).not.toContain(`${project}_data`);
     expect(existsSync(join(images, `${project}_data.img`))).toBe(true);
   });
@@ -149,7 +152,32 @@ describe.skipIf(skip)(`berth:local as a managed plugin${skip ? ` (skipped: ${ski
     await compose(project, ['up', '-d'], 'delete');
     expect(existsSync(join(images, `${project}_data.img`))).toBe(true);
     await compose(project, ['down', '-v'], 'delete');
+    projects.splice(projects.indexOf(project), 1);
     expect(existsSync(join(images, `${project}_data.img`))).toBe(false);
+  });
+
+  it('is replaced by build-plugin --force (upgrade without a registry) once no container uses its volumes, and the data is there', async () => {
+    const vol = `u${healthPort}`;
+    await d(['volume', 'create', '-d', plugin, vol]);
+    await d(['run', '--rm', '--network', 'none', '-v', `${vol}:/data`, TEST_IMAGE, 'sh', '-c', 'echo kept > /data/f']);
+    // dockerd refuses a plain disable while it knows any volume of the driver, used or not.
+    await expect(d(['plugin', 'disable', plugin])).rejects.toThrow(/in use/);
+    const oldId = await d(['plugin', 'inspect', '--format', '{{.Id}}', plugin]);
+
+    const user = await d(['run', '-d', '--network', 'none', '-v', `${vol}:/data`, TEST_IMAGE, 'sleep', '3600']);
+    const refused = await buildPluginCli([...pluginArgs(), '--force'], engine.host);
+    expect(refused.exitCode).toBe(1);
+    expect(refused.stderr).toContain(`containers use volumes of ${plugin}: ${vol} (${user.slice(0, 12)})`);
+    expect(await d(['plugin', 'inspect', '--format', '{{.Id}} {{.Enabled}}', plugin])).toBe(`${oldId} true`);
+    expect(await d(['exec', user, 'cat', '/data/f'])).toBe('kept');
+    await d(['rm', '-f', user]);
+
+    const replaced = await buildPluginCli([...pluginArgs(), '--force'], engine.host);
+    expect(replaced.exitCode, replaced.stderr).toBe(0);
+    expect(await d(['plugin', 'inspect', '--format', '{{.Enabled}}', plugin])).toBe('true');
+    expect(await d(['plugin', 'inspect', '--format', '{{.Id}}', plugin])).not.toBe(oldId);
+    expect(await d(['run', '--rm', '--network', 'none', '-v', `${vol}:/data`, TEST_IMAGE, 'cat', '/data/f'])).toBe('kept');
+    await d(['volume', 'rm', vol]);
   });
 
   it('build-plugin warns on stderr when asked to enable with a timeout below 60 s', async () => {
