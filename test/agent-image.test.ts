@@ -74,7 +74,7 @@ describe.skipIf(noDockerReason)(`agent container image${noDockerReason ? ` (skip
     expect(img!.Config.Labels['org.opencontainers.image.version']).toBe(JSON.parse(readFileSync(join(import.meta.dirname, '..', 'package.json'), 'utf8')).version);
   });
 
-  it('answers /Plugin.Activate on its socket, mounts a volume the host sees, turns healthy, stops on SIGTERM leaving the mount, and unmounts it after a restart', async () => {
+  it('answers /Plugin.Activate on its socket, mounts a volume the host sees, turns healthy (berth doctor inside agrees), stops on SIGTERM leaving the mount, and unmounts it after a restart', async () => {
     const pluginDir = join(dir.path, 'plugins');
     const stateDir = join(dir.path, 'state');
     makeSharedMount(stateDir);
@@ -110,6 +110,18 @@ describe.skipIf(noDockerReason)(`agent container image${noDockerReason ? ` (skip
       if (health !== 'healthy') await sleep(500);
     }
     expect(health).toBe('healthy');
+
+    // The CLI inside the image finds every tool and the agent; only the host-side checks cannot run there.
+    const doctor = JSON.parse(await docker(['exec', id, 'berth', 'doctor', '--json'])) as Array<{ name: string; result: string }>;
+    expect(Object.fromEntries(doctor.map((c) => [c.name, c.result]))).toMatchObject({
+      tools: 'ok',
+      'loop devices': 'ok',
+      'plugin socket': 'ok',
+      'plugin answers': 'ok',
+      'agent ready': 'ok',
+      'start order': 'warn',
+      'dockerd sees berth': 'warn',
+    });
 
     await docker(['stop', '--time', '20', id]);
     expect(await docker(['inspect', '--format', '{{.State.ExitCode}}', id])).toBe('0');
