@@ -48,12 +48,17 @@ describe.skipIf(noDockerReason)(`agent container image${noDockerReason ? ` (skip
     const listing = JSON.parse(
       await docker([
         'run', '--rm', '--network', 'none', '--entrypoint', 'node', AGENT_IMAGE, '-e',
-        `const fs=require('fs');const nm='/opt/berth/node_modules';const names=[];
-         for (const e of fs.readdirSync(nm)) { if (e.startsWith('@')) for (const s of fs.readdirSync(nm+'/'+e)) names.push(e+'/'+s); else names.push(e); }
-         console.log(JSON.stringify({ names, dist: fs.existsSync('/opt/berth/dist/agent/main.js'), cli: fs.existsSync('/usr/local/bin/berth') }))`,
+        // every package at any depth (nested node_modules too)
+        `const fs=require('fs');const names=new Set();
+         const walk=(nm)=>{ for (const e of fs.readdirSync(nm)) { if (e.startsWith('.')) continue;
+           const pkgs = e.startsWith('@') ? fs.readdirSync(nm+'/'+e).map((s)=>e+'/'+s) : [e];
+           for (const p of pkgs) { names.add(p); if (fs.existsSync(nm+'/'+p+'/node_modules')) walk(nm+'/'+p+'/node_modules'); } } };
+         walk('/opt/berth/node_modules');
+         console.log(JSON.stringify({ names: [...names], dist: fs.existsSync('/opt/berth/dist/agent/main.js'), cli: fs.existsSync('/usr/local/bin/berth'), infra: fs.existsSync('/opt/berth/infra') }))`,
       ]),
-    ) as { names: string[]; dist: boolean; cli: boolean };
+    ) as { names: string[]; dist: boolean; cli: boolean; infra: boolean };
     expect(listing.dist).toBe(true);
+    expect(listing.infra).toBe(false);
     expect(listing.cli).toBe(true);
     for (const dep of Object.keys(pkg.dependencies)) expect(listing.names).toContain(dep);
     const dev = Object.keys(pkg.devDependencies).filter((d) => !(d in pkg.dependencies));
