@@ -38,7 +38,8 @@ export function timeoutWarning(seconds: number): string | undefined {
   );
 }
 
-function hostHasSysResource(): boolean {
+/** Whether this host may hand CAP_SYS_RESOURCE to a container (some sandboxes withhold it even from root). */
+export function hostHasSysResource(): boolean {
   const bnd = /CapBnd:\s+([0-9a-f]+)/.exec(readFileSync('/proc/self/status', 'utf8'))?.[1] ?? '0';
   return ((BigInt('0x' + bnd) >> 24n) & 1n) === 1n;
 }

@@ -4,6 +4,7 @@ import { request } from 'node:http';
 import { createServer } from 'node:net';
 import { fileURLToPath } from 'node:url';
 import { execa } from 'execa';
+import { hostHasSysResource } from '../../scripts/build-plugin.js';
 
 const repoRoot = fileURLToPath(new URL('../..', import.meta.url));
 
@@ -44,13 +45,6 @@ export async function buildAgentImage(tag = AGENT_IMAGE): Promise<{ tag: string;
 export async function imageSizeBytes(tag = AGENT_IMAGE, host?: string): Promise<number> {
   const { stdout } = await execa('docker', [...(host ? ['-H', host] : []), 'image', 'inspect', '--format', '{{.Size}}', tag]);
   return Number(stdout.trim());
-}
-
-const CAP_SYS_RESOURCE = 24n;
-/** Whether this host may hand CAP_SYS_RESOURCE to a container (some sandboxes drop it even for root). */
-export function hostHasSysResource(): boolean {
-  const bnd = /CapBnd:\s+([0-9a-f]+)/.exec(readFileSync('/proc/self/status', 'utf8'))?.[1] ?? '0';
-  return ((BigInt('0x' + bnd) >> CAP_SYS_RESOURCE) & 1n) === 1n;
 }
 
 /**
