@@ -75,9 +75,13 @@ copy_libs() {
   done
 }
 
-# busybox first (every applet in /bin, behind the real tools on PATH)
+# busybox for /bin/sh and the small utilities; never under the name of a real
+# tool, so nothing on PATH can resolve to busybox's losetup or mount. (Its sh
+# still prefers its own applets for commands it runs itself; the agent runs
+# tools without a shell.)
 cp "$(command -v busybox)" "$root/bin/busybox"
 for applet in $(busybox --list); do
+  case " ${TOOLS[*]} " in *" $applet "*) continue ;; esac
   [ -e "$root/bin/$applet" ] || ln -s busybox "$root/bin/$applet"
 done
 
@@ -100,7 +104,7 @@ for t in "${TOOLS[@]}"; do
   fi
   # mount/umount are setuid on the host; the agent runs them as root, so drop the bit.
   chmod u-s "$root$dest" 2>/dev/null || true
-  if file -b "$real" | grep -q ELF; then copy_libs "$real"; fi
+  if [ "$(head -c 4 "$real" | tail -c 3)" = ELF ]; then copy_libs "$real"; fi
 done
 
 # the dynamic loader under the name every binary asks for
@@ -113,16 +117,25 @@ printf 'root:x:0:\nnogroup:x:65534:\n' >"$root/etc/group"
 printf 'hosts: files dns\n' >"$root/etc/nsswitch.conf"
 if [ -f /etc/mke2fs.conf ]; then cp /etc/mke2fs.conf "$root/etc/mke2fs.conf"; fi
 
-# Every binary must actually start inside the image (missing library = fail here, not at the first Mount).
+# Every tool is the real one and starts inside the image (a missing library
+# fails here, not at the first Mount).
 chroot_check() {
-  for t in node "${TOOLS[@]}"; do
-    case "$t" in xfs_info) continue ;; esac
-    chroot "$root" /bin/sh -c "command -v $t" >/dev/null || { echo "local-base-image.sh: $t missing in the image" >&2; return 1; }
+  local t path
+  for t in "${TOOLS[@]}"; do
+    path=$(command -v "$t")
+    case "$path" in /sbin/*|/bin/*) path=/usr$path ;; esac
+    [ -x "$root$path" ] || { echo "local-base-image.sh: $t missing in the image" >&2; return 1; }
+    case "$(readlink -f "$root$path")" in */busybox) echo "local-base-image.sh: $t is busybox in the image" >&2; return 1 ;; esac
   done
   env -u NODE_EXTRA_CA_CERTS chroot "$root" /usr/local/bin/node -e 'process.exit(0)'
   chroot "$root" /usr/sbin/mkfs.xfs -V >/dev/null
   chroot "$root" /usr/sbin/mke2fs -V >/dev/null 2>&1
   chroot "$root" /usr/bin/mount -V >/dev/null
+  chroot "$root" /usr/sbin/losetup -V >/dev/null
+  chroot "$root" /usr/sbin/blkid -V >/dev/null
+  local out
+  out=$(chroot "$root" /usr/bin/chattr 2>&1 || true)   # no arguments: usage, exit 1
+  case "$out" in Usage:*) ;; *) echo "local-base-image.sh: chattr does not start in the image: $out" >&2; return 1 ;; esac
 }
 chroot_check
 
