@@ -28,16 +28,23 @@ function revision(): string {
 export async function buildAgentImage(tag = AGENT_IMAGE): Promise<{ tag: string; buildMs: number }> {
   const t0 = performance.now();
   await execa(`${repoRoot}/scripts/local-base-image.sh`, [], { cwd: repoRoot, timeout: 300_000 });
-  await execa(
-    'docker',
-    [
-      'build', '-f', 'Dockerfile.agent', '--network', 'host',
-      '--build-arg', 'BUILD_IMAGE=berth-build:local', '--build-arg', 'BASE_IMAGE=berth-base:local',
-      '--build-arg', `NODE_VERSION=${nodeMajor}`, '--build-arg', `VERSION=${version}`, '--build-arg', `REVISION=${revision()}`,
-      '-t', tag, '.',
-    ],
-    { cwd: repoRoot, timeout: 900_000, stdin: 'ignore' },
-  );
+  const build = (args: string[]) =>
+    execa(
+      'docker',
+      [
+        'build', '-f', 'Dockerfile.agent', '--network', 'host',
+        '--build-arg', 'BUILD_IMAGE=berth-build:local', '--build-arg', 'BASE_IMAGE=berth-base:local',
+        '--build-arg', `NODE_VERSION=${nodeMajor}`, '--build-arg', `VERSION=${version}`, '--build-arg', `REVISION=${revision()}`,
+        ...args, '.',
+      ],
+      { cwd: repoRoot, timeout: 900_000, stdin: 'ignore' },
+    );
+  // The build stages get names too, so that clearing untagged leftovers of
+  // earlier builds (below) keeps their layers as the cache of the next build.
+  await build(['--target', 'build', '-t', 'berth-agent-stage-build:local']);
+  await build(['--target', 'deps', '-t', 'berth-agent-stage-deps:local']);
+  await build(['-t', tag]);
+  await execa('docker', ['image', 'prune', '--force', '--filter', 'label=berth.rootfs.sha256'], { stdin: 'ignore' });
   return { tag, buildMs: performance.now() - t0 };
 }
 
