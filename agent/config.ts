@@ -83,6 +83,12 @@ export const ConfigSchema = z.object({
 
 export type Config = Readonly<z.infer<typeof ConfigSchema>>;
 
+/** What a setting is for, as its schema says (the managed plugin's config.json lists these). */
+export function settingDescription(name: string): string | undefined {
+  const schema = (ConfigSchema.shape as Record<string, z.ZodMiniType | undefined>)[name];
+  return schema && z.globalRegistry.get(schema)?.description;
+}
+
 export class ConfigError extends Error {
   override name = 'ConfigError';
 }
