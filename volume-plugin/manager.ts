@@ -302,8 +302,12 @@ export class VolumeManager implements VolumeDriver {
     const { fs: kind, mountOptions } = vol.record.options;
     let attached: Awaited<ReturnType<Backend['attach']>> | undefined;
     try {
-      await fs.ensureMountpoint(mountpoint);
-      attached = await backend.attach(vol.record);
+      // Side by side: making the mountpoint spawns chattr, attaching may wait seconds for EC2.
+      const [made, attaching] = await Promise.allSettled([fs.ensureMountpoint(mountpoint), backend.attach(vol.record)]);
+      if (attaching.status === 'rejected') throw attaching.reason;
+      attached = attaching.value;
+      // Attached but no mountpoint: the catch below releases the device.
+      if (made.status === 'rejected') throw made.reason;
       await fs.prepare(attached.devicePath, kind);
       await fs.mount(attached.devicePath, mountpoint, kind, mountOptions);
     } catch (err) {
