@@ -1,7 +1,7 @@
 import { readFileSync } from 'node:fs';
 import * as z from 'zod/mini';
 import '../lib/zod-english.js';
-import { Filesystems, parseSize } from '../volume-plugin/options.js';
+import { Filesystems, SizeSchema } from '../volume-plugin/options.js';
 
 /**
  * The agent's whole configuration: `BERTH_*` environment variables, optionally
@@ -14,17 +14,6 @@ import { Filesystems, parseSize } from '../volume-plugin/options.js';
 const setting = <T extends z.ZodMiniType>(schema: T, description: string): T => schema.check(z.describe(description));
 const int = (min: number, max = Number.MAX_SAFE_INTEGER) => z.pipe(z.coerce.number(), z.int().check(z.minimum(min), z.maximum(max)));
 const seconds = (def: number) => z._default(int(1), def);
-const size = z.pipe(
-  z.string(),
-  z.transform((v: string, ctx) => {
-    try {
-      return parseSize(v);
-    } catch (err) {
-      ctx.issues.push({ code: 'custom', message: (err as Error).message, input: v });
-      return z.NEVER;
-    }
-  }),
-);
 const list = z.pipe(z.string(), z.transform((v: string) => v.split(',').map((s) => s.trim()).filter(Boolean)));
 const hostPort = z.string().check(z.regex(/^[^:]+:\d{1,5}$/, 'must be host:port, e.g. 127.0.0.1:9470'));
 const tagValue = z.string().check(z.regex(/^[\w.:/=+@-]{1,128}$/, 'must be 1-128 characters valid in an EC2 tag value'));
@@ -34,7 +23,7 @@ export const ConfigSchema = z.object({
   BERTH_PLUGIN_NAME: setting(z._default(z.string().check(z.regex(/^[a-z0-9][a-z0-9_.-]*$/)), 'berth'), 'Docker driver name; the socket is <plugin dir>/<name>.sock'),
   BERTH_PLUGIN_DIR: setting(z._default(z.string(), '/run/docker/plugins'), 'directory of the plugin socket'),
   BERTH_STATE_DIR: setting(z._default(z.string(), '/var/lib/berth'), 'state file, mountpoints (mounts/) and loop images (images/)'),
-  BERTH_DEFAULT_SIZE: setting(z._default(size, 10 * 2 ** 30), 'size of a volume created without -o size'),
+  BERTH_DEFAULT_SIZE: setting(z._default(SizeSchema, 10 * 2 ** 30), 'size of a volume created without -o size'),
   BERTH_DEFAULT_FS: setting(z._default(z.enum(Filesystems), 'ext4'), 'filesystem of a volume created without -o fs'),
   BERTH_HEALTH_ADDR: setting(z._default(hostPort, '127.0.0.1:9470'), 'local endpoint for /healthz, /readyz, /metrics, /status'),
   BERTH_LOG_LEVEL: setting(z._default(z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace']), 'info'), 'pino log level'),

@@ -76,20 +76,23 @@ export type VolumeType = (typeof VolumeTypes)[number];
 export const Filesystems = ['ext4', 'xfs'] as const;
 export type Filesystem = (typeof Filesystems)[number];
 
+/** A size as text (`10GiB`, `512MiB`) turned into bytes, with parseSize's message when it is not one. */
+export const SizeSchema = z.pipe(
+  z.string(),
+  z.transform((v: string, ctx) => {
+    try {
+      return parseSize(v);
+    } catch (err) {
+      ctx.issues.push({ code: 'custom', message: (err as Error).message, input: v });
+      return z.NEVER;
+    }
+  }),
+);
+
 /** Options as given, validated; absent keys stay absent so they can be compared with stored ones. */
 export const GivenOptionsSchema = z.partial(
   z.strictObject({
-    size: z.pipe(
-      z.string(),
-      z.transform((v: string, ctx) => {
-        try {
-          return parseSize(v);
-        } catch (err) {
-          ctx.issues.push({ code: 'custom', message: (err as Error).message, input: v });
-          return z.NEVER;
-        }
-      }),
-    ),
+    size: SizeSchema,
     type: z.enum(VolumeTypes),
     iops: positiveInt('iops'),
     throughput: positiveInt('throughput'),
