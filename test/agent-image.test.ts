@@ -3,10 +3,10 @@ import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { sleep } from '../lib/sleep.js';
-import { agentRunArgs, AGENT_IMAGE, buildAgentImage, freePort, imageSizeBytes, makeSharedMount, pluginPost } from './helpers/agent-image.js';
+import { agentRunArgs, AGENT_IMAGE, buildAgentImage, imageSizeBytes, makeSharedMount, pluginPost } from './helpers/agent-image.js';
 import { AGENT_ENTRYPOINT } from '../scripts/plugin-config.js';
 import { docker } from './helpers/docker.js';
-import { noDockerReason } from './helpers/env.js';
+import { freePort, noDockerReason } from './helpers/env.js';
 import { detachLoopDevicesUnder, sh, tempDir } from './helpers/loop.js';
 
 describe('scripts/local-base-image.sh', () => {

@@ -1,5 +1,4 @@
 import { copyFileSync, existsSync, readFileSync, writeFileSync } from 'node:fs';
-import { createServer } from 'node:net';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { execa } from 'execa';
@@ -7,19 +6,11 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { unixPoster } from '../bench/lib.js';
 import { startImdsServer, type ImdsServer } from './aws/imds-server.js';
 import { startChildAgent, stopChild, uniquePluginName } from './helpers/agent.js';
-import { noLoopReason } from './helpers/env.js';
+import { freePort, noLoopReason } from './helpers/env.js';
 import { detachLoopDevicesUnder, tempDir } from './helpers/loop.js';
 import { sleep } from '../lib/sleep.js';
 
 const repoRoot = fileURLToPath(new URL('..', import.meta.url));
-
-async function freePort(): Promise<number> {
-  const srv = createServer();
-  await new Promise<void>((r) => srv.listen(0, '127.0.0.1', r));
-  const { port } = srv.address() as { port: number };
-  await new Promise((r) => srv.close(r));
-  return port;
-}
 
 async function readyz(port: number): Promise<{ status: number; body: { checks?: Record<string, string> } }> {
   const res = await fetch(`http://127.0.0.1:${port}/readyz`);

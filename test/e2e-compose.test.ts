@@ -5,19 +5,11 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Agent } from '../agent/agent.js';
 import { startInProcessAgent, uniquePluginName } from './helpers/agent.js';
 import { docker, ensureBusyboxImage, privateDockerd, TEST_IMAGE } from './helpers/docker.js';
-import { noDockerReason } from './helpers/env.js';
-import { detachLoopDevicesUnder, sh, tempDir } from './helpers/loop.js';
+import { noComposeReason } from './helpers/env.js';
+import { detachLoopDevicesUnder, tempDir } from './helpers/loop.js';
 
 const composeFile = join(import.meta.dirname, '..', 'examples', 'compose', 'docker-compose.yml');
-const hasCompose = (() => {
-  try {
-    sh('docker-compose', ['version', '--short']);
-    return true;
-  } catch {
-    return false;
-  }
-})();
-const skip = noDockerReason ?? (hasCompose ? undefined : 'needs docker-compose (apt-get install docker-compose)');
+const skip = noComposeReason;
 
 /** examples/compose with the real docker-compose, the real engine (a private one) and berth in this process. */
 describe.skipIf(skip)(`Docker Compose with a berth volume${skip ? ` (skipped: ${skip})` : ''}`, () => {

@@ -5,22 +5,14 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { loadConfig } from '../agent/config.js';
 import { MIN_SAFE_TIMEOUT_SECONDS, timeoutWarning } from '../scripts/build-plugin.js';
 import { PLUGIN_SOCKET, PLUGIN_STATE_DIR, pluginConfig } from '../scripts/plugin-config.js';
-import { AGENT_IMAGE, buildAgentImage, freePort } from './helpers/agent-image.js';
+import { AGENT_IMAGE, buildAgentImage } from './helpers/agent-image.js';
 import { docker, ensureBusyboxImage, privateDockerd, TEST_IMAGE } from './helpers/docker.js';
-import { noDockerReason } from './helpers/env.js';
+import { freePort, noComposeReason } from './helpers/env.js';
 import { sh, tempDir } from './helpers/loop.js';
 
 const repoRoot = join(import.meta.dirname, '..');
 const composeFile = join(repoRoot, 'examples', 'compose', 'docker-compose.yml');
-const hasCompose = (() => {
-  try {
-    sh('docker-compose', ['version', '--short']);
-    return true;
-  } catch {
-    return false;
-  }
-})();
-const skip = noDockerReason ?? (hasCompose ? undefined : 'needs docker-compose (apt-get install docker-compose)');
+const skip = noComposeReason;
 
 /** scripts/build-plugin.ts as an operator runs it, against the engine at host. */
 const buildPluginCli = (args: string[], host: string) =>

@@ -2,7 +2,7 @@ import { spawn, execFileSync, type ChildProcess } from 'node:child_process';
 import { X509Certificate } from 'node:crypto';
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { Agent as HttpsAgent } from 'node:https';
-import { createServer } from 'node:net';
+import { freePort } from './helpers/env.js';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { GetObjectCommand, S3Client } from '@aws-sdk/client-s3';
@@ -30,16 +30,6 @@ const haveTools = ['pebble', 'pebble-challtestsrv', 'openssl'].every((t) => {
   }
 });
 const skipReason = haveTools ? undefined : 'needs pebble, pebble-challtestsrv and openssl (apt-get install pebble openssl)';
-
-async function freePort(): Promise<number> {
-  return new Promise((resolve) => {
-    const s = createServer();
-    s.listen(0, '127.0.0.1', () => {
-      const { port } = s.address() as { port: number };
-      s.close(() => resolve(port));
-    });
-  });
-}
 
 const DOMAINS = ['db.example.test', '*.db.example.test'];
 const BUCKET = 'env';

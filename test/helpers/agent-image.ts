@@ -1,7 +1,6 @@
 import { execFileSync } from 'node:child_process';
 import { mkdirSync, readFileSync } from 'node:fs';
 import { request } from 'node:http';
-import { createServer } from 'node:net';
 import { fileURLToPath } from 'node:url';
 import { execa } from 'execa';
 import { hostHasSysResource } from '../../scripts/build-plugin.js';
@@ -80,18 +79,6 @@ export function makeSharedMount(dir: string): void {
   mkdirSync(dir, { recursive: true });
   execFileSync('mount', ['--bind', dir, dir]);
   execFileSync('mount', ['--make-rshared', dir]);
-}
-
-/** A TCP port nothing listens on right now, for the agent's health endpoint on the host network. */
-export async function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const srv = createServer();
-    srv.once('error', reject);
-    srv.listen(0, '127.0.0.1', () => {
-      const addr = srv.address();
-      srv.close(() => resolve(typeof addr === 'object' && addr ? addr.port : 0));
-    });
-  });
 }
 
 /** One plugin-protocol call over a unix socket, as dockerd makes it. */
