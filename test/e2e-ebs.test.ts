@@ -2,9 +2,9 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Agent } from '../agent/agent.js';
 import { startImdsServer, type ImdsServer } from './aws/imds-server.js';
-import { startInProcessAgent, uniquePluginName } from './helpers/agent.js';
+import { uniquePluginName } from './helpers/agent.js';
 import { docker as runDocker, ensureBusyboxImage, privateDockerd, TEST_IMAGE } from './helpers/docker.js';
-import { AZ, ebsWorld, FAST_TIMING, HOST, REGION, type EbsWorld } from './helpers/ebs.js';
+import { AZ, ebsWorld, HOST, REGION, type EbsWorld } from './helpers/ebs.js';
 import { noDockerReason } from './helpers/env.js';
 
 /**
@@ -24,19 +24,7 @@ describe.skipIf(noDockerReason)(`EBS volumes with the real Docker engine${noDock
 
   async function startHost(stateDir: string): Promise<Agent> {
     imds.setInstanceId(w.instanceId);
-    ({ agent } = await startInProcessAgent(
-      driver,
-      stateDir,
-      {
-        BERTH_BACKEND: 'ebs',
-        BERTH_IMDS_ENDPOINT: imds.endpoint,
-        BERTH_SYSFS_ROOT: w.tree.sysfsRoot,
-        BERTH_DEV_ROOT: w.tree.devRoot,
-        BERTH_DEFAULT_SIZE: '1GiB',
-        BERTH_RECONCILE_INTERVAL_SECONDS: '3600',
-      },
-      { ec2Client: () => w.client, ec2Timing: FAST_TIMING, startRetryMs: 100 },
-    ));
+    agent = await w.startAgent({ pluginName: driver, imdsEndpoint: imds.endpoint, stateDir });
     return agent;
   }
 

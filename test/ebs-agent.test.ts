@@ -6,8 +6,8 @@ import type { Agent } from '../agent/agent.js';
 import { readMountinfo } from '../lib/mountinfo.js';
 import { sleep } from '../lib/sleep.js';
 import { startImdsServer, type ImdsServer } from './aws/imds-server.js';
-import { startInProcessAgent, uniquePluginName } from './helpers/agent.js';
-import { AZ, ebsWorld, FAST_TIMING, HOST, REGION, type EbsWorld } from './helpers/ebs.js';
+import { uniquePluginName } from './helpers/agent.js';
+import { AZ, ebsWorld, HOST, REGION, type EbsWorld } from './helpers/ebs.js';
 import { noLoopReason } from './helpers/env.js';
 
 const TAGS = (name: string, host = HOST) => ({ 'berth:volume': name, 'berth:host': host, 'berth:managed-by': 'berth' });
@@ -37,20 +37,7 @@ describe.skipIf(noLoopReason)(`EBS agent: boot reconcile, drift repair, readines
   async function start(extra: Record<string, string> = {}): Promise<Agent> {
     imds ??= await startImdsServer({ instanceId: w.instanceId, az: AZ, region: REGION, tags: { 'berth:host': HOST } });
     imds.setInstanceId(w.instanceId);
-    ({ agent } = await startInProcessAgent(
-      uniquePluginName('berth-ebs'),
-      w.stateDir,
-      {
-        BERTH_BACKEND: 'ebs',
-        BERTH_IMDS_ENDPOINT: imds.endpoint,
-        BERTH_SYSFS_ROOT: w.tree.sysfsRoot,
-        BERTH_DEV_ROOT: w.tree.devRoot,
-        BERTH_DEFAULT_SIZE: '1GiB',
-        BERTH_RECONCILE_INTERVAL_SECONDS: '3600',
-        ...extra,
-      },
-      { ec2Client: () => w.client, ec2Timing: FAST_TIMING, startRetryMs: 100 },
-    ));
+    agent = await w.startAgent({ pluginName: uniquePluginName('berth-ebs'), imdsEndpoint: imds.endpoint, env: extra });
     return agent;
   }
 
@@ -133,13 +120,7 @@ describe.skipIf(noLoopReason)(`EBS agent: boot reconcile, drift repair, readines
     process.env.AWS_EC2_METADATA_SERVICE_ENDPOINT = imds.endpoint;
     process.env.AWS_CONFIG_FILE = process.env.AWS_SHARED_CREDENTIALS_FILE = join(w.dir, 'no-such-aws-config');
     try {
-      ({ agent } = await startInProcessAgent(
-        uniquePluginName('berth-ebs'),
-        w.stateDir,
-        { BERTH_BACKEND: 'ebs', BERTH_IMDS_ENDPOINT: imds.endpoint, BERTH_SYSFS_ROOT: w.tree.sysfsRoot, BERTH_DEV_ROOT: w.tree.devRoot, BERTH_RECONCILE_INTERVAL_SECONDS: '3600' },
-        { ec2Client: () => client, ec2Timing: FAST_TIMING, startRetryMs: 100 },
-      ));
-      const a = agent;
+      const a = (agent = await w.startAgent({ pluginName: uniquePluginName('berth-ebs'), imdsEndpoint: imds.endpoint, client }));
       await sleep(1_000);
       const waiting = await get(a.healthPort, '/readyz');
       expect(waiting.status).toBe(503);

@@ -1,5 +1,6 @@
 import { join } from 'node:path';
 import { EC2Client } from '@aws-sdk/client-ec2';
+import type { Agent } from '../../agent/agent.js';
 import { silentLogger, createLogger } from '../../agent/logger.js';
 import { execaRunner } from '../../lib/exec.js';
 import { createEbsBackend, type EbsBackend, type EbsBackendDeps, type HostIdentity } from '../../volume-plugin/backends/ebs/ebs-backend.js';
@@ -8,6 +9,7 @@ import { createDeviceResolver } from '../../volume-plugin/devices/nvme.js';
 import { createFilesystemOps } from '../../volume-plugin/fs/filesystem.js';
 import { VolumeManager } from '../../volume-plugin/manager.js';
 import { Ec2Model, type Ec2ModelOptions } from '../aws/ec2-model.js';
+import { startInProcessAgent } from './agent.js';
 import { createFakeNvmeTree, type FakeNvmeTree } from './fake-nvme.js';
 import { detachLoopDevicesUnder, tempDir } from './loop.js';
 
@@ -52,6 +54,11 @@ export interface EbsWorld {
   identity(): HostIdentity;
   backend(overrides?: Partial<EbsBackendDeps>): EbsBackend;
   manager(backend: EbsBackend): Promise<VolumeManager>;
+  /**
+   * The agent in this process on the EBS backend of this world: its EC2 client
+   * (or `client`), its NVMe tree, the IMDS server at `imdsEndpoint`.
+   */
+  startAgent(opts: { pluginName: string; imdsEndpoint: string; stateDir?: string; env?: Record<string, string>; client?: EC2Client }): Promise<Agent>;
   /** "Replace the host": the instance terminates (its volumes detach), a new one plays the same logical host. */
   replaceInstance(): Promise<string>;
   cleanup(): Promise<void>;
@@ -93,6 +100,23 @@ export async function ebsWorld(opts: Ec2ModelOptions & { bindDelayMs?: number; m
       });
       await manager.start();
       return manager;
+    },
+    async startAgent({ pluginName, imdsEndpoint, stateDir = world.stateDir, env = {}, client = world.client }) {
+      const { agent } = await startInProcessAgent(
+        pluginName,
+        stateDir,
+        {
+          BERTH_BACKEND: 'ebs',
+          BERTH_IMDS_ENDPOINT: imdsEndpoint,
+          BERTH_SYSFS_ROOT: tree.sysfsRoot,
+          BERTH_DEV_ROOT: tree.devRoot,
+          BERTH_DEFAULT_SIZE: '1GiB',
+          BERTH_RECONCILE_INTERVAL_SECONDS: '3600',
+          ...env,
+        },
+        { ec2Client: () => client, ec2Timing: FAST_TIMING, startRetryMs: 100 },
+      );
+      return agent;
     },
     async replaceInstance() {
       await model.setInstanceState(world.instanceId, 'terminated');
