@@ -68,15 +68,16 @@ async function managerOf(w: EbsWorld, backend: EbsBackend, stateDir: string): Pr
   return m;
 }
 
-/** berth: the reconciler, concurrency as the agent's default (BERTH_ATTACH_CONCURRENCY). */
-async function berthBoot(n: number): Promise<{ seconds: number; mounted: number; calls: number }> {
+type BootResult = { seconds: number; mounted: number; calls: number };
+
+/** Seconds from manager start to the end of `boot` over n prepared volumes, and what it left mounted. */
+async function timedBoot(n: number, concurrency: number, dir: string, boot: (manager: VolumeManager, backend: EbsBackend) => Promise<unknown>): Promise<BootResult> {
   const w = await prepare(n);
   try {
-    const backend = backendOf(w, 50);
+    const backend = backendOf(w, concurrency);
     const t0 = performance.now();
-    const manager = await managerOf(w, backend, `${w.dir}/berth`);
-    const reconciler = new Reconciler({ manager, backend, concurrency: 50, intervalMs: 3_600_000, logger: silentLogger });
-    await reconciler.boot();
+    const manager = await managerOf(w, backend, `${w.dir}/${dir}`);
+    await boot(manager, backend);
     const seconds = (performance.now() - t0) / 1000;
     const mounted = manager.snapshot().filter((v) => v.mounted).length;
     backend.close();
@@ -86,27 +87,20 @@ async function berthBoot(n: number): Promise<{ seconds: number; mounted: number;
   }
 }
 
+/** berth: the reconciler, concurrency as the agent's default (BERTH_ATTACH_CONCURRENCY). */
+const berthBoot = (n: number) =>
+  timedBoot(n, 50, 'berth', (manager, backend) => new Reconciler({ manager, backend, concurrency: 50, intervalMs: 3_600_000, logger: silentLogger }).boot());
+
 /** The seed: list by tag, then one volume at a time (attach, wait for it, find the device, mount). */
-async function sequentialBoot(n: number): Promise<{ seconds: number; mounted: number; calls: number }> {
-  const w = await prepare(n);
-  try {
-    const backend = backendOf(w, 1);
-    const t0 = performance.now();
-    const manager = await managerOf(w, backend, `${w.dir}/seed`);
+const sequentialBoot = (n: number) =>
+  timedBoot(n, 1, 'seed', async (manager, backend) => {
     for (const r of await backend.list()) await manager.ensureMounted(r.name);
-    const seconds = (performance.now() - t0) / 1000;
-    const mounted = manager.snapshot().filter((v) => v.mounted).length;
-    backend.close();
-    return { seconds, mounted, calls: w.model.calls() };
-  } finally {
-    await w.cleanup();
-  }
-}
+  });
 
 console.log('boot reconcile: volumes tagged to the host → all attached and mounted (attach latency 2 s, AWS rate limits)');
 for (const n of sizes) {
   // Several trials: whether an attachment is seen at the 2.8 s poll or the next one (at 5.0 s) moves a run by seconds.
-  const runs: Awaited<ReturnType<typeof berthBoot>>[] = [];
+  const runs: BootResult[] = [];
   for (let i = 0; i < trials; i++) runs.push(await berthBoot(n));
   runs.sort((x, y) => x.seconds - y.seconds);
   const b = runs[Math.floor(runs.length / 2)]!;
