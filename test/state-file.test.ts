@@ -86,7 +86,7 @@ describe.skipIf(noLoopReason)(`state file with a schema${noLoopReason ? ` (skipp
     await manager.mount('constructor', ID2);
     await manager.unmount('constructor', ID2);
     expect(isMounted(mp)).toBe(true); // '__proto__' still holds it
-    expect(Object.entries(saved().volumes.constructor!.mounts)).toEqual([['__proto__', 1]]);
+    expect(Object.entries(saved().volumes['constructor']!.mounts)).toEqual([['__proto__', 1]]);
 
     const { manager: restarted } = await loopManager(stateDir);
     expect((await restarted.get('constructor')).Status).toMatchObject({ mounted: true, containerMounts: 1 });

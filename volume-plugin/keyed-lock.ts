@@ -2,16 +2,19 @@
  * One async mutex per key: work on one volume name runs one at a time, in
  * arrival order; different names proceed in parallel. Waiters wait (dockerd
  * does not retry an error reply, so a busy answer would be a failed Mount).
- * A waiter whose signal aborts stops waiting at once with the signal's
- * reason, and its work never starts.
+ * A waiter whose signal aborts while queued stops waiting at once with the
+ * signal's reason, and its work never starts; work that has started is
+ * awaited (it honours the signal itself and undoes what it did).
  */
 export class KeyedLock {
   private readonly tails = new Map<string, Promise<unknown>>();
 
   async run<T>(key: string, work: () => Promise<T>, signal?: AbortSignal): Promise<T> {
     const previous = this.tails.get(key) ?? Promise.resolve();
+    let started = false;
     const guarded = async () => {
       signal?.throwIfAborted();
+      started = true;
       return work();
     };
     let settled = false;
@@ -24,7 +27,9 @@ export class KeyedLock {
       if (!signal) return await result;
       let onAbort: (() => void) | undefined;
       const aborted = new Promise<never>((_, reject) => {
-        onAbort = () => reject(signal.reason as Error);
+        onAbort = () => {
+          if (!started) reject(signal.reason as Error);
+        };
         if (signal.aborted) onAbort();
         else signal.addEventListener('abort', onAbort, { once: true });
       });

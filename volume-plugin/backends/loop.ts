@@ -184,9 +184,11 @@ export function createLoopBackend(deps: LoopBackendDeps): Backend {
     for (const entry of await readdir(procDir).catch(() => [] as string[])) {
       const pid = Number(entry);
       if (!Number.isInteger(pid) || pid === process.pid) continue;
+      // comm is the name of the file executed (a wrapper script's own name, not its interpreter's).
+      const tool = (await readFile(join(procDir, entry, 'comm'), 'utf8').catch(() => '')).trim();
+      if (!DEVICE_TOOLS.has(tool)) continue;
       const argv = (await readFile(join(procDir, entry, 'cmdline'), 'utf8').catch(() => '')).split('\0').filter(Boolean);
-      const tool = argv[0]?.split('/').pop();
-      if (tool && DEVICE_TOOLS.has(tool) && argv.slice(1).some((a) => paths.has(a))) out.push({ pid, cmd: argv.join(' ') });
+      if (argv.slice(1).some((a) => paths.has(a))) out.push({ pid, cmd: argv.join(' ') });
     }
     return out;
   }
