@@ -1,7 +1,8 @@
 import { execFileSync, type ChildProcess } from 'node:child_process';
 import { existsSync, readdirSync, readFileSync, unlinkSync, writeFileSync, mkdirSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
-import { afterEach, describe, expect, it } from 'vitest';
+import { execa } from 'execa';
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { sleep } from '../lib/sleep.js';
 import { parseState } from '../volume-plugin/state-store.js';
 import type { Agent } from '../agent/agent.js';
@@ -72,6 +73,13 @@ describe.skipIf(noLoopReason)(`crash-point matrix${noLoopReason ? ` (skipped: ${
   const tmpfs: string[] = [];
 
   const agents: Agent[] = [];
+  // The crashing agent is the bundle production runs: it starts in well under a second (tsx takes seconds).
+  const build = tempDir('berth-crash-build');
+  const bundle = join(build.path, 'dist', 'agent', 'main.js');
+  beforeAll(async () => {
+    await execa('node', ['scripts/build.mjs', join(build.path, 'dist')], { cwd: join(import.meta.dirname, '..'), timeout: 120_000 });
+  }, 150_000);
+  afterAll(() => build.cleanup());
 
   afterEach(async () => {
     for (const c of children.splice(0)) if (c.exitCode === null && c.signalCode === null) await stopChild(c, 'SIGKILL');
@@ -89,7 +97,7 @@ describe.skipIf(noLoopReason)(`crash-point matrix${noLoopReason ? ` (skipped: ${
     const socket = join('/run/docker/plugins', `${name}.sock`);
     // A killed agent leaves its socket: wait for the new one, not the stale file.
     if (existsSync(socket)) unlinkSync(socket);
-    const child = await startChildAgent(name, stateDir, { BERTH_DEFAULT_SIZE: '64MiB', ...extra });
+    const child = await startChildAgent(name, stateDir, { BERTH_DEFAULT_SIZE: '64MiB', ...extra }, bundle);
     children.push(child);
     return { child, call: (path, body) => pluginPost(socket, path, body) };
   }
