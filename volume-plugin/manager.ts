@@ -301,7 +301,7 @@ export class VolumeManager implements VolumeDriver {
           const vol = this.state.volumes[name];
           if (vol && !Object.hasOwn(vol.mounts, id) && vol.unknownRefs && vol.mounted) {
             // References unknown since a rebuild: this is one of them. The engine says whether others remain;
-            // without it, the first Unmount is taken as the last (see docs/operations.md "References").
+            // without it, the first Unmount is taken as the last (README, "References after a crash").
             await this.resolveUnknownLocked(name, vol, signal);
             return;
           }
