@@ -28,6 +28,7 @@ export const FAST_TIMING: Partial<Ec2Timing> = {
   detachTimeoutMs: 5_000,
   createTimeoutMs: 5_000,
   batchWindowMs: 5,
+  unknownAfterCreateMs: 1_000,
 };
 
 export const testLogger = () => (process.env.BERTH_TEST_LOGS ? createLogger('debug') : silentLogger);
