@@ -9,7 +9,7 @@ import { attachmentOf, ClientTokenSpent, type Ec2Facade, FailedVolumeDeleted, ta
 import { createParamsOf, optionsOf, tagValueOf, validateEbsOptions } from './ebs-options.js';
 
 /**
- * EBS backend (DESIGN.md §6). A volume is found by its tags, never by a name
+ * EBS backend (docs/design.md §6). A volume is found by its tags, never by a name
  * or device guess: `<prefix>volume` is its name, `<prefix>host` the logical
  * host it belongs to. Attaching moves it here from a host that is gone, and
  * claims it from a running one by retagging, then waits for the agent there
