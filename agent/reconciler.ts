@@ -186,10 +186,7 @@ export class Reconciler {
     await Promise.all(plan.map((item) => limit.run(() => this.apply(item))));
     this.lastError = undefined;
     this.booted = true;
-    await this.publish(new Set(plan.map((p) => p.name))).catch((err: unknown) => {
-      this.verdict = `could not read or tag the volumes of this host: ${errorMessage(err)}`;
-      this.log.warn({ err: errorMessage(err) }, 'could not publish readiness tags; next pass tries again');
-    });
+    await this.publish(new Set(plan.map((p) => p.name))).catch((err: unknown) => this.log.warn({ err: errorMessage(err) }, 'could not publish readiness tags; next pass tries again'));
     this.passes?.inc({ outcome: this.failed.size ? 'partial' : 'ok' });
     return plan;
   }
@@ -252,7 +249,10 @@ export class Reconciler {
     const { backend, manager } = this.deps;
     const k = backend.tagKeys;
     const me = backend.identity.instanceId;
-    const { records: tagged, duplicates } = await backend.hostVolumes();
+    const { records: tagged, duplicates } = await backend.hostVolumes().catch((err: unknown) => {
+      this.verdict = `could not read the volumes tagged to this host: ${errorMessage(err)}`;
+      throw err;
+    });
     this.noteDuplicates(duplicates);
     const local = new Map(manager.snapshot().map((v) => [v.name, v]));
     const taggedNames = new Set(tagged.map((r) => r.name));

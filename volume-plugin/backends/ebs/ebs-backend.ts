@@ -288,7 +288,7 @@ export function createEbsBackend(deps: EbsBackendDeps): EbsBackend {
       const { name } = record;
       cancelIdle(record.id);
       inUse.add(record.id);
-      /** Set once the volume is attached here: a failure after that detaches it again. */
+      /** Set once an attachment here is made or under way: a failure after that detaches it again. */
       let attachedHere = false;
       try {
         // By name, not by the remembered id: a second volume with this name must stop us here.
@@ -315,6 +315,7 @@ export function createEbsBackend(deps: EbsBackendDeps): EbsBackend {
           a = attachmentOf(v);
         }
         let device: string;
+        attachedHere = true;
         if (a && a.instanceId === identity.instanceId && a.state === 'attached') {
           device = a.device;
         } else if (a && a.instanceId === identity.instanceId) {
@@ -323,7 +324,6 @@ export function createEbsBackend(deps: EbsBackendDeps): EbsBackend {
         } else {
           device = await ec2.attach(record.id);
         }
-        attachedHere = true;
         const found = await devices.waitFor(record.id, device, deps.deviceWaitMs);
         const attached = toRecord(v);
         Object.assign(attached.status, { host: identity.hostId, attachedTo: identity.instanceId, attachment: 'attached', ec2Device: device, device: found.path });
