@@ -4,6 +4,7 @@ import { DeleteVolumeCommand } from '@aws-sdk/client-ec2';
 import { execa } from 'execa';
 import { afterEach, describe, expect, it } from 'vitest';
 import type { Agent } from '../agent/agent.js';
+import type { Ec2Timing } from '../volume-plugin/backends/ebs/ec2-facade.js';
 import { readMountinfo } from '../lib/mountinfo.js';
 import { sleep } from '../lib/sleep.js';
 import { startImdsServer, type ImdsServer } from './aws/imds-server.js';
@@ -35,10 +36,10 @@ describe.skipIf(noLoopReason)(`EBS agent: boot reconcile, drift repair, readines
     await w?.cleanup();
   });
 
-  async function start(extra: Record<string, string> = {}): Promise<Agent> {
+  async function start(extra: Record<string, string> = {}, timing: Partial<Ec2Timing> = {}): Promise<Agent> {
     imds ??= await startImdsServer({ instanceId: w.instanceId, az: AZ, region: REGION, tags: { 'berth:host': HOST } });
     imds.setInstanceId(w.instanceId);
-    agent = await w.startAgent({ pluginName: uniquePluginName('berth-ebs'), imdsEndpoint: imds.endpoint, env: extra });
+    agent = await w.startAgent({ pluginName: uniquePluginName('berth-ebs'), imdsEndpoint: imds.endpoint, env: extra, timing });
     return agent;
   }
 
@@ -232,7 +233,8 @@ describe.skipIf(noLoopReason)(`EBS agent: boot reconcile, drift repair, readines
     w = await ebsWorld();
     const stopped = w.model.addInstance({ az: AZ, state: 'stopped' });
     const ids = [...'abcdefghijklmnopqrstu'].map((c) => w.model.addVolume({ az: AZ, size: 1, tags: TAGS(`v${c}`), attachedTo: { instanceId: stopped, device: `/dev/xvdc${c}` } }));
-    const a = await start({ BERTH_HOST_ID: HOST });
+    // 21 fake NVMe devices bound at once can take seconds on a busy machine: not an attachment stuck at EC2.
+    const a = await start({ BERTH_HOST_ID: HOST }, { stuckAttachingMs: 20_000, attachTimeoutMs: 60_000 });
     await a.booted;
     for (const id of ids) expect(w.model.volume(id).attachment).toMatchObject({ instanceId: w.instanceId, state: 'attached' });
     const asked = w.model.inputs('DescribeInstances').filter((input) => JSON.stringify(input).includes(stopped));
