@@ -249,6 +249,9 @@ export function createEbsBackend(deps: EbsBackendDeps): EbsBackend {
           return toRecord(volume);
         } catch (err) {
           if (err instanceof ClientTokenSpent && rotation < MAX_TOKEN_ROTATIONS) {
+            // A racing Create (another agent of this host, with other options) may own the token: its volume wins.
+            const raced = await lookup(name);
+            if (raced) return toRecord(raced);
             log?.info({ name, generation, why: err.message }, 'ClientToken spent; creating with the next one');
             spendToken(name);
             continue;
