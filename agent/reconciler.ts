@@ -1,9 +1,9 @@
 import type { Logger } from 'pino';
 import { Counter, Gauge, type Registry } from 'prom-client';
-import { errorMessage } from '../lib/errors.js';
+import { errorMessage, isBerthError } from '../lib/errors.js';
 import { Semaphore } from '../lib/semaphore.js';
 import type { VolumeRecord } from '../volume-plugin/backends/backend.js';
-import type { EbsBackend } from '../volume-plugin/backends/ebs/ebs-backend.js';
+import type { DuplicateName, EbsBackend } from '../volume-plugin/backends/ebs/ebs-backend.js';
 import type { Tags } from '../volume-plugin/backends/ebs/ec2-facade.js';
 import type { VolumeManager } from '../volume-plugin/manager.js';
 
@@ -37,6 +37,21 @@ export interface ReconcilerDeps {
   registry?: Registry;
 }
 
+/** Why the last pass could not make a volume ready. */
+interface Failure {
+  message: string;
+  /**
+   * The device holds data berth will not touch (UNSAFE_DEVICE: another filesystem, a partition
+   * table, an unverified device). Retrying cannot help until the volume changes, so the periodic
+   * pass does not attach, refuse and detach it again every time; a Docker Mount still may.
+   */
+  refused: boolean;
+  /** The volume as it was when it failed (id and options); a change clears a refusal. */
+  fingerprint: string;
+}
+
+const fingerprintOf = (r: VolumeRecord) => `${r.id} ${JSON.stringify(r.options)}`;
+
 /** Tag values allow letters, digits, spaces and _ . : / = + - @, up to 256 characters. */
 export function shortReason(message: string): string {
   return message.replace(/[^\p{L}\p{N} _.:/=+\-@]/gu, ' ').replace(/\s+/g, ' ').trim().slice(0, 200);
@@ -44,7 +59,13 @@ export function shortReason(message: string): string {
 
 export class Reconciler {
   private readonly seen = new Set<string>();
-  private readonly failed = new Map<string, string>();
+  private readonly failed = new Map<string, Failure>();
+  private duplicates: DuplicateName[] = [];
+  /** Each tagged volume as the last plan saw it, for Failure.fingerprint. */
+  private readonly fingerprints = new Map<string, string>();
+  private duplicatesKey = '[]';
+  /** The last pass's verdict: what /readyz answers and what the instance's ready tag says. */
+  private verdict: true | string = true;
   private readonly published = new Map<string, string>();
   private timer: NodeJS.Timeout | undefined;
   private running: Promise<PlanItem[]> | undefined;
@@ -66,32 +87,47 @@ export class Reconciler {
           this.set(failed.size);
         },
       });
+      const duplicates = () => this.duplicates.length;
+      new Gauge({
+        name: 'berth_ebs_duplicate_volume_names',
+        help: 'Names carried by more than one EBS volume tagged to this host (berth uses none of the extra ones)',
+        registers: [deps.registry],
+        collect() {
+          this.set(duplicates());
+        },
+      });
     }
   }
 
-  /** /readyz: true once boot reconcile finished and every volume tagged here is mounted or idle. */
+  /**
+   * /readyz: true once boot reconcile finished and every volume tagged here is mounted or idle.
+   * The same verdict as the instance's ready tag, from the last pass (see publish()).
+   */
   readiness(): true | string {
     if (!this.booted) return this.lastError ? `boot reconcile failed: ${this.lastError}` : 'boot reconcile running';
-    if (this.failed.size > 0) return `volumes not ready: ${[...this.failed].map(([n, e]) => `${n} (${e})`).join('; ')}`;
-    return true;
+    return this.verdict;
   }
 
   /** What a pass would do now, and why; changes nothing. */
   async plan(): Promise<PlanItem[]> {
     const { manager, backend } = this.deps;
     const me = backend.identity.instanceId;
-    const tagged = await backend.list();
+    const { records: tagged, duplicates } = await backend.hostVolumes();
+    this.noteDuplicates(duplicates);
     const local = new Map(manager.snapshot().map((v) => [v.name, v]));
     const out: PlanItem[] = [];
     for (const r of tagged) {
+      this.fingerprints.set(r.name, fingerprintOf(r));
+      const failure = this.failed.get(r.name);
+      if (failure?.refused && failure.fingerprint === fingerprintOf(r) && !local.get(r.name)?.mounted) continue;
       const l = local.get(r.name);
       const attachedHere = r.status.attachedTo === me && r.status.attachment === 'attached';
       if (l?.mounted && !attachedHere) {
         out.push({ name: r.name, volumeId: r.id, action: 'remount', reason: `mounted here but EC2 says ${r.status.attachedTo ? `attached to ${r.status.attachedTo}` : 'not attached'} (detached behind berth's back)` });
       } else if (!l?.mounted && !this.seen.has(r.name)) {
         out.push({ name: r.name, volumeId: r.id, action: 'mount', reason: `tagged ${backend.tagKeys.host}=${backend.identity.hostId}${this.booted ? ' since the last pass' : ''}` });
-      } else if (!l?.mounted && this.failed.has(r.name)) {
-        out.push({ name: r.name, volumeId: r.id, action: 'mount', reason: `retry after: ${this.failed.get(r.name)}` });
+      } else if (!l?.mounted && failure) {
+        out.push({ name: r.name, volumeId: r.id, action: 'mount', reason: `${failure.refused ? 'the volume changed since berth refused it' : 'retry after'}: ${failure.message}` });
       }
     }
     for (const r of await backend.attachedElsewhereTagged()) {
@@ -150,7 +186,7 @@ export class Reconciler {
     await Promise.all(plan.map((item) => limit.run(() => this.apply(item))));
     this.lastError = undefined;
     this.booted = true;
-    await this.publish().catch((err: unknown) => this.log.warn({ err: errorMessage(err) }, 'could not publish readiness tags; next pass tries again'));
+    await this.publish(new Set(plan.map((p) => p.name))).catch((err: unknown) => this.log.warn({ err: errorMessage(err) }, 'could not publish readiness tags; next pass tries again'));
     this.passes?.inc({ outcome: this.failed.size ? 'partial' : 'ok' });
     return plan;
   }
@@ -180,31 +216,71 @@ export class Reconciler {
       this.failed.delete(item.name);
       log.info({ reason: item.reason }, 'reconciled');
     } catch (err) {
-      this.failed.set(item.name, errorMessage(err));
-      log.error({ reason: item.reason, err: errorMessage(err) }, 'reconcile action failed');
+      const refused = item.action !== 'release' && item.action !== 'detach' && isBerthError(err, 'UNSAFE_DEVICE');
+      this.failed.set(item.name, { message: errorMessage(err), refused, fingerprint: this.fingerprints.get(item.name) ?? item.volumeId });
+      if (refused) log.error({ reason: item.reason, err: errorMessage(err) }, 'berth refused this volume\'s device and detached it; not retried until the volume changes (a Docker Mount still tries)');
+      else log.error({ reason: item.reason, err: errorMessage(err) }, 'reconcile action failed');
     }
   }
 
-  /** Readiness tags (DESIGN.md §6), written only when they change. */
-  private async publish(): Promise<void> {
+  /** Duplicates are logged when they change, counted in a metric, and named in readiness. */
+  private noteDuplicates(duplicates: DuplicateName[]): void {
+    this.duplicates = duplicates;
+    const key = JSON.stringify(duplicates);
+    if (key === this.duplicatesKey) return;
+    this.duplicatesKey = key;
+    for (const d of duplicates) {
+      this.log.error(
+        { name: d.name, volumeIds: d.volumeIds, kept: d.kept },
+        d.kept
+          ? `a second EBS volume is tagged with this name; berth keeps using ${d.kept} (attached here) and touches none of the others: untag or delete the wrong one`
+          : 'several EBS volumes are tagged with this name and none is attached here; berth uses none of them: untag or delete the wrong one',
+      );
+    }
+  }
+
+  /**
+   * Readiness tags (docs/design.md §6), written only when they change, and the verdict /readyz
+   * answers: both from the same facts of this pass, so they agree. A failure is kept only while
+   * its volume is still tagged here and not mounted (or was acted on in this pass): a volume
+   * removed, deleted or mounted since stops counting.
+   */
+  private async publish(actedOn: ReadonlySet<string>): Promise<void> {
     const { backend, manager } = this.deps;
     const k = backend.tagKeys;
     const me = backend.identity.instanceId;
-    const tagged = await backend.list();
+    const { records: tagged, duplicates } = await backend.hostVolumes().catch((err: unknown) => {
+      this.verdict = `could not read the volumes tagged to this host: ${errorMessage(err)}`;
+      throw err;
+    });
+    this.noteDuplicates(duplicates);
     const local = new Map(manager.snapshot().map((v) => [v.name, v]));
-    const volumes: { id: string; tags: Tags }[] = [];
+    const taggedNames = new Set(tagged.map((r) => r.name));
+    for (const name of [...this.failed.keys()]) {
+      const stillTagged = taggedNames.has(name) && !local.get(name)?.mounted;
+      if (!stillTagged && !actedOn.has(name)) this.failed.delete(name);
+    }
+    const all: { id: string; tags: Tags }[] = [];
+    const reasons: string[] = [];
     let mounted = 0;
     for (const r of tagged) {
       const l = local.get(r.name);
-      const error = this.failed.get(r.name) ?? (l?.mounted ? undefined : l?.lastError);
-      const state = error ? `error:${shortReason(error)}` : l?.mounted ? 'mounted' : 'idle';
+      const failure = this.failed.get(r.name);
+      const state = failure ? `error:${shortReason(failure.message)}` : l?.mounted ? 'mounted' : 'idle';
       if (state === 'mounted') mounted++;
-      const tags = { [k.attachedTo]: r.status.attachedTo === me ? me : '', [k.state]: state };
-      const key = JSON.stringify(tags);
-      if (this.published.get(r.id) !== key) volumes.push({ id: r.id, tags });
+      if (!failure && !l?.mounted && !this.seen.has(r.name)) reasons.push(`${r.name} (not mounted yet)`);
+      all.push({ id: r.id, tags: { [k.attachedTo]: r.status.attachedTo === me ? me : '', [k.state]: state } });
     }
-    const ready = tagged.every((r) => !this.failed.has(r.name) && (local.get(r.name)?.mounted || this.seen.has(r.name)));
-    const instance = { [k.ready]: String(ready), [k.readyCount]: String(mounted) };
+    for (const [name, f] of this.failed) reasons.push(`${name} (${f.refused ? 'refused, not retried until it changes: ' : ''}${f.message})`);
+    for (const d of duplicates) {
+      reasons.push(`${d.name} (${d.volumeIds.length} EBS volumes carry this name: ${d.volumeIds.join(', ')}; ${d.kept ? `berth keeps using ${d.kept}` : 'berth uses none of them'}; untag or delete the wrong one)`);
+      for (const id of d.volumeIds.filter((x) => x !== d.kept)) {
+        all.push({ id, tags: { [k.state]: `error:${shortReason(`duplicate ${k.volume}=${d.name}`)}` } });
+      }
+    }
+    this.verdict = reasons.length === 0 ? true : `volumes not ready: ${reasons.join('; ')}`;
+    const volumes = all.filter((v) => this.published.get(v.id) !== JSON.stringify(v.tags));
+    const instance = { [k.ready]: String(this.verdict === true), [k.readyCount]: String(mounted) };
     const instanceKey = JSON.stringify(instance);
     if (volumes.length === 0 && this.published.get(me) === instanceKey) return;
     await backend.publishReadiness(this.published.get(me) === instanceKey ? {} : instance, volumes);

@@ -1,13 +1,15 @@
 import { readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
+import { DeleteVolumeCommand } from '@aws-sdk/client-ec2';
 import { execa } from 'execa';
 import { afterEach, describe, expect, it } from 'vitest';
 import type { Agent } from '../agent/agent.js';
+import type { Ec2Timing } from '../volume-plugin/backends/ebs/ec2-facade.js';
 import { readMountinfo } from '../lib/mountinfo.js';
 import { sleep } from '../lib/sleep.js';
 import { startImdsServer, type ImdsServer } from './aws/imds-server.js';
 import { uniquePluginName } from './helpers/agent.js';
-import { AZ, ebsWorld, HOST, REGION, type EbsWorld } from './helpers/ebs.js';
+import { AZ, ebsWorld, GiB, HOST, REGION, type EbsWorld } from './helpers/ebs.js';
 import { noLoopReason } from './helpers/env.js';
 
 const TAGS = (name: string, host = HOST) => ({ 'berth:volume': name, 'berth:host': host, 'berth:managed-by': 'berth' });
@@ -34,10 +36,10 @@ describe.skipIf(noLoopReason)(`EBS agent: boot reconcile, drift repair, readines
     await w?.cleanup();
   });
 
-  async function start(extra: Record<string, string> = {}): Promise<Agent> {
+  async function start(extra: Record<string, string> = {}, timing: Partial<Ec2Timing> = {}): Promise<Agent> {
     imds ??= await startImdsServer({ instanceId: w.instanceId, az: AZ, region: REGION, tags: { 'berth:host': HOST } });
     imds.setInstanceId(w.instanceId);
-    agent = await w.startAgent({ pluginName: uniquePluginName('berth-ebs'), imdsEndpoint: imds.endpoint, env: extra });
+    agent = await w.startAgent({ pluginName: uniquePluginName('berth-ebs'), imdsEndpoint: imds.endpoint, env: extra, timing });
     return agent;
   }
 
@@ -134,6 +136,110 @@ describe.skipIf(noLoopReason)(`EBS agent: boot reconcile, drift repair, readines
     } finally {
       process.env = saved;
     }
+  });
+
+  it('a volume whose device holds a foreign filesystem: refused and detached once, not retried every pass, reported; retried once it changes', async () => {
+    w = await ebsWorld();
+    const id = w.model.addVolume({ az: AZ, size: 1, tags: TAGS('foreign') });
+    w.model.addVolume({ az: AZ, size: 1, tags: TAGS('fine') });
+    const bindHere = w.model.onAttached!;
+    let formatted = false;
+    w.model.onAttached = async (volumeId, device, instanceId) => {
+      if (volumeId !== id) return bindHere(volumeId, device, instanceId);
+      const dev = await w.tree.bind(volumeId, GiB);
+      if (!formatted) await execa('mkfs.xfs', ['-q', '-f', dev]);
+      formatted = true;
+    };
+    const a = await start();
+    const reconciler = (await a.booted)!;
+    expect(w.model.volume(id).attachment).toBeUndefined();
+    const attaches = w.model.calls('AttachVolume');
+    await reconciler.pass();
+    await reconciler.pass();
+    expect(w.model.calls('AttachVolume')).toBe(attaches);
+    const ready = await get(a.healthPort, '/readyz');
+    expect(ready.status).toBe(503);
+    expect(String((ready.body.checks as Record<string, string>).volumes)).toMatch(/foreign \(refused, not retried until it changes: .*holds a xfs filesystem but the volume asks for ext4/);
+    expect(w.model.instance(w.instanceId).tags['berth:ready']).toBe('false');
+    expect(w.model.volume(id).tags['berth:state']).toMatch(/^error:.*holds a xfs filesystem/);
+    const status = await get(a.healthPort, '/status');
+    expect(JSON.stringify(status.body.volumes)).toMatch(/holds a xfs filesystem/);
+
+    // The operator says what the volume holds: the next pass tries again and mounts it.
+    w.model.setTags(id, { 'berth:options': JSON.stringify({ sizeBytes: GiB, fs: 'xfs', onRemove: 'retain' }) });
+    await reconciler.pass();
+    expect(await mountedAt(a.manager.mountpointOf('foreign'))).toBe(true);
+    expect((await get(a.healthPort, '/readyz')).status).toBe(200);
+    expect(w.model.instance(w.instanceId).tags['berth:ready']).toBe('true');
+  });
+
+  it('a second volume with the name of a mounted one: the mounted one stays mounted with its containers, the duplicate is reported', async () => {
+    w = await ebsWorld();
+    const first = w.model.addVolume({ az: AZ, size: 1, tags: TAGS('twin') });
+    const a = await start();
+    const reconciler = (await a.booted)!;
+    const mp = a.manager.mountpointOf('twin');
+    await writeFile(join(mp, 'f'), 'mine');
+    const second = w.model.addVolume({ az: AZ, size: 1, tags: TAGS('twin') });
+    await reconciler.pass();
+    expect(await mountedAt(mp)).toBe(true);
+    expect(a.manager.snapshot().find((v) => v.name === 'twin')).toMatchObject({ id: first, mounted: true });
+    expect(w.model.volume(first).attachment).toMatchObject({ instanceId: w.instanceId, state: 'attached' });
+    expect(w.model.volume(second).attachment).toBeUndefined();
+    // A container started now gets the same data.
+    const again = await a.manager.mount('twin', 'e'.repeat(64));
+    expect(await readFile(join(again, 'f'), 'utf8')).toBe('mine');
+    await reconciler.pass();
+    expect(a.manager.snapshot().find((v) => v.name === 'twin')).toMatchObject({ id: first, mounted: true, refs: 1 });
+
+    const ready = await get(a.healthPort, '/readyz');
+    expect(ready.status).toBe(503);
+    expect(String((ready.body.checks as Record<string, string>).volumes)).toContain(`twin (2 EBS volumes carry this name: ${first}, ${second}; berth keeps using ${first}`);
+    expect(w.model.instance(w.instanceId).tags['berth:ready']).toBe('false');
+    expect(w.model.volume(second).tags['berth:state']).toBe('error:duplicate berth:volume=twin');
+    expect(await (await fetch(`http://127.0.0.1:${a.healthPort}/metrics`)).text()).toMatch(/^berth_ebs_duplicate_volume_names 1$/m);
+
+    // The wrong one is untagged: ready again, nothing was moved.
+    w.model.removeTags(second, ['berth:volume']);
+    await reconciler.pass();
+    expect((await get(a.healthPort, '/readyz')).status).toBe(200);
+    expect(w.model.instance(w.instanceId).tags['berth:ready']).toBe('true');
+    expect(await mountedAt(mp)).toBe(true);
+    await a.manager.unmount('twin', 'e'.repeat(64));
+  });
+
+  it('/readyz and the ready tag agree, and recover once the failed volumes are removed or deleted', async () => {
+    w = await ebsWorld();
+    w.model.addVolume({ az: 'eu-west-1b', size: 1, tags: TAGS('far') });
+    const farther = w.model.addVolume({ az: 'eu-west-1c', size: 1, tags: TAGS('farther') });
+    w.model.addVolume({ az: AZ, size: 1, tags: TAGS('near') });
+    const a = await start();
+    const reconciler = (await a.booted)!;
+    const before = await get(a.healthPort, '/readyz');
+    expect(before.status).toBe(503);
+    expect(String((before.body.checks as Record<string, string>).volumes)).toMatch(/far \(.*cannot attach across zones.*farther \(/);
+    expect(w.model.instance(w.instanceId).tags['berth:ready']).toBe('false');
+
+    await a.manager.remove('far'); // docker volume rm
+    await w.client.send(new DeleteVolumeCommand({ VolumeId: farther })); // deleted at EC2
+    await reconciler.pass();
+    const after = await get(a.healthPort, '/readyz');
+    expect(after.body.checks).toMatchObject({ volumes: true });
+    expect(after.status).toBe(200);
+    expect(w.model.instance(w.instanceId).tags).toMatchObject({ 'berth:ready': 'true', 'berth:ready-count': '1' });
+  });
+
+  it('the boot of a host holding 21 volumes of one stopped instance asks EC2 about that instance once', async () => {
+    w = await ebsWorld();
+    const stopped = w.model.addInstance({ az: AZ, state: 'stopped' });
+    const ids = [...'abcdefghijklmnopqrstu'].map((c) => w.model.addVolume({ az: AZ, size: 1, tags: TAGS(`v${c}`), attachedTo: { instanceId: stopped, device: `/dev/xvdc${c}` } }));
+    // 21 fake NVMe devices bound at once can take seconds on a busy machine: not an attachment stuck at EC2.
+    const a = await start({ BERTH_HOST_ID: HOST }, { stuckAttachingMs: 20_000, attachTimeoutMs: 60_000 });
+    await a.booted;
+    for (const id of ids) expect(w.model.volume(id).attachment).toMatchObject({ instanceId: w.instanceId, state: 'attached' });
+    const asked = w.model.inputs('DescribeInstances').filter((input) => JSON.stringify(input).includes(stopped));
+    expect(asked).toHaveLength(1);
+    expect((await get(a.healthPort, '/readyz')).status).toBe(200);
   });
 
   it('IMDS unreachable: Get and List still answer from the state file, /readyz says why it is not ready', async () => {

@@ -3,6 +3,7 @@ import { join } from 'node:path';
 import { AttachVolumeCommand, DetachVolumeCommand, ModifyVolumeCommand } from '@aws-sdk/client-ec2';
 import { execa } from 'execa';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { createLogger } from '../agent/logger.js';
 import { isBerthError } from '../lib/errors.js';
 import { sleep } from '../lib/sleep.js';
 import { noLoopReason } from './helpers/env.js';
@@ -365,5 +366,146 @@ describe.skipIf(noLoopReason)(`EBS backend over the EC2 model and real devices${
       expect((await restarted.list()).map((v) => v.Name).sort()).toEqual(['a', 'b']);
       w.model.faults.failDescribeVolumes = 0;
     });
+  });
+});
+
+/** A logger whose lines the test can read. */
+function capturedLogger(): { logger: ReturnType<typeof createLogger>; lines: () => string[] } {
+  const out: string[] = [];
+  return { logger: createLogger('debug', { write: (line: string) => void out.push(line) }), lines: () => out.map((l) => String((JSON.parse(l) as { msg?: string }).msg ?? '')) };
+}
+
+const OWNED = (name: string, host: string) => ({ 'berth:volume': name, 'berth:host': host, 'berth:managed-by': 'berth' });
+
+describe.skipIf(noLoopReason)(`EBS backend keeps its promises (issue 12)${noLoopReason ? ` (skipped: ${noLoopReason})` : ''}`, () => {
+  let w: EbsWorld;
+  afterEach(async () => {
+    await w?.cleanup();
+  });
+
+  it('docker volume rm on a host that does not own the volume: forgotten here only, the owner keeps its tags; onRemove=delete is refused', async () => {
+    w = await ebsWorld();
+    const other = w.model.addInstance({ az: AZ, tags: { 'berth:host': 'host-b' } });
+    const ownerTags = { ...OWNED('theirs', 'host-b'), 'berth:attached-to': other, 'berth:state': 'mounted' };
+    const id = w.model.addVolume({ az: AZ, size: 1, tags: ownerTags, attachedTo: { instanceId: other, device: '/dev/xvdba' } });
+    const log = capturedLogger();
+    const manager = await w.manager(w.backend({ logger: log.logger }));
+    // `docker volume create theirs` here put the name into this host's view.
+    await manager.create('theirs', {});
+    w.model.resetCalls();
+    await manager.remove('theirs');
+    expect(w.model.volume(id).tags).toEqual(ownerTags);
+    expect(w.model.volume(id).attachment).toMatchObject({ instanceId: other, state: 'attached' });
+    for (const c of ['CreateTags', 'DeleteTags', 'DetachVolume', 'DeleteVolume']) expect(w.model.calls(c)).toBe(0);
+    expect((await manager.list()).map((v) => v.Name)).toEqual([]);
+    expect(log.lines().some((l) => /detached and untagged/.test(l))).toBe(false);
+    expect(log.lines()).toContain('volume forgotten on this host only: it belongs to host host-b, whose tags and data are left as they are');
+
+    // Idle on its owner (not attached): deleting it from here would destroy host-b's data.
+    const idle = w.model.addVolume({ az: AZ, size: 1, tags: { ...OWNED('theirs-too', 'host-b'), 'berth:options': JSON.stringify({ sizeBytes: GiB, fs: 'ext4', onRemove: 'delete' }) } });
+    await manager.create('theirs-too', {});
+    await expect(manager.remove('theirs-too')).rejects.toThrow(/belongs to host host-b \(berth:host\), not this host \(host-a\); berth deletes a volume only on its own host: remove it there. Nothing was changed/);
+    expect(w.model.hasVolume(idle)).toBe(true);
+    expect(w.model.volume(idle).tags['berth:host']).toBe('host-b');
+  });
+
+  it('a Mount that fails after AttachVolume leaves the volume detached: device never appears, device holds a foreign filesystem', async () => {
+    w = await ebsWorld();
+    const manager = await w.manager(w.backend({ deviceWaitMs: 500 }));
+    const bindHere = w.model.onAttached!;
+    await manager.create('ghost', {});
+    const ghost = w.model.volumes()[0]!.volumeId;
+    w.model.onAttached = (volumeId, device, instanceId) => (volumeId === ghost ? undefined : bindHere(volumeId, device, instanceId));
+    await expect(manager.mount('ghost', ID(1))).rejects.toThrow(/no block device with serial vol[0-9a-f]{17} appeared/);
+    expect(w.model.volume(ghost).attachment).toBeUndefined();
+
+    await manager.create('foreign', {});
+    const foreign = w.model.volumes().find((v) => v.tags['berth:volume'] === 'foreign')!.volumeId;
+    w.model.onAttached = async (volumeId, device, instanceId) => {
+      if (volumeId !== foreign) return bindHere(volumeId, device, instanceId);
+      await execa('mkfs.xfs', ['-q', '-f', await w.tree.bind(volumeId, GiB)]);
+    };
+    await expect(manager.mount('foreign', ID(2))).rejects.toThrow(/holds a xfs filesystem but the volume asks for ext4; refusing/);
+    expect(w.model.volume(foreign).attachment).toBeUndefined();
+    expect((await manager.get('foreign')).Status).toMatchObject({ mounted: false, lastError: expect.stringMatching(/holds a xfs filesystem/) });
+  });
+
+  it('a Create naming the values the volume has (type=gp3, encrypted=true, default IOPS and throughput) is no conflict; other values are', async () => {
+    w = await ebsWorld();
+    const manager = await w.manager(w.backend());
+    await manager.create('plain', {});
+    await manager.create('plain', { type: 'gp3', encrypted: 'true', iops: '3000', throughput: '125', size: '1GiB', fs: 'ext4', onRemove: 'retain' });
+    await expect(manager.create('plain', { type: 'gp2' })).rejects.toThrow(/type \(asked gp2, volume has gp3\)/);
+    await expect(manager.create('plain', { encrypted: 'false' })).rejects.toThrow(/encrypted \(asked false, volume has true\)/);
+    await manager.create('keyed', { kmsKeyId: 'alias/data' });
+    await manager.create('keyed', { kmsKeyId: 'alias/data', encrypted: 'true', type: 'gp3' });
+    // Made outside berth (infra/): its values are what EC2 says.
+    w.model.addVolume({ az: AZ, size: 4, type: 'io2', iops: 400, encrypted: true, tags: OWNED('infra', HOST) });
+    await manager.create('infra', { type: 'io2', iops: '400', size: '4GiB', encrypted: 'true' });
+    await expect(manager.create('infra', { iops: '500' })).rejects.toThrow(/iops \(asked 500, volume has 400\)/);
+    expect(w.model.calls('CreateVolume')).toBe(2);
+  });
+
+  it('ClientToken: after onRemove=delete a Create of that name makes a new volume, in this process and after a restart, with the same or other options', async () => {
+    w = await ebsWorld();
+    const manager = await w.manager(w.backend());
+    await manager.create('tmp', { onRemove: 'delete' });
+    const first = w.model.volumes()[0]!.volumeId;
+    await manager.remove('tmp');
+    await manager.create('tmp', { onRemove: 'delete' });
+    const second = w.model.volumes()[0]!;
+    expect(second.volumeId).not.toBe(first);
+    expect(second.state).toBe('available');
+    await writeFile(join(await manager.mount('tmp', ID(1)), 'f'), 'new');
+    await manager.unmount('tmp', ID(1));
+    await manager.remove('tmp');
+
+    // A restarted agent does not remember the deletions: EC2's answers tell it the tokens are spent.
+    const restarted = await w.manager(w.backend());
+    await restarted.create('tmp', { onRemove: 'delete' });
+    expect(w.model.volumes().map((v) => v.volumeId)).not.toContain(second.volumeId);
+    expect(w.model.volumes()).toHaveLength(1);
+    await restarted.remove('tmp');
+    // Other options with a spent token: IdempotentParameterMismatch, then a new token.
+    await w.manager(w.backend()).then((m) => m.create('tmp', { size: '2GiB' }));
+    expect(w.model.volumes()).toMatchObject([{ size: 2, state: 'available' }]);
+  });
+
+  it('ClientToken: after EC2 failed a volume and berth deleted it, the same Create makes a new volume once the key works', async () => {
+    w = await ebsWorld();
+    w.model.faults.unknownKmsKeys.add('alias/late');
+    const manager = await w.manager(w.backend());
+    await expect(manager.create('enc', { kmsKeyId: 'alias/late' })).rejects.toThrow(/berth deleted it/);
+    w.model.faults.unknownKmsKeys.delete('alias/late');
+    await manager.create('enc', { kmsKeyId: 'alias/late' });
+    expect(w.model.volumes()).toMatchObject([{ state: 'available', encrypted: true, tags: { 'berth:volume': 'enc' } }]);
+    expect(w.model.calls('CreateVolume')).toBe(2);
+  });
+
+  it('DetachVolume names the instance (an endpoint that requires InstanceId works): moving off a stopped instance, removing', async () => {
+    w = await ebsWorld({ requireDetachInstanceId: true });
+    const old = w.model.addInstance({ az: AZ, state: 'stopped' });
+    const moved = w.model.addVolume({ az: AZ, size: 1, tags: OWNED('moved', HOST), attachedTo: { instanceId: old, device: '/dev/xvdba' } });
+    const manager = await w.manager(w.backend());
+    await manager.mount('moved', ID(1));
+    await manager.unmount('moved', ID(1));
+    await manager.remove('moved');
+    expect(w.model.volume(moved).attachment).toBeUndefined();
+    expect(w.model.inputs('DetachVolume')).toEqual([
+      { VolumeId: moved, InstanceId: old },
+      { VolumeId: moved, InstanceId: w.instanceId },
+    ]);
+  });
+
+  it('Get of a name that is not berth\'s costs one DescribeVolumes, not one per call; a Create of that name still creates it', async () => {
+    w = await ebsWorld();
+    const manager = await w.manager(w.backend());
+    w.model.resetCalls();
+    // dockerd asks every driver about a volume name it does not know (moby volume/service/store.go, getVolume).
+    for (let i = 0; i < 5; i++) await expect(manager.get('someone-elses')).rejects.toThrow(/no volume named someone-elses/);
+    expect(w.model.calls('DescribeVolumes')).toBe(1);
+    await manager.create('someone-elses', {});
+    expect((await manager.get('someone-elses')).Name).toBe('someone-elses');
+    expect(w.model.calls('CreateVolume')).toBe(1);
   });
 });

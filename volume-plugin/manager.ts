@@ -517,7 +517,8 @@ export class VolumeManager implements VolumeDriver {
       vol.mounted = false;
       delete vol.devicePath;
       await fs.unmount(mountpoint).catch((e: unknown) => this.log.error({ name, err: errorMessage(e) }, 'cleanup after a failed mount: unmount failed'));
-      if (attached) await backend.release(vol.record).catch((e: unknown) => this.log.error({ name, err: errorMessage(e) }, 'cleanup after a failed mount: release failed'));
+      // Detach at once (not release: EBS would keep it attached for the idle period): nothing uses it.
+      if (attached) await backend.detach(vol.record).catch((e: unknown) => this.log.error({ name, err: errorMessage(e) }, 'cleanup after a failed mount: detach failed'));
       await this.save().catch(() => undefined);
       this.log.error({ name, err: vol.lastError }, 'mount failed');
       throw err;

@@ -242,6 +242,28 @@ describe('Ec2Model: CreateVolume', () => {
     await expectCode(ec2.send(new CreateVolumeCommand({ ...params, Size: 11 })), 'IdempotentParameterMismatch');
     expect(model.volumes()).toHaveLength(1);
   });
+
+  it('ClientToken: a token is remembered after its volume is deleted: the same input answers the deleted volume, another input mismatches', async () => {
+    const params = { AvailabilityZone: AZ, Size: 1, VolumeType: 'gp3' as const, ClientToken: 'spent' };
+    const first = await ec2.send(new CreateVolumeCommand(params));
+    await model.settled();
+    await ec2.send(new DeleteVolumeCommand({ VolumeId: first.VolumeId! }));
+    const replay = await ec2.send(new CreateVolumeCommand({ ...params }));
+    expect(replay.VolumeId).toBe(first.VolumeId);
+    expect(model.volumes()).toHaveLength(0);
+    await expectCode(ec2.send(new CreateVolumeCommand({ ...params, Size: 2 })), 'IdempotentParameterMismatch');
+    expect(model.inputs('CreateVolume')).toHaveLength(3);
+  });
+
+  it('requireDetachInstanceId: DetachVolume without InstanceId is MissingParameter, with it detaches', async () => {
+    setup({ requireDetachInstanceId: true });
+    const instance = model.addInstance({ az: AZ });
+    const volumeId = model.addVolume({ az: AZ, size: 1, attachedTo: { instanceId: instance, device: '/dev/xvdba' } });
+    await expectCode(ec2.send(new DetachVolumeCommand({ VolumeId: volumeId })), 'MissingParameter', /instanceId/);
+    await ec2.send(new DetachVolumeCommand({ VolumeId: volumeId, InstanceId: instance }));
+    await model.settled();
+    expect(model.volume(volumeId).attachment).toBeUndefined();
+  });
 });
 
 describe('Ec2Model: tags', () => {

@@ -132,6 +132,8 @@ export class Ec2Model {
   private readonly snapshots = new Map<string, ModelSnapshot>();
   private readonly clientTokens = new Map<string, { params: string; volumeId: string; response: Volume }>();
   private readonly callCounts = new Map<string, number>();
+  private readonly callInputs = new Map<string, unknown[]>();
+  private readonly requireDetachInstanceId: boolean;
   private readonly throttledCounts = new Map<string, number>();
   private readonly pending = new Set<Promise<void>>();
   private readonly timers = new Set<NodeJS.Timeout>();
@@ -151,6 +153,7 @@ export class Ec2Model {
     this.knownKmsKeys = opts.knownKmsKeys ? new Set(opts.knownKmsKeys) : undefined;
     this.unknownKmsKeyOutcome = opts.unknownKmsKeyOutcome ?? 'error';
     this.maxVolumesPerInstance = opts.maxVolumesPerInstance ?? Infinity;
+    this.requireDetachInstanceId = opts.requireDetachInstanceId ?? false;
     const limits = { ...DEFAULT_BUCKETS, ...opts.buckets };
     this.buckets = Object.fromEntries(
       Object.entries(limits).map(([name, limit]) => [name, new TokenBucket(limit.capacity, limit.refillPerSecond, this.now)]),
@@ -364,9 +367,15 @@ export class Ec2Model {
     return this.throttledCounts.get(command.replace(/Command$/, '')) ?? 0;
   }
 
-  /** Resets the call counters (not the buckets). */
+  /** The inputs of the calls received for one command, in order (throttled and failed ones included). */
+  inputs<T = Record<string, unknown>>(command: string): T[] {
+    return [...((this.callInputs.get(command.replace(/Command$/, '')) ?? []) as T[])];
+  }
+
+  /** Resets the call counters and inputs (not the buckets). */
   resetCalls(): void {
     this.callCounts.clear();
+    this.callInputs.clear();
     this.throttledCounts.clear();
   }
 
@@ -392,6 +401,9 @@ export class Ec2Model {
   private async dispatch(commandName: string, commandInput: unknown): Promise<unknown> {
     const name = commandName.replace(/Command$/, '');
     this.callCounts.set(name, (this.callCounts.get(name) ?? 0) + 1);
+    const inputs = this.callInputs.get(name) ?? [];
+    inputs.push(commandInput ?? {});
+    this.callInputs.set(name, inputs);
     const handler = this.handlers[name];
     if (!handler) {
       throw new Error(`Ec2Model: ${name} is not modelled (modelled: ${Object.keys(this.handlers).join(', ')})`);
@@ -426,6 +438,11 @@ export class Ec2Model {
 
   private createVolume(input: CreateVolumeCommandInput): Omit<CreateVolumeCommandOutput, '$metadata'> {
     const { ClientToken, DryRun: _dryRun, ...params } = input;
+    // EC2 remembers a client token (for RunInstances "at least 24 hours after the termination"; the
+    // model never forgets): the same token with the same parameters succeeds "without performing any
+    // further actions" and answers the original volume, even one deleted since (then the original
+    // answer, 'creating'); the same token with other parameters is IdempotentParameterMismatch.
+    // https://docs.aws.amazon.com/ec2/latest/devguide/ec2-api-idempotency.html
     if (ClientToken !== undefined) {
       if (ClientToken.length > 64) throw invalidParameter('The client token must be at most 64 characters long.');
       const earlier = this.clientTokens.get(ClientToken);
@@ -557,6 +574,8 @@ export class Ec2Model {
 
   private detachVolume(input: DetachVolumeCommandInput): Omit<DetachVolumeCommandOutput, '$metadata'> {
     if (!input.VolumeId) throw missingParameter('The request must contain the parameter volumeId');
+    // AWS makes InstanceId optional (API reference, DetachVolume); some EC2-compatible endpoints require it.
+    if (this.requireDetachInstanceId && !input.InstanceId) throw missingParameter('The request must contain the parameter instanceId');
     const volume = this.findVolume(input.VolumeId);
     if (input.InstanceId !== undefined) this.findInstance(input.InstanceId);
     const attachment = volume.attachment;
@@ -971,6 +990,11 @@ export interface Ec2ModelOptions {
   unknownKmsKeyOutcome?: 'error' | 'deleted';
   /** AttachmentLimitExceeded beyond this many volumes on one instance. Default unlimited (real Nitro: 27-127). */
   maxVolumesPerInstance?: number;
+  /**
+   * DetachVolume without InstanceId fails with MissingParameter, as on some
+   * EC2-compatible endpoints (EC2 itself accepts it). Default false.
+   */
+  requireDetachInstanceId?: boolean;
 }
 
 export type BucketName = 'volumeMutating' | 'createVolume' | 'tags' | 'describeVolumes' | 'describeInstances' | 'describeTags' | 'modifyVolume';

@@ -23,11 +23,13 @@ export const FAST_TIMING: Partial<Ec2Timing> = {
   firstPollMs: 20,
   pollFactor: 1.8,
   maxPollMs: 200,
-  stuckAttachingMs: 600,
+  // Above what binding a fake NVMe device takes on a busy 2-core machine (a hook of the model, not EC2).
+  stuckAttachingMs: 3_000,
   attachTimeoutMs: 15_000,
   detachTimeoutMs: 5_000,
   createTimeoutMs: 5_000,
   batchWindowMs: 5,
+  unknownAfterCreateMs: 1_000,
 };
 
 export const testLogger = () => (process.env.BERTH_TEST_LOGS ? createLogger('debug') : silentLogger);
@@ -58,7 +60,7 @@ export interface EbsWorld {
    * The agent in this process on the EBS backend of this world: its EC2 client
    * (or `client`), its NVMe tree, the IMDS server at `imdsEndpoint`.
    */
-  startAgent(opts: { pluginName: string; imdsEndpoint: string; stateDir?: string; env?: Record<string, string>; client?: EC2Client }): Promise<Agent>;
+  startAgent(opts: { pluginName: string; imdsEndpoint: string; stateDir?: string; env?: Record<string, string>; client?: EC2Client; timing?: Partial<Ec2Timing> }): Promise<Agent>;
   /** "Replace the host": the instance terminates (its volumes detach), a new one plays the same logical host. */
   replaceInstance(): Promise<string>;
   cleanup(): Promise<void>;
@@ -101,7 +103,7 @@ export async function ebsWorld(opts: Ec2ModelOptions & { bindDelayMs?: number; m
       await manager.start();
       return manager;
     },
-    async startAgent({ pluginName, imdsEndpoint, stateDir = world.stateDir, env = {}, client = world.client }) {
+    async startAgent({ pluginName, imdsEndpoint, stateDir = world.stateDir, env = {}, client = world.client, timing = {} }) {
       const { agent } = await startInProcessAgent(
         pluginName,
         stateDir,
@@ -114,7 +116,7 @@ export async function ebsWorld(opts: Ec2ModelOptions & { bindDelayMs?: number; m
           BERTH_RECONCILE_INTERVAL_SECONDS: '3600',
           ...env,
         },
-        { ec2Client: () => client, ec2Timing: FAST_TIMING, startRetryMs: 100 },
+        { ec2Client: () => client, ec2Timing: { ...FAST_TIMING, ...timing }, startRetryMs: 100 },
       );
       return agent;
     },

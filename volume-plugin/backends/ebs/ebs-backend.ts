@@ -5,11 +5,11 @@ import { BerthError, errorMessage } from '../../../lib/errors.js';
 import type { DeviceResolver } from '../../devices/nvme.js';
 import type { OptionDefaults } from '../../options.js';
 import type { AttachedDevice, Backend, VolumeRecord } from '../backend.js';
-import { attachmentOf, type Ec2Facade, tagsOf, type Tags } from './ec2-facade.js';
+import { attachmentOf, ClientTokenSpent, type Ec2Facade, FailedVolumeDeleted, tagsOf, type Tags } from './ec2-facade.js';
 import { createParamsOf, optionsOf, tagValueOf, validateEbsOptions } from './ebs-options.js';
 
 /**
- * EBS backend (DESIGN.md §6). A volume is found by its tags, never by a name
+ * EBS backend (docs/design.md §6). A volume is found by its tags, never by a name
  * or device guess: `<prefix>volume` is its name, `<prefix>host` the logical
  * host it belongs to. Attaching moves it here from a host that is gone, and
  * claims it from a running one by retagging, then waits for the agent there
@@ -40,8 +40,28 @@ export interface EbsBackendDeps {
   moveWaitMs: number;
   /** How long after EC2 reports an attachment its block device may take to appear. */
   deviceWaitMs: number;
+  /** How long find() remembers that a name is not berth's (dockerd asks every driver about names it does not know). */
+  notFoundCacheMs?: number;
   logger?: Logger;
 }
+
+/** Two or more live volumes carry one name: berth never guesses which holds the data. */
+export interface DuplicateName {
+  name: string;
+  /** Every volume with the name, the one attached here first. */
+  volumeIds: string[];
+  /** The one attached to this instance, which berth keeps using; undefined when none is. */
+  kept: string | undefined;
+}
+
+/** The volumes tagged to this host: one record per unambiguous name, and the names that are not. */
+export interface HostVolumes {
+  records: VolumeRecord[];
+  duplicates: DuplicateName[];
+}
+
+/** How many times one Create rotates a spent ClientToken before it gives up. */
+const MAX_TOKEN_ROTATIONS = 8;
 
 const GONE = new Set(['stopping', 'stopped', 'shutting-down', 'terminated', 'unknown']);
 
@@ -49,6 +69,11 @@ export interface EbsBackend extends Backend {
   readonly identity: HostIdentity;
   /** Volumes attached to this instance that are tagged to another host or none: candidates for release. */
   attachedElsewhereTagged(): Promise<VolumeRecord[]>;
+  /**
+   * The volumes tagged to this host, duplicates apart: of two volumes with one name, the one
+   * attached here is kept (and listed) and the other reported; when neither is, both are reported.
+   */
+  hostVolumes(): Promise<HostVolumes>;
   /** Readiness as tags: on the instance, and per volume. */
   publishReadiness(instance: Tags, volumes: { id: string; tags: Tags }[]): Promise<void>;
   readonly tagKeys: { volume: string; host: string; cluster: string; managedBy: string; options: string; ready: string; readyCount: string; attachedTo: string; state: string };
@@ -73,6 +98,18 @@ export function createEbsBackend(deps: EbsBackendDeps): EbsBackend {
   /** Volumes a Mount holds; the idle timer never detaches these. */
   const inUse = new Set<string>();
   const idleTimers = new Map<string, NodeJS.Timeout>();
+  /** Names EC2 recently said are not berth's, with when (short-lived: find() is dockerd's probe). */
+  const notBerths = new Map<string, number>();
+  const notFoundCacheMs = deps.notFoundCacheMs ?? 5_000;
+  /**
+   * ClientToken generation per name. The token is derived from (name, host, generation): racing or
+   * retried Creates send the same one, and once berth deleted a volume of that name (or EC2 says the
+   * token is spent) the next Create moves to a new generation instead of getting the old volume back.
+   */
+  const tokenGeneration = new Map<string, number>();
+  const tokenOf = (name: string, generation: number) =>
+    createHash('sha256').update(`${name}\0${identity.hostId}${generation ? `\0${generation}` : ''}`).digest('hex').slice(0, 64);
+  const spendToken = (name: string) => tokenGeneration.set(name, (tokenGeneration.get(name) ?? 0) + 1);
 
   function toRecord(v: Volume): VolumeRecord {
     const tags = tagsOf(v);
@@ -112,13 +149,38 @@ export function createEbsBackend(deps: EbsBackendDeps): EbsBackend {
     idleTimers.delete(volumeId);
   }
 
-  async function detachIfHere(volumeId: string, why: string): Promise<void> {
+  /** Detaches the volume if it is attached to this instance; true when it was. */
+  async function detachIfHere(volumeId: string, why: string, known?: Volume): Promise<boolean> {
     cancelIdle(volumeId);
-    const v = await ec2.volume(volumeId);
+    const v = known ?? (await ec2.volume(volumeId));
     const a = v && attachmentOf(v);
-    if (!a || a.instanceId !== identity.instanceId) return;
+    if (!a || a.instanceId !== identity.instanceId) return false;
     await ec2.detach(volumeId);
     log?.info({ volumeId, why }, 'volume detached');
+    return true;
+  }
+
+  /** One record per name; names carried by several volumes apart, keeping the one attached here. */
+  function byName(volumes: Volume[]): HostVolumes {
+    const groups = new Map<string, Volume[]>();
+    for (const v of volumes) {
+      if (v.State === 'deleting' || v.State === 'deleted') continue;
+      const name = tagsOf(v)[keys.volume];
+      if (!name) continue;
+      groups.set(name, [...(groups.get(name) ?? []), v]);
+    }
+    const out: HostVolumes = { records: [], duplicates: [] };
+    for (const [name, group] of groups) {
+      if (group.length === 1) {
+        out.records.push(toRecord(group[0]!));
+        continue;
+      }
+      const here = group.filter((v) => attachmentOf(v)?.instanceId === identity.instanceId);
+      const kept = here.length === 1 ? here[0] : undefined;
+      if (kept) out.records.push(toRecord(kept));
+      out.duplicates.push({ name, kept: kept?.VolumeId, volumeIds: [...(kept ? [kept] : []), ...group.filter((v) => v !== kept)].map((v) => v.VolumeId!) });
+    }
+    return out;
   }
 
   /** Frees a volume held by another instance: at once if that instance is gone, else by claim and wait. */
@@ -160,6 +222,7 @@ export function createEbsBackend(deps: EbsBackendDeps): EbsBackend {
     },
 
     async create(name, options, call = {}) {
+      notBerths.delete(name);
       const existing = await lookup(name);
       if (existing) {
         // The caller may refuse it (conflicting options) before anything is tagged.
@@ -173,34 +236,65 @@ export function createEbsBackend(deps: EbsBackendDeps): EbsBackend {
         return toRecord(existing);
       }
       const tags: Tags = { ...scope, [keys.volume]: name, [keys.host]: identity.hostId, [keys.options]: tagValueOf(options), Name: name };
-      const volume = await ec2.createVolume(
-        {
-          AvailabilityZone: identity.az,
-          ...createParamsOf(options),
-          // The same (name, host) always sends the same token: a retried create never makes a second volume.
-          ClientToken: createHash('sha256').update(`${name}\0${identity.hostId}`).digest('hex').slice(0, 64),
-          TagSpecifications: [{ ResourceType: 'volume', Tags: Object.entries(tags).map(([Key, Value]) => ({ Key, Value })) }],
-        },
-        `volume ${name}`,
-      );
-      return toRecord(volume);
+      for (let rotation = 0; ; rotation++) {
+        const generation = tokenGeneration.get(name) ?? 0;
+        try {
+          const volume = await ec2.createVolume(
+            {
+              AvailabilityZone: identity.az,
+              ...createParamsOf(options),
+              ClientToken: tokenOf(name, generation),
+              TagSpecifications: [{ ResourceType: 'volume', Tags: Object.entries(tags).map(([Key, Value]) => ({ Key, Value })) }],
+            },
+            `volume ${name}`,
+          );
+          return toRecord(volume);
+        } catch (err) {
+          if (err instanceof ClientTokenSpent && rotation < MAX_TOKEN_ROTATIONS) {
+            // A racing Create (another agent of this host, with other options) may own the token: its volume wins.
+            const raced = await lookup(name);
+            if (raced) return toRecord(raced);
+            log?.info({ name, generation, why: err.message }, 'ClientToken spent; creating with the next one');
+            spendToken(name);
+            continue;
+          }
+          // A volume EC2 failed and berth deleted spends its token too: the next Create must not get it back.
+          if (err instanceof FailedVolumeDeleted) spendToken(name);
+          throw err;
+        }
+      }
     },
 
     async find(name) {
+      const at = notBerths.get(name);
+      if (at !== undefined && Date.now() - at < notFoundCacheMs) return undefined;
+      notBerths.delete(name);
       const v = await lookup(name);
+      if (!v) {
+        notBerths.set(name, Date.now());
+        // Bounded: names of other drivers' volumes come and go.
+        if (notBerths.size > 1_000) notBerths.delete(notBerths.keys().next().value!);
+      }
       // Retained volumes belong to no host: they are adopted by create(), not found.
       return v && tagsOf(v)[keys.host] ? toRecord(v) : undefined;
     },
 
     async list() {
+      return (await backend.hostVolumes()).records;
+    },
+
+    async hostVolumes() {
       const volumes = await ec2.volumesByTags({ ...scope, [keys.host]: identity.hostId });
-      return volumes.filter((v) => v.State !== 'deleting' && v.State !== 'deleted' && tagsOf(v)[keys.volume]).map(toRecord);
+      for (const v of volumes) notBerths.delete(tagsOf(v)[keys.volume] ?? '');
+      return byName(volumes);
     },
 
     async attach(record): Promise<AttachedDevice> {
       const { name } = record;
       cancelIdle(record.id);
       inUse.add(record.id);
+      /** Set once an attachment here is made or under way: a failure after that detaches it again. */
+      let attachedHere = false;
       try {
         // By name, not by the remembered id: a second volume with this name must stop us here.
         let v = await lookup(name);
@@ -226,6 +320,7 @@ export function createEbsBackend(deps: EbsBackendDeps): EbsBackend {
           a = attachmentOf(v);
         }
         let device: string;
+        attachedHere = true;
         if (a && a.instanceId === identity.instanceId && a.state === 'attached') {
           device = a.device;
         } else if (a && a.instanceId === identity.instanceId) {
@@ -240,6 +335,12 @@ export function createEbsBackend(deps: EbsBackendDeps): EbsBackend {
         return { devicePath: found.path, record: attached };
       } catch (err) {
         inUse.delete(record.id);
+        // Nothing uses a volume whose device could not be verified: it must not stay attached.
+        if (attachedHere) {
+          await detachIfHere(record.id, `its device could not be used: ${errorMessage(err)}`).catch((e: unknown) =>
+            log?.error({ volumeId: record.id, err: errorMessage(e) }, 'could not detach after a failed attach; the next reconcile tries again'),
+          );
+        }
         throw err;
       }
     },
@@ -269,14 +370,32 @@ export function createEbsBackend(deps: EbsBackendDeps): EbsBackend {
     },
 
     async remove(record) {
-      inUse.delete(record.id);
-      await detachIfHere(record.id, 'removed');
-      if (record.options.onRemove === 'delete') {
-        await ec2.deleteVolume(record.id);
-        log?.info({ name: record.name, volumeId: record.id }, 'volume deleted (onRemove=delete)');
+      const { name, id } = record;
+      inUse.delete(id);
+      const v = await ec2.volume(id);
+      if (!v || v.State === 'deleting' || v.State === 'deleted') {
+        log?.info({ name, volumeId: id }, 'volume already gone at EC2; forgotten here');
+        return;
+      }
+      const owner = tagsOf(v)[keys.host];
+      // Another host's volume: this host may let go of it (detach, if it holds it), never change its tags or data.
+      const foreign = owner !== undefined && owner !== '' && owner !== identity.hostId;
+      if (foreign && record.options.onRemove === 'delete') {
+        throw new BerthError(
+          'CONFLICT',
+          `volume ${name} (${id}) belongs to host ${owner} (${keys.host}), not this host (${identity.hostId}); berth deletes a volume only on its own host: remove it there. Nothing was changed`,
+        );
+      }
+      const detached = await detachIfHere(id, 'removed', v);
+      if (foreign) {
+        log?.warn({ name, volumeId: id, owner, detached }, `volume forgotten on this host only: it belongs to host ${owner}, whose tags and data are left as they are`);
+      } else if (record.options.onRemove === 'delete') {
+        await ec2.deleteVolume(id);
+        spendToken(name);
+        log?.info({ name, volumeId: id }, 'volume deleted (onRemove=delete)');
       } else {
-        await ec2.untag([record.id], [keys.host, keys.attachedTo, keys.state]);
-        log?.info({ name: record.name, volumeId: record.id }, 'volume retained: detached and untagged from this host');
+        await ec2.untag([id], [keys.host, keys.attachedTo, keys.state]);
+        log?.info({ name, volumeId: id, detached }, detached ? 'volume retained: detached and untagged from this host' : 'volume retained: untagged from this host (it was not attached here)');
       }
     },
 

@@ -1,6 +1,6 @@
 import type { Volume, VolumeType as Ec2VolumeType } from '@aws-sdk/client-ec2';
 import { BerthError } from '../../../lib/errors.js';
-import { Filesystems, formatSize, type OptionDefaults, type VolumeOptions, type VolumeType } from '../../options.js';
+import { Filesystems, formatSize, VolumeTypes, type OptionDefaults, type VolumeOptions, type VolumeType } from '../../options.js';
 
 /**
  * EBS rules for volume options (EC2 User Guide, "Amazon EBS volume types"),
@@ -71,29 +71,40 @@ export function tagValueOf(o: VolumeOptions): string {
 }
 
 /**
- * The options of an existing volume: the stored tag when present (what it
- * was created with), else what EC2 says of it with the agent's defaults for
- * the rest (volumes created outside berth, e.g. by infra/).
+ * The options of an existing volume, as resolved values: the stored tag for what only berth
+ * knows (fs, mountOptions, onRemove, the kmsKeyId text it was given), and what EC2 says of the
+ * volume for the rest (size, type, IOPS, throughput, encryption), so that a later Create naming
+ * a value the volume has (`type=gp3`, `encrypted=true`, a type's default IOPS) is no conflict.
+ * Volumes created outside berth (e.g. by infra/) get the agent's defaults for berth's part.
  */
 export function optionsOf(volume: Volume, storedTag: string | undefined, defaults: OptionDefaults): VolumeOptions {
+  let stored: VolumeOptions | undefined;
   if (storedTag) {
     try {
-      const stored = JSON.parse(storedTag) as VolumeOptions;
-      if (typeof stored.sizeBytes === 'number' && (Filesystems as readonly string[]).includes(stored.fs)) {
-        return volume.KmsKeyId && !stored.kmsKeyId && stored.encrypted ? { ...stored, kmsKeyId: volume.KmsKeyId } : stored;
-      }
+      const parsed = JSON.parse(storedTag) as VolumeOptions;
+      if (typeof parsed.sizeBytes === 'number' && (Filesystems as readonly string[]).includes(parsed.fs)) stored = parsed;
     } catch {
       // fall through: a damaged tag must not make the volume unusable
     }
   }
-  return {
-    sizeBytes: (volume.Size ?? 0) * GiB,
-    fs: defaults.fs,
-    onRemove: 'retain',
-    ...(volume.VolumeType ? { type: volume.VolumeType as VolumeType } : {}),
+  const base: VolumeOptions = stored ?? { sizeBytes: 0, fs: defaults.fs, onRemove: 'retain' };
+  const type = (VolumeTypes as readonly string[]).includes(volume.VolumeType ?? '') ? (volume.VolumeType as VolumeType) : base.type;
+  const limits = type ? EBS_LIMITS[type] : undefined;
+  const out: VolumeOptions = {
+    ...base,
+    ...(volume.Size !== undefined ? { sizeBytes: volume.Size * GiB } : {}),
+    ...(type ? { type } : {}),
     ...(volume.Encrypted !== undefined ? { encrypted: volume.Encrypted } : {}),
     ...(volume.SnapshotId ? { snapshotId: volume.SnapshotId } : {}),
   };
+  // EC2 reports IOPS for every type, but only gp3/io1/io2 take them as an option (throughput: gp3).
+  if (limits?.iops && volume.Iops !== undefined) out.iops = volume.Iops;
+  else if (!limits?.iops) delete out.iops;
+  if (limits?.throughput && volume.Throughput !== undefined) out.throughput = volume.Throughput;
+  else if (!limits?.throughput) delete out.throughput;
+  if (out.encrypted && !out.kmsKeyId && volume.KmsKeyId) out.kmsKeyId = volume.KmsKeyId;
+  if (out.encrypted === false) delete out.kmsKeyId;
+  return out;
 }
 
 /** CreateVolume parameters for these options; encrypted unless asked otherwise. */

@@ -42,6 +42,13 @@ export interface Ec2Timing {
   createTimeoutMs: number;
   /** Lookups by id issued within this window share one DescribeVolumes call. */
   batchWindowMs: number;
+  /**
+   * A CreateVolume answer naming a volume DescribeVolumes still does not know this long after
+   * its CreateTime is a replay of a spent ClientToken (the volume was deleted), not a new volume.
+   */
+  unknownAfterCreateMs: number;
+  /** How long what DescribeInstances said of an instance is reused (one lookup per reconcile pass, not per volume). */
+  instanceCacheMs: number;
 }
 
 export const DEFAULT_EC2_TIMING: Ec2Timing = {
@@ -53,6 +60,8 @@ export const DEFAULT_EC2_TIMING: Ec2Timing = {
   detachTimeoutMs: 120_000,
   createTimeoutMs: 300_000,
   batchWindowMs: 20,
+  unknownAfterCreateMs: 60_000,
+  instanceCacheMs: 10_000,
 };
 
 /** Device names berth attaches at: /dev/xvdba … /dev/xvdzz (the root and early letters are the AMI's). */
@@ -112,6 +121,24 @@ class MicroBatch<T> {
   }
 }
 
+/**
+ * EC2 will not make a new volume for this ClientToken: it was used with other parameters
+ * (IdempotentParameterMismatch), or its volume is gone (deleted, or failed and deleted).
+ * The caller rotates the token, as aws-ebs-csi-driver does (pkg/cloud/cloud.go).
+ */
+export class ClientTokenSpent extends BerthError {
+  constructor(message: string, options?: { cause?: unknown }) {
+    super('CONFLICT', message, options);
+  }
+}
+
+/** EC2 failed a new volume after answering (state "error"), and berth deleted it: its token is spent too. */
+export class FailedVolumeDeleted extends BerthError {
+  constructor(message: string) {
+    super('INVALID_ARGUMENT', message);
+  }
+}
+
 export interface Attachment {
   instanceId: string;
   device: string;
@@ -153,6 +180,8 @@ export class Ec2Facade {
   private namesSeeded: Promise<void> | undefined;
   private readonly byId: MicroBatch<Volume>;
   private readonly byName = new Map<string, MicroBatch<Volume>>();
+  private readonly byInstance: MicroBatch<InstanceInfo>;
+  private readonly instanceCache = new Map<string, { at: number; info: InstanceInfo | undefined }>();
 
   constructor(deps: Ec2FacadeDeps) {
     this.client = deps.client;
@@ -165,6 +194,14 @@ export class Ec2Facade {
       const out = new Map<string, Volume[]>();
       for (let i = 0; i < ids.length; i += 199) {
         for (const v of await this.volumesByTags({}, [{ Name: 'volume-id', Values: ids.slice(i, i + 199) }])) out.set(v.VolumeId!, [v]);
+      }
+      return out;
+    });
+    // The instance-id filter, unlike InstanceIds, does not fail the whole call for one unknown id.
+    this.byInstance = new MicroBatch(this.timing.batchWindowMs, async (ids) => {
+      const out = new Map<string, InstanceInfo[]>();
+      for (let i = 0; i < ids.length; i += 199) {
+        for (const info of await this.describeInstances(ids.slice(i, i + 199))) out.set(info.instanceId, [info]);
       }
       return out;
     });
@@ -218,27 +255,39 @@ export class Ec2Facade {
     return batch.get(name);
   }
 
+  /**
+   * CreateVolume, then waits until the volume is usable. Throws ClientTokenSpent when EC2 answers
+   * for the token with an earlier volume that is gone (a replay), or refuses the token.
+   */
   async createVolume(input: CreateVolumeCommandInput, what: string): Promise<Volume> {
     const created = await this.client.send(new CreateVolumeCommand(input)).catch((err: unknown) => {
+      if (codeOf(err) === 'IdempotentParameterMismatch') throw new ClientTokenSpent(`creating ${what}: EC2 said the ClientToken was used with other parameters`, { cause: err });
       throw ec2Error(err, `creating ${what}`);
     });
     const id = created.VolumeId!;
+    const createdAt = created.CreateTime?.getTime() ?? Date.now();
     let wait = this.timing.firstPollMs;
     const deadline = Date.now() + this.timing.createTimeoutMs;
     for (let v: Volume = created; ; ) {
       const state = v.State;
       if (state === 'available' || state === 'in-use') return v;
+      if (state === 'deleting' || state === 'deleted') throw new ClientTokenSpent(`creating ${what}: EC2 answered with ${id}, a volume that is ${state}`);
       if (state === 'error') {
         // EC2 checks KMS keys (and snapshots) after it answered: a broken volume must not keep the name.
         await this.deleteVolume(id).catch((err: unknown) => this.log?.error({ volumeId: id, err: errorMessage(err) }, 'could not delete a volume EC2 failed to create'));
-        throw new BerthError('INVALID_ARGUMENT', `creating ${what}: EC2 failed the new volume ${id} (state "error"; usually a KMS key berth cannot use, or a bad snapshot) and berth deleted it; check kmsKeyId/snapshotId and the instance role's KMS permissions`);
+        throw new FailedVolumeDeleted(`creating ${what}: EC2 failed the new volume ${id} (state "error"; usually a KMS key berth cannot use, or a bad snapshot) and berth deleted it; check kmsKeyId/snapshotId and the instance role's KMS permissions`);
       }
       if (Date.now() > deadline) throw new BerthError('TIMEOUT', `creating ${what}: ${id} still "${state}" after ${this.timing.createTimeoutMs / 1000} s`);
       await sleep(wait);
       wait = Math.min(wait * this.timing.pollFactor, this.timing.maxPollMs);
       this.polls++;
-      // Right after CreateVolume, DescribeVolumes may not know the id yet: keep waiting.
-      v = (await this.volume(id)) ?? v;
+      // Right after CreateVolume, DescribeVolumes may not know the id yet: keep waiting, but a
+      // volume unknown long after its creation time is a deleted one EC2 answered the token with.
+      const seen = await this.volume(id);
+      if (!seen && Date.now() - createdAt > this.timing.unknownAfterCreateMs) {
+        throw new ClientTokenSpent(`creating ${what}: EC2 answered with ${id}, created ${new Date(createdAt).toISOString()}, which no longer exists`);
+      }
+      v = seen ?? v;
     }
   }
 
@@ -267,19 +316,44 @@ export class Ec2Facade {
     });
   }
 
+  /**
+   * What EC2 says of these instances; an instance it no longer knows is absent (as good as
+   * terminated). Lookups made together share one DescribeInstances, and answers are reused for
+   * `instanceCacheMs`: a boot that moves 21 volumes off one dead instance asks about it once.
+   */
   async instances(ids: string[]): Promise<Map<string, InstanceInfo>> {
     const out = new Map<string, InstanceInfo>();
-    if (ids.length === 0) return out;
-    const res = await this.client.send(new DescribeInstancesCommand({ InstanceIds: ids })).catch((err: unknown) => {
-      // An instance gone long enough is unknown to EC2: as good as terminated.
-      if (isNotFound(err) && ids.length === 1) return { Reservations: [] };
-      throw ec2Error(err, `describing instances ${ids.join(', ')}`);
-    });
-    for (const r of res.Reservations ?? []) {
-      for (const i of r.Instances ?? []) {
-        out.set(i.InstanceId!, { instanceId: i.InstanceId!, state: i.State?.Name ?? 'unknown', az: i.Placement?.AvailabilityZone ?? '', tags: tagsOf(i) });
+    await Promise.all(
+      [...new Set(ids)].map(async (id) => {
+        const cached = this.instanceCache.get(id);
+        let info: InstanceInfo | undefined;
+        if (cached && Date.now() - cached.at < this.timing.instanceCacheMs) info = cached.info;
+        else {
+          info = (await this.byInstance.get(id))[0];
+          this.instanceCache.set(id, { at: Date.now(), info });
+        }
+        if (info) out.set(id, info);
+      }),
+    );
+    return out;
+  }
+
+  private async describeInstances(ids: string[]): Promise<InstanceInfo[]> {
+    const out: InstanceInfo[] = [];
+    let NextToken: string | undefined;
+    do {
+      const page = await this.client
+        .send(new DescribeInstancesCommand({ Filters: [{ Name: 'instance-id', Values: ids }], ...(NextToken ? { NextToken } : {}) }))
+        .catch((err: unknown) => {
+          throw ec2Error(err, `describing instances ${ids.join(', ')}`);
+        });
+      for (const r of page.Reservations ?? []) {
+        for (const i of r.Instances ?? []) {
+          out.push({ instanceId: i.InstanceId!, state: i.State?.Name ?? 'unknown', az: i.Placement?.AvailabilityZone ?? '', tags: tagsOf(i) });
+        }
       }
-    }
+      NextToken = page.NextToken;
+    } while (NextToken);
     return out;
   }
 
@@ -315,7 +389,7 @@ export class Ec2Facade {
             return device;
           }
           this.log?.warn({ volumeId, device, afterMs: this.timing.stuckAttachingMs }, 'attachment stuck in "attaching"; detaching and trying again');
-          await this.detachAndWait(volumeId, deadline);
+          await this.detachAndWait(volumeId, this.instanceId, deadline);
         } finally {
           this.reserved.delete(device);
         }
@@ -349,17 +423,22 @@ export class Ec2Facade {
     }
   }
 
-  /** Detaches the volume from whatever instance holds it (never forced) and waits until it is available. */
+  /**
+   * Detaches the volume from the instance holding it (never forced) and waits until it is
+   * available. Not attached is success.
+   */
   async detach(volumeId: string): Promise<void> {
     const held = await this.volume(volumeId);
-    await this.mutations.run(() => this.detachAndWait(volumeId, Date.now() + this.timing.detachTimeoutMs));
     const a = held && attachmentOf(held);
-    if (a?.instanceId === this.instanceId) this.skip.delete(a.device);
+    if (!a) return;
+    await this.mutations.run(() => this.detachAndWait(volumeId, a.instanceId, Date.now() + this.timing.detachTimeoutMs));
+    if (a.instanceId === this.instanceId) this.skip.delete(a.device);
   }
 
-  private async detachAndWait(volumeId: string, deadline: number): Promise<void> {
+  /** DetachVolume names the instance: some EC2-compatible endpoints require it, and EC2 then refuses to detach it from any other. */
+  private async detachAndWait(volumeId: string, instanceId: string, deadline: number): Promise<void> {
     try {
-      await this.client.send(new DetachVolumeCommand({ VolumeId: volumeId }));
+      await this.client.send(new DetachVolumeCommand({ VolumeId: volumeId, InstanceId: instanceId }));
     } catch (err) {
       // Already detached (IncorrectState) is what we wanted.
       if (codeOf(err) !== 'IncorrectState' && !isNotFound(err)) throw ec2Error(err, `detaching ${volumeId}`);
