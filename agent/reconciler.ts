@@ -271,7 +271,7 @@ export class Reconciler {
       if (!failure && !l?.mounted && !this.seen.has(r.name)) reasons.push(`${r.name} (not mounted yet)`);
       all.push({ id: r.id, tags: { [k.attachedTo]: r.status.attachedTo === me ? me : '', [k.state]: state } });
     }
-    for (const [name, f] of this.failed) reasons.push(`${name} (${f.refused ? 'refused, not retried until it changes: ' : ''}${f.message})`);
+    for (const [name, f] of [...this.failed].sort(([a], [b]) => a.localeCompare(b))) reasons.push(`${name} (${f.refused ? 'refused, not retried until it changes: ' : ''}${f.message})`);
     for (const d of duplicates) {
       reasons.push(`${d.name} (${d.volumeIds.length} EBS volumes carry this name: ${d.volumeIds.join(', ')}; ${d.kept ? `berth keeps using ${d.kept}` : 'berth uses none of them'}; untag or delete the wrong one)`);
       for (const id of d.volumeIds.filter((x) => x !== d.kept)) {
