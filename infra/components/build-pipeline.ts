@@ -1,5 +1,6 @@
 import * as aws from '@pulumi/aws';
 import * as pulumi from '@pulumi/pulumi';
+import { roleNamePrefix } from './naming.js';
 import { IMAGES, type ImageName } from './registries.js';
 
 /** The Dockerfile each image is built from, at the repository root. */
@@ -40,6 +41,8 @@ export function buildspec(image: ImageName): string {
 }
 
 export interface BuildPipelineArgs {
+  /** The environment: log groups are `/<environment>/build/<image>`. */
+  readonly environment: string;
   readonly region: pulumi.Input<string>;
   readonly accountId: pulumi.Input<string>;
   readonly vpcId: pulumi.Input<string>;
@@ -79,8 +82,8 @@ export class BuildPipeline extends pulumi.ComponentResource {
     const projects = {} as Record<ImageName, aws.codebuild.Project>;
     for (const image of IMAGES) {
       const id = `${name}-${image}`;
-      const logGroup = new aws.cloudwatch.LogGroup(id, { name: `/berth/build/${image}`, retentionInDays: args.logRetentionDays ?? 90 }, parent);
-      const role = new aws.iam.Role(id, { assumeRolePolicy: aws.iam.assumeRolePolicyForPrincipal({ Service: 'codebuild.amazonaws.com' }) }, parent);
+      const logGroup = new aws.cloudwatch.LogGroup(id, { name: `/${args.environment}/build/${image}`, retentionInDays: args.logRetentionDays ?? 90 }, parent);
+      const role = new aws.iam.Role(id, { namePrefix: roleNamePrefix(id), assumeRolePolicy: aws.iam.assumeRolePolicyForPrincipal({ Service: 'codebuild.amazonaws.com' }) }, parent);
       new aws.iam.RolePolicy(id, {
         role: role.id,
         policy: pulumi.all([args.region, args.accountId, args.artifactsBucket, args.repositoryArns[image], logGroup.arn, pulumi.all([...args.privateSubnetIds]), args.bucketKmsKeyArn])
@@ -112,7 +115,7 @@ export class BuildPipeline extends pulumi.ComponentResource {
         source: ['aws.s3'], 'detail-type': ['Object Created'], detail: { bucket: { name: [bucket] }, object: { key: [SOURCE_KEY] } },
       })),
     }, parent);
-    const eventsRole = new aws.iam.Role(`${name}-events`, { assumeRolePolicy: aws.iam.assumeRolePolicyForPrincipal({ Service: 'events.amazonaws.com' }) }, parent);
+    const eventsRole = new aws.iam.Role(`${name}-events`, { namePrefix: roleNamePrefix(`${name}-events`), assumeRolePolicy: aws.iam.assumeRolePolicyForPrincipal({ Service: 'events.amazonaws.com' }) }, parent);
     new aws.iam.RolePolicy(`${name}-events`, {
       role: eventsRole.id,
       policy: pulumi.all(IMAGES.map((i) => projects[i].arn)).apply((arns) => JSON.stringify({

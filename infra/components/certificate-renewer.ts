@@ -1,5 +1,6 @@
 import * as aws from '@pulumi/aws';
 import * as pulumi from '@pulumi/pulumi';
+import { roleNamePrefix } from './naming.js';
 
 export interface CertificateRenewerArgs {
   /** Environment bucket the renewer uploads to and berth's refreshers read from. */
@@ -50,6 +51,7 @@ export class CertificateRenewer extends pulumi.ComponentResource {
     const parent = { parent: this };
 
     const role = new aws.iam.Role(`${name}-role`, {
+      namePrefix: roleNamePrefix(`${name}-role`),
       assumeRolePolicy: aws.iam.assumeRolePolicyForPrincipal({ Service: 'lambda.amazonaws.com' }),
     }, parent);
     new aws.iam.RolePolicyAttachment(`${name}-logs`, { role: role.name, policyArn: aws.iam.ManagedPolicy.AWSLambdaBasicExecutionRole }, parent);

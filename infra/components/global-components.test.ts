@@ -45,11 +45,11 @@ describe('Buckets under setMocks', () => {
 describe('Registries under setMocks', () => {
   it('declares agent and traefik repositories scanned on push with immutable tags and a lifecycle', async () => {
     const { Registries } = await import('./registries.js');
-    const r = new Registries('img', { keep: 20 });
+    const r = new Registries('img', { namespace: 'staging', keep: 20 });
     await new Promise<void>((res) => pulumi.all([r.repositoryArns.agent, r.repositoryArns.traefik]).apply(() => res()));
     await settled(declared);
     const repos = ofType(declared, 'aws:ecr/repository:Repository');
-    expect(repos.map((x) => x.inputs['name']).sort()).toEqual(['berth/agent', 'berth/traefik']);
+    expect(repos.map((x) => x.inputs['name']).sort()).toEqual(['staging/agent', 'staging/traefik']); // a second environment gets its own repositories
     for (const repo of repos) expect(repo.inputs).toMatchObject({ imageTagMutability: 'IMMUTABLE', imageScanningConfiguration: { scanOnPush: true } });
     const lifecycles = ofType(declared, 'aws:ecr/lifecyclePolicy:LifecyclePolicy');
     expect(lifecycles).toHaveLength(2);
@@ -66,7 +66,7 @@ describe('BuildPipeline under setMocks', () => {
   it('builds both Dockerfiles in private subnets, triggered by a new source zip, with least-privilege roles', async () => {
     const { BuildPipeline } = await import('./build-pipeline.js');
     const p = new BuildPipeline('build', {
-      region: 'eu-west-1', accountId: '111122223333', vpcId: 'vpc-g', privateSubnetIds: ['subnet-p0', 'subnet-p1'], artifactsBucket: 'berth-artifacts',
+      environment: 'staging', region: 'eu-west-1', accountId: '111122223333', vpcId: 'vpc-g', privateSubnetIds: ['subnet-p0', 'subnet-p1'], artifactsBucket: 'berth-artifacts',
       repositoryUrls: { agent: '111.dkr.ecr/berth/agent', traefik: '111.dkr.ecr/berth/traefik' },
       repositoryArns: { agent: 'arn:aws:ecr:eu-west-1:111:repository/berth/agent', traefik: 'arn:aws:ecr:eu-west-1:111:repository/berth/traefik' },
     });

@@ -28,14 +28,14 @@ const named = (type: string, name: string) => ofType(declared, type).find((d) =>
 describe('KmsKeys', () => {
   it('declares the EBS, SSM and secrets keys with rotation on and an alias each', async () => {
     const { KmsKeys } = await import('./kms-keys.js');
-    const keys = new KmsKeys('kms');
+    const keys = new KmsKeys('kms', { aliasPrefix: 'staging' });
     await new Promise<void>((r) => pulumi.all(Object.values(keys.keyArns)).apply(() => r()));
     await settled(declared);
     const created = ofType(declared, 'aws:kms/key:Key').filter((k) => k.name.startsWith('kms-'));
     expect(created.map((k) => k.name).sort()).toEqual(['kms-ebs', 'kms-secrets', 'kms-ssm']);
     for (const k of created) expect(k.inputs).toMatchObject({ enableKeyRotation: true, deletionWindowInDays: 30 });
-    expect(ofType(declared, 'aws:kms/alias:Alias').map((a) => a.inputs['name']).sort()).toEqual(['alias/berth/ebs', 'alias/berth/secrets', 'alias/berth/ssm']);
-    expect(() => new KmsKeys('bad', { deletionWindowDays: 3 })).toThrow(/deletionWindowDays/);
+    expect(ofType(declared, 'aws:kms/alias:Alias').map((a) => a.inputs['name']).sort()).toEqual(['alias/staging/ebs', 'alias/staging/secrets', 'alias/staging/ssm']);
+    expect(() => new KmsKeys('bad', { aliasPrefix: 'staging', deletionWindowDays: 3 })).toThrow(/deletionWindowDays/);
   });
 });
 
@@ -85,7 +85,7 @@ describe('TraefikHost', () => {
     const { TraefikHost } = await import('./traefik-host.js');
     const t = new TraefikHost('edge', {
       region: 'eu-west-1', accountId: '111122223333', vpcCidr: '10.1.0.0/16', publicSubnetId: 'subnet-pub0', securityGroupId: 'sg-1',
-      privateRouteTableIds: ['rtb-priv'], ecsClusterName: 'berth-eu-west-1', zoneId: 'Z1', zoneName: 'example.com',
+      privateRouteTableIds: ['rtb-priv'], ecsClusterName: 'berth-eu-west-1', zoneId: 'Z1', zoneName: 'example.com', logGroupName: '/staging/hosts/traefik-eu-west-1',
       artifactUri: 's3://berth-artifacts/berth/build-7.tar.gz', certBucket: 'berth-environment', certBucketRegion: 'eu-west-1', certDomains: ['example.com', '*.example.com'],
     });
     await new Promise<void>((r) => pulumi.all([t.publicIp, t.groupName]).apply(() => r()));

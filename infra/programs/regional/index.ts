@@ -55,6 +55,8 @@ export function regionalProgram() {
   const artifactsBucket = stackOutput<string>(global, 'artifactsBucket');
   const environmentBucket = stackOutput<string>(global, 'environmentBucket');
   const bucketKeyArn = stackOutput<string>(global, 'bucketKeyArn');
+  // Names carry the environment: a second environment can share the account and region.
+  const environment = stackOutput<string>(global, 'environment');
   const artifactUri = pulumi.interpolate`s3://${artifactsBucket}/berth/${release}.tar.gz`;
 
   const vpc = new Vpc(region, { cidr: cidrs[region]!, layout: VPC_LAYOUTS.regional, availabilityZones: availabilityZones() });
@@ -78,9 +80,9 @@ export function regionalProgram() {
     mesh = new PeeringMesh('mesh', { networks, hub: region });
   }
 
-  const keys = new KmsKeys(region);
+  const keys = new KmsKeys(region, { aliasPrefix: environment });
   const groups = new SecurityGroups(region, { vpcId: vpc.vpcId });
-  const ecsClusterName = `berth-traefik-${region}`;
+  const ecsClusterName = pulumi.interpolate`${environment}-traefik-${region}`;
   const hostId = traefikHostId(region);
   const traefikTag = c.get('traefikTag') ?? release;
   const ecs = new EcsCluster(region, {
@@ -90,7 +92,7 @@ export function regionalProgram() {
   const traefik = new TraefikHost(`traefik-${region}`, {
     region, accountId: accountId(), vpcCidr: cidrs[region]!, publicSubnetId: vpc.publicSubnetIds[0]!,
     securityGroupId: groups.groupId, privateRouteTableIds: [vpc.privateRouteTableId], ecsClusterName: ecs.clusterName,
-    zoneId, zoneName: zone, artifactUri, certBucket: environmentBucket, certBucketRegion: stackOutput<string>(global, 'region'), certDomains, bucketKmsKeyArn: bucketKeyArn,
+    zoneId, zoneName: zone, logGroupName: pulumi.interpolate`/${environment}/hosts/${hostId}`, artifactUri, certBucket: environmentBucket, certBucketRegion: stackOutput<string>(global, 'region'), certDomains, bucketKmsKeyArn: bucketKeyArn,
     ...(c.get('traefikInstanceType') ? { instanceType: c.require('traefikInstanceType') } : {}),
   });
   new SnapshotPolicy(region, c.getObject<SnapshotPolicyArgs>('snapshots') ?? {});
@@ -114,6 +116,7 @@ export function regionalProgram() {
   }
 
   return {
+    environment,
     region,
     zone,
     zoneId,
