@@ -11,8 +11,18 @@ export const SOURCE_KEY = 'source/berth.zip';
 export const RELEASE_PREFIX = 'berth/';
 
 /**
- * Buildspec for one image: log in to ECR, build from the Dockerfile, push an immutable tag
- * `build-<n>`. The agent build also packs the release tarball hosts install from S3.
+ * The tag of a build: `src-` and 16 hex digits of a hash over every file of the source (names and
+ * contents, in a fixed order). Both projects unpack the same source zip, so the agent release and
+ * the Traefik image of one upload carry the same tag, and uploading the same source again gives
+ * the same tag (the push of an existing immutable tag fails, nothing is overwritten). The
+ * projects' build numbers are not used: they are two counters and drift apart.
+ */
+export const SOURCE_TAG_COMMAND =
+  "printf 'src-%s' \"$(find . -type f ! -path './.git/*' -print0 | LC_ALL=C sort -z | xargs -0 sha256sum | sha256sum | cut -c1-16)\"";
+
+/**
+ * Buildspec for one image: log in to ECR, build from the Dockerfile, push the immutable source
+ * tag (SOURCE_TAG_COMMAND). The agent build also packs the release tarball hosts install from S3.
  */
 export function buildspec(image: ImageName): string {
   const release = image === 'agent'
@@ -21,7 +31,7 @@ export function buildspec(image: ImageName): string {
         // dist/ is self-contained (scripts/build.mjs bundles the dependencies): no node_modules in the release.
         'npm run build',
         'tar -czf berth.tar.gz dist package.json userdata traefik/dynamic',
-        `aws s3 cp --only-show-errors berth.tar.gz "s3://$ARTIFACTS_BUCKET/${RELEASE_PREFIX}build-$CODEBUILD_BUILD_NUMBER.tar.gz"`,
+        `aws s3 cp --only-show-errors berth.tar.gz "s3://$ARTIFACTS_BUCKET/${RELEASE_PREFIX}$SOURCE_TAG.tar.gz"`,
       ]
     : [];
   const lines = [
@@ -29,11 +39,13 @@ export function buildspec(image: ImageName): string {
     'phases:',
     '  pre_build:',
     '    commands:',
+    // Before anything writes into the source tree.
+    `      - export SOURCE_TAG="$(${SOURCE_TAG_COMMAND})" && echo "source tag $SOURCE_TAG"`,
     '      - aws ecr get-login-password --region "$AWS_REGION" | docker login --username AWS --password-stdin "${REPOSITORY_URI%%/*}"',
     '  build:',
     '    commands:',
-    `      - docker build --pull -f ${DOCKERFILES[image]} -t "$REPOSITORY_URI:build-$CODEBUILD_BUILD_NUMBER" .`,
-    '      - docker push "$REPOSITORY_URI:build-$CODEBUILD_BUILD_NUMBER"',
+    `      - docker build --pull -f ${DOCKERFILES[image]} -t "$REPOSITORY_URI:$SOURCE_TAG" .`,
+    '      - docker push "$REPOSITORY_URI:$SOURCE_TAG"',
     ...release.map((c) => `      - ${c}`),
     '',
   ];

@@ -16,7 +16,7 @@ export interface EcsClusterArgs {
   readonly region: string;
   /** ECS cluster of the Traefik host (`<environment>-traefik-<region>`); also its task family and log group `/<clusterName>`. */
   readonly clusterName: pulumi.Input<string>;
-  /** Image reference of berth's Traefik build, e.g. `<account>.dkr.ecr.<region>.amazonaws.com/berth/traefik:build-12`. */
+  /** Image reference of berth's Traefik build, e.g. `<account>.dkr.ecr.<region>.amazonaws.com/<environment>/traefik:src-0123456789abcdef`. */
   readonly traefikImage: pulumi.Input<string>;
   /** Logical id of the Traefik host (its `berth.host` instance attribute). */
   readonly traefikHostId: string;

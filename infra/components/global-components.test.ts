@@ -1,3 +1,7 @@
+import { execFileSync } from 'node:child_process';
+import { cpSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import * as pulumi from '@pulumi/pulumi';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { parse } from 'yaml';
@@ -62,6 +66,35 @@ describe('Registries under setMocks', () => {
   });
 });
 
+describe('build tags', () => {
+  it('tag the agent release and the Traefik image of one source alike, whatever either project\'s build counter says', async () => {
+    const { buildspec } = await import('./build-pipeline.js');
+    const tagCommand = (image: 'agent' | 'traefik') => {
+      const spec = parse(buildspec(image)) as { phases: { pre_build: { commands: string[] } } };
+      return spec.phases.pre_build.commands.find((c) => c.includes('SOURCE_TAG='))!;
+    };
+    const dir = mkdtempSync(join(tmpdir(), 'berth-tag-'));
+    try {
+      const a = join(dir, 'a');
+      mkdirSync(join(a, 'sub'), { recursive: true });
+      writeFileSync(join(a, 'package.json'), '{}');
+      writeFileSync(join(a, 'sub', 'x.ts'), 'export {};');
+      const b = join(dir, 'b');
+      cpSync(a, b, { recursive: true });
+      // Each project runs its own pre_build with its own build number.
+      const tag = (cwd: string, image: 'agent' | 'traefik', n: string) =>
+        execFileSync('bash', ['-c', `${tagCommand(image)} >/dev/null && printf %s "$SOURCE_TAG"`], { cwd, encoding: 'utf8', env: { ...process.env, CODEBUILD_BUILD_NUMBER: n } });
+      const agent = tag(a, 'agent', '17');
+      expect(agent).toMatch(/^src-[0-9a-f]{16}$/);
+      expect(tag(b, 'traefik', '4')).toBe(agent);
+      writeFileSync(join(b, 'sub', 'x.ts'), 'export const changed = 1;');
+      expect(tag(b, 'traefik', '4')).not.toBe(agent);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+});
+
 describe('BuildPipeline under setMocks', () => {
   it('builds both Dockerfiles in private subnets, triggered by a new source zip, with least-privilege roles', async () => {
     const { BuildPipeline } = await import('./build-pipeline.js');
@@ -79,7 +112,8 @@ describe('BuildPipeline under setMocks', () => {
       const spec = parse((proj.inputs['source'] as { buildspec: string }).buildspec) as { phases: { build: { commands: string[] } } };
       const image = proj.name.replace('build-', '');
       expect(spec.phases.build.commands[0]).toContain(`-f Dockerfile.${image} `);
-      expect(spec.phases.build.commands[1]).toMatch(/^docker push "\$REPOSITORY_URI:build-\$CODEBUILD_BUILD_NUMBER"$/);
+      expect(spec.phases.build.commands[1]).toBe('docker push "$REPOSITORY_URI:$SOURCE_TAG"');
+      expect(JSON.stringify(spec)).not.toContain('CODEBUILD_BUILD_NUMBER');
       // The agent build also packs what bootstrap.sh installs: the bundle, the systemd unit, Traefik's TLS options.
       const tar = spec.phases.build.commands.find((c) => c.startsWith('tar '));
       if (image === 'agent') expect(tar).toBe('tar -czf berth.tar.gz dist package.json userdata traefik/dynamic');

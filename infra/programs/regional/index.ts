@@ -29,7 +29,7 @@ export const regionalStackName = (prefix: string, region: string) => `${prefix}$
  * - `berth:cidrs` — region→CIDR map (validated: every region, no overlap, inside 10.0.0.0/8)
  * - `berth:regionalStackPrefix` — how the other regional stacks are named (default `regional-`)
  * - `berth:zone`, `berth:zoneId` — Route 53 zone of `traefik-<region>.<zone>` and the cluster names
- * - `berth:release` — berth release in the artifacts bucket (`build-<n>`), also the Traefik image tag
+ * - `berth:release` — berth release in the artifacts bucket (`src-<hash>`, the source tag both builds use), also the Traefik image tag
  *   unless `berth:traefikTag` is set
  * - `berth:certDomains` — names the Traefik certificate covers
  * - `berth:renewer` — `{email, codePath}`: deploy the ACME renewer in this stack (set it on one region only)
@@ -101,7 +101,7 @@ export function regionalProgram() {
   let renewer: CertificateRenewer | undefined;
   if (renewerConfig) {
     renewer = new CertificateRenewer(`renewer-${region}`, {
-      bucketName: environmentBucket, kmsKeyArn: bucketKeyArn, hostedZoneId: zoneId, domains: certDomains, email: renewerConfig.email,
+      bucketName: environmentBucket, bucketRegion: stackOutput<string>(global, 'region'), kmsKeyArn: bucketKeyArn, hostedZoneId: zoneId, domains: certDomains, email: renewerConfig.email,
       code: new pulumi.asset.FileArchive(renewerConfig.codePath),
       ...(renewerConfig.directoryUrl ? { directoryUrl: renewerConfig.directoryUrl } : {}),
     });
