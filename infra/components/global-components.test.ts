@@ -1,5 +1,5 @@
 import { execFileSync } from 'node:child_process';
-import { cpSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { cpSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import * as pulumi from '@pulumi/pulumi';
@@ -92,6 +92,32 @@ describe('build tags', () => {
     } finally {
       rmSync(dir, { recursive: true, force: true });
     }
+  });
+});
+
+describe('Traefik base image', () => {
+  it('is pinned by digest in the build: a configured digest as given, a bare tag resolved to its digest before docker build', async () => {
+    const { buildspec, TRAEFIK_BASE_TAG, validateTraefikBaseImage } = await import('./build-pipeline.js');
+    const spec = parse(buildspec('traefik')) as { phases: { pre_build: { commands: string[] }; build: { commands: string[] } } };
+    expect(spec.phases.build.commands[0]).toContain('--build-arg TRAEFIK_IMAGE="$TRAEFIK_BASE"');
+    const pin = spec.phases.pre_build.commands.find((c) => c.includes('TRAEFIK_BASE'))!;
+    const dir = mkdtempSync(join(tmpdir(), 'berth-pin-'));
+    try {
+      // No registry here: a docker stand-in answers inspect with the digest the registry would give.
+      const digest = `sha256:${'ab'.repeat(32)}`;
+      writeFileSync(join(dir, 'docker'), `#!/bin/bash\nif [[ "$1" == inspect ]]; then echo "traefik@${digest}"; fi\n`, { mode: 0o755 });
+      const run = (base: string) => execFileSync('bash', ['-c', `${pin} >/dev/null && printf %s "$TRAEFIK_BASE"`], { encoding: 'utf8', env: { ...process.env, PATH: `${dir}:${process.env['PATH'] ?? ''}`, TRAEFIK_BASE: base } });
+      expect(run(TRAEFIK_BASE_TAG)).toBe(`traefik@${digest}`);
+      const pinned = `${TRAEFIK_BASE_TAG}@sha256:${'cd'.repeat(32)}`;
+      expect(run(pinned)).toBe(pinned);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+    expect(TRAEFIK_BASE_TAG).toMatch(/^traefik:v3\.\d+\.\d+$/);
+    expect(() => validateTraefikBaseImage(TRAEFIK_BASE_TAG)).toThrow(/pinned by digest/);
+    expect(() => validateTraefikBaseImage(`traefik:v2.11.0@sha256:${'a'.repeat(64)}`)).toThrow(/v3/);
+    // Dockerfile.traefik's own default names the same release.
+    expect(readFileSync(join(import.meta.dirname, '../../Dockerfile.traefik'), 'utf8')).toContain(`ARG TRAEFIK_IMAGE=${TRAEFIK_BASE_TAG}\n`);
   });
 });
 

@@ -31,6 +31,7 @@ export function globalProgram() {
     environment, region, accountId: accountId(), vpcId: vpc.vpcId, privateSubnetIds: vpc.privateSubnetIds,
     artifactsBucket: buckets.artifactsBucket, repositoryUrls: registries.repositoryUrls, repositoryArns: registries.repositoryArns,
     bucketKmsKeyArn: bucketKeyArn,
+    ...(c.get('traefikBaseImage') ? { traefikBaseImage: c.require('traefikBaseImage') } : {}),
   });
   const operations = c.getObject<{ codePath: string; stateBucket?: string; backupPrefix?: string }>('operations');
   if (operations?.stateBucket) {

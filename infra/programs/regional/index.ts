@@ -81,7 +81,7 @@ export function regionalProgram() {
   }
 
   const keys = new KmsKeys(region, { aliasPrefix: environment });
-  const groups = new SecurityGroups(region, { vpcId: vpc.vpcId });
+  const groups = new SecurityGroups(region, { vpcId: vpc.vpcId, vpcCidr: cidrs[region]! });
   const ecsClusterName = pulumi.interpolate`${environment}-traefik-${region}`;
   const hostId = traefikHostId(region);
   const traefikTag = c.get('traefikTag') ?? release;
@@ -91,7 +91,7 @@ export function regionalProgram() {
   });
   const traefik = new TraefikHost(`traefik-${region}`, {
     region, accountId: accountId(), vpcCidr: cidrs[region]!, publicSubnetId: vpc.publicSubnetIds[0]!,
-    securityGroupId: groups.groupId, privateRouteTableIds: [vpc.privateRouteTableId], ecsClusterName: ecs.clusterName,
+    securityGroupId: groups.edgeGroupId, privateRouteTableIds: [vpc.privateRouteTableId], ecsClusterName: ecs.clusterName,
     zoneId, zoneName: zone, logGroupName: pulumi.interpolate`/${environment}/hosts/${hostId}`, artifactUri, certBucket: environmentBucket, certBucketRegion: stackOutput<string>(global, 'region'), certDomains, bucketKmsKeyArn: bucketKeyArn,
     ...(c.get('traefikInstanceType') ? { instanceType: c.require('traefikInstanceType') } : {}),
   });
@@ -127,7 +127,9 @@ export function regionalProgram() {
     privateSubnetAzs: pulumi.all(vpc.privateSubnetAzs),
     routeTableIds: pulumi.all(routeTableIds),
     peeringConnectionIds: pulumi.all(mesh?.connectionIds ?? []),
-    securityGroupId: groups.groupId,
+    /** The berth hosts' group (unit stacks put their hosts in it). */
+    securityGroupId: groups.hostGroupId,
+    edgeSecurityGroupId: groups.edgeGroupId,
     ecsClusterName: ecs.clusterName,
     ebsKeyArn: keys.keyArns.ebs!,
     ssmKeyArn: keys.keyArns.ssm!,
