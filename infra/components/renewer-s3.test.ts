@@ -10,6 +10,10 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { silentLogger } from '../../agent/logger.js';
 import type { PolicyDocument } from '../../test/aws/iam-policy.js';
 import { startS3AccessProxy, type S3AccessProxy } from '../../test/aws/s3-access.js';
+import { ChangeResourceRecordSetsCommand, GetChangeCommand, Route53Client } from '@aws-sdk/client-route-53';
+import { mockClient } from 'aws-sdk-client-mock';
+import { allows } from '../../test/aws/iam-policy.js';
+import { Route53Dns01 } from '../../traefik/renewer/dns-providers.js';
 import { readIfExists, renewIfDue } from '../../traefik/renewer/renewer.js';
 import { ofType, recordResources, settled, type Declared } from './mocks.js';
 
@@ -90,5 +94,33 @@ describe('the renewer against S3 as its declared role sees it', () => {
     const denyRead = { Sid: 'KeyUnusable', Effect: 'Deny', Action: 's3:GetObject', Resource: `arn:aws:s3:::${BUCKET}/tls/cert.pem` };
     const { s3 } = await s3As({ Statement: [...policy.Statement, denyRead] });
     await expect(readIfExists(s3, BUCKET, 'tls/cert.pem')).rejects.toMatchObject({ name: 'AccessDenied' });
+  });
+});
+
+describe('the renewer\'s policy against its calls', () => {
+  it('allows every S3, KMS and Route 53 request the renewer makes, and grants nothing it never uses', async () => {
+    // S3: what the flows above sent through the proxy. KMS: what S3 asks of KMS on the renewer's
+    // behalf for SSE-KMS objects (S3 User Guide, "Using SSE-KMS": PutObject needs kms:GenerateDataKey, GetObject kms:Decrypt).
+    const s3 = proxies.flatMap((p) => p.seen);
+    const kms = [...new Set(s3.map((r) => r.action))].flatMap((a) => (a === 's3:PutObject' ? ['kms:GenerateDataKey'] : a === 's3:GetObject' ? ['kms:Decrypt'] : []));
+    // Route 53: a DNS-01 round through the renewer's provider, answered by a client mock that records the commands.
+    const route53 = new Route53Client({ region: 'us-east-1' });
+    const mock = mockClient(route53);
+    mock.on(ChangeResourceRecordSetsCommand).resolves({ ChangeInfo: { Id: '/change/C1', Status: 'PENDING', SubmittedAt: new Date() } });
+    mock.on(GetChangeCommand).resolves({ ChangeInfo: { Id: '/change/C1', Status: 'INSYNC', SubmittedAt: new Date() } });
+    const dns = new Route53Dns01(route53, 'Z1', { pollMs: 1, timeoutMs: 1_000 });
+    await dns.setTxt('_acme-challenge.db.example.test', 'v');
+    await dns.clearTxt('_acme-challenge.db.example.test');
+    const r53 = [
+      ...mock.commandCalls(ChangeResourceRecordSetsCommand).map((c) => ({ action: 'route53:ChangeResourceRecordSets', resource: `arn:aws:route53:::hostedzone/${c.args[0].input.HostedZoneId!}` })),
+      ...mock.commandCalls(GetChangeCommand).map((c) => ({ action: 'route53:GetChange', resource: `arn:aws:route53:::change/${c.args[0].input.Id!.replace(/^\/change\//, '')}` })),
+    ];
+    // Only requests the declared policy must allow (the denial tests above send some on purpose without it).
+    const requests = [...s3.filter((r) => r.resource.startsWith(`arn:aws:s3:::${BUCKET}`) && allows([policy], r.action, r.resource, r.prefix !== undefined ? { 's3:prefix': r.prefix } : {})), ...r53];
+    for (const r of r53) expect(allows([policy], r.action, r.resource), r.action).toBe(true);
+    const used = new Set([...requests.map((r) => r.action), ...kms]);
+    const granted = new Set(policy.Statement.flatMap((st) => [st.Action].flat()));
+    expect([...granted].filter((a) => !used.has(a)).sort(), 'granted but never used').toEqual([]);
+    expect([...used].filter((a) => !granted.has(a)).sort(), 'used but not granted').toEqual([]);
   });
 });
