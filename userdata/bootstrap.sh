@@ -20,7 +20,8 @@ put() {
   local dest="$ROOT$1" tmp
   tmp="$(mktemp)"
   cat >"$tmp"
-  if [[ -f "$dest" ]] && cmp -s "$tmp" "$dest"; then rm -f "$tmp"; return 0; fi
+  # sha256sum (coreutils), not cmp: diffutils is not assumed on the AMI.
+  if [[ -f "$dest" && "$(sha256sum <"$tmp")" == "$(sha256sum <"$dest")" ]]; then rm -f "$tmp"; return 0; fi
   install -D -m "$2" "$tmp" "$dest"
   rm -f "$tmp"
   log "wrote $1"

@@ -1,7 +1,8 @@
 #!/bin/bash
 # Host preparation, run by cloud-init before bootstrap.sh (rendered by infra through
-# userdata/render.ts): Node.js 20+ for berth, and the CloudWatch agent shipping the ECS
-# agent's and cloud-init's logs plus memory, swap and disk metrics.
+# userdata/render.ts): Node.js 20+ for berth, the AWS CLI the later parts call (the AL2023
+# ECS-optimized AMI is built from al2023-minimal, which has none), and the CloudWatch agent
+# shipping the ECS agent's and cloud-init's logs plus memory, swap and disk metrics.
 set -euo pipefail
 
 ROOT="${BERTH_ROOT:-}"
@@ -11,13 +12,15 @@ CONFIG=/opt/aws/amazon-cloudwatch-agent/etc/berth.json
 log() { echo "berth-host-prep: $*" >&2; }
 trap 'log "failed at line $LINENO"' ERR
 
-node_major() { node -p 'process.versions.node.split(".")[0]' 2>/dev/null || echo 0; }
+node_major() { command -v node >/dev/null 2>&1 && node -p 'process.versions.node.split(".")[0]' 2>/dev/null || echo 0; }
 if [[ "$(node_major)" -lt 20 ]]; then
   dnf install -y nodejs20
   ln -sf /usr/bin/node-20 "$ROOT/usr/local/bin/node"
 fi
 [[ "$(node_major)" -ge 20 ]] || { log "Node.js 20 or later is not on PATH"; exit 1; }
 
+command -v aws >/dev/null 2>&1 || dnf install -y awscli-2
+command -v aws >/dev/null 2>&1 || { log "the AWS CLI is not on PATH after installing awscli-2"; exit 1; }
 rpm -q amazon-cloudwatch-agent >/dev/null 2>&1 || dnf install -y amazon-cloudwatch-agent
 install -d "$ROOT$(dirname "$CONFIG")"
 cat >"$ROOT$CONFIG" <<JSON

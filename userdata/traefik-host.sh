@@ -32,7 +32,8 @@ cat >"$ROOT/usr/local/sbin/berth-nat" <<NAT
 #!/bin/bash
 set -euo pipefail
 sysctl -q -w net.ipv4.ip_forward=1
-iface="\$(ip -o route show default | awk '{print \$5; exit}')"
+# "default via <gw> dev <iface> ...": the fifth field (bash only: awk is not assumed on the AMI).
+read -r _ _ _ _ iface _ < <(ip -o route show default)
 iptables -t nat -C POSTROUTING -s '$VPC_CIDR' -o "\$iface" -j MASQUERADE 2>/dev/null || iptables -t nat -A POSTROUTING -s '$VPC_CIDR' -o "\$iface" -j MASQUERADE
 # Docker sets the FORWARD policy to DROP: accept the private subnets' traffic explicitly.
 iptables -C FORWARD -s '$VPC_CIDR' -j ACCEPT 2>/dev/null || iptables -A FORWARD -s '$VPC_CIDR' -j ACCEPT

@@ -1,5 +1,6 @@
 import * as aws from '@pulumi/aws';
 import * as pulumi from '@pulumi/pulumi';
+import { roleNamePrefix } from './naming.js';
 import { IMAGES, type ImageName } from './registries.js';
 
 /** The Dockerfile each image is built from, at the repository root. */
@@ -10,8 +11,38 @@ export const SOURCE_KEY = 'source/berth.zip';
 export const RELEASE_PREFIX = 'berth/';
 
 /**
- * Buildspec for one image: log in to ECR, build from the Dockerfile, push an immutable tag
- * `build-<n>`. The agent build also packs the release tarball hosts install from S3.
+ * The tag of a build: `src-` and 16 hex digits of a hash over every file of the source (names and
+ * contents, in a fixed order). Both projects unpack the same source zip, so the agent release and
+ * the Traefik image of one upload carry the same tag, and uploading the same source again gives
+ * the same tag (the push of an existing immutable tag fails, nothing is overwritten). The
+ * projects' build numbers are not used: they are two counters and drift apart.
+ */
+export const SOURCE_TAG_COMMAND =
+  "printf 'src-%s' \"$(find . -type f ! -path './.git/*' -print0 | LC_ALL=C sort -z | xargs -0 sha256sum | sha256sum | cut -c1-16)\"";
+
+/**
+ * The Traefik release berth's image is built on (the newest v3 when this was written: v3.6.21,
+ * June 2026; Dockerfile.traefik's default names the same). The build pins it by digest: either
+ * the digest given (`berth:traefikBaseImage` in the global stack, `traefik:v3.x.y@sha256:…`) or
+ * the one the registry answers for this tag at build time, printed in the build log.
+ */
+export const TRAEFIK_BASE_TAG = 'traefik:v3.6.21';
+
+/** A Traefik base image reference pinned by digest: `traefik:v3.<minor>.<patch>@sha256:<64 hex>`. */
+export function validateTraefikBaseImage(ref: string): string {
+  if (!/^(docker\.io\/(library\/)?)?traefik:v3\.\d+\.\d+@sha256:[0-9a-f]{64}$/.test(ref)) {
+    throw new Error(`berth:traefikBaseImage must be a Traefik v3 release pinned by digest, e.g. ${TRAEFIK_BASE_TAG}@sha256:<64 hex digits> (docker buildx imagetools inspect ${TRAEFIK_BASE_TAG} prints it), not "${ref}"`);
+  }
+  return ref;
+}
+
+/** Shell that turns $TRAEFIK_BASE into a digest reference when it is a bare tag (the build can reach the registry). */
+export const PIN_TRAEFIK_BASE_COMMAND =
+  'case "$TRAEFIK_BASE" in *@sha256:*) ;; *) docker pull --quiet "$TRAEFIK_BASE" >/dev/null && TRAEFIK_BASE="$(docker inspect --format \'{{index .RepoDigests 0}}\' "$TRAEFIK_BASE")" ;; esac && export TRAEFIK_BASE && echo "Traefik base image $TRAEFIK_BASE"';
+
+/**
+ * Buildspec for one image: log in to ECR, build from the Dockerfile, push the immutable source
+ * tag (SOURCE_TAG_COMMAND). The agent build also packs the release tarball hosts install from S3.
  */
 export function buildspec(image: ImageName): string {
   const release = image === 'agent'
@@ -20,7 +51,7 @@ export function buildspec(image: ImageName): string {
         // dist/ is self-contained (scripts/build.mjs bundles the dependencies): no node_modules in the release.
         'npm run build',
         'tar -czf berth.tar.gz dist package.json userdata traefik/dynamic',
-        `aws s3 cp --only-show-errors berth.tar.gz "s3://$ARTIFACTS_BUCKET/${RELEASE_PREFIX}build-$CODEBUILD_BUILD_NUMBER.tar.gz"`,
+        `aws s3 cp --only-show-errors berth.tar.gz "s3://$ARTIFACTS_BUCKET/${RELEASE_PREFIX}$SOURCE_TAG.tar.gz"`,
       ]
     : [];
   const lines = [
@@ -28,11 +59,14 @@ export function buildspec(image: ImageName): string {
     'phases:',
     '  pre_build:',
     '    commands:',
+    // Before anything writes into the source tree.
+    `      - export SOURCE_TAG="$(${SOURCE_TAG_COMMAND})" && echo "source tag $SOURCE_TAG"`,
+    ...(image === 'traefik' ? [`      - ${PIN_TRAEFIK_BASE_COMMAND}`] : []),
     '      - aws ecr get-login-password --region "$AWS_REGION" | docker login --username AWS --password-stdin "${REPOSITORY_URI%%/*}"',
     '  build:',
     '    commands:',
-    `      - docker build --pull -f ${DOCKERFILES[image]} -t "$REPOSITORY_URI:build-$CODEBUILD_BUILD_NUMBER" .`,
-    '      - docker push "$REPOSITORY_URI:build-$CODEBUILD_BUILD_NUMBER"',
+    `      - docker build --pull ${image === 'traefik' ? '--build-arg TRAEFIK_IMAGE="$TRAEFIK_BASE" ' : ''}-f ${DOCKERFILES[image]} -t "$REPOSITORY_URI:$SOURCE_TAG" .`,
+    '      - docker push "$REPOSITORY_URI:$SOURCE_TAG"',
     ...release.map((c) => `      - ${c}`),
     '',
   ];
@@ -40,6 +74,8 @@ export function buildspec(image: ImageName): string {
 }
 
 export interface BuildPipelineArgs {
+  /** The environment: log groups are `/<environment>/build/<image>`. */
+  readonly environment: string;
   readonly region: pulumi.Input<string>;
   readonly accountId: pulumi.Input<string>;
   readonly vpcId: pulumi.Input<string>;
@@ -50,6 +86,8 @@ export interface BuildPipelineArgs {
   readonly repositoryArns: Readonly<Record<ImageName, pulumi.Input<string>>>;
   /** Key the artifacts bucket encrypts with: builds decrypt the source and encrypt the release. */
   readonly bucketKmsKeyArn?: pulumi.Input<string>;
+  /** Traefik base image pinned by digest (validateTraefikBaseImage); the digest of TRAEFIK_BASE_TAG at build time when omitted. */
+  readonly traefikBaseImage?: string;
   readonly computeType?: string;
   readonly buildImage?: string;
   readonly logRetentionDays?: number;
@@ -70,6 +108,7 @@ export class BuildPipeline extends pulumi.ComponentResource {
     const computeType = args.computeType ?? 'BUILD_GENERAL1_MEDIUM';
     const buildImage = args.buildImage ?? 'aws/codebuild/amazonlinux-x86_64-standard:5.0';
     const parent = { parent: this };
+    const traefikBase = args.traefikBaseImage === undefined ? TRAEFIK_BASE_TAG : validateTraefikBaseImage(args.traefikBaseImage);
 
     new aws.s3.BucketNotification(`${name}-source`, { bucket: args.artifactsBucket, eventbridge: true }, parent);
     const sg = new aws.ec2.SecurityGroup(`${name}-builds`, {
@@ -79,8 +118,8 @@ export class BuildPipeline extends pulumi.ComponentResource {
     const projects = {} as Record<ImageName, aws.codebuild.Project>;
     for (const image of IMAGES) {
       const id = `${name}-${image}`;
-      const logGroup = new aws.cloudwatch.LogGroup(id, { name: `/berth/build/${image}`, retentionInDays: args.logRetentionDays ?? 90 }, parent);
-      const role = new aws.iam.Role(id, { assumeRolePolicy: aws.iam.assumeRolePolicyForPrincipal({ Service: 'codebuild.amazonaws.com' }) }, parent);
+      const logGroup = new aws.cloudwatch.LogGroup(id, { name: `/${args.environment}/build/${image}`, retentionInDays: args.logRetentionDays ?? 90 }, parent);
+      const role = new aws.iam.Role(id, { namePrefix: roleNamePrefix(id), assumeRolePolicy: aws.iam.assumeRolePolicyForPrincipal({ Service: 'codebuild.amazonaws.com' }) }, parent);
       new aws.iam.RolePolicy(id, {
         role: role.id,
         policy: pulumi.all([args.region, args.accountId, args.artifactsBucket, args.repositoryArns[image], logGroup.arn, pulumi.all([...args.privateSubnetIds]), args.bucketKmsKeyArn])
@@ -98,6 +137,7 @@ export class BuildPipeline extends pulumi.ComponentResource {
           environmentVariables: [
             { name: 'REPOSITORY_URI', value: args.repositoryUrls[image] },
             { name: 'ARTIFACTS_BUCKET', value: args.artifactsBucket },
+            ...(image === 'traefik' ? [{ name: 'TRAEFIK_BASE', value: traefikBase }] : []),
           ],
         },
         vpcConfig: { vpcId: args.vpcId, subnets: [...args.privateSubnetIds], securityGroupIds: [sg.id] },
@@ -112,7 +152,7 @@ export class BuildPipeline extends pulumi.ComponentResource {
         source: ['aws.s3'], 'detail-type': ['Object Created'], detail: { bucket: { name: [bucket] }, object: { key: [SOURCE_KEY] } },
       })),
     }, parent);
-    const eventsRole = new aws.iam.Role(`${name}-events`, { assumeRolePolicy: aws.iam.assumeRolePolicyForPrincipal({ Service: 'events.amazonaws.com' }) }, parent);
+    const eventsRole = new aws.iam.Role(`${name}-events`, { namePrefix: roleNamePrefix(`${name}-events`), assumeRolePolicy: aws.iam.assumeRolePolicyForPrincipal({ Service: 'events.amazonaws.com' }) }, parent);
     new aws.iam.RolePolicy(`${name}-events`, {
       role: eventsRole.id,
       policy: pulumi.all(IMAGES.map((i) => projects[i].arn)).apply((arns) => JSON.stringify({

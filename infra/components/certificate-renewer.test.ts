@@ -15,6 +15,7 @@ describe('CertificateRenewer', () => {
     const { CertificateRenewer } = await import('./certificate-renewer.js');
     const renewer = new CertificateRenewer('tls', {
       bucketName: 'env-bucket',
+      bucketRegion: 'eu-west-1',
       kmsKeyArn: 'arn:aws:kms:eu-west-1:111:key/abc',
       hostedZoneId: 'Z123',
       domains: ['db.example.com', '*.db.example.com'],
@@ -29,6 +30,7 @@ describe('CertificateRenewer', () => {
     expect(fn.inputs).toMatchObject({ handler: 'traefik/renewer/handler.handler', runtime: 'nodejs20.x' });
     expect((fn.inputs.environment as { variables: Record<string, string> }).variables).toMatchObject({
       RENEWER_BUCKET: 'env-bucket',
+      RENEWER_BUCKET_REGION: 'eu-west-1',
       RENEWER_DOMAINS: 'db.example.com,*.db.example.com',
       RENEWER_HOSTED_ZONE_ID: 'Z123',
     });

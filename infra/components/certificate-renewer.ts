@@ -1,9 +1,12 @@
 import * as aws from '@pulumi/aws';
 import * as pulumi from '@pulumi/pulumi';
+import { roleNamePrefix } from './naming.js';
 
 export interface CertificateRenewerArgs {
   /** Environment bucket the renewer uploads to and berth's refreshers read from. */
   readonly bucketName: pulumi.Input<string>;
+  /** The bucket's region (the global stack's); the renewer's S3 client uses it. */
+  readonly bucketRegion: pulumi.Input<string>;
   /** KMS key that encrypts the private key and the ACME account key at rest. */
   readonly kmsKeyArn: pulumi.Input<string>;
   /** Route 53 zone holding the `_acme-challenge` records. */
@@ -22,6 +25,24 @@ export interface CertificateRenewerArgs {
 }
 
 const PREFIX = 'tls/';
+
+/**
+ * What the renewer may do: read and write its objects, and list only their prefix, which is
+ * how it tells a missing key (S3's 403 without s3:ListBucket) from a denied read
+ * (traefik/renewer/renewer.ts readIfExists); use the bucket key; change TXT records of one zone.
+ */
+export function renewerPolicy(bucketArn: string, kmsKeyArn: string, zoneId: string) {
+  return {
+    Version: '2012-10-17' as const,
+    Statement: [
+      { Sid: 'CertificateObjects', Effect: 'Allow' as const, Action: ['s3:GetObject', 's3:PutObject'], Resource: `${bucketArn}/${PREFIX}*` },
+      { Sid: 'ListCertificateObjects', Effect: 'Allow' as const, Action: ['s3:ListBucket'], Resource: bucketArn, Condition: { StringLike: { 's3:prefix': [`${PREFIX}*`] } } },
+      { Sid: 'EncryptAtRest', Effect: 'Allow' as const, Action: ['kms:GenerateDataKey', 'kms:Decrypt'], Resource: kmsKeyArn },
+      { Sid: 'Challenges', Effect: 'Allow' as const, Action: ['route53:ChangeResourceRecordSets'], Resource: `arn:aws:route53:::hostedzone/${zoneId}` },
+      { Sid: 'ChallengeSync', Effect: 'Allow' as const, Action: ['route53:GetChange'], Resource: 'arn:aws:route53:::change/*' },
+    ],
+  };
+}
 
 /** Validates args before any resource is declared. */
 export function validateRenewerArgs(args: Pick<CertificateRenewerArgs, 'domains' | 'email' | 'alarmDays'>): void {
@@ -50,6 +71,7 @@ export class CertificateRenewer extends pulumi.ComponentResource {
     const parent = { parent: this };
 
     const role = new aws.iam.Role(`${name}-role`, {
+      namePrefix: roleNamePrefix(`${name}-role`),
       assumeRolePolicy: aws.iam.assumeRolePolicyForPrincipal({ Service: 'lambda.amazonaws.com' }),
     }, parent);
     new aws.iam.RolePolicyAttachment(`${name}-logs`, { role: role.name, policyArn: aws.iam.ManagedPolicy.AWSLambdaBasicExecutionRole }, parent);
@@ -57,15 +79,7 @@ export class CertificateRenewer extends pulumi.ComponentResource {
     new aws.iam.RolePolicy(`${name}-policy`, {
       role: role.id,
       policy: pulumi.all([bucketArn, args.kmsKeyArn, args.hostedZoneId]).apply(([bucket, kms, zone]) =>
-        JSON.stringify({
-          Version: '2012-10-17',
-          Statement: [
-            { Sid: 'CertificateObjects', Effect: 'Allow', Action: ['s3:GetObject', 's3:PutObject'], Resource: `${bucket}/${PREFIX}*` },
-            { Sid: 'EncryptAtRest', Effect: 'Allow', Action: ['kms:GenerateDataKey', 'kms:Decrypt'], Resource: kms },
-            { Sid: 'Challenges', Effect: 'Allow', Action: ['route53:ChangeResourceRecordSets'], Resource: `arn:aws:route53:::hostedzone/${zone}` },
-            { Sid: 'ChallengeSync', Effect: 'Allow', Action: ['route53:GetChange'], Resource: 'arn:aws:route53:::change/*' },
-          ],
-        }),
+        JSON.stringify(renewerPolicy(bucket, kms, zone)),
       ),
     }, parent);
 
@@ -79,6 +93,7 @@ export class CertificateRenewer extends pulumi.ComponentResource {
       environment: {
         variables: {
           RENEWER_BUCKET: args.bucketName,
+          RENEWER_BUCKET_REGION: args.bucketRegion,
           RENEWER_DOMAINS: args.domains.join(','),
           RENEWER_EMAIL: args.email,
           RENEWER_HOSTED_ZONE_ID: args.hostedZoneId,

@@ -1,5 +1,6 @@
 import * as aws from '@pulumi/aws';
 import * as pulumi from '@pulumi/pulumi';
+import { roleNamePrefix } from './naming.js';
 import { HOST_ATTRIBUTE } from './node-task.js';
 
 /** Traefik's entry points (traefik/traefik.yml): HTTP API, TCP, WebSocket, internal (ping, metrics). */
@@ -13,9 +14,9 @@ export const TRAEFIK_TASK_ACTIONS = [
 
 export interface EcsClusterArgs {
   readonly region: string;
-  /** ECS cluster of the Traefik host; berth clusters have their own (unit stacks). */
-  readonly clusterName: string;
-  /** Image reference of berth's Traefik build, e.g. `<account>.dkr.ecr.<region>.amazonaws.com/berth/traefik:build-12`. */
+  /** ECS cluster of the Traefik host (`<environment>-traefik-<region>`); also its task family and log group `/<clusterName>`. */
+  readonly clusterName: pulumi.Input<string>;
+  /** Image reference of berth's Traefik build, e.g. `<account>.dkr.ecr.<region>.amazonaws.com/<environment>/traefik:src-0123456789abcdef`. */
   readonly traefikImage: pulumi.Input<string>;
   /** Logical id of the Traefik host (its `berth.host` instance attribute). */
   readonly traefikHostId: string;
@@ -38,14 +39,14 @@ export class EcsCluster extends pulumi.ComponentResource {
     const cluster = new aws.ecs.Cluster(`${name}-cluster`, {
       name: args.clusterName, settings: [{ name: 'containerInsights', value: 'enabled' }],
     }, parent);
-    const logGroup = new aws.cloudwatch.LogGroup(`${name}-traefik`, { name: `/berth/traefik/${args.region}`, retentionInDays: args.logRetentionDays ?? 30 }, parent);
+    const logGroup = new aws.cloudwatch.LogGroup(`${name}-traefik`, { name: pulumi.interpolate`/${args.clusterName}`, retentionInDays: args.logRetentionDays ?? 30 }, parent);
 
     const tasks = aws.iam.assumeRolePolicyForPrincipal({ Service: 'ecs-tasks.amazonaws.com' });
-    const executionRole = new aws.iam.Role(`${name}-traefik-exec`, { assumeRolePolicy: tasks }, parent);
+    const executionRole = new aws.iam.Role(`${name}-traefik-exec`, { namePrefix: roleNamePrefix(`${name}-traefik-exec`), assumeRolePolicy: tasks }, parent);
     new aws.iam.RolePolicyAttachment(`${name}-traefik-exec`, {
       role: executionRole.name, policyArn: 'arn:aws:iam::aws:policy/service-role/AmazonECSTaskExecutionRolePolicy',
     }, parent);
-    const taskRole = new aws.iam.Role(`${name}-traefik-task`, { assumeRolePolicy: tasks }, parent);
+    const taskRole = new aws.iam.Role(`${name}-traefik-task`, { namePrefix: roleNamePrefix(`${name}-traefik-task`), assumeRolePolicy: tasks }, parent);
     new aws.iam.RolePolicy(`${name}-traefik-task`, {
       role: taskRole.id,
       policy: JSON.stringify({ Version: '2012-10-17', Statement: [{ Sid: 'EcsDiscovery', Effect: 'Allow', Action: [...TRAEFIK_TASK_ACTIONS], Resource: '*' }] }),
@@ -68,7 +69,7 @@ export class EcsCluster extends pulumi.ComponentResource {
       logConfiguration: { logDriver: 'awslogs', options: { 'awslogs-group': group, 'awslogs-region': args.region, 'awslogs-stream-prefix': 'traefik' } },
     }]));
     const taskDefinition = new aws.ecs.TaskDefinition(`${name}-traefik`, {
-      family: `berth-traefik-${args.region}`,
+      family: args.clusterName,
       networkMode: 'host',
       requiresCompatibilities: ['EC2'],
       executionRoleArn: executionRole.arn,

@@ -1,3 +1,7 @@
+import { execFileSync } from 'node:child_process';
+import { cpSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import * as pulumi from '@pulumi/pulumi';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { parse } from 'yaml';
@@ -45,11 +49,11 @@ describe('Buckets under setMocks', () => {
 describe('Registries under setMocks', () => {
   it('declares agent and traefik repositories scanned on push with immutable tags and a lifecycle', async () => {
     const { Registries } = await import('./registries.js');
-    const r = new Registries('img', { keep: 20 });
+    const r = new Registries('img', { namespace: 'staging', keep: 20 });
     await new Promise<void>((res) => pulumi.all([r.repositoryArns.agent, r.repositoryArns.traefik]).apply(() => res()));
     await settled(declared);
     const repos = ofType(declared, 'aws:ecr/repository:Repository');
-    expect(repos.map((x) => x.inputs['name']).sort()).toEqual(['berth/agent', 'berth/traefik']);
+    expect(repos.map((x) => x.inputs['name']).sort()).toEqual(['staging/agent', 'staging/traefik']); // a second environment gets its own repositories
     for (const repo of repos) expect(repo.inputs).toMatchObject({ imageTagMutability: 'IMMUTABLE', imageScanningConfiguration: { scanOnPush: true } });
     const lifecycles = ofType(declared, 'aws:ecr/lifecyclePolicy:LifecyclePolicy');
     expect(lifecycles).toHaveLength(2);
@@ -62,11 +66,66 @@ describe('Registries under setMocks', () => {
   });
 });
 
+describe('build tags', () => {
+  it('tag the agent release and the Traefik image of one source alike, whatever either project\'s build counter says', async () => {
+    const { buildspec } = await import('./build-pipeline.js');
+    const tagCommand = (image: 'agent' | 'traefik') => {
+      const spec = parse(buildspec(image)) as { phases: { pre_build: { commands: string[] } } };
+      return spec.phases.pre_build.commands.find((c) => c.includes('SOURCE_TAG='))!;
+    };
+    const dir = mkdtempSync(join(tmpdir(), 'berth-tag-'));
+    try {
+      const a = join(dir, 'a');
+      mkdirSync(join(a, 'sub'), { recursive: true });
+      writeFileSync(join(a, 'package.json'), '{}');
+      writeFileSync(join(a, 'sub', 'x.ts'), 'export {};');
+      const b = join(dir, 'b');
+      cpSync(a, b, { recursive: true });
+      // Each project runs its own pre_build with its own build number.
+      const tag = (cwd: string, image: 'agent' | 'traefik', n: string) =>
+        execFileSync('bash', ['-c', `${tagCommand(image)} >/dev/null && printf %s "$SOURCE_TAG"`], { cwd, encoding: 'utf8', env: { ...process.env, CODEBUILD_BUILD_NUMBER: n } });
+      const agent = tag(a, 'agent', '17');
+      expect(agent).toMatch(/^src-[0-9a-f]{16}$/);
+      expect(tag(b, 'traefik', '4')).toBe(agent);
+      writeFileSync(join(b, 'sub', 'x.ts'), 'export const changed = 1;');
+      expect(tag(b, 'traefik', '4')).not.toBe(agent);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+});
+
+describe('Traefik base image', () => {
+  it('is pinned by digest in the build: a configured digest as given, a bare tag resolved to its digest before docker build', async () => {
+    const { buildspec, TRAEFIK_BASE_TAG, validateTraefikBaseImage } = await import('./build-pipeline.js');
+    const spec = parse(buildspec('traefik')) as { phases: { pre_build: { commands: string[] }; build: { commands: string[] } } };
+    expect(spec.phases.build.commands[0]).toContain('--build-arg TRAEFIK_IMAGE="$TRAEFIK_BASE"');
+    const pin = spec.phases.pre_build.commands.find((c) => c.includes('TRAEFIK_BASE'))!;
+    const dir = mkdtempSync(join(tmpdir(), 'berth-pin-'));
+    try {
+      // No registry here: a docker stand-in answers inspect with the digest the registry would give.
+      const digest = `sha256:${'ab'.repeat(32)}`;
+      writeFileSync(join(dir, 'docker'), `#!/bin/bash\nif [[ "$1" == inspect ]]; then echo "traefik@${digest}"; fi\n`, { mode: 0o755 });
+      const run = (base: string) => execFileSync('bash', ['-c', `${pin} >/dev/null && printf %s "$TRAEFIK_BASE"`], { encoding: 'utf8', env: { ...process.env, PATH: `${dir}:${process.env['PATH'] ?? ''}`, TRAEFIK_BASE: base } });
+      expect(run(TRAEFIK_BASE_TAG)).toBe(`traefik@${digest}`);
+      const pinned = `${TRAEFIK_BASE_TAG}@sha256:${'cd'.repeat(32)}`;
+      expect(run(pinned)).toBe(pinned);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+    expect(TRAEFIK_BASE_TAG).toMatch(/^traefik:v3\.\d+\.\d+$/);
+    expect(() => validateTraefikBaseImage(TRAEFIK_BASE_TAG)).toThrow(/pinned by digest/);
+    expect(() => validateTraefikBaseImage(`traefik:v2.11.0@sha256:${'a'.repeat(64)}`)).toThrow(/v3/);
+    // Dockerfile.traefik's own default names the same release.
+    expect(readFileSync(join(import.meta.dirname, '../../Dockerfile.traefik'), 'utf8')).toContain(`ARG TRAEFIK_IMAGE=${TRAEFIK_BASE_TAG}\n`);
+  });
+});
+
 describe('BuildPipeline under setMocks', () => {
   it('builds both Dockerfiles in private subnets, triggered by a new source zip, with least-privilege roles', async () => {
     const { BuildPipeline } = await import('./build-pipeline.js');
     const p = new BuildPipeline('build', {
-      region: 'eu-west-1', accountId: '111122223333', vpcId: 'vpc-g', privateSubnetIds: ['subnet-p0', 'subnet-p1'], artifactsBucket: 'berth-artifacts',
+      environment: 'staging', region: 'eu-west-1', accountId: '111122223333', vpcId: 'vpc-g', privateSubnetIds: ['subnet-p0', 'subnet-p1'], artifactsBucket: 'berth-artifacts',
       repositoryUrls: { agent: '111.dkr.ecr/berth/agent', traefik: '111.dkr.ecr/berth/traefik' },
       repositoryArns: { agent: 'arn:aws:ecr:eu-west-1:111:repository/berth/agent', traefik: 'arn:aws:ecr:eu-west-1:111:repository/berth/traefik' },
     });
@@ -79,7 +138,8 @@ describe('BuildPipeline under setMocks', () => {
       const spec = parse((proj.inputs['source'] as { buildspec: string }).buildspec) as { phases: { build: { commands: string[] } } };
       const image = proj.name.replace('build-', '');
       expect(spec.phases.build.commands[0]).toContain(`-f Dockerfile.${image} `);
-      expect(spec.phases.build.commands[1]).toMatch(/^docker push "\$REPOSITORY_URI:build-\$CODEBUILD_BUILD_NUMBER"$/);
+      expect(spec.phases.build.commands[1]).toBe('docker push "$REPOSITORY_URI:$SOURCE_TAG"');
+      expect(JSON.stringify(spec)).not.toContain('CODEBUILD_BUILD_NUMBER');
       // The agent build also packs what bootstrap.sh installs: the bundle, the systemd unit, Traefik's TLS options.
       const tar = spec.phases.build.commands.find((c) => c.startsWith('tar '));
       if (image === 'agent') expect(tar).toBe('tar -czf berth.tar.gz dist package.json userdata traefik/dynamic');

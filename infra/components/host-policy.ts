@@ -19,17 +19,29 @@ export interface HostPolicyArgs {
   readonly hostId?: string;
 }
 
+/**
+ * Tag keys berth changes on existing volumes and instances (volume-plugin/backends/ebs):
+ * the host claim, attachment and state on volumes, readiness on instances. Never
+ * `berth:cluster`, `berth:managed-by` or `berth:volume`: those are set at CreateVolume only.
+ */
+export const MUTABLE_TAG_KEYS = ['berth:host', 'berth:attached-to', 'berth:state', 'berth:ready', 'berth:ready-count'] as const;
+/** Tag keys berth removes, and only from volumes tagged to its own host (Remove with onRemove=retain). */
+export const REMOVABLE_TAG_KEYS = ['berth:host', 'berth:attached-to', 'berth:state'] as const;
+
 export function hostEbsPolicy(args: HostPolicyArgs): { Version: '2012-10-17'; Statement: PolicyStatement[] } {
   const volumes = `arn:aws:ec2:${args.region}:${args.accountId}:volume/*`;
+  // EC2 snapshot ARNs have no account (arn:aws:ec2:<region>::snapshot/<id>).
+  const snapshots = `arn:aws:ec2:${args.region}::snapshot/*`;
   const instances = `arn:aws:ec2:${args.region}:${args.accountId}:instance/*`;
   const managed = { 'aws:ResourceTag/berth:managed-by': 'berth', 'aws:ResourceTag/berth:cluster': args.cluster };
+  const ownHost = (key: string): Record<string, string> => (args.hostId ? { [key]: args.hostId } : {});
   return {
     Version: '2012-10-17',
     Statement: [
-      { Sid: 'DescribeIsReadOnly', Effect: 'Allow', Action: ['ec2:DescribeVolumes', 'ec2:DescribeInstances', 'ec2:DescribeTags'], Resource: '*' },
+      { Sid: 'DescribeIsReadOnly', Effect: 'Allow', Action: ['ec2:DescribeVolumes', 'ec2:DescribeInstances'], Resource: '*' },
       {
         Sid: 'AttachManagedVolumes', Effect: 'Allow',
-        Action: ['ec2:AttachVolume', 'ec2:DetachVolume', 'ec2:ModifyVolume'],
+        Action: ['ec2:AttachVolume', 'ec2:DetachVolume'],
         Resource: volumes,
         Condition: { StringEquals: managed },
       },
@@ -41,19 +53,31 @@ export function hostEbsPolicy(args: HostPolicyArgs): { Version: '2012-10-17'; St
       },
       {
         Sid: 'CreateOnlyTaggedVolumes', Effect: 'Allow', Action: ['ec2:CreateVolume'], Resource: volumes,
-        Condition: { StringEquals: { 'aws:RequestTag/berth:managed-by': 'berth', 'aws:RequestTag/berth:cluster': args.cluster } },
+        Condition: { StringEquals: { 'aws:RequestTag/berth:managed-by': 'berth', 'aws:RequestTag/berth:cluster': args.cluster, ...ownHost('aws:RequestTag/berth:host') } },
       },
+      // Restore (`snapshotId`): from snapshots of this cluster's volumes only (DLM copies the volume's tags).
       {
-        Sid: 'TagOnlyManagedOrAtCreate', Effect: 'Allow', Action: ['ec2:CreateTags'], Resource: [volumes, instances],
+        Sid: 'CreateFromOwnClusterSnapshots', Effect: 'Allow', Action: ['ec2:CreateVolume'], Resource: snapshots,
         Condition: { StringEquals: { 'aws:ResourceTag/berth:cluster': args.cluster } },
       },
       {
-        Sid: 'UntagOnlyBerthKeysOfManaged', Effect: 'Allow', Action: ['ec2:DeleteTags'], Resource: [volumes, instances],
+        Sid: 'TagOnlyBerthStateOfClusterResources', Effect: 'Allow', Action: ['ec2:CreateTags'], Resource: [volumes, instances],
         Condition: {
           StringEquals: { 'aws:ResourceTag/berth:cluster': args.cluster },
-          'ForAllValues:StringLike': { 'aws:TagKeys': ['berth:*'] },
+          // berth:host may be set only to this host's id; without a host id it may not be set at all.
+          ...(args.hostId ? { StringEqualsIfExists: { 'aws:RequestTag/berth:host': args.hostId } } : {}),
+          'ForAllValues:StringEquals': { 'aws:TagKeys': args.hostId ? [...MUTABLE_TAG_KEYS] : MUTABLE_TAG_KEYS.filter((k) => k !== 'berth:host') },
         },
       },
+      ...(args.hostId
+        ? [{
+            Sid: 'UntagOnlyVolumesOfThisHost', Effect: 'Allow' as const, Action: ['ec2:DeleteTags'], Resource: volumes,
+            Condition: {
+              StringEquals: { 'aws:ResourceTag/berth:cluster': args.cluster, 'aws:ResourceTag/berth:host': args.hostId },
+              'ForAllValues:StringEquals': { 'aws:TagKeys': [...REMOVABLE_TAG_KEYS] },
+            },
+          }]
+        : []),
       ...(args.hostId
         ? [{
             Sid: 'DeleteOnlyVolumesOfThisHost', Effect: 'Allow' as const, Action: ['ec2:DeleteVolume'], Resource: volumes,
@@ -62,7 +86,7 @@ export function hostEbsPolicy(args: HostPolicyArgs): { Version: '2012-10-17'; St
         : []),
       {
         Sid: 'TagAtCreate', Effect: 'Allow', Action: ['ec2:CreateTags'], Resource: volumes,
-        Condition: { StringEquals: { 'ec2:CreateAction': 'CreateVolume' } },
+        Condition: { StringEquals: { 'ec2:CreateAction': 'CreateVolume', 'aws:RequestTag/berth:cluster': args.cluster, ...ownHost('aws:RequestTag/berth:host') } },
       },
     ],
   };

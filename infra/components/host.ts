@@ -17,7 +17,7 @@ export interface HostArgs {
   readonly securityGroupId: pulumi.Input<string>;
   /** s3:// URI of the berth release tarball. */
   readonly artifactUri: pulumi.Input<string>;
-  readonly logGroupName: string;
+  readonly logGroupName: pulumi.Input<string>;
   /** Key of the node volumes; berth attaches (and may create) volumes encrypted with it. */
   readonly ebsKmsKeyArn?: pulumi.Input<string>;
   /** Key of the artifacts bucket. */
@@ -63,8 +63,8 @@ export class Host extends pulumi.ComponentResource {
     super('berth:unit:Host', name, {}, opts);
     const swapMiB = args.swapMiB ?? 2048;
     if (!Number.isInteger(swapMiB) || swapMiB < 0) throw new Error(`Host ${args.hostId}: swapMiB must be a whole number ≥ 0, not ${swapMiB}`);
-    const userData = pulumi.all([args.artifactUri, args.ecsClusterName]).apply(([artifact, ecsCluster]) => multipartUserdata([
-      { filename: '10-host-prep.sh', content: renderTemplate('host-prep.sh', { LOG_GROUP: args.logGroupName }) },
+    const userData = pulumi.all([args.artifactUri, args.ecsClusterName, args.logGroupName]).apply(([artifact, ecsCluster, logGroup]) => multipartUserdata([
+      { filename: '10-host-prep.sh', content: renderTemplate('host-prep.sh', { LOG_GROUP: logGroup }) },
       {
         filename: '20-berth.sh',
         content: renderBootstrap({ CLUSTER: args.cluster, HOST_ID: args.hostId, REGION: args.region, ARTIFACT_URI: artifact, SWAP_MIB: swapMiB, ECS_CLUSTER: ecsCluster }),

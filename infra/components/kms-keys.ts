@@ -16,14 +16,16 @@ export interface KmsKeysArgs {
   readonly purposes?: readonly KeyPurpose[];
   /** Days a deleted key can still be recovered (7-30, default 30). */
   readonly deletionWindowDays?: number;
+  /** Aliases are `alias/<aliasPrefix>/<purpose>`: the environment, so two environments can share an account and region. */
+  readonly aliasPrefix: pulumi.Input<string>;
   readonly tags?: Readonly<Record<string, string>>;
 }
 
-/** Customer managed keys, one per purpose, with yearly rotation and an alias `alias/berth/<purpose>`. */
+/** Customer managed keys, one per purpose, with yearly rotation and an alias `alias/<aliasPrefix>/<purpose>`. */
 export class KmsKeys extends pulumi.ComponentResource {
   readonly keyArns: Readonly<Partial<Record<KeyPurpose, pulumi.Output<string>>>>;
 
-  constructor(name: string, args: KmsKeysArgs = {}, opts?: pulumi.ComponentResourceOptions) {
+  constructor(name: string, args: KmsKeysArgs, opts?: pulumi.ComponentResourceOptions) {
     super('berth:security:KmsKeys', name, {}, opts);
     const purposes = args.purposes ?? ['ebs', 'ssm', 'secrets'];
     const window = args.deletionWindowDays ?? 30;
@@ -35,7 +37,7 @@ export class KmsKeys extends pulumi.ComponentResource {
         description: DESCRIPTIONS[purpose], enableKeyRotation: true, deletionWindowInDays: window,
         tags: { ...args.tags, 'berth:key': purpose },
       }, { parent: this, protect: true });
-      new aws.kms.Alias(`${name}-${purpose}`, { name: `alias/berth/${purpose}`, targetKeyId: key.keyId }, { parent: this });
+      new aws.kms.Alias(`${name}-${purpose}`, { name: pulumi.interpolate`alias/${args.aliasPrefix}/${purpose}`, targetKeyId: key.keyId }, { parent: this });
       arns[purpose] = key.arn;
     }
     this.keyArns = arns;

@@ -22,7 +22,7 @@ describe('Node under setMocks', () => {
     expect(svc.inputs['placementConstraints']).toEqual([{ type: 'memberOf', expression: 'attribute:berth.host == shop-h1' }]);
     expect(svc.inputs['desiredCount']).toBe(1);
   });
-  it('protects the volume and leaves the tags berth writes alone', async () => {
+  it('keeps the volume and its data when the node is removed, without blocking the removal, and leaves the tags berth writes alone', async () => {
     const { Node } = await import('./node.js');
     const seen: pulumi.ResourceTransformationArgs[] = [];
     const node = new Node('n2', { node: 'n2', host: 'shop-h1', cluster: 'shop', image: 'app:1', port: 8080, zone: 'example.com', ecsCluster: 'c-eu', availabilityZone: 'eu-west-1a' }, {
@@ -30,7 +30,11 @@ describe('Node under setMocks', () => {
     });
     await new Promise<void>((r) => node.volumeId.apply(() => r()));
     const volume = seen.find((a) => a.type === 'aws:ebs/volume:Volume')!;
-    expect(volume.opts.protect).toBe(true);
+    // protect: true would fail every removal of the node (pulumi: "resource ... is protected").
+    expect(volume.opts.protect).not.toBe(true);
+    expect(volume.opts.retainOnDelete).toBe(true);
+    // A change of zone or key must not replace the volume by a blank one.
+    expect(volume.opts.ignoreChanges).toEqual(expect.arrayContaining(['availabilityZone', 'kmsKeyId']));
     expect(volume.opts.ignoreChanges).toEqual(expect.arrayContaining(['tags', 'tagsAll']));
   });
 });

@@ -8,7 +8,11 @@ export interface NodeArgs extends NodeTaskArgs {
   readonly kmsKeyId?: pulumi.Input<string>;
 }
 
-/** One node: its protected EBS volume carrying berth's tags, its task definition and its one-task service. */
+/**
+ * One node: its EBS volume carrying berth's tags, its task definition and its one-task service.
+ * The volume is retained on delete, not protected: removing a node (or its cluster) succeeds and
+ * leaves the volume, its data and its tags in EC2 (docs/deploy.md, "Removing a node").
+ */
 export class Node extends pulumi.ComponentResource {
   readonly volumeId: pulumi.Output<string>;
   readonly serviceName: pulumi.Output<string>;
@@ -21,9 +25,13 @@ export class Node extends pulumi.ComponentResource {
       availabilityZone: args.availabilityZone, size: sizeGiB, type: 'gp3', encrypted: true, kmsKeyId: args.kmsKeyId,
       tags: { 'berth:volume': volumeName, 'berth:host': args.host, 'berth:cluster': args.cluster, 'berth:managed-by': 'berth', Name: volumeName },
     }, {
-      parent: this, protect: true,
+      parent: this,
+      // `protect` would make every removal of the node fail; retaining keeps the data and lets it go.
+      // (A final snapshot would need a DeleteVolume, which fails while berth keeps the volume attached.)
+      retainOnDelete: true,
       // berth adds its own tags (berth:state, berth:attached-to, berth:options); a refresh-and-up must not strip them.
-      ignoreChanges: ['tags', 'tagsAll'],
+      // A new zone or key would replace the volume by a blank one: the data stays where it is instead.
+      ignoreChanges: ['tags', 'tagsAll', 'availabilityZone', 'kmsKeyId', 'encrypted'],
     });
     const task = nodeTask({ ...args, sizeGiB });
     const taskDef = new aws.ecs.TaskDefinition(`${name}-task`, {

@@ -1,9 +1,10 @@
 import { execFileSync } from 'node:child_process';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { chmodSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import * as pulumi from '@pulumi/pulumi';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { allows, type PolicyDocument } from '../../test/aws/iam-policy.js';
 import { ofType, recordResources, settled, userdataParts, type Declared } from './mocks.js';
 
 let declared: Declared[] = [];
@@ -28,14 +29,14 @@ const named = (type: string, name: string) => ofType(declared, type).find((d) =>
 describe('KmsKeys', () => {
   it('declares the EBS, SSM and secrets keys with rotation on and an alias each', async () => {
     const { KmsKeys } = await import('./kms-keys.js');
-    const keys = new KmsKeys('kms');
+    const keys = new KmsKeys('kms', { aliasPrefix: 'staging' });
     await new Promise<void>((r) => pulumi.all(Object.values(keys.keyArns)).apply(() => r()));
     await settled(declared);
     const created = ofType(declared, 'aws:kms/key:Key').filter((k) => k.name.startsWith('kms-'));
     expect(created.map((k) => k.name).sort()).toEqual(['kms-ebs', 'kms-secrets', 'kms-ssm']);
     for (const k of created) expect(k.inputs).toMatchObject({ enableKeyRotation: true, deletionWindowInDays: 30 });
-    expect(ofType(declared, 'aws:kms/alias:Alias').map((a) => a.inputs['name']).sort()).toEqual(['alias/berth/ebs', 'alias/berth/secrets', 'alias/berth/ssm']);
-    expect(() => new KmsKeys('bad', { deletionWindowDays: 3 })).toThrow(/deletionWindowDays/);
+    expect(ofType(declared, 'aws:kms/alias:Alias').map((a) => a.inputs['name']).sort()).toEqual(['alias/staging/ebs', 'alias/staging/secrets', 'alias/staging/ssm']);
+    expect(() => new KmsKeys('bad', { aliasPrefix: 'staging', deletionWindowDays: 3 })).toThrow(/deletionWindowDays/);
   });
 });
 
@@ -85,7 +86,7 @@ describe('TraefikHost', () => {
     const { TraefikHost } = await import('./traefik-host.js');
     const t = new TraefikHost('edge', {
       region: 'eu-west-1', accountId: '111122223333', vpcCidr: '10.1.0.0/16', publicSubnetId: 'subnet-pub0', securityGroupId: 'sg-1',
-      privateRouteTableIds: ['rtb-priv'], ecsClusterName: 'berth-eu-west-1', zoneId: 'Z1', zoneName: 'example.com',
+      privateRouteTableIds: ['rtb-priv'], ecsClusterName: 'berth-eu-west-1', zoneId: 'Z1', zoneName: 'example.com', logGroupName: '/staging/hosts/traefik-eu-west-1',
       artifactUri: 's3://berth-artifacts/berth/build-7.tar.gz', certBucket: 'berth-environment', certBucketRegion: 'eu-west-1', certDomains: ['example.com', '*.example.com'],
     });
     await new Promise<void>((r) => pulumi.all([t.publicIp, t.groupName]).apply(() => r()));
@@ -117,5 +118,51 @@ describe('TraefikHost', () => {
     expect(policy.find((s) => s.Sid === 'PrivateDefaultRoute')!.Resource).toEqual(['arn:aws:ec2:eu-west-1:111122223333:route-table/rtb-priv']);
     expect(policy.find((s) => s.Sid === 'ReadCertificate')!.Resource).toBe('arn:aws:s3:::berth-environment/tls/*');
     for (const s of policy) expect(s.Action.filter((a) => a.includes('*')), s.Sid).toEqual([]);
+  });
+});
+
+describe('TraefikHost policy against its userdata', () => {
+  it('allows every AWS CLI call the Traefik host part makes, and its own EC2 actions are all used', () => {
+    // Runs after the TraefikHost test above declared `edge`: its rendered part and its policy.
+    const lt = named('aws:ec2/launchTemplate:LaunchTemplate', 'edge-lt');
+    const part = userdataParts(lt.inputs['userData'] as string).find((p) => p.filename === '20-traefik-host.sh')!;
+    const dir = mkdtempSync(join(sandbox, 'edge-cli-'));
+    const bin = join(dir, 'bin');
+    const calls = join(dir, 'aws.log');
+    mkdirSync(bin);
+    const stub = (name: string, body: string) => {
+      writeFileSync(join(bin, name), `#!/bin/bash\n${body}\n`);
+      chmodSync(join(bin, name), 0o755);
+    };
+    // replace-route is sent and fails (a table without a default route yet), so create-route follows.
+    stub('aws', `echo "$*" >>${calls}; [[ "$2" != replace-route ]]`);
+    stub('curl', 'if [[ "$*" == *api/token* ]]; then echo tok; else echo i-0123456789abcdef0; fi');
+    stub('systemctl', '');
+    stub('install', 'args=(); while [[ $# -gt 0 ]]; do case "$1" in -o|-g) shift 2;; *) args+=("$1"); shift;; esac; done; /usr/bin/install "${args[@]}"');
+    writeFileSync(join(dir, 'part.sh'), part.body);
+    execFileSync('bash', [join(dir, 'part.sh')], { env: { ...process.env, BERTH_ROOT: join(dir, 'root'), PATH: `${bin}:${process.env['PATH'] ?? ''}` } });
+
+    // CLI call → the IAM requests EC2 authorizes (Service Authorization Reference, Amazon EC2).
+    const ec2 = (type: string, id: string) => `arn:aws:ec2:eu-west-1:111122223333:${type}/${id}`;
+    const traefik = { 'aws:ResourceTag/berth:role': 'traefik' }; // the EIP and the instance (ASG tags) carry it
+    const arg = (line: string, flag: string) => new RegExp(`${flag} (\\S+)`).exec(line)![1]!;
+    const requests = readFileSync(calls, 'utf8').trim().split('\n').flatMap((line) => {
+      const [service, op] = line.split(' ');
+      if (service !== 'ec2') throw new Error(`no IAM mapping for aws ${line}`);
+      switch (op) {
+        case 'associate-address': return [
+          { action: 'ec2:AssociateAddress', resource: ec2('elastic-ip', arg(line, '--allocation-id')), ctx: traefik },
+          { action: 'ec2:AssociateAddress', resource: ec2('instance', arg(line, '--instance-id')), ctx: traefik },
+        ];
+        case 'modify-instance-attribute': return [{ action: 'ec2:ModifyInstanceAttribute', resource: ec2('instance', arg(line, '--instance-id')), ctx: traefik }];
+        case 'replace-route': case 'create-route': return [{ action: op === 'replace-route' ? 'ec2:ReplaceRoute' : 'ec2:CreateRoute', resource: ec2('route-table', arg(line, '--route-table-id')), ctx: {} }];
+        default: throw new Error(`no IAM mapping for aws ${line}`);
+      }
+    });
+    const policy = JSON.parse(named('aws:iam/rolePolicy:RolePolicy', 'edge-policy').inputs['policy'] as string) as PolicyDocument;
+    expect(requests.filter((r) => !allows([policy], r.action, r.resource, r.ctx)).map((r) => `${r.action} ${r.resource}`)).toEqual([]);
+    // The statements of its own (not berth's EBS ones, checked in test/policy-contract.test.ts): each EC2 action is used.
+    const own = policy.Statement.filter((st) => ['TakeOverElasticIp', 'NatSourceDestCheck', 'PrivateDefaultRoute'].includes(st.Sid ?? '')).flatMap((st) => [st.Action].flat());
+    expect(own.filter((a) => !requests.some((r) => r.action === a))).toEqual([]);
   });
 });

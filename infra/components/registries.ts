@@ -18,6 +18,8 @@ export const IMAGES = ['agent', 'traefik'] as const;
 export type ImageName = (typeof IMAGES)[number];
 
 export interface RegistriesArgs {
+  /** First part of each repository name, `<namespace>/agent`: the environment, so two environments can share an account and region. */
+  readonly namespace: string;
   /** Tagged images kept per repository (default 30); hosts pin a tag, so keep more than you roll back over. */
   readonly keep?: number;
   readonly untaggedDays?: number;
@@ -25,19 +27,19 @@ export interface RegistriesArgs {
   readonly tags?: Readonly<Record<string, string>>;
 }
 
-/** ECR repositories `berth/agent` and `berth/traefik`: scanned on push, immutable tags, lifecycle-bounded. */
+/** ECR repositories `<namespace>/agent` and `<namespace>/traefik`: scanned on push, immutable tags, lifecycle-bounded. */
 export class Registries extends pulumi.ComponentResource {
   readonly repositoryUrls: Readonly<Record<ImageName, pulumi.Output<string>>>;
   readonly repositoryArns: Readonly<Record<ImageName, pulumi.Output<string>>>;
 
-  constructor(name: string, args: RegistriesArgs = {}, opts?: pulumi.ComponentResourceOptions) {
+  constructor(name: string, args: RegistriesArgs, opts?: pulumi.ComponentResourceOptions) {
     super('berth:build:Registries', name, {}, opts);
     const policy = JSON.stringify(imageLifecyclePolicy(args.keep ?? 30, args.untaggedDays ?? 7));
     const urls = {} as Record<ImageName, pulumi.Output<string>>;
     const arns = {} as Record<ImageName, pulumi.Output<string>>;
     for (const image of IMAGES) {
       const repo = new aws.ecr.Repository(`${name}-${image}`, {
-        name: `berth/${image}`,
+        name: `${args.namespace}/${image}`,
         imageTagMutability: 'IMMUTABLE',
         imageScanningConfiguration: { scanOnPush: true },
         encryptionConfigurations: [args.kmsKeyArn ? { encryptionType: 'KMS', kmsKey: args.kmsKeyArn } : { encryptionType: 'AES256' }],

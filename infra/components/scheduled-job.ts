@@ -1,5 +1,6 @@
 import * as aws from '@pulumi/aws';
 import * as pulumi from '@pulumi/pulumi';
+import { roleNamePrefix } from './naming.js';
 
 export interface ScheduledJobArgs {
   readonly description: string;
@@ -25,7 +26,7 @@ export class ScheduledJob extends pulumi.ComponentResource {
     super('berth:ops:ScheduledJob', name, {}, opts);
     if (!/^[\w-]+\.handler$/.test(args.handler)) throw new Error(`ScheduledJob ${name}: handler must be <file>.handler, not ${args.handler}`);
     const parent = { parent: this };
-    const role = new aws.iam.Role(`${name}-role`, { assumeRolePolicy: aws.iam.assumeRolePolicyForPrincipal({ Service: 'lambda.amazonaws.com' }) }, parent);
+    const role = new aws.iam.Role(`${name}-role`, { namePrefix: roleNamePrefix(`${name}-role`), assumeRolePolicy: aws.iam.assumeRolePolicyForPrincipal({ Service: 'lambda.amazonaws.com' }) }, parent);
     new aws.iam.RolePolicyAttachment(`${name}-logs`, { role: role.name, policyArn: aws.iam.ManagedPolicy.AWSLambdaBasicExecutionRole }, parent);
     new aws.iam.RolePolicy(`${name}-policy`, { role: role.id, policy: args.policy }, parent);
     const fn = new aws.lambda.Function(`${name}-fn`, {

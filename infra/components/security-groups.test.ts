@@ -1,3 +1,4 @@
+import * as pulumi from '@pulumi/pulumi';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { recordResources, type Declared } from './mocks.js';
 import { hostEbsPolicy } from './host-policy.js';
@@ -9,18 +10,21 @@ beforeAll(() => {
 });
 
 describe('SecurityGroups under setMocks', () => {
-  it('opens exactly the listed ports and nothing else to 0.0.0.0/0', async () => {
+  type Rule = { fromPort: number; toPort: number; protocol: string; cidrBlocks?: string[]; securityGroups?: string[] };
+  it('opens the public entry points on the Traefik host only, and hosts only to Traefik on the node ports', async () => {
     const { SecurityGroups } = await import('./security-groups.js');
-    const sg = new SecurityGroups('eu', { vpcId: 'vpc-1' });
-    await new Promise<void>((resolve) => sg.groupId.apply(() => resolve()));
-    const group = created.find((c) => c.type === 'aws:ec2/securityGroup:SecurityGroup');
-    expect(group).toBeDefined();
-    const ingress = group!.inputs['ingress'] as Array<{ fromPort: number; toPort: number; protocol: string; cidrBlocks: string[] }>;
-    const open = ingress.filter((r) => r.cidrBlocks.includes('0.0.0.0/0')).map((r) => `${r.protocol}:${r.fromPort}-${r.toPort}`).sort();
+    const sg = new SecurityGroups('eu', { vpcId: 'vpc-1', vpcCidr: '10.1.0.0/16' });
+    await new Promise<void>((resolve) => pulumi.all([sg.edgeGroupId, sg.hostGroupId]).apply(() => resolve()));
+    const group = (n: string) => created.find((c) => c.type === 'aws:ec2/securityGroup:SecurityGroup' && c.name === n)!.inputs['ingress'] as Rule[];
+    const edge = group('eu-edge');
+    const open = edge.filter((r) => r.cidrBlocks?.includes('0.0.0.0/0')).map((r) => `${r.protocol}:${r.fromPort}-${r.toPort}`).sort();
     expect(open).toEqual(['tcp:4000-4000', 'tcp:8090-8090', 'tcp:8860-8860']);
-    const internal = ingress.filter((r) => r.cidrBlocks.includes('10.0.0.0/8')).map((r) => `${r.protocol}:${r.fromPort}`).sort();
-    expect(internal).toEqual(['-1:0', 'tcp:9860']);
-    expect(ingress).toHaveLength(5);
+    // Every protocol only from its own VPC (the NAT it does), never from all of 10.0.0.0/8.
+    expect(edge.filter((r) => r.protocol === '-1').map((r) => r.cidrBlocks)).toEqual([['10.1.0.0/16']]);
+    expect(edge.filter((r) => r.cidrBlocks?.includes('10.0.0.0/8')).map((r) => `${r.protocol}:${r.fromPort}`)).toEqual(['tcp:9860']);
+    const hosts = group('eu-hosts');
+    expect(hosts).toEqual([expect.objectContaining({ protocol: 'tcp', fromPort: 32768, toPort: 65535, securityGroups: ['eu-edge-id'] })]);
+    expect(hosts.some((r) => r.cidrBlocks !== undefined)).toBe(false);
   });
 });
 
@@ -50,6 +54,7 @@ describe('hostEbsPolicy', () => {
     });
     const untag = withHost.Statement.filter((s) => s.Action.includes('ec2:DeleteTags'));
     expect(untag).toHaveLength(1);
-    expect(untag[0]!.Condition?.['ForAllValues:StringLike']).toEqual({ 'aws:TagKeys': ['berth:*'] });
+    expect(untag[0]!.Condition?.['ForAllValues:StringEquals']).toEqual({ 'aws:TagKeys': ['berth:host', 'berth:attached-to', 'berth:state'] });
+    expect(untag[0]!.Condition?.['StringEquals']).toMatchObject({ 'aws:ResourceTag/berth:host': 'h-7' });
   });
 });

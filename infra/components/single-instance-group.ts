@@ -1,5 +1,6 @@
 import * as aws from '@pulumi/aws';
 import * as pulumi from '@pulumi/pulumi';
+import { roleNamePrefix } from './naming.js';
 
 /** SSM public parameter naming the current AL2023 ECS-optimized AMI (x86_64). */
 export const ECS_AL2023_AMI_PARAMETER = '/aws/service/ecs/optimized-ami/amazon-linux-2023/recommended/image_id';
@@ -49,7 +50,7 @@ export interface SingleInstanceGroupArgs {
  */
 export function singleInstanceGroup(name: string, args: SingleInstanceGroupArgs, parent: pulumi.Resource) {
   const opts = { parent };
-  const role = new aws.iam.Role(`${name}-role`, { assumeRolePolicy: aws.iam.assumeRolePolicyForPrincipal({ Service: 'ec2.amazonaws.com' }) }, opts);
+  const role = new aws.iam.Role(`${name}-role`, { namePrefix: roleNamePrefix(`${name}-role`), assumeRolePolicy: aws.iam.assumeRolePolicyForPrincipal({ Service: 'ec2.amazonaws.com' }) }, opts);
   INSTANCE_MANAGED_POLICIES.forEach((arn, i) => new aws.iam.RolePolicyAttachment(`${name}-managed-${i}`, { role: role.name, policyArn: arn }, opts));
   new aws.iam.RolePolicy(`${name}-policy`, { role: role.id, policy: args.policy }, opts);
   const profile = new aws.iam.InstanceProfile(`${name}-profile`, { role: role.name }, opts);

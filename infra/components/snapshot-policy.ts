@@ -1,5 +1,6 @@
 import * as aws from '@pulumi/aws';
 import * as pulumi from '@pulumi/pulumi';
+import { roleNamePrefix } from './naming.js';
 
 export interface SnapshotPolicyArgs {
   /** Snapshots kept per volume (default 14). */
@@ -32,7 +33,7 @@ export class SnapshotPolicy extends pulumi.ComponentResource {
     validateSnapshotArgs(args);
     const retain = args.retain ?? 14;
     const interval = args.intervalHours ?? 24;
-    const role = new aws.iam.Role(`${name}-dlm`, { assumeRolePolicy: aws.iam.assumeRolePolicyForPrincipal({ Service: 'dlm.amazonaws.com' }) }, { parent: this });
+    const role = new aws.iam.Role(`${name}-dlm`, { namePrefix: roleNamePrefix(`${name}-dlm`), assumeRolePolicy: aws.iam.assumeRolePolicyForPrincipal({ Service: 'dlm.amazonaws.com' }) }, { parent: this });
     new aws.iam.RolePolicyAttachment(`${name}-dlm`, {
       role: role.name, policyArn: 'arn:aws:iam::aws:policy/service-role/AWSDataLifecycleManagerServiceRole',
     }, { parent: this });
@@ -44,7 +45,8 @@ export class SnapshotPolicy extends pulumi.ComponentResource {
         resourceTypes: ['VOLUME'],
         targetTags: { 'berth:managed-by': 'berth' },
         schedules: [{
-          name: `every ${interval}h, keep ${retain}`,
+          // DLM ScheduleName is [0-9A-Za-z _-]+ (no commas), at most 120 characters.
+          name: `every ${interval}h keep ${retain}`,
           createRule: { interval, intervalUnit: 'HOURS', times: args.time ?? '03:00' },
           retainRule: { count: retain },
           copyTags: true,

@@ -26,7 +26,8 @@ export interface TraefikHostArgs {
   readonly bucketKmsKeyArn?: pulumi.Input<string>;
   readonly instanceType?: string;
   readonly amiId?: pulumi.Input<string>;
-  readonly logGroupName?: string;
+  /** Log group of the host (`/<environment>/hosts/traefik-<region>`). */
+  readonly logGroupName: pulumi.Input<string>;
 }
 
 /** The logical host id of a region's Traefik host; the Traefik service is pinned to it. */
@@ -53,11 +54,10 @@ export class TraefikHost extends pulumi.ComponentResource {
     const hostId = traefikHostId(args.region);
     const role = { 'berth:role': 'traefik' };
     const eip = new aws.ec2.Eip(`${name}-eip`, { domain: 'vpc', tags: { ...role, Name: hostId } }, { parent: this, protect: true });
-    const logGroup = args.logGroupName ?? `/berth/hosts/${hostId}`;
-    new aws.cloudwatch.LogGroup(`${name}-logs`, { name: logGroup, retentionInDays: 30 }, { parent: this });
+    new aws.cloudwatch.LogGroup(`${name}-logs`, { name: args.logGroupName, retentionInDays: 30 }, { parent: this });
 
-    const userData = pulumi.all([eip.id, pulumi.all([...args.privateRouteTableIds]), args.certBucket, args.certBucketRegion, args.artifactUri, args.ecsClusterName])
-      .apply(([allocation, tables, bucket, bucketRegion, artifact, ecsCluster]) => multipartUserdata([
+    const userData = pulumi.all([eip.id, pulumi.all([...args.privateRouteTableIds]), args.certBucket, args.certBucketRegion, args.artifactUri, args.ecsClusterName, args.logGroupName])
+      .apply(([allocation, tables, bucket, bucketRegion, artifact, ecsCluster, logGroup]) => multipartUserdata([
         { filename: '10-host-prep.sh', content: renderTemplate('host-prep.sh', { LOG_GROUP: logGroup }) },
         {
           filename: '20-traefik-host.sh',

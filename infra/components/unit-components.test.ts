@@ -20,7 +20,7 @@ describe('Host', () => {
     const { Host } = await import('./host.js');
     const h = new Host('shop-h1', {
       cluster: 'shop', hostId: 'shop-h1', region: 'eu-west-1', accountId: '111122223333', ecsClusterName: 'berth-eu-west-1',
-      subnetId: 'subnet-priv1', securityGroupId: 'sg-1', artifactUri: 's3://berth-artifacts/berth/build-7.tar.gz', logGroupName: '/berth/hosts/shop',
+      subnetId: 'subnet-priv1', securityGroupId: 'sg-1', artifactUri: 's3://berth-artifacts/berth/build-7.tar.gz', logGroupName: '/prod/hosts/shop',
       ebsKmsKeyArn: 'arn:aws:kms:eu-west-1:111122223333:key/ebs', swapMiB: 1024,
     });
     await new Promise<void>((r) => h.groupName.apply(() => r()));
@@ -50,7 +50,7 @@ describe('Host', () => {
     expect(berth).toContain('ECS_INSTANCE_ATTRIBUTES={"berth.host":"$HOST_ID"}');
     expect(berth).toContain("HOST_ID='shop-h1'");
     expect(berth.indexOf('systemctl enable --now berth.service')).toBeLessThan(berth.indexOf('ecs.service'));
-    expect(parts[0]!.body).toContain("LOG_GROUP='/berth/hosts/shop'");
+    expect(parts[0]!.body).toContain("LOG_GROUP='/prod/hosts/shop'");
 
     const policy = (JSON.parse(named('aws:iam/rolePolicy:RolePolicy', 'shop-h1-policy').inputs['policy'] as string) as { Statement: Statement[] }).Statement;
     const mutating = /^ec2:(Attach|Detach|Modify|Create|Delete)/;
@@ -70,16 +70,30 @@ describe('Host', () => {
 });
 
 describe('Cluster', () => {
-  it('declares its own ECS cluster and a latency-routed record per name for this region, all at the Traefik IP', async () => {
+  it('declares its own ECS cluster, the latency-routed cluster name and a plain record per node scoped by the cluster, all at the Traefik IP', async () => {
     const { Cluster } = await import('./cluster.js');
-    const c = new Cluster('shop', { cluster: 'shop', region: 'eu-west-1', zoneId: 'Z1', zoneName: 'example.com', traefikIp: '203.0.113.7', nodes: ['n1', 'n2'] });
+    const c = new Cluster('shop', { environment: 'prod', cluster: 'shop', region: 'eu-west-1', zoneId: 'Z1', zoneName: 'example.com', traefikIp: '203.0.113.7', nodes: ['n1', 'n2'] });
     await new Promise<void>((r) => c.logGroupName.apply(() => r()));
     await settled(declared);
-    expect(ofType(declared, 'aws:ecs/cluster:Cluster').map((e) => e.inputs['name'])).toEqual(['berth-unit-shop']);
+    expect(ofType(declared, 'aws:ecs/cluster:Cluster').map((e) => e.inputs['name'])).toEqual(['prod-unit-shop']);
     const records = ofType(declared, 'aws:route53/record:Record').filter((d) => d.name.startsWith('shop-'));
-    expect(records.map((r) => r.inputs['name']).sort()).toEqual(['n1.example.com', 'n2.example.com', 'shop.example.com']);
-    for (const r of records) {
-      expect(r.inputs).toMatchObject({ type: 'A', records: ['203.0.113.7'], setIdentifier: 'eu-west-1', latencyRoutingPolicies: [{ region: 'eu-west-1' }] });
+    expect(records.map((r) => r.inputs['name']).sort()).toEqual(['n1.shop.example.com', 'n2.shop.example.com', 'shop.example.com']);
+    for (const r of records) expect(r.inputs).toMatchObject({ type: 'A', records: ['203.0.113.7'] });
+    expect(records.find((r) => r.inputs['name'] === 'shop.example.com')!.inputs).toMatchObject({ setIdentifier: 'eu-west-1', latencyRoutingPolicies: [{ region: 'eu-west-1' }] });
+    // A node lives in one region: no other region's stack may add a latency alternative to its name.
+    for (const r of records.filter((x) => x.inputs['name'] !== 'shop.example.com')) {
+      expect(r.inputs['setIdentifier'], String(r.inputs['name'])).toBeUndefined();
+      expect(r.inputs['latencyRoutingPolicies'], String(r.inputs['name'])).toBeUndefined();
     }
+  });
+  it('gives the same node name in two clusters two different DNS names', async () => {
+    const { Cluster } = await import('./cluster.js');
+    const before = ofType(declared, 'aws:route53/record:Record').length;
+    for (const cluster of ['blue', 'green']) new Cluster(cluster, { environment: 'prod', cluster, region: 'eu-west-1', zoneId: 'Z1', zoneName: 'example.com', traefikIp: '203.0.113.7', nodes: ['db1'] });
+    await settled(declared);
+    const names = ofType(declared, 'aws:route53/record:Record').slice(before).map((r) => r.inputs['name']);
+    expect(names).toContain('db1.blue.example.com');
+    expect(names).toContain('db1.green.example.com');
+    expect(new Set(names).size).toBe(names.length);
   });
 });

@@ -1,5 +1,5 @@
 import { X509Certificate } from 'node:crypto';
-import { GetObjectCommand, PutObjectCommand, type S3Client } from '@aws-sdk/client-s3';
+import { GetObjectCommand, ListObjectsV2Command, PutObjectCommand, type S3Client } from '@aws-sdk/client-s3';
 import * as acme from 'acme-client';
 import type { Logger } from 'pino';
 
@@ -42,15 +42,34 @@ export interface RenewResult {
 
 const DAY_MS = 86_400_000;
 
-async function readObject(deps: RenewerDeps, key: string): Promise<string | undefined> {
+/**
+ * An object's text, or undefined when the key does not exist. S3 answers a missing key with 404
+ * NoSuchKey only to a caller allowed s3:ListBucket on the bucket, and with 403 AccessDenied to
+ * everyone else (S3 API reference, GetObject, "Permissions"). The renewer's role may list only
+ * under its own prefix, so a 403 is settled by listing exactly that key: absent means "not there
+ * yet"; present means the read itself was denied (a policy or KMS problem), which is an error and
+ * never a reason to issue a new certificate or account key.
+ */
+export async function readIfExists(s3: Pick<S3Client, 'send'>, bucket: string, key: string): Promise<string | undefined> {
   try {
-    const res = await deps.s3.send(new GetObjectCommand({ Bucket: deps.bucket, Key: key }));
+    const res = await s3.send(new GetObjectCommand({ Bucket: bucket, Key: key }));
     return await res.Body?.transformToString('utf8');
   } catch (err) {
-    if ((err as Error).name === 'NoSuchKey') return undefined;
+    const name = (err as Error).name;
+    if (name === 'NoSuchKey') return undefined;
+    if (name !== 'AccessDenied') throw err;
+    const listed = await s3.send(new ListObjectsV2Command({ Bucket: bucket, Prefix: key, MaxKeys: 1 })).catch((listErr: unknown) => {
+      throw new Error(
+        `s3://${bucket}/${key}: GetObject was denied and listing the key to tell "missing" from "denied" failed too (${(listErr as Error).name}); the renewer needs s3:ListBucket on the bucket for the prefix of its objects`,
+        { cause: listErr },
+      );
+    });
+    if (!(listed.Contents ?? []).some((o) => o.Key === key)) return undefined;
     throw err;
   }
 }
+
+const readObject = (deps: RenewerDeps, key: string) => readIfExists(deps.s3, deps.bucket, key);
 
 async function putSecret(deps: RenewerDeps, key: string, body: string): Promise<void> {
   await deps.s3.send(

@@ -4,13 +4,15 @@ import { Buckets } from '../../components/buckets.js';
 import { KmsKeys } from '../../components/kms-keys.js';
 import { Registries } from '../../components/registries.js';
 import { backupCleanupPolicy, ScheduledJob } from '../../components/scheduled-job.js';
+import { validateEnvironment } from '../../components/naming.js';
 import { Vpc, VPC_LAYOUTS } from '../../components/vpc.js';
 import { accountId, availabilityZones, config, stackRegion } from '../shared.js';
 
 /**
  * The global stack (one per environment): the build VPC (2 public, 2 private, NAT gateway),
  * the bucket key, the environment and artifacts buckets, ECR for the agent and Traefik
- * images, and the pipeline that builds both. Config: `berth:cidr` (default 10.0.0.0/16),
+ * images, and the pipeline that builds both. Config: `berth:environment` (default the stack's
+ * name: it prefixes repositories, aliases and log groups), `berth:cidr` (default 10.0.0.0/16),
  * `berth:availabilityZones`, `berth:imagesKept` (default 30), `berth:operations`
  * (`{codePath, stateBucket, backupPrefix}`: daily cleanup of old Pulumi state backups in the
  * self-managed state bucket).
@@ -18,16 +20,18 @@ import { accountId, availabilityZones, config, stackRegion } from '../shared.js'
 export function globalProgram() {
   const c = config();
   const region = stackRegion();
+  const environment = validateEnvironment(c.get('environment') ?? pulumi.getStack());
   const cidr = c.get('cidr') ?? '10.0.0.0/16';
-  const keys = new KmsKeys('global', { purposes: ['buckets'] });
+  const keys = new KmsKeys('global', { purposes: ['buckets'], aliasPrefix: environment });
   const bucketKeyArn = keys.keyArns.buckets!;
   const vpc = new Vpc('global', { cidr, layout: VPC_LAYOUTS.global, availabilityZones: availabilityZones() });
   const buckets = new Buckets('berth', { kmsKeyArn: bucketKeyArn });
-  const registries = new Registries('berth', { keep: c.getNumber('imagesKept') ?? 30 });
+  const registries = new Registries('berth', { namespace: environment, keep: c.getNumber('imagesKept') ?? 30 });
   const build = new BuildPipeline('berth', {
-    region, accountId: accountId(), vpcId: vpc.vpcId, privateSubnetIds: vpc.privateSubnetIds,
+    environment, region, accountId: accountId(), vpcId: vpc.vpcId, privateSubnetIds: vpc.privateSubnetIds,
     artifactsBucket: buckets.artifactsBucket, repositoryUrls: registries.repositoryUrls, repositoryArns: registries.repositoryArns,
     bucketKmsKeyArn: bucketKeyArn,
+    ...(c.get('traefikBaseImage') ? { traefikBaseImage: c.require('traefikBaseImage') } : {}),
   });
   const operations = c.getObject<{ codePath: string; stateBucket?: string; backupPrefix?: string }>('operations');
   if (operations?.stateBucket) {
@@ -40,6 +44,7 @@ export function globalProgram() {
     });
   }
   return {
+    environment,
     region,
     vpcId: vpc.vpcId,
     privateSubnetIds: pulumi.all(vpc.privateSubnetIds),

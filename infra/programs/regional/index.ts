@@ -29,7 +29,7 @@ export const regionalStackName = (prefix: string, region: string) => `${prefix}$
  * - `berth:cidrs` — region→CIDR map (validated: every region, no overlap, inside 10.0.0.0/8)
  * - `berth:regionalStackPrefix` — how the other regional stacks are named (default `regional-`)
  * - `berth:zone`, `berth:zoneId` — Route 53 zone of `traefik-<region>.<zone>` and the cluster names
- * - `berth:release` — berth release in the artifacts bucket (`build-<n>`), also the Traefik image tag
+ * - `berth:release` — berth release in the artifacts bucket (`src-<hash>`, the source tag both builds use), also the Traefik image tag
  *   unless `berth:traefikTag` is set
  * - `berth:certDomains` — names the Traefik certificate covers
  * - `berth:renewer` — `{email, codePath}`: deploy the ACME renewer in this stack (set it on one region only)
@@ -55,6 +55,8 @@ export function regionalProgram() {
   const artifactsBucket = stackOutput<string>(global, 'artifactsBucket');
   const environmentBucket = stackOutput<string>(global, 'environmentBucket');
   const bucketKeyArn = stackOutput<string>(global, 'bucketKeyArn');
+  // Names carry the environment: a second environment can share the account and region.
+  const environment = stackOutput<string>(global, 'environment');
   const artifactUri = pulumi.interpolate`s3://${artifactsBucket}/berth/${release}.tar.gz`;
 
   const vpc = new Vpc(region, { cidr: cidrs[region]!, layout: VPC_LAYOUTS.regional, availabilityZones: availabilityZones() });
@@ -78,9 +80,9 @@ export function regionalProgram() {
     mesh = new PeeringMesh('mesh', { networks, hub: region });
   }
 
-  const keys = new KmsKeys(region);
-  const groups = new SecurityGroups(region, { vpcId: vpc.vpcId });
-  const ecsClusterName = `berth-traefik-${region}`;
+  const keys = new KmsKeys(region, { aliasPrefix: environment });
+  const groups = new SecurityGroups(region, { vpcId: vpc.vpcId, vpcCidr: cidrs[region]! });
+  const ecsClusterName = pulumi.interpolate`${environment}-traefik-${region}`;
   const hostId = traefikHostId(region);
   const traefikTag = c.get('traefikTag') ?? release;
   const ecs = new EcsCluster(region, {
@@ -89,8 +91,8 @@ export function regionalProgram() {
   });
   const traefik = new TraefikHost(`traefik-${region}`, {
     region, accountId: accountId(), vpcCidr: cidrs[region]!, publicSubnetId: vpc.publicSubnetIds[0]!,
-    securityGroupId: groups.groupId, privateRouteTableIds: [vpc.privateRouteTableId], ecsClusterName: ecs.clusterName,
-    zoneId, zoneName: zone, artifactUri, certBucket: environmentBucket, certBucketRegion: stackOutput<string>(global, 'region'), certDomains, bucketKmsKeyArn: bucketKeyArn,
+    securityGroupId: groups.edgeGroupId, privateRouteTableIds: [vpc.privateRouteTableId], ecsClusterName: ecs.clusterName,
+    zoneId, zoneName: zone, logGroupName: pulumi.interpolate`/${environment}/hosts/${hostId}`, artifactUri, certBucket: environmentBucket, certBucketRegion: stackOutput<string>(global, 'region'), certDomains, bucketKmsKeyArn: bucketKeyArn,
     ...(c.get('traefikInstanceType') ? { instanceType: c.require('traefikInstanceType') } : {}),
   });
   new SnapshotPolicy(region, c.getObject<SnapshotPolicyArgs>('snapshots') ?? {});
@@ -99,7 +101,7 @@ export function regionalProgram() {
   let renewer: CertificateRenewer | undefined;
   if (renewerConfig) {
     renewer = new CertificateRenewer(`renewer-${region}`, {
-      bucketName: environmentBucket, kmsKeyArn: bucketKeyArn, hostedZoneId: zoneId, domains: certDomains, email: renewerConfig.email,
+      bucketName: environmentBucket, bucketRegion: stackOutput<string>(global, 'region'), kmsKeyArn: bucketKeyArn, hostedZoneId: zoneId, domains: certDomains, email: renewerConfig.email,
       code: new pulumi.asset.FileArchive(renewerConfig.codePath),
       ...(renewerConfig.directoryUrl ? { directoryUrl: renewerConfig.directoryUrl } : {}),
     });
@@ -114,6 +116,7 @@ export function regionalProgram() {
   }
 
   return {
+    environment,
     region,
     zone,
     zoneId,
@@ -124,7 +127,9 @@ export function regionalProgram() {
     privateSubnetAzs: pulumi.all(vpc.privateSubnetAzs),
     routeTableIds: pulumi.all(routeTableIds),
     peeringConnectionIds: pulumi.all(mesh?.connectionIds ?? []),
-    securityGroupId: groups.groupId,
+    /** The berth hosts' group (unit stacks put their hosts in it). */
+    securityGroupId: groups.hostGroupId,
+    edgeSecurityGroupId: groups.edgeGroupId,
     ecsClusterName: ecs.clusterName,
     ebsKeyArn: keys.keyArns.ebs!,
     ssmKeyArn: keys.keyArns.ssm!,

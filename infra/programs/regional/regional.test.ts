@@ -23,7 +23,7 @@ beforeAll(() => {
   declared = recordResources({
     stacks: {
       'acme/berth-global/prod': {
-        region: 'eu-west-1', artifactsBucket: 'berth-artifacts-0001', environmentBucket: 'berth-environment-0001', bucketKeyArn: 'arn:aws:kms:eu-west-1:111122223333:key/buckets',
+        environment: 'prod', region: 'eu-west-1', artifactsBucket: 'berth-artifacts-0001', environmentBucket: 'berth-environment-0001', bucketKeyArn: 'arn:aws:kms:eu-west-1:111122223333:key/buckets',
         traefikRepositoryUrl: '111122223333.dkr.ecr.eu-west-1.amazonaws.com/berth/traefik',
       },
       // us-east-1 comes second in berth:regions: it peers with eu-west-1's stack, not with ap-southeast-2.
@@ -50,9 +50,9 @@ describe('regional program under setMocks', () => {
       accepters: n['aws:ec2/vpcPeeringConnectionAccepter:VpcPeeringConnectionAccepter'], keys: n['aws:kms/key:Key'], groups: n['aws:ec2/securityGroup:SecurityGroup'],
       asgs: n['aws:autoscaling/group:Group'], eips: n['aws:ec2/eip:Eip'], ecsClusters: n['aws:ecs/cluster:Cluster'], services: n['aws:ecs/service:Service'],
       dlm: n['aws:dlm/lifecyclePolicy:LifecyclePolicy'], lambdas: n['aws:lambda/function:Function'],
-    }).toEqual({ subnets: 5, natGateways: 0, peerings: 1, accepters: 1, keys: 3, groups: 1, asgs: 1, eips: 1, ecsClusters: 1, services: 1, dlm: 1, lambdas: 2 });
+    }).toEqual({ subnets: 5, natGateways: 0, peerings: 1, accepters: 1, keys: 3, groups: 2, asgs: 1, eips: 1, ecsClusters: 1, services: 1, dlm: 1, lambdas: 2 });
     expect(outputs).toMatchObject({
-      region: 'us-east-1', cidr: '10.2.0.0/16', ecsClusterName: 'berth-traefik-us-east-1', traefikFqdn: 'traefik-us-east-1.example.com',
+      region: 'us-east-1', cidr: '10.2.0.0/16', ecsClusterName: 'prod-traefik-us-east-1', traefikFqdn: 'traefik-us-east-1.example.com',
       artifactUri: 's3://berth-artifacts-0001/berth/build-42.tar.gz', privateSubnetAzs: ['us-east-1a', 'us-east-1b', 'us-east-1d'],
     });
   });

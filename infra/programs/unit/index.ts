@@ -48,9 +48,14 @@ export function unitProgram() {
   const out = <T>(name: string) => stackOutput<T>(regional, name);
   const privateSubnetIds = out<string[]>('privateSubnetIds');
   const privateSubnetAzs = out<string[]>('privateSubnetAzs');
+  // An older regional stack has no `environment` output: say so instead of waiting for it.
+  const environment = regional.getOutput('environment').apply((e: unknown) => {
+    if (typeof e !== 'string' || e === '') throw new Error(`regional stack ${c.require('regionalStack')} has no "environment" output: update it (pulumi up) before this unit stack`);
+    return e;
+  });
 
   const cluster = new Cluster(spec.name, {
-    cluster: spec.name, region, zoneId: out<string>('zoneId'), zoneName: zone, traefikIp: out<string>('traefikIp'), nodes: nodes.map((n) => n.name),
+    environment, cluster: spec.name, region, zoneId: out<string>('zoneId'), zoneName: zone, traefikIp: out<string>('traefikIp'), nodes: nodes.map((n) => n.name),
   });
   const hosts = new Map<string, { host: Host; az: pulumi.Output<string> }>();
   for (const hostId of spec.hosts) {
@@ -58,7 +63,7 @@ export function unitProgram() {
     const host = new Host(hostId, {
       cluster: spec.name, hostId, region, accountId: accountId(), ecsClusterName: cluster.ecsClusterName,
       subnetId: pick(privateSubnetIds), securityGroupId: out<string>('securityGroupId'), artifactUri: out<string>('artifactUri'),
-      logGroupName: `/berth/hosts/${spec.name}`, ebsKmsKeyArn: out<string>('ebsKeyArn'), bucketKmsKeyArn: out<string>('bucketKeyArn'),
+      logGroupName: cluster.logGroupName, ebsKmsKeyArn: out<string>('ebsKeyArn'), bucketKmsKeyArn: out<string>('bucketKeyArn'),
       instanceType: spec.instanceType ?? c.get('instanceType') ?? 't3.medium', swapMiB: c.getNumber('swapMiB') ?? 2048,
     }, { dependsOn: [cluster] });
     hosts.set(hostId, { host, az: pick(privateSubnetAzs) });

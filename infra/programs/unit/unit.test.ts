@@ -26,7 +26,7 @@ beforeAll(() => {
   declared = recordResources({
     stacks: {
       'acme/berth-regional/regional-eu-west-1': {
-        zone: 'example.com', zoneId: 'Z0EXAMPLE', privateSubnetIds: subnets, privateSubnetAzs: azs,
+        environment: 'prod', zone: 'example.com', zoneId: 'Z0EXAMPLE', privateSubnetIds: subnets, privateSubnetAzs: azs,
         securityGroupId: 'sg-eu', artifactUri: 's3://berth-artifacts-0001/berth/build-42.tar.gz', ebsKeyArn: 'arn:aws:kms:eu-west-1:111122223333:key/ebs',
         bucketKeyArn: 'arn:aws:kms:eu-west-1:111122223333:key/buckets', traefikIp: '203.0.113.10',
       },
@@ -60,7 +60,7 @@ describe('unit program under setMocks', () => {
       volumes: n['aws:ebs/volume:Volume'], taskDefinitions: n['aws:ecs/taskDefinition:TaskDefinition'], services: n['aws:ecs/service:Service'],
       records: n['aws:route53/record:Record'], ecsClusters: n['aws:ecs/cluster:Cluster'],
     }).toEqual({ asgs: 2, templates: 2, profiles: 2, volumes: 3, taskDefinitions: 3, services: 3, records: 4, ecsClusters: 1 });
-    expect(outputs['fqdns']).toEqual(['shop.example.com', 'db1.example.com', 'db2.example.com', 'db3.example.com']);
+    expect(outputs['fqdns']).toEqual(['shop.example.com', 'db1.shop.example.com', 'db2.shop.example.com', 'db3.shop.example.com']);
   });
   it('puts each node volume in the AZ of its host subnet', () => {
     for (const [host, nodes] of [['shop-h1', ['db1']], ['shop-h2', ['db2', 'db3']]] as const) {
@@ -76,7 +76,7 @@ describe('unit program under setMocks', () => {
       expect(td.inputs['volumes'], td.name).toMatchObject([{ dockerVolumeConfiguration: { scope: 'shared', autoprovision: true, driver: 'berth' } }]);
     }
     const byNode = Object.fromEntries(ofType(declared, 'aws:ecs/service:Service').map((s) => [s.name, s.inputs]));
-    expect(ofType(declared, 'aws:ecs/cluster:Cluster')[0]!.inputs['name']).toBe('berth-unit-shop');
+    expect(ofType(declared, 'aws:ecs/cluster:Cluster')[0]!.inputs['name']).toBe('prod-unit-shop');
     expect(byNode['shop-db1-svc']).toMatchObject({ cluster: 'arn:aws:mock:::shop-ecs', placementConstraints: [{ type: 'memberOf', expression: 'attribute:berth.host == shop-h1' }] });
     expect(byNode['shop-db3-svc']).toMatchObject({ placementConstraints: [{ type: 'memberOf', expression: 'attribute:berth.host == shop-h2' }] });
     const db2 = ofType(declared, 'aws:ecs/taskDefinition:TaskDefinition').find((t) => t.name === 'shop-db2-task')!;
@@ -87,7 +87,7 @@ describe('unit program under setMocks', () => {
     expect(userdataProblems(declared)).toEqual([]);
     for (const lt of ofType(declared, 'aws:ec2/launchTemplate:LaunchTemplate')) {
       // Each host joins its cluster's own ECS cluster, where its berth.host attribute is unique.
-      expect(userdataParts(lt.inputs['userData'] as string)[1]!.body, lt.name).toContain("ECS_CLUSTER_NAME='berth-unit-shop'");
+      expect(userdataParts(lt.inputs['userData'] as string)[1]!.body, lt.name).toContain("ECS_CLUSTER_NAME='prod-unit-shop'");
     }
     expect(openToWorld(declared)).toEqual([]);
     expect(unconditionedEbsMutations(declared)).toEqual([]);

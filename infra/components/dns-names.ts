@@ -1,0 +1,25 @@
+/**
+ * The DNS names a cluster gets. Node names are unique only within their cluster, and a node
+ * lives in one region, so a node's name carries its cluster and is a plain record: two clusters
+ * with a node `db1` never share a name, and no other region can add an alternative to it. The
+ * cluster's own name is latency-routed: each region's stack adds its record under its region as
+ * the set identifier.
+ */
+
+function checked(fqdn: string): string {
+  const labels = fqdn.split('.');
+  const bad = labels.find((l) => !/^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$/.test(l));
+  if (bad !== undefined) throw new Error(`DNS name ${fqdn}: label "${bad}" must be 1-63 lowercase letters, digits or "-", not starting or ending with "-"`);
+  if (fqdn.length > 253) throw new Error(`DNS name ${fqdn} is ${fqdn.length} characters, over DNS's 253`);
+  return fqdn;
+}
+
+/** `<node>.<cluster>.<zone>`: where clients reach one node (Traefik routes it by Host). */
+export function nodeHostName(node: string, cluster: string, zone: string): string {
+  return checked(`${node}.${cluster}.${zone}`);
+}
+
+/** `<cluster>.<zone>`: the cluster's latency-routed name. */
+export function clusterHostName(cluster: string, zone: string): string {
+  return checked(`${cluster}.${zone}`);
+}

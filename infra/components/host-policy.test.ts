@@ -1,0 +1,52 @@
+import { describe, expect, it } from 'vitest';
+import { allows, type RequestContext } from '../../test/aws/iam-policy.js';
+import { hostEbsPolicy } from './host-policy.js';
+
+/** What a compromised host could do with its instance profile, evaluated as IAM evaluates it. */
+const policy = hostEbsPolicy({ region: 'eu-west-1', accountId: '111122223333', cluster: 'shop', hostId: 'shop-h1' });
+const volume = 'arn:aws:ec2:eu-west-1:111122223333:volume/vol-1';
+const instance = 'arn:aws:ec2:eu-west-1:111122223333:instance/i-1';
+const onVolumeOf = (cluster: string, host: string): RequestContext => ({ 'aws:ResourceTag/berth:cluster': cluster, 'aws:ResourceTag/berth:host': host, 'aws:ResourceTag/berth:managed-by': 'berth' });
+const tagging = (tags: Record<string, string>, resource: RequestContext = onVolumeOf('shop', 'shop-h2')): RequestContext => ({
+  ...resource, 'aws:TagKeys': Object.keys(tags), ...Object.fromEntries(Object.entries(tags).map(([k, v]) => [`aws:RequestTag/${k}`, v])),
+});
+const can = (action: string, resource: string, ctx: RequestContext) => allows([policy], action, resource, ctx);
+
+describe('host policy: tags', () => {
+  it('lets a host claim a volume of its cluster for itself and record attachment and state', () => {
+    expect(can('ec2:CreateTags', volume, tagging({ 'berth:host': 'shop-h1' }))).toBe(true);
+    expect(can('ec2:CreateTags', volume, tagging({ 'berth:state': 'attached', 'berth:attached-to': 'i-1' }))).toBe(true);
+    expect(can('ec2:CreateTags', instance, tagging({ 'berth:ready': 'true', 'berth:ready-count': '3' }, { 'aws:ResourceTag/berth:cluster': 'shop' }))).toBe(true);
+  });
+  it('refuses retagging a volume to another host, moving it to another cluster, or any key that is not berth\'s', () => {
+    expect(can('ec2:CreateTags', volume, tagging({ 'berth:host': 'shop-h2' }))).toBe(false);
+    expect(can('ec2:CreateTags', volume, tagging({ 'berth:cluster': 'other' }))).toBe(false);
+    expect(can('ec2:CreateTags', volume, tagging({ 'berth:cluster': 'shop' }))).toBe(false); // never changeable, not even to itself
+    expect(can('ec2:CreateTags', volume, tagging({ 'berth:managed-by': 'someone' }))).toBe(false);
+    expect(can('ec2:CreateTags', volume, tagging({ Owner: 'me' }))).toBe(false);
+    expect(can('ec2:CreateTags', volume, tagging({ 'berth:host': 'shop-h1' }, onVolumeOf('other', 'other-h1')))).toBe(false);
+  });
+  it('tags a new volume only for its own cluster and host', () => {
+    const atCreate = (tags: Record<string, string>) => ({ ...tagging(tags, {}), 'ec2:CreateAction': 'CreateVolume' });
+    const fresh = { 'berth:managed-by': 'berth', 'berth:cluster': 'shop', 'berth:volume': 'pg', Name: 'pg' };
+    expect(can('ec2:CreateTags', volume, atCreate({ ...fresh, 'berth:host': 'shop-h1' }))).toBe(true);
+    expect(can('ec2:CreateTags', volume, atCreate({ ...fresh, 'berth:host': 'shop-h2' }))).toBe(false);
+    expect(can('ec2:CreateTags', volume, atCreate({ ...fresh, 'berth:cluster': 'other', 'berth:host': 'shop-h1' }))).toBe(false);
+    expect(can('ec2:CreateVolume', volume, tagging({ ...fresh, 'berth:host': 'shop-h2' }, {}))).toBe(false);
+  });
+  it('removes berth\'s claim and state only from volumes tagged to itself', () => {
+    const untag = (host: string) => ({ ...onVolumeOf('shop', host), 'aws:TagKeys': ['berth:host', 'berth:attached-to', 'berth:state'] });
+    expect(can('ec2:DeleteTags', volume, untag('shop-h1'))).toBe(true);
+    expect(can('ec2:DeleteTags', volume, untag('shop-h2'))).toBe(false);
+    expect(can('ec2:DeleteTags', volume, { ...onVolumeOf('shop', 'shop-h1'), 'aws:TagKeys': ['berth:cluster'] })).toBe(false);
+  });
+});
+
+describe('host policy: restore from a snapshot', () => {
+  it('may create a volume from a snapshot of its own cluster, not from anyone else\'s', () => {
+    const snapshot = 'arn:aws:ec2:eu-west-1::snapshot/snap-1';
+    expect(can('ec2:CreateVolume', snapshot, { 'aws:ResourceTag/berth:cluster': 'shop' })).toBe(true);
+    expect(can('ec2:CreateVolume', snapshot, { 'aws:ResourceTag/berth:cluster': 'other' })).toBe(false);
+    expect(can('ec2:CreateVolume', snapshot, {})).toBe(false);
+  });
+});

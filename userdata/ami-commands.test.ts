@@ -1,0 +1,99 @@
+import { execFileSync } from 'node:child_process';
+import { chmodSync, existsSync, lstatSync, mkdirSync, mkdtempSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, describe, expect, it } from 'vitest';
+import { renderBootstrap, renderTemplate } from './render.js';
+
+/**
+ * The userdata parts run in order on a machine that has only what the AL2023 ECS-optimized AMI
+ * has: it is built from al2023-minimal (amazon-ecs-ami `release-al2023.auto.pkrvars.hcl`),
+ * whose packages give bash, coreutils, util-linux, tar, gzip, grep, sed, curl, dnf, rpm,
+ * systemd and iproute; the ECS AMI adds docker and iptables. No AWS CLI, no Node.js. A command
+ * the scripts call that is neither there nor installed by an earlier `dnf install` is recorded by
+ * bash's command_not_found_handle and fails the test.
+ */
+const BASE = [
+  'bash', 'sh', 'cat', 'chmod', 'cp', 'cut', 'echo', 'env', 'ln', 'mkdir', 'mktemp', 'mv', 'rm', 'seq', 'sha256sum', 'sleep',
+  'tar', 'gzip', 'basename', 'dirname', 'grep', 'sed', 'printf', 'test', 'true', 'false', 'stat', 'touch', 'date', 'head', 'tr', 'wc', 'sort', 'fallocate', 'mkswap', 'swapon',
+];
+/** Host services the sandbox cannot run (and coreutils' install, whose -o/-g need users this machine lacks): stand-ins recording their calls. */
+const HOST_STUBS = ['systemctl', 'curl', 'dnf', 'rpm', 'ip', 'iptables', 'sysctl', 'install'];
+/** What each package a script installs puts on PATH (AL2023 package names). */
+const PACKAGES: Readonly<Record<string, readonly string[]>> = { 'awscli-2': ['aws'], nodejs20: ['node', 'node-20'], 'amazon-cloudwatch-agent': [] };
+
+const sandbox = mkdtempSync(join(tmpdir(), 'berth-ami-'));
+afterAll(() => rmSync(sandbox, { recursive: true, force: true }));
+
+describe('userdata on the AL2023 ECS-optimized AMI', () => {
+  for (const host of ['berth host', 'Traefik host'] as const) {
+    it(`${host}: every command the parts call is in the AMI or installed by an earlier part`, () => {
+      const dir = mkdtempSync(join(sandbox, 'run-'));
+      const bin = join(dir, 'bin');
+      const root = join(dir, 'root');
+      const calls = join(dir, 'calls.log');
+      const missing = join(dir, 'missing.log');
+      mkdirSync(bin);
+      mkdirSync(join(root, 'run/docker/plugins'), { recursive: true });
+      mkdirSync(join(root, 'usr/local/bin'), { recursive: true });
+      for (const c of BASE.filter((b) => !HOST_STUBS.includes(b))) {
+        const real = ['/usr/bin', '/bin', '/usr/sbin', '/sbin'].map((d) => join(d, c)).find(existsSync);
+        if (real) symlinkSync(real, join(bin, c));
+      }
+      const stub = (path: string, body: string) => {
+        // Never write through a symlink to a real binary.
+        if (existsSync(path) && lstatSync(path).isSymbolicLink()) throw new Error(`${path} links to a real command: not stubbing it`);
+        writeFileSync(path, `#!/bin/bash\necho "$(/usr/bin/basename "$0") $*" >>${calls}\n${body}\n`);
+        chmodSync(path, 0o755);
+      };
+      const pkg = join(dir, 'pkg');
+      mkdirSync(join(pkg, 'userdata'), { recursive: true });
+      writeFileSync(join(pkg, 'userdata', 'berth.service'), '[Service]\nExecStart=/opt/berth/bin/berth\n');
+      const tarball = join(dir, 'berth.tar.gz');
+      execFileSync('tar', ['-czf', tarball, '-C', pkg, '.']);
+      // What installing each package puts on PATH.
+      const installed: Record<string, string> = {
+        aws: `if [[ "$1 $2" == "s3 cp" ]]; then /usr/bin/cp ${tarball} "\${@: -1}"; fi`,
+        node: 'if [[ "$1" == "-p" ]]; then echo 20; else echo v20.19.0; fi',
+        'node-20': 'echo v20.19.0',
+      };
+      const installers = Object.entries(PACKAGES).map(([p, cmds]) => `  ${p}) ${[...cmds.map((c) => `/usr/bin/rm -f ${bin}/${c}; /usr/bin/cp ${join(dir, 'pkg-bin', c)} ${bin}/${c};`), p === 'amazon-cloudwatch-agent' ? `/usr/bin/mkdir -p ${root}/opt/aws/amazon-cloudwatch-agent/bin; /usr/bin/cp ${join(dir, 'pkg-bin', 'cwagent-ctl')} ${root}/opt/aws/amazon-cloudwatch-agent/bin/amazon-cloudwatch-agent-ctl; /usr/bin/touch ${dir}/cwagent-installed;` : ''].join(' ')} ;;`).join('\n');
+      mkdirSync(join(dir, 'pkg-bin'));
+      for (const [c, body] of Object.entries(installed)) stub(join(dir, 'pkg-bin', c), body);
+      stub(join(dir, 'pkg-bin', 'cwagent-ctl'), '');
+      stub(join(bin, 'dnf'), `[[ "$1" == install ]] || exit 1\nfor p in "\${@:2}"; do case "$p" in -y) ;;\n${installers}\n  *) echo "no package $p" >&2; exit 1 ;;\nesac; done`);
+      stub(join(bin, 'rpm'), `[[ -f ${dir}/cwagent-installed ]]`);
+      stub(join(bin, 'curl'), 'if [[ "$*" == *api/token* ]]; then echo tok; else echo i-0123; fi');
+      stub(join(bin, 'systemctl'), `if [[ "$*" == *"--now berth.service"* ]]; then /usr/bin/python3 -c 'import socket,sys; socket.socket(socket.AF_UNIX).bind(sys.argv[1])' ${root}/run/docker/plugins/berth.sock; fi`);
+      for (const c of ['ip', 'iptables', 'sysctl']) stub(join(bin, c), '');
+      // install -o/-g 65532 needs root and that user: drop the owner, keep the rest.
+      stub(join(bin, 'install'), 'args=(); while [[ $# -gt 0 ]]; do case "$1" in -o|-g) shift 2;; *) args+=("$1"); shift;; esac; done; /usr/bin/install "${args[@]}"');
+      const bashEnv = join(dir, 'bash-env');
+      writeFileSync(bashEnv, `command_not_found_handle() { echo "$1" >>${missing}; echo "$1: command not found" >&2; return 127; }\n`);
+
+      const logGroup = '/prod/hosts/shop';
+      const parts = host === 'berth host'
+        ? [renderTemplate('host-prep.sh', { LOG_GROUP: logGroup }), renderBootstrap({ CLUSTER: 'shop', HOST_ID: 'shop-h1', REGION: 'eu-west-1', ARTIFACT_URI: 's3://a/berth.tgz', SWAP_MIB: 0 })]
+        : [
+            renderTemplate('host-prep.sh', { LOG_GROUP: logGroup }),
+            renderTemplate('traefik-host.sh', { REGION: 'eu-west-1', ALLOCATION_ID: 'eipalloc-1', ROUTE_TABLE_IDS: 'rtb-1', VPC_CIDR: '10.1.0.0/16', CERT_BUCKET: 'b', CERT_REGION: 'eu-west-1', CERT_DOMAINS: 'example.com' }),
+            renderBootstrap({ CLUSTER: 'traefik-eu-west-1', HOST_ID: 'traefik-eu-west-1', REGION: 'eu-west-1', ARTIFACT_URI: 's3://a/berth.tgz', SWAP_MIB: 0 }),
+          ];
+      const env = { PATH: `${bin}:${root}/usr/local/bin`, BERTH_ROOT: root, BASH_ENV: bashEnv, HOME: dir, TMPDIR: dir };
+      parts.forEach((body, i) => {
+        const file = join(dir, `part-${i}.sh`);
+        writeFileSync(file, body);
+        try {
+          execFileSync('/bin/bash', [file], { env, encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] });
+        } catch (e) {
+          throw new Error(`part ${i} failed: ${String((e as { stderr?: string }).stderr ?? e)}`);
+        }
+      });
+      expect(existsSync(missing) ? readFileSync(missing, 'utf8').trim().split('\n') : []).toEqual([]);
+      const log = readFileSync(calls, 'utf8');
+      expect(log).toContain('dnf install -y awscli-2');
+      // The AWS CLI is installed before the first part that calls it.
+      expect(log.indexOf('dnf install -y awscli-2')).toBeLessThan(log.indexOf('aws '));
+    });
+  }
+});
