@@ -79,7 +79,7 @@ beforeAll(() => {
       'acme/berth-regional/regional-eu-west-1': {
         privateSubnetIds: ['subnet-a', 'subnet-b', 'subnet-c'], privateSubnetAzs: ['eu-west-1a', 'eu-west-1b', 'eu-west-1c'],
         securityGroupId: 'sg-eu', artifactUri: 's3://berth-artifacts/berth/build-1.tar.gz', ebsKeyArn: 'arn:aws:kms:eu-west-1:1:key/ebs',
-        bucketKeyArn: 'arn:aws:kms:eu-west-1:1:key/b', zoneId: 'Z1', traefikIp: '203.0.113.10',
+        bucketKeyArn: 'arn:aws:kms:eu-west-1:1:key/b', environment: 'prod', zoneId: 'Z1', traefikIp: '203.0.113.10',
       },
     },
     calls: {
@@ -124,7 +124,7 @@ describe('AutomationWorkspace', () => {
     expect(factory.calls).toEqual(['createOrSelect berth-unit/shop', 'setAllConfig shop', 'up shop']);
     expect(factory.stacks.get('shop')).toEqual(unitStackArgs(spec, settings).config);
     // up ran the unit program with that config: its outputs and resources are the real program's.
-    expect(factory.outputs.get('shop')).toMatchObject({ cluster: { value: 'shop' }, region: { value: 'eu-west-1' } });
+    expect(factory.outputs.get('shop')).toMatchObject({ cluster: { value: 'shop' }, region: { value: 'eu-west-1' }, fqdns: { value: ['shop.example.com', 'db1.shop.example.com'] } });
     const n = countByType(declared.slice(before));
     expect([n['aws:autoscaling/group:Group'], n['aws:ebs/volume:Volume'], n['aws:ecs/service:Service']]).toEqual([1, 1, 1]);
   });
