@@ -3,6 +3,7 @@ import { join } from 'node:path';
 import type { Logger } from 'pino';
 import { Gauge, type Registry } from 'prom-client';
 import { BerthError, errorMessage } from '../lib/errors.js';
+import { quote } from '../lib/quote.js';
 import type { Backend, VolumeRecord } from './backends/backend.js';
 import type { FilesystemOps } from './fs/types.js';
 import { KeyedLock } from './keyed-lock.js';
@@ -15,7 +16,7 @@ import {
   type OptionDefaults,
 } from './options.js';
 import type { Scope, VolumeDriver, VolumeInfo } from './protocol.js';
-import { StateStore, type PersistedState, type PersistedVolume } from './state-store.js';
+import { emptyState, noMounts, StateStore, type PersistedState, type PersistedVolume } from './state-store.js';
 
 export interface ManagerDeps {
   backend: Backend;
@@ -52,7 +53,7 @@ function refCount(v: PersistedVolume): number {
 export class VolumeManager implements VolumeDriver {
   private readonly store: StateStore;
   private readonly lock = new KeyedLock();
-  private state: PersistedState = { version: 1, volumes: {} };
+  private state: PersistedState = emptyState();
   private readonly log: Logger;
   private started = false;
 
@@ -101,7 +102,7 @@ export class VolumeManager implements VolumeDriver {
       for (const record of await this.deps.backend.list()) {
         const known = this.state.volumes[record.name];
         if (known) known.record = record;
-        else this.state.volumes[record.name] = { record, mounts: {}, mounted: false };
+        else this.state.volumes[record.name] = { record, mounts: noMounts(), mounted: false };
       }
     } catch (err) {
       this.log.warn({ err: errorMessage(err) }, 'could not list the backend\'s volumes at start; answering from the state file');
@@ -142,7 +143,7 @@ export class VolumeManager implements VolumeDriver {
           record = await this.deps.backend.create(name, options);
           this.log.info({ name, id: record.id, size: formatSize(options.sizeBytes), fs: options.fs }, 'volume created');
         }
-        vol = { record, mounts: {}, mounted: false };
+        vol = { record, mounts: noMounts(), mounted: false };
         this.state.volumes[name] = vol;
         await this.store.save(this.state);
       }
@@ -174,7 +175,7 @@ export class VolumeManager implements VolumeDriver {
 
   async mount(name: string, id: string): Promise<string> {
     assertVolumeName(name);
-    if (!MOUNT_ID.test(id)) throw new BerthError('INVALID_ARGUMENT', `invalid mount ID ${JSON.stringify(id)}`);
+    if (!MOUNT_ID.test(id)) throw new BerthError('INVALID_ARGUMENT', `invalid mount ID ${quote(id)}`);
     return this.lock.run(name, async () => {
       const vol = await this.known(name);
       const mountpoint = await this.mountLocked(name, vol);
@@ -196,7 +197,7 @@ export class VolumeManager implements VolumeDriver {
     await this.lock.run(name, async () => {
       const vol = this.state.volumes[name];
       if (!vol || !vol.mounts[id]) {
-        this.log.info({ name, id }, 'unmount for an unknown mount ID; nothing to do');
+        this.log.info({ name, id: quote(id) }, 'unmount for an unknown mount ID; nothing to do');
         return;
       }
       this.dropRef(vol, id);
@@ -219,7 +220,7 @@ export class VolumeManager implements VolumeDriver {
     // Not in the local view: only an authoritative "does not exist" may fail.
     const record = await this.deps.backend.find(name);
     if (!record) throw new BerthError('NOT_FOUND', `no volume named ${name}`);
-    return this.info(name, { record, mounts: {}, mounted: false });
+    return this.info(name, { record, mounts: noMounts(), mounted: false });
   }
 
   async list(): Promise<VolumeInfo[]> {
@@ -264,7 +265,7 @@ export class VolumeManager implements VolumeDriver {
     for (const record of records) {
       const vol = this.state.volumes[record.name];
       if (vol) vol.record = record;
-      else this.state.volumes[record.name] = { record, mounts: {}, mounted: false };
+      else this.state.volumes[record.name] = { record, mounts: noMounts(), mounted: false };
     }
     for (const [name, vol] of Object.entries(this.state.volumes)) {
       if (!listed.has(name) && !vol.mounted) delete this.state.volumes[name];
@@ -289,7 +290,7 @@ export class VolumeManager implements VolumeDriver {
     if (vol) return vol;
     const record = await this.deps.backend.find(name);
     if (!record) throw new BerthError('NOT_FOUND', `no volume named ${name}; create it first (docker volume create -d <driver> ${name})`);
-    const adopted: PersistedVolume = { record, mounts: {}, mounted: false };
+    const adopted: PersistedVolume = { record, mounts: noMounts(), mounted: false };
     this.state.volumes[name] = adopted;
     return adopted;
   }
@@ -314,7 +315,10 @@ export class VolumeManager implements VolumeDriver {
       vol.lastError = errorMessage(err);
       vol.mounted = false;
       delete vol.devicePath;
-      await fs.unmount(mountpoint).catch((e: unknown) => this.log.error({ name, err: errorMessage(e) }, 'cleanup after a failed mount: unmount failed'));
+      // Only our own device: a foreign mount found at the mountpoint is refused, never unmounted.
+      if (attached && (await fs.isMounted(mountpoint, attached.devicePath).catch(() => false))) {
+        await fs.unmount(mountpoint).catch((e: unknown) => this.log.error({ name, err: errorMessage(e) }, 'cleanup after a failed mount: unmount failed'));
+      }
       if (attached) await backend.release(vol.record).catch((e: unknown) => this.log.error({ name, err: errorMessage(e) }, 'cleanup after a failed mount: release failed'));
       await this.store.save(this.state).catch(() => undefined);
       this.log.error({ name, err: vol.lastError }, 'mount failed');

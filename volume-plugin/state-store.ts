@@ -19,8 +19,19 @@ export interface PersistedState {
   volumes: Record<string, PersistedVolume>;
 }
 
+// Volume names and mount IDs are user input: they key prototype-free objects only, so
+// `constructor` or `__proto__` is a name like any other.
 export function emptyState(): PersistedState {
-  return { version: 1, volumes: {} };
+  return { version: 1, volumes: Object.create(null) as Record<string, PersistedVolume> };
+}
+
+export function noMounts(): Record<string, number> {
+  return Object.create(null) as Record<string, number>;
+}
+
+/** JSON.parse reviver: every object prototype-free, own keys (`__proto__` included) kept as data. */
+function prototypeFree(_key: string, value: unknown): unknown {
+  return typeof value === 'object' && value !== null && !Array.isArray(value) ? Object.assign(Object.create(null) as object, value) : value;
 }
 
 /**
@@ -48,7 +59,7 @@ export class StateStore {
       return { state: emptyState(), rebuilt: true };
     }
     try {
-      const parsed = JSON.parse(text) as PersistedState;
+      const parsed = JSON.parse(text, prototypeFree) as PersistedState;
       if (parsed.version !== 1 || typeof parsed.volumes !== 'object' || parsed.volumes === null) throw new Error('unknown layout');
       return { state: parsed, rebuilt: false };
     } catch (err) {
