@@ -98,7 +98,7 @@ async function agentGet(env: CliEnv, path: string, timeoutMs = 10_000): Promise<
     throw new CliError(3, `the agent did not answer on ${env.healthAddr}: ${(err as Error).message}`);
   }
   // The agent's details are root-only (agent/health-server.ts), like its plugin socket.
-  if (res.status === 403) throw new CliError(4, `permission denied: ${(res.json as { error?: string }).error ?? `${path} is root-only`}`);
+  if (res.status === 403) throw new CliError(4, `permission denied on ${env.healthAddr}${path}: the agent's details are root-only; run with sudo`);
   return res;
 }
 
@@ -283,9 +283,8 @@ export async function run(argv: string[], env: CliEnv = envFromProcess(), progre
     case 'inspect': {
       const name = rest[0];
       if (!name) throw new CliError(2, 'inspect needs a volume name; see berth --help');
-      const s = await agentStatus(env);
-      const local = s.volumes.find((v) => v.name === name);
       const got = await pluginCall(env, '/VolumeDriver.Get', { Name: name });
+      const local = (await agentStatus(env)).volumes.find((v) => v.name === name);
       if (got.Err) {
         env.out(json ? JSON.stringify({ error: got.Err }) : `berth: ${String(got.Err)}`);
         return 1;

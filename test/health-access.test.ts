@@ -87,4 +87,15 @@ describe.skipIf(noLoopReason)(`health endpoint access${noLoopReason ? ` (skipped
       expect(got[path]!.body).not.toContain('secretive');
     }
   });
+
+  it('makes berth status, run as another user, say permission denied in one line and exit 4', async () => {
+    const err = (await run(process.execPath, ['--import', 'tsx', join(repoRoot, 'agent/cli.ts'), 'status'], {
+      cwd: repoRoot,
+      uid: NOBODY,
+      gid: NOBODY,
+      env: { PATH: process.env.PATH ?? '', HOME: '/tmp', BERTH_HEALTH_ADDR: `127.0.0.1:${agent.healthPort}` },
+    }).catch((e: unknown) => e)) as { code?: number; stderr?: string };
+    expect(err.code).toBe(4);
+    expect(err.stderr).toBe(`berth: permission denied on 127.0.0.1:${agent.healthPort}/status: the agent's details are root-only; run with sudo\n`);
+  });
 });
