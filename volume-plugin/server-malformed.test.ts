@@ -1,4 +1,4 @@
-import { mkdtempSync } from 'node:fs';
+import { mkdtempSync, rmSync } from 'node:fs';
 import { connect } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -52,13 +52,18 @@ export function parseRawAnswer(raw: string): { status: number; body: unknown } {
 
 describe('malformed HTTP on the plugin socket', () => {
   let server: PluginServer;
+  let dir: string;
   let sock: string;
 
   beforeAll(async () => {
-    sock = join(mkdtempSync(join(tmpdir(), 'berth-srv-bad-')), 'plugins', 'bad.sock');
+    dir = mkdtempSync(join(tmpdir(), 'berth-srv-bad-'));
+    sock = join(dir, 'plugins', 'bad.sock');
     server = await listenPlugin(sock, { driver, logger: silentLogger });
   });
-  afterAll(() => server.close(1000));
+  afterAll(async () => {
+    await server.close(1000);
+    rmSync(dir, { recursive: true, force: true });
+  });
 
   const body = '{"Name":"v"}';
   it.each([
