@@ -87,8 +87,9 @@ function httpJson(opts: { socketPath?: string; host?: string; port?: number; pat
 
 async function agentGet(env: CliEnv, path: string, timeoutMs = 10_000): Promise<{ status: number; json: unknown }> {
   const idx = env.healthAddr.lastIndexOf(':');
+  let res: { status: number; json: unknown };
   try {
-    return await httpJson({ host: env.healthAddr.slice(0, idx), port: Number(env.healthAddr.slice(idx + 1)), path, method: 'GET', timeoutMs });
+    res = await httpJson({ host: env.healthAddr.slice(0, idx), port: Number(env.healthAddr.slice(idx + 1)), path, method: 'GET', timeoutMs });
   } catch (err) {
     const code = (err as NodeJS.ErrnoException).code;
     if (code === 'ECONNREFUSED' || code === 'ENOENT') {
@@ -96,6 +97,9 @@ async function agentGet(env: CliEnv, path: string, timeoutMs = 10_000): Promise<
     }
     throw new CliError(3, `the agent did not answer on ${env.healthAddr}: ${(err as Error).message}`);
   }
+  // The agent's details are root-only (agent/health-server.ts), like its plugin socket.
+  if (res.status === 403) throw new CliError(4, `permission denied on ${env.healthAddr}${path}: the agent's details are root-only; run with sudo`);
+  return res;
 }
 
 async function agentStatus(env: CliEnv): Promise<AgentStatus> {
@@ -279,9 +283,8 @@ export async function run(argv: string[], env: CliEnv = envFromProcess(), progre
     case 'inspect': {
       const name = rest[0];
       if (!name) throw new CliError(2, 'inspect needs a volume name; see berth --help');
-      const s = await agentStatus(env);
-      const local = s.volumes.find((v) => v.name === name);
       const got = await pluginCall(env, '/VolumeDriver.Get', { Name: name });
+      const local = (await agentStatus(env)).volumes.find((v) => v.name === name);
       if (got.Err) {
         env.out(json ? JSON.stringify({ error: got.Err }) : `berth: ${String(got.Err)}`);
         return 1;

@@ -16,7 +16,11 @@ const int = (min: number, max = Number.MAX_SAFE_INTEGER) => z.pipe(z.coerce.numb
 const seconds = (def: number) => z._default(int(1), def);
 const list = z.pipe(z.string(), z.transform((v: string) => v.split(',').map((s) => s.trim()).filter(Boolean)));
 const hostPort = z.string().check(z.regex(/^[^:]+:\d{1,5}$/, 'must be host:port, e.g. 127.0.0.1:9470'));
+const bool = z.pipe(z.enum(['true', 'false']), z.transform((v) => v === 'true'));
 const tagValue = z.string().check(z.regex(/^[\w.:/=+@-]{1,128}$/, 'must be 1-128 characters valid in an EC2 tag value'));
+
+/** A health address other hosts cannot reach: 127.0.0.0/8 or localhost. */
+const isLoopback = (addr: string) => /^(127\.\d{1,3}\.\d{1,3}\.\d{1,3}|localhost):\d+$/i.test(addr);
 
 export const ConfigSchema = z.object({
   BERTH_BACKEND: setting(z._default(z.enum(['auto', 'loop', 'ebs']), 'auto'), 'volume backend; auto picks ebs on EC2, loop elsewhere'),
@@ -26,6 +30,7 @@ export const ConfigSchema = z.object({
   BERTH_DEFAULT_SIZE: setting(z._default(SizeSchema, 10 * 2 ** 30), 'size of a volume created without -o size'),
   BERTH_DEFAULT_FS: setting(z._default(z.enum(Filesystems), 'ext4'), 'filesystem of a volume created without -o fs'),
   BERTH_HEALTH_ADDR: setting(z._default(hostPort, '127.0.0.1:9470'), 'local endpoint for /healthz, /readyz, /metrics, /status'),
+  BERTH_HEALTH_ALLOW_REMOTE: setting(z._default(bool, false), 'let BERTH_HEALTH_ADDR be an address other hosts can reach (only /healthz and /readyz answer them)'),
   BERTH_LOG_LEVEL: setting(z._default(z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace']), 'info'), 'pino log level'),
   BERTH_SHUTDOWN_GRACE_SECONDS: setting(seconds(30), 'how long SIGTERM waits for in-flight plugin calls'),
   BERTH_DOCKER_HOST: setting(
@@ -73,7 +78,14 @@ export const ConfigSchema = z.object({
   BERTH_CERT_POLL_SECONDS: setting(seconds(60), 'how often S3 is asked for a new certificate'),
   BERTH_S3_ENDPOINT: setting(z.optional(z.url()), 'S3 endpoint override (S3-compatible stores, tests)'),
   BERTH_AWS_REGION: setting(z.optional(z.string()), 'region of the S3 client; default from the AWS SDK environment'),
-});
+}).check(
+  z.refine((c) => c.BERTH_HEALTH_ALLOW_REMOTE === true || typeof c.BERTH_HEALTH_ADDR !== 'string' || isLoopback(c.BERTH_HEALTH_ADDR), {
+    path: ['BERTH_HEALTH_ADDR'],
+    // Checked along with every other setting, so one start names every problem.
+    when: () => true,
+    message: 'is not a loopback address, so other hosts could reach the health endpoint; use 127.0.0.1:<port>, or set BERTH_HEALTH_ALLOW_REMOTE=true to mean it',
+  }),
+);
 
 export type Config = Readonly<z.infer<typeof ConfigSchema>>;
 

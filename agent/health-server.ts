@@ -2,6 +2,7 @@ import { createServer, type IncomingMessage, type Server, type ServerResponse } 
 import type { Logger } from 'pino';
 import type { Registry } from 'prom-client';
 import { errorMessage } from '../lib/errors.js';
+import { localPeerUid } from '../lib/tcp-peer.js';
 
 /** A readiness check answers true when ready, or a sentence saying why not. */
 export type ReadinessCheck = () => true | string | Promise<true | string>;
@@ -13,6 +14,23 @@ export interface HealthServerDeps {
   status: () => Promise<unknown> | unknown;
   /** JSON for /reconcile/plan: what the next reconcile pass would do, and why. */
   plan?: () => Promise<unknown>;
+  /** Who may read the details: default, root or the agent's own user on this host (lib/tcp-peer.ts). */
+  isPrivileged?: (req: IncomingMessage) => Promise<boolean>;
+}
+
+/**
+ * Access, by what a caller may learn. /healthz and /readyz's verdict are for
+ * anyone who can reach the port (load balancers, Docker's HEALTHCHECK, other
+ * users' monitors); their answer carries no detail. /status (volumes, devices,
+ * last errors), /metrics, /reconcile/plan and the readiness reasons are for
+ * root (or the agent's user) on this host only, like the plugin socket: a
+ * caller the kernel does not show as such, local or remote, gets 403.
+ */
+const PUBLIC_PATHS: ReadonlySet<string> = new Set(['/healthz', '/readyz']);
+
+async function rootOrSelf(req: IncomingMessage): Promise<boolean> {
+  const uid = await localPeerUid(req.socket);
+  return uid !== undefined && (uid === 0 || uid === process.getuid?.());
 }
 
 export interface HealthServer {
@@ -41,11 +59,14 @@ export function createHealthServer(deps: HealthServerDeps): HealthServer {
     return { ready: Object.values(results).every((r) => r === true), checks: results };
   }
 
-  const routes: Record<string, () => Promise<{ status: number; type: string; body: string }>> = {
+  const isPrivileged = deps.isPrivileged ?? rootOrSelf;
+  const routes: Record<string, (privileged: boolean) => Promise<{ status: number; type: string; body: string }>> = {
     '/healthz': async () => json(200, { ok: true }),
-    '/readyz': async () => {
+    '/readyz': async (privileged) => {
       const r = await readiness();
-      return json(r.ready ? 200 : 503, r);
+      if (privileged) return json(r.ready ? 200 : 503, r);
+      const verdicts = Object.fromEntries(Object.entries(r.checks).map(([name, result]) => [name, result === true]));
+      return json(r.ready ? 200 : 503, { ready: r.ready, checks: verdicts, note: 'the reasons are for root on this host only' });
     },
     '/metrics': async () => ({ status: 200, type: deps.registry.contentType, body: await deps.registry.metrics() }),
     '/status': async () => json(200, { ...((await deps.status()) as object), readiness: await readiness() }),
@@ -59,8 +80,13 @@ export function createHealthServer(deps: HealthServerDeps): HealthServer {
     },
   };
   const handler = (req: IncomingMessage, res: ServerResponse) => {
-    const route = req.method === 'GET' ? routes[(req.url ?? '/').split('?')[0]!] : undefined;
-    const answer = route ? route() : Promise.resolve(json(404, { error: `no such endpoint: ${req.method} ${req.url}` }));
+    const path = (req.url ?? '/').split('?')[0]!;
+    const route = req.method === 'GET' && Object.hasOwn(routes, path) ? routes[path] : undefined;
+    const answer = !route
+      ? Promise.resolve(json(404, { error: `no such endpoint: ${req.method} ${path.slice(0, 64)}` }))
+      : isPrivileged(req).then((privileged) =>
+          privileged || PUBLIC_PATHS.has(path) ? route(privileged) : json(403, { error: `${path} is for root on this host only (run it with sudo; /healthz and /readyz are open)` }),
+        );
     answer
       .catch((err: unknown) => json(500, { error: errorMessage(err) }))
       .then(({ status, type, body }) => {

@@ -3,6 +3,7 @@ import { join } from 'node:path';
 import type { Logger } from 'pino';
 import { Gauge, type Registry } from 'prom-client';
 import { BerthError, errorMessage } from '../lib/errors.js';
+import { quote } from '../lib/quote.js';
 import type { Backend, CallOptions, VolumeRecord } from './backends/backend.js';
 import type { FilesystemOps } from './fs/types.js';
 import { KeyedLock } from './keyed-lock.js';
@@ -263,7 +264,7 @@ export class VolumeManager implements VolumeDriver {
 
   async mount(name: string, id: string, call: CallOptions = {}): Promise<string> {
     assertVolumeName(name);
-    if (!MOUNT_ID.test(id)) throw new BerthError('INVALID_ARGUMENT', `invalid mount ID ${JSON.stringify(id)}`);
+    if (!MOUNT_ID.test(id)) throw new BerthError('INVALID_ARGUMENT', `invalid mount ID ${quote(id)}`);
     return this.withDeadline('mount', `Mount ${name}`, call, (signal) =>
       this.lock.run(
         name,
@@ -306,7 +307,7 @@ export class VolumeManager implements VolumeDriver {
             return;
           }
           if (!vol || !Object.hasOwn(vol.mounts, id)) {
-            this.log.info({ name, id }, 'unmount for an unknown mount ID; nothing to do');
+            this.log.info({ name, id: quote(id) }, 'unmount for an unknown mount ID; nothing to do');
             return;
           }
           this.dropRef(vol, id);
@@ -516,7 +517,10 @@ export class VolumeManager implements VolumeDriver {
       vol.lastError = errorMessage(err);
       vol.mounted = false;
       delete vol.devicePath;
-      await fs.unmount(mountpoint).catch((e: unknown) => this.log.error({ name, err: errorMessage(e) }, 'cleanup after a failed mount: unmount failed'));
+      // Only our own device: a foreign mount found at the mountpoint is refused, never unmounted.
+      if (attached && (await fs.isMounted(mountpoint, attached.devicePath).catch(() => false))) {
+        await fs.unmount(mountpoint).catch((e: unknown) => this.log.error({ name, err: errorMessage(e) }, 'cleanup after a failed mount: unmount failed'));
+      }
       // Detach at once (not release: EBS would keep it attached for the idle period): nothing uses it.
       if (attached) await backend.detach(vol.record).catch((e: unknown) => this.log.error({ name, err: errorMessage(e) }, 'cleanup after a failed mount: detach failed'));
       await this.save().catch(() => undefined);

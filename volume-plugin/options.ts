@@ -1,11 +1,15 @@
 import * as z from 'zod/mini';
 import '../lib/zod-english.js';
 import { BerthError } from '../lib/errors.js';
+import { quote } from '../lib/quote.js';
 
 /**
  * Volume options as Docker passes them (`-o key=value`, ECS `driverOpts`):
  * every value is a string. One schema validates them and turns them into
- * typed, normalized options; unknown keys are refused.
+ * typed, normalized options; unknown keys are refused. Keys are user input:
+ * they are only ever looked up as own keys of prototype-free objects, so
+ * `__proto__` or `constructor` is an unknown option like any other, and
+ * every value quoted in an error is cut short (lib/quote.ts).
  */
 
 export const VOLUME_NAME = /^[a-zA-Z0-9][a-zA-Z0-9_.-]{0,254}$/;
@@ -14,12 +18,12 @@ export function assertVolumeName(name: unknown): asserts name is string {
   if (typeof name !== 'string' || !VOLUME_NAME.test(name)) {
     throw new BerthError(
       'INVALID_ARGUMENT',
-      `invalid volume name ${JSON.stringify(name)}: use 1-255 characters from [a-zA-Z0-9_.-], starting with a letter or digit`,
+      `invalid volume name ${quote(name)}: use 1-255 characters from [a-zA-Z0-9_.-], starting with a letter or digit`,
     );
   }
 }
 
-const UNITS: Record<string, number> = {
+const UNITS: Readonly<Record<string, number>> = Object.assign(Object.create(null) as Record<string, number>, {
   '': 1,
   b: 1,
   k: 1e3,
@@ -38,18 +42,18 @@ const UNITS: Record<string, number> = {
   gib: 2 ** 30,
   ti: 2 ** 40,
   tib: 2 ** 40,
-};
+});
 
 /** Parses `10GiB`, `512MiB`, `1G`, `1073741824` into bytes. */
 export function parseSize(text: string): number {
   const match = /^\s*(\d+(?:\.\d+)?)\s*([a-zA-Z]*)\s*$/.exec(text);
   const unit = match ? UNITS[match[2]!.toLowerCase()] : undefined;
   if (!match || unit === undefined) {
-    throw new BerthError('INVALID_ARGUMENT', `invalid size ${JSON.stringify(text)}: use a number with a unit, e.g. 10GiB or 512MiB`);
+    throw new BerthError('INVALID_ARGUMENT', `invalid size ${quote(text)}: use a number with a unit, e.g. 10GiB or 512MiB`);
   }
   const bytes = Math.round(Number(match[1]) * unit);
   if (!Number.isSafeInteger(bytes) || bytes <= 0) {
-    throw new BerthError('INVALID_ARGUMENT', `invalid size ${JSON.stringify(text)}: must be a positive size`);
+    throw new BerthError('INVALID_ARGUMENT', `invalid size ${quote(text)}: must be a positive size`);
   }
   return bytes;
 }
@@ -89,9 +93,129 @@ export const SizeSchema = z.pipe(
   }),
 );
 
+/**
+ * Mount options a volume may ask for, per filesystem: flags, or `key=value`
+ * with the value's pattern. Only options that tune or restrict a mount are
+ * here; anything else is refused at Create (and at Mount, for options stored
+ * by an older berth or tagged on an EBS volume by hand). Every mount also gets
+ * DEFAULT_MOUNT_OPTIONS, which the user's options cannot undo.
+ */
+type MountOptionRule = null | { pattern: RegExp; shown: string };
+const value = (pattern: RegExp, shown: string): MountOptionRule => ({ pattern, shown });
+
+const COMMON_MOUNT_OPTIONS: Record<string, MountOptionRule> = {
+  noatime: null,
+  nodiratime: null,
+  relatime: null,
+  strictatime: null,
+  lazytime: null,
+  nolazytime: null,
+  discard: null,
+  nodiscard: null,
+  noexec: null,
+  nosuid: null,
+  nodev: null,
+  sync: null,
+  dirsync: null,
+};
+const ALLOWED_MOUNT_OPTIONS: Readonly<Record<Filesystem, ReadonlyMap<string, MountOptionRule>>> = {
+  ext4: new Map(
+    Object.entries({
+      ...COMMON_MOUNT_OPTIONS,
+      data: value(/^(ordered|journal)$/, 'ordered|journal'),
+      commit: value(/^([1-9]|[1-9]\d|[12]\d\d|300)$/, '<1-300 seconds>'),
+      errors: value(/^(remount-ro|continue)$/, 'remount-ro|continue'),
+      journal_checksum: null,
+      noauto_da_alloc: null,
+    }),
+  ),
+  xfs: new Map(
+    Object.entries({
+      ...COMMON_MOUNT_OPTIONS,
+      logbufs: value(/^[2-8]$/, '<2-8>'),
+      logbsize: value(/^(16|32|64|128|256)k$/, '16k|32k|64k|128k|256k'),
+      allocsize: value(/^\d{1,7}[kmg]$/, '<size>k|m|g'),
+      largeio: null,
+      nolargeio: null,
+      inode64: null,
+    }),
+  ),
+};
+
+/** Why a mount option someone might reach for is refused; the rest are simply not on the list. */
+const REFUSED_MOUNT_OPTIONS: ReadonlyMap<string, string> = new Map([
+  ...['bind', 'rbind', 'move', 'rmove', 'remount', 'make-shared', 'shared', 'rshared', 'private', 'rprivate', 'slave', 'rslave', 'unbindable', 'runbindable', 'x-mount.mkdir'].map(
+    (o): [string, string] => [o, 'it changes what is mounted where, not how'],
+  ),
+  ['suid', 'berth mounts every volume nosuid'],
+  ['dev', 'berth mounts every volume nodev'],
+  ['exec', 'volumes are mounted exec already; only noexec can be asked for'],
+  ['ro', 'a volume is mounted read-write; mount it read-only per container (docker run -v NAME:/path:ro)'],
+  ['rw', 'a volume is mounted read-write already'],
+  ['user', 'it lets users mount the device'],
+  ['users', 'it lets users mount the device'],
+  ['owner', 'it lets users mount the device'],
+  ['group', 'it lets users mount the device'],
+  ['nouuid', 'berth sets it for xfs itself'],
+  ['errors=panic', 'a filesystem error would crash the whole host'],
+  ['nobarrier', 'a power loss could lose data written before it'],
+  ['barrier=0', 'a power loss could lose data written before it'],
+  ['data=writeback', 'a crash could leave old data in recently written files'],
+]);
+
+/** Options every berth mount carries, before the volume's own: no set-uid programs, no device nodes. */
+export const DEFAULT_MOUNT_OPTIONS: Readonly<Record<Filesystem, readonly string[]>> = {
+  ext4: ['nosuid', 'nodev'],
+  xfs: ['nosuid', 'nodev', 'nouuid'],
+};
+
+function describeAllowed(fs: Filesystem): string {
+  return [...ALLOWED_MOUNT_OPTIONS[fs]].map(([k, rule]) => (rule ? `${k}=${rule.shown}` : k)).join(', ');
+}
+
+/** Problems with a mountOptions value for this filesystem (or for either one, when it is not known yet). */
+function mountOptionProblems(text: string, fs: Filesystem | undefined): string[] {
+  const kinds = fs ? [fs] : Filesystems;
+  const problems: string[] = [];
+  for (const option of text.split(',')) {
+    if (option === '') {
+      problems.push('an empty option (two commas?)');
+      continue;
+    }
+    const eq = option.indexOf('=');
+    const key = eq < 0 ? option : option.slice(0, eq);
+    const given = eq < 0 ? undefined : option.slice(eq + 1);
+    const allowedFor = kinds.filter((k) => {
+      const rule = ALLOWED_MOUNT_OPTIONS[k].get(key);
+      return rule !== undefined && (rule === null ? given === undefined : given !== undefined && rule.pattern.test(given));
+    });
+    if (allowedFor.length > 0) continue;
+    const why = REFUSED_MOUNT_OPTIONS.get(option) ?? REFUSED_MOUNT_OPTIONS.get(key);
+    problems.push(`${quote(option, 32)} is not allowed${why ? ` (${why})` : ''}`);
+  }
+  if (problems.length === 0) return [];
+  const allowed = kinds.map((k) => `for ${k}: ${describeAllowed(k)}`).join('; ');
+  return [`mountOptions: ${problems.join(', ')}. Allowed ${allowed}. Every volume is mounted ${DEFAULT_MOUNT_OPTIONS.ext4.join(',')}`];
+}
+
+/**
+ * The `-o` argument of mount(8) for a volume: the defaults, then its own
+ * options, which must be on the allow-list (a refused one fails the Mount:
+ * it was stored before this check, or tagged on an EBS volume by hand).
+ */
+export function mountOptionArgument(fs: Filesystem, mountOptions: string | undefined): string {
+  if (mountOptions) {
+    const problems = mountOptionProblems(mountOptions, fs);
+    if (problems.length > 0) throw new BerthError('INVALID_ARGUMENT', `the volume's ${problems.join('; ')}`);
+  }
+  return [...DEFAULT_MOUNT_OPTIONS[fs], ...(mountOptions ? [mountOptions] : [])].join(',');
+}
+
+const MOUNT_OPTIONS_MAX = 256;
+
 /** Options as given, validated; absent keys stay absent so they can be compared with stored ones. */
 export const GivenOptionsSchema = z.partial(
-  z.strictObject({
+  z.object({
     size: SizeSchema,
     type: z.enum(VolumeTypes),
     iops: positiveInt('iops'),
@@ -100,12 +224,47 @@ export const GivenOptionsSchema = z.partial(
     encrypted: bool,
     kmsKeyId: z.string().check(z.minLength(1), z.maxLength(2048)),
     snapshotId: z.string().check(z.regex(/^snap-[0-9a-f]{8,17}$/, 'snapshotId must look like snap-0123456789abcdef0')),
-    mountOptions: z.string().check(z.regex(/^[a-zA-Z0-9_=,.:-]+$/, 'mountOptions must be a comma-separated list like noatime,discard')),
+    mountOptions: z.string().check(
+      z.maxLength(MOUNT_OPTIONS_MAX, `mountOptions must be at most ${MOUNT_OPTIONS_MAX} characters`),
+      z.regex(/^[a-zA-Z0-9_=,.:-]+$/, 'mountOptions must be a comma-separated list like noatime,discard'),
+    ),
     onRemove: z.enum(['retain', 'delete']),
   }),
 );
 
 export type GivenOptions = z.infer<typeof GivenOptionsSchema>;
+
+const KNOWN_OPTIONS: ReadonlySet<string> = new Set(Object.keys(GivenOptionsSchema.shape));
+
+/** An option key as a message shows it: as it is when plain, else quoted and cut short. */
+function optionKey(key: string): string {
+  return /^[\w.-]{1,32}$/.test(key) ? key : quote(key, 32);
+}
+
+/**
+ * The `Opts` of a Create as a prototype-free map of strings. Every own key
+ * is kept, `__proto__` included (a plain record would drop it, or worse,
+ * take it for the prototype), so that it is refused as an unknown option.
+ */
+export const DriverOptsSchema = z.pipe(
+  z.unknown(),
+  z.transform((raw: unknown, ctx): Record<string, string> => {
+    const out = Object.create(null) as Record<string, string>;
+    if (typeof raw !== 'object' || raw === null || Array.isArray(raw)) {
+      ctx.issues.push({ code: 'custom', message: `Opts must be an object of strings, got ${quote(raw)}`, input: raw });
+      return z.NEVER;
+    }
+    let bad = 0;
+    for (const key of Object.keys(raw)) {
+      const value: unknown = (raw as Record<string, unknown>)[key];
+      if (typeof value === 'string') out[key] = value;
+      else if (++bad <= 3) ctx.issues.push({ code: 'custom', message: `must be a string, got ${quote(value, 32)}`, input: value, path: [optionKey(key)] });
+    }
+    if (bad > 3) ctx.issues.push({ code: 'custom', message: `and ${bad - 3} more option values that are not strings`, input: raw });
+    if (bad > 0) return z.NEVER;
+    return out;
+  }),
+);
 
 export interface VolumeOptions {
   sizeBytes: number;
@@ -125,28 +284,41 @@ export interface OptionDefaults {
   fs: Filesystem;
 }
 
-export function parseGivenOptions(raw: unknown): GivenOptions {
-  const parsed = GivenOptionsSchema.safeParse(raw ?? {});
-  if (!parsed.success) {
-    const why = parsed.error.issues
-      .map((issue) => {
-        if (issue.code === 'unrecognized_keys') return `unknown option(s) ${issue.keys.join(', ')}`;
-        const key = issue.path.join('.');
-        return key ? `${key}: ${issue.message}` : issue.message;
-      })
-      .join('; ');
-    throw new BerthError(
-      'INVALID_ARGUMENT',
-      `invalid volume options: ${why} (known options: ${Object.keys(GivenOptionsSchema.shape).join(', ')})`,
-    );
-  }
-  return parsed.data;
+function invalidOptions(problems: string[]): BerthError {
+  return new BerthError('INVALID_ARGUMENT', `invalid volume options: ${problems.join('; ')} (known options: ${[...KNOWN_OPTIONS].join(', ')})`);
 }
 
-/** Given options with defaults filled in. */
+export function parseGivenOptions(raw: unknown): GivenOptions {
+  const opts = raw ?? {};
+  if (typeof opts !== 'object' || Array.isArray(opts)) throw invalidOptions([`options must be an object of strings, got ${quote(opts)}`]);
+  const problems: string[] = [];
+  const unknown = Object.keys(opts).filter((key) => !KNOWN_OPTIONS.has(key));
+  if (unknown.length > 0) {
+    const shown = unknown.slice(0, 5).map(optionKey);
+    problems.push(`unknown option(s) ${shown.join(', ')}${unknown.length > 5 ? ` and ${unknown.length - 5} more` : ''}`);
+  }
+  const parsed = GivenOptionsSchema.safeParse(opts);
+  if (!parsed.success) {
+    for (const issue of parsed.error.issues) {
+      const key = issue.path.join('.');
+      problems.push(key ? `${key}: ${issue.message}` : issue.message);
+    }
+  } else if (parsed.data.mountOptions !== undefined) {
+    problems.push(...mountOptionProblems(parsed.data.mountOptions, parsed.data.fs));
+  }
+  if (problems.length > 0) throw invalidOptions(problems);
+  return parsed.data!;
+}
+
+/** Given options with defaults filled in; refuses mount options the resolved filesystem does not allow. */
 export function resolveOptions(given: GivenOptions, defaults: OptionDefaults): VolumeOptions {
   const { size, ...rest } = given;
-  return { ...rest, sizeBytes: size ?? defaults.sizeBytes, fs: given.fs ?? defaults.fs, onRemove: given.onRemove ?? 'retain' };
+  const fs = given.fs ?? defaults.fs;
+  if (given.mountOptions !== undefined) {
+    const problems = mountOptionProblems(given.mountOptions, fs);
+    if (problems.length > 0) throw invalidOptions(problems);
+  }
+  return { ...rest, sizeBytes: size ?? defaults.sizeBytes, fs, onRemove: given.onRemove ?? 'retain' };
 }
 
 /**

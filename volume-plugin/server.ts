@@ -1,11 +1,13 @@
 import { chmod, mkdir, unlink } from 'node:fs/promises';
-import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import { createServer, STATUS_CODES, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import type { Duplex } from 'node:stream';
 import { dirname } from 'node:path';
 import type { Logger } from 'pino';
 import { Counter, Histogram, type Registry } from 'prom-client';
 import * as z from 'zod/mini';
 import '../lib/zod-english.js';
 import { BerthError, errorMessage, isBerthError, type ErrorCode } from '../lib/errors.js';
+import { DriverOptsSchema } from './options.js';
 import { ACCEPT_HEADER, Endpoints, type VolumeDriver } from './protocol.js';
 
 /**
@@ -18,7 +20,7 @@ const BODY_LIMIT_BYTES = 2 ** 20;
 
 const name = z.string({ error: 'Name is required' });
 const Schemas = {
-  create: z.object({ Name: name, Opts: z.nullish(z.record(z.string(), z.string())) }),
+  create: z.object({ Name: name, Opts: z.nullish(DriverOptsSchema) }),
   named: z.object({ Name: name }),
   mount: z.object({ Name: name, ID: z.string({ error: 'ID is required' }) }),
   none: z.unknown(),
@@ -181,6 +183,7 @@ export async function listenPlugin(socketPath: string, deps: PluginServerDeps): 
     });
   });
   await chmod(socketPath, 0o600);
+  answerMalformedRequests(server, deps.logger);
   server.on('request', (_req, res) => {
     active++;
     res.on('close', () => active--);
@@ -201,4 +204,27 @@ export async function listenPlugin(socketPath: string, deps: PluginServerDeps): 
       await unlink(socketPath).catch(() => undefined);
     },
   };
+}
+
+/**
+ * What Node's HTTP parser refuses (bad header bytes, bad chunking, headers
+ * over 16 KiB, a request that took too long to arrive) is answered like any
+ * other failure, {"Err": sentence}, instead of Node's empty 400. The
+ * sentence names the parser's reason, never the bytes sent.
+ */
+function answerMalformedRequests(server: Server, logger: Logger): void {
+  server.on('clientError', (err: NodeJS.ErrnoException, socket: Duplex) => {
+    const pending = (socket as Duplex & { _httpMessage?: ServerResponse })._httpMessage;
+    if (err.code === 'ECONNRESET' || !socket.writable || pending?.headersSent) {
+      socket.destroy();
+      return;
+    }
+    const status = err.code === 'HPE_HEADER_OVERFLOW' ? 431 : err.code === 'ERR_HTTP_REQUEST_TIMEOUT' ? 408 : 400;
+    const reason = err.code === 'ERR_HTTP_REQUEST_TIMEOUT' ? 'the request did not arrive in time' : (err as { reason?: string }).reason ?? err.message;
+    const payload = JSON.stringify({ Err: `malformed plugin request: ${reason} (${err.code ?? 'parse error'})` });
+    logger.warn({ code: err.code, reason }, 'malformed plugin request');
+    socket.end(
+      `HTTP/1.1 ${status} ${STATUS_CODES[status]}\r\nContent-Type: ${ACCEPT_HEADER}\r\nContent-Length: ${Buffer.byteLength(payload)}\r\nConnection: close\r\n\r\n${payload}`,
+    );
+  });
 }

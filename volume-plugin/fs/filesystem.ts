@@ -1,9 +1,11 @@
-import { mkdir, readFile, rmdir, stat } from 'node:fs/promises';
+import { constants } from 'node:fs';
+import { lstat, mkdir, open, readFile, realpath, rmdir, stat, type FileHandle } from 'node:fs/promises';
+import { dirname } from 'node:path';
 import type { Logger } from 'pino';
-import { BerthError, errorMessage } from '../../lib/errors.js';
+import { BerthError, errorMessage, isBerthError } from '../../lib/errors.js';
 import type { Runner } from '../../lib/exec.js';
 import { majorMinorOf, mountAt, readMountinfo } from '../../lib/mountinfo.js';
-import type { Filesystem } from '../options.js';
+import { mountOptionArgument, type Filesystem } from '../options.js';
 import type { FilesystemOps } from './types.js';
 
 /** Device paths we are willing to hand to mkfs/mount: absolute, no spaces or shell-ish characters. */
@@ -115,6 +117,58 @@ export function createFilesystemOps(deps: FilesystemDeps): FilesystemOps & { pro
     }
   }
 
+  /**
+   * A directory berth made, reached without a symbolic link anywhere on its
+   * path: a link (or a file) at a mountpoint would make mount(8) mount the
+   * volume wherever it points. Refused and left as it is, for a person to look at.
+   */
+  async function assertOwnDirectory(path: string): Promise<void> {
+    const st = await lstat(path);
+    if (st.isSymbolicLink()) {
+      throw new BerthError('CONFLICT', `${path} is a symbolic link, not a directory berth made; refusing to mount a volume through it (remove it by hand)`);
+    }
+    if (!st.isDirectory()) throw new BerthError('CONFLICT', `${path} is not a directory; refusing to mount a volume on it (remove it by hand)`);
+    const real = await realpath(path);
+    if (real !== path) {
+      throw new BerthError('CONFLICT', `${path} leads to ${real} through a symbolic link; refusing to mount a volume through it (use a state directory without links)`);
+    }
+  }
+
+  /**
+   * The mountpoint opened without following links (O_NOFOLLOW|O_DIRECTORY)
+   * and checked to be the very directory at that path (same dev/ino): mount(8)
+   * is then given /proc/<pid>/fd/<n>, so the kernel mounts on this directory
+   * even if the path is swapped for a link meanwhile.
+   */
+  async function openMountpoint(mountpoint: string): Promise<{ handle: FileHandle; target: string }> {
+    await assertOwnDirectory(dirname(mountpoint));
+    await assertOwnDirectory(mountpoint);
+    const handle = await open(mountpoint, constants.O_RDONLY | constants.O_DIRECTORY | constants.O_NOFOLLOW).catch((err: NodeJS.ErrnoException) => {
+      if (err.code === 'ELOOP' || err.code === 'ENOTDIR') throw new BerthError('CONFLICT', `${mountpoint} changed into something other than a directory; refusing to mount on it`);
+      throw err;
+    });
+    try {
+      const [opened, atPath] = await Promise.all([handle.stat(), lstat(mountpoint)]);
+      if (opened.dev !== atPath.dev || opened.ino !== atPath.ino) {
+        throw new BerthError('CONFLICT', `${mountpoint} changed while berth opened it; refusing to mount on it`);
+      }
+    } catch (err) {
+      await handle.close();
+      throw err;
+    }
+    return { handle, target: `/proc/${process.pid}/fd/${handle.fd}` };
+  }
+
+  /** Unmounts every mount of this device that appeared since `before` (mount ids), wherever it landed. */
+  async function unmountNew(majorMinor: string, before: ReadonlySet<number>): Promise<void> {
+    const added = (await readMountinfo(mountinfoPath)).filter((e) => e.majorMinor === majorMinor && !before.has(e.mountId)).reverse();
+    for (const entry of added) {
+      await runner('umount', ['--no-canonicalize', '--', entry.mountpoint], { timeoutMs: LIMITS.mountMs }).catch((err: unknown) =>
+        logger?.error({ mountpoint: entry.mountpoint, err: errorMessage(err) }, 'could not undo a mount that landed in the wrong place'),
+      );
+    }
+  }
+
   return {
     probe,
 
@@ -138,16 +192,35 @@ export function createFilesystemOps(deps: FilesystemDeps): FilesystemOps & { pro
     },
 
     async mount(devicePath, mountpoint, fs, mountOptions) {
-      await assertBlockDevice(devicePath);
+      const options = mountOptionArgument(fs, mountOptions);
+      const rdev = await assertBlockDevice(devicePath);
       if (await isMounted(mountpoint)) {
         if (await isMounted(mountpoint, devicePath)) return;
         throw new BerthError('CONFLICT', `${mountpoint} already has another device mounted on it`);
       }
-      if (fs === 'ext4') await fsckExt4(devicePath);
-      const options = [fs === 'xfs' ? 'nouuid' : '', mountOptions ?? ''].filter(Boolean).join(',');
-      await runner('mount', ['-t', fs, ...(options ? ['-o', options] : []), '--', devicePath, mountpoint], { timeoutMs: LIMITS.mountMs });
-      if (!(await isMounted(mountpoint, devicePath))) {
-        throw new BerthError('INTERNAL', `mount reported success but ${devicePath} is not mounted at ${mountpoint}`);
+      const { handle, target } = await openMountpoint(mountpoint);
+      try {
+        if (fs === 'ext4') await fsckExt4(devicePath);
+        const majorMinor = majorMinorOf(rdev);
+        const before = new Set((await readMountinfo(mountinfoPath)).filter((e) => e.majorMinor === majorMinor).map((e) => e.mountId));
+        try {
+          // --no-canonicalize: mount(8) hands the /proc fd path to mount(2) as it is, never a path it resolved itself.
+          await runner('mount', ['--no-canonicalize', '-t', fs, '-o', options, '--', devicePath, target], { timeoutMs: LIMITS.mountMs });
+        } catch (err) {
+          await unmountNew(majorMinor, before);
+          // Without the option list or the /proc path: the sentence names what the user knows.
+          const detail = isBerthError(err, 'TIMEOUT')
+            ? `mount did not finish within ${LIMITS.mountMs} ms`
+            : errorMessage(err).replace(/^[\s\S]*? exited (\d+)(: )?/, 'mount exited $1$2').split(target).join(mountpoint);
+          throw new BerthError(isBerthError(err) ? err.code : 'INTERNAL', `could not mount ${devicePath} (${fs}) at ${mountpoint}: ${detail}`, { cause: err });
+        }
+        const landed = await lstat(mountpoint).catch(() => undefined);
+        if (!(await isMounted(mountpoint, devicePath)) || landed?.dev !== rdev) {
+          await unmountNew(majorMinor, before);
+          throw new BerthError('INTERNAL', `mount reported success but ${devicePath} is not mounted at ${mountpoint}; undone`);
+        }
+      } finally {
+        await handle.close();
       }
     },
 
@@ -182,14 +255,30 @@ export function createFilesystemOps(deps: FilesystemDeps): FilesystemOps & { pro
     isMounted,
 
     async ensureMountpoint(mountpoint) {
+      await mkdir(dirname(mountpoint), { recursive: true, mode: 0o700 });
+      await assertOwnDirectory(dirname(mountpoint));
+      // Not recursive: an existing link or file at the path is an EEXIST to look at, never something to follow.
+      const created = await mkdir(mountpoint, { mode: 0o700 }).then(
+        () => true,
+        (err: NodeJS.ErrnoException) => {
+          if (err.code === 'EEXIST') return false;
+          throw err;
+        },
+      );
+      await assertOwnDirectory(mountpoint);
       // The immutable flag outlives mounts, so it is set once, when the directory is made.
-      const created = await mkdir(mountpoint, { recursive: true, mode: 0o700 });
-      if (created === undefined || (await isMounted(mountpoint))) return;
+      if (!created || (await isMounted(mountpoint))) return;
       await chattr('+i', mountpoint);
     },
 
     async removeMountpoint(mountpoint) {
       if (await isMounted(mountpoint)) throw new BerthError('CONFLICT', `${mountpoint} is still mounted`);
+      const st = await lstat(mountpoint).catch(() => undefined);
+      if (!st) return;
+      if (!st.isDirectory()) {
+        logger?.warn({ mountpoint }, 'the mountpoint is not a directory berth made; left as it is');
+        return;
+      }
       try {
         await chattr('-i', mountpoint);
       } catch (err) {
