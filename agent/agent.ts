@@ -1,5 +1,4 @@
 import { mkdir } from 'node:fs/promises';
-import { join } from 'node:path';
 import type { Logger } from 'pino';
 import { execaRunner, type Runner } from '../lib/exec.js';
 import { createFilesystemOps } from '../volume-plugin/fs/filesystem.js';
@@ -7,7 +6,7 @@ import { VolumeManager } from '../volume-plugin/manager.js';
 import { listenPlugin, type PluginServer } from '../volume-plugin/server.js';
 import { createEbsFromConfig, createLoopFromConfig, resolveBackendKind, type AwsOverrides } from './backend-factory.js';
 import type { CertRefresher } from './cert-refresher.js';
-import type { Config } from './config.js';
+import { pluginSocketPath, type Config } from './config.js';
 import { createHealthServer, type HealthServer } from './health-server.js';
 import { createRegistry } from './metrics.js';
 import type { Registry } from 'prom-client';
@@ -35,10 +34,6 @@ export interface AgentOptions {
   aws?: AwsOverrides;
 }
 
-export function socketPathOf(config: Config): string {
-  return join(config.BERTH_PLUGIN_DIR, `${config.BERTH_PLUGIN_NAME}.sock`);
-}
-
 /** Wires the agent in start order: backend → manager → plugin socket → health endpoint. */
 export async function startAgent(config: Config, logger: Logger, options: AgentOptions = {}): Promise<Agent> {
   const runner = options.runner ?? execaRunner;
@@ -59,7 +54,7 @@ export async function startAgent(config: Config, logger: Logger, options: AgentO
   });
   await manager.start();
 
-  const plugin = await listenPlugin(socketPathOf(config), { driver: manager, logger: logger.child({ component: 'plugin' }), registry });
+  const plugin = await listenPlugin(pluginSocketPath(config), { driver: manager, logger: logger.child({ component: 'plugin' }), registry });
   logger.info({ socket: plugin.socketPath, backend: kind, volumes: manager.snapshot().length }, 'plugin socket listening');
 
   const health = createHealthServer({
