@@ -3,7 +3,7 @@ import type { Logger } from 'pino';
 import { execaRunner, type Runner } from '../lib/exec.js';
 import { createFilesystemOps } from '../volume-plugin/fs/filesystem.js';
 import { VolumeManager } from '../volume-plugin/manager.js';
-import { listenPlugin, type PluginServer } from '../volume-plugin/server.js';
+import { assertSocketFree, listenPlugin, type PluginServer } from '../volume-plugin/server.js';
 import { createEbsFromConfig, createLoopFromConfig, resolveBackendKind, type AwsOverrides } from './backend-factory.js';
 import type { CertRefresher } from './cert-refresher.js';
 import { pluginSocketPath, type Config } from './config.js';
@@ -36,6 +36,8 @@ export interface AgentOptions {
 
 /** Wires the agent in start order: backend → manager → plugin socket → health endpoint. */
 export async function startAgent(config: Config, logger: Logger, options: AgentOptions = {}): Promise<Agent> {
+  // Before the state dir is touched: a second agent on a live one's socket must change nothing.
+  await assertSocketFree(pluginSocketPath(config));
   const runner = options.runner ?? execaRunner;
   const registry = createRegistry();
   await mkdir(config.BERTH_STATE_DIR, { recursive: true, mode: 0o700 });

@@ -187,6 +187,13 @@ export async function probeSocket(socketPath: string, timeoutMs = 1_000): Promis
   });
 }
 
+/** Refuses a socket path another server answers on (a stale socket file or none is fine). */
+export async function assertSocketFree(socketPath: string): Promise<void> {
+  if ((await probeSocket(socketPath)) === 'answers') {
+    throw new BerthError('CONFLICT', `another server is listening on ${socketPath} (another berth agent?); stop it first, or give this one another BERTH_PLUGIN_NAME`);
+  }
+}
+
 /**
  * Listens on a unix socket readable and writable by root only.
  *
@@ -202,9 +209,7 @@ export async function listenPlugin(socketPath: string, deps: PluginServerDeps): 
   const handler = createPluginHandler(deps);
   let active = 0;
   await mkdir(dirname(socketPath), { recursive: true, mode: 0o755 });
-  if ((await probeSocket(socketPath)) === 'answers') {
-    throw new BerthError('CONFLICT', `another server is listening on ${socketPath} (another berth agent?); stop it first, or give this one another BERTH_PLUGIN_NAME`);
-  }
+  await assertSocketFree(socketPath);
   // A directory only root can enter: nobody can connect to the socket before its mode is 0600.
   const bindDir = await mkdtemp(join(dirname(socketPath), `.${basename(socketPath)}.`));
   const bindPath = join(bindDir, 'plugin.sock');
