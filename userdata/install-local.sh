@@ -82,13 +82,14 @@ start_agent() { # $1: state dir
   agent_pid=
   if [ "$init" = systemd ]; then
     if [ -f "$prefix/berth.service" ]; then
-      sed "s#/opt/berth#$prefix#g" "$prefix/berth.service" > "$unit.tmp" && chmod 0644 "$unit.tmp" && mv "$unit.tmp" "$unit"
+      sed -e "s#/opt/berth#$prefix#g" -e "s#/etc/berth/berth.env#$envfile#g" "$prefix/berth.service" > "$unit.tmp"
+      chmod 0644 "$unit.tmp" && mv "$unit.tmp" "$unit"
     fi
     systemctl daemon-reload
     systemctl enable berth.service >/dev/null
-    # ExecStartPost waits for the socket to answer; a failure shows in berth wait below too.
-    systemctl start berth.service || true
-    return
+    # ExecStartPost (berth wait) makes this fail when the agent does not answer.
+    systemctl start berth.service || { why="systemctl start berth.service failed"; return 1; }
+    return 0
   fi
   mkdir -p "$1"
   # shellcheck disable=SC2016 # expanded by the inner shell
@@ -199,8 +200,8 @@ chmod +x "$prefix/dist/agent/cli.js"
 mkdir -p "$bindir"
 ln -sfn "$prefix/dist/agent/cli.js" "$bindir/berth"
 
-start_agent "$statedir"
-if why=$(wait_serving 2>&1); then
+why=
+if start_agent "$statedir" && why=$(wait_serving 2>&1); then
   copy_private "$envfile" "$prefix/berth.env.installed"
   rm -rf "$prefix.old"
   say "berth is ready ($init; logs: $(where_logs "$statedir")): docker volume create -d $plugin -o size=1GiB myvolume (berth status, berth doctor)"
@@ -220,8 +221,8 @@ if [ -f "$prefix/berth.env.installed" ] && ! cmp -s "$prefix/berth.env.installed
   copy_private "$prefix/berth.env.installed" "$envfile"
   restored=" and $envfile (yours is kept as $envfile.rejected)"
 fi
-start_agent "$old_statedir"
-if why=$(wait_serving 2>&1); then
+why=
+if start_agent "$old_statedir" && why=$(wait_serving 2>&1); then
   die "rolled back to the previous install$restored, which is serving again; the failed install is in $prefix.failed (log: $(where_logs "$statedir"))"
 fi
 die "rolled back to the previous install$restored, but it does not answer either: ${why#berth: }"
