@@ -50,7 +50,7 @@ const COMMANDS: Record<string, CommandSpec> = {
 const USAGE = `usage: berth <command> [--json]
 
 commands:
-${Object.values(COMMANDS).map((c) => `  ${c.usage.padEnd(16)}${c.usage.length >= 16 ? `\n${' '.repeat(18)}` : '  '}${c.help}`).join('\n')}
+${Object.values(COMMANDS).map((c) => `  ${c.usage.padEnd(16)}${c.usage.length >= 16 ? `\n${' '.repeat(20)}` : '  '}${c.help}`).join('\n')}
 
 options:
   --json            machine-readable output (errors too: {"error", "exitCode"})
@@ -156,13 +156,15 @@ async function reconcilePlan(env: CliEnv): Promise<ReconcilePlan> {
   return body;
 }
 
+const permissionDenied = (socketPath: string) => `permission denied on ${socketPath}: the plugin socket is root-only; run with sudo`;
+
 async function pluginCall(env: CliEnv, endpoint: string, body: unknown): Promise<Record<string, unknown>> {
   const socketPath = pluginSocketPath(env.config);
   try {
     return (await httpJson({ socketPath, path: endpoint, method: 'POST', body, timeoutMs: 10_000 })).json as Record<string, unknown>;
   } catch (err) {
     const code = (err as NodeJS.ErrnoException).code;
-    if (code === 'EACCES') throw new CliError(4, `permission denied on ${socketPath}: the plugin socket is root-only; run with sudo`);
+    if (code === 'EACCES') throw new CliError(4, permissionDenied(socketPath));
     if (code === 'ENOENT') throw new CliError(3, `the agent is not running (no plugin socket at ${socketPath})`);
     if (code === 'ECONNREFUSED') throw new CliError(3, `the agent is not running (${socketPath} is stale: a socket file nothing answers on, left by an agent that was killed)`);
     throw new CliError(3, `the plugin socket ${socketPath} did not answer: ${(err as Error).message}`);
@@ -195,6 +197,7 @@ async function socketCheck(env: CliEnv): Promise<Check> {
   try {
     verdict = await probeSocket(socketPath);
   } catch (err) {
+    if ((err as { errno?: string }).errno === 'EACCES') return { name, result: 'fail', detail: permissionDenied(socketPath), fix: 'run berth with sudo' };
     return { name, result: 'fail', detail: errorMessage(err) };
   }
   if (verdict === 'missing') return { name, result: 'fail', detail: `${socketPath} does not exist`, fix: 'systemctl start berth; journalctl -u berth' };
@@ -317,6 +320,7 @@ async function waitServing(env: CliEnv, timeoutSeconds: number, pid: number | un
   for (;;) {
     const why = await notServing(env);
     if (why === undefined) return;
+    if (why.startsWith('permission denied')) throw new CliError(4, why);
     if (pid !== undefined && !alive(pid)) throw new CliError(3, `the agent (pid ${pid}) exited before it answered: ${why}`);
     if (Date.now() >= deadline) throw new CliError(3, `the agent did not answer within ${timeoutSeconds} s: ${why}`);
     await new Promise((r) => setTimeout(r, 100));

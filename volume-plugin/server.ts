@@ -182,7 +182,7 @@ export async function probeSocket(socketPath: string, timeoutMs = 1_000): Promis
     conn.once('connect', () => done('answers'));
     conn.once('error', (err: NodeJS.ErrnoException) => {
       if (err.code === 'ECONNREFUSED' || err.code === 'ENOENT') done('stale');
-      else done(new BerthError('INTERNAL', `cannot probe ${socketPath}: ${err.message}`));
+      else done(Object.assign(new BerthError('INTERNAL', `cannot probe ${socketPath}: ${err.message}`), { errno: err.code }));
     });
   });
 }
