@@ -213,18 +213,20 @@ export async function listenPlugin(socketPath: string, deps: PluginServerDeps): 
   // A directory only root can enter: nobody can connect to the socket before its mode is 0600.
   const bindDir = await mkdtemp(join(dirname(socketPath), `.${basename(socketPath)}.`));
   const bindPath = join(bindDir, 'plugin.sock');
+  const server: Server = createServer(handler);
   let bound: { dev: number; ino: number };
-  let server: Server;
   try {
-    server = await new Promise((resolve, reject) => {
-      const s = createServer(handler);
-      s.once('error', reject);
-      s.listen(bindPath, () => resolve(s));
+    await new Promise<void>((resolve, reject) => {
+      server.once('error', reject);
+      server.listen(bindPath, () => resolve());
     });
     await chmod(bindPath, 0o600);
     const st = await lstat(bindPath);
     bound = { dev: st.dev, ino: st.ino };
     await rename(bindPath, socketPath);
+  } catch (err) {
+    if (server.listening) await new Promise((r) => server.close(r));
+    throw err;
   } finally {
     await rm(bindDir, { recursive: true, force: true });
   }
