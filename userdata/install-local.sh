@@ -112,13 +112,14 @@ where_logs() { if [ "$init" = systemd ]; then echo "journalctl -u berth"; else e
 
 uninstall() {
   local check statedir socket mounted
-  if [ -f "$prefix/dist/agent/main.js" ] && check=$(check_config "$prefix" "$envfile" 2>/dev/null); then
-    statedir=$(field "$check" stateDir)
-    socket=$(field "$check" socket)
-  else
-    statedir=/var/lib/berth socket=/run/docker/plugins/berth.sock
-    say "no installed build or a bad $envfile: assuming state dir $statedir"
-  fi
+  local build=
+  for b in "$prefix" "$src"; do [ -f "$b/dist/agent/main.js" ] && { build=$b; break; }; done
+  # Missing tools do not matter here: only where the configuration puts things.
+  check=
+  [ -z "$build" ] || check=$(check_config "$build" "$envfile") || true
+  statedir=$( [ -z "$check" ] || field "$check" stateDir)
+  socket=$( [ -z "$check" ] || field "$check" socket)
+  [ -n "$statedir" ] || die "cannot read the configuration (no build in $prefix or $src, or a bad $envfile, above): nothing removed"
   mounted=$(awk -v d="$statedir/mounts/" 'index($5, d) == 1 { print $5 }' /proc/self/mountinfo)
   if [ -n "$mounted" ]; then
     die "berth volumes are mounted (stop their containers and docker volume rm them, then run this again); nothing removed:
