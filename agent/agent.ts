@@ -1,13 +1,12 @@
 import { mkdir } from 'node:fs/promises';
-import { join } from 'node:path';
 import type { Logger } from 'pino';
 import { execaRunner, type Runner } from '../lib/exec.js';
 import { createFilesystemOps } from '../volume-plugin/fs/filesystem.js';
 import { VolumeManager } from '../volume-plugin/manager.js';
-import { listenPlugin, type PluginServer } from '../volume-plugin/server.js';
+import { assertSocketFree, listenPlugin, type PluginServer } from '../volume-plugin/server.js';
 import { createEbsFromConfig, createLoopFromConfig, resolveBackendKind, type AwsOverrides } from './backend-factory.js';
 import type { CertRefresher } from './cert-refresher.js';
-import type { Config } from './config.js';
+import { pluginSocketPath, type Config } from './config.js';
 import { engineReferences } from './engine-references.js';
 import { createHealthServer, type HealthServer } from './health-server.js';
 import { createRegistry } from './metrics.js';
@@ -38,12 +37,10 @@ export interface AgentOptions {
   aws?: AwsOverrides;
 }
 
-export function socketPathOf(config: Config): string {
-  return join(config.BERTH_PLUGIN_DIR, `${config.BERTH_PLUGIN_NAME}.sock`);
-}
-
 /** Wires the agent in start order: backend → manager → plugin socket → health endpoint. */
 export async function startAgent(config: Config, logger: Logger, options: AgentOptions = {}): Promise<Agent> {
+  // Before the state dir is touched: a second agent on a live one's socket must change nothing.
+  await assertSocketFree(pluginSocketPath(config));
   const runner = options.runner ?? execaRunner;
   const registry = createRegistry();
   await mkdir(config.BERTH_STATE_DIR, { recursive: true, mode: 0o700 });
@@ -71,7 +68,7 @@ export async function startAgent(config: Config, logger: Logger, options: AgentO
   referenceTimer?.unref();
   if (engine) checkReferences('start');
 
-  const plugin = await listenPlugin(socketPathOf(config), { driver: manager, logger: logger.child({ component: 'plugin' }), registry });
+  const plugin = await listenPlugin(pluginSocketPath(config), { driver: manager, logger: logger.child({ component: 'plugin' }), registry });
   logger.info({ socket: plugin.socketPath, backend: kind, volumes: manager.snapshot().length }, 'plugin socket listening');
 
   const health = createHealthServer({

@@ -102,7 +102,7 @@ async function buildEbs(config: Config, log: Logger, aws: AwsOverrides): Promise
     tagPrefix: config.BERTH_TAG_PREFIX,
     ...(config.BERTH_IMDS_ENDPOINT ? { endpointHint: config.BERTH_IMDS_ENDPOINT } : {}),
     instanceTags: async (instanceId, region) => {
-      const facade = new Ec2Facade({ client: await clientFor(region), instanceId });
+      const facade = new Ec2Facade({ client: await clientFor(region), instanceId, maxConcurrentAttachments: config.BERTH_ATTACH_CONCURRENCY });
       return (await facade.instances([instanceId])).get(instanceId)?.tags ?? {};
     },
   });

@@ -1,32 +1,59 @@
 #!/usr/bin/env node
 import { execFileSync } from 'node:child_process';
 import { accessSync, constants, existsSync, readFileSync, realpathSync, statSync } from 'node:fs';
+import { unlink } from 'node:fs/promises';
 import { request } from 'node:http';
 import { join } from 'node:path';
+import { createInterface } from 'node:readline/promises';
 import { pathToFileURL } from 'node:url';
-import type { VolumeStatus } from '../volume-plugin/manager.js';
 import { parseArgs } from 'node:util';
+import { errorMessage } from '../lib/errors.js';
+import { listRetainedLoopVolumes, type RetainedLoopVolume } from '../volume-plugin/backends/loop.js';
+import type { VolumeStatus } from '../volume-plugin/manager.js';
+import { assertVolumeName, formatSize } from '../volume-plugin/options.js';
+import { probeSocket } from '../volume-plugin/server.js';
+import { resolveBackendKind } from './backend-factory.js';
+import { ConfigError, loadInstalledConfig, pluginSocketPath, type Config } from './config.js';
+import { checkInstall, missingTools, toolsFor } from './preflight.js';
 
 /**
  * Operator CLI. Talks to the running agent over its local health endpoint
- * (BERTH_HEALTH_ADDR) and plugin socket. Exit codes: 0 ok, 1 a problem was
- * found (not ready, check failed, no such volume), 2 usage error, 3 the agent
- * does not answer, 4 permission denied.
+ * (BERTH_HEALTH_ADDR) and plugin socket, with the configuration the installed
+ * agent runs with (/etc/berth/berth.env or BERTH_ENV_FILE, BERTH_CONFIG_FILE,
+ * BERTH_* variables; config.ts). Exit codes: 0 ok, 1 a problem was found (not
+ * ready, check failed, no such volume), 2 usage error, 3 the agent does not
+ * answer, 4 permission denied.
  */
+
+interface CommandSpec {
+  usage: string;
+  help: string;
+  /** Positional arguments after the command: exactly these many (or min..max). */
+  args: [number, number];
+  /** Options this command takes besides --json. */
+  options?: string[];
+  /** What a missing argument is, for the error. */
+  needs?: string;
+}
+
+const COMMANDS: Record<string, CommandSpec> = {
+  status: { usage: 'status', help: 'agent health, backend, readiness and volumes', args: [0, 0] },
+  ls: { usage: 'ls', help: 'volumes with their mount state', args: [0, 0] },
+  inspect: { usage: 'inspect NAME', help: 'one volume in full', args: [1, 1], needs: 'a volume name' },
+  doctor: { usage: 'doctor', help: 'check this host for what berth needs', args: [0, 0] },
+  reconcile: { usage: 'reconcile --dry-run', help: "what the agent's next reconcile pass would attach,\n                    mount, release or detach, and why", args: [0, 0], options: ['dry-run'] },
+  wait: { usage: 'wait [--timeout SECONDS] [--pid PID]', help: 'wait until the agent answers on its plugin socket and\n                    health endpoint (exit 3 when it does not in time)', args: [0, 0], options: ['timeout', 'pid'] },
+  config: { usage: 'config check', help: 'validate the configuration the agent would start with', args: [1, 1], needs: 'a subcommand' },
+  retained: { usage: 'retained [ls | purge NAME [--yes]]', help: 'loop volumes removed with onRemove=retain whose images\n                    are kept; purge deletes one image for good', args: [0, 2], options: ['yes'] },
+};
 
 const USAGE = `usage: berth <command> [--json]
 
 commands:
-  status            agent health, backend, readiness and volumes
-  ls                volumes with their mount state
-  inspect NAME      one volume in full
-  doctor            check this host for what berth needs
-  reconcile --dry-run
-                    what the agent's next reconcile pass would attach,
-                    mount, release or detach, and why
+${Object.values(COMMANDS).map((c) => `  ${c.usage.padEnd(16)}${c.usage.length >= 16 ? `\n${' '.repeat(20)}` : '  '}${c.help}`).join('\n')}
 
 options:
-  --json            machine-readable output
+  --json            machine-readable output (errors too: {"error", "exitCode"})
   -h, --help        this help
   --version         berth's version`;
 
@@ -48,19 +75,31 @@ interface AgentStatus {
 }
 
 export interface CliEnv {
-  healthAddr: string;
-  pluginDir: string;
-  pluginName: string;
+  config: Config;
   out: (line: string) => void;
+  /** Asks the operator a question on a terminal; undefined when there is none. */
+  ask?: (question: string) => Promise<string>;
 }
 
-function envFromProcess(): CliEnv {
-  return {
-    healthAddr: process.env.BERTH_HEALTH_ADDR ?? '127.0.0.1:9470',
-    pluginDir: process.env.BERTH_PLUGIN_DIR ?? '/run/docker/plugins',
-    pluginName: process.env.BERTH_PLUGIN_NAME ?? 'berth',
-    out: (line) => process.stdout.write(`${line}\n`),
-  };
+function envFromProcess(out: (line: string) => void): CliEnv {
+  let config: Config;
+  try {
+    config = loadInstalledConfig(process.env);
+  } catch (err) {
+    if (err instanceof ConfigError) throw new CliError(2, err.message.replace(/\n\s*/g, ' '));
+    throw err;
+  }
+  const ask = process.stdin.isTTY
+    ? async (question: string) => {
+        const rl = createInterface({ input: process.stdin, output: process.stderr });
+        try {
+          return await rl.question(question);
+        } finally {
+          rl.close();
+        }
+      }
+    : undefined;
+  return { config, out, ...(ask ? { ask } : {}) };
 }
 
 function httpJson(opts: { socketPath?: string; host?: string; port?: number; path: string; method: 'GET' | 'POST'; body?: unknown; timeoutMs?: number }): Promise<{ status: number; json: unknown }> {
@@ -86,19 +125,20 @@ function httpJson(opts: { socketPath?: string; host?: string; port?: number; pat
 }
 
 async function agentGet(env: CliEnv, path: string, timeoutMs = 10_000): Promise<{ status: number; json: unknown }> {
-  const idx = env.healthAddr.lastIndexOf(':');
+  const addr = env.config.BERTH_HEALTH_ADDR;
+  const idx = addr.lastIndexOf(':');
   let res: { status: number; json: unknown };
   try {
-    res = await httpJson({ host: env.healthAddr.slice(0, idx), port: Number(env.healthAddr.slice(idx + 1)), path, method: 'GET', timeoutMs });
+    res = await httpJson({ host: addr.slice(0, idx), port: Number(addr.slice(idx + 1)), path, method: 'GET', timeoutMs });
   } catch (err) {
     const code = (err as NodeJS.ErrnoException).code;
     if (code === 'ECONNREFUSED' || code === 'ENOENT') {
-      throw new CliError(3, `the agent is not running (nothing answers on ${env.healthAddr}); start it: systemctl start berth`);
+      throw new CliError(3, `the agent is not running (nothing answers on ${addr}); start it: systemctl start berth`);
     }
-    throw new CliError(3, `the agent did not answer on ${env.healthAddr}: ${(err as Error).message}`);
+    throw new CliError(3, `the agent did not answer on ${addr}: ${(err as Error).message}`);
   }
   // The agent's details are root-only (agent/health-server.ts), like its plugin socket.
-  if (res.status === 403) throw new CliError(4, `permission denied on ${env.healthAddr}${path}: the agent's details are root-only; run with sudo`);
+  if (res.status === 403) throw new CliError(4, `permission denied on ${addr}${path}: the agent's details are root-only; run with sudo`);
   return res;
 }
 
@@ -120,14 +160,17 @@ async function reconcilePlan(env: CliEnv): Promise<ReconcilePlan> {
   return body;
 }
 
+const permissionDenied = (socketPath: string) => `permission denied on ${socketPath}: the plugin socket is root-only; run with sudo`;
+
 async function pluginCall(env: CliEnv, endpoint: string, body: unknown): Promise<Record<string, unknown>> {
-  const socketPath = join(env.pluginDir, `${env.pluginName}.sock`);
+  const socketPath = pluginSocketPath(env.config);
   try {
-    return (await httpJson({ socketPath, path: endpoint, method: 'POST', body })).json as Record<string, unknown>;
+    return (await httpJson({ socketPath, path: endpoint, method: 'POST', body, timeoutMs: 10_000 })).json as Record<string, unknown>;
   } catch (err) {
     const code = (err as NodeJS.ErrnoException).code;
-    if (code === 'EACCES') throw new CliError(4, `permission denied on ${socketPath}: the plugin socket is root-only; run with sudo`);
-    if (code === 'ENOENT' || code === 'ECONNREFUSED') throw new CliError(3, `the agent is not running (no plugin socket at ${socketPath})`);
+    if (code === 'EACCES') throw new CliError(4, permissionDenied(socketPath));
+    if (code === 'ENOENT') throw new CliError(3, `the agent is not running (no plugin socket at ${socketPath})`);
+    if (code === 'ECONNREFUSED') throw new CliError(3, `the agent is not running (${socketPath} is stale: a socket file nothing answers on, left by an agent that was killed)`);
     throw new CliError(3, `the plugin socket ${socketPath} did not answer: ${(err as Error).message}`);
   }
 }
@@ -150,12 +193,30 @@ interface Check {
   fix?: string;
 }
 
-function has(tool: string): boolean {
+/** The plugin socket, probed once: one verdict (missing, stale, wrong mode, wrong answer, or ok). */
+async function socketCheck(env: CliEnv): Promise<Check> {
+  const name = 'plugin socket';
+  const socketPath = pluginSocketPath(env.config);
+  let verdict;
   try {
-    execFileSync('sh', ['-c', `command -v ${tool}`], { stdio: 'ignore' });
-    return true;
-  } catch {
-    return false;
+    verdict = await probeSocket(socketPath);
+  } catch (err) {
+    if ((err as { errno?: string }).errno === 'EACCES') return { name, result: 'fail', detail: permissionDenied(socketPath), fix: 'run berth with sudo' };
+    return { name, result: 'fail', detail: errorMessage(err) };
+  }
+  if (verdict === 'missing') return { name, result: 'fail', detail: `${socketPath} does not exist`, fix: 'systemctl start berth; journalctl -u berth' };
+  if (verdict === 'stale') {
+    return { name, result: 'fail', detail: `${socketPath} is stale: a socket file nothing answers on (left by an agent that was killed)`, fix: 'systemctl restart berth (the agent replaces a stale socket); journalctl -u berth' };
+  }
+  const mode = statSync(socketPath).mode & 0o777;
+  if (mode !== 0o600) return { name, result: 'fail', detail: `${socketPath} has mode ${mode.toString(8)}, expected 600`, fix: 'restart berth' };
+  try {
+    const res = await pluginCall(env, '/Plugin.Activate', {});
+    return JSON.stringify(res.Implements) === '["VolumeDriver"]'
+      ? { name, result: 'ok', detail: `${socketPath} (0600) answers: Implements VolumeDriver` }
+      : { name, result: 'fail', detail: `${socketPath} answers something that is not berth: ${JSON.stringify(res).slice(0, 200)}` };
+  } catch (err) {
+    return { name, result: 'fail', detail: errorMessage(err) };
   }
 }
 
@@ -165,11 +226,15 @@ async function doctor(env: CliEnv, progress: (name: string) => void): Promise<Ch
     progress(c.name);
     checks.push(c);
   };
-  const tools = ['blkid', 'mkfs.ext4', 'mkfs.xfs', 'e2fsck', 'losetup', 'mount', 'umount', 'chattr', 'findmnt'];
-  const missing = tools.filter((t) => !has(t));
-  add(missing.length === 0
-    ? { name: 'tools', result: 'ok', detail: tools.join(', ') }
-    : { name: 'tools', result: 'fail', detail: `missing ${missing.join(', ')}`, fix: 'apt-get install util-linux e2fsprogs xfsprogs (dnf install util-linux e2fsprogs xfsprogs)' });
+  const tools = toolsFor(await resolveBackendKind(env.config), env.config.BERTH_DEFAULT_FS);
+  const missing = missingTools(tools.required);
+  const missingOptional = missingTools(tools.optional);
+  const fix = 'apt-get install util-linux e2fsprogs xfsprogs (dnf install util-linux e2fsprogs xfsprogs)';
+  add(missing.length > 0
+    ? { name: 'tools', result: 'fail', detail: `missing ${missing.join(', ')}`, fix }
+    : missingOptional.length > 0
+      ? { name: 'tools', result: 'warn', detail: `missing ${missingOptional.join(', ')}: xfs volumes cannot be made or grown`, fix }
+      : { name: 'tools', result: 'ok', detail: [...tools.required, ...tools.optional].join(', ') });
 
   const filesystems = existsSync('/proc/filesystems') ? readFileSync('/proc/filesystems', 'utf8') : '';
   const fsMissing = ['ext4', 'xfs'].filter((f) => !new RegExp(`\\s${f}$`, 'm').test(filesystems));
@@ -180,23 +245,7 @@ async function doctor(env: CliEnv, progress: (name: string) => void): Promise<Ch
     ? { name: 'loop devices', result: 'ok', detail: '/dev/loop-control present' }
     : { name: 'loop devices', result: 'warn', detail: 'no /dev/loop-control (needed by the loop backend only)', fix: 'modprobe loop' });
 
-  const socketPath = join(env.pluginDir, `${env.pluginName}.sock`);
-  if (!existsSync(socketPath)) {
-    add({ name: 'plugin socket', result: 'fail', detail: `${socketPath} does not exist`, fix: 'systemctl start berth; journalctl -u berth' });
-  } else {
-    const mode = statSync(socketPath).mode & 0o777;
-    add(mode === 0o600
-      ? { name: 'plugin socket', result: 'ok', detail: `${socketPath} (0600)` }
-      : { name: 'plugin socket', result: 'fail', detail: `${socketPath} has mode ${mode.toString(8)}, expected 600`, fix: 'restart berth; check its umask' });
-    try {
-      const res = await pluginCall(env, '/Plugin.Activate', {});
-      add(JSON.stringify(res.Implements) === '["VolumeDriver"]'
-        ? { name: 'plugin answers', result: 'ok', detail: 'Implements VolumeDriver' }
-        : { name: 'plugin answers', result: 'fail', detail: `unexpected answer ${JSON.stringify(res)}` });
-    } catch (err) {
-      add({ name: 'plugin answers', result: 'fail', detail: (err as Error).message });
-    }
-  }
+  add(await socketCheck(env));
 
   try {
     const status = await agentStatus(env);
@@ -224,9 +273,9 @@ async function doctor(env: CliEnv, progress: (name: string) => void): Promise<Ch
   try {
     accessSync('/var/run/docker.sock', constants.W_OK);
     const drivers = execFileSync('docker', ['info', '--format', '{{json .Plugins.Volume}}'], { encoding: 'utf8', timeout: 10_000 });
-    add(drivers.includes(`"${env.pluginName}"`)
+    add(drivers.includes(`"${env.config.BERTH_PLUGIN_NAME}"`)
       ? { name: 'dockerd sees berth', result: 'ok', detail: `volume drivers: ${drivers.trim()}` }
-      : { name: 'dockerd sees berth', result: 'warn', detail: `dockerd lists ${drivers.trim()}; it activates a plugin on first use`, fix: `docker volume ls -f driver=${env.pluginName}` });
+      : { name: 'dockerd sees berth', result: 'warn', detail: `dockerd lists ${drivers.trim()}; it activates a plugin on first use`, fix: `docker volume ls -f driver=${env.config.BERTH_PLUGIN_NAME}` });
   } catch {
     add({ name: 'dockerd sees berth', result: 'warn', detail: 'could not ask dockerd (not running, or no access to /var/run/docker.sock)' });
   }
@@ -242,24 +291,142 @@ function version(): string {
   return 'unknown';
 }
 
-export async function run(argv: string[], env: CliEnv = envFromProcess(), progress: (msg: string) => void = () => undefined): Promise<number> {
+function positiveNumber(value: string | undefined, option: string, fallback: number): number {
+  if (value === undefined) return fallback;
+  const n = Number(value);
+  if (!Number.isFinite(n) || n <= 0) throw new CliError(2, `--${option} must be a positive number, got ${JSON.stringify(value)}`);
+  return n;
+}
+
+function alive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (err) {
+    return (err as NodeJS.ErrnoException).code === 'EPERM';
+  }
+}
+
+/** Why the agent is not serving yet (socket and health endpoint), or undefined when it is. */
+async function notServing(env: CliEnv): Promise<string | undefined> {
+  const socket = await socketCheck(env);
+  if (socket.result !== 'ok') return socket.detail;
+  try {
+    const res = await agentGet(env, '/healthz', 2_000);
+    return res.status === 200 ? undefined : `/healthz answered HTTP ${res.status}`;
+  } catch (err) {
+    return errorMessage(err);
+  }
+}
+
+async function waitServing(env: CliEnv, timeoutSeconds: number, pid: number | undefined): Promise<void> {
+  const deadline = Date.now() + timeoutSeconds * 1000;
+  for (;;) {
+    const why = await notServing(env);
+    if (why === undefined) return;
+    if (why.startsWith('permission denied')) throw new CliError(4, why);
+    if (pid !== undefined && !alive(pid)) throw new CliError(3, `the agent (pid ${pid}) exited before it answered: ${why}`);
+    if (Date.now() >= deadline) throw new CliError(3, `the agent did not answer within ${timeoutSeconds} s: ${why}`);
+    await new Promise((r) => setTimeout(r, 100));
+  }
+}
+
+const sysBlock = (config: Config) => join(config.BERTH_SYSFS_ROOT, 'block');
+
+async function retainedVolumes(env: CliEnv): Promise<RetainedLoopVolume[]> {
+  const kind = await resolveBackendKind(env.config);
+  if (kind !== 'loop') {
+    throw new CliError(1, 'retained volumes of the ebs backend are EBS volumes tagged with a volume name and no host: list or delete them in EC2');
+  }
+  return listRetainedLoopVolumes(env.config.BERTH_STATE_DIR, sysBlock(env.config));
+}
+
+/**
+ * Deletes one retained volume's image and metadata, after checking that
+ * nothing uses it: the agent must answer and not know the name, and no loop
+ * device may be backed by the image.
+ */
+async function purgeRetained(env: CliEnv, name: string, confirmed: boolean): Promise<RetainedLoopVolume> {
+  const volume = (await retainedVolumes(env)).find((v) => v.name === name);
+  if (!volume) throw new CliError(1, `no retained volume named ${name} (berth retained lists them); a volume Docker lists is removed with docker volume rm`);
+  const status = await agentStatus(env).catch((err: unknown) => {
+    throw new CliError(3, `the agent must answer before a purge (it checks that nothing uses the volume): ${errorMessage(err)}`);
+  });
+  const known = status.volumes.find((v) => v.name === name);
+  if (known) throw new CliError(1, `the agent knows volume ${name} (${known.mounted ? `mounted, ${known.refs} container mount(s)` : 'not mounted'}): it is in use, not retained; nothing deleted`);
+  const got = await pluginCall(env, '/VolumeDriver.Get', { Name: name });
+  if (!got.Err) throw new CliError(1, `volume ${name} is listed again (a Create adopted it): nothing deleted`);
+  if (volume.devices.length > 0) throw new CliError(1, `the image of ${name} is attached to ${volume.devices.join(', ')}: it is in use; nothing deleted`);
+  if (!confirmed) {
+    if (!env.ask) throw new CliError(2, `purge deletes the data of ${name} for good: give --yes, or run it on a terminal to confirm`);
+    const typed = (await env.ask(`this deletes ${volume.image} (${formatSize(volume.sizeBytes)}) for good; type the volume name to confirm: `)).trim();
+    if (typed !== name) throw new CliError(1, `"${typed}" is not ${name}: nothing deleted`);
+  }
+  await unlink(volume.image).catch((err: NodeJS.ErrnoException) => {
+    if (err.code !== 'ENOENT') throw err;
+  });
+  await unlink(volume.sidecar);
+  return volume;
+}
+
+const JSON_ERRORS = (argv: readonly string[]) => argv.includes('--json');
+
+/**
+ * Runs one command. `env` is built only once the arguments parse (so --help
+ * works with a broken configuration); tests pass their own.
+ */
+export async function run(argv: string[], envOrLoader: CliEnv | (() => CliEnv) = () => envFromProcess((l) => process.stdout.write(`${l}\n`)), progress: (msg: string) => void = () => undefined): Promise<number> {
   let parsed;
   try {
-    parsed = parseArgs({ args: argv, allowPositionals: true, options: { json: { type: 'boolean' }, help: { type: 'boolean', short: 'h' }, version: { type: 'boolean' }, 'dry-run': { type: 'boolean' } } });
+    parsed = parseArgs({
+      args: argv,
+      allowPositionals: true,
+      options: {
+        json: { type: 'boolean' },
+        help: { type: 'boolean', short: 'h' },
+        version: { type: 'boolean' },
+        'dry-run': { type: 'boolean' },
+        timeout: { type: 'string' },
+        pid: { type: 'string' },
+        yes: { type: 'boolean' },
+      },
+    });
   } catch (err) {
     throw new CliError(2, `${(err as Error).message.split('\n')[0]}; see berth --help`);
   }
   const { values, positionals } = parsed;
+  const lazyOut = (line: string) => (typeof envOrLoader === 'function' ? process.stdout.write(`${line}\n`) : envOrLoader.out(line));
   if (values.help) {
-    env.out(USAGE);
+    lazyOut(USAGE);
     return 0;
   }
   if (values.version) {
-    env.out(version());
+    lazyOut(version());
     return 0;
   }
   const [command, ...rest] = positionals;
+  if (command === undefined) throw new CliError(2, 'no command given; see berth --help');
+  const spec = Object.hasOwn(COMMANDS, command) ? COMMANDS[command]! : undefined;
+  if (!spec) throw new CliError(2, `unknown command "${command}"; see berth --help`);
+  const usage = `usage: berth ${spec.usage} [--json]`;
+  const stray = Object.keys(values).filter((k) => !['json', 'help', 'version'].includes(k) && !(spec.options ?? []).includes(k));
+  if (stray.length > 0) throw new CliError(2, `${command} takes no --${stray[0]}; ${usage}`);
+  if (rest.length > spec.args[1]) throw new CliError(2, `${command}: unexpected argument "${rest[spec.args[1]]}"; ${usage}`);
+  if (rest.length < spec.args[0]) throw new CliError(2, `${command} needs ${spec.needs ?? 'an argument'}; ${usage}`);
+
   const json = values.json === true;
+  if (command === 'config') {
+    if (rest[0] !== 'check') throw new CliError(2, `config: unknown subcommand "${rest[0]}"; ${usage}`);
+    const result = await checkInstall(process.env);
+    const out = typeof envOrLoader === 'function' ? lazyOut : envOrLoader.out;
+    if (json) out(JSON.stringify(result, null, 2));
+    else if (result.problems.length) result.problems.forEach((p) => out(`FAIL ${p}`));
+    else out(`config ok: backend ${result.backend}, socket ${result.socket}, state dir ${result.stateDir}, health ${result.healthAddr}`);
+    if (!json) result.warnings.forEach((w) => out(`WARN ${w}`));
+    return result.ok ? 0 : 1;
+  }
+
+  const env = typeof envOrLoader === 'function' ? envOrLoader() : envOrLoader;
   const print = (value: unknown, lines: () => string[]) => (json ? env.out(JSON.stringify(value, null, 2)) : lines().forEach((l) => env.out(l)));
 
   switch (command) {
@@ -281,14 +448,10 @@ export async function run(argv: string[], env: CliEnv = envFromProcess(), progre
       return 0;
     }
     case 'inspect': {
-      const name = rest[0];
-      if (!name) throw new CliError(2, 'inspect needs a volume name; see berth --help');
+      const name = rest[0]!;
       const got = await pluginCall(env, '/VolumeDriver.Get', { Name: name });
+      if (got.Err) throw new CliError(1, String(got.Err));
       const local = (await agentStatus(env)).volumes.find((v) => v.name === name);
-      if (got.Err) {
-        env.out(json ? JSON.stringify({ error: got.Err }) : `berth: ${String(got.Err)}`);
-        return 1;
-      }
       const volume = { ...(got.Volume as object), local };
       print(volume, () => JSON.stringify(volume, null, 2).split('\n'));
       return 0;
@@ -313,8 +476,41 @@ export async function run(argv: string[], env: CliEnv = envFromProcess(), progre
       );
       return 0;
     }
-    case undefined:
-      throw new CliError(2, 'no command given; see berth --help');
+    case 'wait': {
+      const timeout = positiveNumber(values.timeout, 'timeout', 30);
+      const pid = values.pid === undefined ? undefined : positiveNumber(values.pid, 'pid', 0);
+      progress('waiting for the agent…');
+      await waitServing(env, timeout, pid);
+      const socket = pluginSocketPath(env.config);
+      print({ serving: true, socket, healthAddr: env.config.BERTH_HEALTH_ADDR }, () => [`berth answers on ${socket} and ${env.config.BERTH_HEALTH_ADDR}`]);
+      return 0;
+    }
+    case 'retained': {
+      const [sub = 'ls', name] = rest;
+      if (sub === 'ls') {
+        if (name !== undefined) throw new CliError(2, `retained ls: unexpected argument "${name}"; ${usage}`);
+        const vols = await retainedVolumes(env);
+        print(vols, () =>
+          vols.length === 0
+            ? ['no retained volumes']
+            : table(
+                ['NAME', 'SIZE', 'ON DISK', 'CREATED', 'IMAGE'],
+                vols.map((v) => [v.name, formatSize(v.sizeBytes), v.allocatedBytes === undefined ? 'missing' : formatSize(v.allocatedBytes), v.createdAt, v.image]),
+              ),
+        );
+        return 0;
+      }
+      if (sub !== 'purge') throw new CliError(2, `retained: unknown subcommand "${sub}"; ${usage}`);
+      if (name === undefined) throw new CliError(2, `retained purge needs the name of the volume to delete (there is no purge-all); ${usage}`);
+      try {
+        assertVolumeName(name);
+      } catch (err) {
+        throw new CliError(2, errorMessage(err));
+      }
+      const purged = await purgeRetained(env, name, values.yes === true);
+      print({ purged: purged.name, image: purged.image }, () => [`purged ${purged.name}: deleted ${purged.image} and its metadata`]);
+      return 0;
+    }
     default:
       throw new CliError(2, `unknown command "${command}"; see berth --help`);
   }
@@ -323,16 +519,32 @@ export async function run(argv: string[], env: CliEnv = envFromProcess(), progre
 // Run when executed (also through a symlink such as /usr/local/bin/berth), not when imported by tests.
 const isMain = process.argv[1] !== undefined && import.meta.url === pathToFileURL(realpathSync(process.argv[1])).href;
 if (isMain) {
-  const progress = process.stderr.isTTY ? (msg: string) => process.stderr.write(`\r\x1b[2K${msg}`) : () => undefined;
-  run(process.argv.slice(2), undefined, progress).then(
+  const argv = process.argv.slice(2);
+  // A reader that goes away (berth status | head -1) ends the output, not the command.
+  let closed = false;
+  const onStreamError = (err: NodeJS.ErrnoException) => {
+    if (err.code !== 'EPIPE') throw err;
+    closed = true;
+  };
+  process.stdout.on('error', onStreamError);
+  process.stderr.on('error', onStreamError);
+  const out = (line: string) => {
+    if (!closed) process.stdout.write(`${line}\n`);
+  };
+  const tty = process.stderr.isTTY;
+  const progress = tty ? (msg: string) => process.stderr.write(`\r\x1b[2K${msg}`) : () => undefined;
+  run(argv, () => envFromProcess(out), progress).then(
     (code) => {
-      if (process.stderr.isTTY) process.stderr.write('\r\x1b[2K');
+      if (tty) process.stderr.write('\r\x1b[2K');
       process.exitCode = code;
     },
     (err: unknown) => {
-      if (process.stderr.isTTY) process.stderr.write('\r\x1b[2K');
-      process.stderr.write(`berth: ${err instanceof CliError ? err.message : (err as Error).message}\n`);
-      process.exitCode = err instanceof CliError ? err.exitCode : 1;
+      if (tty) process.stderr.write('\r\x1b[2K');
+      const code = err instanceof CliError ? err.exitCode : 1;
+      const message = errorMessage(err);
+      if (JSON_ERRORS(argv)) out(JSON.stringify({ error: message, exitCode: code }));
+      else if (!closed) process.stderr.write(`berth: ${message}\n`);
+      process.exitCode = code;
     },
   );
 }

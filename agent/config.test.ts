@@ -2,7 +2,7 @@ import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { loadConfig } from './config.js';
+import { loadConfig, loadInstalledConfig, parseEnvFile, pluginSocketPath } from './config.js';
 
 describe('loadConfig', () => {
   it('has working defaults', () => {
@@ -27,5 +27,21 @@ describe('loadConfig', () => {
     expect(c.BERTH_DEFAULT_SIZE).toBe(2 * 2 ** 30);
     writeFileSync(file, '{nope');
     expect(() => loadConfig({ BERTH_CONFIG_FILE: file })).toThrow(/BERTH_CONFIG_FILE .*berth.json/);
+  });
+});
+
+describe('the installed configuration (env file)', () => {
+  it('reads KEY=VALUE lines as systemd does, and names a line that is not one', () => {
+    expect(parseEnvFile('# c\n; c\n\nBERTH_A=1\n  BERTH_B="two words"\nBERTH_C=\'x\'\n')).toEqual({ BERTH_A: '1', BERTH_B: 'two words', BERTH_C: 'x' });
+    expect(() => parseEnvFile('BERTH_A=1\nBERTH_BACKEND loop\n', '/etc/berth/berth.env')).toThrow(/\/etc\/berth\/berth\.env line 2: not KEY=VALUE/);
+  });
+
+  it('puts BERTH_* variables over the env file, and gives the socket path', () => {
+    const file = join(mkdtempSync(join(tmpdir(), 'berth-env-')), 'berth.env');
+    writeFileSync(file, 'BERTH_PLUGIN_NAME=fromfile\nBERTH_STATE_DIR=/srv/berth\nPATH=/ignored\n');
+    const c = loadInstalledConfig({ BERTH_ENV_FILE: file, BERTH_STATE_DIR: '/override' });
+    expect(pluginSocketPath(c)).toBe('/run/docker/plugins/fromfile.sock');
+    expect(c.BERTH_STATE_DIR).toBe('/override');
+    expect(loadInstalledConfig({ BERTH_ENV_FILE: join(file, 'missing') }).BERTH_PLUGIN_NAME).toBe('berth');
   });
 });

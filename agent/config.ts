@@ -1,4 +1,5 @@
 import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
 import * as z from 'zod/mini';
 import '../lib/zod-english.js';
 import { Filesystems, SizeSchema } from '../volume-plugin/options.js';
@@ -89,6 +90,14 @@ export const ConfigSchema = z.object({
 
 export type Config = Readonly<z.infer<typeof ConfigSchema>>;
 
+/** Variables that say where configuration comes from, not settings themselves. */
+const SOURCE_VARIABLES = new Set(['BERTH_CONFIG_FILE', 'BERTH_ENV_FILE']);
+
+/** The plugin socket, `<plugin dir>/<name>.sock`: where dockerd looks for a legacy plugin (docs/design.md §3). */
+export function pluginSocketPath(config: Pick<Config, 'BERTH_PLUGIN_DIR' | 'BERTH_PLUGIN_NAME'>): string {
+  return join(config.BERTH_PLUGIN_DIR, `${config.BERTH_PLUGIN_NAME}.sock`);
+}
+
 /** What a setting is for, as its schema says (the managed plugin's config.json lists these). */
 export function settingDescription(name: string): string | undefined {
   const schema = (ConfigSchema.shape as Record<string, z.ZodMiniType | undefined>)[name];
@@ -122,7 +131,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
   const file = env.BERTH_CONFIG_FILE ? fromFile(env.BERTH_CONFIG_FILE) : {};
   const input: Record<string, unknown> = { ...file };
   for (const [key, value] of Object.entries(env)) {
-    if (key.startsWith('BERTH_') && key !== 'BERTH_CONFIG_FILE' && value !== undefined && value !== '') input[key] = value;
+    if (key.startsWith('BERTH_') && !SOURCE_VARIABLES.has(key) && value !== undefined && value !== '') input[key] = value;
   }
   const known = new Set(Object.keys(ConfigSchema.shape));
   const unknown = Object.keys(input).filter((k) => !known.has(k));
@@ -135,4 +144,49 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     throw new ConfigError(`invalid configuration:\n  ${problems.join('\n  ')}`);
   }
   return Object.freeze(parsed.data);
+}
+
+/** Every setting at its default: what an agent started with an empty environment runs with. */
+export const CONFIG_DEFAULTS: Config = loadConfig({});
+
+/** The environment file the systemd unit reads (userdata/berth.service) and the installer writes. */
+export const ENV_FILE = '/etc/berth/berth.env';
+
+/**
+ * `KEY=VALUE` lines as systemd's EnvironmentFile= reads them: blank lines and
+ * lines starting with # or ; are skipped, a value may be in single or double
+ * quotes. A line that is not an assignment is an error (systemd would skip
+ * it with a log line nobody reads, and the setting would silently not apply).
+ */
+export function parseEnvFile(text: string, path = ENV_FILE): Record<string, string> {
+  const out: Record<string, string> = {};
+  text.split('\n').forEach((raw, i) => {
+    const line = raw.trim();
+    if (line === '' || line.startsWith('#') || line.startsWith(';')) return;
+    const m = /^([A-Za-z_][A-Za-z0-9_]*)=(.*)$/.exec(line);
+    if (!m) throw new ConfigError(`${path} line ${i + 1}: not KEY=VALUE: ${JSON.stringify(line.slice(0, 80))}`);
+    const value = m[2]!.trim();
+    const quoted = /^(["'])(.*)\1$/.exec(value);
+    out[m[1]!] = quoted ? quoted[2]! : value;
+  });
+  return out;
+}
+
+/**
+ * The configuration of the installed agent, for the CLI and the installer's
+ * check: the environment file (BERTH_ENV_FILE, default ENV_FILE) with this
+ * process's BERTH_* variables on top. A file this user may not read (it is
+ * 0600 root) counts as absent.
+ */
+export function loadInstalledConfig(env: NodeJS.ProcessEnv = process.env): Config {
+  const path = env.BERTH_ENV_FILE || ENV_FILE;
+  let fromFile: Record<string, string> = {};
+  try {
+    fromFile = parseEnvFile(readFileSync(path, 'utf8'), path);
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code;
+    if (code !== 'ENOENT' && code !== 'ENOTDIR' && code !== 'EACCES') throw err instanceof ConfigError ? err : new ConfigError(`${path}: ${(err as Error).message}`);
+  }
+  const berth = Object.fromEntries(Object.entries(fromFile).filter(([k]) => k.startsWith('BERTH_')));
+  return loadConfig({ ...berth, ...Object.fromEntries(Object.entries(env).filter(([k, v]) => k.startsWith('BERTH_') && v !== undefined && v !== '')) });
 }

@@ -3,8 +3,23 @@ import { startAgent } from './agent.js';
 import { ConfigError, loadConfig } from './config.js';
 import { crashPoints } from './crash-points.js';
 import { createLogger } from './logger.js';
+import { checkInstall } from './preflight.js';
+
+/**
+ * `--check-config`: load the configuration the installed agent would run with
+ * (BERTH_ENV_FILE, default /etc/berth/berth.env, under the BERTH_* variables)
+ * and check its tools, print the verdict as JSON and exit: 0 ok, 2 not.
+ * The installer runs it with the new build before it stops the running agent.
+ */
+async function checkConfig(): Promise<never> {
+  const result = await checkInstall();
+  process.stdout.write(`${JSON.stringify(result)}\n`);
+  for (const p of result.problems) process.stderr.write(`berth: ${p}\n`);
+  process.exit(result.ok ? 0 : 2);
+}
 
 async function main(): Promise<void> {
+  if (process.argv.includes('--check-config')) await checkConfig();
   let config;
   try {
     // Test-only, not a setting (agent/crash-points.ts).

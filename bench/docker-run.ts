@@ -11,7 +11,7 @@ import { execFileSync } from 'node:child_process';
 import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
-import { startChildAgent, stopChild, uniquePluginName } from '../test/helpers/agent.js';
+import { socketOf, startChildAgent, stopChild, uniquePluginName } from '../test/helpers/agent.js';
 import { docker, ensureBusyboxImage, TEST_IMAGE } from '../test/helpers/docker.js';
 import { detachLoopDevicesUnder, tempDir } from '../test/helpers/loop.js';
 import { median, unixPoster } from './lib.js';
@@ -52,7 +52,7 @@ try {
   console.log(`docker run --rm -v V:/d busybox true, median of ${runs}: berth ${b.toFixed(0)} ms, local ${l.toFixed(0)} ms, ratio ${(b / l).toFixed(2)} (target ≤ 1.25)`);
 
   // First mount of a new 1 GiB ext4 volume, through the plugin API, vs by hand.
-  const post = unixPoster(join('/run/docker/plugins', `${name}.sock`));
+  const post = unixPoster(socketOf(name));
   const firstMounts: number[] = [];
   const byHand: number[] = [];
   for (let i = 0; i < 5; i++) {

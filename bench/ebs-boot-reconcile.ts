@@ -21,6 +21,7 @@
  */
 import { parseArgs } from 'node:util';
 import { execa } from 'execa';
+import { CONFIG_DEFAULTS } from '../agent/config.js';
 import { Reconciler } from '../agent/reconciler.js';
 import { silentLogger } from '../agent/logger.js';
 import { execaRunner } from '../lib/exec.js';
@@ -88,8 +89,9 @@ async function timedBoot(n: number, concurrency: number, dir: string, boot: (man
 }
 
 /** berth: the reconciler, concurrency as the agent's default (BERTH_ATTACH_CONCURRENCY). */
+const ATTACH_CONCURRENCY = CONFIG_DEFAULTS.BERTH_ATTACH_CONCURRENCY;
 const berthBoot = (n: number) =>
-  timedBoot(n, 50, 'berth', (manager, backend) => new Reconciler({ manager, backend, concurrency: 50, intervalMs: 3_600_000, logger: silentLogger }).boot());
+  timedBoot(n, ATTACH_CONCURRENCY, 'berth', (manager, backend) => new Reconciler({ manager, backend, concurrency: ATTACH_CONCURRENCY, intervalMs: 3_600_000, logger: silentLogger }).boot());
 
 /** The seed: list by tag, then one volume at a time (attach, wait for it, find the device, mount). */
 const sequentialBoot = (n: number) =>
@@ -119,8 +121,8 @@ for (const n of sizes) {
 async function callsPerOperation(): Promise<void> {
   const w = await ebsWorld({ attachLatencyMs: 2_000, detachLatencyMs: 1_000, throttling: false });
   try {
-    const ec2 = new Ec2Facade({ client: w.client, instanceId: w.instanceId, maxConcurrentAttachments: 50 });
-    const backend = backendOf(w, 50, ec2);
+    const ec2 = new Ec2Facade({ client: w.client, instanceId: w.instanceId, maxConcurrentAttachments: ATTACH_CONCURRENCY });
+    const backend = backendOf(w, ATTACH_CONCURRENCY, ec2);
     const manager = await managerOf(w, backend, `${w.dir}/calls`);
     const id = 'c'.repeat(64);
     const measure = async (label: string, op: () => Promise<unknown>, budget?: number) => {

@@ -11,7 +11,7 @@ import { createServer } from 'node:http';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
-import { startChildAgent, stopChild, uniquePluginName } from '../test/helpers/agent.js';
+import { socketOf, startChildAgent, stopChild, uniquePluginName } from '../test/helpers/agent.js';
 import { detachLoopDevicesUnder, tempDir } from '../test/helpers/loop.js';
 import { fmtMs, percentile, rssOf, unixPoster } from './lib.js';
 
@@ -64,7 +64,7 @@ const nodeArgs = (process.env.AGENT_NODE_ARGS ?? unitFlags).split(' ').filter(Bo
 const child = await startChildAgent(name, join(dir, 'state'), { BERTH_LOG_LEVEL: 'warn' }, true, nodeArgs);
 console.log(`agent node flags: ${nodeArgs.join(' ') || '(none)'}`);
 try {
-  const post = unixPoster(join('/run/docker/plugins', `${name}.sock`));
+  const post = unixPoster(socketOf(name));
   for (let i = 0; i < volumes; i++) await post('/VolumeDriver.Create', { Name: `v${i}`, Opts: { size: '64MiB' } });
   const calls: Call[] = [];
   for (let i = 0; i < volumes; i++) {

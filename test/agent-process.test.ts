@@ -1,7 +1,9 @@
 import { execFileSync, spawnSync } from 'node:child_process';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
-import { startInProcessAgent, uniquePluginName } from './helpers/agent.js';
+import { existsSync } from 'node:fs';
+import { probeSocket } from '../volume-plugin/server.js';
+import { socketOf, startInProcessAgent, uniquePluginName } from './helpers/agent.js';
 import { noLoopReason } from './helpers/env.js';
 import { detachLoopDevicesUnder, tempDir } from './helpers/loop.js';
 
@@ -26,6 +28,20 @@ describe.skipIf(noLoopReason)(`agent health endpoint${noLoopReason ? ` (skipped:
   afterEach(() => {
     detachLoopDevicesUnder(dir.path);
     dir.cleanup();
+  });
+
+  it('a second agent with the same plugin name is refused before it touches its state, and the first keeps serving', async () => {
+    dir = tempDir('berth-twice');
+    const name = uniquePluginName();
+    const { agent } = await startInProcessAgent(name, join(dir.path, 'a'));
+    try {
+      await expect(startInProcessAgent(name, join(dir.path, 'b'))).rejects.toThrow(/another server is listening on \/run\/docker\/plugins\/.*\.sock/);
+      expect(existsSync(join(dir.path, 'b'))).toBe(false);
+      expect(await probeSocket(socketOf(name))).toBe('answers');
+    } finally {
+      await agent.stop();
+    }
+    expect(await probeSocket(socketOf(name))).toBe('missing');
   });
 
   it('serves /healthz, /readyz, /status and Prometheus /metrics on the local endpoint', async () => {

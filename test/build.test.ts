@@ -5,7 +5,7 @@ import { execa } from 'execa';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { unixPoster } from '../bench/lib.js';
 import { startImdsServer, type ImdsServer } from './aws/imds-server.js';
-import { startChildAgent, stopChild, uniquePluginName } from './helpers/agent.js';
+import { socketOf, startChildAgent, stopChild, uniquePluginName } from './helpers/agent.js';
 import { freePort, noLoopReason } from './helpers/env.js';
 import { detachLoopDevicesUnder, tempDir } from './helpers/loop.js';
 import { sleep } from '../lib/sleep.js';
@@ -41,7 +41,7 @@ describe.skipIf(noLoopReason)('the built agent (scripts/build.mjs)', () => {
     const name = uniquePluginName('berth-built');
     const child = await startChildAgent(name, join(tmp.path, 'state'), {}, main, ['--max-semi-space-size=1', '--lite-mode']);
     try {
-      const post = unixPoster(join('/run/docker/plugins', `${name}.sock`));
+      const post = unixPoster(socketOf(name));
       expect((await post('/Plugin.Activate')).json).toEqual({ Implements: ['VolumeDriver'] });
       expect((await post('/VolumeDriver.Create', { Name: 'v', Opts: { size: '64MiB', fs: 'ext4' } })).json.Err).toBe('');
       const bad = await post('/VolumeDriver.Create', { Name: 'w', Opts: { fs: 'ntfs' } });

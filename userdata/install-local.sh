@@ -1,72 +1,229 @@
 #!/usr/bin/env bash
 # Installs berth from this checkout into /opt/berth and starts it: under systemd
-# when systemd runs this host, else as a background process (pid and log under
-# /var/lib/berth). Loop backend unless /etc/berth/berth.env says otherwise.
+# when systemd runs this host, else as a background process (pid and log in the
+# state directory). Loop backend unless /etc/berth/berth.env says otherwise.
 # Idempotent: run it again to upgrade; running containers keep their mounts.
+#
+#   install-local.sh [--no-build]        install or upgrade (--no-build: use dist/ as it is)
+#   install-local.sh --uninstall [--purge]
+#
+# An upgrade checks the new build with the new configuration before it stops
+# the running agent, and rolls back to the previous install (and the
+# configuration it ran with) when the new agent does not answer in time.
+#
+# Installer settings (environment): BERTH_PREFIX (/opt/berth), BERTH_ENV_FILE
+# (/etc/berth/berth.env), BERTH_BIN_DIR (/usr/local/bin), BERTH_INIT
+# (auto|systemd|background), BERTH_INSTALL_WAIT_SECONDS (60).
 set -euo pipefail
 
 prefix=${BERTH_PREFIX:-/opt/berth}
-unset BERTH_PREFIX   # an installer setting: the agent refuses BERTH_* names it does not know
-envfile=/etc/berth/berth.env
+envfile=${BERTH_ENV_FILE:-/etc/berth/berth.env}
+bindir=${BERTH_BIN_DIR:-/usr/local/bin}
+init=${BERTH_INIT:-auto}
+wait_seconds=${BERTH_INSTALL_WAIT_SECONDS:-60}
 src=$(cd "$(dirname "$0")/.." && pwd)
+unit=/etc/systemd/system/berth.service
 
 die() { echo "install-local: $*" >&2; exit 1; }
-[ "$(id -u)" -eq 0 ] || die "run as root: sudo $0"
+say() { echo "install-local: $*"; }
+usage() { sed -n '7,8s/^#  //p' "$0"; }
+
+mode=install build=1 purge=0
+for arg in "$@"; do
+  case $arg in
+    --uninstall) mode=uninstall ;;
+    --purge) purge=1 ;;
+    --no-build) build=0 ;;
+    -h | --help) usage; exit 0 ;;
+    *) usage >&2; die "unknown argument $arg" ;;
+  esac
+done
+[ "$purge" -eq 0 ] || [ "$mode" = uninstall ] || die "--purge goes with --uninstall"
+[ "$(id -u)" -eq 0 ] || die "run as root: sudo $0 $*"
 command -v node >/dev/null || die "Node.js 20 or newer is required"
 node -e 'process.exit(Number(process.versions.node.split(".")[0]) >= 20 ? 0 : 1)' || die "Node.js 20 or newer is required (found $(node --version))"
-for tool in npm losetup blkid mkfs.ext4 e2fsck mount umount chattr findmnt; do
-  command -v "$tool" >/dev/null || die "missing $tool (Debian/Ubuntu: apt-get install util-linux e2fsprogs xfsprogs)"
-done
+case $init in
+  auto) if [ -d /run/systemd/system ]; then init=systemd; else init=background; fi ;;
+  systemd | background) ;;
+  *) die "BERTH_INIT must be auto, systemd or background (got $init)" ;;
+esac
 
-echo "building berth from $src"
-(cd "$src" && npm ci --no-audit --no-fund --loglevel=error && npm run --silent build)
+# The agent and its CLI see only the environment file, as under systemd.
+clean_env() { env -i PATH="$PATH" BERTH_ENV_FILE="$1" "${@:2}"; }
+# The configuration an install ($1) would run with from an env file ($2), as JSON; exit 2 when it is bad.
+check_config() { clean_env "$2" node "$1/dist/agent/main.js" --check-config; }
+field() { node -e 'process.stdout.write(String(JSON.parse(process.argv[1])[process.argv[2]] ?? ""))' "$1" "$2"; }
+# The new build's CLI, also while the previous install is being started again.
+cli_dist="$prefix/dist"
+berth() { clean_env "$envfile" node "$cli_dist/agent/cli.js" "$@"; }
+
+stop_agent() { # $1: state dir of the running agent (background mode)
+  if [ "$init" = systemd ]; then
+    systemctl stop berth.service 2>/dev/null || true
+    return
+  fi
+  local pidfile="$1/agent.pid" pid
+  [ -f "$pidfile" ] || return 0
+  pid=$(cat "$pidfile")
+  if kill -0 "$pid" 2>/dev/null; then
+    kill -TERM "$pid"
+    # The agent drains calls in flight for up to BERTH_SHUTDOWN_GRACE_SECONDS (30): as systemd's TimeoutStopSec.
+    for _ in $(seq 1 450); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+    if kill -0 "$pid" 2>/dev/null; then
+      say "the agent (pid $pid) did not stop in 45 s; killing it"
+      kill -KILL "$pid" 2>/dev/null || true
+    fi
+  fi
+  rm -f "$pidfile"
+}
+
+agent_pid=
+start_agent() { # $1: state dir
+  agent_pid=
+  if [ "$init" = systemd ]; then
+    if [ -f "$prefix/berth.service" ]; then
+      sed -e "s#/opt/berth#$prefix#g" -e "s#/etc/berth/berth.env#$envfile#g" "$prefix/berth.service" > "$unit.tmp"
+      chmod 0644 "$unit.tmp" && mv "$unit.tmp" "$unit"
+    fi
+    systemctl daemon-reload
+    systemctl enable berth.service >/dev/null
+    # ExecStartPost (berth wait) makes this fail when the agent does not answer.
+    systemctl start berth.service || { why="systemctl start berth.service failed"; return 1; }
+    return 0
+  fi
+  mkdir -p "$1"
+  # shellcheck disable=SC2016 # expanded by the inner shell
+  nohup env -i PATH="$PATH" bash -c 'set -a; . "$1"; set +a; exec node --max-semi-space-size=1 --lite-mode "$2"' _ "$envfile" "$prefix/dist/agent/main.js" >>"$1/agent.log" 2>&1 &
+  agent_pid=$!
+  echo "$agent_pid" > "$1/agent.pid"
+}
+
+wait_serving() {
+  if [ -n "$agent_pid" ]; then
+    berth wait --timeout "$wait_seconds" --pid "$agent_pid"
+  else
+    berth wait --timeout "$wait_seconds"
+  fi
+}
+
+copy_private() { (umask 077 && cp "$1" "$2.tmp" && chmod 0600 "$2.tmp" && mv "$2.tmp" "$2"); }
+
+where_logs() { if [ "$init" = systemd ]; then echo "journalctl -u berth"; else echo "$1/agent.log"; fi; }
+
+uninstall() {
+  local check statedir socket mounted
+  local build=
+  for b in "$prefix" "$src"; do [ -f "$b/dist/agent/main.js" ] && { build=$b; break; }; done
+  # Missing tools do not matter here: only where the configuration puts things.
+  check=
+  [ -z "$build" ] || check=$(check_config "$build" "$envfile") || true
+  statedir=$( [ -z "$check" ] || field "$check" stateDir)
+  socket=$( [ -z "$check" ] || field "$check" socket)
+  [ -n "$statedir" ] || die "cannot read the configuration (no build in $prefix or $src, or a bad $envfile, above): nothing removed"
+  mounted=$(awk -v d="$statedir/mounts/" 'index($5, d) == 1 { print $5 }' /proc/self/mountinfo)
+  if [ -n "$mounted" ]; then
+    die "berth volumes are mounted (stop their containers and docker volume rm them, then run this again); nothing removed:
+$mounted"
+  fi
+  stop_agent "$statedir"
+  if [ -f "$unit" ]; then
+    systemctl disable berth.service >/dev/null 2>&1 || true
+    rm -f "$unit"
+    systemctl daemon-reload 2>/dev/null || true
+  fi
+  # The agent removes its socket when it stops; one left by a killed agent is stale.
+  rm -f "$socket"
+  if [ -L "$bindir/berth" ] && case $(readlink "$bindir/berth") in "$prefix"/*) true ;; *) false ;; esac; then rm -f "$bindir/berth"; fi
+  rm -rf "$prefix" "$prefix.new" "$prefix.old" "$prefix.failed"
+  say "removed the agent, its unit, socket, $prefix and $bindir/berth"
+  if [ "$purge" -eq 1 ]; then
+    if grep -qs "^$statedir/images/" /sys/block/loop*/loop/backing_file; then
+      die "loop devices still use images under $statedir/images (losetup -a); state dir kept"
+    fi
+    # Mountpoints are immutable (chattr +i) while no volume is mounted on them.
+    if [ -d "$statedir/mounts" ]; then chattr -i "$statedir"/mounts/* 2>/dev/null || true; fi
+    rm -rf "$statedir" "$envfile" "$envfile.rejected"
+    say "purged $statedir (state file, loop volume images: their data is gone) and $envfile"
+    say "EBS volumes are not touched: they stay in EC2, tagged, until you delete them there"
+  else
+    say "kept: $statedir (state file; loop volumes' images, i.e. their data), $envfile, and every EBS volume in EC2"
+    say "run again with --uninstall --purge to delete the state dir and the configuration too"
+  fi
+  say "dockerd still lists volumes of the berth driver until they are removed (docker volume ls -f driver=berth)"
+}
+
+if [ "$mode" = uninstall ]; then
+  uninstall
+  exit 0
+fi
+
+if [ "$build" -eq 1 ]; then
+  command -v npm >/dev/null || die "npm is required to build"
+  echo "building berth from $src"
+  (cd "$src" && npm ci --no-audit --no-fund --loglevel=error && npm run --silent build)
+fi
+[ -f "$src/dist/agent/main.js" ] || die "no build in $src/dist (run without --no-build)"
+
+mkdir -p "$(dirname "$envfile")"
+if [ ! -f "$envfile" ]; then
+  (umask 077 && printf '# berth settings (see README, Configuration)\nBERTH_BACKEND=loop\n' > "$envfile")
+fi
 
 # dist/ is self-contained (scripts/build.mjs bundles the dependencies): no node_modules.
 stage="$prefix.new"
 rm -rf "$stage"
 mkdir -p "$stage"
-cp -r "$src/dist" "$src/package.json" "$stage/"
-rm -rf "$prefix.old"
-[ -d "$prefix" ] && mv "$prefix" "$prefix.old"
-mv "$stage" "$prefix"
-rm -rf "$prefix.old"
+cp -r "$src/dist" "$src/package.json" "$src/userdata/berth.service" "$stage/"
 
-chmod +x "$prefix/dist/agent/cli.js"
-ln -sfn "$prefix/dist/agent/cli.js" /usr/local/bin/berth
-
-mkdir -p "$(dirname "$envfile")"
-if [ ! -f "$envfile" ]; then
-  printf '# berth settings (see README, Configuration)\nBERTH_BACKEND=loop\n' > "$envfile"
-  chmod 0600 "$envfile"
+# Checked with the new build before anything running is touched.
+if ! check=$(check_config "$stage" "$envfile"); then
+  rm -rf "$stage"
+  die "the new build refuses $envfile (above); nothing changed, the running agent was not touched"
 fi
+clean_env "$envfile" node "$stage/dist/agent/cli.js" --version >/dev/null || { rm -rf "$stage"; die "the new CLI does not run; nothing changed"; }
+statedir=$(field "$check" stateDir)
+plugin=$(field "$check" pluginName)
 
-plugin=$(sed -n 's/^BERTH_PLUGIN_NAME=//p' "$envfile" | tail -1)
-socket="/run/docker/plugins/${plugin:-berth}.sock"
-
-if [ -d /run/systemd/system ]; then
-  install -m 0644 "$src/userdata/berth.service" /etc/systemd/system/berth.service
-  systemctl daemon-reload
-  systemctl enable berth.service >/dev/null
-  systemctl restart berth.service
-  echo "berth started under systemd (journalctl -u berth)"
-else
-  statedir=$(sed -n 's/^BERTH_STATE_DIR=//p' "$envfile" | tail -1)
-  statedir=${statedir:-/var/lib/berth}
-  mkdir -p "$statedir"
-  if [ -f "$statedir/agent.pid" ] && kill -0 "$(cat "$statedir/agent.pid")" 2>/dev/null; then
-    kill -TERM "$(cat "$statedir/agent.pid")"
-    for _ in $(seq 1 100); do kill -0 "$(cat "$statedir/agent.pid")" 2>/dev/null || break; sleep 0.1; done
+previous=0 old_statedir=$statedir
+if [ -f "$prefix/dist/agent/main.js" ]; then
+  previous=1
+  # The running agent's state dir (its pid file) is in the configuration it was started with.
+  if [ -f "$prefix/berth.env.installed" ] && old=$(check_config "$stage" "$prefix/berth.env.installed" 2>/dev/null); then
+    old_statedir=$(field "$old" stateDir)
   fi
-  set -a
-  # shellcheck source=/dev/null
-  . "$envfile"
-  set +a
-  nohup node --max-semi-space-size=1 --lite-mode "$prefix/dist/agent/main.js" >>"$statedir/agent.log" 2>&1 &
-  echo $! > "$statedir/agent.pid"
-  echo "systemd is not running here: berth started in the background (pid $(cat "$statedir/agent.pid"), log $statedir/agent.log)"
 fi
 
-for _ in $(seq 1 100); do [ -S "$socket" ] && break; sleep 0.1; done
-[ -S "$socket" ] || die "the plugin socket $socket did not appear; see the log"
-curl -sf --unix-socket "$socket" -X POST http://berth/Plugin.Activate >/dev/null || die "the plugin socket does not answer"
-echo "berth is ready: docker volume create -d ${plugin:-berth} -o size=1GiB myvolume (berth status, berth doctor)"
+stop_agent "$old_statedir"
+rm -rf "$prefix.old"
+[ "$previous" -eq 0 ] || mv "$prefix" "$prefix.old"
+mv "$stage" "$prefix"
+chmod +x "$prefix/dist/agent/cli.js"
+mkdir -p "$bindir"
+ln -sfn "$prefix/dist/agent/cli.js" "$bindir/berth"
+
+why=
+if start_agent "$statedir" && why=$(wait_serving 2>&1); then
+  copy_private "$envfile" "$prefix/berth.env.installed"
+  rm -rf "$prefix.old"
+  say "berth is ready ($init; logs: $(where_logs "$statedir")): docker volume create -d $plugin -o size=1GiB myvolume (berth status, berth doctor)"
+  exit 0
+fi
+
+echo "install-local: the new agent did not become healthy: ${why#berth: }" >&2
+stop_agent "$statedir"
+[ "$previous" -eq 1 ] || die "no previous install to roll back to; see $(where_logs "$statedir")"
+rm -rf "$prefix.failed"
+mv "$prefix" "$prefix.failed"
+cli_dist="$prefix.failed/dist"
+mv "$prefix.old" "$prefix"
+restored=
+if [ -f "$prefix/berth.env.installed" ] && ! cmp -s "$prefix/berth.env.installed" "$envfile"; then
+  copy_private "$envfile" "$envfile.rejected"
+  copy_private "$prefix/berth.env.installed" "$envfile"
+  restored=" and $envfile (yours is kept as $envfile.rejected)"
+fi
+why=
+if start_agent "$old_statedir" && why=$(wait_serving 2>&1); then
+  die "rolled back to the previous install$restored, which is serving again; the failed install is in $prefix.failed (log: $(where_logs "$statedir"))"
+fi
+die "rolled back to the previous install$restored, but it does not answer either: ${why#berth: }"

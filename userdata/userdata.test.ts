@@ -8,10 +8,11 @@ const unit = readFileSync(join(here, 'berth.service'), 'utf8');
 const directive = (key: string) => unit.split('\n').filter((l) => l.startsWith(`${key}=`)).map((l) => l.slice(key.length + 1));
 
 describe('berth.service', () => {
-  it('starts berth before dockerd and the ECS agent, and counts as started only once the socket exists', () => {
+  it('starts berth before dockerd and the ECS agent, and counts as started only once the socket answers', () => {
     expect(directive('Before').join(' ').split(/\s+/)).toEqual(expect.arrayContaining(['docker.service', 'ecs.service']));
     expect(directive('WantedBy').join(' ')).toContain('docker.service');
-    expect(directive('ExecStartPost')[0]).toMatch(/-S ".*\.sock"/);
+    // berth wait probes the socket (a stale one left by a SIGKILL does not count) and the health endpoint.
+    expect(directive('ExecStartPost')[0]).toMatch(/node \/opt\/berth\/dist\/agent\/cli\.js wait --timeout \d+$/);
     expect(directive('ExecStart')[0]).toMatch(/node .*\/opt\/berth\/dist\/agent\/main\.js$/);
   });
 

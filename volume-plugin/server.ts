@@ -1,7 +1,8 @@
-import { chmod, mkdir, unlink } from 'node:fs/promises';
+import { chmod, lstat, mkdir, mkdtemp, rename, rm, unlink } from 'node:fs/promises';
 import { createServer, STATUS_CODES, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import { connect } from 'node:net';
+import { basename, dirname, join } from 'node:path';
 import type { Duplex } from 'node:stream';
-import { dirname } from 'node:path';
 import type { Logger } from 'pino';
 import { Counter, Histogram, type Registry } from 'prom-client';
 import * as z from 'zod/mini';
@@ -162,27 +163,75 @@ export interface PluginServer {
   close(graceMs: number): Promise<void>;
 }
 
-/** Listens on a unix socket readable and writable by root only. */
+/** What answers on a unix socket path: a live server, nothing (a stale socket file), or no file. */
+export async function probeSocket(socketPath: string, timeoutMs = 1_000): Promise<'answers' | 'stale' | 'missing'> {
+  const st = await lstat(socketPath).catch((err: NodeJS.ErrnoException) => {
+    if (err.code === 'ENOENT') return undefined;
+    throw err;
+  });
+  if (!st) return 'missing';
+  if (!st.isSocket()) {
+    throw new BerthError('CONFLICT', `${socketPath} exists and is not a socket; berth does not remove it: move it away`);
+  }
+  return new Promise((resolve, reject) => {
+    const conn = connect(socketPath);
+    const done = (verdict: 'answers' | 'stale' | Error) => {
+      conn.destroy();
+      if (verdict instanceof Error) reject(verdict);
+      else resolve(verdict);
+    };
+    conn.setTimeout(timeoutMs, () => done('answers')); // accepted but slow: someone is listening
+    conn.once('connect', () => done('answers'));
+    conn.once('error', (err: NodeJS.ErrnoException) => {
+      if (err.code === 'ECONNREFUSED' || err.code === 'ENOENT') done('stale');
+      else done(Object.assign(new BerthError('INTERNAL', `cannot probe ${socketPath}: ${err.message}`), { errno: err.code }));
+    });
+  });
+}
+
+/** Refuses a socket path another server answers on (a stale socket file or none is fine). */
+export async function assertSocketFree(socketPath: string): Promise<void> {
+  if ((await probeSocket(socketPath)) === 'answers') {
+    throw new BerthError('CONFLICT', `another server is listening on ${socketPath} (another berth agent?); stop it first, or give this one another BERTH_PLUGIN_NAME`);
+  }
+}
+
+/**
+ * Listens on a unix socket readable and writable by root only.
+ *
+ * A socket path that another server answers on is refused (a second agent must
+ * not steal a live one's socket); a stale one (left by a SIGKILL) is replaced.
+ * The socket is bound under a private name and renamed into place, so the
+ * path never disappears while it is being replaced, and closing unlinks the
+ * path only while it is still the socket this server bound: libuv unlinks the
+ * name it bound on close whatever lives there by then, which is why that name
+ * is the private one.
+ */
 export async function listenPlugin(socketPath: string, deps: PluginServerDeps): Promise<PluginServer> {
   const handler = createPluginHandler(deps);
   let active = 0;
   await mkdir(dirname(socketPath), { recursive: true, mode: 0o755 });
-  await unlink(socketPath).catch((err: NodeJS.ErrnoException) => {
-    if (err.code !== 'ENOENT') throw err;
-  });
-  const server: Server = await new Promise((resolve, reject) => {
-    const previous = process.umask(0o177);
-    const s = createServer(handler);
-    s.listen(socketPath, () => {
-      process.umask(previous);
-      resolve(s);
+  await assertSocketFree(socketPath);
+  // A directory only root can enter: nobody can connect to the socket before its mode is 0600.
+  const bindDir = await mkdtemp(join(dirname(socketPath), `.${basename(socketPath)}.`));
+  const bindPath = join(bindDir, 'plugin.sock');
+  const server: Server = createServer(handler);
+  let bound: { dev: number; ino: number };
+  try {
+    await new Promise<void>((resolve, reject) => {
+      server.once('error', reject);
+      server.listen(bindPath, () => resolve());
     });
-    s.once('error', (err) => {
-      process.umask(previous);
-      reject(err);
-    });
-  });
-  await chmod(socketPath, 0o600);
+    await chmod(bindPath, 0o600);
+    const st = await lstat(bindPath);
+    bound = { dev: st.dev, ino: st.ino };
+    await rename(bindPath, socketPath);
+  } catch (err) {
+    if (server.listening) await new Promise((r) => server.close(r));
+    throw err;
+  } finally {
+    await rm(bindDir, { recursive: true, force: true });
+  }
   answerMalformedRequests(server, deps.logger);
   server.on('request', (_req, res) => {
     active++;
@@ -201,7 +250,10 @@ export async function listenPlugin(socketPath: string, deps: PluginServerDeps): 
       while (active > 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
       server.closeAllConnections();
       await closed;
-      await unlink(socketPath).catch(() => undefined);
+      // Only our own socket: a newer agent may have replaced it while this one drained.
+      const now = await lstat(socketPath).catch(() => undefined);
+      if (now && now.dev === bound.dev && now.ino === bound.ino) await unlink(socketPath).catch(() => undefined);
+      else if (now) deps.logger.info({ socket: socketPath }, 'the socket path now belongs to another server; left in place');
     },
   };
 }

@@ -5,7 +5,7 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { startAgent, type Agent } from '../../agent/agent.js';
 import type { AwsOverrides } from '../../agent/backend-factory.js';
-import { loadConfig, type Config } from '../../agent/config.js';
+import { CONFIG_DEFAULTS, loadConfig, pluginSocketPath, type Config } from '../../agent/config.js';
 import { createLogger, silentLogger } from '../../agent/logger.js';
 import { sleep } from '../../lib/sleep.js';
 
@@ -14,6 +14,11 @@ const repoRoot = fileURLToPath(new URL('../..', import.meta.url));
 /** A driver name no other test (or developer) on this host uses. */
 export function uniquePluginName(prefix = 'berth-test'): string {
   return `${prefix}-${randomBytes(4).toString('hex')}`;
+}
+
+/** The plugin socket of an agent with this driver name in the default plugin directory. */
+export function socketOf(pluginName: string): string {
+  return pluginSocketPath({ ...CONFIG_DEFAULTS, BERTH_PLUGIN_NAME: pluginName });
 }
 
 /** Environment for an agent on the loop backend with its own socket name and state dir. */
@@ -54,7 +59,7 @@ export async function startChildAgent(
   compiled: boolean | string = false,
   nodeArgs: string[] = [],
 ): Promise<ChildProcess> {
-  const socket = join('/run/docker/plugins', `${pluginName}.sock`);
+  const socket = socketOf(pluginName);
   const log = openSync(join(stateDir, '..', `agent-${pluginName}.log`), 'a');
   const built = typeof compiled === 'string' ? compiled : join(repoRoot, 'dist/agent/main.js');
   const entry = compiled ? [built] : ['--import', 'tsx', join(repoRoot, 'agent/main.ts')];

@@ -19,6 +19,9 @@ import { StoredOptionsSchema, type AttachedDevice, type Backend, type VolumeReco
  * leaves Docker's list, and a later Create with the same name adopts it again.
  */
 
+/** The programs this backend runs (besides the filesystem's: fs/filesystem.ts FILESYSTEM_TOOLS). */
+export const LOOP_TOOLS = ['losetup'] as const;
+
 const MIN_BYTES = { ext4: 16 * 2 ** 20, xfs: 300 * 2 ** 20 } as const;
 const EBS_ONLY = ['type', 'iops', 'throughput', 'encrypted', 'kmsKeyId', 'snapshotId'] as const;
 const LOSETUP_MS = 30_000;
@@ -55,14 +58,22 @@ export interface LoopBackendDeps {
   procDir?: string;
 }
 
+/** Where a loop volume lives: `<stateDir>/images/<name>.img` and its sidecar `<name>.json`. */
+export function loopLayout(stateDir: string) {
+  const imagesDir = join(stateDir, 'images');
+  return {
+    imagesDir,
+    imagePath: (name: string) => join(imagesDir, `${name}.img`),
+    sidecarPath: (name: string) => join(imagesDir, `${name}.json`),
+  };
+}
+
 export function createLoopBackend(deps: LoopBackendDeps): Backend {
-  const imagesDir = join(deps.stateDir, 'images');
+  const { imagesDir, imagePath, sidecarPath } = loopLayout(deps.stateDir);
   const { runner, logger } = deps;
   const sysBlock = deps.sysBlockDir ?? '/sys/block';
   const procDir = deps.procDir ?? '/proc';
   const mountinfoPath = deps.mountinfoPath;
-  const imagePath = (name: string) => join(imagesDir, `${name}.img`);
-  const sidecarPath = (name: string) => join(imagesDir, `${name}.json`);
 
   async function readSidecar(name: string): Promise<Sidecar | undefined> {
     if (name.length > MAX_NAME) return undefined; // its sidecar cannot exist
@@ -333,4 +344,48 @@ export function createLoopBackend(deps: LoopBackendDeps): Backend {
       }
     },
   };
+}
+
+/** A volume removed from Docker with onRemove=retain whose image is kept (for `berth retained`). */
+export interface RetainedLoopVolume {
+  name: string;
+  image: string;
+  sidecar: string;
+  sizeBytes: number;
+  /** Bytes the sparse image really takes on the state disk; undefined when the image is missing. */
+  allocatedBytes: number | undefined;
+  createdAt: string;
+  /** Loop devices still backed by the image (then it is in use and must not be deleted). */
+  devices: string[];
+}
+
+/**
+ * Read-only: the retained volumes under a state directory, from their
+ * sidecars, with the loop devices the kernel says still use their images.
+ */
+export async function listRetainedLoopVolumes(stateDir: string, sysBlockDir = '/sys/block'): Promise<RetainedLoopVolume[]> {
+  const { imagesDir, imagePath, sidecarPath } = loopLayout(stateDir);
+  const files = await readdir(imagesDir).catch(() => [] as string[]);
+  const loops = (await readdir(sysBlockDir).catch(() => [] as string[])).filter((n) => /^loop\d+$/.test(n));
+  const backing = await Promise.all(
+    loops.map(async (n) => ({ device: `/dev/${n}`, file: (await readFile(join(sysBlockDir, n, 'loop', 'backing_file'), 'utf8').catch(() => '')).trim().replace(DELETED, '') })),
+  );
+  const out: RetainedLoopVolume[] = [];
+  for (const f of files.filter((f) => f.endsWith('.json') && !f.startsWith('.')).sort()) {
+    const name = f.slice(0, -'.json'.length);
+    const side = await readFile(sidecarPath(name), 'utf8').then((t) => JSON.parse(t) as Partial<Sidecar>, () => undefined);
+    if (side?.retained !== true) continue;
+    const image = imagePath(name);
+    const st = await stat(image).catch(() => undefined);
+    out.push({
+      name,
+      image,
+      sidecar: sidecarPath(name),
+      sizeBytes: side.options?.sizeBytes ?? st?.size ?? 0,
+      allocatedBytes: st ? st.blocks * 512 : undefined,
+      createdAt: side.createdAt ?? '',
+      devices: backing.filter((b) => b.file === image).map((b) => b.device),
+    });
+  }
+  return out;
 }

@@ -11,6 +11,16 @@ import type { FilesystemOps } from './types.js';
 /** Device paths we are willing to hand to mkfs/mount: absolute, no spaces or shell-ish characters. */
 const DEVICE_PATH = /^\/[A-Za-z0-9/_.:-]+$/;
 
+/**
+ * Every program this module runs (`berth doctor` and the installer check that
+ * they are installed): those every volume needs, and those of each filesystem.
+ */
+export const FILESYSTEM_TOOLS = {
+  all: ['blkid', 'blockdev', 'mount', 'umount', 'chattr'],
+  ext4: ['mkfs.ext4', 'e2fsck', 'dumpe2fs', 'resize2fs'],
+  xfs: ['mkfs.xfs', 'xfs_info', 'xfs_growfs'],
+} as const satisfies Record<'all' | Filesystem, readonly string[]>;
+
 /** Time limits, generous for slow EBS first-touch reads; every call has one. */
 const LIMITS = { probeMs: 30_000, mkfsMs: 300_000, fsckMs: 600_000, mountMs: 60_000, growMs: 600_000, chattrMs: 10_000 };
 

@@ -161,8 +161,11 @@ export interface Ec2FacadeDeps {
   client: EC2Client;
   /** This instance: attachments are made to it and polled for it. */
   instanceId: string;
-  /** Concurrent AttachVolume/DetachVolume calls and waits; EC2's mutating bucket holds 50 and refills 5 per second. */
-  maxConcurrentAttachments?: number;
+  /**
+   * Concurrent AttachVolume/DetachVolume calls and waits (EC2's mutating bucket holds 50 and
+   * refills 5 per second). No default here: the agent's is BERTH_ATTACH_CONCURRENCY (agent/config.ts).
+   */
+  maxConcurrentAttachments: number;
   timing?: Partial<Ec2Timing>;
   logger?: Logger;
 }
@@ -187,7 +190,7 @@ export class Ec2Facade {
     this.client = deps.client;
     this.instanceId = deps.instanceId;
     this.log = deps.logger;
-    this.mutations = new Semaphore(deps.maxConcurrentAttachments ?? 10);
+    this.mutations = new Semaphore(deps.maxConcurrentAttachments);
     this.timing = { ...DEFAULT_EC2_TIMING, ...deps.timing };
     // The volume-id filter, unlike VolumeIds, does not fail the whole call for one unknown id.
     this.byId = new MicroBatch(this.timing.batchWindowMs, async (ids) => {
