@@ -1,6 +1,7 @@
 import type { Logger } from 'pino';
 import { Counter, Gauge, type Registry } from 'prom-client';
 import { errorMessage } from '../lib/errors.js';
+import { VOLUME_STATE } from '../lib/node-contract.js';
 import { Semaphore } from '../lib/semaphore.js';
 import type { VolumeRecord } from '../volume-plugin/backends/backend.js';
 import type { EbsBackend } from '../volume-plugin/backends/ebs/ebs-backend.js';
@@ -197,8 +198,8 @@ export class Reconciler {
     for (const r of tagged) {
       const l = local.get(r.name);
       const error = this.failed.get(r.name) ?? (l?.mounted ? undefined : l?.lastError);
-      const state = error ? `error:${shortReason(error)}` : l?.mounted ? 'mounted' : 'idle';
-      if (state === 'mounted') mounted++;
+      const state = error ? `${VOLUME_STATE.errorPrefix}${shortReason(error)}` : l?.mounted ? VOLUME_STATE.mounted : VOLUME_STATE.idle;
+      if (state === VOLUME_STATE.mounted) mounted++;
       const tags = { [k.attachedTo]: r.status.attachedTo === me ? me : '', [k.state]: state };
       const key = JSON.stringify(tags);
       if (this.published.get(r.id) !== key) volumes.push({ id: r.id, tags });

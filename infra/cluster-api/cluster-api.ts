@@ -1,5 +1,8 @@
 import { DescribeInstancesCommand, DescribeVolumesCommand, type EC2Client } from '@aws-sdk/client-ec2';
+import { nodeVolumeName, READY, tagKeys, VOLUME_STATE } from '../../lib/node-contract.js';
 import { checkTransition, type ClusterSpec } from './invariants.js';
+
+const keys = tagKeys();
 
 /** What the API needs from Pulumi; the production one wraps an Automation API LocalWorkspace stack per cluster. */
 export interface ClusterWorkspace {
@@ -57,7 +60,7 @@ export class ClusterApi {
     await this.waitReady(next);
   }
 
-  /** Waits for berth's readiness tags (DESIGN.md §6): host berth:ready=true, node volume berth:state=mounted. */
+  /** Waits for berth's readiness tags (docs/design.md §6): host berth:ready=true, node volume berth:state=mounted. */
   private async waitReady(spec: ClusterSpec): Promise<void> {
     const ec2 = this.deps.ec2(spec.region);
     const deadline = this.now() + this.timeoutMs;
@@ -65,7 +68,7 @@ export class ClusterApi {
     for (;;) {
       pending = await this.notReady(ec2, spec);
       if (pending.length === 0) return;
-      const failed = pending.find((p) => p.includes('error:'));
+      const failed = pending.find((p) => p.includes(VOLUME_STATE.errorPrefix));
       if (failed) throw new Error(`cluster ${spec.name}: ${failed}`);
       if (this.now() >= deadline) break;
       await this.sleep(this.pollMs);
@@ -76,19 +79,19 @@ export class ClusterApi {
   private async notReady(ec2: Pick<EC2Client, 'send'>, spec: ClusterSpec): Promise<string[]> {
     const pending: string[] = [];
     const inst = await ec2.send(new DescribeInstancesCommand({
-      Filters: [{ Name: 'tag:berth:cluster', Values: [spec.name] }, { Name: 'instance-state-name', Values: ['running'] }],
+      Filters: [{ Name: `tag:${keys.cluster}`, Values: [spec.name] }, { Name: 'instance-state-name', Values: ['running'] }],
     }));
     const instances = (inst.Reservations ?? []).flatMap((r) => r.Instances ?? []);
     for (const host of spec.hosts) {
-      const i = instances.find((x) => x.Tags?.some((t) => t.Key === 'berth:host' && t.Value === host));
-      const ready = i?.Tags?.some((t) => t.Key === 'berth:ready' && t.Value === 'true') === true;
-      if (!ready) pending.push(`host ${host} has no running instance tagged berth:ready=true`);
+      const i = instances.find((x) => x.Tags?.some((t) => t.Key === keys.host && t.Value === host));
+      const ready = i?.Tags?.some((t) => t.Key === keys.ready && t.Value === READY) === true;
+      if (!ready) pending.push(`host ${host} has no running instance tagged ${keys.ready}=${READY}`);
     }
-    const vols = await ec2.send(new DescribeVolumesCommand({ Filters: [{ Name: 'tag:berth:cluster', Values: [spec.name] }] }));
+    const vols = await ec2.send(new DescribeVolumesCommand({ Filters: [{ Name: `tag:${keys.cluster}`, Values: [spec.name] }] }));
     for (const node of spec.nodes) {
-      const v = (vols.Volumes ?? []).find((x) => x.Tags?.some((t) => t.Key === 'berth:volume' && t.Value === `${spec.name}-${node.name}`));
-      const state = v?.Tags?.find((t) => t.Key === 'berth:state')?.Value;
-      if (state !== 'mounted') pending.push(`node ${node.name} volume state ${state ?? 'unknown'}`);
+      const v = (vols.Volumes ?? []).find((x) => x.Tags?.some((t) => t.Key === keys.volume && t.Value === nodeVolumeName(spec.name, node.name)));
+      const state = v?.Tags?.find((t) => t.Key === keys.state)?.Value;
+      if (state !== VOLUME_STATE.mounted) pending.push(`node ${node.name} volume state ${state ?? 'unknown'}`);
     }
     return pending;
   }

@@ -1,5 +1,6 @@
 import * as aws from '@pulumi/aws';
 import * as pulumi from '@pulumi/pulumi';
+import { NODE_VOLUME_TYPE, nodeVolumeTags } from '../../lib/node-contract.js';
 import { nodeTask, nodeVolumeName, type NodeTaskArgs } from './node-task.js';
 
 export interface NodeArgs extends NodeTaskArgs {
@@ -18,8 +19,8 @@ export class Node extends pulumi.ComponentResource {
     const sizeGiB = args.sizeGiB ?? 20;
     const volumeName = nodeVolumeName(args.cluster, args.node);
     const volume = new aws.ebs.Volume(`${name}-data`, {
-      availabilityZone: args.availabilityZone, size: sizeGiB, type: 'gp3', encrypted: true, kmsKeyId: args.kmsKeyId,
-      tags: { 'berth:volume': volumeName, 'berth:host': args.host, 'berth:cluster': args.cluster, 'berth:managed-by': 'berth', Name: volumeName },
+      availabilityZone: args.availabilityZone, size: sizeGiB, type: NODE_VOLUME_TYPE, encrypted: true, kmsKeyId: args.kmsKeyId,
+      tags: nodeVolumeTags({ cluster: args.cluster, node: args.node, host: args.host }),
     }, {
       parent: this, protect: true,
       // berth adds its own tags (berth:state, berth:attached-to, berth:options); a refresh-and-up must not strip them.
