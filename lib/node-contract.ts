@@ -60,6 +60,11 @@ export function nodeVolumeName(cluster: string, node: string): string {
   return `${cluster}-${node}`;
 }
 
+/** The ECS service name of a node (unique in its cluster's ECS cluster; the control plane looks it up by this). */
+export function nodeServiceName(cluster: string, node: string): string {
+  return nodeVolumeName(cluster, node);
+}
+
 /** A node's DNS name: scoped by cluster, so two clusters may both have a node `db1`. */
 export function nodeHostName(node: string, cluster: string, zone: string): string {
   return `${node}.${cluster}.${zone}`;

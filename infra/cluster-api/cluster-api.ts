@@ -1,8 +1,7 @@
-import { DescribeInstancesCommand, DescribeVolumesCommand, type EC2Client } from '@aws-sdk/client-ec2';
-import { nodeVolumeName, READY, tagKeys, VOLUME_STATE } from '../../lib/node-contract.js';
+import type { EC2Client } from '@aws-sdk/client-ec2';
+import type { ECSClient } from '@aws-sdk/client-ecs';
 import { checkTransition, type ClusterSpec } from './invariants.js';
-
-const keys = tagKeys();
+import { notReady, type NotReady } from './readiness.js';
 
 /** What the API needs from Pulumi; the production one wraps an Automation API LocalWorkspace stack per cluster. */
 export interface ClusterWorkspace {
@@ -14,6 +13,8 @@ export interface ClusterWorkspace {
 export interface ClusterApiDeps {
   readonly workspace: ClusterWorkspace;
   readonly ec2: (region: string) => Pick<EC2Client, 'send'>;
+  /** ECS of a region: readiness needs each node service's running task. */
+  readonly ecs: (region: string) => Pick<ECSClient, 'send'>;
   readonly regions: readonly string[];
   readonly readyTimeoutMs?: number;
   readonly pollMs?: number;
@@ -60,39 +61,20 @@ export class ClusterApi {
     await this.waitReady(next);
   }
 
-  /** Waits for berth's readiness tags (docs/design.md §6): host berth:ready=true, node volume berth:state=mounted. */
+  /** Waits until berth's readiness tags and each node's running ECS task say the cluster runs (readiness.ts). */
   private async waitReady(spec: ClusterSpec): Promise<void> {
-    const ec2 = this.deps.ec2(spec.region);
+    const clients = { ec2: this.deps.ec2(spec.region), ecs: this.deps.ecs(spec.region) };
     const deadline = this.now() + this.timeoutMs;
-    let pending: string[] = [];
+    let pending: NotReady[] = [];
+    const say = (p: NotReady) => `${p.kind} ${p.name}: ${p.reason}`;
     for (;;) {
-      pending = await this.notReady(ec2, spec);
+      pending = await notReady(clients, spec);
       if (pending.length === 0) return;
-      const failed = pending.find((p) => p.includes(VOLUME_STATE.errorPrefix));
-      if (failed) throw new Error(`cluster ${spec.name}: ${failed}`);
+      const failed = pending.find((p) => p.failed);
+      if (failed) throw new Error(`cluster ${spec.name}: ${say(failed)}`);
       if (this.now() >= deadline) break;
       await this.sleep(this.pollMs);
     }
-    throw new Error(`cluster ${spec.name} not ready after ${Math.round(this.timeoutMs / 1000)}s: ${pending.join('; ')}`);
-  }
-
-  private async notReady(ec2: Pick<EC2Client, 'send'>, spec: ClusterSpec): Promise<string[]> {
-    const pending: string[] = [];
-    const inst = await ec2.send(new DescribeInstancesCommand({
-      Filters: [{ Name: `tag:${keys.cluster}`, Values: [spec.name] }, { Name: 'instance-state-name', Values: ['running'] }],
-    }));
-    const instances = (inst.Reservations ?? []).flatMap((r) => r.Instances ?? []);
-    for (const host of spec.hosts) {
-      const i = instances.find((x) => x.Tags?.some((t) => t.Key === keys.host && t.Value === host));
-      const ready = i?.Tags?.some((t) => t.Key === keys.ready && t.Value === READY) === true;
-      if (!ready) pending.push(`host ${host} has no running instance tagged ${keys.ready}=${READY}`);
-    }
-    const vols = await ec2.send(new DescribeVolumesCommand({ Filters: [{ Name: `tag:${keys.cluster}`, Values: [spec.name] }] }));
-    for (const node of spec.nodes) {
-      const v = (vols.Volumes ?? []).find((x) => x.Tags?.some((t) => t.Key === keys.volume && t.Value === nodeVolumeName(spec.name, node.name)));
-      const state = v?.Tags?.find((t) => t.Key === keys.state)?.Value;
-      if (state !== VOLUME_STATE.mounted) pending.push(`node ${node.name} volume state ${state ?? 'unknown'}`);
-    }
-    return pending;
+    throw new Error(`cluster ${spec.name} not ready after ${Math.round(this.timeoutMs / 1000)}s: ${pending.map(say).join('; ')}`);
   }
 }

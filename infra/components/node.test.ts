@@ -25,7 +25,7 @@ describe('Node under setMocks', () => {
     expect(svc.inputs['placementConstraints']).toEqual([{ type: 'memberOf', expression: 'attribute:berth.host == shop-h1' }]);
     expect(svc.inputs['desiredCount']).toBe(1);
   });
-  it('protects the volume and leaves the tags berth writes alone', async () => {
+  it('retains the volume on delete and leaves the tags berth writes alone', async () => {
     const { Node } = await import('./node.js');
     const seen: pulumi.ResourceTransformationArgs[] = [];
     const node = new Node('n2', { node: 'n2', host: 'shop-h1', cluster: 'shop', image: 'app:1', port: 8080, zone: 'example.com', ecsCluster: 'c-eu', availabilityZone: 'eu-west-1a' }, {
@@ -33,7 +33,8 @@ describe('Node under setMocks', () => {
     });
     await new Promise<void>((r) => node.volumeId.apply(() => r()));
     const volume = seen.find((a) => a.type === 'aws:ebs/volume:Volume')!;
-    expect(volume.opts.protect).toBe(true);
+    expect(volume.opts.retainOnDelete).toBe(true);
+    expect(volume.opts.protect).toBeFalsy();
     expect(volume.opts.ignoreChanges).toEqual(expect.arrayContaining(['tags', 'tagsAll']));
   });
   it('hands ECS a Docker volume that berth finds as the EBS volume infra declared, with options that agree with it', async () => {

@@ -1,6 +1,6 @@
 import * as aws from '@pulumi/aws';
 import * as pulumi from '@pulumi/pulumi';
-import { NODE_VOLUME_TYPE, nodeVolumeTags } from '../../lib/node-contract.js';
+import { NODE_VOLUME_TYPE, nodeServiceName, nodeVolumeTags } from '../../lib/node-contract.js';
 import { nodeTask, nodeVolumeName, type NodeTaskArgs } from './node-task.js';
 
 export interface NodeArgs extends NodeTaskArgs {
@@ -22,7 +22,8 @@ export class Node extends pulumi.ComponentResource {
       availabilityZone: args.availabilityZone, size: sizeGiB, type: NODE_VOLUME_TYPE, encrypted: true, kmsKeyId: args.kmsKeyId,
       tags: nodeVolumeTags({ cluster: args.cluster, node: args.node, host: args.host }),
     }, {
-      parent: this, protect: true,
+      // Retained, not protected: removing a node succeeds and leaves its volume and data in EC2 (docs/design.md §11).
+      parent: this, retainOnDelete: true,
       // berth adds its own tags (berth:state, berth:attached-to, berth:options); a refresh-and-up must not strip them.
       ignoreChanges: ['tags', 'tagsAll'],
     });
@@ -32,7 +33,7 @@ export class Node extends pulumi.ComponentResource {
       containerDefinitions: JSON.stringify(task.containerDefinitions), volumes: task.volumes,
     }, { parent: this });
     const service = new aws.ecs.Service(`${name}-svc`, {
-      cluster: args.ecsCluster, taskDefinition: taskDef.arn, desiredCount: 1, launchType: 'EC2',
+      name: nodeServiceName(args.cluster, args.node), cluster: args.ecsCluster, taskDefinition: taskDef.arn, desiredCount: 1, launchType: 'EC2',
       // One task at a time: the volume can be attached to one host only.
       deploymentMinimumHealthyPercent: 0, deploymentMaximumPercent: 100,
       placementConstraints: task.placementConstraints,
