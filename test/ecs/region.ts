@@ -90,11 +90,8 @@ export class Region {
       this.trees.set(hostId, tree);
     }
     const dir = join(hostDir, instanceId);
-    mkdirSync(join(dir, 'plugins'), { recursive: true });
     mkdirSync(join(dir, 'state'), { recursive: true });
-    // A shared mount: berth's mounts below it reach the engine's own mount namespace.
-    execFileSync('mount', ['--bind', dir, dir]);
-    execFileSync('mount', ['--make-shared', dir]);
+    makeMachineDir(dir);
     const imds = await startImdsServer({ instanceId, az: p.az, region: this.region, tags: p.tags });
     const engine = privateDockerd({ pluginDir: join(dir, 'plugins') });
     await engine.start();
@@ -186,8 +183,19 @@ export class Region {
   }
 }
 
+/**
+ * A directory playing one machine's /run/docker/plugins (`<dir>/plugins`) and
+ * berth's state: a shared mount, so berth's mounts below it reach the mount
+ * namespace of an engine started with `privateDockerd({ pluginDir })`.
+ */
+export function makeMachineDir(dir: string): void {
+  mkdirSync(join(dir, 'plugins'), { recursive: true });
+  execFileSync('mount', ['--bind', dir, dir]);
+  execFileSync('mount', ['--make-shared', dir]);
+}
+
 /** Unmounts everything at and below `dir`, deepest first. */
-function unmountUnder(dir: string): void {
+export function unmountUnder(dir: string): void {
   const targets = execFileSync('findmnt', ['-rn', '-o', 'TARGET'], { encoding: 'utf8' }).split('\n').filter((t) => t === dir || t.startsWith(`${dir}/`));
   for (const t of targets.sort((a, b) => b.length - a.length)) execFileSync('umount', ['-l', t], { stdio: 'ignore' });
 }
