@@ -8,6 +8,7 @@ import { listenPlugin, type PluginServer } from '../volume-plugin/server.js';
 import { createEbsFromConfig, createLoopFromConfig, resolveBackendKind, type AwsOverrides } from './backend-factory.js';
 import type { CertRefresher } from './cert-refresher.js';
 import type { Config } from './config.js';
+import { engineReferences } from './engine-references.js';
 import { createHealthServer, type HealthServer } from './health-server.js';
 import { createRegistry } from './metrics.js';
 import type { Registry } from 'prom-client';
@@ -31,6 +32,8 @@ export interface Agent {
 
 export interface AgentOptions {
   runner?: Runner;
+  /** Called before every state file write (crash-point tests). */
+  beforeStateWrite?: () => void;
   /** Stand-ins for AWS (tests, benchmarks). */
   aws?: AwsOverrides;
 }
@@ -49,6 +52,7 @@ export async function startAgent(config: Config, logger: Logger, options: AgentO
   const ebs = kind === 'ebs' ? createEbsFromConfig(config, logger, options.aws) : undefined;
   const backend = ebs ?? createLoopFromConfig(config, runner, logger);
   const fs = createFilesystemOps({ runner, logger: logger.child({ component: 'fs' }) });
+  const engine = config.BERTH_DOCKER_HOST && config.BERTH_DOCKER_HOST !== 'off' ? engineReferences(config.BERTH_DOCKER_HOST) : undefined;
   const manager = new VolumeManager({
     backend,
     fs,
@@ -56,8 +60,16 @@ export async function startAgent(config: Config, logger: Logger, options: AgentO
     defaults: { sizeBytes: config.BERTH_DEFAULT_SIZE, fs: config.BERTH_DEFAULT_FS },
     logger: logger.child({ component: 'manager' }),
     registry,
+    ...(engine ? { engine } : {}),
+    ...(options.beforeStateWrite ? { beforeStateWrite: options.beforeStateWrite } : {}),
   });
   await manager.start();
+  // dockerd usually starts after berth: the first check finds no engine and changes nothing; the periodic one catches up.
+  const checkReferences = (reason: string) =>
+    void manager.reconcileReferences(reason).catch((err: unknown) => logger.warn({ err: (err as Error).message }, 'reference check failed'));
+  const referenceTimer = engine ? setInterval(() => checkReferences('periodic'), config.BERTH_REFERENCE_CHECK_SECONDS * 1000) : undefined;
+  referenceTimer?.unref();
+  if (engine) checkReferences('start');
 
   const plugin = await listenPlugin(socketPathOf(config), { driver: manager, logger: logger.child({ component: 'plugin' }), registry });
   logger.info({ socket: plugin.socketPath, backend: kind, volumes: manager.snapshot().length }, 'plugin socket listening');
@@ -98,6 +110,7 @@ export async function startAgent(config: Config, logger: Logger, options: AgentO
     booted,
     async stop() {
       stopping = true;
+      clearInterval(referenceTimer);
       await reconciler?.stop();
       ebs?.current?.close();
       await certs?.stop();

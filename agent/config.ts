@@ -29,6 +29,11 @@ export const ConfigSchema = z.object({
   BERTH_HEALTH_ADDR: setting(z._default(hostPort, '127.0.0.1:9470'), 'local endpoint for /healthz, /readyz, /metrics, /status'),
   BERTH_LOG_LEVEL: setting(z._default(z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace']), 'info'), 'pino log level'),
   BERTH_SHUTDOWN_GRACE_SECONDS: setting(seconds(30), 'how long SIGTERM waits for in-flight plugin calls'),
+  BERTH_DOCKER_HOST: setting(
+    z.optional(z.string().check(z.regex(/^(off|unix:\/\/\/.+)$/, 'must be unix:///path/to/docker.sock or off'))),
+    'Docker engine API socket (unix:///var/run/docker.sock) asked which volumes containers hold, to drop references dockerd will never Unmount; unset or off: no check',
+  ),
+  BERTH_REFERENCE_CHECK_SECONDS: setting(seconds(60), 'period of the check of volume references against the Docker engine'),
 
   BERTH_SYSFS_ROOT: setting(z._default(z.string(), '/sys'), 'sysfs root: EC2 detection for BERTH_BACKEND=auto, NVMe serials of EBS volumes'),
   BERTH_DEV_ROOT: setting(z._default(z.string(), '/dev'), 'directory of block device nodes'),

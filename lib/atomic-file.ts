@@ -1,5 +1,5 @@
 import { open, rename, unlink } from 'node:fs/promises';
-import { basename, dirname, join } from 'node:path';
+import { dirname, join } from 'node:path';
 import { randomBytes } from 'node:crypto';
 
 /**
@@ -10,7 +10,8 @@ import { randomBytes } from 'node:crypto';
  */
 export async function writeFileAtomic(path: string, data: string | Uint8Array, mode = 0o644): Promise<void> {
   const dir = dirname(path);
-  const tmp = join(dir, `.${basename(path)}.${randomBytes(6).toString('hex')}.tmp`);
+  // A short temp name: the target's own name may already be near NAME_MAX (255 bytes).
+  const tmp = join(dir, `.tmp-${randomBytes(6).toString('hex')}`);
   const handle = await open(tmp, 'wx', mode);
   try {
     try {

@@ -7,6 +7,8 @@ export interface RunOptions {
   /** Exit codes that are answers rather than failures (blkid exits 2 for "nothing found"). */
   okExitCodes?: readonly number[];
   input?: string;
+  /** The caller's deadline: the process is killed when it aborts (then TIMEOUT). */
+  signal?: AbortSignal;
 }
 
 export interface RunResult {
@@ -34,7 +36,11 @@ export const execaRunner: Runner = async (file, args, options = {}) => {
     env: { LC_ALL: 'C' },
     extendEnv: true,
     stripFinalNewline: true,
+    ...(options.signal ? { cancelSignal: options.signal, forceKillAfterDelay: 2_000 } : {}),
   });
+  if (result.isCanceled) {
+    throw new BerthError('TIMEOUT', `${file} ${args.join(' ')} stopped: the caller's deadline passed`);
+  }
   if (result.timedOut) {
     throw new BerthError('TIMEOUT', `${file} ${args.join(' ')} did not finish within ${timeout} ms`);
   }

@@ -38,9 +38,10 @@ const FIXED: Record<string, string> = {
 /**
  * Settings a managed plugin cannot honour: the certificate refresher writes
  * Traefik's files on the host, which the plugin's root filesystem is not.
- * Run the refresher from the systemd agent or the agent container.
+ * Run the refresher from the systemd agent or the agent container. Nor is the
+ * engine's socket inside a plugin, so references cannot be checked against it.
  */
-const NOT_IN_PLUGIN = /^BERTH_(CERT_|S3_ENDPOINT$|SYSFS_ROOT$|DEV_ROOT$)/;
+const NOT_IN_PLUGIN = /^BERTH_(CERT_|S3_ENDPOINT$|SYSFS_ROOT$|DEV_ROOT$|DOCKER_HOST$|REFERENCE_CHECK_SECONDS$)/;
 
 export interface PluginEnv {
   name: string;

@@ -175,8 +175,12 @@ describe.skipIf(noLoopReason)(`volume manager over the loop backend${noLoopReaso
     expect((await manager.list()).map((v) => v.Name).sort()).toEqual(['a', 'b']);
     expect(await manager.path('a')).toBe(mp); // still mounted: kept, not reported unmounted
     expect(readdirSync(stateDir).some((f) => f.startsWith('state.json.corrupt-'))).toBe(true);
-    await manager.releaseIfUnused('a', 'test cleanup');
+    // Its users are unknown: not released behind them; the container's own Unmount (an ID the new state never saw) unmounts.
+    expect(await manager.releaseIfUnused('a', 'test cleanup')).toBe(false);
+    expect(isMounted(mp)).toBe(true);
+    await manager.unmount('a', ID1);
     expect(isMounted(mp)).toBe(false);
+    expect(loopDevicesUnder(dir.path)).toEqual([]);
   });
 
   it('rebuilds from the image sidecars and mountinfo when the state file is missing', async () => {

@@ -85,7 +85,8 @@ describe.skipIf(noDockerReason)(`a region on one machine${noDockerReason ? ` (sk
   it('deploys 2 hosts and 3 nodes, keeps every marker across a host replacement, removes a node, deletes the cluster', async () => {
     const markers = new Map<string, string>();
     await inStep('deploy the cluster', 90_000, async () => {
-      await api.create(spec);
+      expect((await api.create(spec)).deployed).toEqual(spec);
+      expect(await api.status(spec.name)).toMatchObject({ ready: true, notReady: [] });
       for (const n of spec.nodes) {
         const { host, container } = await expectNodeServed(n.name);
         markers.set(n.name, `${n.name}@${host.instanceId}`);
@@ -99,13 +100,16 @@ describe.skipIf(noDockerReason)(`a region on one machine${noDockerReason ? ` (sk
 
     const tasksBefore = new Map(spec.nodes.map((n) => [n.name, runningTask(n.name).task]));
     await inStep('replace host shop-h2', 90_000, async () => {
-      const old = region.host('shop-h2')!.instanceId;
-      await workspace.replaceInstance(spec.name, 'shop-h2');
-      const fresh = region.host('shop-h2')!.instanceId;
-      expect(fresh).not.toBe(old);
+      const old = await workspace.terminateInstance('shop-h2');
       expect(region.ec2.instance(old).state).toBe('terminated');
-      // What the control plane sees: not ready until berth mounted the volumes and ECS runs both tasks again.
-      for (let pending = await notReady({ ec2, ecs }, spec); pending.length > 0; pending = await notReady({ ec2, ecs }, spec)) await sleep(250);
+      // What the control plane sees: which host and nodes are down, and why; not ready until berth mounted the volumes and ECS runs both tasks again.
+      const down = (await api.status(spec.name))!;
+      expect(down.ready).toBe(false);
+      expect(down.notReady).toEqual(expect.arrayContaining(['host shop-h2: no running instance', expect.stringMatching(/^node db2: ECS service shop-db2: no task is running/), expect.stringMatching(/^node db3: /)]));
+      expect(down.notReady.join('; ')).not.toMatch(/db1/);
+      const fresh = await workspace.launchInstance(spec.name, 'shop-h2');
+      expect(fresh).not.toBe(old);
+      while (!(await api.status(spec.name))!.ready) await sleep(250);
       for (const n of spec.nodes) {
         const { host, container } = await expectNodeServed(n.name);
         expect(await host.docker(['exec', container, 'cat', '/data/marker']), n.name).toBe(markers.get(n.name));
@@ -119,7 +123,7 @@ describe.skipIf(noDockerReason)(`a region on one machine${noDockerReason ? ` (sk
 
     await inStep('remove node db3', 60_000, async () => {
       const db3Volume = workspace.volumeIds(spec.name).get('shop-db3-data')!;
-      await api.update({ ...spec, nodes: spec.nodes.filter((n) => n.name !== 'db3') });
+      await api.removeNodes(spec.name, ['db3']);
       expect(region.ecs.service('berth-unit-shop', 'shop-db3').status).toBe('INACTIVE');
       // The agent on shop-h2 stops the deleted service's task.
       for (let i = 0; region.ecs.allTasks().some((t) => t.group === 'service:shop-db3' && t.lastStatus !== 'STOPPED'); i++) {
@@ -130,7 +134,7 @@ describe.skipIf(noDockerReason)(`a region on one machine${noDockerReason ? ` (sk
       // Kept: the EBS volume and its tags (Pulumi retains it), the Docker volume on its host (ECS never removes a shared volume).
       expect(region.ec2.volume(db3Volume).tags).toMatchObject({ 'berth:volume': 'shop-db3', 'berth:cluster': 'shop', 'berth:host': 'shop-h2' });
       expect(JSON.parse(await region.host('shop-h2')!.docker(['volume', 'inspect', 'shop-db3']))[0]).toMatchObject({ Driver: 'berth', Status: { volumeId: db3Volume } });
-      expect(await notReady({ ec2, ecs }, { ...spec, nodes: spec.nodes.filter((n) => n.name !== 'db3') })).toEqual([]);
+      expect(await api.status(spec.name)).toMatchObject({ ready: true, notReady: [], deployed: { nodes: spec.nodes.filter((n) => n.name !== 'db3') } });
       for (const n of ['db1', 'db2']) expect(await runningTask(n).host.docker(['exec', runningTask(n).container, 'cat', '/data/marker'])).toBe(markers.get(n));
     });
 
@@ -139,6 +143,7 @@ describe.skipIf(noDockerReason)(`a region on one machine${noDockerReason ? ` (sk
       const instances = region.hosts().map((h) => h.instanceId);
       await api.delete(spec.name);
       expect(await workspace.read(spec.name)).toBeUndefined();
+      expect(await api.status(spec.name)).toBeUndefined();
       expect(region.hosts()).toEqual([]);
       for (const i of instances) expect(region.ec2.instance(i).state).toBe('terminated');
       expect(region.ecs.allTasks().filter((t) => t.lastStatus !== 'STOPPED')).toEqual([]);

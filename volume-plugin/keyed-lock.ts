@@ -2,19 +2,48 @@
  * One async mutex per key: work on one volume name runs one at a time, in
  * arrival order; different names proceed in parallel. Waiters wait (dockerd
  * does not retry an error reply, so a busy answer would be a failed Mount).
+ * A waiter whose signal aborts while queued stops waiting at once with the
+ * signal's reason, and its work never starts; work that has started is
+ * awaited (it honours the signal itself and undoes what it did).
  */
 export class KeyedLock {
   private readonly tails = new Map<string, Promise<unknown>>();
 
-  async run<T>(key: string, work: () => Promise<T>): Promise<T> {
+  async run<T>(key: string, work: () => Promise<T>, signal?: AbortSignal): Promise<T> {
     const previous = this.tails.get(key) ?? Promise.resolve();
-    const result = previous.then(work, work);
+    let started = false;
+    const guarded = async () => {
+      signal?.throwIfAborted();
+      started = true;
+      return work();
+    };
+    let settled = false;
+    const result = previous.then(guarded, guarded).finally(() => {
+      settled = true;
+    });
     const tail = result.catch(() => undefined);
     this.tails.set(key, tail);
     try {
-      return await result;
+      if (!signal) return await result;
+      let onAbort: (() => void) | undefined;
+      const aborted = new Promise<never>((_, reject) => {
+        onAbort = () => {
+          if (!started) reject(signal.reason as Error);
+        };
+        if (signal.aborted) onAbort();
+        else signal.addEventListener('abort', onAbort, { once: true });
+      });
+      try {
+        return await Promise.race([result, aborted]);
+      } finally {
+        signal.removeEventListener('abort', onAbort!);
+      }
     } finally {
-      if (this.tails.get(key) === tail) this.tails.delete(key);
+      const release = () => {
+        if (this.tails.get(key) === tail) this.tails.delete(key);
+      };
+      if (settled) release();
+      else void tail.then(release);
     }
   }
 

@@ -3,7 +3,7 @@ import { join } from 'node:path';
 import type { Logger } from 'pino';
 import { Gauge, type Registry } from 'prom-client';
 import { BerthError, errorMessage } from '../lib/errors.js';
-import type { Backend, VolumeRecord } from './backends/backend.js';
+import type { Backend, CallOptions, VolumeRecord } from './backends/backend.js';
 import type { FilesystemOps } from './fs/types.js';
 import { KeyedLock } from './keyed-lock.js';
 import {
@@ -15,7 +15,7 @@ import {
   type OptionDefaults,
 } from './options.js';
 import type { Scope, VolumeDriver, VolumeInfo } from './protocol.js';
-import { StateStore, type PersistedState, type PersistedVolume } from './state-store.js';
+import { dict, StateStore, type PersistedState, type PersistedVolume } from './state-store.js';
 
 export interface ManagerDeps {
   backend: Backend;
@@ -24,7 +24,32 @@ export interface ManagerDeps {
   defaults: OptionDefaults;
   logger: Logger;
   registry?: Registry;
+  /** Who really holds volumes: the container engine. Without it, references are only what Mount and Unmount say. */
+  engine?: EngineReferences;
+  /** Per-call deadlines; default dockerd's (DEADLINES). */
+  deadlines?: Partial<typeof DEADLINES>;
+  /** Called before every state file write (a test seam for crash points; production passes none). */
+  beforeStateWrite?: () => void;
 }
+
+/**
+ * The container engine's view of which volumes are in use. Docker's mount IDs
+ * are opaque (the engine API never shows them), so a volume is held when a
+ * container that may be using it (created, running, paused, restarting) lists
+ * it among its mounts, whichever mount ID it used.
+ */
+export interface EngineReferences {
+  /** Names of the volumes such containers mount; throws when the engine cannot be asked. */
+  volumesInUse(signal?: AbortSignal): Promise<ReadonlySet<string>>;
+}
+
+/**
+ * dockerd's plugin client gives up on Create and Mount after 2 minutes and on
+ * every other call after 1 (moby volume/drivers/proxy.go; docs/design.md §3).
+ * Work still running after that is work dockerd will never see: it is stopped
+ * and undone.
+ */
+export const DEADLINES = { create: 120_000, mount: 120_000, other: 60_000 };
 
 /** The local view of one volume, for /status, the CLI and readiness. */
 export interface VolumeStatus {
@@ -43,6 +68,11 @@ function refCount(v: PersistedVolume): number {
   return Object.values(v.mounts).reduce((a, b) => a + b, 0);
 }
 
+/** Held by someone: a counted reference, or unknown ones found after a rebuild. */
+function held(v: PersistedVolume): boolean {
+  return refCount(v) > 0 || v.unknownRefs === true;
+}
+
 /**
  * Implements the Docker volume protocol over a Backend and real filesystem
  * operations. Create/Mount/Unmount/Remove (and reconcile) on one name are
@@ -52,13 +82,15 @@ function refCount(v: PersistedVolume): number {
 export class VolumeManager implements VolumeDriver {
   private readonly store: StateStore;
   private readonly lock = new KeyedLock();
-  private state: PersistedState = { version: 1, volumes: {} };
+  private state: PersistedState = { version: 1, volumes: dict() };
+  private readonly deadlines: typeof DEADLINES;
   private readonly log: Logger;
   private started = false;
 
   constructor(private readonly deps: ManagerDeps) {
     this.store = new StateStore(deps.stateDir, deps.logger);
     this.log = deps.logger;
+    this.deadlines = { ...DEADLINES, ...deps.deadlines };
     if (deps.registry) {
       const volumes = () => Object.values(this.state.volumes);
       new Gauge({
@@ -90,8 +122,11 @@ export class VolumeManager implements VolumeDriver {
 
   /**
    * Loads the state file and rebuilds it against mountinfo: a recorded mount
-   * that is no longer there is dropped; a mount found without a record (state
-   * file lost) is kept, with its container references unknown.
+   * that is no longer there is dropped. A mount found without a record is an
+   * interrupted Mount when the state file was intact (no container got it:
+   * unmounted), and a mount of unknown users when the file was lost (kept,
+   * its references unknown until the engine or the next Unmount resolves them).
+   * Then the backend undoes what a dead agent left (strays, orphan devices).
    */
   async start(): Promise<void> {
     await mkdir(this.deps.stateDir, { recursive: true, mode: 0o700 });
@@ -101,11 +136,12 @@ export class VolumeManager implements VolumeDriver {
       for (const record of await this.deps.backend.list()) {
         const known = this.state.volumes[record.name];
         if (known) known.record = record;
-        else this.state.volumes[record.name] = { record, mounts: {}, mounted: false };
+        else this.state.volumes[record.name] = { record, mounts: dict(), mounted: false };
       }
     } catch (err) {
       this.log.warn({ err: errorMessage(err) }, 'could not list the backend\'s volumes at start; answering from the state file');
     }
+    const mounted = new Set<string>();
     for (const [name, vol] of Object.entries(this.state.volumes)) {
       const mountpoint = this.mountpointOf(name);
       const reallyMounted = vol.devicePath
@@ -114,14 +150,26 @@ export class VolumeManager implements VolumeDriver {
       if (vol.mounted && !reallyMounted) {
         this.log.warn({ name, refs: refCount(vol) }, 'state file says mounted but mountinfo does not; dropping its mount references');
         vol.mounted = false;
-        vol.mounts = {};
+        vol.mounts = dict();
+        delete vol.unknownRefs;
         delete vol.devicePath;
-      } else if (!vol.mounted && reallyMounted) {
-        this.log.warn({ name, rebuilt }, 'found mounted without a record of who uses it; keeping it mounted');
+      } else if (!vol.mounted && reallyMounted && rebuilt) {
+        this.log.warn({ name }, 'found mounted without a record of who uses it; keeping it mounted, its references unknown');
         vol.mounted = true;
+        vol.unknownRefs = true;
+      } else if (!vol.mounted && reallyMounted) {
+        this.log.warn({ name }, 'found mounted by a Mount that never completed (no container has it); unmounting');
+        await this.deps.fs.unmount(mountpoint).catch((err: unknown) => {
+          vol.mounted = true;
+          vol.unknownRefs = true;
+          vol.lastError = errorMessage(err);
+        });
       }
+      if (vol.mounted) mounted.add(vol.record.id);
     }
-    await this.store.save(this.state);
+    await this.deps.backend.recover?.(mounted).catch((err: unknown) => this.log.error({ err: errorMessage(err) }, 'could not clean up after an earlier agent'));
+    // A full state disk must not stop the agent: the view is in memory, and each change tries the write again.
+    await this.save().catch((err: unknown) => this.log.error({ err: errorMessage(err) }, 'could not write the state file at start'));
     this.started = true;
   }
 
@@ -129,80 +177,220 @@ export class VolumeManager implements VolumeDriver {
     return { Scope: this.deps.backend.scope };
   }
 
-  async create(name: string, opts: Record<string, string>): Promise<void> {
+  async create(name: string, opts: Record<string, string>, call: CallOptions = {}): Promise<void> {
     assertVolumeName(name);
     const given = parseGivenOptions(opts);
-    await this.lock.run(name, async () => {
-      let vol = this.state.volumes[name];
-      if (!vol) {
-        let record = await this.deps.backend.find(name);
-        if (!record) {
-          const options = resolveOptions(given, this.deps.defaults);
-          this.deps.backend.validate(name, options);
-          record = await this.deps.backend.create(name, options);
-          this.log.info({ name, id: record.id, size: formatSize(options.sizeBytes), fs: options.fs }, 'volume created');
-        }
-        vol = { record, mounts: {}, mounted: false };
-        this.state.volumes[name] = vol;
-        await this.store.save(this.state);
-      }
-      const conflicts = conflictingOptions(given, vol.record.options);
+    const refuseConflicts = (existing: VolumeRecord) => {
+      const conflicts = conflictingOptions(given, existing.options);
       if (conflicts.length > 0) {
         throw new BerthError('CONFLICT', `volume ${name} already exists with other options: ${conflicts.join('; ')}. Use other options only with a new name`);
       }
-    });
+    };
+    await this.withDeadline('create', `Create ${name}`, call, (signal) =>
+      this.lock.run(
+        name,
+        async () => {
+          const known = this.state.volumes[name];
+          if (known) return refuseConflicts(known.record);
+          const found = await this.deps.backend.find(name);
+          if (found) {
+            refuseConflicts(found);
+            this.state.volumes[name] = { record: found, mounts: dict(), mounted: false };
+            return;
+          }
+          const options = resolveOptions(given, this.deps.defaults);
+          this.deps.backend.validate(name, options);
+          let existed: 'live' | 'retained' | undefined;
+          const record = await this.deps.backend.create(name, options, {
+            signal,
+            accept: (existing, retained) => {
+              refuseConflicts(existing);
+              existed = retained ? 'retained' : 'live';
+            },
+          });
+          this.state.volumes[name] = { record, mounts: dict(), mounted: false };
+          try {
+            signal.throwIfAborted();
+            await this.save();
+          } catch (err) {
+            delete this.state.volumes[name];
+            await this.undoCreate(record, existed);
+            throw err;
+          }
+          this.log.info({ name, id: record.id, size: formatSize(record.options.sizeBytes), fs: record.options.fs, existed }, 'volume created');
+        },
+        signal,
+      ),
+    );
   }
 
-  async remove(name: string): Promise<void> {
+  /** A Create that failed after the backend made (or adopted) the volume: put the backend back as it was. */
+  private async undoCreate(record: VolumeRecord, existed: 'live' | 'retained' | undefined): Promise<void> {
+    if (existed === 'live') return;
+    const onRemove = existed === 'retained' ? 'retain' : 'delete';
+    await this.deps.backend.remove({ ...record, options: { ...record.options, onRemove } }).then(
+      () => this.log.warn({ name: record.name, onRemove }, 'create failed after the backend acted; undone'),
+      (err: unknown) => this.log.error({ name: record.name, err: errorMessage(err) }, 'create failed and could not be undone'),
+    );
+  }
+
+  async remove(name: string, call: CallOptions = {}): Promise<void> {
     assertVolumeName(name);
-    await this.lock.run(name, async () => {
-      const vol = await this.known(name);
-      const refs = refCount(vol);
-      if (refs > 0) {
-        throw new BerthError('CONFLICT', `volume ${name} is in use by ${refs} container mount(s); stop them first`);
-      }
-      const mountpoint = this.mountpointOf(name);
-      await this.deps.fs.unmount(mountpoint);
-      vol.mounted = false;
-      await this.deps.backend.remove(vol.record);
-      await this.deps.fs.removeMountpoint(mountpoint);
-      delete this.state.volumes[name];
-      await this.store.save(this.state);
-      this.log.info({ name, onRemove: vol.record.options.onRemove }, 'volume removed');
-    });
+    await this.withDeadline('other', `Remove ${name}`, call, (signal) =>
+      this.lock.run(
+        name,
+        async () => {
+          const vol = await this.known(name);
+          if (refCount(vol) > 0 && this.deps.engine) await this.dropUnheldLocked(name, vol, await this.engineInUse(signal), 'before Remove');
+          const refs = refCount(vol);
+          if (refs > 0) {
+            throw new BerthError('CONFLICT', `volume ${name} is in use by ${refs} container mount(s); stop them first`);
+          }
+          const mountpoint = this.mountpointOf(name);
+          await this.deps.fs.unmount(mountpoint);
+          vol.mounted = false;
+          delete vol.unknownRefs;
+          await this.deps.backend.remove(vol.record, { signal });
+          await this.deps.fs.removeMountpoint(mountpoint);
+          delete this.state.volumes[name];
+          await this.save();
+          this.log.info({ name, onRemove: vol.record.options.onRemove }, 'volume removed');
+        },
+        signal,
+      ),
+    );
   }
 
-  async mount(name: string, id: string): Promise<string> {
+  async mount(name: string, id: string, call: CallOptions = {}): Promise<string> {
     assertVolumeName(name);
     if (!MOUNT_ID.test(id)) throw new BerthError('INVALID_ARGUMENT', `invalid mount ID ${JSON.stringify(id)}`);
-    return this.lock.run(name, async () => {
-      const vol = await this.known(name);
-      const mountpoint = await this.mountLocked(name, vol);
-      vol.mounts[id] = (vol.mounts[id] ?? 0) + 1;
-      try {
-        await this.store.save(this.state);
-      } catch (err) {
-        // Docker will not send an Unmount for a Mount that failed: undo the reference.
-        this.dropRef(vol, id);
-        throw err;
-      }
-      this.log.info({ name, id, refs: refCount(vol) }, 'mounted for a container');
-      return mountpoint;
-    });
+    return this.withDeadline('mount', `Mount ${name}`, call, (signal) =>
+      this.lock.run(
+        name,
+        async () => {
+          const vol = await this.known(name);
+          const mountpoint = await this.mountLocked(name, vol, signal);
+          vol.mounts[id] = (Object.hasOwn(vol.mounts, id) ? vol.mounts[id]! : 0) + 1;
+          try {
+            // A caller that has gone (dockerd gave up) will never Unmount: count nothing for it.
+            signal.throwIfAborted();
+            await this.save();
+          } catch (err) {
+            this.dropRef(vol, id);
+            if (!held(vol)) {
+              await this.unmountLocked(name, vol).catch((e: unknown) => this.log.error({ name, err: errorMessage(e) }, 'undoing a Mount: unmount failed'));
+            }
+            await this.save().catch(() => undefined);
+            this.log.error({ name, id, err: errorMessage(err) }, 'mount undone');
+            throw err;
+          }
+          this.log.info({ name, id, refs: refCount(vol) }, 'mounted for a container');
+          return mountpoint;
+        },
+        signal,
+      ),
+    );
   }
 
-  async unmount(name: string, id: string): Promise<void> {
+  async unmount(name: string, id: string, call: CallOptions = {}): Promise<void> {
     assertVolumeName(name);
-    await this.lock.run(name, async () => {
-      const vol = this.state.volumes[name];
-      if (!vol || !vol.mounts[id]) {
-        this.log.info({ name, id }, 'unmount for an unknown mount ID; nothing to do');
+    await this.withDeadline('other', `Unmount ${name}`, call, (signal) =>
+      this.lock.run(
+        name,
+        async () => {
+          const vol = this.state.volumes[name];
+          if (vol && !Object.hasOwn(vol.mounts, id) && vol.unknownRefs && vol.mounted) {
+            // References unknown since a rebuild: this is one of them. The engine says whether others remain;
+            // without it, the first Unmount is taken as the last (README, "References after a crash").
+            await this.resolveUnknownLocked(name, vol, signal);
+            return;
+          }
+          if (!vol || !Object.hasOwn(vol.mounts, id)) {
+            this.log.info({ name, id }, 'unmount for an unknown mount ID; nothing to do');
+            return;
+          }
+          this.dropRef(vol, id);
+          if (!held(vol)) await this.unmountLocked(name, vol);
+          await this.save();
+        },
+        signal,
+      ),
+    );
+  }
+
+  private async resolveUnknownLocked(name: string, vol: PersistedVolume, signal: AbortSignal): Promise<void> {
+    if (this.deps.engine) {
+      const inUse = await this.engineInUse(signal);
+      if (inUse?.has(name)) {
+        // The caller may itself still show as running while dockerd stops it: look again shortly.
+        this.log.info({ name }, 'unmount for a reference unknown since a rebuild; the engine still lists a container using it');
+        setTimeout(() => void this.reconcileReferences('after an unmount of an unknown reference'), 2_000).unref();
         return;
       }
-      this.dropRef(vol, id);
-      if (refCount(vol) === 0) await this.unmountLocked(name, vol);
-      await this.store.save(this.state);
-    });
+    }
+    delete vol.unknownRefs;
+    if (refCount(vol) === 0) await this.unmountLocked(name, vol);
+    await this.save();
+    this.log.info({ name }, 'unmount for a reference unknown since a rebuild; no other user known, unmounted');
+  }
+
+  /**
+   * Drops the references of volumes that no container holds according to the
+   * engine (a dockerd killed while containers ran never sends their Unmount),
+   * and unmounts what is then unused. Without an engine, or when it does not
+   * answer, nothing changes.
+   */
+  async reconcileReferences(reason: string, call: CallOptions = {}): Promise<void> {
+    if (!this.deps.engine) return;
+    const candidates = Object.entries(this.state.volumes).filter(([, v]) => held(v));
+    if (candidates.length === 0) return;
+    // What was held before asking: a Mount that completes meanwhile is not dropped.
+    const before = new Map(candidates.map(([name, v]) => [name, { mounts: dict(Object.entries(v.mounts)), unknownRefs: v.unknownRefs === true }]));
+    const inUse = await this.withDeadline('other', 'reconcile references', call, (signal) => this.engineInUse(signal));
+    if (!inUse) return;
+    for (const [name, seen] of before) {
+      if (inUse.has(name)) continue;
+      await this.lock
+        .run(name, async () => {
+          const vol = this.state.volumes[name];
+          if (vol) await this.dropUnheldLocked(name, vol, inUse, reason, seen);
+        })
+        .catch((err: unknown) => this.log.error({ name, err: errorMessage(err) }, 'could not drop references no container holds'));
+    }
+  }
+
+  private async dropUnheldLocked(
+    name: string,
+    vol: PersistedVolume,
+    inUse: ReadonlySet<string> | undefined,
+    reason: string,
+    seen: { mounts: Record<string, number>; unknownRefs: boolean } = { mounts: vol.mounts, unknownRefs: vol.unknownRefs === true },
+  ): Promise<void> {
+    if (!inUse || inUse.has(name) || !held(vol)) return;
+    const dropped: string[] = [];
+    for (const [id, count] of Object.entries(seen.mounts)) {
+      if (!Object.hasOwn(vol.mounts, id)) continue;
+      const left = vol.mounts[id]! - count;
+      if (left > 0) vol.mounts[id] = left;
+      else delete vol.mounts[id];
+      dropped.push(id);
+    }
+    if (seen.unknownRefs) delete vol.unknownRefs;
+    this.log.warn({ name, reason, dropped: dropped.length, unknown: seen.unknownRefs }, 'dropped references no container holds (the engine lists none using the volume)');
+    if (!held(vol) && vol.mounted) {
+      await this.unmountLocked(name, vol).catch((err: unknown) => this.log.error({ name, err: errorMessage(err) }, 'could not unmount a volume no container holds'));
+    }
+    await this.save();
+  }
+
+  /** The engine's answer, or undefined (logged) when it cannot be asked. */
+  private async engineInUse(signal: AbortSignal): Promise<ReadonlySet<string> | undefined> {
+    try {
+      return await this.deps.engine?.volumesInUse(signal);
+    } catch (err) {
+      this.log.warn({ err: errorMessage(err) }, 'the container engine did not answer; keeping every reference');
+      return undefined;
+    }
   }
 
   async path(name: string): Promise<string> {
@@ -219,7 +407,7 @@ export class VolumeManager implements VolumeDriver {
     // Not in the local view: only an authoritative "does not exist" may fail.
     const record = await this.deps.backend.find(name);
     if (!record) throw new BerthError('NOT_FOUND', `no volume named ${name}`);
-    return this.info(name, { record, mounts: {}, mounted: false });
+    return this.info(name, { record, mounts: dict(), mounted: false });
   }
 
   async list(): Promise<VolumeInfo[]> {
@@ -231,8 +419,8 @@ export class VolumeManager implements VolumeDriver {
     assertVolumeName(name);
     return this.lock.run(name, async () => {
       const vol = await this.known(name);
-      const mountpoint = await this.mountLocked(name, vol);
-      await this.store.save(this.state);
+      const mountpoint = await this.mountLocked(name, vol, AbortSignal.timeout(this.deadlines.mount));
+      await this.save();
       return mountpoint;
     });
   }
@@ -243,7 +431,7 @@ export class VolumeManager implements VolumeDriver {
     return this.lock.run(name, async () => {
       const vol = this.state.volumes[name];
       if (!vol) return true;
-      if (refCount(vol) > 0) {
+      if (held(vol)) {
         this.log.warn({ name, reason, refs: refCount(vol) }, 'not releasing a volume containers still use');
         return false;
       }
@@ -251,7 +439,7 @@ export class VolumeManager implements VolumeDriver {
       vol.mounted = false;
       delete vol.devicePath;
       await this.deps.backend.detach(vol.record);
-      await this.store.save(this.state);
+      await this.save();
       this.log.info({ name, reason }, 'volume released');
       return true;
     });
@@ -264,12 +452,12 @@ export class VolumeManager implements VolumeDriver {
     for (const record of records) {
       const vol = this.state.volumes[record.name];
       if (vol) vol.record = record;
-      else this.state.volumes[record.name] = { record, mounts: {}, mounted: false };
+      else this.state.volumes[record.name] = { record, mounts: dict(), mounted: false };
     }
     for (const [name, vol] of Object.entries(this.state.volumes)) {
       if (!listed.has(name) && !vol.mounted) delete this.state.volumes[name];
     }
-    await this.store.save(this.state);
+    await this.save();
   }
 
   snapshot(): VolumeStatus[] {
@@ -289,13 +477,13 @@ export class VolumeManager implements VolumeDriver {
     if (vol) return vol;
     const record = await this.deps.backend.find(name);
     if (!record) throw new BerthError('NOT_FOUND', `no volume named ${name}; create it first (docker volume create -d <driver> ${name})`);
-    const adopted: PersistedVolume = { record, mounts: {}, mounted: false };
+    const adopted: PersistedVolume = { record, mounts: dict(), mounted: false };
     this.state.volumes[name] = adopted;
     return adopted;
   }
 
   /** Makes the volume mounted at its mountpoint; on failure leaves nothing behind. */
-  private async mountLocked(name: string, vol: PersistedVolume): Promise<string> {
+  private async mountLocked(name: string, vol: PersistedVolume, signal: AbortSignal): Promise<string> {
     const { fs, backend } = this.deps;
     const mountpoint = this.mountpointOf(name);
     if (vol.mounted && vol.devicePath && (await fs.isMounted(mountpoint, vol.devicePath))) return mountpoint;
@@ -303,12 +491,26 @@ export class VolumeManager implements VolumeDriver {
     let attached: Awaited<ReturnType<Backend['attach']>> | undefined;
     try {
       // Side by side: making the mountpoint spawns chattr, attaching may wait seconds for EC2.
-      const [made, attaching] = await Promise.allSettled([fs.ensureMountpoint(mountpoint), backend.attach(vol.record)]);
+      const [made, attaching] = await Promise.allSettled([fs.ensureMountpoint(mountpoint), backend.attach(vol.record, { signal })]);
       if (attaching.status === 'rejected') throw attaching.reason;
       attached = attaching.value;
       // Attached but no mountpoint: the catch below releases the device.
       if (made.status === 'rejected') throw made.reason;
-      await fs.prepare(attached.devicePath, kind);
+      signal.throwIfAborted();
+      const { formatted } = await fs.prepare(attached.devicePath, kind, {
+        interrupted: vol.formatting === true,
+        signal,
+        beforeFormat: async () => {
+          // Marked first: a format cut short (crash, deadline) is redone, never mounted half-made.
+          vol.formatting = true;
+          await this.save();
+        },
+      });
+      if (formatted || vol.formatting) {
+        delete vol.formatting;
+        await this.save();
+      }
+      signal.throwIfAborted();
       await fs.mount(attached.devicePath, mountpoint, kind, mountOptions);
     } catch (err) {
       vol.lastError = errorMessage(err);
@@ -316,7 +518,7 @@ export class VolumeManager implements VolumeDriver {
       delete vol.devicePath;
       await fs.unmount(mountpoint).catch((e: unknown) => this.log.error({ name, err: errorMessage(e) }, 'cleanup after a failed mount: unmount failed'));
       if (attached) await backend.release(vol.record).catch((e: unknown) => this.log.error({ name, err: errorMessage(e) }, 'cleanup after a failed mount: release failed'));
-      await this.store.save(this.state).catch(() => undefined);
+      await this.save().catch(() => undefined);
       this.log.error({ name, err: vol.lastError }, 'mount failed');
       throw err;
     }
@@ -346,8 +548,31 @@ export class VolumeManager implements VolumeDriver {
     this.log.info({ name }, 'volume unmounted');
   }
 
+  private async save(): Promise<void> {
+    this.deps.beforeStateWrite?.();
+    try {
+      await this.store.save(this.state);
+    } catch (err) {
+      const code = (err as NodeJS.ErrnoException).code;
+      throw new BerthError(code === 'ENOSPC' || code === 'EDQUOT' ? 'UNAVAILABLE' : 'INTERNAL', `could not record the change in ${this.store.path} (${code ?? errorMessage(err)}); nothing was changed`, { cause: err });
+    }
+  }
+
+  /** Runs work with the call's deadline: the caller's signal, or dockerd's limit for this kind of call, whichever comes first. */
+  private async withDeadline<T>(kind: keyof typeof DEADLINES, what: string, call: CallOptions, work: (signal: AbortSignal) => Promise<T>): Promise<T> {
+    const ms = this.deadlines[kind];
+    const timer = new AbortController();
+    const t = setTimeout(() => timer.abort(new BerthError('TIMEOUT', `${what} did not finish within ${Math.round(ms / 1000)} s (the caller's deadline); stopped and undone`)), ms);
+    t.unref();
+    try {
+      return await work(call.signal ? AbortSignal.any([call.signal, timer.signal]) : timer.signal);
+    } finally {
+      clearTimeout(t);
+    }
+  }
+
   private dropRef(vol: PersistedVolume, id: string): void {
-    const left = (vol.mounts[id] ?? 0) - 1;
+    const left = (Object.hasOwn(vol.mounts, id) ? vol.mounts[id]! : 0) - 1;
     if (left > 0) vol.mounts[id] = left;
     else delete vol.mounts[id];
   }

@@ -1,32 +1,116 @@
 import { readFile, rename } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Logger } from 'pino';
+import * as z from 'zod/mini';
+import '../lib/zod-english.js';
 import { writeFileAtomic } from '../lib/atomic-file.js';
-import type { VolumeRecord } from './backends/backend.js';
+import { errorMessage } from '../lib/errors.js';
+import { StoredOptionsSchema, type VolumeRecord } from './backends/backend.js';
+
+/** A map with no prototype: names such as `constructor` or `__proto__` are keys like any other. */
+export type Dict<V> = Record<string, V>;
+
+export function dict<V>(entries: Iterable<readonly [string, V]> = []): Dict<V> {
+  const out = Object.create(null) as Dict<V>;
+  for (const [k, v] of entries) out[k] = v;
+  return out;
+}
 
 /** What survives an agent restart: records and who has each volume mounted. */
 export interface PersistedVolume {
   record: VolumeRecord;
-  /** Docker mount ID → number of Mount calls not yet matched by an Unmount. */
-  mounts: Record<string, number>;
+  /** Docker mount ID → number of Mount calls not yet matched by an Unmount. A prototype-free map. */
+  mounts: Dict<number>;
   mounted: boolean;
   devicePath?: string;
   lastError?: string;
+  /**
+   * Found mounted at start without a record of who uses it (state file lost):
+   * the references are unknown but may be live; the engine or the next Unmount resolves them.
+   */
+  unknownRefs?: boolean;
+  /** Set before mkfs runs, cleared once it completed: a device with this mark was never in use and may be formatted again. */
+  formatting?: boolean;
 }
 
 export interface PersistedState {
   version: 1;
-  volumes: Record<string, PersistedVolume>;
+  /** Volume name → volume. A prototype-free map. */
+  volumes: Dict<PersistedVolume>;
 }
 
 export function emptyState(): PersistedState {
-  return { version: 1, volumes: {} };
+  return { version: 1, volumes: dict() };
+}
+
+const plainObject = z.custom<Record<string, unknown>>((v) => typeof v === 'object' && v !== null && !Array.isArray(v), 'must be a JSON object');
+
+const RecordSchema = z.object({
+  name: z.string().check(z.minLength(1)),
+  id: z.string().check(z.minLength(1)),
+  options: StoredOptionsSchema,
+  createdAt: z.string(),
+  status: plainObject,
+});
+
+const VolumeSchema = z.object({
+  record: RecordSchema,
+  mounts: plainObject,
+  mounted: z.boolean(),
+  devicePath: z.optional(z.string()),
+  lastError: z.optional(z.string()),
+  unknownRefs: z.optional(z.boolean()),
+  formatting: z.optional(z.boolean()),
+});
+
+const StateSchema = z.object({ version: z.literal(1), volumes: plainObject });
+
+const refCountSchema = z.number().check(z.int(), z.positive());
+
+/**
+ * Validates a parsed state file entry by entry. Maps are read through their
+ * own keys into prototype-free maps (a `__proto__` key stays a key). Throws
+ * with the first problem found.
+ */
+export function parseState(raw: unknown): PersistedState {
+  const top = StateSchema.safeParse(raw);
+  if (!top.success) throw new Error(describe(top.error));
+  const volumes = dict<PersistedVolume>();
+  for (const [name, entry] of Object.entries(top.data.volumes)) {
+    const parsed = VolumeSchema.safeParse(entry);
+    if (!parsed.success) throw new Error(`volume ${JSON.stringify(name)}: ${describe(parsed.error)}`);
+    const v = parsed.data;
+    if (v.record.name !== name) throw new Error(`volume ${JSON.stringify(name)}: its record is named ${JSON.stringify(v.record.name)}`);
+    const mounts = dict<number>();
+    for (const [id, count] of Object.entries(v.mounts)) {
+      if (!refCountSchema.safeParse(count).success) throw new Error(`volume ${JSON.stringify(name)}: mount ${JSON.stringify(id)} has count ${JSON.stringify(count)}`);
+      mounts[id] = count as number;
+    }
+    if (!v.mounted && Object.keys(mounts).length > 0) throw new Error(`volume ${JSON.stringify(name)}: container mounts recorded but not mounted`);
+    const status = dict<string>(Object.entries(v.record.status).filter((kv): kv is [string, string] => typeof kv[1] === 'string'));
+    volumes[name] = {
+      ...v,
+      record: { ...v.record, options: stripUndefined(v.record.options), status },
+      mounts,
+    } as PersistedVolume;
+  }
+  return { version: 1, volumes };
+}
+
+function stripUndefined<T extends object>(o: T): T {
+  return Object.fromEntries(Object.entries(o).filter(([, v]) => v !== undefined)) as T;
+}
+
+function describe(error: z.core.$ZodError): string {
+  return error.issues.map((i) => (i.path.length ? `${i.path.join('.')}: ${i.message}` : i.message)).join('; ');
 }
 
 /**
  * The state file, replaced atomically on every change. A missing file starts
- * empty; a corrupt one is kept aside (state.json.corrupt-<time>) and the
- * caller rebuilds from the backend and mountinfo.
+ * empty; one that cannot be read or does not match the schema (corrupt, the
+ * wrong shape, a directory) is kept aside as state.json.corrupt-<time> and the
+ * caller rebuilds from the backend and mountinfo. Loading never throws for the
+ * file's content: a bad file must not stop the agent (a restart loop).
  */
 export class StateStore {
   readonly path: string;
@@ -39,24 +123,20 @@ export class StateStore {
   }
 
   async load(): Promise<{ state: PersistedState; rebuilt: boolean }> {
-    let text: string;
+    let problem: string;
     try {
-      text = await readFile(this.path, 'utf8');
+      return { state: parseState(JSON.parse(await readFile(this.path, 'utf8'))), rebuilt: false };
     } catch (err) {
-      if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
-      this.logger?.warn({ path: this.path }, 'no state file; rebuilding from the backend and mountinfo');
-      return { state: emptyState(), rebuilt: true };
+      if ((err as NodeJS.ErrnoException).code === 'ENOENT') {
+        this.logger?.warn({ path: this.path }, 'no state file; rebuilding from the backend and mountinfo');
+        return { state: emptyState(), rebuilt: true };
+      }
+      problem = errorMessage(err);
     }
-    try {
-      const parsed = JSON.parse(text) as PersistedState;
-      if (parsed.version !== 1 || typeof parsed.volumes !== 'object' || parsed.volumes === null) throw new Error('unknown layout');
-      return { state: parsed, rebuilt: false };
-    } catch (err) {
-      const aside = `${this.path}.corrupt-${new Date().toISOString().replace(/[:.]/g, '-')}`;
-      await rename(this.path, aside);
-      this.logger?.warn({ path: this.path, aside, err: (err as Error).message }, 'state file is corrupt; kept aside, rebuilding from the backend and mountinfo');
-      return { state: emptyState(), rebuilt: true };
-    }
+    const aside = `${this.path}.corrupt-${new Date().toISOString().replace(/[:.]/g, '-')}`;
+    await rename(this.path, aside);
+    this.logger?.warn({ path: this.path, aside, err: problem.slice(0, 500) }, 'state file is unusable; kept aside, rebuilding from the backend and mountinfo');
+    return { state: emptyState(), rebuilt: true };
   }
 
   async save(state: PersistedState): Promise<void> {

@@ -12,12 +12,20 @@ import type { ClusterSpec } from './invariants.js';
 const settings: UnitSettings = { regions: ['eu-west-1', 'us-east-1'], regionalStack: 'acme/berth-regional/regional-{region}', zone: 'example.com', nodeImage: 'app:1', nodePort: 8080 };
 const spec: ClusterSpec = { name: 'shop', region: 'eu-west-1', hosts: ['shop-h1'], nodes: [{ name: 'db1', host: 'shop-h1' }] };
 
-/** Stacks as the Automation API would keep them, without the CLI: config per stack, calls in order. */
+/**
+ * Stacks as the Automation API keeps them, without the CLI: config per stack, calls in order.
+ * `up` runs the stack's inline program (the real unit program) under the test's mocks with the
+ * stack's config, and records its outputs only when the program completes, as Pulumi does.
+ */
 class RecordingFactory implements StackFactory {
   readonly stacks = new Map<string, pulumi.automation.ConfigMap>();
+  readonly outputs = new Map<string, pulumi.automation.OutputMap>();
   readonly calls: string[] = [];
   programs: Array<pulumi.automation.InlineProgramArgs> = [];
   failDestroy = false;
+  /** The next `up` fails this way after running the program (a resource AWS refused). */
+  failUp: Error | undefined;
+  readonly events: pulumi.automation.EngineEvent[] = [];
 
   private stack(args: pulumi.automation.InlineProgramArgs): UnitStack {
     const name = args.stackName;
@@ -25,12 +33,27 @@ class RecordingFactory implements StackFactory {
       name,
       setAllConfig: (c) => { this.calls.push(`setAllConfig ${name}`); this.stacks.set(name, { ...this.stacks.get(name), ...c }); return Promise.resolve(); },
       getAllConfig: () => Promise.resolve(this.stacks.get(name) ?? {}),
-      up: () => { this.calls.push(`up ${name}`); return Promise.resolve({} as pulumi.automation.UpResult); },
+      outputs: () => Promise.resolve(this.outputs.get(name) ?? {}),
+      up: async (opts) => {
+        this.calls.push(`up ${name}`);
+        pulumi.runtime.setAllConfig(Object.fromEntries(Object.entries(this.stacks.get(name) ?? {}).map(([k, v]) => [k, v.value])));
+        const out = await resolveAll((await args.program()) as Record<string, unknown>);
+        await settled(declared);
+        const event = { sequence: 1, timestamp: 0, resourcePreEvent: { metadata: { op: 'create', urn: `urn:pulumi:${name}::berth-unit::aws:ecs/service:Service::${name}-db1`, type: 'aws:ecs/service:Service' } } } as pulumi.automation.EngineEvent;
+        opts?.onEvent?.(event);
+        if (this.failUp) {
+          const err = this.failUp;
+          this.failUp = undefined;
+          throw err;
+        }
+        this.outputs.set(name, Object.fromEntries(Object.entries(out).map(([k, v]) => [k, { value: v, secret: false }])));
+        return {} as pulumi.automation.UpResult;
+      },
       destroy: () => {
         this.calls.push(`destroy ${name}`);
         return this.failDestroy ? Promise.reject(new Error('refusing to delete protected resource')) : Promise.resolve({} as pulumi.automation.DestroyResult);
       },
-      workspace: { removeStack: (n) => { this.calls.push(`removeStack ${n}`); this.stacks.delete(n); return Promise.resolve(); } },
+      workspace: { removeStack: (n) => { this.calls.push(`removeStack ${n}`); this.stacks.delete(n); this.outputs.delete(n); return Promise.resolve(); } },
     };
   }
   createOrSelectStack(args: pulumi.automation.InlineProgramArgs) {
@@ -43,6 +66,10 @@ class RecordingFactory implements StackFactory {
     this.calls.push(`select ${args.stackName}`);
     if (!this.stacks.has(args.stackName)) return Promise.reject(Object.assign(new Error(`no stack named '${args.stackName}' found`), { name: 'StackNotFoundError' }));
     return Promise.resolve(this.stack(args));
+  }
+  listStacks(projectName: string) {
+    this.calls.push(`list ${projectName}`);
+    return Promise.resolve([...this.stacks.keys()]);
   }
 }
 
@@ -93,28 +120,40 @@ describe('unitStackArgs', () => {
 describe('AutomationWorkspace', () => {
   it('apply selects the cluster stack, sets its config and runs up; the inline program is the unit program', async () => {
     const ws = new AutomationWorkspace(settings, factory);
+    const before = declared.length;
     await ws.apply(spec);
     expect(factory.calls).toEqual(['createOrSelect berth-unit/shop', 'setAllConfig shop', 'up shop']);
     expect(factory.stacks.get('shop')).toEqual(unitStackArgs(spec, settings).config);
-
-    // Run the program the Automation API would run, with the config it was given.
-    pulumi.runtime.setAllConfig(Object.fromEntries(Object.entries(factory.stacks.get('shop')!).map(([k, v]) => [k, v.value])));
-    const outputs = await resolveAll((await factory.programs[0]!.program()) as Record<string, unknown>);
-    await settled(declared);
-    expect(outputs).toMatchObject({ cluster: 'shop', region: 'eu-west-1', fqdns: ['shop.example.com', 'db1.example.com'] });
-    const n = countByType(declared);
+    // up ran the unit program with that config: its outputs and resources are the real program's.
+    expect(factory.outputs.get('shop')).toMatchObject({ cluster: { value: 'shop' }, region: { value: 'eu-west-1' } });
+    const n = countByType(declared.slice(before));
     expect([n['aws:autoscaling/group:Group'], n['aws:ebs/volume:Volume'], n['aws:ecs/service:Service']]).toEqual([1, 1, 1]);
   });
-  it('read returns the applied spec, and nothing for a cluster without a stack', async () => {
+  it('read returns the deployed spec, and nothing for a cluster without a stack', async () => {
     const ws = new AutomationWorkspace(settings, factory);
     expect(await ws.read('shop')).toBeUndefined();
     await ws.apply(spec);
-    expect(await ws.read('shop')).toEqual(spec);
+    expect(await ws.read('shop')).toEqual({ deployed: spec, desired: spec });
+  });
+  it('after a failed up, read says what is deployed, not what was asked for', async () => {
+    const ws = new AutomationWorkspace(settings, factory);
+    await ws.apply(spec);
+    const bigger: ClusterSpec = { ...spec, hosts: [...spec.hosts, 'shop-h2'], nodes: [...spec.nodes, { name: 'db2', host: 'shop-h2' }] };
+    factory.failUp = new Error('error: creating EC2 Launch Template: UnauthorizedOperation');
+    await expect(ws.apply(bigger)).rejects.toThrow(/UnauthorizedOperation/);
+    expect(await ws.read('shop')).toEqual({ deployed: spec, desired: bigger });
+  });
+  it('passes Pulumi engine events of up to the caller, and lists the project stacks', async () => {
+    const ws = new AutomationWorkspace(settings, factory);
+    const seen: string[] = [];
+    await ws.apply(spec, { onEvent: (e) => seen.push(e.resourcePreEvent?.metadata.type ?? '?') });
+    expect(seen).toEqual(['aws:ecs/service:Service']);
+    expect(await ws.list()).toEqual(['shop']);
   });
   it('read refuses a stack the API did not make, and passes other failures on', async () => {
     factory.stacks.set('manual', {});
     await expect(new AutomationWorkspace(settings, factory).read('manual')).rejects.toThrow(/not made by the cluster API/);
-    const broken: StackFactory = { ...factory, selectStack: () => Promise.reject(new Error('backend unreachable')), createOrSelectStack: factory.createOrSelectStack.bind(factory) };
+    const broken: StackFactory = { selectStack: () => Promise.reject(new Error('backend unreachable')), createOrSelectStack: factory.createOrSelectStack.bind(factory), listStacks: factory.listStacks.bind(factory) };
     await expect(new AutomationWorkspace(settings, broken).read('shop')).rejects.toThrow(/backend unreachable/);
   });
   it('destroy removes the stack after destroying it; a failed destroy (protected volumes) keeps the stack', async () => {
@@ -144,7 +183,7 @@ describe('AutomationWorkspace', () => {
       ec2: () => new EC2Client({ region: 'eu-west-1' }), ecs: () => new ECSClient({ region: 'eu-west-1' }),
     });
     await api.create(spec);
-    expect(factory.calls).toEqual(['select shop', 'createOrSelect berth-unit/shop', 'setAllConfig shop', 'up shop']);
+    expect(factory.calls).toEqual(['select shop', 'createOrSelect berth-unit/shop', 'setAllConfig shop', 'up shop', 'select shop']);
     await expect(api.create(spec)).rejects.toThrow(/already exists/);
     await expect(api.update({ ...spec, hosts: [], nodes: [] })).rejects.toThrow(/at least one node/);
     expect(factory.calls.filter((c) => c.startsWith('up '))).toHaveLength(1);

@@ -1,15 +1,14 @@
 import * as pulumi from '@pulumi/pulumi';
 import { unitProgram } from '../programs/unit/index.js';
-import type { ClusterWorkspace } from './cluster-api.js';
+import type { ClusterWorkspace, StackState, StepOptions } from './cluster-api.js';
 import { assertName, type ClusterSpec } from './invariants.js';
 
-type Automation = typeof pulumi.automation;
 type ConfigMap = pulumi.automation.ConfigMap;
 type InlineProgramArgs = pulumi.automation.InlineProgramArgs;
 type LocalWorkspaceOptions = pulumi.automation.LocalWorkspaceOptions;
 
 /** The part of an Automation API stack the adapter uses (the real `Stack` satisfies it). */
-export type UnitStack = Pick<pulumi.automation.Stack, 'name' | 'setAllConfig' | 'getAllConfig' | 'up' | 'destroy'> & {
+export type UnitStack = Pick<pulumi.automation.Stack, 'name' | 'setAllConfig' | 'getAllConfig' | 'outputs' | 'up' | 'destroy'> & {
   readonly workspace: Pick<pulumi.automation.Workspace, 'removeStack'>;
 };
 
@@ -17,7 +16,19 @@ export type UnitStack = Pick<pulumi.automation.Stack, 'name' | 'setAllConfig' | 
 export interface StackFactory {
   createOrSelectStack(args: InlineProgramArgs, opts?: LocalWorkspaceOptions): Promise<UnitStack>;
   selectStack(args: InlineProgramArgs, opts?: LocalWorkspaceOptions): Promise<UnitStack>;
+  /** Names of the project's stacks. */
+  listStacks(projectName: string, opts?: LocalWorkspaceOptions): Promise<string[]>;
 }
+
+/** The production factory: LocalWorkspace, with the project's stacks listed by a workspace of that project. */
+const localFactory: StackFactory = {
+  createOrSelectStack: (args, opts) => pulumi.automation.LocalWorkspace.createOrSelectStack(args, opts),
+  selectStack: (args, opts) => pulumi.automation.LocalWorkspace.selectStack(args, opts),
+  async listStacks(projectName, opts) {
+    const ws = await pulumi.automation.LocalWorkspace.create({ ...opts, projectSettings: { name: projectName, runtime: 'nodejs' } });
+    return (await ws.listStacks()).map((s) => s.name);
+  },
+};
 
 /** Deployment-wide settings of every unit stack; a cluster's own spec goes in `berth:cluster`. */
 export interface UnitSettings {
@@ -60,50 +71,63 @@ export function unitStackArgs(spec: ClusterSpec, settings: UnitSettings): { stac
 const isStackNotFound = (e: unknown) => e instanceof Error && e.name === 'StackNotFoundError';
 
 /**
- * ClusterWorkspace over the Automation API: one stack per cluster, the unit program run
- * inline, its spec kept in the stack's `berth:cluster` config (what `read` returns).
+ * ClusterWorkspace over the Automation API: one stack per cluster, the unit program run inline.
+ * The spec handed to a stack is its `berth:cluster` config; what is deployed is the `spec` output
+ * the program exports, which Pulumi records only when a deployment completes, so after a failed
+ * update `read` still says what really runs.
  */
 export class AutomationWorkspace implements ClusterWorkspace {
   private readonly factory: StackFactory;
 
   constructor(private readonly settings: UnitSettings, factory?: StackFactory, private readonly program: () => unknown = unitProgram) {
-    this.factory = factory ?? (pulumi.automation.LocalWorkspace as Pick<Automation['LocalWorkspace'], keyof StackFactory>);
+    this.factory = factory ?? localFactory;
+  }
+
+  private get projectName(): string {
+    return this.settings.projectName ?? 'berth-unit';
   }
 
   private inline(name: string): InlineProgramArgs {
-    return { stackName: name, projectName: this.settings.projectName ?? 'berth-unit', program: async () => this.program() as Record<string, unknown> };
+    return { stackName: name, projectName: this.projectName, program: async () => this.program() as Record<string, unknown> };
   }
 
-  async read(cluster: string): Promise<ClusterSpec | undefined> {
-    let stack: UnitStack;
+  private async select(cluster: string): Promise<UnitStack | undefined> {
     try {
-      stack = await this.factory.selectStack(this.inline(cluster), this.settings.workspaceOptions);
+      return await this.factory.selectStack(this.inline(cluster), this.settings.workspaceOptions);
     } catch (e) {
       if (isStackNotFound(e)) return undefined;
       throw e;
     }
-    const spec = (await stack.getAllConfig())['berth:cluster'];
-    if (!spec) throw new Error(`stack ${cluster} has no berth:cluster config; it was not made by the cluster API`);
-    return JSON.parse(spec.value) as ClusterSpec;
   }
 
-  async apply(spec: ClusterSpec): Promise<void> {
+  async read(cluster: string): Promise<StackState | undefined> {
+    const stack = await this.select(cluster);
+    if (!stack) return undefined;
+    const config = (await stack.getAllConfig())['berth:cluster'];
+    const output = (await stack.outputs())['spec'];
+    if (!config && !output) throw new Error(`stack ${cluster} has no berth:cluster config; it was not made by the cluster API`);
+    const parse = (v: unknown) => (typeof v === 'string' ? (JSON.parse(v) as ClusterSpec) : undefined);
+    return { deployed: parse(output?.value), desired: parse(config?.value) };
+  }
+
+  list(): Promise<string[]> {
+    return this.factory.listStacks(this.projectName, this.settings.workspaceOptions);
+  }
+
+  async apply(spec: ClusterSpec, options: StepOptions = {}): Promise<void> {
     const { stackName, config } = unitStackArgs(spec, this.settings);
     const stack = await this.factory.createOrSelectStack(this.inline(stackName), this.settings.workspaceOptions);
     await stack.setAllConfig(config);
-    await stack.up({ message: `berth cluster ${spec.name}: ${spec.hosts.length} host(s), ${spec.nodes.length} node(s)` });
+    await stack.up({
+      message: `berth cluster ${spec.name}: ${spec.hosts.length} host(s), ${spec.nodes.length} node(s)`,
+      ...(options.onEvent ? { onEvent: options.onEvent } : {}),
+    });
   }
 
-  async destroy(cluster: string): Promise<void> {
-    let stack: UnitStack;
-    try {
-      stack = await this.factory.selectStack(this.inline(cluster), this.settings.workspaceOptions);
-    } catch (e) {
-      if (isStackNotFound(e)) return;
-      throw e;
-    }
-    // Node volumes are protected: a destroy stops there with Pulumi's error, leaving the stack (and the data) in place.
-    await stack.destroy({ message: `berth cluster ${cluster}: delete` });
+  async destroy(cluster: string, options: StepOptions = {}): Promise<void> {
+    const stack = await this.select(cluster);
+    if (!stack) return;
+    await stack.destroy({ message: `berth cluster ${cluster}: delete`, ...(options.onEvent ? { onEvent: options.onEvent } : {}) });
     await stack.workspace.removeStack(cluster);
   }
 }

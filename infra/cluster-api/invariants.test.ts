@@ -18,9 +18,10 @@ describe('checkTransition', () => {
   it('refuses a host left without nodes', () => {
     expect(() => checkTransition(base, { ...base, nodes: [base.nodes[0]!] }, regions)).toThrow(/h2 would carry no node/);
   });
-  it('refuses shrinking below one node and deleting a cluster that still has nodes', () => {
+  it('refuses shrinking below one node; deletes a whole cluster only when every node is on one of its hosts', () => {
     expect(() => checkTransition(base, { ...base, hosts: [], nodes: [] }, regions)).toThrow(/at least one node/);
-    expect(() => checkTransition(base, undefined, regions)).toThrow(/still has 2 node/);
+    expect(() => checkTransition(base, undefined, regions)).not.toThrow();
+    expect(() => checkTransition({ ...base, nodes: [{ name: 'n1', host: 'h9' }] }, undefined, regions)).toThrow(/n1 on h9 outside its hosts/);
   });
   it('refuses unknown regions and names invalid for DNS or tags', () => {
     expect(() => checkTransition(undefined, { ...base, region: 'mars-1' }, regions)).toThrow(/mars-1 is not a designated region/);

@@ -40,12 +40,13 @@ export function assertName(kind: string, name: string): void {
   }
 }
 
-/** Checks a proposed change before anything is applied; `current` is the state now deployed (undefined on create). */
+/**
+ * Checks a proposed change before anything is applied; `current` is the state now deployed
+ * (undefined on create), `next` undefined deletes the whole cluster.
+ */
 export function checkTransition(current: ClusterSpec | undefined, next: ClusterSpec | undefined, regions: readonly string[]): void {
   if (next === undefined) {
-    if (current && current.nodes.length > 0) {
-      throw new ClusterInvariantError(`cluster ${current.name} still has ${current.nodes.length} node(s); delete its nodes before its hosts`);
-    }
+    if (current) checkDeletion(current, regions);
     return;
   }
   assertName('cluster', next.name);
@@ -85,4 +86,39 @@ export function checkTransition(current: ClusterSpec | undefined, next: ClusterS
   const used = new Set(next.nodes.map((n) => n.host));
   const idle = next.hosts.filter((h) => !used.has(h));
   if (idle.length > 0) throw new ClusterInvariantError(`host(s) ${idle.join(', ')} would carry no node; hosts live only as long as their nodes`);
+}
+
+/**
+ * A whole cluster may go at once: the unit stack declares every node `dependsOn` its host, so a
+ * destroy removes each node's service (ECS drains its task, Docker unmounts its volume) before the
+ * host's group, and the node volumes are retained. That holds only for a deployed spec whose every
+ * node is on one of its hosts; anything else is refused rather than destroyed in an unknown order.
+ */
+export function checkDeletion(current: ClusterSpec, regions: readonly string[]): void {
+  assertName('cluster', current.name);
+  if (!regions.includes(current.region)) {
+    throw new ClusterInvariantError(`cluster ${current.name} is in ${current.region}, which is not a designated region (${regions.join(', ')})`);
+  }
+  const hosts = new Set(current.hosts);
+  const orphans = current.nodes.filter((n) => !hosts.has(n.host));
+  if (orphans.length > 0) {
+    throw new ClusterInvariantError(`cluster ${current.name} has node(s) ${orphans.map((n) => `${n.name} on ${n.host}`).join(', ')} outside its hosts; repair the stack before deleting it`);
+  }
+}
+
+/** The spec after adding nodes; a node's host joins the cluster when it is new. */
+export function withNodes(current: ClusterSpec, nodes: readonly NodeSpec[]): ClusterSpec {
+  const hosts = [...current.hosts];
+  for (const n of nodes) if (!hosts.includes(n.host)) hosts.push(n.host);
+  return { ...current, hosts, nodes: [...current.nodes, ...nodes] };
+}
+
+/** The spec after removing nodes by name; a host left without nodes leaves with them. */
+export function withoutNodes(current: ClusterSpec, names: readonly string[]): ClusterSpec {
+  for (const name of names) {
+    if (!current.nodes.some((n) => n.name === name)) throw new ClusterInvariantError(`cluster ${current.name} has no node ${name}`);
+  }
+  const nodes = current.nodes.filter((n) => !names.includes(n.name));
+  const used = new Set(nodes.map((n) => n.host));
+  return { ...current, hosts: current.hosts.filter((h) => used.has(h)), nodes };
 }

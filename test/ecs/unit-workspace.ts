@@ -1,6 +1,6 @@
 import * as pulumi from '@pulumi/pulumi';
 import type { ContainerDefinition, PlacementConstraint, Volume } from '@aws-sdk/client-ecs';
-import type { ClusterWorkspace } from '../../infra/cluster-api/cluster-api.js';
+import type { ClusterWorkspace, StackState } from '../../infra/cluster-api/cluster-api.js';
 import type { ClusterSpec } from '../../infra/cluster-api/invariants.js';
 import { ofType, recordResources, settled, type Declared } from '../../infra/components/mocks.js';
 import { resolveAll } from '../../infra/programs/checks.js';
@@ -45,8 +45,13 @@ export class MockedUnitWorkspace implements ClusterWorkspace {
     });
   }
 
-  read(cluster: string): Promise<ClusterSpec | undefined> {
-    return Promise.resolve(this.stacks.get(cluster)?.spec);
+  read(cluster: string): Promise<StackState | undefined> {
+    const s = this.stacks.get(cluster);
+    return Promise.resolve(s && { deployed: s.spec, desired: s.spec });
+  }
+
+  list(): Promise<string[]> {
+    return Promise.resolve([...this.stacks.keys()]);
   }
 
   /** What the unit program declares for this spec (the resources of one program run). */
@@ -98,12 +103,16 @@ export class MockedUnitWorkspace implements ClusterWorkspace {
     this.stacks.delete(cluster);
   }
 
-  /** The Auto Scaling group replaces the instance of one host: the old one terminates, a new one with the group's tags boots. */
-  async replaceInstance(cluster: string, hostId: string): Promise<void> {
+  /** The instance of one host dies; returns its id. */
+  terminateInstance(hostId: string): Promise<string> {
+    return this.region.terminate(hostId);
+  }
+
+  /** The host's Auto Scaling group launches a new instance with the group's tags, which boots. */
+  async launchInstance(cluster: string, hostId: string): Promise<string> {
     const h = this.stacks.get(cluster)?.state.hosts.get(hostId);
     if (!h) throw new Error(`cluster ${cluster} has no host ${hostId}`);
-    await this.region.terminate(hostId);
-    await this.region.boot(hostId, { az: h.az, cluster, ecsCluster: h.ecsCluster, tags: h.tags });
+    return (await this.region.boot(hostId, { az: h.az, cluster, ecsCluster: h.ecsCluster, tags: h.tags })).instanceId;
   }
 
   /** The EC2 volume id of each node volume deployed (by Pulumi resource name). */

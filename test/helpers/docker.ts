@@ -48,6 +48,8 @@ export interface PrivateDockerd {
   host: string;
   start(): Promise<void>;
   stop(): Promise<void>;
+  /** SIGKILLs dockerd (its containerd and containers live on), as a crash would. */
+  kill(): Promise<void>;
   destroy(): Promise<void>;
 }
 
@@ -106,6 +108,14 @@ export function privateDockerd(opts: { pluginDir?: string } = {}): PrivateDocker
         const pid = Number(readFileSync(pidfile, 'utf8'));
         if (pid) await sleep(500);
       }
+    },
+    async kill() {
+      if (!proc) return;
+      const p = proc;
+      proc = undefined;
+      const exited = new Promise((r) => p.once('exit', r));
+      p.kill('SIGKILL');
+      await exited;
     },
     async destroy() {
       await this.stop();

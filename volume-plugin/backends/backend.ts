@@ -1,5 +1,21 @@
-import type { VolumeOptions } from '../options.js';
+import * as z from 'zod/mini';
+import '../../lib/zod-english.js';
+import { Filesystems, VolumeTypes, type VolumeOptions } from '../options.js';
 import type { Scope } from '../protocol.js';
+
+/** VolumeOptions as stored (state file, loop sidecars): checked when read back, never trusted. */
+export const StoredOptionsSchema = z.object({
+  sizeBytes: z.number().check(z.int(), z.positive()),
+  fs: z.enum(Filesystems),
+  onRemove: z.enum(['retain', 'delete']),
+  type: z.optional(z.enum(VolumeTypes)),
+  iops: z.optional(z.number()),
+  throughput: z.optional(z.number()),
+  encrypted: z.optional(z.boolean()),
+  kmsKeyId: z.optional(z.string()),
+  snapshotId: z.optional(z.string()),
+  mountOptions: z.optional(z.string()),
+});
 
 /**
  * What a backend knows of one volume. `id` is the backend's own identity for
@@ -24,23 +40,46 @@ export interface AttachedDevice {
   record: VolumeRecord;
 }
 
+/** What every call that may wait takes: the caller's deadline (docs/design.md §3: dockerd gives up after it). */
+export interface CallOptions {
+  signal?: AbortSignal;
+}
+
+export interface CreateOptions extends CallOptions {
+  /**
+   * Called with a volume that already exists under the name (retained or not)
+   * before create() adopts or returns it; throwing refuses the Create with no
+   * side effect (a refused Create must not adopt a retained volume).
+   */
+  accept?(existing: VolumeRecord, retained: boolean): void;
+}
+
 export interface Backend {
   readonly kind: 'loop' | 'ebs';
   readonly scope: Scope;
   /** Refuse options this backend cannot honour, with a clear error, before anything is created. */
   validate(name: string, options: VolumeOptions): void;
-  /** Idempotent: finds the volume by name or creates it with these options. */
-  create(name: string, options: VolumeOptions): Promise<VolumeRecord>;
+  /**
+   * Idempotent: finds the volume by name or creates it with these options. A
+   * Create that fails leaves nothing behind (no image, no metadata, no volume).
+   */
+  create(name: string, options: VolumeOptions, call?: CreateOptions): Promise<VolumeRecord>;
   /** Authoritative lookup; undefined only when the volume surely does not exist. */
   find(name: string): Promise<VolumeRecord | undefined>;
   /** Volumes that belong to this host. */
   list(): Promise<VolumeRecord[]>;
   /** Makes the volume's block device present on this host and returns it verified. */
-  attach(record: VolumeRecord): Promise<AttachedDevice>;
+  attach(record: VolumeRecord, call?: CallOptions): Promise<AttachedDevice>;
   /** The volume is no longer mounted here; the backend may detach now (loop) or after an idle period (ebs). */
   release(record: VolumeRecord): Promise<void>;
   /** Detaches at once. Detaching a volume that is not attached is success. */
   detach(record: VolumeRecord): Promise<void>;
   /** Honours options.onRemove: retain keeps the data (and untags it from this host), delete destroys it. */
-  remove(record: VolumeRecord): Promise<void>;
+  remove(record: VolumeRecord, call?: CallOptions): Promise<void>;
+  /**
+   * At start, before any call: undoes what an agent that died (SIGKILL) left
+   * behind, e.g. tools still running on its devices and devices attached for
+   * volumes that are not mounted. `mounted` holds the ids of volumes mounted now.
+   */
+  recover?(mounted: ReadonlySet<string>): Promise<void>;
 }

@@ -32,19 +32,25 @@ export function deferredBackend<B extends Backend>(
   let ready!: (b: B) => void;
   const readyPromise = new Promise<B>((r) => (ready = r));
 
-  async function backend(): Promise<B> {
+  /** The backend once ready; waits up to waitMs, or until the caller's deadline. */
+  async function backend(signal?: AbortSignal): Promise<B> {
     if (current) return current;
+    signal?.throwIfAborted();
     let timer: NodeJS.Timeout | undefined;
+    let onAbort: (() => void) | undefined;
     const timeout = new Promise<never>((_, reject) => {
       timer = setTimeout(
         () => reject(new BerthError('UNAVAILABLE', `the ${kind} backend is not ready after ${Math.round(waitMs / 1000)} s: ${pending ?? 'starting'}`)),
         waitMs,
       );
+      onAbort = () => reject(signal!.reason as Error);
+      signal?.addEventListener('abort', onAbort, { once: true });
     });
     try {
       return await Promise.race([readyPromise, timeout]);
     } finally {
       clearTimeout(timer);
+      if (onAbort) signal?.removeEventListener('abort', onAbort);
     }
   }
 
@@ -67,8 +73,8 @@ export function deferredBackend<B extends Backend>(
     failedAttempt(reason) {
       pending = reason;
     },
-    async create(name, options) {
-      return (await backend()).create(name, options);
+    async create(name, options, call) {
+      return (await backend(call?.signal)).create(name, options, call);
     },
     async find(name) {
       return (await backend()).find(name);
@@ -77,8 +83,8 @@ export function deferredBackend<B extends Backend>(
       if (!current) throw new BerthError('UNAVAILABLE', `the ${kind} backend is not ready: ${pending ?? 'starting'}`);
       return current.list();
     },
-    async attach(record) {
-      return (await backend()).attach(record);
+    async attach(record, call) {
+      return (await backend(call?.signal)).attach(record, call);
     },
     async release(record) {
       return (await backend()).release(record);
@@ -86,8 +92,8 @@ export function deferredBackend<B extends Backend>(
     async detach(record) {
       return (await backend()).detach(record);
     },
-    async remove(record) {
-      return (await backend()).remove(record);
+    async remove(record, call) {
+      return (await backend(call?.signal)).remove(record, call);
     },
   };
 }

@@ -1,11 +1,14 @@
-import { mkdir, open, readdir, readFile, stat, unlink } from 'node:fs/promises';
+import { mkdir, open, readdir, readFile, readlink, stat, unlink } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Logger } from 'pino';
+import * as z from 'zod/mini';
 import { writeFileAtomic } from '../../lib/atomic-file.js';
-import { BerthError } from '../../lib/errors.js';
+import { BerthError, errorMessage } from '../../lib/errors.js';
 import type { Runner } from '../../lib/exec.js';
+import { majorMinorOf, readMountinfo } from '../../lib/mountinfo.js';
+import { sleep } from '../../lib/sleep.js';
 import { formatSize, type VolumeOptions } from '../options.js';
-import type { AttachedDevice, Backend, VolumeRecord } from './backend.js';
+import { StoredOptionsSchema, type AttachedDevice, type Backend, type VolumeRecord } from './backend.js';
 
 /**
  * Local backend: one sparse image file per volume under <stateDir>/images,
@@ -19,14 +22,19 @@ import type { AttachedDevice, Backend, VolumeRecord } from './backend.js';
 const MIN_BYTES = { ext4: 16 * 2 ** 20, xfs: 300 * 2 ** 20 } as const;
 const EBS_ONLY = ['type', 'iops', 'throughput', 'encrypted', 'kmsKeyId', 'snapshotId'] as const;
 const LOSETUP_MS = 30_000;
+/** `<name>.json` must fit in NAME_MAX (255 bytes). */
+const MAX_NAME = 255 - '.json'.length;
+/** Tools berth runs on a volume's device; one found still running at start was left by an agent that died. */
+const DEVICE_TOOLS = new Set(['mkfs.ext4', 'mke2fs', 'mkfs.xfs', 'e2fsck', 'fsck.ext4', 'blkid', 'resize2fs', 'xfs_growfs', 'dumpe2fs', 'xfs_info', 'mount', 'umount', 'losetup']);
 
-interface Sidecar {
-  version: 1;
-  name: string;
-  options: VolumeOptions;
-  createdAt: string;
-  retained?: boolean;
-}
+const SidecarSchema = z.object({
+  version: z.literal(1),
+  name: z.string(),
+  options: StoredOptionsSchema,
+  createdAt: z.string(),
+  retained: z.optional(z.boolean()),
+});
+type Sidecar = z.infer<typeof SidecarSchema>;
 
 interface LoopDevice {
   device: string;
@@ -41,16 +49,23 @@ export interface LoopBackendDeps {
   sysBlockDir?: string;
   runner: Runner;
   logger?: Logger;
+  /** mountinfo to check before detaching a device at start (default /proc/self/mountinfo). */
+  mountinfoPath?: string;
+  /** procfs, where start-up looks for tools an agent that died left running. */
+  procDir?: string;
 }
 
 export function createLoopBackend(deps: LoopBackendDeps): Backend {
   const imagesDir = join(deps.stateDir, 'images');
   const { runner, logger } = deps;
   const sysBlock = deps.sysBlockDir ?? '/sys/block';
+  const procDir = deps.procDir ?? '/proc';
+  const mountinfoPath = deps.mountinfoPath;
   const imagePath = (name: string) => join(imagesDir, `${name}.img`);
   const sidecarPath = (name: string) => join(imagesDir, `${name}.json`);
 
   async function readSidecar(name: string): Promise<Sidecar | undefined> {
+    if (name.length > MAX_NAME) return undefined; // its sidecar cannot exist
     let text: string;
     try {
       text = await readFile(sidecarPath(name), 'utf8');
@@ -58,10 +73,60 @@ export function createLoopBackend(deps: LoopBackendDeps): Backend {
       if ((err as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
       throw err;
     }
+    let parsed;
     try {
-      return JSON.parse(text) as Sidecar;
+      parsed = SidecarSchema.safeParse(JSON.parse(text));
     } catch {
       throw new BerthError('INTERNAL', `metadata ${sidecarPath(name)} is not valid JSON; fix or remove it by hand (the image file is untouched)`);
+    }
+    if (!parsed.success || parsed.data.name !== name) {
+      throw new BerthError('INTERNAL', `metadata ${sidecarPath(name)} does not describe volume ${name}; fix or remove it by hand (the image file is untouched)`);
+    }
+    const { options, ...rest } = parsed.data;
+    return { ...rest, options: Object.fromEntries(Object.entries(options).filter(([, v]) => v !== undefined)) as unknown as VolumeOptions };
+  }
+
+  const imageStat = (name: string) => stat(imagePath(name)).catch((err: NodeJS.ErrnoException) => {
+    if (err.code === 'ENOENT') return undefined;
+    throw err;
+  });
+
+  /** Creates the sparse image and its sidecar, or, when any step fails, neither. */
+  async function createFresh(name: string, options: VolumeOptions): Promise<Sidecar> {
+    await mkdir(imagesDir, { recursive: true, mode: 0o700 });
+    const image = imagePath(name);
+    const leftover = await imageStat(name);
+    if (leftover && leftover.blocks === 0) {
+      // An image without metadata that was never written to: a Create cut short. It holds nothing; start again.
+      logger?.warn({ name, image }, 'image file of an unfinished create found (never written); creating it anew');
+      await unlink(image);
+    } else if (leftover) {
+      // Written to but without metadata (metadata lost): it may hold data, so it is adopted, never truncated.
+      logger?.warn({ name, image, bytes: leftover.size }, 'image file with data but without metadata found; adopting it as is');
+      const side: Sidecar = { version: 1, name, options: { ...options, sizeBytes: leftover.size }, createdAt: new Date().toISOString() };
+      await writeFileAtomic(sidecarPath(name), JSON.stringify(side), 0o600);
+      return side;
+    }
+    const handle = await open(image, 'wx', 0o600);
+    try {
+      try {
+        await handle.truncate(options.sizeBytes);
+      } finally {
+        await handle.close();
+      }
+      const side: Sidecar = { version: 1, name, options, createdAt: new Date().toISOString() };
+      await writeFileAtomic(sidecarPath(name), JSON.stringify(side), 0o600);
+      return side;
+    } catch (err) {
+      await unlink(image).catch(() => undefined);
+      const code = (err as NodeJS.ErrnoException).code;
+      if (code === 'EFBIG' || code === 'EINVAL') {
+        throw new BerthError('INVALID_ARGUMENT', `volume ${name}: size ${formatSize(options.sizeBytes)} is larger than the filesystem under ${imagesDir} allows for one file`);
+      }
+      if (code === 'ENOSPC' || code === 'EDQUOT') {
+        throw new BerthError('UNAVAILABLE', `volume ${name}: no space left under ${imagesDir} to record it (${code}); nothing was created`);
+      }
+      throw err;
     }
   }
 
@@ -113,11 +178,36 @@ export function createLoopBackend(deps: LoopBackendDeps): Backend {
     }
   }
 
+  /** Processes running one of berth's tools with one of these paths among their arguments. */
+  async function toolsUsing(paths: ReadonlySet<string>): Promise<Array<{ pid: number; cmd: string }>> {
+    const out: Array<{ pid: number; cmd: string }> = [];
+    for (const entry of await readdir(procDir).catch(() => [] as string[])) {
+      const pid = Number(entry);
+      if (!Number.isInteger(pid) || pid === process.pid) continue;
+      // comm is the name of the file executed (a wrapper script's own name, not its interpreter's).
+      const tool = (await readFile(join(procDir, entry, 'comm'), 'utf8').catch(() => '')).trim();
+      if (!DEVICE_TOOLS.has(tool)) continue;
+      const argv = (await readFile(join(procDir, entry, 'cmdline'), 'utf8').catch(() => '')).split('\0').filter(Boolean);
+      if (argv.slice(1).some((a) => paths.has(a))) out.push({ pid, cmd: argv.join(' ') });
+    }
+    return out;
+  }
+
+  async function alive(pid: number): Promise<boolean> {
+    return readlink(join(procDir, String(pid), 'exe')).then(
+      () => true,
+      (err: NodeJS.ErrnoException) => err.code !== 'ENOENT',
+    );
+  }
+
   return {
     kind: 'loop',
     scope: 'local',
 
     validate(name, options) {
+      if (name.length > MAX_NAME) {
+        throw new BerthError('INVALID_ARGUMENT', `volume name ${name.slice(0, 40)}… is ${name.length} characters; the loop backend allows at most ${MAX_NAME}`);
+      }
       const ebsOnly = EBS_ONLY.filter((k) => options[k] !== undefined);
       if (ebsOnly.length > 0) {
         throw new BerthError('INVALID_ARGUMENT', `volume ${name}: option(s) ${ebsOnly.join(', ')} need the ebs backend; this agent runs the loop backend`);
@@ -128,31 +218,26 @@ export function createLoopBackend(deps: LoopBackendDeps): Backend {
       }
     },
 
-    async create(name, options) {
+    async create(name, options, call = {}) {
       const existing = await readSidecar(name);
-      if (existing && !existing.retained) return toRecord(existing);
-      await mkdir(imagesDir, { recursive: true, mode: 0o700 });
-      if (existing?.retained) {
+      if (existing && !(await imageStat(name))) {
+        if (existing.retained) {
+          // Retained, but its data was deleted behind berth's back: nothing is left to adopt, the name is free.
+          logger?.warn({ name, image: imagePath(name) }, 'retained volume has no image file any more; creating it anew');
+          await unlink(sidecarPath(name));
+        } else {
+          call.accept?.(await toRecord(existing), false);
+          return toRecord(existing);
+        }
+      } else if (existing) {
+        call.accept?.(await toRecord(existing), existing.retained === true);
+        if (!existing.retained) return toRecord(existing);
         const adopted: Sidecar = { ...existing, retained: false };
         await writeFileAtomic(sidecarPath(name), JSON.stringify(adopted), 0o600);
         logger?.info({ name }, 'adopted a retained volume');
         return toRecord(adopted);
       }
-      // A leftover image without metadata (a create cut short) is adopted, never truncated.
-      try {
-        const handle = await open(imagePath(name), 'wx', 0o600);
-        try {
-          await handle.truncate(options.sizeBytes);
-        } finally {
-          await handle.close();
-        }
-      } catch (err) {
-        if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
-        logger?.warn({ name }, 'image file without metadata found; adopting it as is');
-      }
-      const side: Sidecar = { version: 1, name, options, createdAt: new Date().toISOString() };
-      await writeFileAtomic(sidecarPath(name), JSON.stringify(side), 0o600);
-      return toRecord(side);
+      return toRecord(await createFresh(name, options));
     },
 
     async find(name) {
@@ -170,7 +255,7 @@ export function createLoopBackend(deps: LoopBackendDeps): Backend {
       return out;
     },
 
-    async attach(record): Promise<AttachedDevice> {
+    async attach(record, call = {}): Promise<AttachedDevice> {
       const image = imagePath(record.name);
       const st = await stat(image).catch(() => undefined);
       if (!st) {
@@ -181,6 +266,7 @@ export function createLoopBackend(deps: LoopBackendDeps): Backend {
         verify(existing, image);
         return { devicePath: existing.device, record };
       }
+      call.signal?.throwIfAborted();
       const { stdout } = await runner('losetup', ['--find', '--show', '--', image], { timeoutMs: LOSETUP_MS });
       const device = stdout.trim();
       if (!/^\/dev\/loop\d+$/.test(device)) throw new BerthError('INTERNAL', `losetup returned an unexpected device ${JSON.stringify(device)}`);
@@ -207,7 +293,7 @@ export function createLoopBackend(deps: LoopBackendDeps): Backend {
       await detachAll(imagePath(name));
       const side = await readSidecar(name);
       if (!side) return;
-      if (record.options.onRemove === 'delete') {
+      if (record.options.onRemove === 'delete' || !(await imageStat(name))) {
         await unlink(imagePath(name)).catch((err: NodeJS.ErrnoException) => {
           if (err.code !== 'ENOENT') throw err;
         });
@@ -216,6 +302,34 @@ export function createLoopBackend(deps: LoopBackendDeps): Backend {
       } else {
         await writeFileAtomic(sidecarPath(name), JSON.stringify({ ...side, retained: true }), 0o600);
         logger?.info({ name, image: imagePath(name) }, 'volume removed from Docker; image retained');
+      }
+    },
+
+    async recover(mounted) {
+      const ours = (await loopDevices()).filter((d) => d.backingFile.startsWith(imagesDir + '/'));
+      if (ours.length === 0) return;
+      // A tool an agent that died started (mkfs, fsck…) would race with the next Mount: stop it first.
+      const paths = new Set(ours.flatMap((d) => [d.device, d.backingFile.replace(DELETED, '')]));
+      const strays = await toolsUsing(paths);
+      for (const { pid, cmd } of strays) {
+        logger?.warn({ pid, cmd }, 'stopping a tool an earlier agent left running on a volume device');
+        try {
+          process.kill(pid, 'SIGKILL');
+        } catch {
+          // already gone
+        }
+      }
+      for (const { pid } of strays) for (let i = 0; i < 100 && (await alive(pid)); i++) await sleep(50);
+      const mountedDevices = new Set((await readMountinfo(mountinfoPath)).map((e) => e.majorMinor));
+      for (const d of ours) {
+        const image = d.backingFile.replace(DELETED, '');
+        if (mounted.has(image)) continue;
+        const rdev = await stat(d.device).then((st) => st.rdev, () => undefined);
+        if (rdev !== undefined && mountedDevices.has(majorMinorOf(rdev))) continue;
+        await runner('losetup', ['--detach', d.device], { timeoutMs: LOSETUP_MS, okExitCodes: [0, 1] }).catch((err: unknown) =>
+          logger?.warn({ device: d.device, err: errorMessage(err) }, 'could not detach a loop device no volume holds'),
+        );
+        logger?.warn({ device: d.device, image }, 'detached a loop device no mounted volume holds (left by an agent that died)');
       }
     },
   };

@@ -118,12 +118,14 @@ export function createFilesystemOps(deps: FilesystemDeps): FilesystemOps & { pro
   return {
     probe,
 
-    async prepare(devicePath, fs) {
+    async prepare(devicePath, fs, options = {}) {
       const found = await probe(devicePath);
-      if (found === undefined) {
-        logger?.info({ devicePath, fs }, 'device is blank, formatting');
+      const interrupted = options.interrupted === true && found?.type === fs && !found.pttype;
+      if (found === undefined || interrupted) {
+        logger?.info({ devicePath, fs, interrupted }, interrupted ? 'an earlier format of this device was interrupted; formatting again' : 'device is blank, formatting');
+        await options.beforeFormat?.();
         const args = fs === 'ext4' ? ['-F', '-q', '-m', '0', '--', devicePath] : ['-f', '-q', '--', devicePath];
-        await runner(`mkfs.${fs}`, args, { timeoutMs: LIMITS.mkfsMs });
+        await runner(`mkfs.${fs}`, args, { timeoutMs: LIMITS.mkfsMs, ...(options.signal ? { signal: options.signal } : {}) });
         return { formatted: true };
       }
       if (found.pttype) {

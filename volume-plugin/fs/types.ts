@@ -1,5 +1,18 @@
 import type { Filesystem } from '../options.js';
 
+export interface PrepareOptions {
+  /**
+   * A format of this device was started and never completed (the caller's
+   * mark): a device that blkid finds blank or holding a partial filesystem of
+   * the asked kind is formatted again. Never set it for a device that was mounted.
+   */
+  interrupted?: boolean;
+  /** Runs just before mkfs: the caller records its mark here (and may refuse by throwing). */
+  beforeFormat?: () => Promise<void>;
+  /** mkfs is stopped when this aborts (the caller's mark then still says the format was interrupted). */
+  signal?: AbortSignal;
+}
+
 /**
  * Filesystem operations on a verified block device (DESIGN.md §6 formatting
  * rules). Implemented over real blkid/mkfs/fsck/mount with an injected Runner.
@@ -10,7 +23,7 @@ export interface FilesystemOps {
    * holding the asked filesystem is left alone; one holding another
    * filesystem or a partition table is refused (UNSAFE_DEVICE), data untouched.
    */
-  prepare(devicePath: string, fs: Filesystem): Promise<{ formatted: boolean }>;
+  prepare(devicePath: string, fs: Filesystem, options?: PrepareOptions): Promise<{ formatted: boolean }>;
   /** fsck (ext4) then mount; resolves only once mountinfo shows this device at this mountpoint. */
   mount(devicePath: string, mountpoint: string, fs: Filesystem, mountOptions?: string): Promise<void>;
   /** Unmounting what is not mounted is success; resolves only once mountinfo no longer shows it. */

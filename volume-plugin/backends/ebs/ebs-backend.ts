@@ -150,9 +150,11 @@ export function createEbsBackend(deps: EbsBackendDeps): EbsBackend {
       validateEbsOptions(name, options);
     },
 
-    async create(name, options) {
+    async create(name, options, call = {}) {
       const existing = await lookup(name);
       if (existing) {
+        // The caller may refuse it (conflicting options) before anything is tagged.
+        call.accept?.(toRecord(existing), !tagsOf(existing)[keys.host]);
         // A retained volume (no host tag) is adopted by this host.
         if (!tagsOf(existing)[keys.host]) {
           await ec2.tag([existing.VolumeId!], { [keys.host]: identity.hostId });

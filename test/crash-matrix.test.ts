@@ -1,0 +1,265 @@
+import { execFileSync, type ChildProcess } from 'node:child_process';
+import { existsSync, readdirSync, readFileSync, unlinkSync, writeFileSync, mkdirSync, rmSync } from 'node:fs';
+import { join } from 'node:path';
+import { execa } from 'execa';
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { sleep } from '../lib/sleep.js';
+import { parseState } from '../volume-plugin/state-store.js';
+import type { Agent } from '../agent/agent.js';
+import { startChildAgent, startInProcessAgent, stopChild, uniquePluginName } from './helpers/agent.js';
+import { pluginPost } from './helpers/agent-image.js';
+import { noLoopReason } from './helpers/env.js';
+import { detachLoopDevicesUnder, loopDevicesUnder, sh, tempDir } from './helpers/loop.js';
+
+/**
+ * The crash-point matrix: the agent (a child process) SIGKILLs itself at one
+ * external step of Create, Mount, Unmount or Remove (BERTH_TEST_CRASH_AT,
+ * agent/crash-points.ts), is started again, and then the invariants hold:
+ * nothing is mounted without a reference its caller holds, no loop device or
+ * tool is left over, the state file is valid, no half-formatted device is
+ * used, data written is there, and the volume works (Mount, write, read,
+ * Unmount, Remove). The same for a full state disk.
+ */
+
+const ID1 = '1'.repeat(64);
+const ID2 = '2'.repeat(64);
+const TOOLS = new Set(['mkfs.ext4', 'mke2fs', 'e2fsck', 'blkid', 'mount', 'umount', 'losetup', 'chattr', 'dumpe2fs', 'resize2fs']);
+
+const points = [
+  // Create
+  'state-write:2',
+  // Mount: attach, mountpoint, probe, format (marked before and cleared after), check, mount, grow check, reference
+  'losetup:1',
+  'chattr:1',
+  'blkid:1',
+  'state-write:3',
+  'mkfs.ext4:1',
+  'state-write:4',
+  'e2fsck:1',
+  'mount:1',
+  'dumpe2fs:1',
+  'state-write:5',
+  // Unmount
+  'umount:1',
+  'losetup:2',
+  'state-write:6',
+  // Remove
+  'chattr:2',
+  'state-write:7',
+];
+
+/** Processes running one of berth's tools on something under dir (or a loop device backed there). */
+function straysUnder(dir: string): string[] {
+  const devices = new Set(loopDevicesUnder(dir));
+  const out: string[] = [];
+  for (const pid of readdirSync('/proc').filter((p) => /^\d+$/.test(p))) {
+    try {
+      const comm = readFileSync(`/proc/${pid}/comm`, 'utf8').trim();
+      if (!TOOLS.has(comm)) continue;
+      const argv = readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0');
+      if (argv.some((a) => a.startsWith(dir) || devices.has(a))) out.push(`${pid} ${argv.join(' ')}`);
+    } catch {
+      // gone meanwhile
+    }
+  }
+  return out;
+}
+
+const mountsUnder = (dir: string) => sh('findmnt', ['-rn', '-o', 'TARGET']).split('\n').filter((l) => l.startsWith(dir + '/'));
+
+describe.skipIf(noLoopReason)(`crash-point matrix${noLoopReason ? ` (skipped: ${noLoopReason})` : ''}`, () => {
+  let dir: ReturnType<typeof tempDir> | undefined;
+  const children: ChildProcess[] = [];
+  const tmpfs: string[] = [];
+
+  const agents: Agent[] = [];
+  // The crashing agent is the bundle production runs: it starts in well under a second (tsx takes seconds).
+  const build = tempDir('berth-crash-build');
+  const bundle = join(build.path, 'dist', 'agent', 'main.js');
+  beforeAll(async () => {
+    await execa('node', ['scripts/build.mjs', join(build.path, 'dist')], { cwd: join(import.meta.dirname, '..'), timeout: 120_000 });
+  }, 150_000);
+  afterAll(() => build.cleanup());
+
+  afterEach(async () => {
+    for (const c of children.splice(0)) if (c.exitCode === null && c.signalCode === null) await stopChild(c, 'SIGKILL');
+    for (const a of agents.splice(0)) await a.stop();
+    if (dir) {
+      for (const m of mountsUnder(dir.path).reverse()) execFileSync('umount', ['-l', m]);
+      detachLoopDevicesUnder(dir.path);
+      for (const t of tmpfs.splice(0)) execFileSync('umount', ['-l', t]);
+      dir.cleanup();
+      dir = undefined;
+    }
+  });
+
+  async function agent(name: string, stateDir: string, extra: Record<string, string> = {}): Promise<{ child: ChildProcess; call: (path: string, body: unknown) => Promise<Record<string, unknown>> }> {
+    const socket = join('/run/docker/plugins', `${name}.sock`);
+    // A killed agent leaves its socket: wait for the new one, not the stale file.
+    if (existsSync(socket)) unlinkSync(socket);
+    const child = await startChildAgent(name, stateDir, { BERTH_DEFAULT_SIZE: '64MiB', ...extra }, bundle);
+    children.push(child);
+    return { child, call: (path, body) => pluginPost(socket, path, body) };
+  }
+
+  /** The restarted agent: in this process (a child costs seconds of start-up per crash point). */
+  async function restarted(name: string, stateDir: string, extra: Record<string, string> = {}) {
+    const { agent: a } = await startInProcessAgent(name, stateDir, extra);
+    agents.push(a);
+    const socket = join('/run/docker/plugins', `${name}.sock`);
+    return {
+      call: (path: string, body: unknown) => pluginPost(socket, path, body),
+      async stop() {
+        agents.splice(agents.indexOf(a), 1);
+        await a.stop();
+      },
+    };
+  }
+
+  async function exited(child: ChildProcess, ms = 15_000): Promise<NodeJS.Signals | null> {
+    for (const end = Date.now() + ms; Date.now() < end; await sleep(50)) if (child.exitCode !== null || child.signalCode !== null) return child.signalCode;
+    throw new Error('the agent did not crash at its crash point');
+  }
+
+  /** Runs the steps until the agent dies; returns what the caller was told. */
+  async function drive(call: (path: string, body: unknown) => Promise<Record<string, unknown>>, v: string, steps: Array<'create' | 'mount' | 'unmount' | 'remove'>) {
+    const told = { created: false, mounted: false, written: false, unmounted: false, removed: false, mountpoint: '', unanswered: '' };
+    for (const step of steps) {
+      let res: Record<string, unknown>;
+      try {
+        if (step === 'create') res = await call('/VolumeDriver.Create', { Name: v, Opts: {} });
+        else if (step === 'mount') res = await call('/VolumeDriver.Mount', { Name: v, ID: ID1 });
+        else if (step === 'unmount') res = await call('/VolumeDriver.Unmount', { Name: v, ID: ID1 });
+        else res = await call('/VolumeDriver.Remove', { Name: v });
+      } catch {
+        return { ...told, unanswered: step }; // no answer: the agent died during this call
+      }
+      if (res.Err) return { ...told, err: String(res.Err) };
+      if (step === 'create') told.created = true;
+      if (step === 'mount') {
+        told.mounted = true;
+        told.mountpoint = String(res.Mountpoint);
+        try {
+          writeFileSync(join(told.mountpoint, 'f'), 'data');
+          told.written = true;
+        } catch {
+          // the crash may come first
+        }
+      }
+      if (step === 'unmount') told.unmounted = true;
+      if (step === 'remove') told.removed = true;
+    }
+    return told;
+  }
+
+  /** The invariants after a restart; then the volume must work end to end. */
+  async function check(root: string, stateDir: string, v: string, told: Awaited<ReturnType<typeof drive>>, call: (path: string, body: unknown) => Promise<Record<string, unknown>>, point: string) {
+    const why = `after a crash at ${point}`;
+    expect(() => parseState(JSON.parse(readFileSync(join(stateDir, 'state.json'), 'utf8'))), why).not.toThrow();
+    expect(straysUnder(root), why).toEqual([]);
+    // Held: the caller got its Mount and has not asked to Unmount. An Unmount that got no answer may have happened or not.
+    const held = told.mounted && !told.unmounted && told.unanswered !== 'unmount';
+    if (told.unanswered !== 'unmount') {
+      expect(mountsUnder(join(stateDir, 'mounts')), why).toEqual(held ? [told.mountpoint] : []);
+      expect(loopDevicesUnder(root).length, why).toBe(held ? 1 : 0);
+    }
+    expect(loopDevicesUnder(root).length, why).toBe(mountsUnder(join(stateDir, 'mounts')).length);
+    if (held) expect(readFileSync(join(told.mountpoint, 'f'), 'utf8'), why).toBe('data');
+
+    expect((await call('/VolumeDriver.Create', { Name: v, Opts: {} })).Err, why).toBe('');
+    const m = await call('/VolumeDriver.Mount', { Name: v, ID: ID2 });
+    expect(m.Err, why).toBe('');
+    const mp = String(m.Mountpoint);
+    if (told.written) expect(readFileSync(join(mp, 'f'), 'utf8'), why).toBe('data');
+    writeFileSync(join(mp, 'g'), 'more');
+    expect(readFileSync(join(mp, 'g'), 'utf8')).toBe('more');
+    expect((await call('/VolumeDriver.Unmount', { Name: v, ID: ID2 })).Err, why).toBe('');
+    if (told.mounted) expect((await call('/VolumeDriver.Unmount', { Name: v, ID: ID1 })).Err, why).toBe('');
+    expect(mountsUnder(join(stateDir, 'mounts')), why).toEqual([]);
+    expect(loopDevicesUnder(root), why).toEqual([]);
+    // a completed, clean filesystem: never a half-made one
+    execFileSync('e2fsck', ['-fn', join(stateDir, 'images', `${v}.img`)], { stdio: 'ignore' });
+    expect((await call('/VolumeDriver.Remove', { Name: v })).Err, why).toBe('');
+    expect(((await call('/VolumeDriver.List', {})).Volumes as unknown[]).length, why).toBe(0);
+  }
+
+  it('leaves a consistent, usable volume after a SIGKILL at every external step', async () => {
+    for (const point of points) {
+      dir = tempDir('berth-crash');
+      const stateDir = join(dir.path, 'state');
+      const name = uniquePluginName('berth-crash');
+      const first = await agent(name, stateDir, { BERTH_TEST_CRASH_AT: point });
+      const told = await drive(first.call, 'v', ['create', 'mount', 'unmount', 'remove']);
+      expect(await exited(first.child), `crash at ${point} (told ${JSON.stringify(told)})`).toBe('SIGKILL');
+      const second = await restarted(name, stateDir);
+      await check(dir.path, stateDir, 'v', told, second.call, point);
+      await second.stop();
+      for (const m of mountsUnder(dir.path).reverse()) execFileSync('umount', ['-l', m]);
+      dir.cleanup();
+      dir = undefined;
+    }
+  }, 600_000);
+
+  it('a SIGKILL during mkfs: the orphan mkfs is stopped, no device left attached, the half-made filesystem made again', async () => {
+    dir = tempDir('berth-crash');
+    const stateDir = join(dir.path, 'state');
+    // A slow mkfs that leaves a half-made filesystem: the real one, then its block group descriptors zeroed, then a wait.
+    const bin = join(dir.path, 'bin');
+    mkdirSync(bin);
+    const real = sh('sh', ['-c', 'command -v mkfs.ext4']);
+    writeFileSync(join(bin, 'mkfs.ext4'), `#!/bin/sh\nfor dev; do :; done\n${real} "$@" && dd if=/dev/zero of="$dev" bs=4096 seek=1 count=8 conv=notrunc 2>/dev/null; sleep 20\n`, { mode: 0o755 });
+    const name = uniquePluginName('berth-crash');
+    const first = await agent(name, stateDir, { BERTH_TEST_CRASH_AT: 'mkfs.ext4:1', PATH: `${bin}:${process.env.PATH}` });
+    expect((await first.call('/VolumeDriver.Create', { Name: 'v', Opts: {} })).Err).toBe('');
+    await first.call('/VolumeDriver.Mount', { Name: 'v', ID: ID1 }).catch(() => undefined);
+    expect(await exited(first.child)).toBe('SIGKILL');
+    await sleep(1_000); // the real mkfs has finished; the wrapper still runs, holding the device name
+    expect(straysUnder(dir.path).length).toBeGreaterThan(0);
+    expect(loopDevicesUnder(dir.path)).toHaveLength(1);
+    expect(sh('blkid', ['-p', '-o', 'value', '-s', 'TYPE', loopDevicesUnder(dir.path)[0]!])).toBe('ext4'); // looks formatted; is not
+
+    const second = await restarted(name, stateDir);
+    expect(straysUnder(dir.path)).toEqual([]);
+    expect(loopDevicesUnder(dir.path)).toEqual([]);
+    await check(dir.path, stateDir, 'v', { created: true, mounted: false, written: false, unmounted: false, removed: false, mountpoint: '', unanswered: 'mount' }, second.call, 'mkfs.ext4:1');
+  }, 120_000);
+
+  it('on a full state disk: consistent after a SIGKILL at every step of Mount, and usable once there is room', async () => {
+    const fullPoints = ['losetup:1', 'blkid:1', 'e2fsck:1', 'mount:1', 'dumpe2fs:1', 'umount:1', 'losetup:2'];
+    for (const point of fullPoints) {
+      dir = tempDir('berth-crash');
+      const stateDir = join(dir.path, 'state');
+      mkdirSync(stateDir);
+      execFileSync('mount', ['-t', 'tmpfs', '-o', 'size=48m,mode=0700', 'berth-crash-full', stateDir]);
+      tmpfs.push(stateDir);
+      const name = uniquePluginName('berth-crash');
+      const setup = await restarted(name, stateDir, { BERTH_DEFAULT_SIZE: '16MiB' });
+      expect(await drive(setup.call, 'v', ['create', 'mount', 'unmount'])).toMatchObject({ unmounted: true, written: true });
+      await setup.stop();
+      for (const [i, bs] of ['1M', '4k'].entries()) {
+        try {
+          execFileSync('dd', ['if=/dev/zero', `of=${join(stateDir, `filler-${i}`)}`, `bs=${bs}`], { stdio: 'ignore' });
+        } catch {
+          // ENOSPC: full
+        }
+      }
+      const first = await agent(name, stateDir, { BERTH_DEFAULT_SIZE: '16MiB', BERTH_TEST_CRASH_AT: point });
+      const told = await drive(first.call, 'v', ['mount']);
+      expect(told.mounted, `Mount on a full disk at ${point}`).toBe(false);
+      expect(await exited(first.child), `crash at ${point} (told ${JSON.stringify(told)})`).toBe('SIGKILL');
+      const second = await restarted(name, stateDir, { BERTH_DEFAULT_SIZE: '16MiB' });
+      // still full: nothing held, nothing left over, and the agent answers
+      expect(mountsUnder(join(stateDir, 'mounts')), point).toEqual([]);
+      expect(loopDevicesUnder(dir.path), point).toEqual([]);
+      expect(straysUnder(dir.path), point).toEqual([]);
+      expect((await second.call('/VolumeDriver.Mount', { Name: 'v', ID: ID1 })).Err, point).toMatch(/ENOSPC/);
+      expect(mountsUnder(join(stateDir, 'mounts')), point).toEqual([]);
+      rmSync(join(stateDir, 'filler-0'));
+      await check(dir.path, stateDir, 'v', { ...told, written: true }, second.call, `${point} (full disk)`);
+      await second.stop();
+      execFileSync('umount', ['-l', tmpfs.pop()!]);
+      dir.cleanup();
+      dir = undefined;
+    }
+  }, 600_000);
+});
