@@ -2,6 +2,7 @@ import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import * as z from 'zod/mini';
 import '../lib/zod-english.js';
+import { DEFAULT_TAG_PREFIX } from '../lib/node-contract.js';
 import { Filesystems, SizeSchema } from '../volume-plugin/options.js';
 
 /**
@@ -47,7 +48,7 @@ export const ConfigSchema = z.object({
   BERTH_HOST_ID: setting(z.optional(tagValue), "logical host id; default: the instance's <prefix>host tag, else its Auto Scaling group"),
   BERTH_CLUSTER: setting(z.optional(tagValue), 'scopes volume lookups and new volumes to this cluster tag'),
   BERTH_TAG_PREFIX: setting(
-    z._default(z.string().check(z.regex(/^[\w.:/=+@-]{1,32}$/), z.refine((v) => !v.toLowerCase().startsWith('aws:'), 'aws: is reserved')), 'berth:'),
+    z._default(z.string().check(z.regex(/^[\w.:/=+@-]{1,32}$/), z.refine((v) => !v.toLowerCase().startsWith('aws:'), 'aws: is reserved')), DEFAULT_TAG_PREFIX),
     'prefix of every tag berth reads or writes',
   ),
   BERTH_EC2_ENDPOINT: setting(z.optional(z.url()), 'EC2 endpoint override (EC2-compatible APIs, tests)'),

@@ -1,5 +1,6 @@
 import type { Logger } from 'pino';
 import { BerthError, errorMessage } from '../lib/errors.js';
+import { tagKeys } from '../lib/node-contract.js';
 import { sleep } from '../lib/sleep.js';
 import type { HostIdentity } from '../volume-plugin/backends/ebs/ebs-backend.js';
 
@@ -53,7 +54,7 @@ export async function discoverIdentity(o: IdentityOptions): Promise<HostIdentity
       { cause: err },
     );
   }
-  const hostTag = `${o.tagPrefix}host`;
+  const hostTag = tagKeys(o.tagPrefix).host;
   let hostId = o.hostId;
   hostId ??= await optional(o.imds, `latest/meta-data/tags/instance/${hostTag}`);
   hostId ??= await optional(o.imds, 'latest/meta-data/tags/instance/aws:autoscaling:groupName');

@@ -1,6 +1,7 @@
 import type { Logger } from 'pino';
 import { Counter, Gauge, type Registry } from 'prom-client';
 import { errorMessage, isBerthError } from '../lib/errors.js';
+import { VOLUME_STATE } from '../lib/node-contract.js';
 import { Semaphore } from '../lib/semaphore.js';
 import type { VolumeRecord } from '../volume-plugin/backends/backend.js';
 import type { DuplicateName, EbsBackend } from '../volume-plugin/backends/ebs/ebs-backend.js';
@@ -266,8 +267,8 @@ export class Reconciler {
     for (const r of tagged) {
       const l = local.get(r.name);
       const failure = this.failed.get(r.name);
-      const state = failure ? `error:${shortReason(failure.message)}` : l?.mounted ? 'mounted' : 'idle';
-      if (state === 'mounted') mounted++;
+      const state = failure ? `${VOLUME_STATE.errorPrefix}${shortReason(failure.message)}` : l?.mounted ? VOLUME_STATE.mounted : VOLUME_STATE.idle;
+      if (state === VOLUME_STATE.mounted) mounted++;
       if (!failure && !l?.mounted && !this.seen.has(r.name)) reasons.push(`${r.name} (not mounted yet)`);
       all.push({ id: r.id, tags: { [k.attachedTo]: r.status.attachedTo === me ? me : '', [k.state]: state } });
     }
@@ -275,7 +276,7 @@ export class Reconciler {
     for (const d of duplicates) {
       reasons.push(`${d.name} (${d.volumeIds.length} EBS volumes carry this name: ${d.volumeIds.join(', ')}; ${d.kept ? `berth keeps using ${d.kept}` : 'berth uses none of them'}; untag or delete the wrong one)`);
       for (const id of d.volumeIds.filter((x) => x !== d.kept)) {
-        all.push({ id, tags: { [k.state]: `error:${shortReason(`duplicate ${k.volume}=${d.name}`)}` } });
+        all.push({ id, tags: { [k.state]: `${VOLUME_STATE.errorPrefix}${shortReason(`duplicate ${k.volume}=${d.name}`)}` } });
       }
     }
     this.verdict = reasons.length === 0 ? true : `volumes not ready: ${reasons.join('; ')}`;

@@ -3,6 +3,7 @@ import { dirname, join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { parse } from 'yaml';
 import { ConfigSchema } from '../agent/config.js';
+import { parseRouterLabels, routerMatches, routerProblems } from '../lib/traefik-routes.js';
 
 const here = import.meta.dirname;
 const yaml = (f: string) => parse(readFileSync(join(here, f), 'utf8')) as Record<string, any>; // eslint-disable-line @typescript-eslint/no-explicit-any
@@ -52,22 +53,28 @@ describe('node labels example', () => {
   const task = JSON.parse(readFileSync(join(here, 'examples', 'node-task-definition.json'), 'utf8'));
   const labels = task.containerDefinitions[0].dockerLabels as Record<string, string>;
 
-  it('opts in, and uses v3 regexp rules on the right entry points', () => {
-    expect(labels['traefik.enable']).toBe('true');
-    const rules = Object.entries(labels).filter(([k]) => k.endsWith('.rule'));
-    expect(rules).toHaveLength(3);
-    for (const [key, rule] of rules) {
-      expect(rule).toMatch(key.startsWith('traefik.tcp.') ? /^HostSNIRegexp\(`\^.+\$`\)$/ : /^HostRegexp\(`\^.+\$`\)$/);
-      expect(rule).not.toMatch(/\{\w+:/); // no v2 placeholders
-      const pattern = /`(.+)`/.exec(rule)![1]!;
-      expect(new RegExp(pattern).test('pg-7f3a.db.example.com')).toBe(true);
-      expect(new RegExp(pattern).test('pg-7f3aXdb.example.com')).toBe(false);
+  it('opts in, and uses v3 regexp rules on the right entry points (the rules infra builds node labels by)', () => {
+    expect(routerProblems(labels, Object.keys(staticConf.entryPoints))).toEqual([]);
+    const routers = parseRouterLabels(labels);
+    expect(routers).toHaveLength(3);
+    for (const r of routers) {
+      expect(routerMatches(r, 'pg-7f3a.db.example.com'), r.name).toBe(true);
+      expect(routerMatches(r, 'pg-7f3aXdb.example.com'), r.name).toBe(false);
     }
-    const entry = (r: string) => labels[`${r}.entrypoints`];
-    expect(entry('traefik.http.routers.pg-7f3a-api')).toBe('http-api');
-    expect(entry('traefik.http.routers.pg-7f3a-ws')).toBe('websocket');
-    expect(entry('traefik.tcp.routers.pg-7f3a-tcp')).toBe('tcp');
-    for (const ep of ['http-api', 'websocket', 'tcp']) expect(Object.keys(staticConf.entryPoints)).toContain(ep);
+    expect(Object.fromEntries(routers.map((r) => [`${r.kind}:${r.name}`, r.entrypoints.join()]))).toEqual({
+      'http:pg-7f3a-api': 'http-api', 'http:pg-7f3a-ws': 'websocket', 'tcp:pg-7f3a-tcp': 'tcp',
+    });
+  });
+
+  it('the rules catch what docs/traefik-labels.md forbids', () => {
+    const broken = { ...labels, 'traefik.http.routers.pg-7f3a-api.rule': 'HostRegexp(`{sub:[a-z]+}.example.com`)', 'traefik.tcp.routers.pg-7f3a-tcp.tls': 'false' };
+    delete (broken as Record<string, string>)['traefik.http.routers.pg-7f3a-ws.entrypoints'];
+    expect(routerProblems(broken)).toEqual([
+      expect.stringMatching(/pg-7f3a-api: .*v2 \{name:regex\} placeholder/),
+      expect.stringMatching(/pg-7f3a-ws must name exactly one entry point/),
+      expect.stringMatching(/pg-7f3a-tcp does not set tls=true/),
+    ]);
+    expect(routerProblems({ ...labels, 'traefik.tcp.routers.pg-7f3a-tcp.rule': 'Host(`pg-7f3a.db.example.com`)' })).toEqual([expect.stringMatching(/must be one of HostSNI, HostSNIRegexp/)]);
   });
 
   it('mounts a berth volume that ECS provisions once and shares across task restarts', () => {

@@ -1,3 +1,4 @@
+import { DescribeServicesCommand, DescribeTasksCommand, ECSClient, ListTasksCommand } from '@aws-sdk/client-ecs';
 import { DescribeInstancesCommand, DescribeVolumesCommand, EC2Client } from '@aws-sdk/client-ec2';
 import * as pulumi from '@pulumi/pulumi';
 import { mockClient } from 'aws-sdk-client-mock';
@@ -172,12 +173,21 @@ describe('AutomationWorkspace', () => {
     const ec2 = mockClient(EC2Client);
     ec2.on(DescribeInstancesCommand).resolves({ Reservations: [{ Instances: [{ InstanceId: 'i-1', Tags: [{ Key: 'berth:host', Value: 'shop-h1' }, { Key: 'berth:ready', Value: 'true' }] }] }] });
     ec2.on(DescribeVolumesCommand).resolves({ Volumes: [{ VolumeId: 'vol-1', Tags: [{ Key: 'berth:volume', Value: 'shop-db1' }, { Key: 'berth:state', Value: 'mounted' }] }] });
-    const api = new ClusterApi({ workspace: new AutomationWorkspace(settings, factory), regions: settings.regions, ec2: () => new EC2Client({ region: 'eu-west-1' }), sleep: () => Promise.resolve() });
+    const ecs = mockClient(ECSClient);
+    ecs.on(DescribeServicesCommand).resolves({ services: [{ serviceName: 'shop-db1', status: 'ACTIVE', taskDefinition: 'td:1', runningCount: 1 }] });
+    ecs.on(ListTasksCommand, { desiredStatus: 'RUNNING' }).resolves({ taskArns: ['t1'] });
+    ecs.on(ListTasksCommand, { desiredStatus: 'STOPPED' }).resolves({ taskArns: [] });
+    ecs.on(DescribeTasksCommand).resolves({ tasks: [{ taskArn: 't1', lastStatus: 'RUNNING', desiredStatus: 'RUNNING', taskDefinitionArn: 'td:1' }] });
+    const api = new ClusterApi({ environment: 'prod',
+      workspace: new AutomationWorkspace(settings, factory), regions: settings.regions, sleep: () => Promise.resolve(),
+      ec2: () => new EC2Client({ region: 'eu-west-1' }), ecs: () => new ECSClient({ region: 'eu-west-1' }),
+    });
     await api.create(spec);
     expect(factory.calls).toEqual(['select shop', 'createOrSelect berth-unit/shop', 'setAllConfig shop', 'up shop', 'select shop']);
     await expect(api.create(spec)).rejects.toThrow(/already exists/);
     await expect(api.update({ ...spec, hosts: [], nodes: [] })).rejects.toThrow(/at least one node/);
     expect(factory.calls.filter((c) => c.startsWith('up '))).toHaveLength(1);
     ec2.restore();
+    ecs.restore();
   });
 });

@@ -1,4 +1,5 @@
 import { DescribeInstancesCommand, DescribeVolumesCommand, EC2Client, type Tag } from '@aws-sdk/client-ec2';
+import { DescribeServicesCommand, DescribeTasksCommand, ECSClient, ListTasksCommand, type ListTasksCommandInput } from '@aws-sdk/client-ecs';
 import { mockClient } from 'aws-sdk-client-mock';
 import { beforeEach, describe, expect, it } from 'vitest';
 import { ClusterApi, type ClusterWorkspace, type StackState } from './cluster-api.js';
@@ -11,12 +12,15 @@ import type { ClusterOperationError } from './retry.js';
  * DescribeInstances/Volumes read, keeps deployed and desired specs apart as Pulumi does
  * (outputs only after a completed update), and can fail its next steps as the CLI does.
  */
-interface Model { instances: { id: string; tags: Tag[] }[]; volumes: { id: string; tags: Tag[] }[] }
+// ECS: one service per node (<cluster>-<node>); its task runs once the ECS agent starts it, or stops with a reason.
+interface Task { arn: string; service: string; lastStatus: string; desiredStatus: string; stoppedReason?: string }
+interface Model { instances: { id: string; tags: Tag[] }[]; volumes: { id: string; tags: Tag[] }[]; services: string[]; tasks: Task[]; taskFails?: string }
 let model: Model;
 let stacks: Map<string, StackState>;
 let applied: ClusterSpec[];
 let failures: Error[];
 const ec2 = mockClient(EC2Client);
+const ecs = mockClient(ECSClient);
 
 /** The CLI's error for a stack another update holds (automation/errors.ts). */
 function concurrentUpdate(): Error {
@@ -39,6 +43,8 @@ const workspace: ClusterWorkspace = {
     stacks.set(spec.name, { deployed: spec, desired: spec });
     model.instances = spec.hosts.map((h) => ({ id: `i-${h}`, tags: [{ Key: 'berth:cluster', Value: spec.name }, { Key: 'berth:host', Value: h }] }));
     model.volumes = spec.nodes.map((n) => ({ id: `vol-${n.name}`, tags: [{ Key: 'berth:cluster', Value: spec.name }, { Key: 'berth:volume', Value: `${spec.name}-${n.name}` }] }));
+    model.services = spec.nodes.map((n) => `${spec.name}-${n.name}`);
+    model.tasks = [];
     return Promise.resolve();
   },
   destroy: (name) => {
@@ -49,28 +55,43 @@ const workspace: ClusterWorkspace = {
   },
 };
 
-/** berth on each host marks itself ready and its volume mounted, as the agent does (docs/design.md §6). */
+/** berth on each host marks itself ready and its volume mounted, as the agent does (docs/design.md §6); then the ECS agent starts each node's task. */
 function berthBecomesReady(volumeState = 'mounted') {
   for (const i of model.instances) if (!i.tags.some((t) => t.Key === 'berth:ready')) i.tags.push({ Key: 'berth:ready', Value: 'true' });
   for (const v of model.volumes) if (!v.tags.some((t) => t.Key === 'berth:state')) v.tags.push({ Key: 'berth:state', Value: volumeState });
+  tasksStart();
+}
+
+function tasksStart() {
+  model.tasks = model.services.map((service, i) => model.taskFails
+    ? { arn: `t${i}`, service, lastStatus: 'STOPPED', desiredStatus: 'STOPPED', stoppedReason: model.taskFails }
+    : { arn: `t${i}`, service, lastStatus: 'RUNNING', desiredStatus: 'RUNNING' });
 }
 
 const spec: ClusterSpec = { name: 'shop', region: 'eu-west-1', hosts: ['h1'], nodes: [{ name: 'n1', host: 'h1' }] };
 
 beforeEach(() => {
-  model = { instances: [], volumes: [] };
+  model = { instances: [], volumes: [], services: [], tasks: [] };
   stacks = new Map();
   applied = [];
   failures = [];
   ec2.reset();
   ec2.on(DescribeInstancesCommand).callsFake(() => ({ Reservations: [{ Instances: model.instances.map((i) => ({ InstanceId: i.id, Tags: i.tags })) }] }));
   ec2.on(DescribeVolumesCommand).callsFake(() => ({ Volumes: model.volumes.map((v) => ({ VolumeId: v.id, Tags: v.tags })) }));
+  ecs.reset();
+  ecs.on(DescribeServicesCommand).callsFake((i: { services: string[] }) => ({
+    services: i.services.filter((s) => model.services.includes(s)).map((s) => ({ serviceName: s, status: 'ACTIVE', taskDefinition: 'td:1', events: [] })),
+  }));
+  ecs.on(ListTasksCommand).callsFake((i: ListTasksCommandInput) => ({ taskArns: model.tasks.filter((t) => t.service === i.serviceName && t.desiredStatus === i.desiredStatus).map((t) => t.arn) }));
+  ecs.on(DescribeTasksCommand).callsFake((i: { tasks: string[] }) => ({
+    tasks: model.tasks.filter((t) => i.tasks.includes(t.arn)).map((t) => ({ taskArn: t.arn, lastStatus: t.lastStatus, desiredStatus: t.desiredStatus, stoppedReason: t.stoppedReason, taskDefinitionArn: 'td:1' })),
+  }));
 });
 
 function api(onSleep: (ms: number) => void = () => berthBecomesReady(), timeoutMs = 60_000) {
   let t = 0;
-  return new ClusterApi({
-    workspace, regions: ['eu-west-1'], ec2: () => new EC2Client({ region: 'eu-west-1' }),
+  return new ClusterApi({ environment: 'prod',
+    workspace, regions: ['eu-west-1'], ec2: () => new EC2Client({ region: 'eu-west-1' }), ecs: () => new ECSClient({ region: 'eu-west-1' }),
     readyTimeoutMs: timeoutMs, pollMs: 1000, retry: { attempts: 3, firstDelayMs: 10_000, maxDelayMs: 60_000 },
     now: () => t, sleep: (ms) => { t += ms; onSleep(ms); return Promise.resolve(); },
   });
@@ -80,6 +101,8 @@ function deployed(s: ClusterSpec) {
   stacks.set(s.name, { deployed: s, desired: s });
   model.instances = s.hosts.map((h) => ({ id: `i-${h}`, tags: [{ Key: 'berth:cluster', Value: s.name }, { Key: 'berth:host', Value: h }, { Key: 'berth:ready', Value: 'true' }] }));
   model.volumes = s.nodes.map((n) => ({ id: `vol-${n.name}`, tags: [{ Key: 'berth:cluster', Value: s.name }, { Key: 'berth:volume', Value: `${s.name}-${n.name}` }, { Key: 'berth:state', Value: 'mounted' }] }));
+  model.services = s.nodes.map((n) => `${s.name}-${n.name}`);
+  tasksStart();
 }
 
 describe('ClusterApi', () => {
@@ -97,7 +120,11 @@ describe('ClusterApi', () => {
     expect(events.map((e) => e.phase)).toEqual(['validated', 'applying', 'resource', 'waiting', 'ready', 'succeeded']);
     expect(events.every((e) => e.cluster === 'shop' && e.operation === 'create' && e.message.length > 0)).toBe(true);
     expect(events[2]!.resource).toEqual({ op: 'create', type: 'aws:ecs/service:Service', name: 'shop-n1', status: 'started' });
-    expect(events[3]!.pending).toEqual(['host h1 has no running instance tagged berth:ready=true', 'node n1 volume state unknown']);
+    expect(events[3]!.pending).toEqual([
+      'host h1: instance i-h1 is not tagged berth:ready=true yet (berth is still mounting its volumes)',
+      'node n1: volume vol-n1 is not reported by berth yet, not mounted',
+      'node n1: ECS service shop-n1: no task is running',
+    ]);
   });
   it('a progress sink that throws does not fail the change', async () => {
     const result = await api().create(spec, { onProgress: () => { throw new Error('UI gone'); } });
@@ -144,7 +171,12 @@ describe('ClusterApi', () => {
     expect(applied).toHaveLength(2);
   });
   it('times out with the pending items named when berth never becomes ready', async () => {
-    await expect(api(() => undefined, 5000).create(spec)).rejects.toThrow(/not ready after 5s: host h1 .*node n1 volume state unknown/);
+    await expect(api(() => undefined, 5000).create(spec)).rejects.toThrow(/not ready after 5s: host h1: .*; node n1: volume vol-n1 is not reported by berth yet, not mounted; node n1: ECS service shop-n1: no task is running$/);
+  });
+  it('is not ready while the tags say ready but the node task keeps stopping, and says why', async () => {
+    model.taskFails = 'CannotStartContainerError: volume shop-n1: invalid volume options';
+    await expect(api(() => berthBecomesReady(), 5000).create(spec))
+      .rejects.toThrow(/not ready after 5s: node n1: ECS service shop-n1: no task is running; last task stopped: CannotStartContainerError: volume shop-n1: invalid volume options$/);
   });
   it('fails fast when berth tags a volume with an error', async () => {
     await expect(api(() => berthBecomesReady('error:identity mismatch')).create(spec)).rejects.toThrow(/error:identity mismatch/);
@@ -172,7 +204,7 @@ describe('ClusterApi', () => {
     let release!: () => void;
     const gate = new Promise<void>((r) => { release = r; });
     const slow: ClusterWorkspace = { ...workspace, apply: async (s, o) => { await gate; return workspace.apply(s, o); } };
-    const shared = new ClusterApi({ workspace: slow, regions: ['eu-west-1'], ec2: () => new EC2Client({ region: 'eu-west-1' }), sleep: () => { berthBecomesReady(); return Promise.resolve(); } });
+    const shared = new ClusterApi({ environment: 'prod', workspace: slow, regions: ['eu-west-1'], ec2: () => new EC2Client({ region: 'eu-west-1' }), ecs: () => new ECSClient({ region: 'eu-west-1' }), sleep: () => { berthBecomesReady(); return Promise.resolve(); } });
     const first = shared.addNodes('shop', [{ name: 'n2', host: 'h2' }]);
     await expect(shared.removeNodes('shop', ['n1'])).rejects.toThrow(/busy with add-nodes/);
     release();
@@ -193,6 +225,6 @@ describe('ClusterApi', () => {
     deployed(spec);
     expect(await api().list()).toEqual(['shop']);
     model.volumes[0]!.tags = model.volumes[0]!.tags.filter((t) => t.Key !== 'berth:state');
-    expect(await api().status('shop')).toEqual({ name: 'shop', deployed: spec, pendingChange: undefined, ready: false, notReady: ['node n1 volume state unknown'] });
+    expect(await api().status('shop')).toEqual({ name: 'shop', deployed: spec, pendingChange: undefined, ready: false, notReady: ['node n1: volume vol-n1 is not reported by berth yet, not mounted'] });
   });
 });

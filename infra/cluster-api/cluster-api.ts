@@ -1,6 +1,8 @@
-import { DescribeInstancesCommand, DescribeVolumesCommand, type EC2Client } from '@aws-sdk/client-ec2';
+import type { EC2Client } from '@aws-sdk/client-ec2';
+import type { ECSClient } from '@aws-sdk/client-ecs';
 import type { automation } from '@pulumi/pulumi';
 import { checkTransition, ClusterInvariantError, withNodes, withoutNodes, type ClusterSpec, type NodeSpec } from './invariants.js';
+import { notReady, type NotReady } from './readiness.js';
 import { fromEngineEvent, type Operation, type ProgressEvent, type ProgressSink } from './progress.js';
 import { classifyFailure, ClusterOperationError, DEFAULT_RETRY, delayBefore, type RetryPolicy } from './retry.js';
 
@@ -30,6 +32,10 @@ export interface ClusterWorkspace {
 export interface ClusterApiDeps {
   readonly workspace: ClusterWorkspace;
   readonly ec2: (region: string) => Pick<EC2Client, 'send'>;
+  /** ECS of a region: readiness needs each node service's running task. */
+  readonly ecs: (region: string) => Pick<ECSClient, 'send'>;
+  /** The deployment's environment (`berth:environment`, the regional stacks' `environment` output). */
+  readonly environment: string;
   readonly regions: readonly string[];
   readonly readyTimeoutMs?: number;
   readonly pollMs?: number;
@@ -165,7 +171,7 @@ export class ClusterApi {
     const state = await this.deps.workspace.read(cluster);
     if (!state) return undefined;
     const { deployed, desired } = state;
-    const notReady = deployed ? await this.notReady(deployed) : ['no deployment has completed yet'];
+    const notReady = deployed ? (await this.notReady(deployed)).map(sayNotReady) : ['no deployment has completed yet'];
     return { name: cluster, deployed, pendingChange: same(deployed, desired) ? undefined : desired, ready: notReady.length === 0, notReady };
   }
 
@@ -250,18 +256,19 @@ export class ClusterApi {
     }
   }
 
-  /** Waits for berth's readiness tags (docs/design.md §6): host ready=true, node volume state=mounted. */
+  /** Waits until berth's readiness tags and each node's running ECS task say the cluster runs (readiness.ts). */
   private async waitReady(ctx: Context, spec: ClusterSpec, attempts: number): Promise<void> {
     const deadline = this.now() + this.timeoutMs;
     let last = '';
     for (;;) {
-      const pending = await this.notReady(spec);
+      const items = await this.notReady(spec);
+      const pending = items.map(sayNotReady);
       if (pending.length === 0) {
         ctx.emit({ phase: 'ready', message: `cluster ${spec.name} is ready` });
         return;
       }
-      const failed = pending.find((p) => p.includes('error:'));
-      if (failed) throw new ClusterOperationError(spec.name, ctx.operation, attempts, 'not-ready', undefined, `cluster ${spec.name}: ${failed}`);
+      const failed = items.find((p) => p.failed);
+      if (failed) throw new ClusterOperationError(spec.name, ctx.operation, attempts, 'not-ready', undefined, `cluster ${spec.name}: ${sayNotReady(failed)}`);
       if (pending.join('; ') !== last) {
         last = pending.join('; ');
         ctx.emit({ phase: 'waiting', message: `waiting for ${pending.length} item(s) to be ready`, pending });
@@ -273,24 +280,9 @@ export class ClusterApi {
     }
   }
 
-  private async notReady(spec: ClusterSpec): Promise<string[]> {
-    const ec2 = this.deps.ec2(spec.region);
-    const pending: string[] = [];
-    const inst = await ec2.send(new DescribeInstancesCommand({
-      Filters: [{ Name: 'tag:berth:cluster', Values: [spec.name] }, { Name: 'instance-state-name', Values: ['running'] }],
-    }));
-    const instances = (inst.Reservations ?? []).flatMap((r) => r.Instances ?? []);
-    for (const host of spec.hosts) {
-      const i = instances.find((x) => x.Tags?.some((t) => t.Key === 'berth:host' && t.Value === host));
-      const ready = i?.Tags?.some((t) => t.Key === 'berth:ready' && t.Value === 'true') === true;
-      if (!ready) pending.push(`host ${host} has no running instance tagged berth:ready=true`);
-    }
-    const vols = await ec2.send(new DescribeVolumesCommand({ Filters: [{ Name: 'tag:berth:cluster', Values: [spec.name] }] }));
-    for (const node of spec.nodes) {
-      const v = (vols.Volumes ?? []).find((x) => x.Tags?.some((t) => t.Key === 'berth:volume' && t.Value === `${spec.name}-${node.name}`));
-      const state = v?.Tags?.find((t) => t.Key === 'berth:state')?.Value;
-      if (state !== 'mounted') pending.push(`node ${node.name} volume state ${state ?? 'unknown'}`);
-    }
-    return pending;
+  private notReady(spec: ClusterSpec): Promise<NotReady[]> {
+    return notReady({ ec2: this.deps.ec2(spec.region), ecs: this.deps.ecs(spec.region), environment: this.deps.environment }, spec);
   }
 }
+
+const sayNotReady = (p: NotReady): string => `${p.kind} ${p.name}: ${p.reason}`;

@@ -1,3 +1,6 @@
+import type { NodeHealthCheck } from '../components/node-task.js';
+import type { NodeRoutes } from '../../lib/traefik-routes.js';
+
 /** Desired state of one cluster as the dynamic API applies it: hosts, and nodes placed on them. */
 export interface ClusterSpec {
   readonly name: string;
@@ -15,6 +18,10 @@ export interface NodeSpec {
   readonly image?: string;
   readonly port?: number;
   readonly sizeGiB?: number;
+  /** Container port per Traefik entry point (`http-api`, `websocket`, `tcp`); default: `port` on each. */
+  readonly routes?: NodeRoutes;
+  /** The container's health check; none by default. */
+  readonly healthCheck?: NodeHealthCheck;
 }
 
 export class ClusterInvariantError extends Error {

@@ -1,3 +1,5 @@
+import { nodeHostName as contractNodeHostName } from '../../lib/node-contract.js';
+
 /**
  * The DNS names a cluster gets. Node names are unique only within their cluster, and a node
  * lives in one region, so a node's name carries its cluster and is a plain record: two clusters
@@ -14,9 +16,9 @@ function checked(fqdn: string): string {
   return fqdn;
 }
 
-/** `<node>.<cluster>.<zone>`: where clients reach one node (Traefik routes it by Host). */
+/** Where clients reach one node (Traefik routes it by Host): the contract's name, checked for DNS. */
 export function nodeHostName(node: string, cluster: string, zone: string): string {
-  return checked(`${node}.${cluster}.${zone}`);
+  return checked(contractNodeHostName(node, cluster, zone));
 }
 
 /** `<cluster>.<zone>`: the cluster's latency-routed name. */

@@ -1,5 +1,8 @@
 import * as pulumi from '@pulumi/pulumi';
 import { beforeAll, describe, expect, it } from 'vitest';
+import { tagKeys } from '../../lib/node-contract.js';
+import { optionsOf } from '../../volume-plugin/backends/ebs/ebs-options.js';
+import { conflictingOptions, parseGivenOptions } from '../../volume-plugin/options.js';
 import { recordResources, type Declared } from './mocks.js';
 
 let created: Declared[] = [];
@@ -36,5 +39,28 @@ describe('Node under setMocks', () => {
     // A change of zone or key must not replace the volume by a blank one.
     expect(volume.opts.ignoreChanges).toEqual(expect.arrayContaining(['availabilityZone', 'kmsKeyId']));
     expect(volume.opts.ignoreChanges).toEqual(expect.arrayContaining(['tags', 'tagsAll']));
+  });
+  it('hands ECS a Docker volume that berth finds as the EBS volume infra declared, with options that agree with it', async () => {
+    const { Node } = await import('./node.js');
+    const node = new Node('n3', { node: 'n3', host: 'shop-h2', cluster: 'shop', image: 'app:1', port: 8080, zone: 'example.com', ecsCluster: 'c-eu', availabilityZone: 'eu-west-1a', sizeGiB: 100 });
+    await new Promise<void>((r) => node.volumeId.apply(() => r()));
+    for (let i = 0; i < 100 && !created.some((c) => c.type === 'aws:ecs/taskDefinition:TaskDefinition' && c.name === 'n3-task'); i++) await new Promise((r) => setTimeout(r, 20));
+    const vol = created.find((c) => c.type === 'aws:ebs/volume:Volume' && c.name === 'n3-data')!.inputs;
+    const td = created.find((c) => c.type === 'aws:ecs/taskDefinition:TaskDefinition' && c.name === 'n3-task')!.inputs;
+    const [volume] = td['volumes'] as Array<{ name: string; dockerVolumeConfiguration: { driverOpts: Record<string, string> } }>;
+    const tags = vol['tags'] as Record<string, string>;
+    // ECS names the Docker volume after the task definition volume (scope shared); berth looks it up by this tag.
+    expect(volume!.name).toBe(tags[tagKeys().volume]);
+    const [container] = JSON.parse(td['containerDefinitions'] as string) as Array<{ mountPoints: Array<{ sourceVolume: string }> }>;
+    expect(container!.mountPoints.map((m) => m.sourceVolume)).toEqual([volume!.name]);
+    // What berth's Create compares: the options given against those it reads off the EBS volume (ebs-options optionsOf).
+    const given = parseGivenOptions(volume!.dockerVolumeConfiguration.driverOpts);
+    const existing = optionsOf({ Size: vol['size'] as number, VolumeType: vol['type'] as 'gp3', Encrypted: vol['encrypted'] as boolean }, undefined, { sizeBytes: 2 ** 30, fs: 'ext4' });
+    expect(conflictingOptions(given, existing)).toEqual([]);
+  });
+  it('fails the program run (pulumi preview) on a size berth refuses', async () => {
+    const { Node } = await import('./node.js');
+    expect(() => new Node('n4', { node: 'n4', host: 'shop-h1', cluster: 'shop', image: 'app:1', port: 8080, zone: 'example.com', ecsCluster: 'c-eu', availabilityZone: 'eu-west-1a', sizeGiB: 2.5 }))
+      .toThrow(/node n4: berth would refuse its volume: volume shop-n4: size 2560MiB is not a whole number of GiB, which EBS needs \(e.g. 3GiB\)/);
   });
 });

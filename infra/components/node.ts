@@ -1,5 +1,6 @@
 import * as aws from '@pulumi/aws';
 import * as pulumi from '@pulumi/pulumi';
+import { NODE_VOLUME_TYPE, nodeServiceName, nodeVolumeTags } from '../../lib/node-contract.js';
 import { nodeTask, nodeVolumeName, type NodeTaskArgs } from './node-task.js';
 
 export interface NodeArgs extends NodeTaskArgs {
@@ -22,8 +23,8 @@ export class Node extends pulumi.ComponentResource {
     const sizeGiB = args.sizeGiB ?? 20;
     const volumeName = nodeVolumeName(args.cluster, args.node);
     const volume = new aws.ebs.Volume(`${name}-data`, {
-      availabilityZone: args.availabilityZone, size: sizeGiB, type: 'gp3', encrypted: true, kmsKeyId: args.kmsKeyId,
-      tags: { 'berth:volume': volumeName, 'berth:host': args.host, 'berth:cluster': args.cluster, 'berth:managed-by': 'berth', Name: volumeName },
+      availabilityZone: args.availabilityZone, size: sizeGiB, type: NODE_VOLUME_TYPE, encrypted: true, kmsKeyId: args.kmsKeyId,
+      tags: nodeVolumeTags({ cluster: args.cluster, node: args.node, host: args.host }),
     }, {
       parent: this,
       // `protect` would make every removal of the node fail; retaining keeps the data and lets it go.
@@ -39,7 +40,7 @@ export class Node extends pulumi.ComponentResource {
       containerDefinitions: JSON.stringify(task.containerDefinitions), volumes: task.volumes,
     }, { parent: this });
     const service = new aws.ecs.Service(`${name}-svc`, {
-      cluster: args.ecsCluster, taskDefinition: taskDef.arn, desiredCount: 1, launchType: 'EC2',
+      name: nodeServiceName(args.cluster, args.node), cluster: args.ecsCluster, taskDefinition: taskDef.arn, desiredCount: 1, launchType: 'EC2',
       // One task at a time: the volume can be attached to one host only.
       deploymentMinimumHealthyPercent: 0, deploymentMaximumPercent: 100,
       placementConstraints: task.placementConstraints,

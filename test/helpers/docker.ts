@@ -59,7 +59,7 @@ export interface PrivateDockerd {
  * docker0, which would break every default-network container of the shared
  * dockerd (and is what happened here before).
  */
-export function privateDockerd(): PrivateDockerd {
+export function privateDockerd(opts: { pluginDir?: string } = {}): PrivateDockerd {
   const dir = mkdtempSync(join(tmpdir(), 'berth-dockerd-'));
   const host = `unix://${dir}/docker.sock`;
   let proc: ChildProcess | undefined;
@@ -74,17 +74,19 @@ export function privateDockerd(): PrivateDockerd {
         execFileSync('ip', ['addr', 'add', `10.${200 + (salt[0]! % 50)}.${salt[1]}.1/24`, 'dev', bridge]);
         execFileSync('ip', ['link', 'set', bridge, 'up']);
       }
-      proc = spawn(
-        'dockerd',
-        [
-          '--data-root', join(dir, 'data'),
-          '--exec-root', join(dir, 'exec'),
-          '--pidfile', pidfile,
-          '-H', host,
-          `--bridge=${bridge}`, '--iptables=false', '--ip-masq=false',
-        ],
-        { stdio: 'ignore', detached: false },
-      );
+      const args = [
+        '--data-root', join(dir, 'data'),
+        '--exec-root', join(dir, 'exec'),
+        '--pidfile', pidfile,
+        '-H', host,
+        `--bridge=${bridge}`, '--iptables=false', '--ip-masq=false',
+      ];
+      // dockerd finds legacy plugins only in /run/docker/plugins: with pluginDir it runs in a mount
+      // namespace of its own where that directory is pluginDir (one "host" per engine on one machine).
+      // Slave propagation: mounts made later under shared mounts of this machine still reach it.
+      proc = opts.pluginDir
+        ? spawn('unshare', ['--mount', '--propagation', 'slave', 'sh', '-c', 'mount --bind "$0" /run/docker/plugins && exec dockerd "$@"', opts.pluginDir, ...args], { stdio: 'ignore' })
+        : spawn('dockerd', args, { stdio: 'ignore', detached: false });
       for (let i = 0; i < 120; i++) {
         try {
           await docker(['info', '--format', '{{.ServerVersion}}'], { host, timeoutMs: 5_000 });

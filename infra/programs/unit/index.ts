@@ -73,7 +73,7 @@ export function unitProgram() {
     const { host, az } = hosts.get(n.host)!;
     // dependsOn: the node goes before its host on delete, and never outlives it.
     const node = new Node(`${spec.name}-${n.name}`, {
-      node: n.name, host: n.host, cluster: spec.name, image: n.image, port: n.port, sizeGiB: n.sizeGiB, zone,
+      node: n.name, host: n.host, cluster: spec.name, image: n.image, port: n.port, sizeGiB: n.sizeGiB, zone, routes: n.routes, healthCheck: n.healthCheck,
       ecsCluster: cluster.ecsClusterArn, availabilityZone: az, kmsKeyId: out<string>('ebsKeyArn'),
     }, { dependsOn: [host] });
     volumes[n.name] = node.volumeId;

@@ -2,6 +2,7 @@ import { createHash } from 'node:crypto';
 import type { Volume } from '@aws-sdk/client-ec2';
 import type { Logger } from 'pino';
 import { BerthError, errorMessage } from '../../../lib/errors.js';
+import { MANAGED_BY, tagKeys, type TagKeys } from '../../../lib/node-contract.js';
 import type { DeviceResolver } from '../../devices/nvme.js';
 import type { OptionDefaults } from '../../options.js';
 import type { AttachedDevice, Backend, VolumeRecord } from '../backend.js';
@@ -76,25 +77,15 @@ export interface EbsBackend extends Backend {
   hostVolumes(): Promise<HostVolumes>;
   /** Readiness as tags: on the instance, and per volume. */
   publishReadiness(instance: Tags, volumes: { id: string; tags: Tags }[]): Promise<void>;
-  readonly tagKeys: { volume: string; host: string; cluster: string; managedBy: string; options: string; ready: string; readyCount: string; attachedTo: string; state: string };
+  readonly tagKeys: TagKeys;
   /** Stops idle-detach timers (agent stop). */
   close(): void;
 }
 
 export function createEbsBackend(deps: EbsBackendDeps): EbsBackend {
   const { ec2, devices, identity, tagPrefix: p, logger: log } = deps;
-  const keys = {
-    volume: `${p}volume`,
-    host: `${p}host`,
-    cluster: `${p}cluster`,
-    managedBy: `${p}managed-by`,
-    options: `${p}options`,
-    ready: `${p}ready`,
-    readyCount: `${p}ready-count`,
-    attachedTo: `${p}attached-to`,
-    state: `${p}state`,
-  };
-  const scope: Tags = { [keys.managedBy]: 'berth', ...(deps.cluster ? { [keys.cluster]: deps.cluster } : {}) };
+  const keys = tagKeys(p);
+  const scope: Tags = { [keys.managedBy]: MANAGED_BY, ...(deps.cluster ? { [keys.cluster]: deps.cluster } : {}) };
   /** Volumes a Mount holds; the idle timer never detaches these. */
   const inUse = new Set<string>();
   const idleTimers = new Map<string, NodeJS.Timeout>();
@@ -400,7 +391,7 @@ export function createEbsBackend(deps: EbsBackendDeps): EbsBackend {
     },
 
     async attachedElsewhereTagged() {
-      const here = await ec2.volumesByTags({ [keys.managedBy]: 'berth' }, [{ Name: 'attachment.instance-id', Values: [identity.instanceId] }]);
+      const here = await ec2.volumesByTags({ [keys.managedBy]: MANAGED_BY }, [{ Name: 'attachment.instance-id', Values: [identity.instanceId] }]);
       return here.filter((v) => tagsOf(v)[keys.host] !== identity.hostId).map(toRecord);
     },
 
