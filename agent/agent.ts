@@ -59,7 +59,7 @@ export async function startAgent(config: Config, logger: Logger, options: AgentO
   });
   await manager.start();
 
-  const plugin = await listenPlugin(socketPathOf(config), { driver: manager, logger: logger.child({ component: 'plugin' }), registry });
+  const plugin = await listenPlugin(socketPathOf(config), { driver: manager, answers: manager.answers, logger: logger.child({ component: 'plugin' }), registry });
   logger.info({ socket: plugin.socketPath, backend: kind, volumes: manager.snapshot().length }, 'plugin socket listening');
 
   const health = createHealthServer({
