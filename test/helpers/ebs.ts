@@ -23,6 +23,7 @@ export const FAST_TIMING: Partial<Ec2Timing> = {
   firstPollMs: 20,
   pollFactor: 1.8,
   maxPollMs: 200,
+  pollTickMs: 20,
   stuckAttachingMs: 600,
   attachTimeoutMs: 15_000,
   detachTimeoutMs: 5_000,
