@@ -183,7 +183,7 @@ if (replacedCount > 0) {
     const r = await timedBoot(replacedCount, 50, 'replaced', (manager, backend) => new Reconciler({ manager, backend, concurrency: 50, intervalMs: 3_600_000, logger: silentLogger }).boot(), 'stopped');
     runs.push(r);
     console.log(
-      `replaced host, ${replacedCount} volumes still attached to the stopped instance, trial ${i + 1}: all mounted after ${r.seconds.toFixed(1)} s (${r.mounted} mounted, ${r.calls} EC2 calls of which ${r.polls} polls); ` +
+      `replaced host, ${replacedCount} volumes still attached to the stopped instance, trial ${i + 1}: all mounted after ${r.seconds.toFixed(1)} s (${r.mounted} mounted, ${r.calls} EC2 calls; ${r.polls} poll lookups, batched); ` +
         `longest attach-complete → seen ${r.maxSeenMs.toFixed(0)} ms, → mounted ${r.maxLagMs.toFixed(0)} ms`,
     );
   }
