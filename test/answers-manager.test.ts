@@ -6,7 +6,8 @@ import { detachLoopDevicesUnder, tempDir } from './helpers/loop.js';
 import { loopManager } from './helpers/manager.js';
 
 const ID = 'c'.repeat(64);
-const parse = (b: Buffer | undefined) => (b ? (JSON.parse(b.toString('utf8')) as Record<string, any>) : undefined);
+type Answer = { Volume: { Status: Record<string, unknown> } } & Record<string, unknown>;
+const parse = (b: Buffer | undefined) => (b ? (JSON.parse(b.toString('utf8')) as Answer) : undefined);
 
 describe.skipIf(noLoopReason)(`prepared plugin answers over the loop backend${noLoopReason ? ` (skipped: ${noLoopReason})` : ''}`, () => {
   let dir: ReturnType<typeof tempDir>;
