@@ -68,7 +68,7 @@ export async function startAgent(config: Config, logger: Logger, options: AgentO
   referenceTimer?.unref();
   if (engine) checkReferences('start');
 
-  const plugin = await listenPlugin(pluginSocketPath(config), { driver: manager, logger: logger.child({ component: 'plugin' }), registry });
+  const plugin = await listenPlugin(pluginSocketPath(config), { driver: manager, answers: manager.answers, logger: logger.child({ component: 'plugin' }), registry });
   logger.info({ socket: plugin.socketPath, backend: kind, volumes: manager.snapshot().length }, 'plugin socket listening');
 
   const health = createHealthServer({

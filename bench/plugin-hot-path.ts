@@ -1,96 +1,189 @@
 /**
- * Hot path: Get, List, Path and Capabilities over the plugin's unix socket at
- * 500 requests/s for 10 s with 100 volumes, against the agent as a real child
- * process running the built dist/ (npm run build first; loop backend). Baseline in the same run: a bare node:http server on
- * a unix socket answering a constant JSON body (the transport's floor).
- * Then the agent's resident memory. Targets: p99 ≤ 2 ms, RSS ≤ 60 MB.
+ * Hot path: Get 60 % / Path 30 % / List 10 % over 100 volumes, open loop at
+ * 500 and 2000 requests/s, against the agent as shipped (the built dist/ on
+ * the loop backend, started with the node flags of agent/node-flags.json, the
+ * one source the unit and the image take them from) and, as the baseline in
+ * the same run, a minimal Docker volume plugin written with Go's standard
+ * library (bench/go/plugin/main.go: in-memory volumes, same endpoints and JSON
+ * shapes, unix socket).
  *
- *   node --import tsx bench/plugin-hot-path.ts [--rate 500] [--seconds 10] [--volumes 100]
+ * The load comes from a separate process, bench/go/load/main.go: requests
+ * leave on schedule, latency runs from the scheduled send time (queueing is
+ * not hidden), over keep-alive connections the way dockerd's plugin client
+ * makes them. Rounds interleave the two servers (order alternating), and the
+ * figure is the median over rounds of berth's p99 divided by Go's p99. Then
+ * the agent's resident memory after the run and at idle.
+ *
+ * Targets: p99 ≤ 1.5× Go at 500 req/s, ≤ 2.0× at 2000 req/s, 0 errors,
+ * agent RSS after the run ≤ 60 MB.
+ *
+ * Needs: root (the plugin socket), `npm run build`, and Go to build the
+ * baseline and the generator (Debian: `apt-get install -y golang-go`); without
+ * `go` on PATH the benchmark says so and exits without measuring.
+ *
+ *   npm run build && node --import tsx bench/plugin-hot-path.ts [--rates 500,2000] [--seconds 10] [--rounds 3] [--volumes 100]
+ *
+ * AGENT_NODE_ARGS="…" replaces the shipped flags (to compare flag sets).
  */
-import { createServer } from 'node:http';
-import { readFileSync } from 'node:fs';
+import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
+import { existsSync, readFileSync } from 'node:fs';
+import { loadavg } from 'node:os';
 import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
+import { execa } from 'execa';
 import { socketOf, startChildAgent, stopChild, uniquePluginName } from '../test/helpers/agent.js';
 import { detachLoopDevicesUnder, tempDir } from '../test/helpers/loop.js';
-import { fmtMs, percentile, rssOf, unixPoster } from './lib.js';
+import { sleep } from '../lib/sleep.js';
+import { median, rssOf, unixPoster } from './lib.js';
 
-const { values } = parseArgs({ options: { rate: { type: 'string', default: '500' }, seconds: { type: 'string', default: '10' }, volumes: { type: 'string', default: '100' } } });
-const rate = Number(values.rate);
+const { values } = parseArgs({
+  options: {
+    rates: { type: 'string', default: '500,2000' },
+    seconds: { type: 'string', default: '10' },
+    rounds: { type: 'string', default: '3' },
+    volumes: { type: 'string', default: '100' },
+  },
+});
+const rates = values.rates.split(',').map(Number);
 const seconds = Number(values.seconds);
+const rounds = Number(values.rounds);
 const volumes = Number(values.volumes);
+const targets = new Map([
+  [500, 1.5],
+  [2000, 2.0],
+]);
+const RSS_TARGET_MB = 60;
 
-type Call = [string, unknown];
-
-async function drive(post: ReturnType<typeof unixPoster>, calls: Call[]): Promise<Map<string, number[]>> {
-  const byEndpoint = new Map<string, number[]>();
-  const total = rate * seconds;
-  const interval = 1000 / rate;
-  const start = performance.now();
-  const pending: Promise<void>[] = [];
-  for (let i = 0; i < total; i++) {
-    const due = start + i * interval;
-    const wait = due - performance.now();
-    if (wait > 1) await new Promise((r) => setTimeout(r, wait));
-    const [path, body] = calls[i % calls.length]!;
-    const t0 = performance.now();
-    pending.push(
-      post(path, body).then((res) => {
-        if (res.status !== 200) throw new Error(`${path} answered ${res.status}: ${JSON.stringify(res.json)}`);
-        const ms = performance.now() - t0;
-        const list = byEndpoint.get(path) ?? [];
-        list.push(ms);
-        byEndpoint.set(path, list);
-      }),
-    );
+const goDir = fileURLToPath(new URL('./go/', import.meta.url));
+const hasGo = (() => {
+  try {
+    execFileSync('go', ['version'], { stdio: 'ignore' });
+    return true;
+  } catch {
+    return false;
   }
-  await Promise.all(pending);
-  return byEndpoint;
+})();
+if (!hasGo) {
+  console.log('SKIPPED: `go` is not on PATH; the Go baseline and the load generator are built from bench/go/ (Debian: apt-get install -y golang-go)');
+  process.exit(0);
 }
 
-function report(label: string, byEndpoint: Map<string, number[]>): number {
-  const all = [...byEndpoint.values()].flat();
-  console.log(`${label}: n=${all.length} p50=${fmtMs(percentile(all, 50))} p99=${fmtMs(percentile(all, 99))} max=${fmtMs(Math.max(...all))}`);
-  for (const [path, xs] of byEndpoint) console.log(`  ${path.padEnd(28)} p50=${fmtMs(percentile(xs, 50))} p99=${fmtMs(percentile(xs, 99))}`);
-  return percentile(all, 99);
+interface Summary {
+  n: number;
+  p50: number;
+  p99: number;
+  p999: number;
+  max: number;
+}
+interface LoadResult {
+  all: Summary;
+  endpoints: Record<string, Summary>;
+  errors: number;
+  errorSamples: Record<string, number>;
+  senderMaxLateMs: number;
 }
 
-const tmp = tempDir('berth-bench');
+const load = () => loadavg().map((x) => x.toFixed(2)).join(' ');
+const mb = (bytes: number) => `${(bytes / 1e6).toFixed(1)} MB`;
+const ms = (x: number) => `${x.toFixed(2)} ms`;
+
+const tmp = tempDir('berth-bench-hot');
 const dir = tmp.path;
 const name = uniquePluginName('berth-bench');
-// The agent runs with the node flags of userdata/berth.service unless AGENT_NODE_ARGS says otherwise.
 const unitFlags = /^ExecStart=\S+ node (.*) \/opt\/berth\/dist\/agent\/main\.js$/m.exec(readFileSync(new URL('../userdata/berth.service', import.meta.url), 'utf8'))?.[1] ?? '';
 const nodeArgs = (process.env.AGENT_NODE_ARGS ?? unitFlags).split(' ').filter(Boolean);
-const child = await startChildAgent(name, join(dir, 'state'), { BERTH_LOG_LEVEL: 'warn' }, true, nodeArgs);
-console.log(`agent node flags: ${nodeArgs.join(' ') || '(none)'}`);
+let goPlugin: ChildProcess | undefined;
+let agent: ChildProcess | undefined;
 try {
-  const post = unixPoster(socketOf(name));
-  for (let i = 0; i < volumes; i++) await post('/VolumeDriver.Create', { Name: `v${i}`, Opts: { size: '64MiB' } });
-  const calls: Call[] = [];
-  for (let i = 0; i < volumes; i++) {
-    calls.push(['/VolumeDriver.Get', { Name: `v${i}` }], ['/VolumeDriver.Path', { Name: `v${i}` }]);
-    if (i % 10 === 0) calls.push(['/VolumeDriver.List', {}], ['/VolumeDriver.Capabilities', {}]);
+  const env = { ...process.env, GOCACHE: process.env.GOCACHE ?? join(dir, 'gocache') };
+  const goPluginBin = join(dir, 'go-plugin');
+  const loadBin = join(dir, 'go-load');
+  await execa('go', ['build', '-o', goPluginBin, join(goDir, 'plugin/main.go')], { env });
+  await execa('go', ['build', '-o', loadBin, join(goDir, 'load/main.go')], { env });
+  const goSock = join(dir, 'go-plugin.sock');
+  goPlugin = spawn(goPluginBin, [goSock], { stdio: ['ignore', 'ignore', 'inherit'] });
+  for (let i = 0; i < 100 && !existsSync(goSock); i++) await sleep(50);
+  if (!existsSync(goSock)) throw new Error('the Go plugin did not open its socket within 5 s');
+
+  agent = await startChildAgent(name, join(dir, 'state'), { BERTH_LOG_LEVEL: 'warn' }, true, nodeArgs);
+  const berthSock = socketOf(name);
+  const rss = () => rssOf(agent!.pid!, (p) => readFileSync(p, 'utf8'));
+
+  for (const sock of [goSock, berthSock]) {
+    const post = unixPoster(sock);
+    for (let i = 0; i < volumes; i++) {
+      const res = await post('/VolumeDriver.Create', { Name: `v${i}`, Opts: { size: '64MiB' } });
+      if (res.status !== 200) throw new Error(`Create v${i} on ${sock} answered ${res.status}: ${JSON.stringify(res.json)}`);
+    }
   }
+  await sleep(2_000);
+  const idleBefore = rss();
 
-  const baselineSock = join(dir, 'baseline.sock');
-  const body = JSON.stringify({ Volume: { Name: 'v0', Mountpoint: '' }, Err: '' });
-  const baseline = createServer((req, res) => {
-    req.resume();
-    req.on('end', () => res.writeHead(200, { 'Content-Type': 'application/json' }).end(body));
-  });
-  await new Promise<void>((r) => baseline.listen(baselineSock, r));
-  const baseP99 = report('baseline (bare node:http on a unix socket)', await drive(unixPoster(baselineSock), calls));
-  baseline.close();
+  // CPU seconds the server spent (utime + stime, all threads): a figure the machine's load disturbs less than latency.
+  const cpuOf = (pid: number) => {
+    const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]!.split(' ');
+    return (Number(fields[11]) + Number(fields[12])) / 100;
+  };
+  const drive = async (sock: string, rate: number, secs: number): Promise<LoadResult & { cpuUsPerRequest: number }> => {
+    const pid = sock === goSock ? goPlugin!.pid! : agent!.pid!;
+    const before = cpuOf(pid);
+    const { stdout } = await execa(loadBin, ['-socket', sock, '-rate', String(rate), '-seconds', String(secs), '-volumes', String(volumes)]);
+    const result = JSON.parse(stdout) as LoadResult;
+    return { ...result, cpuUsPerRequest: ((cpuOf(pid) - before) * 1e6) / (rate * secs) };
+  };
+  // Warm-up, not counted: connections, caches, the agent's lazily compiled code.
+  await drive(goSock, 500, 2);
+  await drive(berthSock, 500, 2);
 
-  const p99 = report(`berth (${volumes} volumes, ${rate} req/s for ${seconds} s)`, await drive(post, calls));
-  const rss = rssOf(child.pid!, (p) => readFileSync(p, 'utf8'));
-  console.log(`p99 ${fmtMs(p99)} (target ≤ 2 ms) — ratio to baseline p99: ${(p99 / baseP99).toFixed(2)}`);
-  console.log(`agent resident memory after the run: ${(rss / 2 ** 20).toFixed(1)} MiB = ${(rss / 1e6).toFixed(1)} MB (target ≤ 60 MB)`);
-  const rollup = readFileSync(`/proc/${child.pid}/smaps_rollup`, 'utf8');
+  console.log(`agent node flags: ${nodeArgs.join(' ') || '(none)'}; ${volumes} volumes; ${seconds} s per run; load average at start: ${load()}`);
+  const ratios = new Map<number, number[]>(rates.map((r) => [r, []]));
+  const cpu = { go: [] as number[], berth: [] as number[] };
+  let errors = 0;
+  for (let round = 1; round <= rounds; round++) {
+    for (const rate of rates) {
+      const order: Array<['go' | 'berth', string]> = round % 2 === 1 ? [['go', goSock], ['berth', berthSock]] : [['berth', berthSock], ['go', goSock]];
+      const got: Partial<Record<'go' | 'berth', Awaited<ReturnType<typeof drive>>>> = {};
+      for (const [who, sock] of order) got[who] = await drive(sock, rate, seconds);
+      const [g, b] = [got.go!, got.berth!];
+      errors += g.errors + b.errors;
+      for (const [who, r] of [['go', g], ['berth', b]] as const) {
+        if (r.errors > 0) console.log(`  ${who}: ${r.errors} errors, e.g. ${JSON.stringify(r.errorSamples)}`);
+      }
+      const ratio = b.all.p99 / g.all.p99;
+      ratios.get(rate)!.push(ratio);
+      cpu.go.push(g.cpuUsPerRequest);
+      cpu.berth.push(b.cpuUsPerRequest);
+      const eps = (r: LoadResult) => Object.entries(r.endpoints).map(([e, s]) => `${e} ${ms(s.p99)}`).join(', ');
+      console.log(
+        `round ${round} ${String(rate).padStart(4)} req/s: go p50 ${ms(g.all.p50)} p99 ${ms(g.all.p99)} max ${ms(g.all.max)} | ` +
+          `berth p50 ${ms(b.all.p50)} p99 ${ms(b.all.p99)} max ${ms(b.all.max)} | p99 ratio ${ratio.toFixed(2)} ` +
+          `(berth p99 by endpoint: ${eps(b)}; CPU per request go ${g.cpuUsPerRequest.toFixed(0)} µs, berth ${b.cpuUsPerRequest.toFixed(0)} µs; sender late ≤ ${ms(Math.max(g.senderMaxLateMs, b.senderMaxLateMs))}; load ${load()})`,
+      );
+    }
+  }
+  const after = rss();
+  await sleep(10_000);
+  const idleAfter = rss();
+  const goRss = rssOf(goPlugin.pid!, (p) => readFileSync(p, 'utf8'));
+
+  console.log('');
+  for (const rate of rates) {
+    const m = median(ratios.get(rate)!);
+    const target = targets.get(rate);
+    const verdict = target === undefined ? '' : ` (target ≤ ${target}: ${m <= target ? 'met' : 'NOT met'})`;
+    console.log(`${rate} req/s: median p99 ratio berth/go over ${rounds} rounds ${m.toFixed(2)} [${ratios.get(rate)!.map((r) => r.toFixed(2)).join(', ')}]${verdict}`);
+  }
+  console.log(`server CPU per request, median of every run: go ${median(cpu.go).toFixed(0)} µs, berth ${median(cpu.berth).toFixed(0)} µs`);
+  console.log(`errors: ${errors} (target 0: ${errors === 0 ? 'met' : 'NOT met'})`);
+  console.log(`agent RSS: idle before the run ${mb(idleBefore)}, right after the run ${mb(after)} (target ≤ ${RSS_TARGET_MB} MB: ${after <= RSS_TARGET_MB * 1e6 ? 'met' : 'NOT met'}), idle 10 s later ${mb(idleAfter)}; Go plugin ${mb(goRss)}`);
+  const rollup = readFileSync(`/proc/${agent.pid}/smaps_rollup`, 'utf8');
   const kB = (field: string) => Number(new RegExp(`^${field}:\\s+(\\d+) kB`, 'm').exec(rollup)?.[1] ?? 0);
   console.log(`  of which anonymous ${(kB('Anonymous') / 1e3).toFixed(1)} MB (heap, malloc), file-backed ${((kB('Rss') - kB('Anonymous')) / 1e3).toFixed(1)} MB (the node binary, libraries)`);
+  console.log(`load average at the end: ${load()}`);
 } finally {
-  await stopChild(child, 'SIGTERM');
+  if (agent) await stopChild(agent, 'SIGTERM');
+  if (goPlugin) await stopChild(goPlugin, 'SIGTERM');
   tmp.cleanup();
   detachLoopDevicesUnder(dir);
 }

@@ -4,9 +4,9 @@ import type { Logger } from 'pino';
 import { Gauge, type Registry } from 'prom-client';
 import { BerthError, errorMessage } from '../lib/errors.js';
 import { quote } from '../lib/quote.js';
+import { AnswerCache } from './answers.js';
 import type { Backend, CallOptions, VolumeRecord } from './backends/backend.js';
 import type { FilesystemOps } from './fs/types.js';
-import { KeyedLock } from './keyed-lock.js';
 import {
   assertVolumeName,
   conflictingOptions,
@@ -82,7 +82,10 @@ function held(v: PersistedVolume): boolean {
  */
 export class VolumeManager implements VolumeDriver {
   private readonly store: StateStore;
-  private readonly lock = new KeyedLock();
+  /** Get, Path and List answers, kept serialized between changes of the view (the plugin's hot path). */
+  readonly answers = new AnswerCache(this);
+  /** Every change of a volume's view runs under its lock, or calls answers.invalidate() (answers.ts). */
+  private readonly lock = this.answers.lock;
   private state: PersistedState = { version: 1, volumes: dict() };
   private readonly deadlines: typeof DEADLINES;
   private readonly log: Logger;
@@ -169,6 +172,7 @@ export class VolumeManager implements VolumeDriver {
       if (vol.mounted) mounted.add(vol.record.id);
     }
     await this.deps.backend.recover?.(mounted).catch((err: unknown) => this.log.error({ err: errorMessage(err) }, 'could not clean up after an earlier agent'));
+    this.answers.invalidate();
     // A full state disk must not stop the agent: the view is in memory, and each change tries the write again.
     await this.save().catch((err: unknown) => this.log.error({ err: errorMessage(err) }, 'could not write the state file at start'));
     this.started = true;
@@ -401,10 +405,20 @@ export class VolumeManager implements VolumeDriver {
     return vol.mounted ? this.mountpointOf(name) : '';
   }
 
+  /** Get's answer from the local view alone; undefined when the name is not in it. */
+  view(name: string): VolumeInfo | undefined {
+    const vol = Object.hasOwn(this.state.volumes, name) ? this.state.volumes[name] : undefined;
+    return vol && this.info(name, vol);
+  }
+
+  names(): string[] {
+    return Object.keys(this.state.volumes);
+  }
+
   async get(name: string): Promise<VolumeInfo> {
     assertVolumeName(name);
-    const vol = this.state.volumes[name];
-    if (vol) return this.info(name, vol);
+    const local = this.view(name);
+    if (local) return local;
     // Not in the local view: only an authoritative "does not exist" may fail.
     const record = await this.deps.backend.find(name);
     if (!record) throw new BerthError('NOT_FOUND', `no volume named ${name}`);
@@ -458,6 +472,7 @@ export class VolumeManager implements VolumeDriver {
     for (const [name, vol] of Object.entries(this.state.volumes)) {
       if (!listed.has(name) && !vol.mounted) delete this.state.volumes[name];
     }
+    this.answers.invalidate();
     await this.save();
   }
 

@@ -144,3 +144,33 @@ describe('stopping the plugin server', () => {
     expect(() => statSync(sock)).toThrow(/ENOENT/);
   });
 });
+
+describe('read endpoints with prepared answers', () => {
+  it('writes the prepared body for names in the view, asks the driver for the rest, and keeps the strict errors', async () => {
+    const driver = new RecordingDriver();
+    const prepared = Buffer.from('{"Volume":{"Name":"ready","Mountpoint":"/m/ready"},"Err":""}');
+    const answers = {
+      get: (n: string) => (n === 'ready' ? prepared : undefined),
+      path: (n: string) => (n === 'ready' ? Buffer.from('{"Mountpoint":"/m/ready","Err":""}') : undefined),
+      list: () => Buffer.from('{"Volumes":[{"Name":"ready"}],"Err":""}'),
+    };
+    const sock = join(mkdtempSync(join(tmpdir(), 'berth-srv-')), 'answers.sock');
+    const server = await listenPlugin(sock, { driver, logger: silentLogger, answers });
+    try {
+      expect(await post(sock, '/VolumeDriver.Get', '{"Name":"ready","extra":1}')).toEqual({ status: 200, json: { Volume: { Name: 'ready', Mountpoint: '/m/ready' }, Err: '' } });
+      expect((await post(sock, '/VolumeDriver.Path', '{"Name":"ready"}')).json).toEqual({ Mountpoint: '/m/ready', Err: '' });
+      expect((await post(sock, '/VolumeDriver.List')).json).toEqual({ Volumes: [{ Name: 'ready' }], Err: '' });
+      expect(driver.calls).toEqual([]);
+      expect((await post(sock, '/VolumeDriver.Get', '{"Name":"other"}')).json).toMatchObject({ Volume: { Name: 'other' }, Err: '' });
+      expect(driver.calls).toEqual([['get', 'other']]);
+      for (const body of ['{"Name":5}', '[]', 'null', '"ready"']) {
+        const res = await post(sock, '/VolumeDriver.Get', body);
+        expect(res.status).toBe(500);
+        expect(res.json.Err).toMatch(/^invalid VolumeDriver.Get request: /);
+      }
+      expect(driver.calls).toHaveLength(1);
+    } finally {
+      await server.close(1000);
+    }
+  });
+});

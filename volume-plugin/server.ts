@@ -4,12 +4,14 @@ import { connect } from 'node:net';
 import { basename, dirname, join } from 'node:path';
 import type { Duplex } from 'node:stream';
 import type { Logger } from 'pino';
-import { Counter, Histogram, type Registry } from 'prom-client';
+import { Counter, type Registry } from 'prom-client';
 import * as z from 'zod/mini';
 import '../lib/zod-english.js';
 import { BerthError, errorMessage, isBerthError, type ErrorCode } from '../lib/errors.js';
+import type { PreparedAnswers } from './answers.js';
 import { DriverOptsSchema } from './options.js';
 import { ACCEPT_HEADER, Endpoints, type VolumeDriver } from './protocol.js';
+import { RequestMetrics } from './request-metrics.js';
 
 /**
  * The Docker volume plugin protocol over a unix socket. Every failure is
@@ -31,32 +33,37 @@ export interface PluginServerDeps {
   driver: VolumeDriver;
   logger: Logger;
   registry?: Registry;
+  /** Get, Path and List answers kept serialized (the manager's AnswerCache); without it every answer comes from the driver. */
+  answers?: PreparedAnswers;
 }
 
-type Handler = (body: unknown) => Promise<unknown>;
+/** An answer body ready to write, or the answer to serialize once the driver has it. */
+type Handler = (body: unknown) => Buffer | Promise<unknown>;
+
+/**
+ * The string fields of a body that is a plain object holding them, else
+ * undefined. Bodies that are only a name (and a mount ID) are checked by hand
+ * on the hot path: what this accepts, the zod schema accepts with the same
+ * result, and anything else still goes through the schema for its error.
+ */
+function stringField(body: unknown, field: 'Name' | 'ID'): string | undefined {
+  if (typeof body !== 'object' || body === null || Array.isArray(body)) return undefined;
+  const value = (body as Record<string, unknown>)[field];
+  return typeof value === 'string' ? value : undefined;
+}
 
 /**
  * Routes of the protocol: decode and validate the body, call the driver,
  * encode the answer. Plain node:http rather than express: the protocol is nine
  * fixed POST paths with JSON bodies, and express doubled the p99 latency and
- * added ~15 MB of memory on the hot path (bench/plugin-hot-path.ts).
+ * added ~15 MB of memory on the hot path (bench/plugin-hot-path.ts). Get,
+ * Path, List and Capabilities are the hot path (dockerd asks them all the
+ * time): with `answers` they write a body serialized when the view last
+ * changed, with no schema and no allocation beyond node:http's own.
  */
 export function createPluginHandler(deps: PluginServerDeps): (req: IncomingMessage, res: ServerResponse) => void {
-  const { driver, logger } = deps;
+  const { driver, logger, answers } = deps;
   const registers = deps.registry ? [deps.registry] : [];
-  const requests = new Counter({
-    name: 'berth_plugin_requests_total',
-    help: 'Docker volume plugin requests by endpoint and outcome',
-    labelNames: ['endpoint', 'outcome'] as const,
-    registers,
-  });
-  const latency = new Histogram({
-    name: 'berth_plugin_request_seconds',
-    help: 'Docker volume plugin request latency by endpoint',
-    labelNames: ['endpoint'] as const,
-    buckets: [0.0005, 0.001, 0.002, 0.005, 0.01, 0.05, 0.1, 0.5, 1, 5, 15, 60, 120],
-    registers,
-  });
   const errors = new Counter({
     name: 'berth_errors_total',
     help: 'Failed plugin requests by error code',
@@ -64,77 +71,103 @@ export function createPluginHandler(deps: PluginServerDeps): (req: IncomingMessa
     registers,
   });
 
-  function route<S extends z.ZodMiniType>(path: string, schema: S, handle: (body: z.infer<S>) => Promise<unknown>): [string, Handler] {
-    return [
-      path,
-      async (raw) => {
-        const parsed = schema.safeParse(raw);
-        if (!parsed.success) {
-          const why = parsed.error.issues.map((i) => (i.path.length ? `${i.path.join('.')}: ${i.message}` : i.message)).join('; ');
-          throw new BerthError('INVALID_ARGUMENT', `invalid ${path.slice(1)} request: ${why}`);
-        }
-        return handle(parsed.data);
-      },
-    ];
+  function validated<S extends z.ZodMiniType>(path: string, schema: S, raw: unknown): z.infer<S> {
+    const parsed = schema.safeParse(raw);
+    if (!parsed.success) {
+      const why = parsed.error.issues.map((i) => (i.path.length ? `${i.path.join('.')}: ${i.message}` : i.message)).join('; ');
+      throw new BerthError('INVALID_ARGUMENT', `invalid ${path.slice(1)} request: ${why}`);
+    }
+    return parsed.data;
   }
+  const named = (path: string, raw: unknown): string => stringField(raw, 'Name') ?? validated(path, Schemas.named, raw).Name;
+  const mountArgs = (path: string, raw: unknown): [string, string] => {
+    const n = stringField(raw, 'Name');
+    const id = stringField(raw, 'ID');
+    if (n !== undefined && id !== undefined) return [n, id];
+    const b = validated(path, Schemas.mount, raw);
+    return [b.Name, b.ID];
+  };
+  let capabilities: { scope: string; body: Buffer } | undefined;
 
-  const routes = new Map<string, Handler>([
-    route(Endpoints.activate, Schemas.none, async () => ({ Implements: ['VolumeDriver'] })),
-    route(Endpoints.create, Schemas.create, async (b) => {
+  const handlers: Record<string, Handler> = {
+    [Endpoints.activate]: async () => ({ Implements: ['VolumeDriver'] }),
+    [Endpoints.create]: async (raw) => {
+      const b = validated(Endpoints.create, Schemas.create, raw);
       await driver.create(b.Name, b.Opts ?? {});
       return { Err: '' };
-    }),
-    route(Endpoints.remove, Schemas.named, async (b) => {
-      await driver.remove(b.Name);
+    },
+    [Endpoints.remove]: async (raw) => {
+      await driver.remove(named(Endpoints.remove, raw));
       return { Err: '' };
-    }),
-    route(Endpoints.mount, Schemas.mount, async (b) => ({ Mountpoint: await driver.mount(b.Name, b.ID), Err: '' })),
-    route(Endpoints.unmount, Schemas.mount, async (b) => {
-      await driver.unmount(b.Name, b.ID);
+    },
+    [Endpoints.mount]: async (raw) => {
+      const [n, id] = mountArgs(Endpoints.mount, raw);
+      return { Mountpoint: await driver.mount(n, id), Err: '' };
+    },
+    [Endpoints.unmount]: async (raw) => {
+      const [n, id] = mountArgs(Endpoints.unmount, raw);
+      await driver.unmount(n, id);
       return { Err: '' };
-    }),
-    route(Endpoints.path, Schemas.named, async (b) => ({ Mountpoint: await driver.path(b.Name), Err: '' })),
-    route(Endpoints.get, Schemas.named, async (b) => ({ Volume: await driver.get(b.Name), Err: '' })),
-    route(Endpoints.list, Schemas.none, async () => ({ Volumes: await driver.list(), Err: '' })),
-    route(Endpoints.capabilities, Schemas.none, async () => ({ Capabilities: driver.capabilities() })),
-  ]);
+    },
+    [Endpoints.path]: (raw) => {
+      const n = named(Endpoints.path, raw);
+      return answers?.path(n) ?? driver.path(n).then((Mountpoint) => ({ Mountpoint, Err: '' }));
+    },
+    [Endpoints.get]: (raw) => {
+      const n = named(Endpoints.get, raw);
+      return answers?.get(n) ?? driver.get(n).then((Volume) => ({ Volume, Err: '' }));
+    },
+    [Endpoints.list]: () => answers?.list() ?? driver.list().then((Volumes) => ({ Volumes, Err: '' })),
+    [Endpoints.capabilities]: () => {
+      const caps = driver.capabilities();
+      if (capabilities?.scope !== caps.Scope) capabilities = { scope: caps.Scope, body: Buffer.from(JSON.stringify({ Capabilities: caps })) };
+      return capabilities.body;
+    },
+  };
+  const paths = Object.keys(handlers);
+  const routes = new Map(paths.map((path, index) => [path, { index, handler: handlers[path]! }]));
+  const UNKNOWN = paths.length;
+  const metrics = new RequestMetrics([...paths.map((p) => p.slice(1)), 'unknown'], deps.registry);
 
-  function answer(res: ServerResponse, status: number, body: unknown): void {
-    const payload = JSON.stringify(body);
+  function answer(res: ServerResponse, status: number, payload: Buffer | string): void {
     res.writeHead(status, { 'Content-Type': ACCEPT_HEADER, 'Content-Length': Buffer.byteLength(payload) });
     res.end(payload);
   }
 
   return (req, res) => {
-    const path = (req.url ?? '/').split('?')[0]!;
-    const handler = req.method === 'POST' ? routes.get(path) : undefined;
-    const endpoint = handler ? path.slice(1) : 'unknown';
-    const end = latency.startTimer({ endpoint });
+    const started = performance.now();
+    const url = req.url ?? '/';
+    const query = url.indexOf('?');
+    const path = query === -1 ? url : url.slice(0, query);
+    const route = req.method === 'POST' ? routes.get(path) : undefined;
+    const index = route ? route.index : UNKNOWN;
+    const done = (ok: boolean) => metrics.record(index, ok, (performance.now() - started) / 1000);
     const fail = (status: number, code: ErrorCode, message: string) => {
       errors.inc({ code });
-      requests.inc({ endpoint, outcome: 'error' });
       logger[code === 'INTERNAL' ? 'error' : 'warn']({ endpoint: path, code, err: message }, 'plugin request failed');
-      answer(res, status, { Err: message });
-      end();
+      answer(res, status, JSON.stringify({ Err: message }));
+      done(false);
     };
-    if (!handler) {
+    if (!route) {
       req.resume();
       fail(404, 'INVALID_ARGUMENT', `unknown plugin endpoint ${req.method} ${path}`);
       return;
     }
-    const chunks: Buffer[] = [];
+    let chunks: Buffer | Buffer[] | undefined;
     let size = 0;
     let tooLarge = false;
     req.on('data', (chunk: Buffer) => {
       size += chunk.length;
       if (size > BODY_LIMIT_BYTES) tooLarge = true;
-      else chunks.push(chunk);
+      else if (chunks === undefined) chunks = chunk;
+      else if (Array.isArray(chunks)) chunks.push(chunk);
+      else chunks = [chunks, chunk];
     });
     req.on('error', (err) => fail(400, 'INVALID_ARGUMENT', `could not read the request: ${err.message}`));
     req.on('end', () => {
       if (tooLarge) return fail(500, 'INVALID_ARGUMENT', `request body is larger than the ${BODY_LIMIT} limit`);
       // dockerd may send no Content-Type (and Activate no body): the body is JSON whatever it says.
-      const text = Buffer.concat(chunks).toString('utf8');
+      const text = chunks === undefined ? '' : (Array.isArray(chunks) ? Buffer.concat(chunks) : chunks).toString('utf8');
       let body: unknown = {};
       if (text.trim() !== '') {
         try {
@@ -143,14 +176,22 @@ export function createPluginHandler(deps: PluginServerDeps): (req: IncomingMessa
           return fail(500, 'INVALID_ARGUMENT', `request body is not valid JSON: ${errorMessage(err)}`);
         }
       }
-      handler(body ?? {}).then(
-        (result) => {
-          requests.inc({ endpoint, outcome: 'ok' });
-          answer(res, 200, result);
-          end();
-        },
-        (err: unknown) => fail(500, isBerthError(err) ? err.code : 'INTERNAL', errorMessage(err)),
-      );
+      const failed = (err: unknown) => fail(500, isBerthError(err) ? err.code : 'INTERNAL', errorMessage(err));
+      let result: Buffer | Promise<unknown>;
+      try {
+        result = route.handler(body ?? {});
+      } catch (err) {
+        return failed(err);
+      }
+      if (Buffer.isBuffer(result)) {
+        answer(res, 200, result);
+        done(true);
+        return;
+      }
+      result.then((value) => {
+        answer(res, 200, JSON.stringify(value));
+        done(true);
+      }, failed);
     });
   };
 }

@@ -23,6 +23,8 @@ export const FAST_TIMING: Partial<Ec2Timing> = {
   firstPollMs: 20,
   pollFactor: 1.8,
   maxPollMs: 200,
+  pollTickMs: 50,
+  fastPollForMs: 1_000,
   // Above what binding a fake NVMe device takes on a busy 2-core machine (a hook of the model, not EC2).
   stuckAttachingMs: 3_000,
   attachTimeoutMs: 15_000,

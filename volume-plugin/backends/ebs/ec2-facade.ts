@@ -29,9 +29,17 @@ import { Semaphore } from '../../../lib/semaphore.js';
 export interface Ec2Timing {
   /** First poll after AttachVolume/DetachVolume: EBS attachments usually complete in 1–4 s. */
   firstPollMs: number;
-  /** Each later poll waits this much longer than the one before. */
+  /** Each later poll waits this much longer than the one before (creation; attachment waits once past fastPollForMs). */
   pollFactor: number;
   maxPollMs: number;
+  /**
+   * Attachment waits past their first poll poll on one tick shared by every
+   * waiter (aligned to the clock), so however many volumes are attaching, each
+   * tick costs one batched DescribeVolumes (per 199 volumes).
+   */
+  pollTickMs: number;
+  /** How long after its first poll a wait stays on the shared tick before backing off by pollFactor. */
+  fastPollForMs: number;
   /** EC2 occasionally wedges an attachment in 'attaching'; after this long it is detached and tried again. */
   stuckAttachingMs: number;
   /** Bound on one attach, retries included. */
@@ -55,6 +63,9 @@ export const DEFAULT_EC2_TIMING: Ec2Timing = {
   firstPollMs: 1_000,
   pollFactor: 1.8,
   maxPollMs: 10_000,
+  // 4 DescribeVolumes/s per host while attachments are under way: a fifth of the account's refill (20/s).
+  pollTickMs: 250,
+  fastPollForMs: 20_000,
   stuckAttachingMs: 90_000,
   attachTimeoutMs: 200_000,
   detachTimeoutMs: 120_000,
@@ -403,13 +414,31 @@ export class Ec2Facade {
   /** DescribeVolumes lookups made by waits (creation, attachment, detachment), so call budgets can tell them apart. */
   polls = 0;
 
+  /**
+   * How long a wait that started at `startedAt` sleeps before its next poll:
+   * until firstPollMs has passed (EBS attachments take 1–4 s), then to the
+   * next shared tick for fastPollForMs, then backing off by pollFactor from
+   * the tick up to maxPollMs. The ×1.8 schedule alone left gaps of seconds
+   * between an attachment completing and berth seeing it, although one
+   * batched DescribeVolumes serves every waiter (bench/ebs-boot-reconcile.ts).
+   */
+  private pollDelay(startedAt: number, backoff: { wait: number }): number {
+    const { firstPollMs, fastPollForMs, pollFactor, maxPollMs } = this.timing;
+    const tick = Math.min(this.timing.pollTickMs, maxPollMs);
+    const now = Date.now();
+    const since = now - startedAt;
+    if (since < firstPollMs) return firstPollMs - since;
+    if (since < firstPollMs + fastPollForMs) return tick - (now % tick);
+    backoff.wait = Math.min(Math.max(backoff.wait, tick) * pollFactor, maxPollMs);
+    return backoff.wait;
+  }
+
   /** Waits until the volume is attached here at `device`, or reports it stuck. */
   private async pollAttachment(volumeId: string, device: string, deadline: number): Promise<'attached' | 'stuck'> {
     const started = Date.now();
-    let wait = this.timing.firstPollMs;
+    const backoff = { wait: 0 };
     for (;;) {
-      await sleep(Math.min(wait, Math.max(0, deadline - Date.now())));
-      wait = Math.min(wait * this.timing.pollFactor, this.timing.maxPollMs);
+      await sleep(Math.min(this.pollDelay(started, backoff), Math.max(0, deadline - Date.now())));
       this.polls++;
       const v = await this.volume(volumeId);
       if (!v) throw new BerthError('NOT_FOUND', `${volumeId} disappeared while attaching`);
@@ -451,7 +480,8 @@ export class Ec2Facade {
 
   /** Waits until the volume has no attachment (e.g. another host's agent released it). */
   async waitAvailable(volumeId: string, deadline: number): Promise<Volume> {
-    let wait = this.timing.firstPollMs;
+    const started = Date.now();
+    const backoff = { wait: 0 };
     for (;;) {
       this.polls++;
       const v = await this.volume(volumeId);
@@ -461,8 +491,7 @@ export class Ec2Facade {
         const a = attachmentOf(v);
         throw new BerthError('TIMEOUT', `${volumeId} still ${a ? `${a.state} to ${a.instanceId}` : v.State} when the wait ran out`);
       }
-      await sleep(Math.min(wait, Math.max(0, deadline - Date.now())));
-      wait = Math.min(wait * this.timing.pollFactor, this.timing.maxPollMs);
+      await sleep(Math.min(this.pollDelay(started, backoff), Math.max(0, deadline - Date.now())));
     }
   }
 
