@@ -8,7 +8,7 @@ import { writeFileAtomic } from '../lib/atomic-file.js';
 import { errorMessage } from '../lib/errors.js';
 
 /**
- * Keeps the TLS certificate Traefik serves fresh from S3 (DESIGN.md §7).
+ * Keeps the TLS certificate Traefik serves fresh from S3 (docs/design.md §7).
  *
  * Every poll asks S3 for the certificate with If-None-Match = the last ETag, so
  * a quiet hour costs one 304 a minute. A new upload is fetched with its key and

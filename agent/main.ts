@@ -2,7 +2,7 @@ import { execaRunner } from '../lib/exec.js';
 import { startAgent } from './agent.js';
 import { ConfigError, loadConfig } from './config.js';
 import { crashPoints } from './crash-points.js';
-import { createLogger } from './logger.js';
+import { createLogger } from '../lib/logger.js';
 import { checkInstall } from './preflight.js';
 
 /**

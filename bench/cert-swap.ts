@@ -20,7 +20,7 @@ import { PutObjectCommand, S3Client } from '@aws-sdk/client-s3';
 import { Registry } from 'prom-client';
 import S3rver from 's3rver';
 import { CertRefresher } from '../agent/cert-refresher.js';
-import { silentLogger } from '../agent/logger.js';
+import { silentLogger } from '../lib/logger.js';
 import { sleep } from '../lib/sleep.js';
 import { makeCert } from '../test/helpers/certs.js';
 import { handshake, startReloadingTlsServer } from '../test/helpers/tls-server.js';

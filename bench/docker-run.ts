@@ -21,7 +21,7 @@ import { parseArgs } from 'node:util';
 import { socketOf, startChildAgent, stopChild, uniquePluginName } from '../test/helpers/agent.js';
 import { docker, ensureBusyboxImage, TEST_IMAGE } from '../test/helpers/docker.js';
 import { detachLoopDevicesUnder, tempDir } from '../test/helpers/loop.js';
-import { silentLogger } from '../agent/logger.js';
+import { silentLogger } from '../lib/logger.js';
 import { execaRunner, type Runner } from '../lib/exec.js';
 import { createLoopBackend } from '../volume-plugin/backends/loop.js';
 import { createFilesystemOps } from '../volume-plugin/fs/filesystem.js';

@@ -33,7 +33,7 @@ import { parseArgs } from 'node:util';
 import { execa } from 'execa';
 import { CONFIG_DEFAULTS } from '../agent/config.js';
 import { Reconciler } from '../agent/reconciler.js';
-import { silentLogger } from '../agent/logger.js';
+import { silentLogger } from '../lib/logger.js';
 import { execaRunner } from '../lib/exec.js';
 import { createEbsBackend, type EbsBackend } from '../volume-plugin/backends/ebs/ebs-backend.js';
 import { DEVICE_NAMES, Ec2Facade } from '../volume-plugin/backends/ebs/ec2-facade.js';

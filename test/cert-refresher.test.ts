@@ -8,7 +8,7 @@ import { mockClient } from 'aws-sdk-client-mock';
 import { Registry } from 'prom-client';
 import S3rver from 's3rver';
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
-import { silentLogger } from '../agent/logger.js';
+import { silentLogger } from '../lib/logger.js';
 import { CertRefresher } from '../agent/cert-refresher.js';
 import { sleep } from '../lib/sleep.js';
 import { makeCert, type TestCert } from './helpers/certs.js';

@@ -1,7 +1,7 @@
 import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { silentLogger } from '../agent/logger.js';
+import { silentLogger } from '../lib/logger.js';
 import { isBerthError } from '../lib/errors.js';
 import { execaRunner } from '../lib/exec.js';
 import { sleep } from '../lib/sleep.js';

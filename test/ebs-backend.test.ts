@@ -3,7 +3,7 @@ import { join } from 'node:path';
 import { AttachVolumeCommand, DetachVolumeCommand, ModifyVolumeCommand } from '@aws-sdk/client-ec2';
 import { execa } from 'execa';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { createLogger } from '../agent/logger.js';
+import { createLogger } from '../lib/logger.js';
 import { isBerthError } from '../lib/errors.js';
 import { sleep } from '../lib/sleep.js';
 import { noLoopReason } from './helpers/env.js';

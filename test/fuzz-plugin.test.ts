@@ -4,7 +4,7 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startAgent, type Agent } from '../agent/agent.js';
 import { loadConfig } from '../agent/config.js';
-import { createLogger } from '../agent/logger.js';
+import { createLogger } from '../lib/logger.js';
 import { sleep } from '../lib/sleep.js';
 import { VOLUME_NAME } from '../volume-plugin/options.js';
 import { agentEnv, uniquePluginName } from './helpers/agent.js';

@@ -5,7 +5,7 @@ import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startAgent, type Agent } from '../agent/agent.js';
 import { loadConfig } from '../agent/config.js';
-import { silentLogger } from '../agent/logger.js';
+import { silentLogger } from '../lib/logger.js';
 import { execaRunner, type Runner } from '../lib/exec.js';
 import { agentEnv, uniquePluginName } from './helpers/agent.js';
 import { noLoopReason } from './helpers/env.js';

@@ -2,7 +2,7 @@ import { execFileSync } from 'node:child_process';
 import { mkdirSync, readdirSync, readFileSync, readlinkSync, renameSync, symlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { silentLogger } from '../agent/logger.js';
+import { silentLogger } from '../lib/logger.js';
 import { execaRunner, type Runner } from '../lib/exec.js';
 import { createLoopBackend } from '../volume-plugin/backends/loop.js';
 import { createFilesystemOps } from '../volume-plugin/fs/filesystem.js';

@@ -10,7 +10,7 @@ import * as acme from 'acme-client';
 import S3rver from 's3rver';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Registry } from 'prom-client';
-import { silentLogger } from '../agent/logger.js';
+import { silentLogger } from '../lib/logger.js';
 import { CertRefresher } from '../agent/cert-refresher.js';
 import { sleep } from '../lib/sleep.js';
 import { ChallTestSrvDns01 } from '../traefik/renewer/dns-providers.js';

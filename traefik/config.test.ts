@@ -15,7 +15,7 @@ describe('Traefik static configuration', () => {
     expect(JSON.stringify(staticConf)).not.toMatch(/certFile|keyFile/);
   });
 
-  it('listens on the ports of DESIGN.md: API 8090, TCP 8860, WebSocket 4000, internal 9860', () => {
+  it('listens on the ports of docs/design.md §7: API 8090, TCP 8860, WebSocket 4000, internal 9860', () => {
     const ports = Object.fromEntries(Object.entries(staticConf.entryPoints as Record<string, { address: string }>).map(([k, v]) => [k, v.address]));
     expect(ports).toEqual({ 'http-api': ':8090', tcp: ':8860', websocket: ':4000', internal: ':9860' });
     expect(staticConf.ping.entryPoint).toBe('internal');

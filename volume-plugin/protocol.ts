@@ -1,5 +1,5 @@
 /**
- * The Docker volume plugin protocol (DESIGN.md §3) as one interface. Field
+ * The Docker volume plugin protocol (docs/design.md §3) as one interface. Field
  * names are Docker's wire names. The server decodes a request, calls the
  * driver and encodes the answer; all logic lives behind this interface.
  */

@@ -3,7 +3,7 @@ import { connect } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { silentLogger } from '../agent/logger.js';
+import { silentLogger } from '../lib/logger.js';
 import { BerthError } from '../lib/errors.js';
 import type { VolumeDriver } from './protocol.js';
 import { listenPlugin, type PluginServer } from './server.js';

@@ -5,7 +5,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Registry } from 'prom-client';
-import { silentLogger } from '../agent/logger.js';
+import { silentLogger } from '../lib/logger.js';
 import { BerthError } from '../lib/errors.js';
 import type { VolumeDriver, VolumeInfo } from './protocol.js';
 import { listenPlugin, type PluginServer } from './server.js';

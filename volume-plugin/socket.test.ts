@@ -5,7 +5,7 @@ import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
-import { silentLogger } from '../agent/logger.js';
+import { silentLogger } from '../lib/logger.js';
 import type { VolumeDriver, VolumeInfo } from './protocol.js';
 import { listenPlugin, probeSocket, type PluginServer } from './server.js';
 

@@ -7,7 +7,7 @@ import { GetObjectCommand, PutObjectCommand, S3Client } from '@aws-sdk/client-s3
 import * as pulumi from '@pulumi/pulumi';
 import S3rver from 's3rver';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { silentLogger } from '../../agent/logger.js';
+import { silentLogger } from '../../lib/logger.js';
 import type { PolicyDocument } from '../../test/aws/iam-policy.js';
 import { startS3AccessProxy, type S3AccessProxy } from '../../test/aws/s3-access.js';
 import { ChangeResourceRecordSetsCommand, GetChangeCommand, Route53Client } from '@aws-sdk/client-route-53';

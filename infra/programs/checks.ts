@@ -7,7 +7,7 @@ import { ofType, userdataParts, type Declared } from '../components/mocks.js';
 
 /** Assertions every program test makes over what the program declared (test helpers). */
 
-/** Ports the regional stack may open to the internet (DESIGN.md §8). */
+/** Ports the regional stack may open to the internet (docs/design.md §8). */
 export const PUBLIC_PORTS = [4000, 8090, 8860];
 
 /** Every ingress rule open to 0.0.0.0/0 or ::/0, as `proto:from-to` of `group`. */

@@ -75,7 +75,7 @@ import { TokenBucket } from './token-bucket.js';
  *   else IncorrectInstanceState; the volume 'available' (else VolumeInUse when
  *   attached, IncorrectState when creating/error).
  * - DeleteVolume removes the volume at once (EC2 shows 'deleting' briefly).
- * - Throttling groups (DESIGN.md §6): AttachVolume, DetachVolume and
+ * - Throttling groups (docs/design.md §6): AttachVolume, DetachVolume and
  *   DeleteVolume share one bucket of 50 refilled 5/s; CreateVolume 100, 5/s;
  *   CreateTags and DeleteTags share 100, 10/s; DescribeVolumes,
  *   DescribeInstances, DescribeTags 100, 20/s each; ModifyVolume 50, 5/s.

@@ -6,7 +6,7 @@ import { fileURLToPath } from 'node:url';
 import { startAgent, type Agent } from '../../agent/agent.js';
 import type { AwsOverrides } from '../../agent/backend-factory.js';
 import { CONFIG_DEFAULTS, loadConfig, pluginSocketPath, type Config } from '../../agent/config.js';
-import { createLogger, silentLogger } from '../../agent/logger.js';
+import { createLogger, silentLogger } from '../../lib/logger.js';
 import { sleep } from '../../lib/sleep.js';
 
 const repoRoot = fileURLToPath(new URL('../..', import.meta.url));

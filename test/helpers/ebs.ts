@@ -1,7 +1,7 @@
 import { join } from 'node:path';
 import { EC2Client } from '@aws-sdk/client-ec2';
 import type { Agent } from '../../agent/agent.js';
-import { silentLogger, createLogger } from '../../agent/logger.js';
+import { silentLogger, createLogger } from '../../lib/logger.js';
 import { execaRunner } from '../../lib/exec.js';
 import { createEbsBackend, type EbsBackend, type EbsBackendDeps, type HostIdentity } from '../../volume-plugin/backends/ebs/ebs-backend.js';
 import { Ec2Facade, type Ec2Timing } from '../../volume-plugin/backends/ebs/ec2-facade.js';

@@ -1,5 +1,5 @@
 import { join } from 'node:path';
-import { silentLogger } from '../../agent/logger.js';
+import { silentLogger } from '../../lib/logger.js';
 import { execaRunner } from '../../lib/exec.js';
 import type { Backend } from '../../volume-plugin/backends/backend.js';
 import { createLoopBackend } from '../../volume-plugin/backends/loop.js';

@@ -2,7 +2,7 @@ import { Route53Client } from '@aws-sdk/client-route-53';
 import { S3Client } from '@aws-sdk/client-s3';
 import * as acme from 'acme-client';
 import { z } from 'zod';
-import { createLogger } from '../../agent/logger.js';
+import { createLogger } from '../../lib/logger.js';
 import { Route53Dns01 } from './dns-providers.js';
 import { renewIfDue, type RenewResult } from './renewer.js';
 

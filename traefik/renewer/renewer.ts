@@ -5,7 +5,7 @@ import type { Logger } from 'pino';
 
 /**
  * Issues and renews the wildcard certificate with ACME DNS-01 and uploads it
- * where every Traefik host's berth refresher looks (DESIGN.md §7). Runs on a
+ * where every Traefik host's berth refresher looks (docs/design.md §7). Runs on a
  * schedule (traefik/renewer/handler.ts); does nothing while the stored
  * certificate has more than renewBeforeDays left.
  */

@@ -14,7 +14,7 @@ export interface PrepareOptions {
 }
 
 /**
- * Filesystem operations on a verified block device (DESIGN.md §6 formatting
+ * Filesystem operations on a verified block device (docs/design.md §6 formatting
  * rules). Implemented over real blkid/mkfs/fsck/mount with an injected Runner.
  */
 export interface FilesystemOps {

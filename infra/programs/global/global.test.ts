@@ -18,7 +18,7 @@ beforeAll(() => {
 });
 
 describe('global program under setMocks', () => {
-  it('declares what DESIGN §8 lists for the global stack', async () => {
+  it('declares what docs/design.md §8 lists for the global stack', async () => {
     const { globalProgram } = await import('./index.js');
     const outputs = await resolveAll(globalProgram());
     await settled(declared);

@@ -40,7 +40,7 @@ beforeAll(() => {
 
 describe('regional program under setMocks', () => {
   let outputs: Record<string, unknown> = {};
-  it('declares what DESIGN §8 lists for a regional stack', async () => {
+  it('declares what docs/design.md §8 lists for a regional stack', async () => {
     const { regionalProgram } = await import('./index.js');
     outputs = await resolveAll(regionalProgram());
     await settled(declared);
