@@ -1,8 +1,8 @@
 /**
  * Hot path: Get 60 % / Path 30 % / List 10 % over 100 volumes, open loop at
  * 500 and 2000 requests/s, against the agent as shipped (the built dist/ on
- * the loop backend, started with the node flags of agent/node-flags.json, the
- * one source the unit and the image take them from) and, as the baseline in
+ * the loop backend, started with the node flags of userdata/berth.service) and,
+ * as the baseline in
  * the same run, a minimal Docker volume plugin written with Go's standard
  * library (bench/go/plugin/main.go: in-memory volumes, same endpoints and JSON
  * shapes, unix socket).

@@ -1,6 +1,7 @@
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { RegisterTaskDefinitionCommandInput } from '@aws-sdk/client-ecs';
+import { nodeVolumeName } from '../lib/node-contract.js';
 import { describe, expect, it } from 'vitest';
 import { parseGivenOptions } from '../volume-plugin/options.js';
 
@@ -21,7 +22,8 @@ describe('ECS example', () => {
       if (conf.autoprovision) expect(conf.scope).toBe('shared'); // ECS refuses autoprovision on task scope
       expect(() => parseGivenOptions(conf.driverOpts ?? {})).not.toThrow();
     }
-    expect(volumes.find((v) => v.name === 'data')!.dockerVolumeConfiguration).toMatchObject({ scope: 'shared', autoprovision: true });
+    // With scope shared ECS names the Docker volume after the task volume: it must be the node's own name (lib/node-contract.ts), never a shared 'data'.
+    expect(volumes.find((v) => v.name === nodeVolumeName('shop', 'db1'))!.dockerVolumeConfiguration).toMatchObject({ scope: 'shared', autoprovision: true });
   });
 
   it('mounts only declared volumes and pins the task to its host by attribute', () => {
