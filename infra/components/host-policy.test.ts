@@ -49,4 +49,11 @@ describe('host policy: restore from a snapshot', () => {
     expect(can('ec2:CreateVolume', snapshot, { 'aws:ResourceTag/berth:cluster': 'other' })).toBe(false);
     expect(can('ec2:CreateVolume', snapshot, {})).toBe(false);
   });
+  it('takes every tag key from the node contract, so another BERTH_TAG_PREFIX gets a policy that works with it', () => {
+    const acme = hostEbsPolicy({ region: 'eu-west-1', accountId: '111122223333', cluster: 'shop', hostId: 'shop-h1', tagPrefix: 'acme:' });
+    expect(JSON.stringify(acme)).not.toContain('berth:');
+    const ctx = { 'aws:ResourceTag/acme:cluster': 'shop', 'aws:ResourceTag/acme:managed-by': 'berth' };
+    expect(allows([acme], 'ec2:AttachVolume', volume, ctx)).toBe(true);
+    expect(allows([acme], 'ec2:AttachVolume', volume, { 'aws:ResourceTag/berth:cluster': 'shop', 'aws:ResourceTag/berth:managed-by': 'berth' })).toBe(false);
+  });
 });

@@ -1,3 +1,5 @@
+import { MANAGED_BY, tagKeys } from '../../lib/node-contract.js';
+
 /** IAM policy for a host's instance profile: berth may touch only volumes it manages, in its own cluster. */
 export interface PolicyStatement {
   readonly Sid: string;
@@ -17,23 +19,34 @@ export interface HostPolicyArgs {
    * can be deleted from the host, and such a Remove fails with EC2's access error.
    */
   readonly hostId?: string;
+  /** berth's tag prefix (`BERTH_TAG_PREFIX`); the node contract's default when omitted. */
+  readonly tagPrefix?: string;
 }
 
 /**
  * Tag keys berth changes on existing volumes and instances (volume-plugin/backends/ebs):
- * the host claim, attachment and state on volumes, readiness on instances. Never
- * `berth:cluster`, `berth:managed-by` or `berth:volume`: those are set at CreateVolume only.
+ * the host claim, attachment and state on volumes, readiness on instances. Never the
+ * cluster, managed-by or volume keys: those are set at CreateVolume only.
  */
-export const MUTABLE_TAG_KEYS = ['berth:host', 'berth:attached-to', 'berth:state', 'berth:ready', 'berth:ready-count'] as const;
+export function mutableTagKeys(prefix?: string): string[] {
+  const k = tagKeys(prefix);
+  return [k.host, k.attachedTo, k.state, k.ready, k.readyCount];
+}
+
 /** Tag keys berth removes, and only from volumes tagged to its own host (Remove with onRemove=retain). */
-export const REMOVABLE_TAG_KEYS = ['berth:host', 'berth:attached-to', 'berth:state'] as const;
+export function removableTagKeys(prefix?: string): string[] {
+  const k = tagKeys(prefix);
+  return [k.host, k.attachedTo, k.state];
+}
 
 export function hostEbsPolicy(args: HostPolicyArgs): { Version: '2012-10-17'; Statement: PolicyStatement[] } {
+  const k = tagKeys(args.tagPrefix);
+  const mutable = mutableTagKeys(args.tagPrefix);
   const volumes = `arn:aws:ec2:${args.region}:${args.accountId}:volume/*`;
   // EC2 snapshot ARNs have no account (arn:aws:ec2:<region>::snapshot/<id>).
   const snapshots = `arn:aws:ec2:${args.region}::snapshot/*`;
   const instances = `arn:aws:ec2:${args.region}:${args.accountId}:instance/*`;
-  const managed = { 'aws:ResourceTag/berth:managed-by': 'berth', 'aws:ResourceTag/berth:cluster': args.cluster };
+  const managed = { [`aws:ResourceTag/${k.managedBy}`]: MANAGED_BY, [`aws:ResourceTag/${k.cluster}`]: args.cluster };
   const ownHost = (key: string): Record<string, string> => (args.hostId ? { [key]: args.hostId } : {});
   return {
     Version: '2012-10-17',
@@ -49,44 +62,44 @@ export function hostEbsPolicy(args: HostPolicyArgs): { Version: '2012-10-17'; St
         Sid: 'AttachToOwnClusterInstances', Effect: 'Allow',
         Action: ['ec2:AttachVolume', 'ec2:DetachVolume'],
         Resource: instances,
-        Condition: { StringEquals: { 'aws:ResourceTag/berth:cluster': args.cluster } },
+        Condition: { StringEquals: { [`aws:ResourceTag/${k.cluster}`]: args.cluster } },
       },
       {
         Sid: 'CreateOnlyTaggedVolumes', Effect: 'Allow', Action: ['ec2:CreateVolume'], Resource: volumes,
-        Condition: { StringEquals: { 'aws:RequestTag/berth:managed-by': 'berth', 'aws:RequestTag/berth:cluster': args.cluster, ...ownHost('aws:RequestTag/berth:host') } },
+        Condition: { StringEquals: { [`aws:RequestTag/${k.managedBy}`]: MANAGED_BY, [`aws:RequestTag/${k.cluster}`]: args.cluster, ...ownHost(`aws:RequestTag/${k.host}`) } },
       },
       // Restore (`snapshotId`): from snapshots of this cluster's volumes only (DLM copies the volume's tags).
       {
         Sid: 'CreateFromOwnClusterSnapshots', Effect: 'Allow', Action: ['ec2:CreateVolume'], Resource: snapshots,
-        Condition: { StringEquals: { 'aws:ResourceTag/berth:cluster': args.cluster } },
+        Condition: { StringEquals: { [`aws:ResourceTag/${k.cluster}`]: args.cluster } },
       },
       {
         Sid: 'TagOnlyBerthStateOfClusterResources', Effect: 'Allow', Action: ['ec2:CreateTags'], Resource: [volumes, instances],
         Condition: {
-          StringEquals: { 'aws:ResourceTag/berth:cluster': args.cluster },
-          // berth:host may be set only to this host's id; without a host id it may not be set at all.
-          ...(args.hostId ? { StringEqualsIfExists: { 'aws:RequestTag/berth:host': args.hostId } } : {}),
-          'ForAllValues:StringEquals': { 'aws:TagKeys': args.hostId ? [...MUTABLE_TAG_KEYS] : MUTABLE_TAG_KEYS.filter((k) => k !== 'berth:host') },
+          StringEquals: { [`aws:ResourceTag/${k.cluster}`]: args.cluster },
+          // The host key may be set only to this host's id; without a host id it may not be set at all.
+          ...(args.hostId ? { StringEqualsIfExists: { [`aws:RequestTag/${k.host}`]: args.hostId } } : {}),
+          'ForAllValues:StringEquals': { 'aws:TagKeys': args.hostId ? mutable : mutable.filter((key) => key !== k.host) },
         },
       },
       ...(args.hostId
         ? [{
             Sid: 'UntagOnlyVolumesOfThisHost', Effect: 'Allow' as const, Action: ['ec2:DeleteTags'], Resource: volumes,
             Condition: {
-              StringEquals: { 'aws:ResourceTag/berth:cluster': args.cluster, 'aws:ResourceTag/berth:host': args.hostId },
-              'ForAllValues:StringEquals': { 'aws:TagKeys': [...REMOVABLE_TAG_KEYS] },
+              StringEquals: { [`aws:ResourceTag/${k.cluster}`]: args.cluster, [`aws:ResourceTag/${k.host}`]: args.hostId },
+              'ForAllValues:StringEquals': { 'aws:TagKeys': removableTagKeys(args.tagPrefix) },
             },
           }]
         : []),
       ...(args.hostId
         ? [{
             Sid: 'DeleteOnlyVolumesOfThisHost', Effect: 'Allow' as const, Action: ['ec2:DeleteVolume'], Resource: volumes,
-            Condition: { StringEquals: { ...managed, 'aws:ResourceTag/berth:host': args.hostId } },
+            Condition: { StringEquals: { ...managed, [`aws:ResourceTag/${k.host}`]: args.hostId } },
           }]
         : []),
       {
         Sid: 'TagAtCreate', Effect: 'Allow', Action: ['ec2:CreateTags'], Resource: volumes,
-        Condition: { StringEquals: { 'ec2:CreateAction': 'CreateVolume', 'aws:RequestTag/berth:cluster': args.cluster, ...ownHost('aws:RequestTag/berth:host') } },
+        Condition: { StringEquals: { 'ec2:CreateAction': 'CreateVolume', [`aws:RequestTag/${k.cluster}`]: args.cluster, ...ownHost(`aws:RequestTag/${k.host}`) } },
       },
     ],
   };
