@@ -116,6 +116,13 @@ describe('plugin protocol server over a unix socket', () => {
     expect(res.json.Err).toMatch(/unknown plugin endpoint POST \/VolumeDriver.Snapshot/);
   });
 
+  it('answers an unknown endpoint of 10 000 characters with the path cut short', async () => {
+    const res = await post(sock, `/${'x'.repeat(10_000)}`, '{}');
+    expect(res.status).toBe(404);
+    expect(String(res.json.Err)).toMatch(/^unknown plugin endpoint POST "\/x+"… \(10001 characters\)$/);
+    expect(String(res.json.Err).length).toBeLessThan(200);
+  });
+
   it('counts requests and latency per endpoint', async () => {
     const text = await registry.metrics();
     expect(text).toMatch(/berth_plugin_requests_total\{endpoint="VolumeDriver.Create",outcome="ok"\} 2/);

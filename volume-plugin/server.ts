@@ -8,6 +8,7 @@ import { Counter, type Registry } from 'prom-client';
 import * as z from 'zod/mini';
 import '../lib/zod-english.js';
 import { BerthError, errorMessage, isBerthError, type ErrorCode } from '../lib/errors.js';
+import { quote } from '../lib/quote.js';
 import type { PreparedAnswers } from './answers.js';
 import { DriverOptsSchema } from './options.js';
 import { ACCEPT_HEADER, Endpoints, type VolumeDriver } from './protocol.js';
@@ -142,15 +143,17 @@ export function createPluginHandler(deps: PluginServerDeps): (req: IncomingMessa
     const route = req.method === 'POST' ? routes.get(path) : undefined;
     const index = route ? route.index : UNKNOWN;
     const done = (ok: boolean) => metrics.record(index, ok, (performance.now() - started) / 1000);
+    // The path is the caller's: up to Node's 16 KiB header limit. Answers and logs carry it cut short.
+    const shown = path.length <= 128 ? path : quote(path);
     const fail = (status: number, code: ErrorCode, message: string) => {
       errors.inc({ code });
-      logger[code === 'INTERNAL' ? 'error' : 'warn']({ endpoint: path, code, err: message }, 'plugin request failed');
+      logger[code === 'INTERNAL' ? 'error' : 'warn']({ endpoint: shown, code, err: message }, 'plugin request failed');
       answer(res, status, JSON.stringify({ Err: message }));
       done(false);
     };
     if (!route) {
       req.resume();
-      fail(404, 'INVALID_ARGUMENT', `unknown plugin endpoint ${req.method} ${path}`);
+      fail(404, 'INVALID_ARGUMENT', `unknown plugin endpoint ${req.method} ${shown}`);
       return;
     }
     let chunks: Buffer | Buffer[] | undefined;
