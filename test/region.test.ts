@@ -2,13 +2,14 @@ import { EC2Client } from '@aws-sdk/client-ec2';
 import { ECSClient } from '@aws-sdk/client-ecs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ClusterApi } from '../infra/cluster-api/cluster-api.js';
+import { unitEcsClusterName } from '../infra/components/cluster.js';
 import type { ClusterSpec } from '../infra/cluster-api/invariants.js';
 import { notReady } from '../infra/cluster-api/readiness.js';
 import { nodeServiceName, nodeVolumeName } from '../lib/node-contract.js';
 import { sleep } from '../lib/sleep.js';
 import { noDockerReason } from './helpers/env.js';
 import { NODE_IMAGE, Region } from './ecs/region.js';
-import { MockedUnitWorkspace } from './ecs/unit-workspace.js';
+import { MockedUnitWorkspace, REGIONAL } from './ecs/unit-workspace.js';
 
 /**
  * A whole region on one machine: what the unit program declares (run for
@@ -51,7 +52,7 @@ describe.skipIf(noDockerReason)(`a region on one machine${noDockerReason ? ` (sk
     region.ecs.install(ecs);
     ec2 = new EC2Client({ region: 'eu-west-1', endpoint: region.endpoint(), credentials: { accessKeyId: 'AKIDTEST', secretAccessKey: 'test' } });
     workspace = new MockedUnitWorkspace(region, { nodeImage: NODE_IMAGE, nodePort: 8080 });
-    api = new ClusterApi({ environment: 'prod', workspace, regions: ['eu-west-1'], ec2: () => ec2, ecs: () => ecs, pollMs: 250, readyTimeoutMs: 60_000 });
+    api = new ClusterApi({ environment: REGIONAL.environment, workspace, regions: ['eu-west-1'], ec2: () => ec2, ecs: () => ecs, pollMs: 250, readyTimeoutMs: 60_000 });
   });
   afterAll(async () => {
     await region.cleanup();
@@ -124,7 +125,7 @@ describe.skipIf(noDockerReason)(`a region on one machine${noDockerReason ? ` (sk
     await inStep('remove node db3', 60_000, async () => {
       const db3Volume = workspace.volumeIds(spec.name).get('shop-db3-data')!;
       await api.removeNodes(spec.name, ['db3']);
-      expect(region.ecs.service('berth-unit-shop', 'shop-db3').status).toBe('INACTIVE');
+      expect(region.ecs.service(unitEcsClusterName(REGIONAL.environment, 'shop'), 'shop-db3').status).toBe('INACTIVE');
       // The agent on shop-h2 stops the deleted service's task.
       for (let i = 0; region.ecs.allTasks().some((t) => t.group === 'service:shop-db3' && t.lastStatus !== 'STOPPED'); i++) {
         if (i > 200) throw new Error('the task of the deleted service shop-db3 did not stop within 20 s');
@@ -151,7 +152,7 @@ describe.skipIf(noDockerReason)(`a region on one machine${noDockerReason ? ` (sk
       for (const [resource, id] of volumes) {
         expect(region.ec2.volume(id), resource).toMatchObject({ state: 'available', attachment: undefined, tags: { 'berth:volume': resource.replace(/-data$/, '') } });
       }
-      const pending = await notReady({ ec2, ecs, environment: 'prod' }, spec);
+      const pending = await notReady({ ec2, ecs, environment: REGIONAL.environment }, spec);
       expect(pending.map((p) => `${p.kind} ${p.name}`)).toEqual(expect.arrayContaining(['host shop-h1', 'host shop-h2', 'node db1']));
     });
   }, 330_000);

@@ -9,6 +9,8 @@ import type { Region } from './region.js';
 /** What the regional stack hands the unit program (a StackReference under mocks). */
 export const REGIONAL = {
   stack: 'acme/berth-regional/regional-eu-west-1',
+  /** The regional stack's `environment` output: it names the unit's ECS cluster. */
+  environment: 'prod',
   subnets: ['subnet-a', 'subnet-b', 'subnet-c'],
   azs: ['eu-west-1a', 'eu-west-1b', 'eu-west-1c'],
   zone: 'example.com',
@@ -35,7 +37,7 @@ export class MockedUnitWorkspace implements ClusterWorkspace {
         [REGIONAL.stack]: {
           zone: REGIONAL.zone, zoneId: 'Z0EXAMPLE', privateSubnetIds: REGIONAL.subnets, privateSubnetAzs: REGIONAL.azs, securityGroupId: 'sg-eu',
           artifactUri: 's3://berth-artifacts-0001/berth/build-1.tar.gz', ebsKeyArn: 'arn:aws:kms:eu-west-1:123456789012:key/ebs',
-          bucketKeyArn: 'arn:aws:kms:eu-west-1:123456789012:key/buckets', traefikIp: '203.0.113.10', environment: 'prod',
+          bucketKeyArn: 'arn:aws:kms:eu-west-1:123456789012:key/buckets', traefikIp: '203.0.113.10', environment: REGIONAL.environment,
         },
       },
       calls: {
