@@ -85,4 +85,16 @@ describe('malformed HTTP on the plugin socket', () => {
     const raw = await rawExchange(sock, `POST /VolumeDriver.List HTTP/1.1\r\nHost: x\r\nConnection: close\r\nContent-Length: 2\r\n\r\n{}`);
     expect(parseRawAnswer(raw)).toEqual({ status: 200, body: { Volumes: [], Err: '' } });
   });
+  it('answers a client that dribbles its request (slowloris) with 408 {"Err"} once its time is up', async () => {
+    const slow = await listenPlugin(join(dir, 'plugins', 'slow.sock'), { driver, logger: silentLogger, requestArrivalMs: 500 });
+    try {
+      const started = Date.now();
+      // Headers and 2 of the 12 body bytes the request announces; the rest never comes.
+      const raw = await rawExchange(join(dir, 'plugins', 'slow.sock'), `POST /VolumeDriver.Get HTTP/1.1\r\nHost: x\r\nContent-Length: 12\r\n\r\n{"`, 5_000);
+      expect(parseRawAnswer(raw)).toEqual({ status: 408, body: { Err: 'malformed plugin request: the request did not arrive in time (ERR_HTTP_REQUEST_TIMEOUT)' } });
+      expect(Date.now() - started).toBeLessThan(3_000);
+    } finally {
+      await slow.close(1000);
+    }
+  });
 });

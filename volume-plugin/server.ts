@@ -36,6 +36,8 @@ export interface PluginServerDeps {
   registry?: Registry;
   /** Get, Path and List answers kept serialized (the manager's AnswerCache); without it every answer comes from the driver. */
   answers?: PreparedAnswers;
+  /** Time a client has to send one whole request; 10 s by default. */
+  requestArrivalMs?: number;
 }
 
 /** An answer body ready to write, or the answer to serialize once the driver has it. */
@@ -251,6 +253,9 @@ export async function assertSocketFree(socketPath: string): Promise<void> {
  * name it bound on close whatever lives there by then, which is why that name
  * is the private one.
  */
+/** Time a client has to send one whole request (headers and body, at most 1 MiB) over the local socket. */
+const REQUEST_ARRIVAL_MS = 10_000;
+
 export async function listenPlugin(socketPath: string, deps: PluginServerDeps): Promise<PluginServer> {
   const handler = createPluginHandler(deps);
   let active = 0;
@@ -259,7 +264,13 @@ export async function listenPlugin(socketPath: string, deps: PluginServerDeps): 
   // A directory only root can enter: nobody can connect to the socket before its mode is 0600.
   const bindDir = await mkdtemp(join(dirname(socketPath), `.${basename(socketPath)}.`));
   const bindPath = join(bindDir, 'plugin.sock');
-  const server: Server = createServer(handler);
+  // dockerd sends a whole request at once; a client that dribbles one (slowloris) is answered
+  // 408 {"Err"} after this long instead of holding a connection for Node's 5 minutes.
+  const arrivalMs = deps.requestArrivalMs ?? REQUEST_ARRIVAL_MS;
+  const server: Server = createServer(
+    { requestTimeout: arrivalMs, headersTimeout: arrivalMs, connectionsCheckingInterval: Math.min(1_000, arrivalMs) },
+    handler,
+  );
   let bound: { dev: number; ino: number };
   try {
     await new Promise<void>((resolve, reject) => {
