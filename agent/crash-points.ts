@@ -22,8 +22,9 @@ export function crashPoints(spec: string | undefined, runner: Runner): Pick<Agen
     runner: (file, args, options) => {
       const running = runner(file, args, options);
       if (file.split('/').pop() === step && ++seen === at) {
-        // Once the tool has surely started: a kill during the step, not before it.
-        setTimeout(die, 5);
+        // spawn() has exec'd the tool by the time it returns: dying now is a kill during the step.
+        // Not later: a fast tool (dumpe2fs -h) would finish and let the agent run past the step.
+        die();
       }
       return running;
     },
