@@ -53,6 +53,7 @@ put /etc/berth/berth.env 0600 <<ENV
 BERTH_BACKEND=ebs
 BERTH_HOST_ID=$HOST_ID
 BERTH_CLUSTER=$CLUSTER
+BERTH_DOCKER_HOST=unix:///var/run/docker.sock
 AWS_REGION=$REGION
 ENV
 put /etc/systemd/system/berth.service 0644 <"$ROOT/opt/berth/userdata/berth.service"

@@ -3,6 +3,7 @@ import { chmodSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, s
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
+import { loadConfig, parseEnvFile } from '../agent/config.js';
 import { renderBootstrap } from './render.js';
 
 const values = { CLUSTER: 'shop', HOST_ID: 'shop-h1', REGION: 'eu-west-1', ARTIFACT_URI: 's3://artifacts/berth.tgz', SWAP_MIB: 0 };
@@ -52,7 +53,13 @@ describe('bootstrap.sh', () => {
     const run = () => execFileSync('bash', [file], { env: { ...process.env, BERTH_ROOT: root, PATH: `${bin}:${process.env['PATH'] ?? ''}` }, encoding: 'utf8' });
     run();
     const first = snapshot(root);
-    expect(readFileSync(join(root, 'etc/berth/berth.env'), 'utf8')).toContain('BERTH_HOST_ID=shop-h1');
+    const env = readFileSync(join(root, 'etc/berth/berth.env'), 'utf8');
+    // The file the agent reads, through the agent's own schema: a setting it refuses would stop berth at boot.
+    const config = loadConfig(parseEnvFile(env));
+    expect(config.BERTH_HOST_ID).toBe('shop-h1');
+    expect(config.BERTH_BACKEND).toBe('ebs');
+    // References a killed dockerd never Unmounts are dropped by asking the engine (README, References after a crash).
+    expect(config.BERTH_DOCKER_HOST).toBe('unix:///var/run/docker.sock');
     expect((statSync(join(root, 'etc/berth/berth.env')).mode & 0o777).toString(8)).toBe('600');
     expect(readFileSync(join(root, 'etc/ecs/ecs.config'), 'utf8')).toContain('ECS_INSTANCE_ATTRIBUTES={"berth.host":"shop-h1"}');
     const log = readFileSync(calls, 'utf8').split('\n');
