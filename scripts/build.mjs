@@ -3,8 +3,9 @@
  * Builds dist/: the agent, the CLI and the certificate renewer's Lambda handler,
  * each bundled with its dependencies into one ES module (code the agent and the
  * CLI share in dist/chunks/, the AWS SDK clients in chunks loaded only when a
- * feature needs them; the handler's own chunks under dist/traefik/renewer/). A bundle needs no node_modules at run time and holds ~5 MB less in
- * memory than the same code loaded module by module (bench/plugin-hot-path.ts).
+ * feature needs them; the handler's own chunks under dist/traefik/renewer/).
+ * A bundle needs no node_modules at run time and holds ~5 MB less in memory
+ * than the same code loaded module by module (bench/plugin-hot-path.ts).
  * Type checking is `npm run typecheck`; this only transpiles.
  *
  *   node scripts/build.mjs [outdir]      (default dist)
