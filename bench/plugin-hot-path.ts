@@ -1,7 +1,7 @@
 /**
  * Hot path: Get 60 % / Path 30 % / List 10 % over 100 volumes, open loop at
  * 500 and 2000 requests/s, against the agent as shipped (the built dist/ on
- * the loop backend, started with the node flags of userdata/berth.service) and,
+ * the loop backend, started with the node flags it ships with, agent/node-flags.ts) and,
  * as the baseline in
  * the same run, a minimal Docker volume plugin written with Go's standard
  * library (bench/go/plugin/main.go: in-memory volumes, same endpoints and JSON
@@ -34,6 +34,7 @@ import { parseArgs } from 'node:util';
 import { execa } from 'execa';
 import { socketOf, startChildAgent, stopChild, uniquePluginName } from '../test/helpers/agent.js';
 import { detachLoopDevicesUnder, tempDir } from '../test/helpers/loop.js';
+import { AGENT_NODE_FLAGS } from '../agent/node-flags.js';
 import { sleep } from '../lib/sleep.js';
 import { median, rssOf, unixPoster } from './lib.js';
 
@@ -91,8 +92,7 @@ const ms = (x: number) => `${x.toFixed(2)} ms`;
 const tmp = tempDir('berth-bench-hot');
 const dir = tmp.path;
 const name = uniquePluginName('berth-bench');
-const unitFlags = /^ExecStart=\S+ node (.*) \/opt\/berth\/dist\/agent\/main\.js$/m.exec(readFileSync(new URL('../userdata/berth.service', import.meta.url), 'utf8'))?.[1] ?? '';
-const nodeArgs = (process.env.AGENT_NODE_ARGS ?? unitFlags).split(' ').filter(Boolean);
+const nodeArgs = process.env.AGENT_NODE_ARGS !== undefined ? process.env.AGENT_NODE_ARGS.split(' ').filter(Boolean) : [...AGENT_NODE_FLAGS];
 let goPlugin: ChildProcess | undefined;
 let agent: ChildProcess | undefined;
 try {

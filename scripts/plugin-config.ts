@@ -1,4 +1,5 @@
 import { ConfigSchema, settingDescription } from '../agent/config.js';
+import { AGENT_MAIN, AGENT_NODE_FLAGS } from '../agent/node-flags.js';
 
 /**
  * config.json of berth as a Docker managed plugin (docker plugin create).
@@ -13,8 +14,8 @@ import { ConfigSchema, settingDescription } from '../agent/config.js';
  *  - /dev from the host with every device allowed: loop devices appear after
  *    the plugin starts (losetup --find), EBS volumes when they attach.
  */
-/** How the image starts the agent: the node flags of userdata/berth.service (Dockerfile.agent's ENTRYPOINT says the same). */
-export const AGENT_ENTRYPOINT = ['node', '--max-semi-space-size=1', '--lite-mode', '/opt/berth/dist/agent/main.js'];
+/** How the image starts the agent (Dockerfile.agent's ENTRYPOINT says the same; test/node-flags.test.ts checks it). */
+export const AGENT_ENTRYPOINT = ['node', ...AGENT_NODE_FLAGS, AGENT_MAIN];
 export const PLUGIN_STATE_DIR = '/var/lib/berth';
 export const PLUGIN_SOCKET = 'berth.sock';
 /** Loop images live on the host, outside dockerd's plugin directory, which `docker plugin rm` deletes. */

@@ -3,6 +3,7 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { execa } from 'execa';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { AGENT_NODE_FLAGS } from '../agent/node-flags.js';
 import { unixPoster } from '../bench/lib.js';
 import { startImdsServer, type ImdsServer } from './aws/imds-server.js';
 import { socketOf, startChildAgent, stopChild, uniquePluginName } from './helpers/agent.js';
@@ -39,7 +40,7 @@ describe.skipIf(noLoopReason)('the built agent (scripts/build.mjs)', () => {
   it('serves a volume end to end over its socket from a directory without node_modules', async () => {
     expect(existsSync(join(app, 'node_modules'))).toBe(false);
     const name = uniquePluginName('berth-built');
-    const child = await startChildAgent(name, join(tmp.path, 'state'), {}, main, ['--max-semi-space-size=1', '--lite-mode']);
+    const child = await startChildAgent(name, join(tmp.path, 'state'), {}, main, [...AGENT_NODE_FLAGS]);
     try {
       const post = unixPoster(socketOf(name));
       expect((await post('/Plugin.Activate')).json).toEqual({ Implements: ['VolumeDriver'] });

@@ -92,8 +92,9 @@ start_agent() { # $1: state dir
     return 0
   fi
   mkdir -p "$1"
+  # The node flags of agent/node-flags.ts (test/node-flags.test.ts keeps every copy equal).
   # shellcheck disable=SC2016 # expanded by the inner shell
-  nohup env -i PATH="$PATH" bash -c 'set -a; . "$1"; set +a; exec node --max-semi-space-size=1 --lite-mode "$2"' _ "$envfile" "$prefix/dist/agent/main.js" >>"$1/agent.log" 2>&1 &
+  nohup env -i PATH="$PATH" bash -c 'set -a; . "$1"; set +a; exec node --max-semi-space-size=1 --single-threaded --no-sparkplug --no-short-builtin-calls --optimize-for-size --max-lazy --interrupt-budget-factor-for-feedback-allocation=100 --interrupt-budget-for-feedback-allocation=65536 "$2"' _ "$envfile" "$prefix/dist/agent/main.js" >>"$1/agent.log" 2>&1 &
   agent_pid=$!
   echo "$agent_pid" > "$1/agent.pid"
 }

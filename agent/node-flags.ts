@@ -1,0 +1,27 @@
+/**
+ * The node flags the agent runs with, wherever it runs: the systemd unit
+ * (userdata/berth.service), the agent image (Dockerfile.agent), the local
+ * installer's fallback without systemd (userdata/install-local.sh) and the
+ * managed plugin (scripts/plugin-config.ts). Those files cannot import this;
+ * test/node-flags.test.ts fails when one of them says something else.
+ * Why these flags: docs/operations.md "Plugin hot path"; bench/plugin-hot-path.ts
+ * measures the agent with them.
+ */
+export const AGENT_NODE_FLAGS: readonly string[] = [
+  // A small young generation: a mostly idle daemon need not hold 16 MB of it.
+  '--max-semi-space-size=1',
+  // V8's optimizing compiler (TurboFan) stays on: interpreted (--lite-mode), a plugin
+  // request cost ~3x the CPU (about 330-390 us against 115). These keep what it costs
+  // in memory small (bench/plugin-hot-path.ts; each one measured in docs/operations.md):
+  '--single-threaded', // compile and collect on the main thread: no helper threads' heaps
+  '--no-sparkplug', // no baseline code for every warm function, only TurboFan's for hot ones
+  '--no-short-builtin-calls', // no private copy of V8's builtins (~3 MB)
+  '--optimize-for-size',
+  '--max-lazy',
+  // Feedback (and so optimization) only for functions that run a lot: start-up code stays interpreted.
+  '--interrupt-budget-factor-for-feedback-allocation=100',
+  '--interrupt-budget-for-feedback-allocation=65536',
+];
+
+/** Where the agent's bundle is installed (the unit, the image and the plugin start it from here). */
+export const AGENT_MAIN = '/opt/berth/dist/agent/main.js';
