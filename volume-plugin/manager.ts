@@ -255,7 +255,11 @@ export class VolumeManager implements VolumeDriver {
           await this.deps.fs.unmount(mountpoint);
           vol.mounted = false;
           delete vol.unknownRefs;
-          await this.deps.backend.remove(vol.record, { signal });
+          await this.deps.backend.remove(vol.record, { signal }).catch((err: unknown) => {
+            const code = (err as NodeJS.ErrnoException).code;
+            if (code !== 'ENOSPC' && code !== 'EDQUOT') throw err;
+            throw new BerthError('UNAVAILABLE', `volume ${name}: no space left under ${this.deps.stateDir} to remove it (${code}); it is kept as it was`, { cause: err });
+          });
           await this.deps.fs.removeMountpoint(mountpoint);
           delete this.state.volumes[name];
           await this.save();
@@ -315,8 +319,10 @@ export class VolumeManager implements VolumeDriver {
             return;
           }
           this.dropRef(vol, id);
-          if (!held(vol)) await this.unmountLocked(name, vol);
-          await this.save();
+          const last = !held(vol);
+          if (last) await this.unmountLocked(name, vol);
+          // Done all the same (dockerd never sends this Unmount again): say so, not "nothing was changed".
+          await this.save(`volume ${name} is ${last ? 'unmounted' : 'released by this container'} all the same; the file catches up with the next change that has room`);
         },
         signal,
       ),
@@ -568,13 +574,14 @@ export class VolumeManager implements VolumeDriver {
     this.log.info({ name }, 'volume unmounted');
   }
 
-  private async save(): Promise<void> {
+  /** Writes the state file; `done` says what happened anyway when the write fails after a step that cannot be undone. */
+  private async save(done = 'nothing was changed'): Promise<void> {
     this.deps.beforeStateWrite?.();
     try {
       await this.store.save(this.state);
     } catch (err) {
       const code = (err as NodeJS.ErrnoException).code;
-      throw new BerthError(code === 'ENOSPC' || code === 'EDQUOT' ? 'UNAVAILABLE' : 'INTERNAL', `could not record the change in ${this.store.path} (${code ?? errorMessage(err)}); nothing was changed`, { cause: err });
+      throw new BerthError(code === 'ENOSPC' || code === 'EDQUOT' ? 'UNAVAILABLE' : 'INTERNAL', `could not record the change in ${this.store.path} (${code ?? errorMessage(err)}); ${done}`, { cause: err });
     }
   }
 
