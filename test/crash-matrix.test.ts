@@ -1,5 +1,5 @@
 import { execFileSync, type ChildProcess } from 'node:child_process';
-import { existsSync, readdirSync, readFileSync, unlinkSync, writeFileSync, mkdirSync, rmSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync, unlinkSync, writeFileSync, mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { execa } from 'execa';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
@@ -346,20 +346,13 @@ describe.skipIf(noLoopReason)(`crash-point matrix${noLoopReason ? ` (skipped: ${
     for (const point of fullPoints) {
       dir = tempDir('berth-crash');
       const stateDir = join(dir.path, 'state');
-      mkdirSync(stateDir);
-      execFileSync('mount', ['-t', 'tmpfs', '-o', 'size=48m,mode=0700', 'berth-crash-full', stateDir]);
+      const disk = smallStateDisk(stateDir);
       tmpfs.push(stateDir);
       const name = uniquePluginName('berth-crash');
       const setup = await restarted(name, stateDir, { BERTH_DEFAULT_SIZE: '16MiB' });
       expect(await drive(setup.call, 'v', ['create', 'mount', 'unmount'])).toMatchObject({ unmounted: true, written: true });
       await setup.stop();
-      for (const [i, bs] of ['1M', '4k'].entries()) {
-        try {
-          execFileSync('dd', ['if=/dev/zero', `of=${join(stateDir, `filler-${i}`)}`, `bs=${bs}`], { stdio: 'ignore' });
-        } catch {
-          // ENOSPC: full
-        }
-      }
+      disk.fill();
       const first = await agent(name, stateDir, { BERTH_DEFAULT_SIZE: '16MiB', BERTH_TEST_CRASH_AT: point });
       const told = await drive(first.call, 'v', ['mount']);
       expect(told.mounted, `Mount on a full disk at ${point}`).toBe(false);
@@ -371,7 +364,7 @@ describe.skipIf(noLoopReason)(`crash-point matrix${noLoopReason ? ` (skipped: ${
       expect(straysUnder(dir.path), point).toEqual([]);
       expect((await second.call('/VolumeDriver.Mount', { Name: 'v', ID: ID1 })).Err, point).toMatch(/ENOSPC/);
       expect(mountsUnder(join(stateDir, 'mounts')), point).toEqual([]);
-      rmSync(join(stateDir, 'filler-0'));
+      disk.free();
       await check(dir.path, stateDir, 'v', { ...told, written: true }, second.call, `${point} (full disk)`);
       await second.stop();
       execFileSync('umount', ['-l', tmpfs.pop()!]);

@@ -1,36 +1,7 @@
 import { execFileSync } from 'node:child_process';
 import { mkdirSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
-import { afterEach, beforeEach } from 'vitest';
-import { detachLoopDevicesUnder, sh, tempDir } from './loop.js';
-
-/**
- * A fresh temp dir per test with `state` under it (not created: the agent
- * makes it), unmounted, detached and removed after each test. Call at the top
- * of a describe; read `t.dir` and `t.stateDir` inside tests.
- */
-export function freshStateDir(prefix: string): { readonly dir: ReturnType<typeof tempDir>; readonly stateDir: string } {
-  let dir: ReturnType<typeof tempDir> | undefined;
-  beforeEach(() => {
-    dir = tempDir(prefix);
-  });
-  afterEach(() => {
-    if (!dir) return;
-    detachLoopDevicesUnder(dir.path);
-    dir.cleanup();
-    detachLoopDevicesUnder(dir.path);
-    dir = undefined;
-  });
-  return {
-    get dir() {
-      if (!dir) throw new Error('freshStateDir: read only inside a test');
-      return dir;
-    },
-    get stateDir() {
-      return join(this.dir.path, 'state');
-    },
-  };
-}
+import { sh } from './loop.js';
 
 const mountsBelow = (path: string) => sh('findmnt', ['-rn', '-o', 'TARGET']).split('\n').filter((l) => l.startsWith(path + '/'));
 
