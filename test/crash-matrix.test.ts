@@ -125,12 +125,12 @@ describe.skipIf(noLoopReason)(`crash-point matrix${noLoopReason ? ` (skipped: ${
   }
 
   /** Runs the steps until the agent dies; returns what the caller was told. */
-  async function drive(call: (path: string, body: unknown) => Promise<Record<string, unknown>>, v: string, steps: Array<'create' | 'mount' | 'unmount' | 'remove'>) {
+  async function drive(call: (path: string, body: unknown) => Promise<Record<string, unknown>>, v: string, steps: Array<'create' | 'mount' | 'unmount' | 'remove'>, opts: Record<string, string> = {}) {
     const told = { created: false, mounted: false, written: false, unmounted: false, removed: false, mountpoint: '', unanswered: '' };
     for (const step of steps) {
       let res: Record<string, unknown>;
       try {
-        if (step === 'create') res = await call('/VolumeDriver.Create', { Name: v, Opts: {} });
+        if (step === 'create') res = await call('/VolumeDriver.Create', { Name: v, Opts: opts });
         else if (step === 'mount') res = await call('/VolumeDriver.Mount', { Name: v, ID: ID1 });
         else if (step === 'unmount') res = await call('/VolumeDriver.Unmount', { Name: v, ID: ID1 });
         else res = await call('/VolumeDriver.Remove', { Name: v });
@@ -238,7 +238,7 @@ describe.skipIf(noLoopReason)(`crash-point matrix${noLoopReason ? ` (skipped: ${
     type Call = 'create' | 'unmount' | 'remove';
     // Counted from the child's start: its first state write is at start (it fails on the full disk, and is logged).
     // `never:1` is no step: the call runs to its answer, and the agent is killed just after.
-    const cases: Array<[Call, string]> = [
+    const cases: Array<[Call, string, Record<string, string>?]> = [
       ['create', 'state-write:2'],
       ['create', 'never:1'],
       ['unmount', 'umount:1'],
@@ -248,10 +248,13 @@ describe.skipIf(noLoopReason)(`crash-point matrix${noLoopReason ? ` (skipped: ${
       ['remove', 'chattr:1'],
       ['remove', 'state-write:2'],
       ['remove', 'never:1'],
+      // onRemove=delete: deleting the image makes room before the state write
+      ['remove', 'state-write:2', { onRemove: 'delete' }],
+      ['remove', 'never:1', { onRemove: 'delete' }],
     ];
     const enospc = /ENOSPC|no space left/i;
-    for (const [call, point] of cases) {
-      const at = `${call} at ${point} (full disk)`;
+    for (const [call, point, opts = {}] of cases) {
+      const at = `${call} at ${point} (full disk${opts.onRemove ? `, onRemove=${opts.onRemove}` : ''})`;
       dir = tempDir('berth-crash');
       const stateDir = join(dir.path, 'state');
       const disk = await step(`${at}: set up`, async () => {
@@ -267,7 +270,7 @@ describe.skipIf(noLoopReason)(`crash-point matrix${noLoopReason ? ` (skipped: ${
       if (call !== 'create') {
         await step(`${at}: prepare the volume`, async () => {
           const setup = await restarted(name, stateDir, env);
-          const told = await drive(setup.call, 'v', call === 'unmount' ? ['create', 'mount'] : ['create', 'mount', 'unmount']);
+          const told = await drive(setup.call, 'v', call === 'unmount' ? ['create', 'mount'] : ['create', 'mount', 'unmount'], opts);
           expect(told, at).toMatchObject({ written: true, ...(call === 'remove' ? { unmounted: true } : {}) });
           mountpoint = told.mountpoint;
           // On the disk before it fills: images are sparse, and a write flushed after that has no room (lost, EIO).

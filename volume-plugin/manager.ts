@@ -137,10 +137,19 @@ export class VolumeManager implements VolumeDriver {
     const { state, rebuilt } = await this.store.load();
     this.state = state;
     try {
-      for (const record of await this.deps.backend.list()) {
+      const listed = await this.deps.backend.list();
+      for (const record of listed) {
         const known = this.state.volumes[record.name];
         if (known) known.record = record;
         else this.state.volumes[record.name] = { record, mounts: dict(), mounted: false };
+      }
+      // Recorded but gone from the backend (a Remove cut short after the delete): not listed any more.
+      // A mounted one is kept: mountinfo decides below.
+      const names = new Set(listed.map((r) => r.name));
+      for (const [name, vol] of Object.entries(this.state.volumes)) {
+        if (names.has(name) || vol.mounted) continue;
+        this.log.warn({ name }, 'recorded volume no longer in the backend; dropped from the list');
+        delete this.state.volumes[name];
       }
     } catch (err) {
       this.log.warn({ err: errorMessage(err) }, 'could not list the backend\'s volumes at start; answering from the state file');
