@@ -1,5 +1,5 @@
 import { execFileSync, type ChildProcess } from 'node:child_process';
-import { existsSync, readdirSync, readFileSync, unlinkSync, writeFileSync, mkdirSync, rmSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync, unlinkSync, writeFileSync, mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { execa } from 'execa';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
@@ -10,6 +10,8 @@ import { startChildAgent, startInProcessAgent, stopChild, uniquePluginName } fro
 import { pluginPost } from './helpers/agent-image.js';
 import { noLoopReason } from './helpers/env.js';
 import { detachLoopDevicesUnder, loopDevicesUnder, sh, tempDir } from './helpers/loop.js';
+import { smallStateDisk } from './helpers/state-dir.js';
+import { step } from './helpers/step.js';
 
 /**
  * The crash-point matrix: the agent (a child process) SIGKILLs itself at one
@@ -87,7 +89,8 @@ describe.skipIf(noLoopReason)(`crash-point matrix${noLoopReason ? ` (skipped: ${
     if (dir) {
       for (const m of mountsUnder(dir.path).reverse()) execFileSync('umount', ['-l', m]);
       detachLoopDevicesUnder(dir.path);
-      for (const t of tmpfs.splice(0)) execFileSync('umount', ['-l', t]);
+      // (the tmpfs may be gone already: it is under dir, unmounted above)
+      for (const t of tmpfs.splice(0)) if (mountsUnder(dir.path).includes(t) || sh('findmnt', ['-rn', '-o', 'TARGET']).split('\n').includes(t)) execFileSync('umount', ['-l', t]);
       dir.cleanup();
       dir = undefined;
     }
@@ -122,12 +125,12 @@ describe.skipIf(noLoopReason)(`crash-point matrix${noLoopReason ? ` (skipped: ${
   }
 
   /** Runs the steps until the agent dies; returns what the caller was told. */
-  async function drive(call: (path: string, body: unknown) => Promise<Record<string, unknown>>, v: string, steps: Array<'create' | 'mount' | 'unmount' | 'remove'>) {
+  async function drive(call: (path: string, body: unknown) => Promise<Record<string, unknown>>, v: string, steps: Array<'create' | 'mount' | 'unmount' | 'remove'>, opts: Record<string, string> = {}) {
     const told = { created: false, mounted: false, written: false, unmounted: false, removed: false, mountpoint: '', unanswered: '' };
     for (const step of steps) {
       let res: Record<string, unknown>;
       try {
-        if (step === 'create') res = await call('/VolumeDriver.Create', { Name: v, Opts: {} });
+        if (step === 'create') res = await call('/VolumeDriver.Create', { Name: v, Opts: opts });
         else if (step === 'mount') res = await call('/VolumeDriver.Mount', { Name: v, ID: ID1 });
         else if (step === 'unmount') res = await call('/VolumeDriver.Unmount', { Name: v, ID: ID1 });
         else res = await call('/VolumeDriver.Remove', { Name: v });
@@ -155,7 +158,8 @@ describe.skipIf(noLoopReason)(`crash-point matrix${noLoopReason ? ` (skipped: ${
   /** The invariants after a restart; then the volume must work end to end. */
   async function check(root: string, stateDir: string, v: string, told: Awaited<ReturnType<typeof drive>>, call: (path: string, body: unknown) => Promise<Record<string, unknown>>, point: string) {
     const why = `after a crash at ${point}`;
-    expect(() => parseState(JSON.parse(readFileSync(join(stateDir, 'state.json'), 'utf8'))), why).not.toThrow();
+    // (no state file: an agent that never had room to write one, and was never told of a volume)
+    if (told.created || existsSync(join(stateDir, 'state.json'))) expect(() => parseState(JSON.parse(readFileSync(join(stateDir, 'state.json'), 'utf8'))), why).not.toThrow();
     expect(straysUnder(root), why).toEqual([]);
     // Held: the caller got its Mount and has not asked to Unmount. An Unmount that got no answer may have happened or not.
     const held = told.mounted && !told.unmounted && told.unanswered !== 'unmount';
@@ -224,25 +228,134 @@ describe.skipIf(noLoopReason)(`crash-point matrix${noLoopReason ? ` (skipped: ${
     await check(dir.path, stateDir, 'v', { created: true, mounted: false, written: false, unmounted: false, removed: false, mountpoint: '', unanswered: 'mount' }, second.call, 'mkfs.ext4:1');
   }, 120_000);
 
+  /**
+   * Create, Unmount and Remove on a full state disk, with a SIGKILL at each of their steps (or, where the call fails
+   * before reaching the step, just after it answered): the call answers a clear error or nothing, the restarted agent
+   * finds the volume as the answer said, the call fails cleanly again while the disk is full, and once there is room
+   * the volume works end to end.
+   */
+  it('on a full state disk: Create, Unmount and Remove answer a clear error, leave nothing unrecorded, and work once there is room', async () => {
+    type Call = 'create' | 'unmount' | 'remove';
+    // Counted from the child's start: its first state write is at start (it fails on the full disk, and is logged).
+    // `never:1` is no step: the call runs to its answer, and the agent is killed just after.
+    const cases: Array<[Call, string, Record<string, string>?]> = [
+      ['create', 'state-write:2'],
+      ['create', 'never:1'],
+      ['unmount', 'umount:1'],
+      ['unmount', 'losetup:1'],
+      ['unmount', 'state-write:2'],
+      ['unmount', 'never:1'],
+      ['remove', 'chattr:1'],
+      ['remove', 'state-write:2'],
+      ['remove', 'never:1'],
+      // onRemove=delete: deleting the image makes room before the state write
+      ['remove', 'state-write:2', { onRemove: 'delete' }],
+      ['remove', 'never:1', { onRemove: 'delete' }],
+    ];
+    const enospc = /ENOSPC|no space left/i;
+    for (const [call, point, opts = {}] of cases) {
+      const at = `${call} at ${point} (full disk${opts.onRemove ? `, onRemove=${opts.onRemove}` : ''})`;
+      dir = tempDir('berth-crash');
+      const stateDir = join(dir.path, 'state');
+      const disk = await step(`${at}: set up`, async () => {
+        const d = smallStateDisk(stateDir);
+        tmpfs.push(stateDir);
+        return d;
+      });
+      const name = uniquePluginName('berth-crash');
+      const env = { BERTH_DEFAULT_SIZE: '16MiB' };
+      const images = () => readdirSync(join(stateDir, 'images')).filter((f) => !f.startsWith('.'));
+      // The volume as the call finds it: absent (Create), mounted for ID1 (Unmount), made and unmounted (Remove).
+      let mountpoint = '';
+      if (call !== 'create') {
+        await step(`${at}: prepare the volume`, async () => {
+          const setup = await restarted(name, stateDir, env);
+          const told = await drive(setup.call, 'v', call === 'unmount' ? ['create', 'mount'] : ['create', 'mount', 'unmount'], opts);
+          expect(told, at).toMatchObject({ written: true, ...(call === 'remove' ? { unmounted: true } : {}) });
+          mountpoint = told.mountpoint;
+          // On the disk before it fills: images are sparse, and a write flushed after that has no room (lost, EIO).
+          if (call === 'unmount') execFileSync('sync', ['-f', join(mountpoint, 'f')]);
+          execFileSync('sync', ['-f', join(stateDir, 'images')]);
+          await setup.stop(); // mounts stay for the containers that hold them
+        });
+      } else mkdirSync(join(stateDir, 'images'), { mode: 0o700 });
+      disk.fill();
+      const imagesBefore = images();
+
+      const { told, signal } = await step(`${at}: the crashing call`, async () => {
+        const first = await agent(name, stateDir, { ...env, BERTH_TEST_CRASH_AT: point });
+        const told = await drive(first.call, 'v', [call]);
+        // Not reached (the call failed first): the crash comes just after the answer.
+        if (first.child.exitCode === null && first.child.signalCode === null) await stopChild(first.child, 'SIGKILL');
+        return { told, signal: await exited(first.child) };
+      });
+      expect(signal, at).toBe('SIGKILL');
+      // Answered: a clear error that names the volume and the cause (a Remove with onRemove=delete frees room, and may succeed).
+      const err = 'err' in told ? String(told.err) : '';
+      if (!told.unanswered && (err || call !== 'remove')) {
+        expect(err, at).toMatch(enospc);
+        expect(err, at).toMatch(/volume v\b/);
+      }
+      // A failed Unmount has still unmounted (below): it must not say that nothing changed.
+      if (call === 'unmount') expect(err, at).not.toMatch(/nothing was changed/);
+      const answeredRemove = call === 'remove' && !told.unanswered && !err;
+
+      await step(`${at}: restart on the full disk`, async () => {
+        const second = await restarted(name, stateDir, env);
+        // A fresh state dir that filled up before its first write has no state file: that is an empty one.
+        if (call !== 'create' || existsSync(join(stateDir, 'state.json'))) expect(() => parseState(JSON.parse(readFileSync(join(stateDir, 'state.json'), 'utf8'))), at).not.toThrow();
+        expect(straysUnder(dir!.path), at).toEqual([]);
+        const list = ((await second.call('/VolumeDriver.List', {})).Volumes as Array<{ Name: string }>).map((v) => v.Name);
+        const mounts = mountsUnder(join(stateDir, 'mounts'));
+        expect(loopDevicesUnder(dir!.path).length, at).toBe(mounts.length);
+        if (call === 'create') {
+          // A failed Create leaves no image, no sidecar and no List entry (an unanswered one: all or nothing).
+          expect(images(), at).toEqual(list.length ? ['v.img', 'v.json'] : []);
+          if (!told.unanswered) expect(list, at).toEqual([]);
+          expect((await second.call('/VolumeDriver.Create', { Name: 'v', Opts: {} })).Err, `${at}: again while full`).toMatch(list.length ? /^$/ : enospc);
+          expect(images(), at).toEqual(list.length ? ['v.img', 'v.json'] : []);
+        } else if (call === 'unmount') {
+          // Whatever the answer, the caller has let go (dockerd never sends it again): nothing stays mounted for it.
+          if (!told.unanswered) expect(mounts, at).toEqual([]);
+          expect(list, at).toEqual(['v']);
+          expect(images(), at).toEqual(imagesBefore);
+          expect((await second.call('/VolumeDriver.Unmount', { Name: 'v', ID: ID1 })).Err, `${at}: again while full`).toMatch(/^$|ENOSPC|no space left/i);
+          expect(mountsUnder(join(stateDir, 'mounts')), at).toEqual([]);
+          expect(loopDevicesUnder(dir!.path), at).toEqual([]);
+        } else {
+          expect(mounts, at).toEqual([]);
+          if (answeredRemove) {
+            expect(list, at).toEqual([]);
+            expect(images(), at).toEqual([]);
+          } else {
+            // A failed Remove keeps the volume whole: listed, its image and sidecar there, its data intact below.
+            expect(list, at).toEqual(list.length ? ['v'] : []);
+            expect(images(), at).toEqual(list.length ? imagesBefore : []);
+          }
+        }
+        disk.free();
+        const again = { created: call !== 'create', mounted: false, written: call !== 'create' && images().length > 0, unmounted: false, removed: false, mountpoint, unanswered: '' };
+        await check(dir!.path, stateDir, 'v', again, second.call, at);
+        await second.stop();
+      });
+      execFileSync('umount', ['-l', tmpfs.pop()!]);
+      dir.cleanup();
+      dir = undefined;
+    }
+  }, 600_000);
+
   it('on a full state disk: consistent after a SIGKILL at every step of Mount, and usable once there is room', async () => {
     const fullPoints = ['losetup:1', 'blkid:1', 'e2fsck:1', 'mount:1', 'dumpe2fs:1', 'umount:1', 'losetup:2'];
     for (const point of fullPoints) {
       dir = tempDir('berth-crash');
       const stateDir = join(dir.path, 'state');
-      mkdirSync(stateDir);
-      execFileSync('mount', ['-t', 'tmpfs', '-o', 'size=48m,mode=0700', 'berth-crash-full', stateDir]);
+      const disk = smallStateDisk(stateDir);
       tmpfs.push(stateDir);
       const name = uniquePluginName('berth-crash');
       const setup = await restarted(name, stateDir, { BERTH_DEFAULT_SIZE: '16MiB' });
       expect(await drive(setup.call, 'v', ['create', 'mount', 'unmount'])).toMatchObject({ unmounted: true, written: true });
       await setup.stop();
-      for (const [i, bs] of ['1M', '4k'].entries()) {
-        try {
-          execFileSync('dd', ['if=/dev/zero', `of=${join(stateDir, `filler-${i}`)}`, `bs=${bs}`], { stdio: 'ignore' });
-        } catch {
-          // ENOSPC: full
-        }
-      }
+      disk.fill();
       const first = await agent(name, stateDir, { BERTH_DEFAULT_SIZE: '16MiB', BERTH_TEST_CRASH_AT: point });
       const told = await drive(first.call, 'v', ['mount']);
       expect(told.mounted, `Mount on a full disk at ${point}`).toBe(false);
@@ -254,7 +367,7 @@ describe.skipIf(noLoopReason)(`crash-point matrix${noLoopReason ? ` (skipped: ${
       expect(straysUnder(dir.path), point).toEqual([]);
       expect((await second.call('/VolumeDriver.Mount', { Name: 'v', ID: ID1 })).Err, point).toMatch(/ENOSPC/);
       expect(mountsUnder(join(stateDir, 'mounts')), point).toEqual([]);
-      rmSync(join(stateDir, 'filler-0'));
+      disk.free();
       await check(dir.path, stateDir, 'v', { ...told, written: true }, second.call, `${point} (full disk)`);
       await second.stop();
       execFileSync('umount', ['-l', tmpfs.pop()!]);

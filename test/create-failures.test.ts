@@ -1,4 +1,3 @@
-import { execFileSync } from 'node:child_process';
 import { existsSync, mkdirSync, readdirSync, readFileSync, unlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
@@ -6,6 +5,7 @@ import { isBerthError } from '../lib/errors.js';
 import { noLoopReason } from './helpers/env.js';
 import { detachLoopDevicesUnder, loopDevicesUnder, sh, tempDir } from './helpers/loop.js';
 import { imageOf, loopManager } from './helpers/manager.js';
+import { smallStateDisk } from './helpers/state-dir.js';
 
 const ID1 = 'a'.repeat(64);
 const images = (stateDir: string) => (existsSync(join(stateDir, 'images')) ? readdirSync(join(stateDir, 'images')) : []);
@@ -101,27 +101,15 @@ describe.skipIf(noLoopReason)(`failed calls leave nothing behind${noLoopReason ?
   });
 
   describe('with the state disk full', () => {
-    let fill = 0;
+    let disk: ReturnType<typeof smallStateDisk>;
     beforeEach(() => {
-      mkdirSync(stateDir, { recursive: true });
-      execFileSync('mount', ['-t', 'tmpfs', '-o', 'size=48m,mode=0700', 'berth-full-test', stateDir]);
+      disk = smallStateDisk(stateDir);
     });
     afterEach(() => {
       detachLoopDevicesUnder(dir.path);
-      for (let i = 0; i < 5 && sh('findmnt', ['-rn', '-o', 'TARGET']).split('\n').some((l) => l.startsWith(stateDir + '/')); i++) {
-        execFileSync('umount', ['-l', sh('findmnt', ['-rn', '-o', 'TARGET']).split('\n').reverse().find((l) => l.startsWith(stateDir + '/'))!]);
-      }
-      execFileSync('umount', ['-l', stateDir]);
+      disk.unmount();
     });
-    const fillDisk = () => {
-      for (const bs of ['1M', '4k']) {
-        try {
-          execFileSync('dd', ['if=/dev/zero', `of=${join(stateDir, `filler-${fill++}`)}`, `bs=${bs}`], { stdio: 'ignore' });
-        } catch {
-          // ENOSPC: full
-        }
-      }
-    };
+    const fillDisk = () => disk.fill();
 
     it('Create answers ENOSPC and leaves no image, no sidecar and no List entry', async () => {
       const { manager } = await loopManager(stateDir);

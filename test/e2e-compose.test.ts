@@ -4,7 +4,8 @@ import { execa } from 'execa';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Agent } from '../agent/agent.js';
 import { startInProcessAgent, uniquePluginName } from './helpers/agent.js';
-import { docker, ensureBusyboxImage, privateDockerd, TEST_IMAGE } from './helpers/docker.js';
+import { commandStep, docker, ensureBusyboxImage, privateDockerd, TEST_IMAGE } from './helpers/docker.js';
+import { step } from './helpers/step.js';
 import { noComposeReason } from './helpers/env.js';
 import { detachLoopDevicesUnder, tempDir } from './helpers/loop.js';
 
@@ -32,10 +33,12 @@ describe.skipIf(skip)(`Docker Compose with a berth volume${skip ? ` (skipped: ${
   });
 
   const compose = (project: string, args: string[], onRemove = 'retain') =>
-    execa('docker-compose', ['-f', composeFile, '-p', project, ...args], {
-      env: { DOCKER_HOST: engine.host, BERTH_DRIVER: driver, BUSYBOX_IMAGE: TEST_IMAGE, BERTH_ON_REMOVE: onRemove },
-      timeout: 120_000,
-    });
+    step(commandStep('docker-compose', args), () =>
+      execa('docker-compose', ['-f', composeFile, '-p', project, ...args], {
+        env: { DOCKER_HOST: engine.host, BERTH_DRIVER: driver, BUSYBOX_IMAGE: TEST_IMAGE, BERTH_ON_REMOVE: onRemove },
+        timeout: 120_000,
+      }),
+    );
   const d = (args: string[]) => docker(args, { host: engine.host });
   const container = async (project: string) => d(['ps', '-q', '--filter', `label=com.docker.compose.project=${project}`]);
 

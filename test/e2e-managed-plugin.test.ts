@@ -6,7 +6,8 @@ import { loadConfig } from '../agent/config.js';
 import { MIN_SAFE_TIMEOUT_SECONDS, timeoutWarning } from '../scripts/build-plugin.js';
 import { PLUGIN_SOCKET, PLUGIN_STATE_DIR, pluginConfig } from '../scripts/plugin-config.js';
 import { AGENT_IMAGE, buildAgentImage } from './helpers/agent-image.js';
-import { docker, ensureBusyboxImage, privateDockerd, TEST_IMAGE } from './helpers/docker.js';
+import { commandStep, docker, ensureBusyboxImage, privateDockerd, TEST_IMAGE } from './helpers/docker.js';
+import { step } from './helpers/step.js';
 import { freePort, noComposeReason } from './helpers/env.js';
 import { sh, tempDir } from './helpers/loop.js';
 
@@ -16,12 +17,14 @@ const skip = noComposeReason;
 
 /** scripts/build-plugin.ts as an operator runs it, against the engine at host. */
 const buildPluginCli = (args: string[], host: string) =>
-  execa(process.execPath, ['--import', 'tsx', join(repoRoot, 'scripts', 'build-plugin.ts'), ...args], {
-    cwd: repoRoot,
-    env: { DOCKER_HOST: host },
-    reject: false,
-    timeout: 600_000,
-  });
+  step(commandStep('build-plugin', args), () =>
+    execa(process.execPath, ['--import', 'tsx', join(repoRoot, 'scripts', 'build-plugin.ts'), ...args], {
+      cwd: repoRoot,
+      env: { DOCKER_HOST: host },
+      reject: false,
+      timeout: 600_000,
+    }),
+  );
 
 describe('managed plugin config.json', () => {
   const config = pluginConfig({ withSysResource: true });
@@ -69,7 +72,7 @@ describe.skipIf(skip)(`berth:local as a managed plugin${skip ? ` (skipped: ${ski
     await buildAgentImage();
     await engine.start();
     await ensureBusyboxImage(engine.host);
-    await execa('sh', ['-c', 'docker save "$0" | docker -H "$1" load', AGENT_IMAGE, engine.host], { timeout: 300_000 });
+    await step('copy the agent image into the private dockerd', () => execa('sh', ['-c', 'docker save "$0" | docker -H "$1" load', AGENT_IMAGE, engine.host], { timeout: 300_000 }));
     healthPort = await freePort();
     const res = await buildPluginCli(pluginArgs(), engine.host);
     if (res.exitCode !== 0) throw new Error(`build-plugin failed (${res.exitCode}):\n${res.stderr}\n${res.stdout}`);
@@ -98,10 +101,12 @@ describe.skipIf(skip)(`berth:local as a managed plugin${skip ? ` (skipped: ${ski
     '--set', 'BERTH_BACKEND=loop', '--set', `BERTH_HEALTH_ADDR=127.0.0.1:${healthPort}`, '--set', 'BERTH_DEFAULT_SIZE=64MiB',
   ];
   const compose = (project: string, args: string[], onRemove = 'retain') =>
-    execa('docker-compose', ['-f', composeFile, '-p', project, ...args], {
-      env: { DOCKER_HOST: engine.host, BERTH_DRIVER: plugin, BUSYBOX_IMAGE: TEST_IMAGE, BERTH_ON_REMOVE: onRemove },
-      timeout: 120_000,
-    });
+    step(commandStep('docker-compose', args), () =>
+      execa('docker-compose', ['-f', composeFile, '-p', project, ...args], {
+        env: { DOCKER_HOST: engine.host, BERTH_DRIVER: plugin, BUSYBOX_IMAGE: TEST_IMAGE, BERTH_ON_REMOVE: onRemove },
+        timeout: 120_000,
+      }),
+    );
   const container = async (project: string) => d(['ps', '-q', '--filter', `label=com.docker.compose.project=${project}`]);
   const agentVolume = async (name: string) => {
     const status = (await (await fetch(`http://127.0.0.1:${healthPort}/status`)).json()) as { volumes: Array<{ name: string; mounted: boolean; refs: number }> };

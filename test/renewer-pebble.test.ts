@@ -13,7 +13,7 @@ import { Registry } from 'prom-client';
 import { silentLogger } from '../lib/logger.js';
 import { CertRefresher } from '../agent/cert-refresher.js';
 import { sleep } from '../lib/sleep.js';
-import { ChallTestSrvDns01 } from '../traefik/renewer/dns-providers.js';
+import { ChallTestSrvDns01 } from './helpers/challtestsrv-dns01.js';
 import { renewIfDue } from '../traefik/renewer/renewer.js';
 
 /**

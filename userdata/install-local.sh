@@ -13,7 +13,8 @@
 #
 # Installer settings (environment): BERTH_PREFIX (/opt/berth), BERTH_ENV_FILE
 # (/etc/berth/berth.env), BERTH_BIN_DIR (/usr/local/bin), BERTH_INIT
-# (auto|systemd|background), BERTH_INSTALL_WAIT_SECONDS (60).
+# (auto|systemd|background), BERTH_INSTALL_WAIT_SECONDS (60), BERTH_SYSTEMD_UNIT_DIR
+# (/etc/systemd/system).
 set -euo pipefail
 
 prefix=${BERTH_PREFIX:-/opt/berth}
@@ -22,7 +23,7 @@ bindir=${BERTH_BIN_DIR:-/usr/local/bin}
 init=${BERTH_INIT:-auto}
 wait_seconds=${BERTH_INSTALL_WAIT_SECONDS:-60}
 src=$(cd "$(dirname "$0")/.." && pwd)
-unit=/etc/systemd/system/berth.service
+unit=${BERTH_SYSTEMD_UNIT_DIR:-/etc/systemd/system}/berth.service
 
 die() { echo "install-local: $*" >&2; exit 1; }
 say() { echo "install-local: $*"; }

@@ -137,10 +137,19 @@ export class VolumeManager implements VolumeDriver {
     const { state, rebuilt } = await this.store.load();
     this.state = state;
     try {
-      for (const record of await this.deps.backend.list()) {
+      const listed = await this.deps.backend.list();
+      for (const record of listed) {
         const known = this.state.volumes[record.name];
         if (known) known.record = record;
         else this.state.volumes[record.name] = { record, mounts: dict(), mounted: false };
+      }
+      // Recorded but gone from the backend (a Remove cut short after the delete): not listed any more.
+      // A mounted one is kept: mountinfo decides below.
+      const names = new Set(listed.map((r) => r.name));
+      for (const [name, vol] of Object.entries(this.state.volumes)) {
+        if (names.has(name) || vol.mounted) continue;
+        this.log.warn({ name }, 'recorded volume no longer in the backend; dropped from the list');
+        delete this.state.volumes[name];
       }
     } catch (err) {
       this.log.warn({ err: errorMessage(err) }, 'could not list the backend\'s volumes at start; answering from the state file');
@@ -255,7 +264,11 @@ export class VolumeManager implements VolumeDriver {
           await this.deps.fs.unmount(mountpoint);
           vol.mounted = false;
           delete vol.unknownRefs;
-          await this.deps.backend.remove(vol.record, { signal });
+          await this.deps.backend.remove(vol.record, { signal }).catch((err: unknown) => {
+            const code = (err as NodeJS.ErrnoException).code;
+            if (code !== 'ENOSPC' && code !== 'EDQUOT') throw err;
+            throw new BerthError('UNAVAILABLE', `volume ${name}: no space left under ${this.deps.stateDir} to remove it (${code}); it is kept as it was`, { cause: err });
+          });
           await this.deps.fs.removeMountpoint(mountpoint);
           delete this.state.volumes[name];
           await this.save();
@@ -315,8 +328,10 @@ export class VolumeManager implements VolumeDriver {
             return;
           }
           this.dropRef(vol, id);
-          if (!held(vol)) await this.unmountLocked(name, vol);
-          await this.save();
+          const last = !held(vol);
+          if (last) await this.unmountLocked(name, vol);
+          // Done all the same (dockerd never sends this Unmount again): say so, not "nothing was changed".
+          await this.save(`volume ${name} is ${last ? 'unmounted' : 'released by this container'} all the same; the file catches up with the next change that has room`);
         },
         signal,
       ),
@@ -568,13 +583,14 @@ export class VolumeManager implements VolumeDriver {
     this.log.info({ name }, 'volume unmounted');
   }
 
-  private async save(): Promise<void> {
+  /** Writes the state file; `done` says what happened anyway when the write fails after a step that cannot be undone. */
+  private async save(done = 'nothing was changed'): Promise<void> {
     this.deps.beforeStateWrite?.();
     try {
       await this.store.save(this.state);
     } catch (err) {
       const code = (err as NodeJS.ErrnoException).code;
-      throw new BerthError(code === 'ENOSPC' || code === 'EDQUOT' ? 'UNAVAILABLE' : 'INTERNAL', `could not record the change in ${this.store.path} (${code ?? errorMessage(err)}); nothing was changed`, { cause: err });
+      throw new BerthError(code === 'ENOSPC' || code === 'EDQUOT' ? 'UNAVAILABLE' : 'INTERNAL', `could not record the change in ${this.store.path} (${code ?? errorMessage(err)}); ${done}`, { cause: err });
     }
   }
 

@@ -3,8 +3,8 @@ import { DescribeInstancesCommand, DescribeVolumesCommand, EC2Client } from '@aw
 import * as pulumi from '@pulumi/pulumi';
 import { mockClient } from 'aws-sdk-client-mock';
 import { beforeAll, beforeEach, describe, expect, it } from 'vitest';
-import { countByType, recordResources, settled, type Declared } from '../components/mocks.js';
-import { resolveAll } from '../programs/checks.js';
+import { countByType, recordResources, settled, type Declared } from '../test/pulumi-mocks.js';
+import { resolveAll } from '../test/program-checks.js';
 import { ClusterApi } from './cluster-api.js';
 import { AutomationWorkspace, unitStackArgs, type StackFactory, type UnitSettings, type UnitStack } from './automation-workspace.js';
 import type { ClusterSpec } from './invariants.js';

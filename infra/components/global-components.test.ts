@@ -5,7 +5,7 @@ import { join } from 'node:path';
 import * as pulumi from '@pulumi/pulumi';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { parse } from 'yaml';
-import { ofType, recordResources, settled, type Declared } from './mocks.js';
+import { ofType, recordResources, settled, type Declared } from '../test/pulumi-mocks.js';
 
 let declared: Declared[] = [];
 beforeAll(() => {

@@ -3,7 +3,7 @@ import { beforeAll, describe, expect, it } from 'vitest';
 import { tagKeys } from '../../lib/node-contract.js';
 import { optionsOf } from '../../volume-plugin/backends/ebs/ebs-options.js';
 import { conflictingOptions, parseGivenOptions } from '../../volume-plugin/options.js';
-import { recordResources, type Declared } from './mocks.js';
+import { recordResources, type Declared } from '../test/pulumi-mocks.js';
 
 let created: Declared[] = [];
 

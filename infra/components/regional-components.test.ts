@@ -5,7 +5,7 @@ import { join } from 'node:path';
 import * as pulumi from '@pulumi/pulumi';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { allows, type PolicyDocument } from '../../test/aws/iam-policy.js';
-import { ofType, recordResources, settled, userdataParts, type Declared } from './mocks.js';
+import { ofType, recordResources, settled, userdataParts, type Declared } from '../test/pulumi-mocks.js';
 
 let declared: Declared[] = [];
 const amiQueries: string[] = [];

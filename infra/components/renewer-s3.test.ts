@@ -15,7 +15,7 @@ import { mockClient } from 'aws-sdk-client-mock';
 import { allows } from '../../test/aws/iam-policy.js';
 import { Route53Dns01 } from '../../traefik/renewer/dns-providers.js';
 import { readIfExists, renewIfDue } from '../../traefik/renewer/renewer.js';
-import { ofType, recordResources, settled, type Declared } from './mocks.js';
+import { ofType, recordResources, settled, type Declared } from '../test/pulumi-mocks.js';
 
 /**
  * The renewer against an S3 that answers as S3 answers its role: s3rver behind a proxy that

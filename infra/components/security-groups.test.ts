@@ -1,6 +1,6 @@
 import * as pulumi from '@pulumi/pulumi';
 import { beforeAll, describe, expect, it } from 'vitest';
-import { recordResources, type Declared } from './mocks.js';
+import { recordResources, type Declared } from '../test/pulumi-mocks.js';
 import { hostEbsPolicy } from './host-policy.js';
 
 let created: Declared[] = [];

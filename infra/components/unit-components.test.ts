@@ -3,7 +3,7 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { ofType, recordResources, settled, userdataParts, type Declared } from './mocks.js';
+import { ofType, recordResources, settled, userdataParts, type Declared } from '../test/pulumi-mocks.js';
 
 let declared: Declared[] = [];
 beforeAll(() => {

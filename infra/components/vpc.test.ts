@@ -1,7 +1,7 @@
 import * as pulumi from '@pulumi/pulumi';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { parseCidr } from './cidr-map.js';
-import { ofType, recordResources, settled, type Declared } from './mocks.js';
+import { ofType, recordResources, settled, type Declared } from '../test/pulumi-mocks.js';
 import { carveSubnets } from './vpc.js';
 
 let declared: Declared[] = [];

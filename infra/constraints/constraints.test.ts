@@ -1,7 +1,7 @@
 import * as pulumi from '@pulumi/pulumi';
 import { beforeAll, describe, expect, it } from 'vitest';
-import { recordResources, settled, type Declared } from '../components/mocks.js';
-import { resolveAll } from '../programs/checks.js';
+import { recordResources, settled, type Declared } from '../test/pulumi-mocks.js';
+import { resolveAll } from '../test/program-checks.js';
 import { botocoreDataDir, checkShape, inputShape, loadService } from './botocore.js';
 import { documentedProblems, NEWER_THAN_MODEL, NO_API_CALL, RESOURCE_CALLS, type ApiCall } from './resource-shapes.js';
 

@@ -1,4 +1,4 @@
-import type { Declared } from '../components/mocks.js';
+import type { Declared } from '../test/pulumi-mocks.js';
 
 /**
  * Which AWS API call each Pulumi resource type declared by berth becomes, and the input it

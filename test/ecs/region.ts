@@ -3,6 +3,7 @@ import { existsSync, mkdirSync, openSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { sleep } from '../../lib/sleep.js';
+import { step } from '../helpers/step.js';
 import { startEc2HttpServer, type Ec2HttpServer } from '../aws/ec2-http-server.js';
 import { Ec2Model } from '../aws/ec2-model.js';
 import { startImdsServer, type ImdsServer } from '../aws/imds-server.js';
@@ -202,9 +203,11 @@ export function unmountUnder(dir: string): void {
 
 export async function waitFor(check: () => boolean | Promise<boolean>, timeoutMs: number, what: () => string, proc?: ChildProcess): Promise<void> {
   const deadline = Date.now() + timeoutMs;
-  while (!(await check())) {
-    if (proc && proc.exitCode !== null) throw new Error(`process exited (${proc.exitCode}) while waiting: ${what()}`);
-    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs / 1000}s: ${what()}`);
-    await sleep(100);
-  }
+  await step(`wait for: ${what().slice(0, 100)}`, async () => {
+    while (!(await check())) {
+      if (proc && proc.exitCode !== null) throw new Error(`process exited (${proc.exitCode}) while waiting: ${what()}`);
+      if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs / 1000}s: ${what()}`);
+      await sleep(100);
+    }
+  });
 }

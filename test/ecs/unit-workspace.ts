@@ -2,8 +2,8 @@ import * as pulumi from '@pulumi/pulumi';
 import type { ContainerDefinition, PlacementConstraint, Volume } from '@aws-sdk/client-ecs';
 import type { ClusterWorkspace, StackState } from '../../infra/cluster-api/cluster-api.js';
 import type { ClusterSpec } from '../../infra/cluster-api/invariants.js';
-import { ofType, recordResources, settled, type Declared } from '../../infra/components/mocks.js';
-import { resolveAll } from '../../infra/programs/checks.js';
+import { ofType, recordResources, settled, type Declared } from '../../infra/test/pulumi-mocks.js';
+import { resolveAll } from '../../infra/test/program-checks.js';
 import type { Region } from './region.js';
 
 /** What the regional stack hands the unit program (a StackReference under mocks). */

@@ -3,6 +3,7 @@ import { mkdirSync, readFileSync } from 'node:fs';
 import { request } from 'node:http';
 import { fileURLToPath } from 'node:url';
 import { execa } from 'execa';
+import { step } from './step.js';
 import { hostHasSysResource } from '../../scripts/build-plugin.js';
 
 const repoRoot = fileURLToPath(new URL('../..', import.meta.url));
@@ -25,9 +26,13 @@ function revision(): string {
  * (layers are cached: a rebuild with unchanged sources takes seconds).
  */
 export async function buildAgentImage(tag = AGENT_IMAGE): Promise<{ tag: string; buildMs: number }> {
+  return step(`build the agent image ${tag}`, () => build(tag));
+}
+
+async function build(tag: string): Promise<{ tag: string; buildMs: number }> {
   const t0 = performance.now();
   await execa(`${repoRoot}/scripts/local-base-image.sh`, [], { cwd: repoRoot, timeout: 300_000 });
-  const build = (args: string[]) =>
+  const dockerBuild = (args: string[]) =>
     execa(
       'docker',
       [
@@ -40,8 +45,8 @@ export async function buildAgentImage(tag = AGENT_IMAGE): Promise<{ tag: string;
     );
   // The build stages get names too, so that clearing untagged leftovers of
   // earlier builds (below) keeps their layers as the cache of the next build.
-  await build(['--target', 'build', '-t', 'berth-agent-stage-build:local']);
-  await build(['-t', tag]);
+  await dockerBuild(['--target', 'build', '-t', 'berth-agent-stage-build:local']);
+  await dockerBuild(['-t', tag]);
   await execa('docker', ['image', 'prune', '--force', '--filter', 'label=berth.rootfs.sha256'], { stdin: 'ignore' });
   return { tag, buildMs: performance.now() - t0 };
 }

@@ -8,6 +8,7 @@ import type { AwsOverrides } from '../../agent/backend-factory.js';
 import { CONFIG_DEFAULTS, loadConfig, pluginSocketPath, type Config } from '../../agent/config.js';
 import { createLogger, silentLogger } from '../../lib/logger.js';
 import { sleep } from '../../lib/sleep.js';
+import { step } from './step.js';
 
 const repoRoot = fileURLToPath(new URL('../..', import.meta.url));
 
@@ -43,7 +44,7 @@ export async function startInProcessAgent(
 ): Promise<{ agent: Agent; config: Config }> {
   const config = loadConfig(agentEnv(pluginName, stateDir, extra));
   const logger = process.env.BERTH_TEST_LOGS ? createLogger('debug') : silentLogger;
-  return { agent: await startAgent(config, logger, aws ? { aws } : {}), config };
+  return step(`start the agent ${pluginName} (in this process)`, async () => ({ agent: await startAgent(config, logger, aws ? { aws } : {}), config }));
 }
 
 /**
@@ -69,13 +70,15 @@ export async function startChildAgent(
     env: { ...process.env, ...agentEnv(pluginName, stateDir, extra) },
     stdio: ['ignore', log, log],
   });
-  for (let i = 0; i < 200; i++) {
-    if (child.exitCode !== null) throw new Error(`agent exited with ${child.exitCode} before its socket appeared`);
-    if (existsSync(socket)) return child;
-    await sleep(50);
-  }
-  child.kill('SIGKILL');
-  throw new Error('agent socket did not appear within 10 s');
+  return step(`start the agent ${pluginName} (a child process)`, async () => {
+    for (let i = 0; i < 200; i++) {
+      if (child.exitCode !== null) throw new Error(`agent exited with ${child.exitCode} before its socket appeared`);
+      if (existsSync(socket)) return child;
+      await sleep(50);
+    }
+    child.kill('SIGKILL');
+    throw new Error('agent socket did not appear within 10 s');
+  });
 }
 
 export async function stopChild(child: ChildProcess, signal: NodeJS.Signals): Promise<number | null> {

@@ -5,6 +5,7 @@ import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, symlinkSync, 
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { sleep } from '../../lib/sleep.js';
+import { step } from './step.js';
 
 /** The image every system test runs: Debian's static busybox, imported (no registry needed). */
 export const TEST_IMAGE = 'berth-test/busybox:latest';
@@ -17,13 +18,26 @@ const APPLETS = ['sh', 'cat', 'echo', 'true', 'sleep', 'ls', 'sync', 'mkdir', 'r
  */
 export async function docker(args: string[], opts: { host?: string; timeoutMs?: number } = {}): Promise<string> {
   const hostArgs = opts.host ? ['-H', opts.host] : [];
-  const res = await execa('docker', [...hostArgs, ...args], { timeout: opts.timeoutMs ?? 120_000, reject: false, stdin: 'ignore' });
-  if (res.exitCode !== 0) throw new Error(`docker ${args.join(' ')} failed: ${res.stderr || res.stdout}`);
-  return res.stdout.trim();
+  // A named step (test/helpers/step.ts): a test that times out says which docker command hung.
+  return step(commandStep('docker', args), async () => {
+    const res = await execa('docker', [...hostArgs, ...args], { timeout: opts.timeoutMs ?? 120_000, reject: false, stdin: 'ignore' });
+    if (res.exitCode !== 0) throw new Error(`docker ${args.join(' ')} failed: ${res.stderr || res.stdout}`);
+    return res.stdout.trim();
+  });
+}
+
+/** A step name for a command line: the command and its arguments, cut short. */
+export function commandStep(command: string, args: readonly string[]): string {
+  const line = [command, ...args].join(' ');
+  return line.length > 120 ? `${line.slice(0, 117)}...` : line;
 }
 
 /** Imports the busybox test image once; safe to call from several test files. */
 export async function ensureBusyboxImage(host?: string): Promise<string> {
+  return step('import the busybox test image', () => importBusybox(host));
+}
+
+async function importBusybox(host?: string): Promise<string> {
   try {
     await docker(['image', 'inspect', TEST_IMAGE], { host });
     return TEST_IMAGE;
@@ -68,7 +82,7 @@ export function privateDockerd(opts: { pluginDir?: string } = {}): PrivateDocker
   const bridge = `berthbr${salt.toString('hex')}`;
   return {
     host,
-    async start() {
+    start: () => step('start a private dockerd', async () => {
       if (!existsSync(`/sys/class/net/${bridge}`)) {
         execFileSync('ip', ['link', 'add', bridge, 'type', 'bridge']);
         execFileSync('ip', ['addr', 'add', `10.${200 + (salt[0]! % 50)}.${salt[1]}.1/24`, 'dev', bridge]);
@@ -96,8 +110,8 @@ export function privateDockerd(opts: { pluginDir?: string } = {}): PrivateDocker
         }
       }
       throw new Error('private dockerd did not start within 30 s');
-    },
-    async stop() {
+    }),
+    stop: () => step('stop a private dockerd', async () => {
       if (!proc) return;
       const p = proc;
       proc = undefined;
@@ -108,7 +122,7 @@ export function privateDockerd(opts: { pluginDir?: string } = {}): PrivateDocker
         const pid = Number(readFileSync(pidfile, 'utf8'));
         if (pid) await sleep(500);
       }
-    },
+    }),
     async kill() {
       if (!proc) return;
       const p = proc;

@@ -1,7 +1,7 @@
 import * as pulumi from '@pulumi/pulumi';
 import { beforeAll, describe, expect, it } from 'vitest';
-import { countByType, recordResources, settled, type Declared } from '../../components/mocks.js';
-import { openToWorld, policyStatements, resolveAll, unconditionedEbsMutations } from '../checks.js';
+import { countByType, recordResources, settled, type Declared } from '../../test/pulumi-mocks.js';
+import { openToWorld, policyStatements, resolveAll, unconditionedEbsMutations } from '../../test/program-checks.js';
 
 let declared: Declared[] = [];
 beforeAll(() => {

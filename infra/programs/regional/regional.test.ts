@@ -1,7 +1,7 @@
 import * as pulumi from '@pulumi/pulumi';
 import { beforeAll, describe, expect, it } from 'vitest';
-import { countByType, ofType, recordResources, settled, userdataParts, type Declared } from '../../components/mocks.js';
-import { openToWorld, PUBLIC_PORTS, resolveAll, unconditionedEbsMutations, userdataProblems } from '../checks.js';
+import { countByType, ofType, recordResources, settled, userdataParts, type Declared } from '../../test/pulumi-mocks.js';
+import { openToWorld, PUBLIC_PORTS, resolveAll, unconditionedEbsMutations, userdataProblems } from '../../test/program-checks.js';
 
 const regions = ['eu-west-1', 'us-east-1', 'ap-southeast-2'];
 const cidrs = { 'eu-west-1': '10.1.0.0/16', 'us-east-1': '10.2.0.0/16', 'ap-southeast-2': '10.3.0.0/16' };

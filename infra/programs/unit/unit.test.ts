@@ -1,8 +1,8 @@
 import * as pulumi from '@pulumi/pulumi';
 import { beforeAll, describe, expect, it } from 'vitest';
-import { countByType, ofType, recordResources, settled, userdataParts, type Declared } from '../../components/mocks.js';
+import { countByType, ofType, recordResources, settled, userdataParts, type Declared } from '../../test/pulumi-mocks.js';
 import type { ClusterSpec } from '../../cluster-api/invariants.js';
-import { openToWorld, resolveAll, unconditionedEbsMutations, userdataProblems } from '../checks.js';
+import { openToWorld, resolveAll, unconditionedEbsMutations, userdataProblems } from '../../test/program-checks.js';
 import { subnetIndexFor } from './index.js';
 
 const spec: ClusterSpec = {

@@ -4,9 +4,9 @@ import { join } from 'node:path';
 import { execa } from 'execa';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { probeSocket } from '../volume-plugin/server.js';
-import { socketOf, uniquePluginName } from '../test/helpers/agent.js';
-import { freePort, noLoopReason, noRootReason } from '../test/helpers/env.js';
-import { detachLoopDevicesUnder, tempDir } from '../test/helpers/loop.js';
+import { socketOf, uniquePluginName } from './helpers/agent.js';
+import { freePort, noLoopReason, noRootReason } from './helpers/env.js';
+import { detachLoopDevicesUnder, tempDir } from './helpers/loop.js';
 import { unixPoster } from '../bench/lib.js';
 
 const repoRoot = join(import.meta.dirname, '..');

@@ -3,7 +3,7 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import * as pulumi from '@pulumi/pulumi';
-import { ofType, userdataParts, type Declared } from '../components/mocks.js';
+import { ofType, userdataParts, type Declared } from './pulumi-mocks.js';
 
 /** Assertions every program test makes over what the program declared (test helpers). */
 
