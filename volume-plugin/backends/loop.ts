@@ -278,7 +278,16 @@ export function createLoopBackend(deps: LoopBackendDeps): Backend {
         return { devicePath: existing.device, record };
       }
       call.signal?.throwIfAborted();
-      const { stdout } = await runner('losetup', ['--find', '--show', '--', image], { timeoutMs: LOSETUP_MS });
+      let stdout: string;
+      try {
+        ({ stdout } = await runner('losetup', ['--find', '--show', '--', image], { timeoutMs: LOSETUP_MS, ...(call.signal ? { signal: call.signal } : {}) }));
+      } catch (err) {
+        // Stopped (deadline) or failed after the kernel may have attached the image: no device of it was live before, so any now is this call's.
+        for (const d of await devicesFor(image)) {
+          if (d.backingFile === image) await runner('losetup', ['--detach', d.device], { timeoutMs: LOSETUP_MS, okExitCodes: [0, 1] }).catch(() => undefined);
+        }
+        throw err;
+      }
       const device = stdout.trim();
       if (!/^\/dev\/loop\d+$/.test(device)) throw new BerthError('INTERNAL', `losetup returned an unexpected device ${JSON.stringify(device)}`);
       const attached = await loopDevice(device);

@@ -13,6 +13,18 @@ export interface PrepareOptions {
   signal?: AbortSignal;
 }
 
+export interface MountOptions {
+  /**
+   * The caller's prepare() formatted this device in this same call, under the
+   * volume's lock, and nothing has mounted it since: the filesystem is the
+   * one mkfs just made, so its check (e2fsck) and its size read for the grow
+   * check are skipped (docs/design.md §6).
+   */
+  justFormatted?: boolean;
+  /** mount(8) is stopped when this aborts (the caller's deadline); fsck is let finish. */
+  signal?: AbortSignal;
+}
+
 /**
  * Filesystem operations on a verified block device (docs/design.md §6 formatting
  * rules). Implemented over real blkid/mkfs/fsck/mount with an injected Runner.
@@ -25,11 +37,13 @@ export interface FilesystemOps {
    */
   prepare(devicePath: string, fs: Filesystem, options?: PrepareOptions): Promise<{ formatted: boolean }>;
   /** fsck (ext4) then mount; resolves only once mountinfo shows this device at this mountpoint. */
-  mount(devicePath: string, mountpoint: string, fs: Filesystem, mountOptions?: string): Promise<void>;
+  mount(devicePath: string, mountpoint: string, fs: Filesystem, mountOptions?: string, options?: MountOptions): Promise<void>;
   /** Unmounting what is not mounted is success; resolves only once mountinfo no longer shows it. */
   unmount(mountpoint: string): Promise<void>;
   /** Grows the mounted filesystem online to the device size when it is smaller. */
-  grow(devicePath: string, mountpoint: string, fs: Filesystem): Promise<{ grown: boolean }>;
+  grow(devicePath: string, mountpoint: string, fs: Filesystem, options?: Pick<MountOptions, 'justFormatted'>): Promise<{ grown: boolean }>;
+  /** Writes the mounted filesystem's dirty data and metadata to its device (syncfs(2)). */
+  sync(mountpoint: string): Promise<void>;
   /** Whether mountinfo shows something (that device, when given) mounted at the mountpoint. */
   isMounted(mountpoint: string, devicePath?: string): Promise<boolean>;
   /** Creates the empty mountpoint directory and makes it immutable (chattr +i). */
