@@ -28,11 +28,11 @@ const TOOLS = new Set(['mkfs.ext4', 'mke2fs', 'e2fsck', 'blkid', 'mount', 'umoun
 const points = [
   // Create
   'state-write:2',
-  // First Mount: attach, mountpoint, probe, format (marked before), mount (no fsck or grow check right after
-  // berth's own mkfs), reference (the mark cleared in the same write)
+  // First Mount: attach, mountpoint, format (marked before; no probe of an image this agent just made), mount
+  // (no fsck or grow check right after berth's own mkfs), reference (the mark cleared in the same write).
+  // blkid, e2fsck and the grow check of a later Mount are in the full-disk matrix below.
   'losetup:1',
   'chattr:1',
-  'blkid:1',
   'state-write:3',
   'mkfs.ext4:1',
   'mount:1',

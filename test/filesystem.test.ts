@@ -106,7 +106,7 @@ describe.skipIf(noLoopReason)(`filesystem operations on real loop devices${noLoo
     expect(await fs.isMounted(mp)).toBe(false);
   });
 
-  it('right after its own mkfs a Mount runs no fsck and no size read; every later Mount checks the filesystem again', async () => {
+  it('the first Mount of an image berth just made runs no blkid, and after its own mkfs no fsck and no size read; every later Mount checks again', async () => {
     const stateDir = join(dir.path, 'state');
     const calls: string[] = [];
     const runner: Runner = (file, args, options) => (calls.push(file), execaRunner(file, args, options));
@@ -122,6 +122,7 @@ describe.skipIf(noLoopReason)(`filesystem operations on real loop devices${noLoo
     await m.create('v', {});
     const mp = await m.mount('v', 'a');
     expect(calls).toContain('mkfs.ext4');
+    expect(calls).not.toContain('blkid');
     expect(calls).not.toContain('e2fsck');
     expect(calls).not.toContain('dumpe2fs');
     writeFileSync(join(mp, 'f'), 'data');
@@ -132,6 +133,26 @@ describe.skipIf(noLoopReason)(`filesystem operations on real loop devices${noLoo
     expect(calls).toEqual(expect.arrayContaining(['blkid', 'e2fsck', 'mount']));
     expect(calls).not.toContain('mkfs.ext4');
     await m.unmount('v', 'b');
+  });
+
+  it('a new image written behind berth before its first Mount is probed, never formatted over', async () => {
+    const stateDir = join(dir.path, 'state');
+    const m = new VolumeManager({
+      backend: createLoopBackend({ stateDir, runner: execaRunner }),
+      fs: createFilesystemOps({ runner: execaRunner }),
+      stateDir,
+      defaults: { sizeBytes: 64 * MiB, fs: 'ext4' },
+      logger: silentLogger,
+    });
+    detachers.push(() => detachLoopDevicesUnder(dir.path));
+    await m.start();
+    await m.create('v', {});
+    const image = join(stateDir, 'images', 'v.img');
+    execFileSync('mkfs.ext4', ['-q', '-F', image]);
+    const uuid = sh('blkid', ['-p', '-o', 'value', '-s', 'UUID', image]);
+    await m.mount('v', 'a');
+    await m.unmount('v', 'a');
+    expect(sh('blkid', ['-p', '-o', 'value', '-s', 'UUID', image])).toBe(uuid);
   });
 
   async function growsOnline(kind: 'ext4' | 'xfs') {

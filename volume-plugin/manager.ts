@@ -545,6 +545,7 @@ export class VolumeManager implements VolumeDriver {
       signal.throwIfAborted();
       ({ formatted } = await fs.prepare(attached.devicePath, kind, {
         interrupted: vol.formatting === true,
+        blank: attached.blank === true,
         signal,
         beforeFormat: async () => {
           // Marked first: a format cut short (crash, deadline) is redone, never mounted half-made.

@@ -186,7 +186,9 @@ export function createFilesystemOps(deps: FilesystemDeps): FilesystemOps & { pro
     probe,
 
     async prepare(devicePath, fs, options = {}) {
-      const found = await probe(devicePath);
+      let found: Probe | undefined;
+      if (options.blank) await assertBlockDevice(devicePath);
+      else found = await probe(devicePath);
       const interrupted = options.interrupted === true && found?.type === fs && !found.pttype;
       if (found === undefined || interrupted) {
         logger?.info({ devicePath, fs, interrupted }, interrupted ? 'an earlier format of this device was interrupted; formatting again' : 'device is blank, formatting');

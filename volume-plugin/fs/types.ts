@@ -11,6 +11,8 @@ export interface PrepareOptions {
   beforeFormat?: () => Promise<void>;
   /** mkfs is stopped when this aborts (the caller's mark then still says the format was interrupted). */
   signal?: AbortSignal;
+  /** The backend knows the device reads as zeros (AttachedDevice.blank): formatted without running blkid. */
+  blank?: boolean;
 }
 
 export interface MountOptions {
