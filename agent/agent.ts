@@ -57,6 +57,7 @@ export async function startAgent(config: Config, logger: Logger, options: AgentO
     defaults: { sizeBytes: config.BERTH_DEFAULT_SIZE, fs: config.BERTH_DEFAULT_FS },
     logger: logger.child({ component: 'manager' }),
     registry,
+    unmountGraceMs: config.BERTH_UNMOUNT_GRACE_SECONDS * 1000,
     ...(engine ? { engine } : {}),
     ...(options.beforeStateWrite ? { beforeStateWrite: options.beforeStateWrite } : {}),
   });
@@ -113,6 +114,7 @@ export async function startAgent(config: Config, logger: Logger, options: AgentO
       await certs?.stop();
       await health.close();
       await plugin.close(config.BERTH_SHUTDOWN_GRACE_SECONDS * 1000);
+      await manager.flushUnmountGrace();
       logger.info('stopped; mounts left in place for running containers');
     },
   };

@@ -183,7 +183,7 @@ export function table(header: string[], rows: string[][]): string[] {
 }
 
 const volumeRows = (vols: VolumeStatus[]) =>
-  vols.map((v) => [v.name, v.mounted ? 'mounted' : '-', String(v.refs), v.devicePath ?? '-', v.lastError ?? '']);
+  vols.map((v) => [v.name, v.mounted ? (v.unmountPending ? 'mounted, unmount pending' : 'mounted') : '-', String(v.refs), v.devicePath ?? '-', v.lastError ?? '']);
 const VOLUME_HEADER = ['NAME', 'STATE', 'CONTAINERS', 'DEVICE', 'LAST ERROR'];
 
 interface Check {

@@ -35,6 +35,10 @@ export const ConfigSchema = z.object({
   BERTH_HEALTH_ALLOW_REMOTE: setting(z._default(bool, false), 'let BERTH_HEALTH_ADDR be an address other hosts can reach (only /healthz and /readyz answer them)'),
   BERTH_LOG_LEVEL: setting(z._default(z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace']), 'info'), 'pino log level'),
   BERTH_SHUTDOWN_GRACE_SECONDS: setting(seconds(30), 'how long SIGTERM waits for in-flight plugin calls'),
+  BERTH_UNMOUNT_GRACE_SECONDS: setting(
+    z._default(int(0, 3600), 10),
+    'how long a volume stays mounted after its last container unmounts it, so a restart or the next docker run skips fsck and mount; 0: unmount at once',
+  ),
   BERTH_DOCKER_HOST: setting(
     z.optional(z.string().check(z.regex(/^(off|unix:\/\/\/.+)$/, 'must be unix:///path/to/docker.sock or off'))),
     'Docker engine API socket (unix:///var/run/docker.sock) asked which volumes containers hold, to drop references dockerd will never Unmount; unset or off: no check',

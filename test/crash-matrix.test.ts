@@ -30,24 +30,22 @@ const TOOLS = new Set(['mkfs.ext4', 'mke2fs', 'e2fsck', 'blkid', 'mount', 'umoun
 const points = [
   // Create
   'state-write:2',
-  // Mount: attach, mountpoint, probe, format (marked before and cleared after), check, mount, grow check, reference
+  // First Mount: attach, mountpoint, format (marked before; no probe of an image this agent just made), mount
+  // (no fsck or grow check right after berth's own mkfs), reference (the mark cleared in the same write).
+  // blkid, e2fsck and the grow check of a later Mount are in the full-disk matrix below.
   'losetup:1',
   'chattr:1',
-  'blkid:1',
   'state-write:3',
   'mkfs.ext4:1',
-  'state-write:4',
-  'e2fsck:1',
   'mount:1',
-  'dumpe2fs:1',
-  'state-write:5',
+  'state-write:4',
   // Unmount
   'umount:1',
   'losetup:2',
-  'state-write:6',
+  'state-write:5',
   // Remove
   'chattr:2',
-  'state-write:7',
+  'state-write:6',
 ];
 
 /** Processes running one of berth's tools on something under dir (or a loop device backed there). */

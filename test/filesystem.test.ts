@@ -3,10 +3,13 @@ import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { isBerthError } from '../lib/errors.js';
-import { execaRunner } from '../lib/exec.js';
+import { execaRunner, type Runner } from '../lib/exec.js';
+import { silentLogger } from '../lib/logger.js';
+import { createLoopBackend } from '../volume-plugin/backends/loop.js';
 import { createFilesystemOps } from '../volume-plugin/fs/filesystem.js';
+import { VolumeManager } from '../volume-plugin/manager.js';
 import { noLoopReason, noSysResourceReason } from './helpers/env.js';
-import { makeLoopDevice, sh, tempDir } from './helpers/loop.js';
+import { detachLoopDevicesUnder, makeLoopDevice, sh, tempDir } from './helpers/loop.js';
 
 const MiB = 2 ** 20;
 const fs = createFilesystemOps({ runner: execaRunner });
@@ -101,6 +104,55 @@ describe.skipIf(noLoopReason)(`filesystem operations on real loop devices${noLoo
     await fs.ensureMountpoint(mp);
     await expect(fs.mount(device, mp, 'ext4')).rejects.toThrow();
     expect(await fs.isMounted(mp)).toBe(false);
+  });
+
+  it('the first Mount of an image berth just made runs no blkid, and after its own mkfs no fsck and no size read; every later Mount checks again', async () => {
+    const stateDir = join(dir.path, 'state');
+    const calls: string[] = [];
+    const runner: Runner = (file, args, options) => (calls.push(file), execaRunner(file, args, options));
+    const m = new VolumeManager({
+      backend: createLoopBackend({ stateDir, runner }),
+      fs: createFilesystemOps({ runner }),
+      stateDir,
+      defaults: { sizeBytes: 64 * MiB, fs: 'ext4' },
+      logger: silentLogger,
+    });
+    detachers.push(() => detachLoopDevicesUnder(dir.path));
+    await m.start();
+    await m.create('v', {});
+    const mp = await m.mount('v', 'a');
+    expect(calls).toContain('mkfs.ext4');
+    expect(calls).not.toContain('blkid');
+    expect(calls).not.toContain('e2fsck');
+    expect(calls).not.toContain('dumpe2fs');
+    writeFileSync(join(mp, 'f'), 'data');
+    await m.unmount('v', 'a');
+    calls.length = 0;
+    // Not formatted by this Mount: blkid and e2fsck run, nothing is formatted.
+    await m.mount('v', 'b');
+    expect(calls).toEqual(expect.arrayContaining(['blkid', 'e2fsck', 'mount']));
+    expect(calls).not.toContain('mkfs.ext4');
+    await m.unmount('v', 'b');
+  });
+
+  it('a new image written behind berth before its first Mount is probed, never formatted over', async () => {
+    const stateDir = join(dir.path, 'state');
+    const m = new VolumeManager({
+      backend: createLoopBackend({ stateDir, runner: execaRunner }),
+      fs: createFilesystemOps({ runner: execaRunner }),
+      stateDir,
+      defaults: { sizeBytes: 64 * MiB, fs: 'ext4' },
+      logger: silentLogger,
+    });
+    detachers.push(() => detachLoopDevicesUnder(dir.path));
+    await m.start();
+    await m.create('v', {});
+    const image = join(stateDir, 'images', 'v.img');
+    execFileSync('mkfs.ext4', ['-q', '-F', image]);
+    const uuid = sh('blkid', ['-p', '-o', 'value', '-s', 'UUID', image]);
+    await m.mount('v', 'a');
+    await m.unmount('v', 'a');
+    expect(sh('blkid', ['-p', '-o', 'value', '-s', 'UUID', image])).toBe(uuid);
   });
 
   async function growsOnline(kind: 'ext4' | 'xfs') {

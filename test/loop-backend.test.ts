@@ -1,10 +1,13 @@
 import { execFileSync } from 'node:child_process';
-import { mkdirSync, renameSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { isBerthError } from '../lib/errors.js';
-import { execaRunner } from '../lib/exec.js';
+import { execaRunner, type Runner } from '../lib/exec.js';
+import { silentLogger } from '../lib/logger.js';
 import { createLoopBackend } from '../volume-plugin/backends/loop.js';
+import { createFilesystemOps } from '../volume-plugin/fs/filesystem.js';
+import { VolumeManager } from '../volume-plugin/manager.js';
 import { resolveOptions } from '../volume-plugin/options.js';
 import { noLoopReason } from './helpers/env.js';
 import { detachLoopDevicesUnder, loopDevicesUnder, tempDir } from './helpers/loop.js';
@@ -32,6 +35,35 @@ describe.skipIf(noLoopReason)(`loop backend${noLoopReason ? ` (skipped: ${noLoop
     await backend.release(rec);
     expect(loopDevicesUnder(dir.path)).toEqual([]);
     await backend.detach(rec); // not attached: success
+  });
+
+  it("a Mount past its deadline stops losetup and detaches the device it attached: nothing mounted, no loop device, no reference", async () => {
+    // losetup that attaches the image and then hangs (a slow or stuck tool): the deadline must kill it and undo the attach.
+    const hung: number[] = [];
+    const runner: Runner = (file, args, options) =>
+      file === 'losetup' && args.includes('--find')
+        ? execaRunner('sh', ['-c', 'losetup "$@" && echo $$ > "$0.pid" && exec sleep 30', join(dir.path, 'hung'), ...args], options).finally(() => {
+            hung.push(Number(readFileSync(join(dir.path, 'hung.pid'), 'utf8')));
+          })
+        : execaRunner(file, args, options);
+    const stateDir = join(dir.path, 'state');
+    const m = new VolumeManager({
+      backend: createLoopBackend({ stateDir, runner }),
+      fs: createFilesystemOps({ runner }),
+      stateDir,
+      defaults: { sizeBytes: 32 * 2 ** 20, fs: 'ext4' },
+      logger: silentLogger,
+      deadlines: { mount: 1_500 },
+    });
+    await m.start();
+    await m.create('slow', {});
+    const t0 = Date.now();
+    const err = await m.mount('slow', 'a'.repeat(64)).catch((e: unknown) => e);
+    expect(isBerthError(err, 'TIMEOUT')).toBe(true);
+    expect(Date.now() - t0).toBeLessThan(8_000); // not the 30 s the tool would have taken
+    expect(loopDevicesUnder(dir.path)).toEqual([]);
+    expect(existsSync(`/proc/${hung[0]}`)).toBe(false); // the tool was killed
+    expect((await m.get('slow')).Status).toMatchObject({ mounted: false, containerMounts: 0 });
   });
 
   it('never hands out the loop device of an image that was replaced behind its back', async () => {

@@ -17,6 +17,7 @@ import {
 } from './options.js';
 import type { Scope, VolumeDriver, VolumeInfo } from './protocol.js';
 import { dict, StateStore, type PersistedState, type PersistedVolume } from './state-store.js';
+import { UnmountGrace } from './unmount-grace.js';
 
 export interface ManagerDeps {
   backend: Backend;
@@ -31,6 +32,8 @@ export interface ManagerDeps {
   deadlines?: Partial<typeof DEADLINES>;
   /** Called before every state file write (a test seam for crash points; production passes none). */
   beforeStateWrite?: () => void;
+  /** How long a volume stays mounted after its last Unmount (unmount-grace.ts); default 0: unmounted at once. */
+  unmountGraceMs?: number;
 }
 
 /**
@@ -61,6 +64,8 @@ export interface VolumeStatus {
   refs: number;
   devicePath?: string;
   lastError?: string;
+  /** Mounted with no reference, in the unmount grace (unmount-grace.ts). */
+  unmountPending?: boolean;
 }
 
 const MOUNT_ID = /^[A-Za-z0-9_.-]{1,128}$/;
@@ -90,8 +95,19 @@ export class VolumeManager implements VolumeDriver {
   private readonly deadlines: typeof DEADLINES;
   private readonly log: Logger;
   private started = false;
+  private readonly grace: UnmountGrace;
 
   constructor(private readonly deps: ManagerDeps) {
+    // unmount-grace hook
+    this.grace = new UnmountGrace(deps.unmountGraceMs ?? 0, {
+      lock: this.lock,
+      volume: (name) => this.state.volumes[name],
+      held,
+      unmountNow: (name, vol) => this.unmountLocked(name, vol),
+      sync: (name) => this.deps.fs.sync(this.mountpointOf(name)),
+      save: () => this.save(),
+      log: deps.logger,
+    });
     this.store = new StateStore(deps.stateDir, deps.logger);
     this.log = deps.logger;
     this.deadlines = { ...DEADLINES, ...deps.deadlines };
@@ -160,7 +176,14 @@ export class VolumeManager implements VolumeDriver {
       const reallyMounted = vol.devicePath
         ? await this.deps.fs.isMounted(mountpoint, vol.devicePath).catch(() => false)
         : await this.deps.fs.isMounted(mountpoint);
-      if (vol.mounted && !reallyMounted) {
+      if (vol.unmountPending && reallyMounted && !held(vol)) {
+        // unmount-grace hook: a grace the last agent never finished (killed, crashed); no container has the volume.
+        this.log.warn({ name }, 'found mounted in an unmount grace the last agent did not finish; unmounting');
+        await this.deps.fs.unmount(mountpoint).then(
+          () => ((vol.mounted = false), delete vol.devicePath),
+          (err: unknown) => (vol.lastError = errorMessage(err)),
+        );
+      } else if (vol.mounted && !reallyMounted) {
         this.log.warn({ name, refs: refCount(vol) }, 'state file says mounted but mountinfo does not; dropping its mount references');
         vol.mounted = false;
         vol.mounts = dict();
@@ -178,6 +201,7 @@ export class VolumeManager implements VolumeDriver {
           vol.lastError = errorMessage(err);
         });
       }
+      delete vol.unmountPending;
       if (vol.mounted) mounted.add(vol.record.id);
     }
     await this.deps.backend.recover?.(mounted).catch((err: unknown) => this.log.error({ err: errorMessage(err) }, 'could not clean up after an earlier agent'));
@@ -261,6 +285,7 @@ export class VolumeManager implements VolumeDriver {
             throw new BerthError('CONFLICT', `volume ${name} is in use by ${refs} container mount(s); stop them first`);
           }
           const mountpoint = this.mountpointOf(name);
+          this.grace.end(name, vol); // unmount-grace hook: Remove unmounts at once
           await this.deps.fs.unmount(mountpoint);
           vol.mounted = false;
           delete vol.unknownRefs;
@@ -287,6 +312,7 @@ export class VolumeManager implements VolumeDriver {
         name,
         async () => {
           const vol = await this.known(name);
+          this.grace.end(name, vol); // unmount-grace hook: a Mount in the grace finds the volume still mounted
           const mountpoint = await this.mountLocked(name, vol, signal);
           vol.mounts[id] = (Object.hasOwn(vol.mounts, id) ? vol.mounts[id]! : 0) + 1;
           try {
@@ -329,9 +355,10 @@ export class VolumeManager implements VolumeDriver {
           }
           this.dropRef(vol, id);
           const last = !held(vol);
-          if (last) await this.unmountLocked(name, vol);
+          if (last) await this.grace.lastUnmount(name, vol); // unmount-grace hook
           // Done all the same (dockerd never sends this Unmount again): say so, not "nothing was changed".
-          await this.save(`volume ${name} is ${last ? 'unmounted' : 'released by this container'} all the same; the file catches up with the next change that has room`);
+          const outcome = !last ? 'released by this container' : vol.unmountPending ? 'released (its unmount grace runs)' : 'unmounted';
+          await this.save(`volume ${name} is ${outcome} all the same; the file catches up with the next change that has room`);
         },
         signal,
       ),
@@ -449,6 +476,7 @@ export class VolumeManager implements VolumeDriver {
     assertVolumeName(name);
     return this.lock.run(name, async () => {
       const vol = await this.known(name);
+      this.grace.end(name, vol); // unmount-grace hook: kept mounted without references from now on
       const mountpoint = await this.mountLocked(name, vol, AbortSignal.timeout(this.deadlines.mount));
       await this.save();
       return mountpoint;
@@ -465,6 +493,7 @@ export class VolumeManager implements VolumeDriver {
         this.log.warn({ name, reason, refs: refCount(vol) }, 'not releasing a volume containers still use');
         return false;
       }
+      this.grace.end(name, vol); // unmount-grace hook: host release unmounts at once
       await this.deps.fs.unmount(this.mountpointOf(name));
       vol.mounted = false;
       delete vol.devicePath;
@@ -498,6 +527,7 @@ export class VolumeManager implements VolumeDriver {
       mountpoint: this.mountpointOf(name),
       mounted: vol.mounted,
       refs: refCount(vol),
+      ...(vol.unmountPending ? { unmountPending: true } : {}),
       ...(vol.devicePath ? { devicePath: vol.devicePath } : {}),
       ...(vol.lastError ? { lastError: vol.lastError } : {}),
     }));
@@ -520,6 +550,7 @@ export class VolumeManager implements VolumeDriver {
     if (vol.mounted && vol.devicePath && (await fs.isMounted(mountpoint, vol.devicePath))) return mountpoint;
     const { fs: kind, mountOptions } = vol.record.options;
     let attached: Awaited<ReturnType<Backend['attach']>> | undefined;
+    let formatted = false;
     try {
       // Side by side: making the mountpoint spawns chattr, attaching may wait seconds for EC2.
       const [made, attaching] = await Promise.allSettled([fs.ensureMountpoint(mountpoint), backend.attach(vol.record, { signal })]);
@@ -528,21 +559,21 @@ export class VolumeManager implements VolumeDriver {
       // Attached but no mountpoint: the catch below releases the device.
       if (made.status === 'rejected') throw made.reason;
       signal.throwIfAborted();
-      const { formatted } = await fs.prepare(attached.devicePath, kind, {
+      ({ formatted } = await fs.prepare(attached.devicePath, kind, {
         interrupted: vol.formatting === true,
+        blank: attached.blank === true,
         signal,
         beforeFormat: async () => {
           // Marked first: a format cut short (crash, deadline) is redone, never mounted half-made.
           vol.formatting = true;
           await this.save();
         },
-      });
-      if (formatted || vol.formatting) {
-        delete vol.formatting;
-        await this.save();
-      }
+      }));
+      // Cleared by the caller's next save (the Mount's reference): until then no container can have the
+      // filesystem, so a crash that keeps the mark only makes the next Mount format again, losing nothing.
+      delete vol.formatting;
       signal.throwIfAborted();
-      await fs.mount(attached.devicePath, mountpoint, kind, mountOptions);
+      await fs.mount(attached.devicePath, mountpoint, kind, mountOptions, { justFormatted: formatted, signal });
     } catch (err) {
       vol.lastError = errorMessage(err);
       vol.mounted = false;
@@ -562,7 +593,7 @@ export class VolumeManager implements VolumeDriver {
     vol.devicePath = attached.devicePath;
     delete vol.lastError;
     // A filesystem smaller than its device is still usable: a failed grow is reported, not fatal.
-    await fs.grow(attached.devicePath, mountpoint, kind).catch((err: unknown) => {
+    await fs.grow(attached.devicePath, mountpoint, kind, { justFormatted: formatted }).catch((err: unknown) => {
       vol.lastError = `could not grow the filesystem: ${errorMessage(err)}`;
       this.log.warn({ name, err: vol.lastError }, 'grow failed; volume mounted at its old size');
     });
@@ -571,6 +602,7 @@ export class VolumeManager implements VolumeDriver {
   }
 
   private async unmountLocked(name: string, vol: PersistedVolume): Promise<void> {
+    this.grace.end(name, vol); // unmount-grace hook
     try {
       await this.deps.fs.unmount(this.mountpointOf(name));
     } catch (err) {
@@ -581,6 +613,11 @@ export class VolumeManager implements VolumeDriver {
     delete vol.devicePath;
     await this.deps.backend.release(vol.record);
     this.log.info({ name }, 'volume unmounted');
+  }
+
+  /** Agent shutdown: every volume in its unmount grace is unmounted now (unmount-grace hook). */
+  async flushUnmountGrace(): Promise<void> {
+    await this.grace.flush();
   }
 
   /** Writes the state file; `done` says what happened anyway when the write fails after a step that cannot be undone. */
@@ -628,6 +665,7 @@ export class VolumeManager implements VolumeDriver {
         mounted: vol.mounted,
         ...(vol.mounted && vol.devicePath ? { device: vol.devicePath } : {}),
         containerMounts: refCount(vol),
+        ...(vol.unmountPending ? { unmountPending: true } : {}),
         ...(vol.lastError ? { lastError: vol.lastError } : {}),
       },
     };

@@ -31,6 +31,8 @@ export interface PersistedVolume {
   unknownRefs?: boolean;
   /** Set before mkfs runs, cleared once it completed: a device with this mark was never in use and may be formatted again. */
   formatting?: boolean;
+  /** Mounted with no reference in the unmount grace (unmount-grace.ts); a start finding it unmounts the volume. */
+  unmountPending?: boolean;
 }
 
 export interface PersistedState {
@@ -61,6 +63,7 @@ const VolumeSchema = z.object({
   lastError: z.optional(z.string()),
   unknownRefs: z.optional(z.boolean()),
   formatting: z.optional(z.boolean()),
+  unmountPending: z.optional(z.boolean()),
 });
 
 const StateSchema = z.object({ version: z.literal(1), volumes: plainObject });

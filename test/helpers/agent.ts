@@ -31,6 +31,8 @@ export function agentEnv(pluginName: string, stateDir: string, extra: Record<str
     BERTH_HEALTH_ADDR: '127.0.0.1:0',
     BERTH_DEFAULT_SIZE: '64MiB',
     BERTH_SHUTDOWN_GRACE_SECONDS: '5',
+    // Most tests check what the last Unmount does at once; test/unmount-grace.test.ts sets its own.
+    BERTH_UNMOUNT_GRACE_SECONDS: '0',
     ...extra,
   };
 }

@@ -38,6 +38,8 @@ export interface AttachedDevice {
   devicePath: string;
   /** The record as of the attach (may carry new status, e.g. the instance it is attached to). */
   record: VolumeRecord;
+  /** The device reads as zeros (a loop image this agent made and never attached): the probe for existing data is skipped. */
+  blank?: boolean;
 }
 
 /** What every call that may wait takes: the caller's deadline (docs/design.md §3: dockerd gives up after it). */

@@ -74,6 +74,12 @@ export function createLoopBackend(deps: LoopBackendDeps): Backend {
   const sysBlock = deps.sysBlockDir ?? '/sys/block';
   const procDir = deps.procDir ?? '/proc';
   const mountinfoPath = deps.mountinfoPath;
+  /**
+   * Images this agent made (open O_EXCL + truncate, never written) and has not attached since: with no block
+   * allocated (st_blocks, which counts delayed allocation too) they read as zeros, so their first attach is
+   * known blank and the probe for existing data can be skipped. Forgotten at restart: then blkid decides.
+   */
+  const neverAttached = new Set<string>();
 
   async function readSidecar(name: string): Promise<Sidecar | undefined> {
     if (name.length > MAX_NAME) return undefined; // its sidecar cannot exist
@@ -127,6 +133,7 @@ export function createLoopBackend(deps: LoopBackendDeps): Backend {
       }
       const side: Sidecar = { version: 1, name, options, createdAt: new Date().toISOString() };
       await writeFileAtomic(sidecarPath(name), JSON.stringify(side), 0o600);
+      neverAttached.add(name);
       return side;
     } catch (err) {
       await unlink(image).catch(() => undefined);
@@ -156,12 +163,22 @@ export function createLoopBackend(deps: LoopBackendDeps): Backend {
     };
   }
 
-  /** Attached loop devices and the file the kernel says backs each (sysfs: no process to spawn). */
+  /** Attached loop devices and the file the kernel says backs each (procfs and sysfs: no process to spawn). */
   async function loopDevices(): Promise<LoopDevice[]> {
-    // The kernel keeps a node for every loop device ever made (hundreds on a busy host): read them all at once.
-    const names = (await readdir(sysBlock)).filter((n) => /^loop\d+$/.test(n));
-    const found = await Promise.all(names.map((n) => loopDevice(`/dev/${n}`)));
+    const found = await Promise.all((await boundLoopNames()).map((n) => loopDevice(`/dev/${n}`)));
     return found.filter((d): d is LoopDevice => d !== undefined);
+  }
+
+  /**
+   * Names of the loop devices that may be attached. The kernel keeps a node for every loop device ever made
+   * (hundreds on a busy host, each a sysfs read), but /proc/partitions lists only block devices with a
+   * capacity (block/genhd.c show_partition): every attached loop device of a non-empty file, and berth's
+   * images are never empty. Without /proc/partitions, every node.
+   */
+  async function boundLoopNames(): Promise<string[]> {
+    const partitions = await readFile(join(procDir, 'partitions'), 'utf8').catch(() => undefined);
+    if (partitions !== undefined) return [...partitions.matchAll(/\s(loop\d+)$/gm)].map((m) => m[1]!);
+    return (await readdir(sysBlock)).filter((n) => /^loop\d+$/.test(n));
   }
 
   /** One loop device and its backing file, or undefined when it has none (not attached). */
@@ -272,13 +289,23 @@ export function createLoopBackend(deps: LoopBackendDeps): Backend {
       if (!st) {
         throw new BerthError('NOT_FOUND', `volume ${record.name}: its image file ${image} is missing (deleted outside berth?); its data is gone. Remove the volume to clear it`);
       }
+      const made = neverAttached.delete(record.name);
       const existing = (await devicesFor(image)).find((d) => !DELETED.test(d.backingFile));
       if (existing) {
         verify(existing, image);
         return { devicePath: existing.device, record };
       }
       call.signal?.throwIfAborted();
-      const { stdout } = await runner('losetup', ['--find', '--show', '--', image], { timeoutMs: LOSETUP_MS });
+      let stdout: string;
+      try {
+        ({ stdout } = await runner('losetup', ['--find', '--show', '--', image], { timeoutMs: LOSETUP_MS, ...(call.signal ? { signal: call.signal } : {}) }));
+      } catch (err) {
+        // Stopped (deadline) or failed after the kernel may have attached the image: no device of it was live before, so any now is this call's.
+        for (const d of await devicesFor(image)) {
+          if (d.backingFile === image) await runner('losetup', ['--detach', d.device], { timeoutMs: LOSETUP_MS, okExitCodes: [0, 1] }).catch(() => undefined);
+        }
+        throw err;
+      }
       const device = stdout.trim();
       if (!/^\/dev\/loop\d+$/.test(device)) throw new BerthError('INTERNAL', `losetup returned an unexpected device ${JSON.stringify(device)}`);
       const attached = await loopDevice(device);
@@ -288,7 +315,7 @@ export function createLoopBackend(deps: LoopBackendDeps): Backend {
         await runner('losetup', ['--detach', device], { timeoutMs: LOSETUP_MS, okExitCodes: [0, 1] });
         throw err;
       }
-      return { devicePath: device, record };
+      return { devicePath: device, record, ...(made && st.blocks === 0 ? { blank: true } : {}) };
     },
 
     async release(record) {
@@ -301,6 +328,7 @@ export function createLoopBackend(deps: LoopBackendDeps): Backend {
 
     async remove(record) {
       const name = record.name;
+      neverAttached.delete(name);
       await detachAll(imagePath(name));
       const side = await readSidecar(name);
       if (!side) return;

@@ -16,7 +16,7 @@ const DEVICE_PATH = /^\/[A-Za-z0-9/_.:-]+$/;
  * they are installed): those every volume needs, and those of each filesystem.
  */
 export const FILESYSTEM_TOOLS = {
-  all: ['blkid', 'blockdev', 'mount', 'umount', 'chattr'],
+  all: ['blkid', 'blockdev', 'mount', 'umount', 'chattr', 'sync'],
   ext4: ['mkfs.ext4', 'e2fsck', 'dumpe2fs', 'resize2fs'],
   xfs: ['mkfs.xfs', 'xfs_info', 'xfs_growfs'],
 } as const satisfies Record<'all' | Filesystem, readonly string[]>;
@@ -38,8 +38,11 @@ export interface Probe {
 export function createFilesystemOps(deps: FilesystemDeps): FilesystemOps & { probe(devicePath: string): Promise<Probe | undefined> } {
   const { runner, mountinfoPath, logger } = deps;
   let chattrUnsupportedWarned = false;
-  /** Device size at the last grow check per mountpoint: an unchanged device needs no filesystem read. */
-  const checkedSizes = new Map<string, { rdev: number; deviceBytes: number }>();
+  /**
+   * Device size at the last grow check per mountpoint (one per volume until its Remove): an unchanged size
+   * needs no filesystem read, whichever loop device number the volume got this time.
+   */
+  const checkedSizes = new Map<string, number>();
 
   async function deviceSizeBytes(devicePath: string, rdev: number): Promise<number> {
     const sectors = await readFile(`/sys/dev/block/${majorMinorOf(rdev)}/size`, 'utf8').catch(() => undefined);
@@ -183,7 +186,9 @@ export function createFilesystemOps(deps: FilesystemDeps): FilesystemOps & { pro
     probe,
 
     async prepare(devicePath, fs, options = {}) {
-      const found = await probe(devicePath);
+      let found: Probe | undefined;
+      if (options.blank) await assertBlockDevice(devicePath);
+      else found = await probe(devicePath);
       const interrupted = options.interrupted === true && found?.type === fs && !found.pttype;
       if (found === undefined || interrupted) {
         logger?.info({ devicePath, fs, interrupted }, interrupted ? 'an earlier format of this device was interrupted; formatting again' : 'device is blank, formatting');
@@ -201,21 +206,27 @@ export function createFilesystemOps(deps: FilesystemDeps): FilesystemOps & { pro
       return { formatted: false };
     },
 
-    async mount(devicePath, mountpoint, fs, mountOptions) {
+    async mount(devicePath, mountpoint, fs, mountOptions, call = {}) {
       const options = mountOptionArgument(fs, mountOptions);
       const rdev = await assertBlockDevice(devicePath);
-      if (await isMounted(mountpoint)) {
-        if (await isMounted(mountpoint, devicePath)) return;
+      const majorMinor = majorMinorOf(rdev);
+      // One read serves both: what is at the mountpoint, and this device's mounts before ours (to undo only ours).
+      const table = await readMountinfo(mountinfoPath);
+      const present = mountAt(table, mountpoint);
+      if (present) {
+        if (present.majorMinor === majorMinor) return;
         throw new BerthError('CONFLICT', `${mountpoint} already has another device mounted on it`);
       }
+      const before = new Set(table.filter((e) => e.majorMinor === majorMinor).map((e) => e.mountId));
       const { handle, target } = await openMountpoint(mountpoint);
+      const signal = call.signal ? { signal: call.signal } : {};
       try {
-        if (fs === 'ext4') await fsckExt4(devicePath);
-        const majorMinor = majorMinorOf(rdev);
-        const before = new Set((await readMountinfo(mountinfoPath)).filter((e) => e.majorMinor === majorMinor).map((e) => e.mountId));
+        // Right after berth's own mkfs there is nothing to check: the filesystem is the one just made (types.ts MountOptions).
+        // fsck is not given the deadline: a repair killed half way is worse than a late answer (undone after).
+        if (fs === 'ext4' && !call.justFormatted) await fsckExt4(devicePath);
         try {
           // --no-canonicalize: mount(8) hands the /proc fd path to mount(2) as it is, never a path it resolved itself.
-          await runner('mount', ['--no-canonicalize', '-t', fs, '-o', options, '--', devicePath, target], { timeoutMs: LIMITS.mountMs });
+          await runner('mount', ['--no-canonicalize', '-t', fs, '-o', options, '--', devicePath, target], { timeoutMs: LIMITS.mountMs, ...signal });
         } catch (err) {
           await unmountNew(majorMinor, before);
           // Without the option list or the /proc path: the sentence names what the user knows.
@@ -247,13 +258,17 @@ export function createFilesystemOps(deps: FilesystemDeps): FilesystemOps & { pro
       if (await isMounted(mountpoint)) throw new BerthError('INTERNAL', `umount reported success but ${mountpoint} is still mounted`);
     },
 
-    async grow(devicePath, mountpoint, fs) {
+    async grow(devicePath, mountpoint, fs, options = {}) {
       const rdev = await assertBlockDevice(devicePath);
       const deviceBytes = await deviceSizeBytes(devicePath, rdev);
-      const seen = checkedSizes.get(mountpoint);
-      if (seen && seen.rdev === rdev && seen.deviceBytes === deviceBytes) return { grown: false };
+      if (options.justFormatted) {
+        // mkfs sized the filesystem to this very device a moment ago: nothing to grow.
+        checkedSizes.set(mountpoint, deviceBytes);
+        return { grown: false };
+      }
+      if (checkedSizes.get(mountpoint) === deviceBytes) return { grown: false };
       const fsBytes = await fsSizeBytes(devicePath, mountpoint, fs);
-      checkedSizes.set(mountpoint, { rdev, deviceBytes });
+      checkedSizes.set(mountpoint, deviceBytes);
       // Below 1 MiB of slack there is nothing worth growing (alignment, xfs log).
       if (deviceBytes - fsBytes < 2 ** 20) return { grown: false };
       logger?.info({ devicePath, fsBytes, deviceBytes }, 'growing filesystem to the device size');
@@ -263,6 +278,10 @@ export function createFilesystemOps(deps: FilesystemDeps): FilesystemOps & { pro
     },
 
     isMounted,
+
+    async sync(mountpoint) {
+      await runner('sync', ['--file-system', '--', mountpoint], { timeoutMs: LIMITS.mountMs });
+    },
 
     async ensureMountpoint(mountpoint) {
       await mkdir(dirname(mountpoint), { recursive: true, mode: 0o700 });
@@ -283,6 +302,7 @@ export function createFilesystemOps(deps: FilesystemDeps): FilesystemOps & { pro
 
     async removeMountpoint(mountpoint) {
       if (await isMounted(mountpoint)) throw new BerthError('CONFLICT', `${mountpoint} is still mounted`);
+      checkedSizes.delete(mountpoint);
       const st = await lstat(mountpoint).catch(() => undefined);
       if (!st) return;
       if (!st.isDirectory()) {

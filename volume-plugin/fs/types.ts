@@ -11,6 +11,20 @@ export interface PrepareOptions {
   beforeFormat?: () => Promise<void>;
   /** mkfs is stopped when this aborts (the caller's mark then still says the format was interrupted). */
   signal?: AbortSignal;
+  /** The backend knows the device reads as zeros (AttachedDevice.blank): formatted without running blkid. */
+  blank?: boolean;
+}
+
+export interface MountOptions {
+  /**
+   * The caller's prepare() formatted this device in this same call, under the
+   * volume's lock, and nothing has mounted it since: the filesystem is the
+   * one mkfs just made, so its check (e2fsck) and its size read for the grow
+   * check are skipped (docs/design.md §6).
+   */
+  justFormatted?: boolean;
+  /** mount(8) is stopped when this aborts (the caller's deadline); fsck is let finish. */
+  signal?: AbortSignal;
 }
 
 /**
@@ -25,11 +39,13 @@ export interface FilesystemOps {
    */
   prepare(devicePath: string, fs: Filesystem, options?: PrepareOptions): Promise<{ formatted: boolean }>;
   /** fsck (ext4) then mount; resolves only once mountinfo shows this device at this mountpoint. */
-  mount(devicePath: string, mountpoint: string, fs: Filesystem, mountOptions?: string): Promise<void>;
+  mount(devicePath: string, mountpoint: string, fs: Filesystem, mountOptions?: string, options?: MountOptions): Promise<void>;
   /** Unmounting what is not mounted is success; resolves only once mountinfo no longer shows it. */
   unmount(mountpoint: string): Promise<void>;
   /** Grows the mounted filesystem online to the device size when it is smaller. */
-  grow(devicePath: string, mountpoint: string, fs: Filesystem): Promise<{ grown: boolean }>;
+  grow(devicePath: string, mountpoint: string, fs: Filesystem, options?: Pick<MountOptions, 'justFormatted'>): Promise<{ grown: boolean }>;
+  /** Writes the mounted filesystem's dirty data and metadata to its device (syncfs(2)). */
+  sync(mountpoint: string): Promise<void>;
   /** Whether mountinfo shows something (that device, when given) mounted at the mountpoint. */
   isMounted(mountpoint: string, devicePath?: string): Promise<boolean>;
   /** Creates the empty mountpoint directory and makes it immutable (chattr +i). */
