@@ -460,9 +460,9 @@ export class VolumeManager implements VolumeDriver {
     });
   }
 
-  /** Re-reads the backend's volumes into the local view. */
-  async refresh(): Promise<void> {
-    const records = await this.deps.backend.list();
+  /** Re-reads the backend's volumes into the local view; `records`: as the caller just listed them (one list per reconcile pass). */
+  async refresh(records?: readonly VolumeRecord[]): Promise<void> {
+    records ??= await this.deps.backend.list();
     const listed = new Set(records.map((r) => r.name));
     for (const record of records) {
       const vol = this.state.volumes[record.name];
@@ -470,7 +470,11 @@ export class VolumeManager implements VolumeDriver {
       else this.state.volumes[record.name] = { record, mounts: dict(), mounted: false };
     }
     for (const [name, vol] of Object.entries(this.state.volumes)) {
-      if (!listed.has(name) && !vol.mounted) delete this.state.volumes[name];
+      if (listed.has(name) || vol.mounted) continue;
+      // Under the name's lock: a Mount under way of a name the list does not show (claiming a stray) keeps its entry.
+      await this.lock.run(name, async () => {
+        if (!this.state.volumes[name]?.mounted) delete this.state.volumes[name];
+      });
     }
     this.answers.invalidate();
     await this.save();
@@ -615,6 +619,24 @@ export class VolumeManager implements VolumeDriver {
         ...(vol.lastError ? { lastError: vol.lastError } : {}),
       },
     };
+  }
+
+  /**
+   * Detaches a volume the local view does not use (a stray: attached here, tagged elsewhere), under
+   * its name's lock, so it never runs while a Mount of that name is under way; false (nothing done)
+   * when the view has this very volume mounted or held.
+   */
+  async detachIfUnused(record: VolumeRecord, reason: string): Promise<boolean> {
+    return this.lock.run(record.name, async () => {
+      const vol = Object.hasOwn(this.state.volumes, record.name) ? this.state.volumes[record.name] : undefined;
+      if (vol && vol.record.id === record.id && (vol.mounted || held(vol))) {
+        this.log.warn({ name: record.name, id: record.id, reason }, 'not detaching a volume mounted here');
+        return false;
+      }
+      await this.deps.backend.detach(record);
+      this.log.info({ name: record.name, id: record.id, reason }, 'volume detached');
+      return true;
+    });
   }
 }
 

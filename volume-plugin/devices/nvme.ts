@@ -38,6 +38,14 @@ export function nvmeSerialOf(volumeId: string): string {
   return volumeId.replace('-', '');
 }
 
+const EBS_SERIAL = /^vol([0-9a-f]{8,17})$/;
+
+/** `vol0abc…` → `vol-0abc…`; undefined for a serial that is not an EBS volume's (instance store: `AWS…`). */
+export function volumeIdOfSerial(serial: string): string | undefined {
+  const m = EBS_SERIAL.exec(serial);
+  return m ? `vol-${m[1]}` : undefined;
+}
+
 /** EC2 device names as Xen guests see them: /dev/sdf → xvdf, /dev/xvdba → xvdba. */
 export function xenNameOf(requested: string): string {
   return basename(requested).replace(/^sd/, 'xvd');
@@ -46,8 +54,14 @@ export function xenNameOf(requested: string): string {
 export interface DeviceResolver {
   /** The verified device of this volume, or undefined while none shows it. */
   find(volumeId: string, requestedDevice?: string): Promise<ResolvedDevice | undefined>;
-  /** Polls find() until the device shows up; TIMEOUT with a clear error after timeoutMs. */
-  waitFor(volumeId: string, requestedDevice: string | undefined, timeoutMs: number, pollMs?: number): Promise<ResolvedDevice>;
+  /** Polls find() until the device shows up; TIMEOUT with a clear error (or the signal's reason) after timeoutMs. */
+  waitFor(volumeId: string, requestedDevice: string | undefined, timeoutMs: number, options?: { pollMs?: number; signal?: AbortSignal }): Promise<ResolvedDevice>;
+  /**
+   * The EBS volumes whose NVMe namespaces this host shows now (their serials), read from sysfs
+   * without any EC2 call. undefined on a Xen instance (xvd* block devices): there a device does
+   * not say which volume it is, and the caller must ask EC2.
+   */
+  attachedVolumeIds(): Promise<ReadonlySet<string> | undefined>;
 }
 
 export function createDeviceResolver(deps: DeviceResolverDeps): DeviceResolver {
@@ -89,9 +103,10 @@ export function createDeviceResolver(deps: DeviceResolverDeps): DeviceResolver {
 
   return {
     find,
-    async waitFor(volumeId, requestedDevice, timeoutMs, pollMs = 100) {
+    async waitFor(volumeId, requestedDevice, timeoutMs, { pollMs = 100, signal } = {}) {
       const deadline = Date.now() + timeoutMs;
       for (;;) {
+        signal?.throwIfAborted();
         const found = await find(volumeId, requestedDevice);
         if (found) return found;
         if (Date.now() >= deadline) {
@@ -100,8 +115,22 @@ export function createDeviceResolver(deps: DeviceResolverDeps): DeviceResolver {
             `EC2 reports ${volumeId} attached${requestedDevice ? ` at ${requestedDevice}` : ''}, but no block device with serial ${nvmeSerialOf(volumeId)} appeared within ${Math.round(timeoutMs / 1000)} s`,
           );
         }
-        await sleep(pollMs);
+        await sleep(pollMs, signal).catch((err: unknown) => {
+          signal?.throwIfAborted();
+          throw err;
+        });
       }
+    },
+    async attachedVolumeIds() {
+      const names = await readdir(blockDir).catch(() => [] as string[]);
+      // A Nitro host never lists xvd* block devices; a Xen one shows its EBS volumes only so.
+      if (names.some((n) => n.startsWith('xvd'))) return undefined;
+      const ids = new Set<string>();
+      for (const name of names.filter((n) => NVME_NAMESPACE.test(n))) {
+        const id = volumeIdOfSerial((await read(join(blockDir, name, 'device', 'serial'))) ?? '');
+        if (id) ids.add(id);
+      }
+      return ids;
     },
   };
 }
