@@ -35,12 +35,13 @@ import { execa } from 'execa';
 import { CONFIG_DEFAULTS } from '../agent/config.js';
 import { Reconciler } from '../volume-plugin/backends/ebs/reconciler.js';
 import { silentLogger } from '../lib/logger.js';
-import { execaRunner } from '../lib/exec.js';
+import { execaRunner, type Runner } from '../lib/exec.js';
 import { createEbsBackend, type EbsBackend } from '../volume-plugin/backends/ebs/ebs-backend.js';
 import { DEVICE_NAMES, Ec2Facade } from '../volume-plugin/backends/ebs/ec2-facade.js';
 import { createDeviceResolver } from '../volume-plugin/devices/nvme.js';
 import { createFilesystemOps } from '../volume-plugin/fs/filesystem.js';
 import { VolumeManager } from '../volume-plugin/manager.js';
+import { StateStore } from '../volume-plugin/state-store.js';
 import { AZ, ebsWorld, GiB, HOST, type EbsWorld } from '../test/helpers/ebs.js';
 
 const { values } = parseArgs({
@@ -49,6 +50,8 @@ const { values } = parseArgs({
     baseline: { type: 'string', default: '50' },
     trials: { type: 'string', default: '3' },
     replaced: { type: 'string', default: '21' },
+    /** Where each berth boot's time goes after EC2 attached: every tool spawn, device lookup, state write. */
+    profile: { type: 'boolean', default: false },
   },
 });
 const trials = Number(values.trials);
@@ -80,10 +83,39 @@ async function prepare(n: number, heldBy?: 'stopped'): Promise<{ w: EbsWorld; at
   return { w, attachedAt };
 }
 
+/** Durations per step of one boot (`--profile`), in ms. */
+const steps = new Map<string, number[]>();
+const timedStep = async <T>(name: string, work: () => Promise<T>): Promise<T> => {
+  if (!values.profile) return work();
+  const t0 = performance.now();
+  try {
+    return await work();
+  } finally {
+    steps.set(name, [...(steps.get(name) ?? []), performance.now() - t0]);
+  }
+};
+// The state file write (write, fsync, rename, fsync the directory), timed from outside the manager.
+const save = StateStore.prototype.save;
+StateStore.prototype.save = function (state) {
+  return timedStep('state write + fsync', () => save.call(this, state));
+};
+const profiledRunner: Runner = (file, args, options) => timedStep(file, () => execaRunner(file, args, options));
+
+function printProfile(): void {
+  if (!values.profile) return;
+  const rows = [...steps].map(([name, ms]) => {
+    const sorted = [...ms].sort((a, b) => a - b);
+    return `    ${name.padEnd(22)} ${String(ms.length).padStart(4)}×  median ${sorted[Math.floor(sorted.length / 2)]!.toFixed(0).padStart(5)} ms  max ${sorted.at(-1)!.toFixed(0).padStart(5)} ms  sum ${(ms.reduce((a, b) => a + b, 0) / 1000).toFixed(1)} s`;
+  });
+  console.log(`  profile (wall time of each step, overlapping):\n${rows.join('\n')}`);
+  steps.clear();
+}
+
 function backendOf(w: EbsWorld, concurrency: number, ec2 = new Ec2Facade({ client: w.client, instanceId: w.instanceId, maxConcurrentAttachments: concurrency })): EbsBackend {
+  const devices = createDeviceResolver({ sysfsRoot: w.tree.sysfsRoot, devRoot: w.tree.devRoot });
   return createEbsBackend({
     ec2,
-    devices: createDeviceResolver({ sysfsRoot: w.tree.sysfsRoot, devRoot: w.tree.devRoot }),
+    devices: { ...devices, waitFor: (...a) => timedStep('device lookup (sysfs)', () => devices.waitFor(...a)) },
     identity: w.identity(),
     defaults: { sizeBytes: GiB, fs: 'ext4' },
     tagPrefix: 'berth:',
@@ -94,7 +126,13 @@ function backendOf(w: EbsWorld, concurrency: number, ec2 = new Ec2Facade({ clien
 }
 
 async function managerOf(w: EbsWorld, backend: EbsBackend, stateDir: string): Promise<VolumeManager> {
-  const m = new VolumeManager({ backend, fs: createFilesystemOps({ runner: execaRunner }), stateDir, defaults: { sizeBytes: GiB, fs: 'ext4' }, logger: silentLogger });
+  const m = new VolumeManager({
+    backend,
+    fs: createFilesystemOps({ runner: profiledRunner }),
+    stateDir,
+    defaults: { sizeBytes: GiB, fs: 'ext4' },
+    logger: silentLogger,
+  });
   await m.start();
   return m;
 }
@@ -128,6 +166,7 @@ async function timedBoot(
       return device;
     };
     const backend = backendOf(w, concurrency, ec2);
+    steps.clear();
     const t0 = performance.now();
     const manager = await managerOf(w, backend, `${w.dir}/${dir}`);
     const mountedAt = new Map<string, number>();
@@ -169,7 +208,7 @@ for (const n of sizes) {
     console.log(
       `${String(n).padStart(4)} volumes  trial ${i + 1}: berth ${r.seconds.toFixed(1)} s (${r.mounted} mounted, ${r.calls} EC2 calls, ${r.byId} DescribeVolumes by id, ${r.throttled} throttled; ` +
         `longest attach-complete → seen ${r.maxSeenMs.toFixed(0)} ms, → mounted ${r.maxLagMs.toFixed(0)} ms; load ${loadavg()[0]!.toFixed(1)})`,
-    );
+    );  printProfile();
   }
   const worst = Math.max(...runs.map((r) => r.seconds));
   const sorted = runs.map((r) => r.seconds).sort((x, y) => x - y);
@@ -191,7 +230,7 @@ if (replacedCount > 0) {
     console.log(
       `replaced host, ${replacedCount} volumes still attached to the stopped instance, trial ${i + 1}: all mounted after ${r.seconds.toFixed(1)} s (${r.mounted} mounted, ${r.calls} EC2 calls, ${r.byId} DescribeVolumes by id, ${r.throttled} throttled); ` +
         `longest attach-complete → seen ${r.maxSeenMs.toFixed(0)} ms, → mounted ${r.maxLagMs.toFixed(0)} ms`,
-    );
+    );  printProfile();
   }
   const worstLag = Math.max(...runs.map((r) => r.maxLagMs));
   console.log(`replaced host: longest attach-complete → mounted over ${runs.length} trials ${worstLag.toFixed(0)} ms  target ≤ 1500 ms: ${worstLag <= 1500 && runs.every((r) => r.mounted === replacedCount) ? 'met' : 'NOT met'}`);
@@ -199,6 +238,7 @@ if (replacedCount > 0) {
 
 /** EC2 calls per plugin operation (model with 2 s attach latency); the waits' polls are counted apart. */
 async function callsPerOperation(): Promise<void> {
+  steps.clear();
   const w = await ebsWorld({ attachLatencyMs: 2_000, detachLatencyMs: 1_000, throttling: false });
   try {
     const ec2 = new Ec2Facade({ client: w.client, instanceId: w.instanceId, maxConcurrentAttachments: ATTACH_CONCURRENCY });

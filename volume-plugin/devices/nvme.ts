@@ -82,13 +82,43 @@ export function createDeviceResolver(deps: DeviceResolverDeps): DeviceResolver {
     return path;
   }
 
+  /** What one read of sysfs showed: every block device, and the NVMe namespaces by serial. */
+  interface Scan {
+    names: string[];
+    bySerial: Map<string, string[]>;
+  }
+  /** The next scan, not started yet: every lookup that arrives before it starts shares it. */
+  let nextScan: Promise<Scan> | undefined;
+
+  async function readScan(): Promise<Scan> {
+    const names = await readdir(blockDir).catch(() => [] as string[]);
+    const namespaces = names.filter((n) => NVME_NAMESPACE.test(n));
+    const serials = await Promise.all(namespaces.map((name) => read(join(blockDir, name, 'device', 'serial'))));
+    const bySerial = new Map<string, string[]>();
+    namespaces.forEach((name, i) => {
+      const serial = serials[i];
+      if (serial !== undefined) bySerial.set(serial, [...(bySerial.get(serial) ?? []), name]);
+    });
+    return { names, bySerial };
+  }
+
+  /**
+   * A scan that starts after this call (so it sees what is there now), shared: 50 volumes
+   * attaching at once read sysfs once per round instead of once each (a boot reconcile's
+   * lookups otherwise queue thousands of reads on libuv's four threads).
+   */
+  function scan(): Promise<Scan> {
+    nextScan ??= new Promise<void>((resolve) => setImmediate(resolve)).then(() => {
+      nextScan = undefined;
+      return readScan();
+    });
+    return nextScan;
+  }
+
   async function find(volumeId: string, requestedDevice?: string): Promise<ResolvedDevice | undefined> {
     const serial = nvmeSerialOf(volumeId);
-    const names = await readdir(blockDir).catch(() => [] as string[]);
-    const matches: string[] = [];
-    for (const name of names.filter((n) => NVME_NAMESPACE.test(n))) {
-      if ((await read(join(blockDir, name, 'device', 'serial'))) === serial) matches.push(name);
-    }
+    const { names, bySerial } = await scan();
+    const matches = bySerial.get(serial) ?? [];
     if (matches.length > 1) {
       throw new BerthError('UNSAFE_DEVICE', `devices ${matches.join(', ')} all report serial ${serial}; refusing to guess which is ${volumeId}`);
     }
@@ -122,12 +152,12 @@ export function createDeviceResolver(deps: DeviceResolverDeps): DeviceResolver {
       }
     },
     async attachedVolumeIds() {
-      const names = await readdir(blockDir).catch(() => [] as string[]);
+      const { names, bySerial } = await scan();
       // A Nitro host never lists xvd* block devices; a Xen one shows its EBS volumes only so.
       if (names.some((n) => n.startsWith('xvd'))) return undefined;
       const ids = new Set<string>();
-      for (const name of names.filter((n) => NVME_NAMESPACE.test(n))) {
-        const id = volumeIdOfSerial((await read(join(blockDir, name, 'device', 'serial'))) ?? '');
+      for (const serial of bySerial.keys()) {
+        const id = volumeIdOfSerial(serial);
         if (id) ids.add(id);
       }
       return ids;
