@@ -8,7 +8,9 @@
  * 50 + 5/s, describe 100 + 20/s, tags 100 + 10/s) and the SDK's adaptive
  * retries against it. Real: every volume is a loop device holding an ext4
  * filesystem (made before the clock starts, as a node's volume would hold its
- * data), found by serial in a fake NVMe tree, probed, fsck'd and mounted.
+ * data, its loop device set up before the clock starts too), found by serial
+ * in a fake NVMe tree that EC2's attach publishes it in, probed, fsck'd and
+ * mounted.
  * The agent uses its production waits (first poll 1 s after AttachVolume,
  * then the shared 250 ms tick). Every trial is printed, with the longest lag
  * of a volume from EC2 completing its attachment to berth having it mounted.
@@ -66,9 +68,8 @@ async function prepare(n: number, heldBy?: 'stopped'): Promise<{ w: EbsWorld; at
   for (let i = 0; i < n; i++) {
     const tags = { 'berth:volume': `node-${i}`, 'berth:host': HOST, 'berth:managed-by': 'berth' };
     const volumeId = `vol-${randomBytes(9).toString('hex').slice(0, 17)}`;
-    const dev = await w.tree.bind(volumeId, GiB);
-    await execa('mkfs.ext4', ['-q', '-F', '-m', '0', dev]);
-    await w.tree.unbind(volumeId);
+    // The loop device is set up now, before the clock: attaching then only publishes it (sysfs entry, device node).
+    await execa('mkfs.ext4', ['-q', '-F', '-m', '0', await w.tree.prebind(volumeId, GiB)]);
     w.model.addVolume({ az: AZ, size: 1, tags, volumeId, ...(holder ? { attachedTo: { instanceId: holder, device: DEVICE_NAMES[i]! } } : {}) });
   }
   // When EC2 finished each attachment to this instance (the model's hook runs just before 'attached').
@@ -137,7 +138,20 @@ async function managerOf(w: EbsWorld, backend: EbsBackend, stateDir: string): Pr
   return m;
 }
 
-type BootResult = { seconds: number; mounted: number; calls: number; byId: number; throttled: number; maxSeenMs: number; maxLagMs: number };
+type BootResult = {
+  seconds: number;
+  mounted: number;
+  calls: number;
+  byId: number;
+  throttled: number;
+  maxSeenMs: number;
+  maxLagMs: number;
+  /** Seconds from the start to the manager being started, the first and last attachment completing, the last volume mounted. */
+  phases: { started: number; firstAttached: number; lastAttached: number; lastMounted: number };
+};
+
+const phasesOf = (r: BootResult) =>
+  `started ${r.phases.started.toFixed(1)} s, attachments complete ${r.phases.firstAttached.toFixed(1)}–${r.phases.lastAttached.toFixed(1)} s, last mounted ${r.phases.lastMounted.toFixed(1)} s`;
 
 /** DescribeVolumes by volume id the model received: the waits' polls (batched) and single-volume lookups. */
 const describesById = (w: EbsWorld) => w.model.inputs<{ Filters?: { Name?: string }[] }>('DescribeVolumes').filter((i) => i.Filters?.some((f) => f.Name === 'volume-id')).length;
@@ -169,6 +183,7 @@ async function timedBoot(
     steps.clear();
     const t0 = performance.now();
     const manager = await managerOf(w, backend, `${w.dir}/${dir}`);
+    const startedAt = performance.now();
     const mountedAt = new Map<string, number>();
     const sample = () => {
       for (const v of manager.snapshot()) if (v.mounted && !mountedAt.has(v.id)) mountedAt.set(v.id, performance.now());
@@ -181,7 +196,14 @@ async function timedBoot(
     const mounted = manager.snapshot().filter((v) => v.mounted).length;
     const lag = (to: Map<string, number>) => Math.max(0, ...[...attachedAt].map(([id, at]) => (to.get(id) ?? Infinity) - at));
     backend.close();
-    return { seconds, mounted, calls: w.model.calls(), byId: describesById(w), throttled: w.model.throttledCalls(), maxSeenMs: lag(seenAt), maxLagMs: lag(mountedAt) };
+    const at = (ms: number) => (ms - t0) / 1000;
+    const phases = {
+      started: at(startedAt),
+      firstAttached: at(Math.min(...attachedAt.values())),
+      lastAttached: at(Math.max(...attachedAt.values())),
+      lastMounted: at(Math.max(...mountedAt.values())),
+    };
+    return { seconds, mounted, calls: w.model.calls(), byId: describesById(w), throttled: w.model.throttledCalls(), maxSeenMs: lag(seenAt), maxLagMs: lag(mountedAt), phases };
   } finally {
     await w.cleanup();
   }
@@ -207,7 +229,7 @@ for (const n of sizes) {
     runs.push(r);
     console.log(
       `${String(n).padStart(4)} volumes  trial ${i + 1}: berth ${r.seconds.toFixed(1)} s (${r.mounted} mounted, ${r.calls} EC2 calls, ${r.byId} DescribeVolumes by id, ${r.throttled} throttled; ` +
-        `longest attach-complete → seen ${r.maxSeenMs.toFixed(0)} ms, → mounted ${r.maxLagMs.toFixed(0)} ms; load ${loadavg()[0]!.toFixed(1)})`,
+        `longest attach-complete → seen ${r.maxSeenMs.toFixed(0)} ms, → mounted ${r.maxLagMs.toFixed(0)} ms; ${phasesOf(r)}; load ${loadavg()[0]!.toFixed(1)})`,
     );  printProfile();
   }
   const worst = Math.max(...runs.map((r) => r.seconds));
@@ -229,7 +251,7 @@ if (replacedCount > 0) {
     runs.push(r);
     console.log(
       `replaced host, ${replacedCount} volumes still attached to the stopped instance, trial ${i + 1}: all mounted after ${r.seconds.toFixed(1)} s (${r.mounted} mounted, ${r.calls} EC2 calls, ${r.byId} DescribeVolumes by id, ${r.throttled} throttled); ` +
-        `longest attach-complete → seen ${r.maxSeenMs.toFixed(0)} ms, → mounted ${r.maxLagMs.toFixed(0)} ms`,
+        `longest attach-complete → seen ${r.maxSeenMs.toFixed(0)} ms, → mounted ${r.maxLagMs.toFixed(0)} ms; ${phasesOf(r)}; load ${loadavg()[0]!.toFixed(1)}`,
     );  printProfile();
   }
   const worstLag = Math.max(...runs.map((r) => r.maxLagMs));
