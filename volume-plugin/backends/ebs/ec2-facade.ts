@@ -57,6 +57,13 @@ export interface Ec2Timing {
   unknownAfterCreateMs: number;
   /** How long what DescribeInstances said of an instance is reused (one lookup per reconcile pass, not per volume). */
   instanceCacheMs: number;
+  /**
+   * AttachVolume/DetachVolume sent at once, then per second: EC2's bucket for them (50, refilling
+   * 5/s). Sent faster, they are throttled, and the SDK's adaptive retry then slows every call of
+   * the client (its rate limiter is one per client), so the attachment polls see attachments late.
+   */
+  mutationBurst: number;
+  mutationsPerSecond: number;
 }
 
 export const DEFAULT_EC2_TIMING: Ec2Timing = {
@@ -73,6 +80,8 @@ export const DEFAULT_EC2_TIMING: Ec2Timing = {
   batchWindowMs: 20,
   unknownAfterCreateMs: 60_000,
   instanceCacheMs: 10_000,
+  mutationBurst: 50,
+  mutationsPerSecond: 5,
 };
 
 /** Device names berth attaches at: /dev/xvdba … /dev/xvdzz (the root and early letters are the AMI's). */
@@ -114,6 +123,38 @@ export function ec2Error(err: unknown, doing: string): BerthError {
   if (code === 'InvalidVolume.ZoneMismatch' || code === 'VolumeInUse' || code === 'IncorrectState' || code === 'IncorrectInstanceState') return new BerthError('CONFLICT', why, { cause: err });
   if (isServerFault(err) || code === '' || code === 'TimeoutError') return new BerthError('UNAVAILABLE', why, { cause: err });
   return new BerthError('INVALID_ARGUMENT', why, { cause: err });
+}
+
+/** Lets `burst` calls through at once, then `perSecond`, in arrival order (a local copy of EC2's token bucket). */
+class Pacer {
+  private tokens: number;
+  private last = Date.now();
+  private queue: Promise<void> = Promise.resolve();
+
+  constructor(
+    private readonly burst: number,
+    private readonly perSecond: number,
+  ) {
+    this.tokens = burst;
+  }
+
+  take(signal?: AbortSignal): Promise<void> {
+    const turn = this.queue.then(async () => {
+      for (;;) {
+        signal?.throwIfAborted();
+        const now = Date.now();
+        this.tokens = Math.min(this.burst, this.tokens + ((now - this.last) / 1000) * this.perSecond);
+        this.last = now;
+        if (this.tokens >= 1) {
+          this.tokens -= 1;
+          return;
+        }
+        await pause(((1 - this.tokens) / this.perSecond) * 1000, signal);
+      }
+    });
+    this.queue = turn.catch(() => undefined);
+    return turn;
+  }
 }
 
 /** Keys asked for within one window are fetched together; each caller gets its key's values. */
@@ -194,6 +235,7 @@ export class Ec2Facade {
   private readonly instanceId: string;
   private readonly log: Logger | undefined;
   private readonly mutations: Semaphore;
+  private readonly pacer: Pacer;
   /** Device names taken by an attach in flight, or reported in use by EC2. */
   private readonly reserved = new Set<string>();
   private readonly skip = new Set<string>();
@@ -210,6 +252,7 @@ export class Ec2Facade {
     this.log = deps.logger;
     this.mutations = new Semaphore(deps.maxConcurrentAttachments);
     this.timing = { ...DEFAULT_EC2_TIMING, ...deps.timing };
+    this.pacer = new Pacer(this.timing.mutationBurst, this.timing.mutationsPerSecond);
     // The volume-id filter, unlike VolumeIds, does not fail the whole call for one unknown id.
     this.byId = new MicroBatch(this.timing.batchWindowMs, async (ids) => {
       const out = new Map<string, Volume[]>();
@@ -395,7 +438,7 @@ export class Ec2Facade {
         const device = resuming ? attachingAt : this.takeDeviceName();
         this.reserved.add(device);
         try {
-          signal?.throwIfAborted();
+          if (!resuming) await this.pacer.take(signal);
           if (!resuming) await this.client.send(new AttachVolumeCommand({ VolumeId: volumeId, InstanceId: this.instanceId, Device: device }));
         } catch (err) {
           this.reserved.delete(device);
@@ -477,6 +520,7 @@ export class Ec2Facade {
   /** DetachVolume names the instance: some EC2-compatible endpoints require it, and EC2 then refuses to detach it from any other. */
   private async detachAndWait(volumeId: string, instanceId: string, deadline: number, signal?: AbortSignal): Promise<void> {
     try {
+      await this.pacer.take();
       await this.client.send(new DetachVolumeCommand({ VolumeId: volumeId, InstanceId: instanceId }));
     } catch (err) {
       // Already detached (IncorrectState) is what we wanted.
