@@ -137,6 +137,7 @@ async function bootReconcile(
   const reconciler = new Reconciler({
     manager,
     backend,
+    concurrency: config.BERTH_ATTACH_CONCURRENCY,
     intervalMs: config.BERTH_RECONCILE_INTERVAL_SECONDS * 1000,
     logger: logger.child({ component: 'reconcile' }),
     registry,

@@ -212,7 +212,7 @@ async function timedBoot(
 /** berth: the reconciler, concurrency as the agent's default (BERTH_ATTACH_CONCURRENCY). */
 const ATTACH_CONCURRENCY = CONFIG_DEFAULTS.BERTH_ATTACH_CONCURRENCY;
 const berthBoot = (n: number) =>
-  timedBoot(n, ATTACH_CONCURRENCY, 'berth', (manager, backend) => new Reconciler({ manager, backend, intervalMs: 3_600_000, logger: silentLogger }).boot());
+  timedBoot(n, ATTACH_CONCURRENCY, 'berth', (manager, backend) => new Reconciler({ manager, backend, concurrency: ATTACH_CONCURRENCY, intervalMs: 3_600_000, logger: silentLogger }).boot());
 
 /** The seed: list by tag, then one volume at a time (attach, wait for it, find the device, mount). */
 const sequentialBoot = (n: number) =>
@@ -247,7 +247,7 @@ for (const n of sizes) {
 if (replacedCount > 0) {
   const runs: BootResult[] = [];
   for (let i = 0; i < trials; i++) {
-    const r = await timedBoot(replacedCount, 50, 'replaced', (manager, backend) => new Reconciler({ manager, backend, intervalMs: 3_600_000, logger: silentLogger }).boot(), 'stopped');
+    const r = await timedBoot(replacedCount, 50, 'replaced', (manager, backend) => new Reconciler({ manager, backend, concurrency: 50, intervalMs: 3_600_000, logger: silentLogger }).boot(), 'stopped');
     runs.push(r);
     console.log(
       `replaced host, ${replacedCount} volumes still attached to the stopped instance, trial ${i + 1}: all mounted after ${r.seconds.toFixed(1)} s (${r.mounted} mounted, ${r.calls} EC2 calls, ${r.byId} DescribeVolumes by id, ${r.throttled} throttled); ` +

@@ -43,7 +43,7 @@ describe.skipIf(noLoopReason)(`EBS reconciler: typed facts, one list per pass, a
     backend = world.backend(overrides);
     const b = wrap(backend);
     const manager = await world.manager(b);
-    return { manager, backend: b, reconciler: new Reconciler({ manager, backend: b, intervalMs: 3_600_000, logger: testLogger() }) };
+    return { manager, backend: b, reconciler: new Reconciler({ manager, backend: b, concurrency: 10, intervalMs: 3_600_000, logger: testLogger() }) };
   }
 
   it('steady passes read EC2 once each: one DescribeVolumes, the root volume\'s device looked up once', async () => {
@@ -102,7 +102,7 @@ describe.skipIf(noLoopReason)(`EBS reconciler: typed facts, one list per pass, a
     const { manager, reconciler, backend: relabelled } = await host(world, relabel('renamed'));
     await step('boot reconcile', reconciler.boot());
     expect(manager.snapshot().filter((v) => v.mounted)).toHaveLength(3);
-    const missing = new Reconciler({ manager, backend: relabel('missing')(backend!), intervalMs: 3_600_000, logger: testLogger() });
+    const missing = new Reconciler({ manager, backend: relabel('missing')(backend!), concurrency: 10, intervalMs: 3_600_000, logger: testLogger() });
     expect(await reconciler.plan()).toEqual([]);
     expect(await missing.plan()).toEqual([]);
     for (const id of [detached, moving]) expect(world.model.volume(id).tags['berth:attached-to']).toBe(world.instanceId);

@@ -2,6 +2,7 @@ import type { Logger } from 'pino';
 import { Counter, Gauge, type Registry } from 'prom-client';
 import { errorMessage, isBerthError } from '../../../lib/errors.js';
 import { VOLUME_STATE } from '../../../lib/node-contract.js';
+import { Semaphore } from '../../../lib/semaphore.js';
 import type { VolumeManager } from '../../manager.js';
 import type { VolumeRecord } from '../backend.js';
 import type { DuplicateName, EbsBackend, HostSurvey, VolumeFacts } from './ebs-backend.js';
@@ -37,6 +38,8 @@ export interface PlanItem {
 export interface ReconcilerDeps {
   manager: VolumeManager;
   backend: EbsBackend;
+  /** Volumes attached and mounted at once (BERTH_ATTACH_CONCURRENCY); the facade paces the attachments at EC2's 5/s. */
+  concurrency: number;
   intervalMs: number;
   logger: Logger;
   registry?: Registry;
@@ -194,9 +197,9 @@ export class Reconciler {
       throw err;
     }
     const strays = new Map(survey.strays.map((f) => [f.volumeId, f.record]));
-    // All at once: the facade bounds and paces the attachments (BERTH_ATTACH_CONCURRENCY, EC2's 5/s), and a
-    // bound here on whole actions would hold the 51st attachment back until earlier volumes finished mounting.
-    await Promise.all(plan.map((item) => this.apply(item, strays.get(item.volumeId))));
+    // Bounded: 200 volumes at once made 200 chattr/blkid spawns at once, and the tools' own time limits failed some.
+    const limit = new Semaphore(this.deps.concurrency);
+    await Promise.all(plan.map((item) => limit.run(() => this.apply(item, strays.get(item.volumeId)))));
     this.lastError = undefined;
     this.booted = true;
     await this.publish(survey, new Set(plan.map((p) => p.name))).catch((err: unknown) => this.log.warn({ err: errorMessage(err) }, 'could not publish readiness tags; next pass tries again'));
