@@ -80,7 +80,9 @@ export const DEFAULT_EC2_TIMING: Ec2Timing = {
   batchWindowMs: 20,
   unknownAfterCreateMs: 60_000,
   instanceCacheMs: 10_000,
-  mutationBurst: 50,
+  // One token under EC2's 50: a call that reaches EC2 sooner than an earlier one (the first call
+  // of a client is the slowest) would otherwise find the bucket a fraction short.
+  mutationBurst: 49,
   mutationsPerSecond: 5,
 };
 
@@ -355,6 +357,8 @@ export class Ec2Facade {
   }
 
   async deleteVolume(volumeId: string): Promise<void> {
+    // DeleteVolume draws on the same bucket as AttachVolume/DetachVolume.
+    await this.pacer.take();
     await this.client.send(new DeleteVolumeCommand({ VolumeId: volumeId })).catch((err: unknown) => {
       if (isNotFound(err)) return;
       throw ec2Error(err, `deleting ${volumeId}`);
