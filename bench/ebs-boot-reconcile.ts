@@ -8,7 +8,9 @@
  * 50 + 5/s, describe 100 + 20/s, tags 100 + 10/s) and the SDK's adaptive
  * retries against it. Real: every volume is a loop device holding an ext4
  * filesystem (made before the clock starts, as a node's volume would hold its
- * data), found by serial in a fake NVMe tree, probed, fsck'd and mounted.
+ * data, its loop device set up before the clock starts too), found by serial
+ * in a fake NVMe tree that EC2's attach publishes it in, probed, fsck'd and
+ * mounted.
  * The agent uses its production waits (first poll 1 s after AttachVolume,
  * then the shared 250 ms tick). Every trial is printed, with the longest lag
  * of a volume from EC2 completing its attachment to berth having it mounted.
@@ -18,7 +20,8 @@
  * is the lag from each attachment completing to the volume being mounted.
  *
  * Then the EC2 calls each plugin operation costs on the same model, the
- * attachment poller's DescribeVolumes counted apart.
+ * DescribeVolumes by volume id (the waits' polls, batched) counted apart by
+ * the model.
  *
  *   node --import tsx bench/ebs-boot-reconcile.ts [--volumes 50,200] [--baseline 50] [--trials 3] [--replaced 21]
  *
@@ -32,14 +35,15 @@ import { loadavg } from 'node:os';
 import { parseArgs } from 'node:util';
 import { execa } from 'execa';
 import { CONFIG_DEFAULTS } from '../agent/config.js';
-import { Reconciler } from '../agent/reconciler.js';
+import { Reconciler } from '../volume-plugin/backends/ebs/reconciler.js';
 import { silentLogger } from '../lib/logger.js';
-import { execaRunner } from '../lib/exec.js';
+import { execaRunner, type Runner } from '../lib/exec.js';
 import { createEbsBackend, type EbsBackend } from '../volume-plugin/backends/ebs/ebs-backend.js';
 import { DEVICE_NAMES, Ec2Facade } from '../volume-plugin/backends/ebs/ec2-facade.js';
 import { createDeviceResolver } from '../volume-plugin/devices/nvme.js';
 import { createFilesystemOps } from '../volume-plugin/fs/filesystem.js';
 import { VolumeManager } from '../volume-plugin/manager.js';
+import { StateStore } from '../volume-plugin/state-store.js';
 import { AZ, ebsWorld, GiB, HOST, type EbsWorld } from '../test/helpers/ebs.js';
 
 const { values } = parseArgs({
@@ -48,6 +52,8 @@ const { values } = parseArgs({
     baseline: { type: 'string', default: '50' },
     trials: { type: 'string', default: '3' },
     replaced: { type: 'string', default: '21' },
+    /** Where each berth boot's time goes after EC2 attached: every tool spawn, device lookup, state write. */
+    profile: { type: 'boolean', default: false },
   },
 });
 const trials = Number(values.trials);
@@ -62,9 +68,8 @@ async function prepare(n: number, heldBy?: 'stopped'): Promise<{ w: EbsWorld; at
   for (let i = 0; i < n; i++) {
     const tags = { 'berth:volume': `node-${i}`, 'berth:host': HOST, 'berth:managed-by': 'berth' };
     const volumeId = `vol-${randomBytes(9).toString('hex').slice(0, 17)}`;
-    const dev = await w.tree.bind(volumeId, GiB);
-    await execa('mkfs.ext4', ['-q', '-F', '-m', '0', dev]);
-    await w.tree.unbind(volumeId);
+    // The loop device is set up now, before the clock: attaching then only publishes it (sysfs entry, device node).
+    await execa('mkfs.ext4', ['-q', '-F', '-m', '0', await w.tree.prebind(volumeId, GiB)]);
     w.model.addVolume({ az: AZ, size: 1, tags, volumeId, ...(holder ? { attachedTo: { instanceId: holder, device: DEVICE_NAMES[i]! } } : {}) });
   }
   // When EC2 finished each attachment to this instance (the model's hook runs just before 'attached').
@@ -79,10 +84,39 @@ async function prepare(n: number, heldBy?: 'stopped'): Promise<{ w: EbsWorld; at
   return { w, attachedAt };
 }
 
+/** Durations per step of one boot (`--profile`), in ms. */
+const steps = new Map<string, number[]>();
+const timedStep = async <T>(name: string, work: () => Promise<T>): Promise<T> => {
+  if (!values.profile) return work();
+  const t0 = performance.now();
+  try {
+    return await work();
+  } finally {
+    steps.set(name, [...(steps.get(name) ?? []), performance.now() - t0]);
+  }
+};
+// The state file write (write, fsync, rename, fsync the directory), timed from outside the manager.
+const save = StateStore.prototype.save;
+StateStore.prototype.save = function (state) {
+  return timedStep('state write + fsync', () => save.call(this, state));
+};
+const profiledRunner: Runner = (file, args, options) => timedStep(file, () => execaRunner(file, args, options));
+
+function printProfile(): void {
+  if (!values.profile) return;
+  const rows = [...steps].map(([name, ms]) => {
+    const sorted = [...ms].sort((a, b) => a - b);
+    return `    ${name.padEnd(22)} ${String(ms.length).padStart(4)}×  median ${sorted[Math.floor(sorted.length / 2)]!.toFixed(0).padStart(5)} ms  max ${sorted.at(-1)!.toFixed(0).padStart(5)} ms  sum ${(ms.reduce((a, b) => a + b, 0) / 1000).toFixed(1)} s`;
+  });
+  console.log(`  profile (wall time of each step, overlapping):\n${rows.join('\n')}`);
+  steps.clear();
+}
+
 function backendOf(w: EbsWorld, concurrency: number, ec2 = new Ec2Facade({ client: w.client, instanceId: w.instanceId, maxConcurrentAttachments: concurrency })): EbsBackend {
+  const devices = createDeviceResolver({ sysfsRoot: w.tree.sysfsRoot, devRoot: w.tree.devRoot });
   return createEbsBackend({
     ec2,
-    devices: createDeviceResolver({ sysfsRoot: w.tree.sysfsRoot, devRoot: w.tree.devRoot }),
+    devices: { ...devices, waitFor: (...a) => timedStep('device lookup (sysfs)', () => devices.waitFor(...a)) },
     identity: w.identity(),
     defaults: { sizeBytes: GiB, fs: 'ext4' },
     tagPrefix: 'berth:',
@@ -93,12 +127,34 @@ function backendOf(w: EbsWorld, concurrency: number, ec2 = new Ec2Facade({ clien
 }
 
 async function managerOf(w: EbsWorld, backend: EbsBackend, stateDir: string): Promise<VolumeManager> {
-  const m = new VolumeManager({ backend, fs: createFilesystemOps({ runner: execaRunner }), stateDir, defaults: { sizeBytes: GiB, fs: 'ext4' }, logger: silentLogger });
+  const m = new VolumeManager({
+    backend,
+    fs: createFilesystemOps({ runner: profiledRunner }),
+    stateDir,
+    defaults: { sizeBytes: GiB, fs: 'ext4' },
+    logger: silentLogger,
+  });
   await m.start();
   return m;
 }
 
-type BootResult = { seconds: number; mounted: number; calls: number; polls: number; maxSeenMs: number; maxLagMs: number };
+type BootResult = {
+  seconds: number;
+  mounted: number;
+  calls: number;
+  byId: number;
+  throttled: number;
+  maxSeenMs: number;
+  maxLagMs: number;
+  /** Seconds from the start to the manager being started, the first and last attachment completing, the last volume mounted. */
+  phases: { started: number; firstAttached: number; lastAttached: number; lastMounted: number };
+};
+
+const phasesOf = (r: BootResult) =>
+  `started ${r.phases.started.toFixed(1)} s, attachments complete ${r.phases.firstAttached.toFixed(1)}–${r.phases.lastAttached.toFixed(1)} s, last mounted ${r.phases.lastMounted.toFixed(1)} s`;
+
+/** DescribeVolumes by volume id the model received: the waits' polls (batched) and single-volume lookups. */
+const describesById = (w: EbsWorld) => w.model.inputs<{ Filters?: { Name?: string }[] }>('DescribeVolumes').filter((i) => i.Filters?.some((f) => f.Name === 'volume-id')).length;
 
 /**
  * Seconds from manager start to the end of `boot` over n prepared volumes,
@@ -118,14 +174,16 @@ async function timedBoot(
     // When the facade's wait returned, i.e. berth saw the attachment complete (the poller's share of the lag).
     const seenAt = new Map<string, number>();
     const attach = ec2.attach.bind(ec2);
-    ec2.attach = async (volumeId, attachingAt) => {
-      const device = await attach(volumeId, attachingAt);
+    ec2.attach = async (volumeId, attachingAt, signal) => {
+      const device = await attach(volumeId, attachingAt, signal);
       seenAt.set(volumeId, performance.now());
       return device;
     };
     const backend = backendOf(w, concurrency, ec2);
+    steps.clear();
     const t0 = performance.now();
     const manager = await managerOf(w, backend, `${w.dir}/${dir}`);
+    const startedAt = performance.now();
     const mountedAt = new Map<string, number>();
     const sample = () => {
       for (const v of manager.snapshot()) if (v.mounted && !mountedAt.has(v.id)) mountedAt.set(v.id, performance.now());
@@ -138,7 +196,14 @@ async function timedBoot(
     const mounted = manager.snapshot().filter((v) => v.mounted).length;
     const lag = (to: Map<string, number>) => Math.max(0, ...[...attachedAt].map(([id, at]) => (to.get(id) ?? Infinity) - at));
     backend.close();
-    return { seconds, mounted, calls: w.model.calls(), polls: ec2.polls, maxSeenMs: lag(seenAt), maxLagMs: lag(mountedAt) };
+    const at = (ms: number) => (ms - t0) / 1000;
+    const phases = {
+      started: at(startedAt),
+      firstAttached: at(Math.min(...attachedAt.values())),
+      lastAttached: at(Math.max(...attachedAt.values())),
+      lastMounted: at(Math.max(...mountedAt.values())),
+    };
+    return { seconds, mounted, calls: w.model.calls(), byId: describesById(w), throttled: w.model.throttledCalls(), maxSeenMs: lag(seenAt), maxLagMs: lag(mountedAt), phases };
   } finally {
     await w.cleanup();
   }
@@ -163,9 +228,9 @@ for (const n of sizes) {
     const r = await berthBoot(n);
     runs.push(r);
     console.log(
-      `${String(n).padStart(4)} volumes  trial ${i + 1}: berth ${r.seconds.toFixed(1)} s (${r.mounted} mounted, ${r.calls} EC2 calls; ${r.polls} poll lookups, batched; ` +
-        `longest attach-complete → seen ${r.maxSeenMs.toFixed(0)} ms, → mounted ${r.maxLagMs.toFixed(0)} ms; load ${loadavg()[0]!.toFixed(1)})`,
-    );
+      `${String(n).padStart(4)} volumes  trial ${i + 1}: berth ${r.seconds.toFixed(1)} s (${r.mounted} mounted, ${r.calls} EC2 calls, ${r.byId} DescribeVolumes by id, ${r.throttled} throttled; ` +
+        `longest attach-complete → seen ${r.maxSeenMs.toFixed(0)} ms, → mounted ${r.maxLagMs.toFixed(0)} ms; ${phasesOf(r)}; load ${loadavg()[0]!.toFixed(1)})`,
+    );  printProfile();
   }
   const worst = Math.max(...runs.map((r) => r.seconds));
   const sorted = runs.map((r) => r.seconds).sort((x, y) => x - y);
@@ -185,9 +250,9 @@ if (replacedCount > 0) {
     const r = await timedBoot(replacedCount, 50, 'replaced', (manager, backend) => new Reconciler({ manager, backend, concurrency: 50, intervalMs: 3_600_000, logger: silentLogger }).boot(), 'stopped');
     runs.push(r);
     console.log(
-      `replaced host, ${replacedCount} volumes still attached to the stopped instance, trial ${i + 1}: all mounted after ${r.seconds.toFixed(1)} s (${r.mounted} mounted, ${r.calls} EC2 calls; ${r.polls} poll lookups, batched); ` +
-        `longest attach-complete → seen ${r.maxSeenMs.toFixed(0)} ms, → mounted ${r.maxLagMs.toFixed(0)} ms`,
-    );
+      `replaced host, ${replacedCount} volumes still attached to the stopped instance, trial ${i + 1}: all mounted after ${r.seconds.toFixed(1)} s (${r.mounted} mounted, ${r.calls} EC2 calls, ${r.byId} DescribeVolumes by id, ${r.throttled} throttled); ` +
+        `longest attach-complete → seen ${r.maxSeenMs.toFixed(0)} ms, → mounted ${r.maxLagMs.toFixed(0)} ms; ${phasesOf(r)}; load ${loadavg()[0]!.toFixed(1)}`,
+    );  printProfile();
   }
   const worstLag = Math.max(...runs.map((r) => r.maxLagMs));
   console.log(`replaced host: longest attach-complete → mounted over ${runs.length} trials ${worstLag.toFixed(0)} ms  target ≤ 1500 ms: ${worstLag <= 1500 && runs.every((r) => r.mounted === replacedCount) ? 'met' : 'NOT met'}`);
@@ -195,6 +260,7 @@ if (replacedCount > 0) {
 
 /** EC2 calls per plugin operation (model with 2 s attach latency); the waits' polls are counted apart. */
 async function callsPerOperation(): Promise<void> {
+  steps.clear();
   const w = await ebsWorld({ attachLatencyMs: 2_000, detachLatencyMs: 1_000, throttling: false });
   try {
     const ec2 = new Ec2Facade({ client: w.client, instanceId: w.instanceId, maxConcurrentAttachments: ATTACH_CONCURRENCY });
@@ -203,9 +269,8 @@ async function callsPerOperation(): Promise<void> {
     const id = 'c'.repeat(64);
     const measure = async (label: string, op: () => Promise<unknown>, budget?: number) => {
       w.model.resetCalls();
-      ec2.polls = 0;
       await op();
-      const polls = ec2.polls;
+      const polls = describesById(w);
       const calls = w.model.calls() - polls;
       const kinds = ['CreateVolume', 'AttachVolume', 'DetachVolume', 'DescribeVolumes', 'DescribeInstances', 'CreateTags', 'DeleteTags']
         .map((k) => [k, w.model.calls(k)] as const)
@@ -213,7 +278,7 @@ async function callsPerOperation(): Promise<void> {
         .map(([k, n]) => `${k} ${n}`);
       console.log(`  ${label.padEnd(28)} ${calls} calls + ${polls} polls${kinds.length ? ` (${kinds.join(', ')})` : ''}${budget === undefined ? '' : `  target ≤ ${budget}: ${calls <= budget ? 'met' : 'NOT met'}`}`);
     };
-    console.log('EC2 calls per operation (attach latency 2 s; polls = DescribeVolumes of the waits):');
+    console.log('EC2 calls per operation (attach latency 2 s; polls = DescribeVolumes by volume id, mostly the waits\'):');
     await measure('Create (new volume)', () => manager.create('pg', { size: '1GiB' }));
     await measure('Mount with attach', () => manager.mount('pg', id), 4);
     await measure('Get', () => manager.get('pg'), 0);

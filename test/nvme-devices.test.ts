@@ -66,9 +66,9 @@ describe.skipIf(noLoopReason)('NVMe device resolution over real loop devices', (
 
   it('waits for a device that appears late, and gives a clear error for one that never does', async () => {
     setTimeout(() => void tree.bind(VOL, 2 ** 20), 300);
-    const found = await resolver.waitFor(VOL, '/dev/xvdbb', 5_000, 50);
+    const found = await resolver.waitFor(VOL, '/dev/xvdbb', 5_000, { pollMs: 50 });
     expect(found.path).toMatch(/nvme\d+n1$/);
-    await expect(resolver.waitFor(OTHER, '/dev/xvdbc', 300, 50)).rejects.toThrow(/no block device with serial vol0fedcba9876543210 appeared within 0 s/);
+    await expect(resolver.waitFor(OTHER, '/dev/xvdbc', 300, { pollMs: 50 })).rejects.toThrow(/no block device with serial vol0fedcba9876543210 appeared within 0 s/);
   });
 
   it('ignores a sysfs entry without a device node', async () => {
@@ -76,5 +76,14 @@ describe.skipIf(noLoopReason)('NVMe device resolution over real loop devices', (
     await writeFile(join(tree.sysfsRoot, 'block', 'nvme9n1', 'device', 'serial'), 'vol0123456789abcdef0\n');
     await writeFile(join(tree.sysfsRoot, 'block', 'nvme9n1', 'dev'), '259:9\n');
     await expect(resolver.find(VOL)).rejects.toThrow(/not a block device the kernel lists/);
+  });
+
+  it('lists the EBS volumes this host shows by serial (instance store and others left out); on Xen it cannot, and says so', async () => {
+    await tree.bind(VOL, 2 ** 20);
+    await tree.bind(OTHER, 2 ** 20);
+    await tree.bindImpostor('AWS1234567890ABCDEF', 2 ** 20);
+    expect([...((await resolver.attachedVolumeIds()) ?? [])].sort()).toEqual([VOL, OTHER].sort());
+    await mkdir(join(tree.sysfsRoot, 'block', 'xvdf'), { recursive: true });
+    expect(await resolver.attachedVolumeIds()).toBeUndefined();
   });
 });

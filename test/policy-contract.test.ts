@@ -87,7 +87,7 @@ describe('host IAM policy against the EBS backend\'s calls', () => {
     const backend = createEbsBackend({
       ec2: new Ec2Facade({ client, instanceId: me, timing: FAST_TIMING, maxConcurrentAttachments: 4 }),
       // The device side is not what this test is about: the attachment's device "appears" at once.
-      devices: { find: async () => undefined, waitFor: async (_id, device) => ({ path: device ?? '/dev/xvdf', name: 'xvdf' }) as never },
+      devices: { find: async () => undefined, waitFor: async (_id, device) => ({ path: device ?? '/dev/xvdf', name: 'xvdf' }) as never, attachedVolumeIds: async () => new Set<string>() },
       identity: { instanceId: me, az, region: REGION, hostId: 'shop-h1' },
       cluster: 'shop', defaults: { sizeBytes: GiB, fs: 'ext4' }, tagPrefix: 'berth:', idleDetachMs: 60_000, moveWaitMs: 500, deviceWaitMs: 500,
     });

@@ -38,6 +38,14 @@ export function nvmeSerialOf(volumeId: string): string {
   return volumeId.replace('-', '');
 }
 
+const EBS_SERIAL = /^vol([0-9a-f]{8,17})$/;
+
+/** `vol0abc…` → `vol-0abc…`; undefined for a serial that is not an EBS volume's (instance store: `AWS…`). */
+export function volumeIdOfSerial(serial: string): string | undefined {
+  const m = EBS_SERIAL.exec(serial);
+  return m ? `vol-${m[1]}` : undefined;
+}
+
 /** EC2 device names as Xen guests see them: /dev/sdf → xvdf, /dev/xvdba → xvdba. */
 export function xenNameOf(requested: string): string {
   return basename(requested).replace(/^sd/, 'xvd');
@@ -46,8 +54,14 @@ export function xenNameOf(requested: string): string {
 export interface DeviceResolver {
   /** The verified device of this volume, or undefined while none shows it. */
   find(volumeId: string, requestedDevice?: string): Promise<ResolvedDevice | undefined>;
-  /** Polls find() until the device shows up; TIMEOUT with a clear error after timeoutMs. */
-  waitFor(volumeId: string, requestedDevice: string | undefined, timeoutMs: number, pollMs?: number): Promise<ResolvedDevice>;
+  /** Polls find() until the device shows up; TIMEOUT with a clear error (or the signal's reason) after timeoutMs. */
+  waitFor(volumeId: string, requestedDevice: string | undefined, timeoutMs: number, options?: { pollMs?: number; signal?: AbortSignal }): Promise<ResolvedDevice>;
+  /**
+   * The EBS volumes whose NVMe namespaces this host shows now (their serials), read from sysfs
+   * without any EC2 call. undefined on a Xen instance (xvd* block devices): there a device does
+   * not say which volume it is, and the caller must ask EC2.
+   */
+  attachedVolumeIds(): Promise<ReadonlySet<string> | undefined>;
 }
 
 export function createDeviceResolver(deps: DeviceResolverDeps): DeviceResolver {
@@ -68,13 +82,43 @@ export function createDeviceResolver(deps: DeviceResolverDeps): DeviceResolver {
     return path;
   }
 
+  /** What one read of sysfs showed: every block device, and the NVMe namespaces by serial. */
+  interface Scan {
+    names: string[];
+    bySerial: Map<string, string[]>;
+  }
+  /** The next scan, not started yet: every lookup that arrives before it starts shares it. */
+  let nextScan: Promise<Scan> | undefined;
+
+  async function readScan(): Promise<Scan> {
+    const names = await readdir(blockDir).catch(() => [] as string[]);
+    const namespaces = names.filter((n) => NVME_NAMESPACE.test(n));
+    const serials = await Promise.all(namespaces.map((name) => read(join(blockDir, name, 'device', 'serial'))));
+    const bySerial = new Map<string, string[]>();
+    namespaces.forEach((name, i) => {
+      const serial = serials[i];
+      if (serial !== undefined) bySerial.set(serial, [...(bySerial.get(serial) ?? []), name]);
+    });
+    return { names, bySerial };
+  }
+
+  /**
+   * A scan that starts after this call (so it sees what is there now), shared: 50 volumes
+   * attaching at once read sysfs once per round instead of once each (a boot reconcile's
+   * lookups otherwise queue thousands of reads on libuv's four threads).
+   */
+  function scan(): Promise<Scan> {
+    nextScan ??= new Promise<void>((resolve) => setImmediate(resolve)).then(() => {
+      nextScan = undefined;
+      return readScan();
+    });
+    return nextScan;
+  }
+
   async function find(volumeId: string, requestedDevice?: string): Promise<ResolvedDevice | undefined> {
     const serial = nvmeSerialOf(volumeId);
-    const names = await readdir(blockDir).catch(() => [] as string[]);
-    const matches: string[] = [];
-    for (const name of names.filter((n) => NVME_NAMESPACE.test(n))) {
-      if ((await read(join(blockDir, name, 'device', 'serial'))) === serial) matches.push(name);
-    }
+    const { names, bySerial } = await scan();
+    const matches = bySerial.get(serial) ?? [];
     if (matches.length > 1) {
       throw new BerthError('UNSAFE_DEVICE', `devices ${matches.join(', ')} all report serial ${serial}; refusing to guess which is ${volumeId}`);
     }
@@ -89,9 +133,10 @@ export function createDeviceResolver(deps: DeviceResolverDeps): DeviceResolver {
 
   return {
     find,
-    async waitFor(volumeId, requestedDevice, timeoutMs, pollMs = 100) {
+    async waitFor(volumeId, requestedDevice, timeoutMs, { pollMs = 100, signal } = {}) {
       const deadline = Date.now() + timeoutMs;
       for (;;) {
+        signal?.throwIfAborted();
         const found = await find(volumeId, requestedDevice);
         if (found) return found;
         if (Date.now() >= deadline) {
@@ -100,8 +145,22 @@ export function createDeviceResolver(deps: DeviceResolverDeps): DeviceResolver {
             `EC2 reports ${volumeId} attached${requestedDevice ? ` at ${requestedDevice}` : ''}, but no block device with serial ${nvmeSerialOf(volumeId)} appeared within ${Math.round(timeoutMs / 1000)} s`,
           );
         }
-        await sleep(pollMs);
+        await sleep(pollMs, signal).catch((err: unknown) => {
+          signal?.throwIfAborted();
+          throw err;
+        });
       }
+    },
+    async attachedVolumeIds() {
+      const { names, bySerial } = await scan();
+      // A Nitro host never lists xvd* block devices; a Xen one shows its EBS volumes only so.
+      if (names.some((n) => n.startsWith('xvd'))) return undefined;
+      const ids = new Set<string>();
+      for (const serial of bySerial.keys()) {
+        const id = volumeIdOfSerial(serial);
+        if (id) ids.add(id);
+      }
+      return ids;
     },
   };
 }

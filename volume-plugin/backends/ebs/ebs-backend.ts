@@ -6,7 +6,7 @@ import { MANAGED_BY, tagKeys, type TagKeys } from '../../../lib/node-contract.js
 import type { DeviceResolver } from '../../devices/nvme.js';
 import type { OptionDefaults } from '../../options.js';
 import type { AttachedDevice, Backend, VolumeRecord } from '../backend.js';
-import { attachmentOf, ClientTokenSpent, type Ec2Facade, FailedVolumeDeleted, tagsOf, type Tags } from './ec2-facade.js';
+import { type Attachment, attachmentOf, ClientTokenSpent, type Ec2Facade, FailedVolumeDeleted, tagsOf, type Tags } from './ec2-facade.js';
 import { createParamsOf, optionsOf, tagValueOf, validateEbsOptions } from './ebs-options.js';
 
 /**
@@ -55,11 +55,33 @@ export interface DuplicateName {
   kept: string | undefined;
 }
 
-/** The volumes tagged to this host: one record per unambiguous name, and the names that are not. */
-export interface HostVolumes {
-  records: VolumeRecord[];
-  duplicates: DuplicateName[];
+/**
+ * What EC2 said of one volume, typed: what the reconciler decides on. `record.status` is only
+ * what `docker volume inspect` shows and no decision reads it.
+ */
+export interface VolumeFacts {
+  name: string;
+  volumeId: string;
+  /** The logical host its host tag names; '' when it has none (retained). */
+  hostTag: string;
+  /** Its attachment as EC2 reports it (instance, EC2 device name, state); undefined when available. */
+  attachment: Attachment | undefined;
+  /** The record to hand the manager (options, createdAt, display status). */
+  record: VolumeRecord;
 }
+
+/** One reconcile pass's view of EC2, read with one DescribeVolumes in the steady state. */
+export interface HostSurvey {
+  /** The volumes tagged to this host, one per unambiguous name. */
+  tagged: VolumeFacts[];
+  /** Names carried by several volumes tagged to this host. */
+  duplicates: DuplicateName[];
+  /** berth's volumes attached to this instance but tagged to another host or none: candidates for release. */
+  strays: VolumeFacts[];
+}
+
+/** A device of a volume that is not berth's (the root volume, say) is looked up again after this long. */
+const FOREIGN_RECHECK_MS = 600_000;
 
 /** How many times one Create rotates a spent ClientToken before it gives up. */
 const MAX_TOKEN_ROTATIONS = 8;
@@ -68,13 +90,15 @@ const GONE = new Set(['stopping', 'stopped', 'shutting-down', 'terminated', 'unk
 
 export interface EbsBackend extends Backend {
   readonly identity: HostIdentity;
-  /** Volumes attached to this instance that are tagged to another host or none: candidates for release. */
-  attachedElsewhereTagged(): Promise<VolumeRecord[]>;
   /**
-   * The volumes tagged to this host, duplicates apart: of two volumes with one name, the one
-   * attached here is kept (and listed) and the other reported; when neither is, both are reported.
+   * The volumes tagged to this host (duplicates apart: of two volumes with one name, the one
+   * attached here is kept and the other reported; when neither is, both are reported), and the
+   * strays. One tag-filtered DescribeVolumes; the strays are found from this host's own NVMe
+   * namespaces (serial = volume id), and described by id only when a namespace is of a volume not
+   * in that list (and not known to be foreign). On Xen, where devices do not say which volume they
+   * are, a second DescribeVolumes (attachment.instance-id) finds them.
    */
-  hostVolumes(): Promise<HostVolumes>;
+  survey(): Promise<HostSurvey>;
   /** Readiness as tags: on the instance, and per volume. */
   publishReadiness(instance: Tags, volumes: { id: string; tags: Tags }[]): Promise<void>;
   readonly tagKeys: TagKeys;
@@ -101,6 +125,32 @@ export function createEbsBackend(deps: EbsBackendDeps): EbsBackend {
   const tokenOf = (name: string, generation: number) =>
     createHash('sha256').update(`${name}\0${identity.hostId}${generation ? `\0${generation}` : ''}`).digest('hex').slice(0, 64);
   const spendToken = (name: string) => tokenGeneration.set(name, (tokenGeneration.get(name) ?? 0) + 1);
+
+  /** Volume ids of NVMe namespaces that are not berth's, with when EC2 said so. */
+  const foreignDevices = new Map<string, number>();
+
+  function factsOf(v: Volume): VolumeFacts {
+    const record = toRecord(v);
+    return { name: record.name, volumeId: record.id, hostTag: tagsOf(v)[keys.host] ?? '', attachment: attachmentOf(v), record };
+  }
+
+  const isStray = (v: Volume) => {
+    const tags = tagsOf(v);
+    return tags[keys.managedBy] === MANAGED_BY && tags[keys.host] !== identity.hostId && attachmentOf(v)?.instanceId === identity.instanceId;
+  };
+
+  /** berth's volumes attached here but tagged elsewhere, given the volume ids the tagged list already holds. */
+  async function strays(listed: ReadonlySet<string>): Promise<Volume[]> {
+    const onDevices = await devices.attachedVolumeIds();
+    if (!onDevices) return ec2.volumesByTags({ [keys.managedBy]: MANAGED_BY }, [{ Name: 'attachment.instance-id', Values: [identity.instanceId] }]).then((vs) => vs.filter(isStray));
+    const now = Date.now();
+    for (const [id, at] of foreignDevices) if (!onDevices.has(id) || now - at >= FOREIGN_RECHECK_MS) foreignDevices.delete(id);
+    const unknown = [...onDevices].filter((id) => !listed.has(id) && !foreignDevices.has(id));
+    if (unknown.length === 0) return [];
+    const found = (await Promise.all(unknown.map((id) => ec2.volume(id)))).filter((v): v is Volume => v !== undefined);
+    for (const v of found) if (tagsOf(v)[keys.managedBy] !== MANAGED_BY) foreignDevices.set(v.VolumeId!, now);
+    return found.filter(isStray);
+  }
 
   function toRecord(v: Volume): VolumeRecord {
     const tags = tagsOf(v);
@@ -146,13 +196,13 @@ export function createEbsBackend(deps: EbsBackendDeps): EbsBackend {
     const v = known ?? (await ec2.volume(volumeId));
     const a = v && attachmentOf(v);
     if (!a || a.instanceId !== identity.instanceId) return false;
-    await ec2.detach(volumeId);
+    await ec2.detach(volumeId, v);
     log?.info({ volumeId, why }, 'volume detached');
     return true;
   }
 
   /** One record per name; names carried by several volumes apart, keeping the one attached here. */
-  function byName(volumes: Volume[]): HostVolumes {
+  function byName(volumes: Volume[]): Omit<HostSurvey, 'strays'> {
     const groups = new Map<string, Volume[]>();
     for (const v of volumes) {
       if (v.State === 'deleting' || v.State === 'deleted') continue;
@@ -160,22 +210,22 @@ export function createEbsBackend(deps: EbsBackendDeps): EbsBackend {
       if (!name) continue;
       groups.set(name, [...(groups.get(name) ?? []), v]);
     }
-    const out: HostVolumes = { records: [], duplicates: [] };
+    const out: Omit<HostSurvey, 'strays'> = { tagged: [], duplicates: [] };
     for (const [name, group] of groups) {
       if (group.length === 1) {
-        out.records.push(toRecord(group[0]!));
+        out.tagged.push(factsOf(group[0]!));
         continue;
       }
       const here = group.filter((v) => attachmentOf(v)?.instanceId === identity.instanceId);
       const kept = here.length === 1 ? here[0] : undefined;
-      if (kept) out.records.push(toRecord(kept));
+      if (kept) out.tagged.push(factsOf(kept));
       out.duplicates.push({ name, kept: kept?.VolumeId, volumeIds: [...(kept ? [kept] : []), ...group.filter((v) => v !== kept)].map((v) => v.VolumeId!) });
     }
     return out;
   }
 
   /** Frees a volume held by another instance: at once if that instance is gone, else by claim and wait. */
-  async function takeOver(name: string, v: Volume, holder: string): Promise<Volume> {
+  async function takeOver(name: string, v: Volume, holder: string, signal?: AbortSignal): Promise<Volume> {
     const info = (await ec2.instances([holder])).get(holder);
     const state = info?.state ?? 'terminated';
     if (GONE.has(state)) {
@@ -190,7 +240,7 @@ export function createEbsBackend(deps: EbsBackendDeps): EbsBackend {
       'volume attached to a running instance: claimed it by tag and waiting for the agent there to release it (never force-detached)',
     );
     try {
-      return await ec2.waitAvailable(v.VolumeId!, Date.now() + deps.moveWaitMs);
+      return await ec2.waitAvailable(v.VolumeId!, Date.now() + deps.moveWaitMs, signal);
     } catch (err) {
       if (err instanceof BerthError && err.code === 'TIMEOUT') {
         throw new BerthError(
@@ -200,6 +250,12 @@ export function createEbsBackend(deps: EbsBackendDeps): EbsBackend {
       }
       throw err;
     }
+  }
+
+  async function hostTagged(): Promise<Volume[]> {
+    const volumes = await ec2.volumesByTags({ ...scope, [keys.host]: identity.hostId });
+    for (const v of volumes) notBerths.delete(tagsOf(v)[keys.volume] ?? '');
+    return volumes;
   }
 
   const backend: EbsBackend = {
@@ -271,16 +327,16 @@ export function createEbsBackend(deps: EbsBackendDeps): EbsBackend {
     },
 
     async list() {
-      return (await backend.hostVolumes()).records;
+      return byName(await hostTagged()).tagged.map((f) => f.record);
     },
 
-    async hostVolumes() {
-      const volumes = await ec2.volumesByTags({ ...scope, [keys.host]: identity.hostId });
-      for (const v of volumes) notBerths.delete(tagsOf(v)[keys.volume] ?? '');
-      return byName(volumes);
+    async survey() {
+      const volumes = await hostTagged();
+      return { ...byName(volumes), strays: (await strays(new Set(volumes.map((v) => v.VolumeId!)))).map(factsOf) };
     },
 
-    async attach(record): Promise<AttachedDevice> {
+    async attach(record, call = {}): Promise<AttachedDevice> {
+      const { signal } = call;
       const { name } = record;
       cancelIdle(record.id);
       inUse.add(record.id);
@@ -303,32 +359,33 @@ export function createEbsBackend(deps: EbsBackendDeps): EbsBackend {
         if (tagsOf(v)[keys.host] !== identity.hostId) await ec2.tag([record.id], { [keys.host]: identity.hostId });
         let a = attachmentOf(v);
         if (a && a.instanceId !== identity.instanceId) {
-          v = await takeOver(name, v, a.instanceId);
+          v = await takeOver(name, v, a.instanceId, signal);
           a = attachmentOf(v);
         }
         if (a?.state === 'detaching') {
-          v = await ec2.waitAvailable(record.id, Date.now() + ec2.timing.detachTimeoutMs);
+          v = await ec2.waitAvailable(record.id, Date.now() + ec2.timing.detachTimeoutMs, signal);
           a = attachmentOf(v);
         }
         let device: string;
+        signal?.throwIfAborted();
         attachedHere = true;
         if (a && a.instanceId === identity.instanceId && a.state === 'attached') {
           device = a.device;
         } else if (a && a.instanceId === identity.instanceId) {
           // Attaching here already (e.g. the agent was restarted mid-attach): let it finish.
-          device = await ec2.attach(record.id, a.device);
+          device = await ec2.attach(record.id, a.device, signal);
         } else {
-          device = await ec2.attach(record.id);
+          device = await ec2.attach(record.id, undefined, signal);
         }
-        const found = await devices.waitFor(record.id, device, deps.deviceWaitMs);
+        const found = await devices.waitFor(record.id, device, deps.deviceWaitMs, { signal });
         const attached = toRecord(v);
         Object.assign(attached.status, { host: identity.hostId, attachedTo: identity.instanceId, attachment: 'attached', ec2Device: device, device: found.path });
         return { devicePath: found.path, record: attached };
       } catch (err) {
         inUse.delete(record.id);
-        // Nothing uses a volume whose device could not be verified: it must not stay attached.
+        // Nothing uses a volume whose device could not be verified, or whose caller gave up: it must not stay attached.
         if (attachedHere) {
-          await detachIfHere(record.id, `its device could not be used: ${errorMessage(err)}`).catch((e: unknown) =>
+          await detachIfHere(record.id, `the attach did not complete: ${errorMessage(err)}`).catch((e: unknown) =>
             log?.error({ volumeId: record.id, err: errorMessage(e) }, 'could not detach after a failed attach; the next reconcile tries again'),
           );
         }
@@ -388,11 +445,6 @@ export function createEbsBackend(deps: EbsBackendDeps): EbsBackend {
         await ec2.untag([id], [keys.host, keys.attachedTo, keys.state]);
         log?.info({ name, volumeId: id, detached }, detached ? 'volume retained: detached and untagged from this host' : 'volume retained: untagged from this host (it was not attached here)');
       }
-    },
-
-    async attachedElsewhereTagged() {
-      const here = await ec2.volumesByTags({ [keys.managedBy]: MANAGED_BY }, [{ Name: 'attachment.instance-id', Values: [identity.instanceId] }]);
-      return here.filter((v) => tagsOf(v)[keys.host] !== identity.hostId).map(toRecord);
     },
 
     async publishReadiness(instance, volumes) {

@@ -57,6 +57,13 @@ export interface Ec2Timing {
   unknownAfterCreateMs: number;
   /** How long what DescribeInstances said of an instance is reused (one lookup per reconcile pass, not per volume). */
   instanceCacheMs: number;
+  /**
+   * AttachVolume/DetachVolume sent at once, then per second: EC2's bucket for them (50, refilling
+   * 5/s). Sent faster, they are throttled, and the SDK's adaptive retry then slows every call of
+   * the client (its rate limiter is one per client), so the attachment polls see attachments late.
+   */
+  mutationBurst: number;
+  mutationsPerSecond: number;
 }
 
 export const DEFAULT_EC2_TIMING: Ec2Timing = {
@@ -73,6 +80,10 @@ export const DEFAULT_EC2_TIMING: Ec2Timing = {
   batchWindowMs: 20,
   unknownAfterCreateMs: 60_000,
   instanceCacheMs: 10_000,
+  // One token under EC2's 50: a call that reaches EC2 sooner than an earlier one (the first call
+  // of a client is the slowest) would otherwise find the bucket a fraction short.
+  mutationBurst: 49,
+  mutationsPerSecond: 5,
 };
 
 /** Device names berth attaches at: /dev/xvdba … /dev/xvdzz (the root and early letters are the AMI's). */
@@ -91,6 +102,13 @@ export function tagsOf(resource: { Tags?: { Key?: string; Value?: string }[] }):
   return out;
 }
 
+/** sleep() that rejects with the signal's reason (the caller's own error), as throwIfAborted() does. */
+const pause = (ms: number, signal?: AbortSignal) =>
+  sleep(ms, signal).catch((err: unknown) => {
+    signal?.throwIfAborted();
+    throw err;
+  });
+
 const codeOf = (err: unknown): string => (err as { name?: string }).name ?? '';
 export const isNotFound = (err: unknown) => /\.NotFound$|^InvalidVolumeID\.Malformed$/.test(codeOf(err));
 export const isThrottled = (err: unknown) => /^(RequestLimitExceeded|Throttling|ThrottlingException)$/.test(codeOf(err));
@@ -107,6 +125,38 @@ export function ec2Error(err: unknown, doing: string): BerthError {
   if (code === 'InvalidVolume.ZoneMismatch' || code === 'VolumeInUse' || code === 'IncorrectState' || code === 'IncorrectInstanceState') return new BerthError('CONFLICT', why, { cause: err });
   if (isServerFault(err) || code === '' || code === 'TimeoutError') return new BerthError('UNAVAILABLE', why, { cause: err });
   return new BerthError('INVALID_ARGUMENT', why, { cause: err });
+}
+
+/** Lets `burst` calls through at once, then `perSecond`, in arrival order (a local copy of EC2's token bucket). */
+class Pacer {
+  private tokens: number;
+  private last = Date.now();
+  private queue: Promise<void> = Promise.resolve();
+
+  constructor(
+    private readonly burst: number,
+    private readonly perSecond: number,
+  ) {
+    this.tokens = burst;
+  }
+
+  take(signal?: AbortSignal): Promise<void> {
+    const turn = this.queue.then(async () => {
+      for (;;) {
+        signal?.throwIfAborted();
+        const now = Date.now();
+        this.tokens = Math.min(this.burst, this.tokens + ((now - this.last) / 1000) * this.perSecond);
+        this.last = now;
+        if (this.tokens >= 1) {
+          this.tokens -= 1;
+          return;
+        }
+        await pause(((1 - this.tokens) / this.perSecond) * 1000, signal);
+      }
+    });
+    this.queue = turn.catch(() => undefined);
+    return turn;
+  }
 }
 
 /** Keys asked for within one window are fetched together; each caller gets its key's values. */
@@ -187,6 +237,7 @@ export class Ec2Facade {
   private readonly instanceId: string;
   private readonly log: Logger | undefined;
   private readonly mutations: Semaphore;
+  private readonly pacer: Pacer;
   /** Device names taken by an attach in flight, or reported in use by EC2. */
   private readonly reserved = new Set<string>();
   private readonly skip = new Set<string>();
@@ -203,6 +254,7 @@ export class Ec2Facade {
     this.log = deps.logger;
     this.mutations = new Semaphore(deps.maxConcurrentAttachments);
     this.timing = { ...DEFAULT_EC2_TIMING, ...deps.timing };
+    this.pacer = new Pacer(this.timing.mutationBurst, this.timing.mutationsPerSecond);
     // The volume-id filter, unlike VolumeIds, does not fail the whole call for one unknown id.
     this.byId = new MicroBatch(this.timing.batchWindowMs, async (ids) => {
       const out = new Map<string, Volume[]>();
@@ -294,7 +346,6 @@ export class Ec2Facade {
       if (Date.now() > deadline) throw new BerthError('TIMEOUT', `creating ${what}: ${id} still "${state}" after ${this.timing.createTimeoutMs / 1000} s`);
       await sleep(wait);
       wait = Math.min(wait * this.timing.pollFactor, this.timing.maxPollMs);
-      this.polls++;
       // Right after CreateVolume, DescribeVolumes may not know the id yet: keep waiting, but a
       // volume unknown long after its creation time is a deleted one EC2 answered the token with.
       const seen = await this.volume(id);
@@ -306,6 +357,8 @@ export class Ec2Facade {
   }
 
   async deleteVolume(volumeId: string): Promise<void> {
+    // DeleteVolume draws on the same bucket as AttachVolume/DetachVolume.
+    await this.pacer.take();
     await this.client.send(new DeleteVolumeCommand({ VolumeId: volumeId })).catch((err: unknown) => {
       if (isNotFound(err)) return;
       throw ec2Error(err, `deleting ${volumeId}`);
@@ -375,9 +428,12 @@ export class Ec2Facade {
    * Attaches an available volume to this instance and waits until EC2 reports
    * it attached here, at the name asked. Returns that device name.
    * `attachingAt`: the volume is already 'attaching' here at that name.
+   * An aborted `signal` stops the wait at once (with the signal's reason); the attachment may
+   * then be under way, and the caller detaches it (ebs-backend.ts).
    */
-  async attach(volumeId: string, attachingAt?: string): Promise<string> {
+  async attach(volumeId: string, attachingAt?: string, signal?: AbortSignal): Promise<string> {
     return this.mutations.run(async () => {
+      signal?.throwIfAborted();
       await this.seedDeviceNames();
       const deadline = Date.now() + this.timing.attachTimeoutMs;
       for (let attempt = 1; ; attempt++) {
@@ -386,6 +442,7 @@ export class Ec2Facade {
         const device = resuming ? attachingAt : this.takeDeviceName();
         this.reserved.add(device);
         try {
+          if (!resuming) await this.pacer.take(signal);
           if (!resuming) await this.client.send(new AttachVolumeCommand({ VolumeId: volumeId, InstanceId: this.instanceId, Device: device }));
         } catch (err) {
           this.reserved.delete(device);
@@ -397,22 +454,19 @@ export class Ec2Facade {
           throw ec2Error(err, `attaching ${volumeId} to ${this.instanceId} at ${device}`);
         }
         try {
-          const outcome = await this.pollAttachment(volumeId, device, deadline);
+          const outcome = await this.pollAttachment(volumeId, device, deadline, signal);
           if (outcome === 'attached') {
             this.skip.add(device);
             return device;
           }
           this.log?.warn({ volumeId, device, afterMs: this.timing.stuckAttachingMs }, 'attachment stuck in "attaching"; detaching and trying again');
-          await this.detachAndWait(volumeId, this.instanceId, deadline);
+          await this.detachAndWait(volumeId, this.instanceId, deadline, signal);
         } finally {
           this.reserved.delete(device);
         }
       }
     });
   }
-
-  /** DescribeVolumes lookups made by waits (creation, attachment, detachment), so call budgets can tell them apart. */
-  polls = 0;
 
   /**
    * How long a wait that started at `startedAt` sleeps before its next poll:
@@ -434,13 +488,13 @@ export class Ec2Facade {
   }
 
   /** Waits until the volume is attached here at `device`, or reports it stuck. */
-  private async pollAttachment(volumeId: string, device: string, deadline: number): Promise<'attached' | 'stuck'> {
+  private async pollAttachment(volumeId: string, device: string, deadline: number, signal?: AbortSignal): Promise<'attached' | 'stuck'> {
     const started = Date.now();
     const backoff = { wait: 0 };
     for (;;) {
-      await sleep(Math.min(this.pollDelay(started, backoff), Math.max(0, deadline - Date.now())));
-      this.polls++;
+      await pause(Math.min(this.pollDelay(started, backoff), Math.max(0, deadline - Date.now())), signal);
       const v = await this.volume(volumeId);
+      signal?.throwIfAborted();
       if (!v) throw new BerthError('NOT_FOUND', `${volumeId} disappeared while attaching`);
       const a = attachmentOf(v);
       if (a && a.instanceId === this.instanceId && a.device === device && a.state === 'attached') return 'attached';
@@ -457,10 +511,10 @@ export class Ec2Facade {
 
   /**
    * Detaches the volume from the instance holding it (never forced) and waits until it is
-   * available. Not attached is success.
+   * available. Not attached is success. `known`: the volume as just described (saves a lookup).
    */
-  async detach(volumeId: string): Promise<void> {
-    const held = await this.volume(volumeId);
+  async detach(volumeId: string, known?: Volume): Promise<void> {
+    const held = known ?? (await this.volume(volumeId));
     const a = held && attachmentOf(held);
     if (!a) return;
     await this.mutations.run(() => this.detachAndWait(volumeId, a.instanceId, Date.now() + this.timing.detachTimeoutMs));
@@ -468,22 +522,23 @@ export class Ec2Facade {
   }
 
   /** DetachVolume names the instance: some EC2-compatible endpoints require it, and EC2 then refuses to detach it from any other. */
-  private async detachAndWait(volumeId: string, instanceId: string, deadline: number): Promise<void> {
+  private async detachAndWait(volumeId: string, instanceId: string, deadline: number, signal?: AbortSignal): Promise<void> {
     try {
+      await this.pacer.take();
       await this.client.send(new DetachVolumeCommand({ VolumeId: volumeId, InstanceId: instanceId }));
     } catch (err) {
       // Already detached (IncorrectState) is what we wanted.
       if (codeOf(err) !== 'IncorrectState' && !isNotFound(err)) throw ec2Error(err, `detaching ${volumeId}`);
     }
-    await this.waitAvailable(volumeId, deadline);
+    await this.waitAvailable(volumeId, deadline, signal);
   }
 
-  /** Waits until the volume has no attachment (e.g. another host's agent released it). */
-  async waitAvailable(volumeId: string, deadline: number): Promise<Volume> {
+  /** Waits until the volume has no attachment (e.g. another host's agent released it); an aborted signal stops the wait. */
+  async waitAvailable(volumeId: string, deadline: number, signal?: AbortSignal): Promise<Volume> {
     const started = Date.now();
     const backoff = { wait: 0 };
     for (;;) {
-      this.polls++;
+      signal?.throwIfAborted();
       const v = await this.volume(volumeId);
       if (!v) throw new BerthError('NOT_FOUND', `${volumeId} no longer exists`);
       if (v.State === 'available' && !attachmentOf(v)) return v;
@@ -491,7 +546,7 @@ export class Ec2Facade {
         const a = attachmentOf(v);
         throw new BerthError('TIMEOUT', `${volumeId} still ${a ? `${a.state} to ${a.instanceId}` : v.State} when the wait ran out`);
       }
-      await sleep(Math.min(this.pollDelay(started, backoff), Math.max(0, deadline - Date.now())));
+      await pause(Math.min(this.pollDelay(started, backoff), Math.max(0, deadline - Date.now())), signal);
     }
   }
 

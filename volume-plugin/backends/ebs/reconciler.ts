@@ -1,12 +1,12 @@
 import type { Logger } from 'pino';
 import { Counter, Gauge, type Registry } from 'prom-client';
-import { errorMessage, isBerthError } from '../lib/errors.js';
-import { VOLUME_STATE } from '../lib/node-contract.js';
-import { Semaphore } from '../lib/semaphore.js';
-import type { VolumeRecord } from '../volume-plugin/backends/backend.js';
-import type { DuplicateName, EbsBackend } from '../volume-plugin/backends/ebs/ebs-backend.js';
-import type { Tags } from '../volume-plugin/backends/ebs/ec2-facade.js';
-import type { VolumeManager } from '../volume-plugin/manager.js';
+import { errorMessage, isBerthError } from '../../../lib/errors.js';
+import { VOLUME_STATE } from '../../../lib/node-contract.js';
+import { Semaphore } from '../../../lib/semaphore.js';
+import type { VolumeManager } from '../../manager.js';
+import type { VolumeRecord } from '../backend.js';
+import type { DuplicateName, EbsBackend, HostSurvey, VolumeFacts } from './ebs-backend.js';
+import type { Tags } from './ec2-facade.js';
 
 /**
  * Makes the host match its tags. At boot every volume tagged to this host is
@@ -17,6 +17,13 @@ import type { VolumeManager } from '../volume-plugin/manager.js';
  *
  * A volume whose containers stopped (Docker's last Unmount) is left alone:
  * it goes idle, and the backend detaches it after the idle period.
+ *
+ * Decisions rest on the backend's typed facts (VolumeFacts: host tag,
+ * attachment instance and state), never on `VolumeRecord.status`, which is
+ * only what `docker volume inspect` shows. Each pass reads EC2 once
+ * (backend.survey(): one DescribeVolumes in the steady state) and hands that
+ * list to the manager, the plan and the readiness tags. Every action runs
+ * under the manager's per-name lock.
  */
 
 export type Action = 'mount' | 'remount' | 'release' | 'detach';
@@ -31,7 +38,7 @@ export interface PlanItem {
 export interface ReconcilerDeps {
   manager: VolumeManager;
   backend: EbsBackend;
-  /** Volumes attached and mounted at once; EC2's attach bucket holds 50 and refills 5/s. */
+  /** Volumes attached and mounted at once (BERTH_ATTACH_CONCURRENCY); the facade paces the attachments at EC2's 5/s. */
   concurrency: number;
   intervalMs: number;
   logger: Logger;
@@ -52,6 +59,8 @@ interface Failure {
 }
 
 const fingerprintOf = (r: VolumeRecord) => `${r.id} ${JSON.stringify(r.options)}`;
+
+const attachedTo = (f: VolumeFacts, instanceId: string) => f.attachment?.instanceId === instanceId && f.attachment.state === 'attached';
 
 /** Tag values allow letters, digits, spaces and _ . : / = + - @, up to 256 characters. */
 export function shortReason(message: string): string {
@@ -111,31 +120,33 @@ export class Reconciler {
 
   /** What a pass would do now, and why; changes nothing. */
   async plan(): Promise<PlanItem[]> {
+    return this.planOf(await this.deps.backend.survey());
+  }
+
+  private planOf(survey: HostSurvey): PlanItem[] {
     const { manager, backend } = this.deps;
     const me = backend.identity.instanceId;
-    const { records: tagged, duplicates } = await backend.hostVolumes();
-    this.noteDuplicates(duplicates);
+    this.noteDuplicates(survey.duplicates);
     const local = new Map(manager.snapshot().map((v) => [v.name, v]));
     const out: PlanItem[] = [];
-    for (const r of tagged) {
-      this.fingerprints.set(r.name, fingerprintOf(r));
-      const failure = this.failed.get(r.name);
-      if (failure?.refused && failure.fingerprint === fingerprintOf(r) && !local.get(r.name)?.mounted) continue;
-      const l = local.get(r.name);
-      const attachedHere = r.status.attachedTo === me && r.status.attachment === 'attached';
-      if (l?.mounted && !attachedHere) {
-        out.push({ name: r.name, volumeId: r.id, action: 'remount', reason: `mounted here but EC2 says ${r.status.attachedTo ? `attached to ${r.status.attachedTo}` : 'not attached'} (detached behind berth's back)` });
-      } else if (!l?.mounted && !this.seen.has(r.name)) {
-        out.push({ name: r.name, volumeId: r.id, action: 'mount', reason: `tagged ${backend.tagKeys.host}=${backend.identity.hostId}${this.booted ? ' since the last pass' : ''}` });
+    for (const f of survey.tagged) {
+      this.fingerprints.set(f.name, fingerprintOf(f.record));
+      const failure = this.failed.get(f.name);
+      const l = local.get(f.name);
+      if (failure?.refused && failure.fingerprint === fingerprintOf(f.record) && !l?.mounted) continue;
+      if (l?.mounted && !attachedTo(f, me)) {
+        const where = f.attachment ? `${f.attachment.state} to ${f.attachment.instanceId}` : 'not attached';
+        out.push({ name: f.name, volumeId: f.volumeId, action: 'remount', reason: `mounted here but EC2 says ${where} (detached behind berth's back)` });
+      } else if (!l?.mounted && !this.seen.has(f.name)) {
+        out.push({ name: f.name, volumeId: f.volumeId, action: 'mount', reason: `tagged ${backend.tagKeys.host}=${backend.identity.hostId}${this.booted ? ' since the last pass' : ''}` });
       } else if (!l?.mounted && failure) {
-        out.push({ name: r.name, volumeId: r.id, action: 'mount', reason: `${failure.refused ? 'the volume changed since berth refused it' : 'retry after'}: ${failure.message}` });
+        out.push({ name: f.name, volumeId: f.volumeId, action: 'mount', reason: `${failure.refused ? 'the volume changed since berth refused it' : 'retry after'}: ${failure.message}` });
       }
     }
-    for (const r of await backend.attachedElsewhereTagged()) {
-      const owner = r.status.host || 'no host';
-      const l = local.get(r.name);
-      if (l?.mounted) out.push({ name: r.name, volumeId: r.id, action: 'release', reason: `its host tag names ${owner}, not this host` });
-      else out.push({ name: r.name, volumeId: r.id, action: 'detach', reason: `attached here but tagged to ${owner}` });
+    for (const f of survey.strays) {
+      const owner = f.hostTag || 'no host';
+      if (local.get(f.name)?.mounted) out.push({ name: f.name, volumeId: f.volumeId, action: 'release', reason: `its host tag names ${owner}, not this host` });
+      else out.push({ name: f.name, volumeId: f.volumeId, action: 'detach', reason: `attached here but tagged to ${owner}` });
     }
     return out;
   }
@@ -172,27 +183,32 @@ export class Reconciler {
   }
 
   private async execute(): Promise<PlanItem[]> {
-    const { manager } = this.deps;
+    const { manager, backend } = this.deps;
     let plan: PlanItem[];
+    let survey: HostSurvey;
     try {
-      await manager.refresh();
-      plan = await this.plan();
+      survey = await backend.survey();
+      await manager.refresh(survey.tagged.map((f) => f.record));
+      plan = this.planOf(survey);
     } catch (err) {
       this.lastError = errorMessage(err);
       this.passes?.inc({ outcome: 'error' });
       this.log.error({ err: this.lastError }, 'reconcile could not read the volumes tagged to this host; trying again next pass');
       throw err;
     }
+    const strays = new Map(survey.strays.map((f) => [f.volumeId, f.record]));
+    // Bounded: 200 volumes at once made 200 chattr/blkid spawns at once, and the tools' own time limits failed some.
     const limit = new Semaphore(this.deps.concurrency);
-    await Promise.all(plan.map((item) => limit.run(() => this.apply(item))));
+    await Promise.all(plan.map((item) => limit.run(() => this.apply(item, strays.get(item.volumeId)))));
     this.lastError = undefined;
     this.booted = true;
-    await this.publish(new Set(plan.map((p) => p.name))).catch((err: unknown) => this.log.warn({ err: errorMessage(err) }, 'could not publish readiness tags; next pass tries again'));
+    await this.publish(survey, new Set(plan.map((p) => p.name))).catch((err: unknown) => this.log.warn({ err: errorMessage(err) }, 'could not publish readiness tags; next pass tries again'));
     this.passes?.inc({ outcome: this.failed.size ? 'partial' : 'ok' });
     return plan;
   }
 
-  private async apply(item: PlanItem): Promise<void> {
+  /** `stray`: the record of a volume to detach (not in the local view). */
+  private async apply(item: PlanItem, stray?: VolumeRecord): Promise<void> {
     const { manager } = this.deps;
     const log = this.log.child({ name: item.name, volumeId: item.volumeId, action: item.action });
     try {
@@ -210,8 +226,8 @@ export class Reconciler {
           if (!(await manager.releaseIfUnused(item.name, item.reason))) throw new Error('tagged to another host but containers here still use it');
           break;
         case 'detach':
-          // Not in the local view: the backend needs only the id to detach.
-          await this.deps.backend.detach({ name: item.name, id: item.volumeId } as VolumeRecord);
+          // Under the name's lock: a Mount of this name that got the volume meanwhile keeps it.
+          if (!(await manager.detachIfUnused(stray!, item.reason))) throw new Error('tagged to another host but mounted here meanwhile; the next pass releases it when unused');
           break;
       }
       this.failed.delete(item.name);
@@ -242,21 +258,18 @@ export class Reconciler {
 
   /**
    * Readiness tags (docs/design.md §6), written only when they change, and the verdict /readyz
-   * answers: both from the same facts of this pass, so they agree. A failure is kept only while
-   * its volume is still tagged here and not mounted (or was acted on in this pass): a volume
-   * removed, deleted or mounted since stops counting.
+   * answers: both from the same facts, this pass's survey and what the pass did, so they agree.
+   * A failure is kept only while its volume is still tagged here and not mounted (or was acted on
+   * in this pass): a volume removed, deleted or mounted since stops counting. A volume tagged here
+   * after the survey counts from the next pass.
    */
-  private async publish(actedOn: ReadonlySet<string>): Promise<void> {
+  private async publish(survey: HostSurvey, actedOn: ReadonlySet<string>): Promise<void> {
     const { backend, manager } = this.deps;
     const k = backend.tagKeys;
     const me = backend.identity.instanceId;
-    const { records: tagged, duplicates } = await backend.hostVolumes().catch((err: unknown) => {
-      this.verdict = `could not read the volumes tagged to this host: ${errorMessage(err)}`;
-      throw err;
-    });
-    this.noteDuplicates(duplicates);
+    const { tagged, duplicates } = survey;
     const local = new Map(manager.snapshot().map((v) => [v.name, v]));
-    const taggedNames = new Set(tagged.map((r) => r.name));
+    const taggedNames = new Set(tagged.map((f) => f.name));
     for (const name of [...this.failed.keys()]) {
       const stillTagged = taggedNames.has(name) && !local.get(name)?.mounted;
       if (!stillTagged && !actedOn.has(name)) this.failed.delete(name);
@@ -264,13 +277,15 @@ export class Reconciler {
     const all: { id: string; tags: Tags }[] = [];
     const reasons: string[] = [];
     let mounted = 0;
-    for (const r of tagged) {
-      const l = local.get(r.name);
-      const failure = this.failed.get(r.name);
+    for (const f of tagged) {
+      const l = local.get(f.name);
+      const failure = this.failed.get(f.name);
       const state = failure ? `${VOLUME_STATE.errorPrefix}${shortReason(failure.message)}` : l?.mounted ? VOLUME_STATE.mounted : VOLUME_STATE.idle;
       if (state === VOLUME_STATE.mounted) mounted++;
-      if (!failure && !l?.mounted && !this.seen.has(r.name)) reasons.push(`${r.name} (not mounted yet)`);
-      all.push({ id: r.id, tags: { [k.attachedTo]: r.status.attachedTo === me ? me : '', [k.state]: state } });
+      if (!failure && !l?.mounted && !this.seen.has(f.name)) reasons.push(`${f.name} (not mounted yet)`);
+      // Mounted means attached here; otherwise as surveyed, unless this pass acted on it (a failed mount detaches).
+      const here = l?.mounted === true || (f.attachment?.instanceId === me && !actedOn.has(f.name));
+      all.push({ id: f.volumeId, tags: { [k.attachedTo]: here ? me : '', [k.state]: state } });
     }
     for (const [name, f] of [...this.failed].sort(([a], [b]) => a.localeCompare(b))) reasons.push(`${name} (${f.refused ? 'refused, not retried until it changes: ' : ''}${f.message})`);
     for (const d of duplicates) {

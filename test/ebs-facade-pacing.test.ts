@@ -1,0 +1,23 @@
+import { describe, expect, it } from 'vitest';
+import { Ec2Facade } from '../volume-plugin/backends/ebs/ec2-facade.js';
+import { Ec2Model } from './aws/ec2-model.js';
+import { AZ, FAST_TIMING, modelClient, REGION } from './helpers/ebs.js';
+
+describe('EC2 facade: attachments paced at EC2\'s bucket', () => {
+  it('60 attaches at once: the burst goes at once, the rest at 5/s, none throttled (the SDK\'s limiter never slows the polls)', async () => {
+    // The model's mutating bucket is EC2's: 50, refilling 5/s (test/aws/ec2-rules.ts).
+    const model = new Ec2Model({ region: REGION, attachLatencyMs: 50, throttling: true });
+    try {
+      const instanceId = model.addInstance({ az: AZ });
+      const ids = Array.from({ length: 60 }, () => model.addVolume({ az: AZ, size: 1 }));
+      const ec2 = new Ec2Facade({ client: modelClient(model), instanceId, timing: FAST_TIMING, maxConcurrentAttachments: 60 });
+      await Promise.all(ids.map((id) => ec2.attach(id)));
+      for (const id of ids) expect(model.volume(id).attachment).toMatchObject({ instanceId, state: 'attached' });
+      expect([model.throttledCalls('AttachVolume'), model.throttledCalls()]).toEqual([0, 0]);
+      expect(model.calls('AttachVolume')).toBe(60);
+      expect(model.throttledCalls()).toBe(0);
+    } finally {
+      model.dispose();
+    }
+  });
+});
