@@ -3,6 +3,7 @@ import { createServer, type Server } from 'node:net';
 import { join } from 'node:path';
 import { execa } from 'execa';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { AGENT_NODE_FLAGS } from '../agent/node-flags.js';
 import { probeSocket } from '../volume-plugin/server.js';
 import { socketOf, uniquePluginName } from './helpers/agent.js';
 import { freePort, noRootReason } from './helpers/env.js';
@@ -87,7 +88,7 @@ describe.skipIf(noRootReason)(`install-local.sh under systemd (systemctl stand-i
     expect(res.stdout).toMatch(/berth is ready \(systemd; logs: journalctl -u berth\)/);
     const unit = readFileSync(unitFile, 'utf8');
     expect(unit).toContain(`EnvironmentFile=-${envFile}\n`);
-    expect(unit).toContain(`ExecStart=/usr/bin/env node --max-semi-space-size=1 --lite-mode ${prefix}/dist/agent/main.js\n`);
+    expect(unit).toContain(`ExecStart=/usr/bin/env node ${AGENT_NODE_FLAGS.join(' ')} ${prefix}/dist/agent/main.js\n`);
     expect(unit).not.toMatch(/[ =]\/opt\/berth|[ =]\/etc\/berth/);
     for (const target of ['multi-user.target', 'docker.service']) expect(lstatSync(join(unitDir, `${target}.wants`, 'berth.service')).isSymbolicLink(), target).toBe(true);
     expect(await isActive()).toBe('active');

@@ -52,7 +52,7 @@ describe.skipIf(noRootReason)(`install-local.sh on a host${noRootReason ? ` (ski
     for (const f of ['package.json', 'userdata/install-local.sh', 'userdata/berth.service']) copyFileSync(join(repoRoot, f), join(src, f));
     mkdirSync(join(tmp.path, 'etc'));
     healthPort = await freePort();
-    goodEnv = `# test host\nBERTH_BACKEND=loop\nBERTH_PLUGIN_NAME=${plugin}\nBERTH_STATE_DIR=${state}\nBERTH_HEALTH_ADDR=127.0.0.1:${healthPort}\nBERTH_DEFAULT_SIZE=64MiB\nBERTH_SHUTDOWN_GRACE_SECONDS=5\n`;
+    goodEnv = `# test host\nBERTH_BACKEND=loop\nBERTH_PLUGIN_NAME=${plugin}\nBERTH_STATE_DIR=${state}\nBERTH_HEALTH_ADDR=127.0.0.1:${healthPort}\nBERTH_DEFAULT_SIZE=64MiB\nBERTH_SHUTDOWN_GRACE_SECONDS=5\nBERTH_UNMOUNT_GRACE_SECONDS=300\n`;
     writeFileSync(envFile, goodEnv, { mode: 0o600 });
   }, 180_000);
 
@@ -145,8 +145,12 @@ describe.skipIf(noRootReason)(`install-local.sh on a host${noRootReason ? ` (ski
 
   it('--uninstall stops the agent, removes unit, socket, prefix and CLI link, and says what it kept; --purge removes the state too', async () => {
     const running = pid();
+    // The last test's volume is in its unmount grace (mounted, no container): not in use, and the agent's stop unmounts it.
+    const graceMount = join(state, 'mounts', 'inst');
+    if (!noLoopReason) expect(readFileSync('/proc/self/mountinfo', 'utf8')).toContain(` ${graceMount} `);
     const res = await install('--uninstall');
     expect(res.stderr).toBe('');
+    expect(readFileSync('/proc/self/mountinfo', 'utf8')).not.toContain(` ${graceMount} `);
     expect(res.exitCode).toBe(0);
     expect(res.stdout).toMatch(new RegExp(`kept: ${state} \\(state file; loop volumes' images, i\\.e\\. their data\\), ${envFile}`));
     expect(alive(running)).toBe(false);

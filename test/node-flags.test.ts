@@ -30,9 +30,14 @@ describe('the agent runs with the node flags of agent/node-flags.ts everywhere',
     expect(entrypoint && JSON.parse(entrypoint)).toEqual(['node', ...AGENT_NODE_FLAGS, AGENT_MAIN]);
   });
 
-  it('the local installer without systemd', () => {
-    const flags = flagsBefore(read('userdata/install-local.sh').replace(/"\$2"/g, 'main.js'), /exec node .*main\.js/);
-    expect(flags).toEqual(AGENT_NODE_FLAGS);
+  it('the local installer: its agent without systemd and its config check', () => {
+    const script = read('userdata/install-local.sh');
+    const arrays = [...script.matchAll(/^node_flags=\((.*)\)$/gm)];
+    expect(arrays).toHaveLength(1);
+    expect(arrays[0]![1]!.split(/\s+/)).toEqual(AGENT_NODE_FLAGS);
+    // Both places that start main.js pass the array, not a copy of it.
+    expect(script).toMatch(/check_config\(\) \{ clean_env "\$2" node "\$\{node_flags\[@\]\}" "\$1\/dist\/agent\/main\.js" --check-config; \}/);
+    expect(script).toMatch(/exec node "\$\{@:3\}" "\$2"' _ "\$envfile" "\$prefix\/dist\/agent\/main\.js" "\$\{node_flags\[@\]\}"/);
   });
 
   it('the managed plugin', () => {

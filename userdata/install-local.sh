@@ -52,7 +52,10 @@ esac
 # The agent and its CLI see only the environment file, as under systemd.
 clean_env() { env -i PATH="$PATH" BERTH_ENV_FILE="$1" "${@:2}"; }
 # The configuration an install ($1) would run with from an env file ($2), as JSON; exit 2 when it is bad.
-check_config() { clean_env "$2" node "$1/dist/agent/main.js" --check-config; }
+# The node flags of agent/node-flags.ts (test/node-flags.test.ts keeps every copy equal). The
+# config check runs with them too: a node that refuses one (bad option) fails it before the old agent stops.
+node_flags=(--max-semi-space-size=1 --single-threaded --no-sparkplug --no-short-builtin-calls --optimize-for-size --max-lazy --interrupt-budget-factor-for-feedback-allocation=100 --interrupt-budget-for-feedback-allocation=65536)
+check_config() { clean_env "$2" node "${node_flags[@]}" "$1/dist/agent/main.js" --check-config; }
 field() { node -e 'process.stdout.write(String(JSON.parse(process.argv[1])[process.argv[2]] ?? ""))' "$1" "$2"; }
 # The new build's CLI, also while the previous install is being started again.
 cli_dist="$prefix/dist"
@@ -93,9 +96,8 @@ start_agent() { # $1: state dir
     return 0
   fi
   mkdir -p "$1"
-  # The node flags of agent/node-flags.ts (test/node-flags.test.ts keeps every copy equal).
   # shellcheck disable=SC2016 # expanded by the inner shell
-  nohup env -i PATH="$PATH" bash -c 'set -a; . "$1"; set +a; exec node --max-semi-space-size=1 --single-threaded --no-sparkplug --no-short-builtin-calls --optimize-for-size --max-lazy --interrupt-budget-factor-for-feedback-allocation=100 --interrupt-budget-for-feedback-allocation=65536 "$2"' _ "$envfile" "$prefix/dist/agent/main.js" >>"$1/agent.log" 2>&1 &
+  nohup env -i PATH="$PATH" bash -c 'set -a; . "$1"; set +a; exec node "${@:3}" "$2"' _ "$envfile" "$prefix/dist/agent/main.js" "${node_flags[@]}" >>"$1/agent.log" 2>&1 &
   agent_pid=$!
   echo "$agent_pid" > "$1/agent.pid"
 }
@@ -112,8 +114,10 @@ copy_private() { (umask 077 && cp "$1" "$2.tmp" && chmod 0600 "$2.tmp" && mv "$2
 
 where_logs() { if [ "$init" = systemd ]; then echo "journalctl -u berth"; else echo "$1/agent.log"; fi; }
 
+berth_mounts() { awk -v d="$1/mounts/" 'index($5, d) == 1 { print $5 }' /proc/self/mountinfo; }
+
 uninstall() {
-  local check statedir socket mounted
+  local check statedir socket mounted pending
   local build=
   for b in "$prefix" "$src"; do [ -f "$b/dist/agent/main.js" ] && { build=$b; break; }; done
   # Missing tools do not matter here: only where the configuration puts things.
@@ -122,12 +126,17 @@ uninstall() {
   statedir=$( [ -z "$check" ] || field "$check" stateDir)
   socket=$( [ -z "$check" ] || field "$check" socket)
   [ -n "$statedir" ] || die "cannot read the configuration (no build in $prefix or $src, or a bad $envfile, above): nothing removed"
-  mounted=$(awk -v d="$statedir/mounts/" 'index($5, d) == 1 { print $5 }' /proc/self/mountinfo)
+  # A volume in its unmount grace (no container holds it) is not in use: stopping the agent unmounts it.
+  pending=$(berth status --json 2>/dev/null | node -e 'let s = ""; process.stdin.on("data", (d) => (s += d)).on("end", () => { try { for (const v of JSON.parse(s).volumes ?? []) if (v.unmountPending && v.refs === 0) console.log(v.mountpoint); } catch {} })') || true
+  mounted=$(berth_mounts "$statedir" | grep -vxF -e "${pending:-/nonexistent}" || true)
   if [ -n "$mounted" ]; then
     die "berth volumes are mounted (stop their containers and docker volume rm them, then run this again); nothing removed:
 $mounted"
   fi
   stop_agent "$statedir"
+  mounted=$(berth_mounts "$statedir")
+  [ -z "$mounted" ] || die "the agent stopped but left volumes mounted (umount them, then run this again); nothing else removed:
+$mounted"
   if [ -f "$unit" ]; then
     systemctl disable berth.service >/dev/null 2>&1 || true
     rm -f "$unit"
