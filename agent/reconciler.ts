@@ -6,7 +6,7 @@ import { Semaphore } from '../lib/semaphore.js';
 import type { VolumeRecord } from '../volume-plugin/backends/backend.js';
 import type { DuplicateName, EbsBackend } from '../volume-plugin/backends/ebs/ebs-backend.js';
 import type { Tags } from '../volume-plugin/backends/ebs/ec2-facade.js';
-import type { VolumeManager } from '../volume-plugin/manager.js';
+import type { VolumeService } from '../volume-plugin/service.js';
 
 /**
  * Makes the host match its tags. At boot every volume tagged to this host is
@@ -29,7 +29,7 @@ export interface PlanItem {
 }
 
 export interface ReconcilerDeps {
-  manager: VolumeManager;
+  manager: VolumeService;
   backend: EbsBackend;
   /** Volumes attached and mounted at once; EC2's attach bucket holds 50 and refills 5/s. */
   concurrency: number;

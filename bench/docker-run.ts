@@ -25,7 +25,8 @@ import { silentLogger } from '../lib/logger.js';
 import { execaRunner, type Runner } from '../lib/exec.js';
 import { createLoopBackend } from '../volume-plugin/backends/loop.js';
 import { createFilesystemOps } from '../volume-plugin/fs/filesystem.js';
-import { VolumeManager } from '../volume-plugin/manager.js';
+import { DockerVolumeDriver } from '../volume-plugin/docker-driver.js';
+import { hostPathsFor } from '../test/helpers/manager.js';
 import { median, unixPoster } from './lib.js';
 
 const { values } = parseArgs({ options: { runs: { type: 'string', default: '30' }, profile: { type: 'string', default: '20' } } });
@@ -105,14 +106,14 @@ try {
     }
   };
   const profDir = join(dir, 'profile');
-  const manager = new VolumeManager({
+  const manager = new DockerVolumeDriver({
     backend: createLoopBackend({ stateDir: profDir, runner: timed }),
     fs: createFilesystemOps({ runner: timed }),
-    stateDir: profDir,
+    paths: hostPathsFor(profDir),
     defaults: { sizeBytes: 2 ** 30, fs: 'ext4' },
     logger: silentLogger,
   });
-  await manager.start();
+  await manager.service.start();
   await manager.create('prof', {});
   await manager.mount('prof', 'p'.repeat(64));
   await manager.unmount('prof', 'p'.repeat(64));
