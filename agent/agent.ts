@@ -52,12 +52,13 @@ export async function startAgent(config: Config, logger: Logger, options: AgentO
   const kind = await resolveBackendKind(config);
   const ebs = kind === 'ebs' ? createEbsFromConfig(config, logger, options.aws) : undefined;
   const backend = ebs ?? createLoopFromConfig(config, runner, logger);
-  const fs = createFilesystemOps({ runner, logger: logger.child({ component: 'fs' }) });
+  const paths = hostPathsOf(config);
+  const fs = createFilesystemOps({ runner, paths, logger: logger.child({ component: 'fs' }) });
   const engine = config.BERTH_DOCKER_HOST && config.BERTH_DOCKER_HOST !== 'off' ? engineReferences(config.BERTH_DOCKER_HOST) : undefined;
   const docker = new DockerVolumeDriver({
     backend,
     fs,
-    paths: hostPathsOf(config),
+    paths,
     defaults: { sizeBytes: config.BERTH_DEFAULT_SIZE, fs: config.BERTH_DEFAULT_FS },
     logger: logger.child({ component: 'manager' }),
     registry,

@@ -109,7 +109,7 @@ export function hostPathsOf(config: Pick<Config, 'BERTH_SYSFS_ROOT' | 'BERTH_DEV
 }
 
 /** The mount table of the agent's own mount namespace, the one it mounts volumes in (proc(5)). */
-const MOUNTINFO_PATH = '/proc/self/mountinfo';
+export const MOUNTINFO_PATH = '/proc/self/mountinfo';
 const PROC_ROOT = '/proc';
 
 export function pluginSocketPath(config: Pick<Config, 'BERTH_PLUGIN_DIR' | 'BERTH_PLUGIN_NAME'>): string {

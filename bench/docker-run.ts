@@ -107,8 +107,8 @@ try {
   };
   const profDir = join(dir, 'profile');
   const manager = new DockerVolumeDriver({
-    backend: createLoopBackend({ stateDir: profDir, runner: timed }),
-    fs: createFilesystemOps({ runner: timed }),
+    backend: createLoopBackend({ stateDir: profDir, paths: hostPathsFor(profDir), runner: timed }),
+    fs: createFilesystemOps({ runner: timed, paths: hostPathsFor(profDir) }),
     paths: hostPathsFor(profDir),
     defaults: { sizeBytes: 2 ** 30, fs: 'ext4' },
     logger: silentLogger,

@@ -95,7 +95,7 @@ function backendOf(w: EbsWorld, concurrency: number, ec2 = new Ec2Facade({ clien
 }
 
 async function managerOf(w: EbsWorld, backend: EbsBackend, stateDir: string): Promise<DockerVolumeDriver> {
-  const m = new DockerVolumeDriver({ backend, fs: createFilesystemOps({ runner: execaRunner }), paths: hostPathsFor(stateDir), defaults: { sizeBytes: GiB, fs: 'ext4' }, logger: silentLogger });
+  const m = new DockerVolumeDriver({ backend, fs: createFilesystemOps({ runner: execaRunner, paths: hostPathsFor(stateDir) }), paths: hostPathsFor(stateDir), defaults: { sizeBytes: GiB, fs: 'ext4' }, logger: silentLogger });
   await m.service.start();
   return m;
 }

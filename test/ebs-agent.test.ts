@@ -6,6 +6,7 @@ import { afterEach, describe, expect, it } from 'vitest';
 import type { Agent } from '../agent/agent.js';
 import type { Ec2Timing } from '../volume-plugin/backends/ebs/ec2-facade.js';
 import { readMountinfo } from '../lib/mountinfo.js';
+import { HOST_PATHS } from './helpers/manager.js';
 import { sleep } from '../lib/sleep.js';
 import { startImdsServer, type ImdsServer } from './aws/imds-server.js';
 import { uniquePluginName } from './helpers/agent.js';
@@ -20,7 +21,7 @@ async function get(port: number, path: string): Promise<{ status: number; body: 
 }
 
 async function mountedAt(path: string): Promise<boolean> {
-  return (await readMountinfo()).some((m) => m.mountpoint === path);
+  return (await readMountinfo(HOST_PATHS.mountinfoPath)).some((m) => m.mountpoint === path);
 }
 
 describe.skipIf(noLoopReason)(`EBS agent: boot reconcile, drift repair, readiness tags${noLoopReason ? ` (skipped: ${noLoopReason})` : ''}`, () => {
@@ -250,7 +251,7 @@ describe.skipIf(noLoopReason)(`EBS agent: boot reconcile, drift repair, readines
     await first.stop();
     agent = undefined;
     // The host is gone; the same state dir comes back on a machine whose IMDS does not answer.
-    for (const m of (await readMountinfo()).filter((e) => e.mountpoint.startsWith(w.stateDir))) await execa('umount', [m.mountpoint]);
+    for (const m of (await readMountinfo(HOST_PATHS.mountinfoPath)).filter((e) => e.mountpoint.startsWith(w.stateDir))) await execa('umount', [m.mountpoint]);
     const a = await start({ BERTH_IMDS_ENDPOINT: 'http://127.0.0.1:1' });
     expect((await a.docker.list()).map((v) => v.Name)).toEqual(['kept']);
     expect((await a.docker.get('kept')).Name).toBe('kept');

@@ -7,9 +7,10 @@ import { execaRunner } from '../lib/exec.js';
 import { createFilesystemOps } from '../volume-plugin/fs/filesystem.js';
 import { noLoopReason, noSysResourceReason } from './helpers/env.js';
 import { makeLoopDevice, sh, tempDir } from './helpers/loop.js';
+import { HOST_PATHS } from './helpers/manager.js';
 
 const MiB = 2 ** 20;
-const fs = createFilesystemOps({ runner: execaRunner });
+const fs = createFilesystemOps({ runner: execaRunner, paths: HOST_PATHS });
 
 function sha(device: string): string {
   return sh('sha256sum', [device]).split(' ')[0]!;

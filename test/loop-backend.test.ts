@@ -8,6 +8,7 @@ import { createLoopBackend } from '../volume-plugin/backends/loop.js';
 import { resolveOptions } from '../volume-plugin/options.js';
 import { noLoopReason } from './helpers/env.js';
 import { detachLoopDevicesUnder, loopDevicesUnder, tempDir } from './helpers/loop.js';
+import { HOST_PATHS } from './helpers/manager.js';
 
 const opts = resolveOptions({}, { sizeBytes: 32 * 2 ** 20, fs: 'ext4' });
 
@@ -22,7 +23,7 @@ describe.skipIf(noLoopReason)(`loop backend${noLoopReason ? ` (skipped: ${noLoop
   });
 
   it('creates a sparse image, reuses its loop device while attached and detaches it on release', async () => {
-    const backend = createLoopBackend({ stateDir: dir.path, runner: execaRunner });
+    const backend = createLoopBackend({ stateDir: dir.path, paths: HOST_PATHS, runner: execaRunner });
     const rec = await backend.create('v', opts);
     expect(execFileSync('du', ['-k', rec.id], { encoding: 'utf8' }).split('\t')[0]).toBe('0');
     const a = await backend.attach(rec);
@@ -35,7 +36,7 @@ describe.skipIf(noLoopReason)(`loop backend${noLoopReason ? ` (skipped: ${noLoop
   });
 
   it('never hands out the loop device of an image that was replaced behind its back', async () => {
-    const backend = createLoopBackend({ stateDir: dir.path, runner: execaRunner });
+    const backend = createLoopBackend({ stateDir: dir.path, paths: HOST_PATHS, runner: execaRunner });
     const rec = await backend.create('v', opts);
     const old = await backend.attach(rec);
     // someone swaps the image file: the old device now backs a deleted inode
@@ -48,9 +49,9 @@ describe.skipIf(noLoopReason)(`loop backend${noLoopReason ? ` (skipped: ${noLoop
   });
 
   it('refuses, and lets go of, a loop device whose backing file the kernel does not confirm', async () => {
-    const fakeSys = join(dir.path, 'sys');
+    const fakeSys = join(dir.path, 'sys', 'block');
     mkdirSync(join(fakeSys, 'loop7', 'loop'), { recursive: true });
-    const backend = createLoopBackend({ stateDir: join(dir.path, 'state'), runner: execaRunner, sysBlockDir: fakeSys });
+    const backend = createLoopBackend({ stateDir: join(dir.path, 'state'), paths: { ...HOST_PATHS, sysfsRoot: join(dir.path, 'sys') }, runner: execaRunner });
     const rec = await backend.create('v', opts);
     writeFileSync(join(fakeSys, 'loop7', 'loop', 'backing_file'), `${rec.id}.other\n`);
     // a real attach happens, but the (fake) kernel view disagrees: refused

@@ -37,8 +37,8 @@ describe.skipIf(noLoopReason)(`mountpoints that are not what berth made${noLoopR
 
   async function manager(runner: Runner = execaRunner) {
     const m = new DockerVolumeDriver({
-      backend: createLoopBackend({ stateDir, runner }),
-      fs: createFilesystemOps({ runner }),
+      backend: createLoopBackend({ stateDir, paths: hostPathsFor(stateDir), runner }),
+      fs: createFilesystemOps({ runner, paths: hostPathsFor(stateDir) }),
       paths: hostPathsFor(stateDir),
       defaults: { sizeBytes: 32 * MiB, fs: 'ext4' },
       logger: silentLogger,

@@ -130,7 +130,7 @@ export class VolumeService {
   private started = false;
 
   constructor(private readonly deps: ServiceDeps) {
-    this.store = new StateStore(deps.paths.stateDir, deps.logger);
+    this.store = new StateStore(deps.paths.stateDir, deps.logger, deps.backend.options);
     this.log = deps.logger;
     this.lock = deps.lock ?? new KeyedLock();
     this.layout = deps.layout ?? mountsIn(deps.paths.mountsDir);
@@ -224,7 +224,7 @@ export class VolumeService {
 
   async create(name: string, opts: Record<string, string>, call: CallOptions = {}): Promise<void> {
     assertVolumeName(name);
-    const given = parseGivenOptions(opts);
+    const given = parseGivenOptions(opts, this.deps.backend.options);
     const refuseConflicts = (existing: VolumeRecord) => {
       const conflicts = conflictingOptions(given, existing.options);
       if (conflicts.length > 0) {
@@ -243,7 +243,7 @@ export class VolumeService {
             this.state.volumes[name] = { record: found, mounts: dict(), mounted: false };
             return;
           }
-          const options = resolveOptions(given, this.deps.defaults);
+          const options = resolveOptions(given, this.deps.defaults, this.deps.backend.options);
           this.deps.backend.validate(name, options);
           let existed: 'live' | 'retained' | undefined;
           const record = await this.deps.backend.create(name, options, {

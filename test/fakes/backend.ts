@@ -1,5 +1,6 @@
 import { BerthError } from '../../lib/errors.js';
 import type { AttachedDevice, Backend, CallOptions, CreateOptions, VolumeRecord } from '../../volume-plugin/backends/backend.js';
+import { LOOP_OPTIONS } from '../../volume-plugin/backends/loop.js';
 import type { VolumeOptions } from '../../volume-plugin/options.js';
 import { Faults } from './faults.js';
 import { FakeHost } from './host.js';
@@ -24,6 +25,8 @@ interface Stored {
 export class FakeBackend implements Backend {
   readonly kind = 'loop' as const;
   readonly scope = 'local' as const;
+  /** The loop backend's option keys: none beyond the core's, EBS's refused. */
+  readonly options = LOOP_OPTIONS;
   readonly faults = new Faults<BackendOp>();
   private readonly volumes = new Map<string, Stored>();
   private serial = 0;

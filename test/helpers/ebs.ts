@@ -98,7 +98,7 @@ export async function ebsWorld(opts: Ec2ModelOptions & { bindDelayMs?: number; m
     async manager(backend) {
       const manager = new DockerVolumeDriver({
         backend,
-        fs: createFilesystemOps({ runner: execaRunner }),
+        fs: createFilesystemOps({ runner: execaRunner, paths: hostPathsFor(world.stateDir) }),
         paths: hostPathsFor(world.stateDir),
         defaults: { sizeBytes: GiB, fs: 'ext4' },
         logger: testLogger(),

@@ -10,6 +10,9 @@ import type { HostPaths } from '../../volume-plugin/host-paths.js';
 
 const MiB = 2 ** 20;
 
+/** The agent's host paths with their defaults (agent/config.ts): this host's /sys, /proc/self/mountinfo, … */
+export const HOST_PATHS: HostPaths = hostPathsOf(CONFIG_DEFAULTS);
+
 /** The agent's host paths (agent/config.ts defaults) with the state dir, and any other setting, a test's own. */
 export function hostPathsFor(stateDir: string, settings: Partial<Config> = {}): HostPaths {
   return hostPathsOf({ ...CONFIG_DEFAULTS, ...settings, BERTH_STATE_DIR: stateDir });
@@ -22,10 +25,10 @@ export function hostPathsFor(stateDir: string, settings: Partial<Config> = {}): 
  */
 export async function loopManager(stateDir: string, wrap: (b: Backend) => Backend = (b) => b): Promise<{ manager: DockerVolumeDriver; backend: Backend }> {
   const paths = hostPathsFor(stateDir);
-  const backend = wrap(createLoopBackend({ stateDir, runner: execaRunner }));
+  const backend = wrap(createLoopBackend({ stateDir, paths, runner: execaRunner }));
   const manager = new DockerVolumeDriver({
     backend,
-    fs: createFilesystemOps({ runner: execaRunner }),
+    fs: createFilesystemOps({ runner: execaRunner, paths }),
     paths,
     defaults: { sizeBytes: 64 * MiB, fs: 'ext4' },
     logger: silentLogger,
