@@ -56,11 +56,14 @@ const NO_CALL: CallOptions = {};
  */
 function cancelledOnHangUp(res: ServerResponse): CallOptions {
   const controller = new AbortController();
-  res.once('close', () => {
+  const hungUp = () => {
     if (!res.writableFinished) {
       controller.abort(new BerthError('TIMEOUT', 'the caller closed the connection before the answer (dockerd gave up on the call); stopped and undone'));
     }
-  });
+  };
+  // Closed already (between the body's end and now): the caller is gone before the work starts.
+  if (res.destroyed) hungUp();
+  else res.once('close', hungUp);
   return { signal: controller.signal };
 }
 
