@@ -275,3 +275,46 @@ describe('Docker front end over the service', () => {
     expect(JSON.parse(w.docker.answers.list().toString())).toEqual({ Volumes: await w.docker.list(), Err: '' });
   });
 });
+
+describe('volume service: what the reconciler asks', () => {
+  it('ensureMounted mounts with no reference; releaseIfUnused lets go of it, and refuses while a consumer holds it', async () => {
+    const w = await started();
+    await w.service.create('v', {});
+    await w.service.ensureMounted('v');
+    expect(viewOf('v')).toMatchObject({ mounted: true, consumers: 0 });
+    await w.service.publish('v', A);
+    expect(await w.service.releaseIfUnused('v', 'test')).toBe(false);
+    expect(w.host.mounts.size).toBe(1);
+    await w.service.unpublish('v', A);
+    await w.service.ensureMounted('v');
+    expect(await w.service.releaseIfUnused('v', 'test')).toBe(true);
+    expect(viewOf('v')).toMatchObject({ mounted: false });
+    expect(w.backend.isAttached('v')).toBe(false);
+  });
+
+  it('refresh takes in what the backend lists and drops unmounted volumes it no longer lists', async () => {
+    const w = await started();
+    await w.service.create('kept', {});
+    await w.service.create('gone', {});
+    await w.backend.remove({ ...(await w.backend.find('gone'))!, options: { sizeBytes: 1, fs: 'ext4', onRemove: 'delete' } });
+    await w.backend.create('new', { sizeBytes: 2 ** 26, fs: 'ext4', onRemove: 'retain' });
+    await w.service.refresh();
+    expect(w.service.names().sort()).toEqual(['kept', 'new']);
+    expect(JSON.parse(w.docker.answers.list().toString()).Volumes.map((v: { Name: string }) => v.Name).sort()).toEqual(['kept', 'new']);
+  });
+
+  it('after a lost state file, an Unmount keeps the volume mounted while the engine lists a container using it', async () => {
+    const inUse = new Set(['v']);
+    const w = await started({ engine: { volumesInUse: async () => inUse } });
+    await w.service.create('v', {});
+    await w.service.publish('v', A);
+    writeFileSync(join(w.stateDir, 'state.json'), 'not json');
+    await w.restart();
+    await w.service.unpublish('v', B);
+    expect(viewOf('v')).toMatchObject({ mounted: true });
+    inUse.clear();
+    await w.service.reconcileReferences('test');
+    expect(viewOf('v')).toMatchObject({ mounted: false });
+    expect(w.host.mounts.size).toBe(0);
+  });
+});
