@@ -2,11 +2,12 @@ import { mkdir } from 'node:fs/promises';
 import type { Logger } from 'pino';
 import { execaRunner, type Runner } from '../lib/exec.js';
 import { createFilesystemOps } from '../volume-plugin/fs/filesystem.js';
-import { VolumeManager } from '../volume-plugin/manager.js';
+import { DockerVolumeDriver } from '../volume-plugin/docker-driver.js';
+import type { VolumeService } from '../volume-plugin/service.js';
 import { assertSocketFree, listenPlugin, type PluginServer } from '../volume-plugin/server.js';
 import { createEbsFromConfig, createLoopFromConfig, resolveBackendKind, type AwsOverrides } from './backend-factory.js';
 import type { CertRefresher } from './cert-refresher.js';
-import { pluginSocketPath, type Config } from './config.js';
+import { hostPathsOf, pluginSocketPath, type Config } from './config.js';
 import { engineReferences } from './engine-references.js';
 import { createHealthServer, type HealthServer } from './health-server.js';
 import { createRegistry } from './metrics.js';
@@ -17,7 +18,10 @@ import type { EbsBackend } from '../volume-plugin/backends/ebs/ebs-backend.js';
 import type { Reconciler } from '../volume-plugin/backends/ebs/reconciler.js';
 
 export interface Agent {
-  readonly manager: VolumeManager;
+  /** The volume service (protocol-neutral); the reconciler and /status use it. */
+  readonly manager: VolumeService;
+  /** The Docker protocol's front end over it, which the plugin socket serves. */
+  readonly docker: DockerVolumeDriver;
   readonly plugin: PluginServer;
   readonly health: HealthServer;
   readonly healthPort: number;
@@ -48,12 +52,13 @@ export async function startAgent(config: Config, logger: Logger, options: AgentO
   const kind = await resolveBackendKind(config);
   const ebs = kind === 'ebs' ? createEbsFromConfig(config, logger, options.aws) : undefined;
   const backend = ebs ?? createLoopFromConfig(config, runner, logger);
-  const fs = createFilesystemOps({ runner, logger: logger.child({ component: 'fs' }) });
+  const paths = hostPathsOf(config);
+  const fs = createFilesystemOps({ runner, paths, logger: logger.child({ component: 'fs' }) });
   const engine = config.BERTH_DOCKER_HOST && config.BERTH_DOCKER_HOST !== 'off' ? engineReferences(config.BERTH_DOCKER_HOST) : undefined;
-  const manager = new VolumeManager({
+  const docker = new DockerVolumeDriver({
     backend,
     fs,
-    stateDir: config.BERTH_STATE_DIR,
+    paths,
     defaults: { sizeBytes: config.BERTH_DEFAULT_SIZE, fs: config.BERTH_DEFAULT_FS },
     logger: logger.child({ component: 'manager' }),
     registry,
@@ -61,6 +66,7 @@ export async function startAgent(config: Config, logger: Logger, options: AgentO
     ...(engine ? { engine } : {}),
     ...(options.beforeStateWrite ? { beforeStateWrite: options.beforeStateWrite } : {}),
   });
+  const manager = docker.service;
   await manager.start();
   // dockerd usually starts after berth: the first check finds no engine and changes nothing; the periodic one catches up.
   const checkReferences = (reason: string) =>
@@ -69,7 +75,7 @@ export async function startAgent(config: Config, logger: Logger, options: AgentO
   referenceTimer?.unref();
   if (engine) checkReferences('start');
 
-  const plugin = await listenPlugin(pluginSocketPath(config), { driver: manager, answers: manager.answers, logger: logger.child({ component: 'plugin' }), registry });
+  const plugin = await listenPlugin(pluginSocketPath(config), { driver: docker, answers: docker.answers, logger: logger.child({ component: 'plugin' }), registry });
   logger.info({ socket: plugin.socketPath, backend: kind, volumes: manager.snapshot().length }, 'plugin socket listening');
 
   const health = createHealthServer({
@@ -101,6 +107,7 @@ export async function startAgent(config: Config, logger: Logger, options: AgentO
 
   return {
     manager,
+    docker,
     plugin,
     health,
     healthPort,
@@ -128,7 +135,7 @@ export async function startAgent(config: Config, logger: Logger, options: AgentO
  */
 async function bootReconcile(
   ebs: DeferredBackend<EbsBackend>,
-  manager: VolumeManager,
+  manager: VolumeService,
   config: Config,
   logger: PinoLogger,
   registry: Registry,

@@ -7,10 +7,10 @@ import { sleep } from '../lib/sleep.js';
 import type { Backend } from '../volume-plugin/backends/backend.js';
 import { deferredBackend, type DeferredBackend } from '../volume-plugin/backends/deferred.js';
 import type { EbsBackend } from '../volume-plugin/backends/ebs/ebs-backend.js';
-import { validateEbsOptions } from '../volume-plugin/backends/ebs/ebs-options.js';
+import { EBS_OPTIONS, validateEbsOptions } from '../volume-plugin/backends/ebs/ebs-options.js';
 import type { Ec2Timing } from '../volume-plugin/backends/ebs/ec2-facade.js';
 import { createLoopBackend } from '../volume-plugin/backends/loop.js';
-import type { Config } from './config.js';
+import { hostPathsOf, type Config } from './config.js';
 import type { MetadataReader } from './host-identity.js';
 
 /** EC2 says who it is in DMI: no network call needed to decide. */
@@ -36,7 +36,7 @@ export interface AwsOverrides {
 }
 
 export function createLoopFromConfig(config: Config, runner: Runner, logger: Logger): Backend {
-  return createLoopBackend({ stateDir: config.BERTH_STATE_DIR, runner, logger: logger.child({ backend: 'loop' }) });
+  return createLoopBackend({ stateDir: config.BERTH_STATE_DIR, paths: hostPathsOf(config), runner, logger: logger.child({ backend: 'loop' }) });
 }
 
 /**
@@ -46,7 +46,7 @@ export function createLoopFromConfig(config: Config, runner: Runner, logger: Log
  */
 export function createEbsFromConfig(config: Config, logger: Logger, aws: AwsOverrides = {}): DeferredBackend<EbsBackend> {
   const log = logger.child({ backend: 'ebs' });
-  const deferred = deferredBackend<EbsBackend>('ebs', 'global', validateEbsOptions, 100_000);
+  const deferred = deferredBackend<EbsBackend>('ebs', 'global', validateEbsOptions, 100_000, EBS_OPTIONS);
   void (async () => {
     let delay = aws.startRetryMs ?? 2_000;
     for (;;) {

@@ -9,7 +9,7 @@ import { pathToFileURL } from 'node:url';
 import { parseArgs } from 'node:util';
 import { errorMessage } from '../lib/errors.js';
 import { listRetainedLoopVolumes, type RetainedLoopVolume } from '../volume-plugin/backends/loop.js';
-import type { VolumeStatus } from '../volume-plugin/manager.js';
+import type { VolumeStatus } from '../volume-plugin/service.js';
 import { assertVolumeName, formatSize } from '../volume-plugin/options.js';
 import { probeSocket } from '../volume-plugin/server.js';
 import { resolveBackendKind } from './backend-factory.js';

@@ -3,6 +3,7 @@ import { join } from 'node:path';
 import * as z from 'zod/mini';
 import '../lib/zod-english.js';
 import { DEFAULT_TAG_PREFIX } from '../lib/node-contract.js';
+import type { HostPaths } from '../volume-plugin/host-paths.js';
 import { Filesystems, SizeSchema } from '../volume-plugin/options.js';
 
 /**
@@ -99,6 +100,22 @@ export type Config = Readonly<z.infer<typeof ConfigSchema>>;
 const SOURCE_VARIABLES = new Set(['BERTH_CONFIG_FILE', 'BERTH_ENV_FILE']);
 
 /** The plugin socket, `<plugin dir>/<name>.sock`: where dockerd looks for a legacy plugin (docs/design.md §3). */
+/** Where berth reads and writes on this host (volume-plugin/host-paths.ts); the defaults are the settings' defaults above. */
+export function hostPathsOf(config: Pick<Config, 'BERTH_SYSFS_ROOT' | 'BERTH_DEV_ROOT' | 'BERTH_STATE_DIR'>): HostPaths {
+  return {
+    sysfsRoot: config.BERTH_SYSFS_ROOT,
+    devRoot: config.BERTH_DEV_ROOT,
+    mountinfoPath: MOUNTINFO_PATH,
+    procRoot: PROC_ROOT,
+    stateDir: config.BERTH_STATE_DIR,
+    mountsDir: join(config.BERTH_STATE_DIR, 'mounts'),
+  };
+}
+
+/** The mount table of the agent's own mount namespace, the one it mounts volumes in (proc(5)). */
+export const MOUNTINFO_PATH = '/proc/self/mountinfo';
+const PROC_ROOT = '/proc';
+
 export function pluginSocketPath(config: Pick<Config, 'BERTH_PLUGIN_DIR' | 'BERTH_PLUGIN_NAME'>): string {
   return join(config.BERTH_PLUGIN_DIR, `${config.BERTH_PLUGIN_NAME}.sock`);
 }

@@ -1,6 +1,6 @@
 import { request } from 'node:http';
 import { BerthError } from '../lib/errors.js';
-import type { EngineReferences } from '../volume-plugin/manager.js';
+import type { EngineReferences } from '../volume-plugin/service.js';
 
 /**
  * Which volumes the Docker engine's containers use, from the engine API

@@ -30,7 +30,8 @@ import { silentLogger } from '../lib/logger.js';
 import { execaRunner, type Runner } from '../lib/exec.js';
 import { createLoopBackend } from '../volume-plugin/backends/loop.js';
 import { createFilesystemOps } from '../volume-plugin/fs/filesystem.js';
-import { VolumeManager } from '../volume-plugin/manager.js';
+import { DockerVolumeDriver } from '../volume-plugin/docker-driver.js';
+import { hostPathsFor } from '../test/helpers/manager.js';
 import { median, unixPoster } from './lib.js';
 
 const { values } = parseArgs({ options: { runs: { type: 'string', default: '30' }, profile: { type: 'string', default: '20' } } });
@@ -132,14 +133,14 @@ try {
       ]),
     ) as T;
   const profDir = join(dir, 'profile');
-  const manager = new VolumeManager({
-    backend: timedSteps('backend', createLoopBackend({ stateDir: profDir, runner: timed })),
-    fs: timedSteps('fs', createFilesystemOps({ runner: timed })),
-    stateDir: profDir,
+  const manager = new DockerVolumeDriver({
+    backend: timedSteps('backend', createLoopBackend({ stateDir: profDir, paths: hostPathsFor(profDir), runner: timed })),
+    fs: timedSteps('fs', createFilesystemOps({ runner: timed, paths: hostPathsFor(profDir) })),
+    paths: hostPathsFor(profDir),
     defaults: { sizeBytes: 2 ** 30, fs: 'ext4' },
     logger: silentLogger,
   });
-  await manager.start();
+  await manager.service.start();
   steps.clear();
   let t0 = performance.now();
   await manager.create('prof', {});

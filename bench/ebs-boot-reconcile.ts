@@ -42,8 +42,10 @@ import { createEbsBackend, type EbsBackend } from '../volume-plugin/backends/ebs
 import { DEVICE_NAMES, Ec2Facade } from '../volume-plugin/backends/ebs/ec2-facade.js';
 import { createDeviceResolver } from '../volume-plugin/devices/nvme.js';
 import { createFilesystemOps } from '../volume-plugin/fs/filesystem.js';
-import { VolumeManager } from '../volume-plugin/manager.js';
+import { DockerVolumeDriver } from '../volume-plugin/docker-driver.js';
+import type { VolumeService } from '../volume-plugin/service.js';
 import { StateStore } from '../volume-plugin/state-store.js';
+import { hostPathsFor } from '../test/helpers/manager.js';
 import { AZ, ebsWorld, GiB, HOST, type EbsWorld } from '../test/helpers/ebs.js';
 
 const { values } = parseArgs({
@@ -126,15 +128,9 @@ function backendOf(w: EbsWorld, concurrency: number, ec2 = new Ec2Facade({ clien
   });
 }
 
-async function managerOf(w: EbsWorld, backend: EbsBackend, stateDir: string): Promise<VolumeManager> {
-  const m = new VolumeManager({
-    backend,
-    fs: createFilesystemOps({ runner: profiledRunner }),
-    stateDir,
-    defaults: { sizeBytes: GiB, fs: 'ext4' },
-    logger: silentLogger,
-  });
-  await m.start();
+async function managerOf(w: EbsWorld, backend: EbsBackend, stateDir: string): Promise<DockerVolumeDriver> {
+  const m = new DockerVolumeDriver({ backend, fs: createFilesystemOps({ runner: profiledRunner, paths: hostPathsFor(stateDir) }), paths: hostPathsFor(stateDir), defaults: { sizeBytes: GiB, fs: 'ext4' }, logger: silentLogger });
+  await m.service.start();
   return m;
 }
 
@@ -165,7 +161,7 @@ async function timedBoot(
   n: number,
   concurrency: number,
   dir: string,
-  boot: (manager: VolumeManager, backend: EbsBackend) => Promise<unknown>,
+  boot: (manager: VolumeService, backend: EbsBackend) => Promise<unknown>,
   heldBy?: 'stopped',
 ): Promise<BootResult> {
   const { w, attachedAt } = await prepare(n, heldBy);
@@ -182,7 +178,7 @@ async function timedBoot(
     const backend = backendOf(w, concurrency, ec2);
     steps.clear();
     const t0 = performance.now();
-    const manager = await managerOf(w, backend, `${w.dir}/${dir}`);
+    const manager = (await managerOf(w, backend, `${w.dir}/${dir}`)).service;
     const startedAt = performance.now();
     const mountedAt = new Map<string, number>();
     const sample = () => {

@@ -37,7 +37,8 @@ export function parseMountinfo(text: string): MountEntry[] {
   return out;
 }
 
-export async function readMountinfo(path = '/proc/self/mountinfo'): Promise<MountEntry[]> {
+/** Reads a mount table; `path` is the caller's (the agent's HostPaths.mountinfoPath). */
+export async function readMountinfo(path: string): Promise<MountEntry[]> {
   return parseMountinfo(await readFile(path, 'utf8'));
 }
 

@@ -48,8 +48,8 @@ describe.skipIf(noLoopReason)(`agent health endpoint${noLoopReason ? ` (skipped:
     dir = tempDir('berth-health');
     const { agent } = await startInProcessAgent(uniquePluginName(), join(dir.path, 'state'));
     try {
-      await agent.manager.create('m', {});
-      await agent.manager.mount('m', 'x'.repeat(64));
+      await agent.docker.create('m', {});
+      await agent.docker.mount('m', 'x'.repeat(64));
       const base = `http://127.0.0.1:${agent.healthPort}`;
       expect((await fetch(`${base}/healthz`)).status).toBe(200);
       const ready = await fetch(`${base}/readyz`);
@@ -68,7 +68,7 @@ describe.skipIf(noLoopReason)(`agent health endpoint${noLoopReason ? ` (skipped:
       const metrics = await (await fetch(`${base}/metrics`)).text();
       expect(metrics).toMatch(/^berth_volumes_mounted 1$/m);
       expect(metrics).toMatch(/berth_process_resident_memory_bytes \d+/);
-      await agent.manager.unmount('m', 'x'.repeat(64));
+      await agent.docker.unmount('m', 'x'.repeat(64));
     } finally {
       await agent.stop();
     }

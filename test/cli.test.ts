@@ -99,12 +99,12 @@ describe.skipIf(noLoopReason)(`berth CLI against a running agent${noLoopReason ?
   beforeAll(async () => {
     dir = tempDir('berth-cli');
     ({ agent, config } = await startInProcessAgent(plugin, join(dir.path, 'state')));
-    await agent.manager.create('pg', { size: '64MiB' });
-    await agent.manager.create('idle', {});
-    await agent.manager.mount('pg', 'c'.repeat(64));
+    await agent.docker.create('pg', { size: '64MiB' });
+    await agent.docker.create('idle', {});
+    await agent.docker.mount('pg', 'c'.repeat(64));
   });
   afterAll(async () => {
-    await agent.manager.unmount('pg', 'c'.repeat(64));
+    await agent.docker.unmount('pg', 'c'.repeat(64));
     await agent.stop();
     detachLoopDevicesUnder(dir.path);
     dir.cleanup();
@@ -186,8 +186,8 @@ describe.skipIf(noLoopReason)(`berth CLI against a running agent${noLoopReason ?
   });
 
   it('lists retained loop volumes and purges one only when asked by name, never one in use', async () => {
-    await agent.manager.create('kept', { size: '32MiB' });
-    await agent.manager.remove('kept'); // onRemove=retain: leaves Docker's list, the image stays
+    await agent.docker.create('kept', { size: '32MiB' });
+    await agent.docker.remove('kept'); // onRemove=retain: leaves Docker's list, the image stays
     expect(await run(['retained', '--json'], cliEnv())).toBe(0);
     const listed = JSON.parse(lines.join('\n')) as Array<{ name: string; image: string; sizeBytes: number }>;
     expect(listed).toEqual([expect.objectContaining({ name: 'kept', sizeBytes: 32 * 2 ** 20 })]);

@@ -129,7 +129,7 @@ describe.skipIf(noLoopReason)(`failed calls leave nothing behind${noLoopReason ?
       fillDisk();
       const err = await manager.mount('m', ID1).catch((e: unknown) => e);
       expect((err as Error).message).toMatch(/ENOSPC|no space left/);
-      expect(isMounted(manager.mountpointOf('m'))).toBe(false);
+      expect(isMounted(manager.service.mountpointOf('m'))).toBe(false);
       expect(loopDevicesUnder(dir.path)).toEqual([]);
       expect((await manager.get('m')).Status).toMatchObject({ mounted: false, containerMounts: 0 });
     });

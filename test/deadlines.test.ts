@@ -8,7 +8,9 @@ import { sleep } from '../lib/sleep.js';
 import type { Backend } from '../volume-plugin/backends/backend.js';
 import { createLoopBackend } from '../volume-plugin/backends/loop.js';
 import { createFilesystemOps } from '../volume-plugin/fs/filesystem.js';
-import { DEADLINES, VolumeManager } from '../volume-plugin/manager.js';
+import { DockerVolumeDriver } from '../volume-plugin/docker-driver.js';
+import { DEADLINES } from '../volume-plugin/service.js';
+import { hostPathsFor } from './helpers/manager.js';
 import { noLoopReason } from './helpers/env.js';
 import { detachLoopDevicesUnder, loopDevicesUnder, sh, tempDir } from './helpers/loop.js';
 
@@ -32,7 +34,7 @@ describe.skipIf(noLoopReason)(`deadlines through the core${noLoopReason ? ` (ski
   });
 
   async function manager(slow: { attachMs?: number; createMs?: number }, deadlines: Partial<typeof DEADLINES>) {
-    const loop = createLoopBackend({ stateDir, runner: execaRunner });
+    const loop = createLoopBackend({ stateDir, paths: hostPathsFor(stateDir), runner: execaRunner });
     const backend: Backend = {
       ...loop,
       async create(name, options, call) {
@@ -46,8 +48,8 @@ describe.skipIf(noLoopReason)(`deadlines through the core${noLoopReason ? ` (ski
         return r;
       },
     };
-    const m = new VolumeManager({ backend, fs: createFilesystemOps({ runner: execaRunner }), stateDir, defaults: { sizeBytes: 32 * 2 ** 20, fs: 'ext4' }, logger: silentLogger, deadlines });
-    await m.start();
+    const m = new DockerVolumeDriver({ backend, fs: createFilesystemOps({ runner: execaRunner, paths: hostPathsFor(stateDir) }), paths: hostPathsFor(stateDir), defaults: { sizeBytes: 32 * 2 ** 20, fs: 'ext4' }, logger: silentLogger, deadlines });
+    await m.service.start();
     return m;
   }
 
@@ -61,7 +63,7 @@ describe.skipIf(noLoopReason)(`deadlines through the core${noLoopReason ? ` (ski
     const err = await m.mount('late', ID1).catch((e: unknown) => e);
     expect(isBerthError(err, 'TIMEOUT')).toBe(true);
     expect((err as Error).message).toMatch(/Mount late did not finish within 1 s/);
-    expect(isMounted(m.mountpointOf('late'))).toBe(false);
+    expect(isMounted(m.service.mountpointOf('late'))).toBe(false);
     expect(loopDevicesUnder(dir.path)).toEqual([]);
     expect((await m.get('late')).Status).toMatchObject({ mounted: false, containerMounts: 0 });
     expect(saved().volumes.late!.mounts).toEqual({});

@@ -6,6 +6,7 @@ import { afterEach, describe, expect, it } from 'vitest';
 import type { Agent } from '../agent/agent.js';
 import type { Ec2Timing } from '../volume-plugin/backends/ebs/ec2-facade.js';
 import { readMountinfo } from '../lib/mountinfo.js';
+import { HOST_PATHS } from './helpers/manager.js';
 import { sleep } from '../lib/sleep.js';
 import { startImdsServer, type ImdsServer } from './aws/imds-server.js';
 import { uniquePluginName } from './helpers/agent.js';
@@ -20,7 +21,7 @@ async function get(port: number, path: string): Promise<{ status: number; body: 
 }
 
 async function mountedAt(path: string): Promise<boolean> {
-  return (await readMountinfo()).some((m) => m.mountpoint === path);
+  return (await readMountinfo(HOST_PATHS.mountinfoPath)).some((m) => m.mountpoint === path);
 }
 
 describe.skipIf(noLoopReason)(`EBS agent: boot reconcile, drift repair, readiness tags${noLoopReason ? ` (skipped: ${noLoopReason})` : ''}`, () => {
@@ -67,12 +68,12 @@ describe.skipIf(noLoopReason)(`EBS agent: boot reconcile, drift repair, readines
     w = await ebsWorld({ attachLatencyMs: 300 });
     for (const n of ['a', 'b', 'c']) w.model.addVolume({ az: AZ, size: 1, tags: TAGS(n) });
     const a = await start();
-    const mp = await a.manager.mount('b', 'f'.repeat(64));
+    const mp = await a.docker.mount('b', 'f'.repeat(64));
     await writeFile(join(mp, 'x'), 'written while booting');
     await a.booted;
     expect(w.model.calls('AttachVolume')).toBe(3);
     expect(a.manager.snapshot().find((v) => v.name === 'b')).toMatchObject({ mounted: true, refs: 1 });
-    await a.manager.unmount('b', 'f'.repeat(64));
+    await a.docker.unmount('b', 'f'.repeat(64));
   });
 
   it('a pass repairs drift: detached behind its back, newly tagged, retagged to another host; dry-run plans it first', async () => {
@@ -187,7 +188,7 @@ describe.skipIf(noLoopReason)(`EBS agent: boot reconcile, drift repair, readines
     expect(w.model.volume(first).attachment).toMatchObject({ instanceId: w.instanceId, state: 'attached' });
     expect(w.model.volume(second).attachment).toBeUndefined();
     // A container started now gets the same data.
-    const again = await a.manager.mount('twin', 'e'.repeat(64));
+    const again = await a.docker.mount('twin', 'e'.repeat(64));
     expect(await readFile(join(again, 'f'), 'utf8')).toBe('mine');
     await reconciler.pass();
     expect(a.manager.snapshot().find((v) => v.name === 'twin')).toMatchObject({ id: first, mounted: true, refs: 1 });
@@ -205,7 +206,7 @@ describe.skipIf(noLoopReason)(`EBS agent: boot reconcile, drift repair, readines
     expect((await get(a.healthPort, '/readyz')).status).toBe(200);
     expect(w.model.instance(w.instanceId).tags['berth:ready']).toBe('true');
     expect(await mountedAt(mp)).toBe(true);
-    await a.manager.unmount('twin', 'e'.repeat(64));
+    await a.docker.unmount('twin', 'e'.repeat(64));
   });
 
   it('/readyz and the ready tag agree, and recover once the failed volumes are removed or deleted', async () => {
@@ -220,7 +221,7 @@ describe.skipIf(noLoopReason)(`EBS agent: boot reconcile, drift repair, readines
     expect(String((before.body.checks as Record<string, string>).volumes)).toMatch(/far \(.*cannot attach across zones.*farther \(/);
     expect(w.model.instance(w.instanceId).tags['berth:ready']).toBe('false');
 
-    await a.manager.remove('far'); // docker volume rm
+    await a.docker.remove('far'); // docker volume rm
     await w.client.send(new DeleteVolumeCommand({ VolumeId: farther })); // deleted at EC2
     await reconciler.pass();
     const after = await get(a.healthPort, '/readyz');
@@ -250,10 +251,10 @@ describe.skipIf(noLoopReason)(`EBS agent: boot reconcile, drift repair, readines
     await first.stop();
     agent = undefined;
     // The host is gone; the same state dir comes back on a machine whose IMDS does not answer.
-    for (const m of (await readMountinfo()).filter((e) => e.mountpoint.startsWith(w.stateDir))) await execa('umount', [m.mountpoint]);
+    for (const m of (await readMountinfo(HOST_PATHS.mountinfoPath)).filter((e) => e.mountpoint.startsWith(w.stateDir))) await execa('umount', [m.mountpoint]);
     const a = await start({ BERTH_IMDS_ENDPOINT: 'http://127.0.0.1:1' });
-    expect((await a.manager.list()).map((v) => v.Name)).toEqual(['kept']);
-    expect((await a.manager.get('kept')).Name).toBe('kept');
+    expect((await a.docker.list()).map((v) => v.Name)).toEqual(['kept']);
+    expect((await a.docker.get('kept')).Name).toBe('kept');
     // The metadata client retries before it gives up.
     let ready = await get(a.healthPort, '/readyz');
     for (let i = 0; i < 100 && /starting: starting/.test(JSON.stringify(ready.body)); i++) {

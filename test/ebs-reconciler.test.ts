@@ -5,13 +5,14 @@ import { readMountinfo } from '../lib/mountinfo.js';
 import { sleep } from '../lib/sleep.js';
 import type { EbsBackend, EbsBackendDeps, HostSurvey } from '../volume-plugin/backends/ebs/ebs-backend.js';
 import { Reconciler } from '../volume-plugin/backends/ebs/reconciler.js';
-import type { VolumeManager } from '../volume-plugin/manager.js';
+import type { VolumeService } from '../volume-plugin/service.js';
 import { AZ, ebsWorld, GiB, HOST, testLogger, type EbsWorld } from './helpers/ebs.js';
 import { noLoopReason } from './helpers/env.js';
+import { HOST_PATHS } from './helpers/manager.js';
 
 const TAGS = (name: string, host = HOST) => ({ 'berth:volume': name, 'berth:host': host, 'berth:managed-by': 'berth' });
 
-const mountedAt = async (path: string) => (await readMountinfo()).some((m) => m.mountpoint === path);
+const mountedAt = async (path: string) => (await readMountinfo(HOST_PATHS.mountinfoPath)).some((m) => m.mountpoint === path);
 
 /** Fails a test that waits too long with the step it was in. */
 async function step<T>(what: string, work: Promise<T>, ms = 30_000): Promise<T> {
@@ -39,10 +40,10 @@ describe.skipIf(noLoopReason)(`EBS reconciler: typed facts, one list per pass, a
     world: EbsWorld,
     wrap: (b: EbsBackend) => EbsBackend = (b) => b,
     overrides: Partial<EbsBackendDeps> = {},
-  ): Promise<{ manager: VolumeManager; reconciler: Reconciler; backend: EbsBackend }> {
+  ): Promise<{ manager: VolumeService; reconciler: Reconciler; backend: EbsBackend }> {
     backend = world.backend(overrides);
     const b = wrap(backend);
-    const manager = await world.manager(b);
+    const manager = (await world.manager(b)).service;
     return { manager, backend: b, reconciler: new Reconciler({ manager, backend: b, concurrency: 10, intervalMs: 3_600_000, logger: testLogger() }) };
   }
 
@@ -153,7 +154,7 @@ describe.skipIf(noLoopReason)(`EBS reconciler: typed facts, one list per pass, a
     }));
     const passing = reconciler.pass();
     await step('the pass reading EC2', surveyed.opened);
-    const mounting = manager.mount('shared', 'f'.repeat(64));
+    const mounting = manager.publish('shared', 'f'.repeat(64));
     await step('the Mount attaching', attached.opened);
     planNow.open();
     // Time for an unlocked detach to start.
@@ -173,7 +174,7 @@ describe.skipIf(noLoopReason)(`EBS reconciler: typed facts, one list per pass, a
     // The Mount claimed it for this host: the next pass has nothing to do.
     expect(w.model.volume(stray).tags['berth:host']).toBe(HOST);
     expect(await reconciler.plan()).toEqual([]);
-    await manager.unmount('shared', 'f'.repeat(64));
+    await manager.unpublish('shared', 'f'.repeat(64));
   });
 
   it('a Mount whose caller has gone stops waiting for the attachment at once and detaches what it attached', async () => {
@@ -182,7 +183,7 @@ describe.skipIf(noLoopReason)(`EBS reconciler: typed facts, one list per pass, a
     const id = w.model.addVolume({ az: AZ, size: 1, tags: TAGS('slow') });
     const { manager } = await host(w);
     const caller = new AbortController();
-    const mounting = manager.mount('slow', 'f'.repeat(64), { signal: caller.signal }).catch((e: unknown) => e);
+    const mounting = manager.publish('slow', 'f'.repeat(64), { signal: caller.signal }).catch((e: unknown) => e);
     for (let i = 0; i < 200 && w.model.calls('AttachVolume') === 0; i++) await sleep(20);
     expect(w.model.volume(id).attachment?.state).toBe('attaching');
     caller.abort(new Error('dockerd gave up'));
@@ -201,7 +202,7 @@ describe.skipIf(noLoopReason)(`EBS reconciler: typed facts, one list per pass, a
     const id = w.model.addVolume({ az: AZ, size: 1, tags: TAGS('held'), attachedTo: { instanceId: other, device: '/dev/xvdba' } });
     const { manager } = await host(w, undefined, { moveWaitMs: 60_000 });
     const caller = new AbortController();
-    const mounting = manager.mount('held', 'f'.repeat(64), { signal: caller.signal }).catch((e: unknown) => e);
+    const mounting = manager.publish('held', 'f'.repeat(64), { signal: caller.signal }).catch((e: unknown) => e);
     for (let i = 0; i < 200 && w.model.calls('DescribeInstances') === 0; i++) await sleep(20);
     await sleep(100);
     caller.abort(new Error('dockerd gave up'));

@@ -3,6 +3,7 @@ import { join } from 'node:path';
 import type { RegisterTaskDefinitionCommandInput } from '@aws-sdk/client-ecs';
 import { nodeVolumeName } from '../lib/node-contract.js';
 import { describe, expect, it } from 'vitest';
+import { EBS_OPTIONS } from '../volume-plugin/backends/ebs/ebs-options.js';
 import { parseGivenOptions } from '../volume-plugin/options.js';
 
 const examples = join(import.meta.dirname, '..', 'examples');
@@ -20,7 +21,7 @@ describe('ECS example', () => {
       expect(conf.driver).toBe('berth');
       expect(['shared', 'task']).toContain(conf.scope);
       if (conf.autoprovision) expect(conf.scope).toBe('shared'); // ECS refuses autoprovision on task scope
-      expect(() => parseGivenOptions(conf.driverOpts ?? {})).not.toThrow();
+      expect(() => parseGivenOptions(conf.driverOpts ?? {}, EBS_OPTIONS)).not.toThrow();
     }
     // With scope shared ECS names the Docker volume after the task volume: it must be the node's own name (lib/node-contract.ts), never a shared 'data'.
     expect(volumes.find((v) => v.name === nodeVolumeName('shop', 'db1'))!.dockerVolumeConfiguration).toMatchObject({ scope: 'shared', autoprovision: true });

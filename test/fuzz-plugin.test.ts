@@ -300,8 +300,8 @@ describe.skipIf(noLoopReason)(`plugin socket under ${REQUESTS} generated hostile
     };
     const config = loadConfig(agentEnv(uniquePluginName('berth-fuzz'), stateDir));
     agent = await startAgent(config, createLogger('info', destination));
-    await agent.manager.create(KEEP, { size: '16MiB' });
-    await agent.manager.mount(KEEP, HOLDER);
+    await agent.docker.create(KEEP, { size: '16MiB' });
+    await agent.docker.mount(KEEP, HOLDER);
   });
   afterAll(async () => {
     await agent?.stop();

@@ -58,8 +58,8 @@ describe.skipIf(noLoopReason)(`health endpoint access${noLoopReason ? ` (skipped
     const config = loadConfig(agentEnv(uniquePluginName('berth-health'), join(dir.path, 'state')));
     agent = await startAgent(config, silentLogger, { runner: failingMount });
     base = `http://127.0.0.1:${agent.healthPort}`;
-    await agent.manager.create('secretive', { size: '16MiB', mountOptions: 'noatime,commit=17' });
-    await expect(agent.manager.mount('secretive', 'c1')).rejects.toThrow(/could not mount/);
+    await agent.docker.create('secretive', { size: '16MiB', mountOptions: 'noatime,commit=17' });
+    await expect(agent.docker.mount('secretive', 'c1')).rejects.toThrow(/could not mount/);
   });
   afterAll(async () => {
     await agent?.stop();

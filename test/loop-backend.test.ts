@@ -7,10 +7,11 @@ import { execaRunner, type Runner } from '../lib/exec.js';
 import { silentLogger } from '../lib/logger.js';
 import { createLoopBackend } from '../volume-plugin/backends/loop.js';
 import { createFilesystemOps } from '../volume-plugin/fs/filesystem.js';
-import { VolumeManager } from '../volume-plugin/manager.js';
+import { DockerVolumeDriver } from '../volume-plugin/docker-driver.js';
 import { resolveOptions } from '../volume-plugin/options.js';
 import { noLoopReason } from './helpers/env.js';
 import { detachLoopDevicesUnder, loopDevicesUnder, tempDir } from './helpers/loop.js';
+import { HOST_PATHS, hostPathsFor } from './helpers/manager.js';
 
 const opts = resolveOptions({}, { sizeBytes: 32 * 2 ** 20, fs: 'ext4' });
 
@@ -25,7 +26,7 @@ describe.skipIf(noLoopReason)(`loop backend${noLoopReason ? ` (skipped: ${noLoop
   });
 
   it('creates a sparse image, reuses its loop device while attached and detaches it on release', async () => {
-    const backend = createLoopBackend({ stateDir: dir.path, runner: execaRunner });
+    const backend = createLoopBackend({ stateDir: dir.path, paths: HOST_PATHS, runner: execaRunner });
     const rec = await backend.create('v', opts);
     expect(execFileSync('du', ['-k', rec.id], { encoding: 'utf8' }).split('\t')[0]).toBe('0');
     const a = await backend.attach(rec);
@@ -47,15 +48,15 @@ describe.skipIf(noLoopReason)(`loop backend${noLoopReason ? ` (skipped: ${noLoop
           })
         : execaRunner(file, args, options);
     const stateDir = join(dir.path, 'state');
-    const m = new VolumeManager({
-      backend: createLoopBackend({ stateDir, runner }),
-      fs: createFilesystemOps({ runner }),
-      stateDir,
+    const m = new DockerVolumeDriver({
+      backend: createLoopBackend({ stateDir, paths: hostPathsFor(stateDir), runner }),
+      fs: createFilesystemOps({ runner, paths: hostPathsFor(stateDir) }),
+      paths: hostPathsFor(stateDir),
       defaults: { sizeBytes: 32 * 2 ** 20, fs: 'ext4' },
       logger: silentLogger,
       deadlines: { mount: 1_500 },
     });
-    await m.start();
+    await m.service.start();
     await m.create('slow', {});
     const t0 = Date.now();
     const err = await m.mount('slow', 'a'.repeat(64)).catch((e: unknown) => e);
@@ -67,7 +68,7 @@ describe.skipIf(noLoopReason)(`loop backend${noLoopReason ? ` (skipped: ${noLoop
   });
 
   it('never hands out the loop device of an image that was replaced behind its back', async () => {
-    const backend = createLoopBackend({ stateDir: dir.path, runner: execaRunner });
+    const backend = createLoopBackend({ stateDir: dir.path, paths: HOST_PATHS, runner: execaRunner });
     const rec = await backend.create('v', opts);
     const old = await backend.attach(rec);
     // someone swaps the image file: the old device now backs a deleted inode
@@ -80,9 +81,9 @@ describe.skipIf(noLoopReason)(`loop backend${noLoopReason ? ` (skipped: ${noLoop
   });
 
   it('refuses, and lets go of, a loop device whose backing file the kernel does not confirm', async () => {
-    const fakeSys = join(dir.path, 'sys');
+    const fakeSys = join(dir.path, 'sys', 'block');
     mkdirSync(join(fakeSys, 'loop7', 'loop'), { recursive: true });
-    const backend = createLoopBackend({ stateDir: join(dir.path, 'state'), runner: execaRunner, sysBlockDir: fakeSys });
+    const backend = createLoopBackend({ stateDir: join(dir.path, 'state'), paths: { ...HOST_PATHS, sysfsRoot: join(dir.path, 'sys') }, runner: execaRunner });
     const rec = await backend.create('v', opts);
     writeFileSync(join(fakeSys, 'loop7', 'loop', 'backing_file'), `${rec.id}.other\n`);
     // a real attach happens, but the (fake) kernel view disagrees: refused

@@ -176,7 +176,7 @@ describe.skipIf(noLoopReason)(`volume manager over the loop backend${noLoopReaso
     expect(await manager.path('a')).toBe(mp); // still mounted: kept, not reported unmounted
     expect(readdirSync(stateDir).some((f) => f.startsWith('state.json.corrupt-'))).toBe(true);
     // Its users are unknown: not released behind them; the container's own Unmount (an ID the new state never saw) unmounts.
-    expect(await manager.releaseIfUnused('a', 'test cleanup')).toBe(false);
+    expect(await manager.service.releaseIfUnused('a', 'test cleanup')).toBe(false);
     expect(isMounted(mp)).toBe(true);
     await manager.unmount('a', ID1);
     expect(isMounted(mp)).toBe(false);
@@ -196,7 +196,7 @@ describe.skipIf(noLoopReason)(`volume manager over the loop backend${noLoopReaso
     expect((await manager.get('y')).Status).toMatchObject({ onRemove: 'delete', mounted: false });
     expect(await manager.path('x')).toBe(mp);
     expect(readFileSync(join(mp, 'f'), 'utf8')).toBe('still here');
-    await manager.releaseIfUnused('x', 'test cleanup');
+    await manager.service.releaseIfUnused('x', 'test cleanup');
   });
 
   it('after a restart, the Unmount for a mount made before it really unmounts', async () => {

@@ -6,7 +6,8 @@ import { silentLogger } from '../lib/logger.js';
 import { execaRunner, type Runner } from '../lib/exec.js';
 import { createLoopBackend } from '../volume-plugin/backends/loop.js';
 import { createFilesystemOps } from '../volume-plugin/fs/filesystem.js';
-import { VolumeManager } from '../volume-plugin/manager.js';
+import { DockerVolumeDriver } from '../volume-plugin/docker-driver.js';
+import { hostPathsFor } from './helpers/manager.js';
 import { noLoopReason } from './helpers/env.js';
 import { detachLoopDevicesUnder, loopDevicesUnder, sh, tempDir } from './helpers/loop.js';
 
@@ -35,14 +36,14 @@ describe.skipIf(noLoopReason)(`mountpoints that are not what berth made${noLoopR
   });
 
   async function manager(runner: Runner = execaRunner) {
-    const m = new VolumeManager({
-      backend: createLoopBackend({ stateDir, runner }),
-      fs: createFilesystemOps({ runner }),
-      stateDir,
+    const m = new DockerVolumeDriver({
+      backend: createLoopBackend({ stateDir, paths: hostPathsFor(stateDir), runner }),
+      fs: createFilesystemOps({ runner, paths: hostPathsFor(stateDir) }),
+      paths: hostPathsFor(stateDir),
       defaults: { sizeBytes: 32 * MiB, fs: 'ext4' },
       logger: silentLogger,
     });
-    await m.start();
+    await m.service.start();
     return m;
   }
   /** Mount targets under this test's directory, as the kernel reports them. */
@@ -59,7 +60,7 @@ describe.skipIf(noLoopReason)(`mountpoints that are not what berth made${noLoopR
   it('refuses a symbolic link at the mountpoint: the volume is not mounted over its target, and the link stays', async () => {
     const m = await manager();
     await m.create('v', {});
-    const mp = m.mountpointOf('v');
+    const mp = m.service.mountpointOf('v');
     mkdirSync(join(stateDir, 'mounts'), { recursive: true });
     symlinkSync(target, mp);
     await expect(m.mount('v', 'c1')).rejects.toThrow(`${mp} is a symbolic link, not a directory berth made`);
@@ -75,7 +76,7 @@ describe.skipIf(noLoopReason)(`mountpoints that are not what berth made${noLoopR
     const m = await manager();
     await m.create('f', {});
     mkdirSync(join(stateDir, 'mounts'), { recursive: true });
-    writeFileSync(m.mountpointOf('f'), 'not a directory');
+    writeFileSync(m.service.mountpointOf('f'), 'not a directory');
     await expect(m.mount('f', 'c1')).rejects.toThrow(/is not a directory; refusing to mount/);
     expectNothingLeft();
 
@@ -108,7 +109,7 @@ describe.skipIf(noLoopReason)(`mountpoints that are not what berth made${noLoopR
   it('refuses a foreign mount at the mountpoint and leaves it mounted', async () => {
     const m = await manager();
     await m.create('t', {});
-    const mp = m.mountpointOf('t');
+    const mp = m.service.mountpointOf('t');
     mkdirSync(mp, { recursive: true });
     execFileSync('mount', ['-t', 'tmpfs', '-o', 'size=1m', 'tmpfs', mp]);
     await expect(m.mount('t', 'c1')).rejects.toThrow(/already has another device mounted/);

@@ -8,7 +8,8 @@ import { silentLogger } from '../lib/logger.js';
 import { sleep } from '../lib/sleep.js';
 import { createLoopBackend } from '../volume-plugin/backends/loop.js';
 import { createFilesystemOps } from '../volume-plugin/fs/filesystem.js';
-import { VolumeManager } from '../volume-plugin/manager.js';
+import { DockerVolumeDriver } from '../volume-plugin/docker-driver.js';
+import { hostPathsFor } from './helpers/manager.js';
 import { unixPoster } from '../bench/lib.js';
 import { agentEnv, socketOf, startChildAgent, stopChild, uniquePluginName } from './helpers/agent.js';
 import { docker as runDocker, ensureBusyboxImage, privateDockerd, TEST_IMAGE } from './helpers/docker.js';
@@ -47,16 +48,16 @@ describe.skipIf(noLoopReason)(`unmount grace (real loop devices)${noLoopReason ?
   });
 
   async function manager(graceMs: number, runner: Runner = execaRunner) {
-    const m = new VolumeManager({
-      backend: createLoopBackend({ stateDir, runner }),
-      fs: createFilesystemOps({ runner }),
-      stateDir,
+    const m = new DockerVolumeDriver({
+      backend: createLoopBackend({ stateDir, paths: hostPathsFor(stateDir), runner }),
+      fs: createFilesystemOps({ runner, paths: hostPathsFor(stateDir) }),
+      paths: hostPathsFor(stateDir),
       defaults: { sizeBytes: 32 * 2 ** 20, fs: 'ext4' },
       logger: silentLogger,
       unmountGraceMs: graceMs,
     });
-    await m.start();
-    stops.push(() => m.flushUnmountGrace());
+    await m.service.start();
+    stops.push(() => m.service.flushUnmountGrace());
     return m;
   }
   const fresh = () => {
@@ -74,7 +75,7 @@ describe.skipIf(noLoopReason)(`unmount grace (real loop devices)${noLoopReason ?
     await m.unmount('g', ID1);
     // In the grace: still mounted, 0 references, and said so.
     expect(mounted(mp)).toBe(true);
-    expect(m.snapshot()).toEqual([expect.objectContaining({ name: 'g', mounted: true, refs: 0, unmountPending: true })]);
+    expect(m.service.snapshot()).toEqual([expect.objectContaining({ name: 'g', mounted: true, refs: 0, unmountPending: true })]);
     expect((await m.get('g')).Status).toMatchObject({ mounted: true, containerMounts: 0, unmountPending: true });
     expect(saved().volumes.g).toMatchObject({ mounted: true, unmountPending: true, mounts: {} });
 
@@ -83,8 +84,8 @@ describe.skipIf(noLoopReason)(`unmount grace (real loop devices)${noLoopReason ?
     expect(calls).not.toContain('mount');
     expect(calls).not.toContain('e2fsck');
     expect(calls).not.toContain('losetup');
-    expect(m.snapshot()[0]).toMatchObject({ mounted: true, refs: 1 });
-    expect(m.snapshot()[0]!.unmountPending).toBeUndefined();
+    expect(m.service.snapshot()[0]).toMatchObject({ mounted: true, refs: 1 });
+    expect(m.service.snapshot()[0]!.unmountPending).toBeUndefined();
 
     const t0 = Date.now();
     await m.unmount('g', ID2);
@@ -94,7 +95,7 @@ describe.skipIf(noLoopReason)(`unmount grace (real loop devices)${noLoopReason ?
     await waitFor('loop device detached', () => loopDevicesUnder(dir.path).length === 0);
     await waitFor('state file says unmounted', () => saved().volumes.g!.mounted === false);
     expect(saved().volumes.g!.unmountPending).toBeUndefined();
-    expect(m.snapshot()[0]).toMatchObject({ mounted: false, refs: 0 });
+    expect(m.service.snapshot()[0]).toMatchObject({ mounted: false, refs: 0 });
   });
 
   it('what the container wrote is on the device when its Unmount answers, although the volume stays mounted', async () => {
@@ -123,7 +124,7 @@ describe.skipIf(noLoopReason)(`unmount grace (real loop devices)${noLoopReason ?
 
     await m.remove('r');
     expect(mounted(r)).toBe(false);
-    expect(await m.releaseIfUnused('h', 'test: tagged to another host')).toBe(true);
+    expect(await m.service.releaseIfUnused('h', 'test: tagged to another host')).toBe(true);
     expect(mounted(h)).toBe(false);
     expect(loopDevicesUnder(dir.path)).toEqual([]);
     expect(saved().volumes.h).toMatchObject({ mounted: false });

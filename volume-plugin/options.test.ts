@@ -1,3 +1,4 @@
+import { EBS_OPTIONS } from './backends/ebs/ebs-options.js';
 import { describe, expect, it } from 'vitest';
 import { assertVolumeName, conflictingOptions, DriverOptsSchema, formatSize, mountOptionArgument, parseGivenOptions, parseSize, resolveOptions } from './options.js';
 
@@ -25,16 +26,16 @@ describe('parseSize', () => {
 
 describe('parseGivenOptions', () => {
   it('types what it is given and leaves the rest absent', () => {
-    expect(parseGivenOptions({ size: '1GiB', iops: '3000', encrypted: 'true' })).toEqual({ size: 2 ** 30, iops: 3000, encrypted: true });
+    expect(parseGivenOptions({ size: '1GiB', iops: '3000', encrypted: 'true' }, EBS_OPTIONS)).toEqual({ size: 2 ** 30, iops: 3000, encrypted: true });
     expect(parseGivenOptions(undefined)).toEqual({});
   });
 
   it('names every problem in one message', () => {
-    expect(() => parseGivenOptions({ size: 'abc', fs: 'ntfs', iops: '-1', color: 'x' })).toThrow(
+    expect(() => parseGivenOptions({ size: 'abc', fs: 'ntfs', iops: '-1', color: 'x' }, EBS_OPTIONS)).toThrow(
       /unknown option\(s\) color.*|size: invalid size/,
     );
     try {
-      parseGivenOptions({ size: 'abc', fs: 'ntfs', iops: '-1' });
+      parseGivenOptions({ size: 'abc', fs: 'ntfs', iops: '-1' }, EBS_OPTIONS);
     } catch (err) {
       const msg = (err as Error).message;
       expect(msg).toContain('size: invalid size "abc"');
@@ -44,7 +45,7 @@ describe('parseGivenOptions', () => {
   });
 
   it('refuses malformed snapshot ids and mount options that could smuggle arguments', () => {
-    expect(() => parseGivenOptions({ snapshotId: 'snap-xyz' })).toThrow(/snapshotId/);
+    expect(() => parseGivenOptions({ snapshotId: 'snap-xyz' }, EBS_OPTIONS)).toThrow(/snapshotId/);
     expect(() => parseGivenOptions({ mountOptions: 'noatime --bind /' })).toThrow(/mountOptions/);
   });
 });

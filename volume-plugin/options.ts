@@ -2,11 +2,16 @@ import * as z from 'zod/mini';
 import '../lib/zod-english.js';
 import { BerthError } from '../lib/errors.js';
 import { quote } from '../lib/quote.js';
+import type { VolumeType } from './backends/ebs/ebs-options.js';
 
 /**
  * Volume options as Docker passes them (`-o key=value`, ECS `driverOpts`):
- * every value is a string. One schema validates them and turns them into
- * typed, normalized options; unknown keys are refused. Keys are user input:
+ * every value is a string. The core schema here holds the options every
+ * backend shares (size, fs, mountOptions, onRemove); each backend declares
+ * its own keys and their parsers (`BackendOptions`: loop.ts, ebs/ebs-options.ts),
+ * and a volume's options are parsed against the core and the running
+ * backend's together. Unknown keys are refused; a key of another backend is
+ * refused with a sentence naming it. Keys are user input:
  * they are only ever looked up as own keys of prototype-free objects, so
  * `__proto__` or `constructor` is an unknown option like any other, and
  * every value quoted in an error is cut short (lib/quote.ts).
@@ -67,16 +72,16 @@ export function formatSize(bytes: number): string {
   return `${bytes}`;
 }
 
-const positiveInt = (what: string) =>
+/** An option value that must be a positive whole number (backends' option parsers use it). */
+export const positiveInt = (what: string) =>
   z.pipe(
     z.string().check(z.regex(/^\d+$/, `${what} must be a positive whole number`)),
     z.transform(Number).check(z.refine((n) => Number.isSafeInteger(n) && n > 0, `${what} must be a positive whole number`)),
   );
 
-const bool = z.pipe(z.enum(['true', 'false']), z.transform((v) => v === 'true'));
+/** An option value `true` or `false`. */
+export const bool = z.pipe(z.enum(['true', 'false']), z.transform((v) => v === 'true'));
 
-export const VolumeTypes = ['gp3', 'gp2', 'io1', 'io2', 'st1', 'sc1'] as const;
-export type VolumeType = (typeof VolumeTypes)[number];
 export const Filesystems = ['ext4', 'xfs'] as const;
 export type Filesystem = (typeof Filesystems)[number];
 
@@ -213,28 +218,62 @@ export function mountOptionArgument(fs: Filesystem, mountOptions: string | undef
 
 const MOUNT_OPTIONS_MAX = 256;
 
+/** The options every backend takes, as given: each parser turns the string into the stored value. */
+const CORE_OPTIONS = {
+  size: SizeSchema,
+  fs: z.enum(Filesystems),
+  mountOptions: z.string().check(
+    z.maxLength(MOUNT_OPTIONS_MAX, `mountOptions must be at most ${MOUNT_OPTIONS_MAX} characters`),
+    z.regex(/^[a-zA-Z0-9_=,.:-]+$/, 'mountOptions must be a comma-separated list like noatime,discard'),
+  ),
+  onRemove: z.enum(['retain', 'delete']),
+};
+
+/** Stored values (state file, loop sidecars) of the core options, checked when read back. */
+export const CORE_STORED_OPTIONS = {
+  sizeBytes: z.number().check(z.int(), z.positive()),
+  fs: z.enum(Filesystems),
+  onRemove: z.enum(['retain', 'delete']),
+  mountOptions: z.optional(z.string()),
+};
+
+/**
+ * The option keys a backend takes beyond the core's: for each, the parser of
+ * the given string (its output is stored under the same key) and the schema
+ * of the stored value. `foreign` names the other backends whose keys this one
+ * refuses with "need the … backend" rather than "unknown".
+ */
+export interface BackendOptions {
+  readonly backend: 'loop' | 'ebs';
+  readonly given: Readonly<Record<string, z.ZodMiniType<unknown, string>>>;
+  readonly stored: Readonly<Record<string, z.ZodMiniType>>;
+  readonly foreign?: readonly BackendOptions[];
+}
+
+/** No keys beyond the core's (a backend that declares none, and tests of the core alone). */
+export const CORE_ONLY: BackendOptions = { backend: 'loop', given: {}, stored: {} };
+
 /** Options as given, validated; absent keys stay absent so they can be compared with stored ones. */
-export const GivenOptionsSchema = z.partial(
-  z.object({
-    size: SizeSchema,
-    type: z.enum(VolumeTypes),
-    iops: positiveInt('iops'),
-    throughput: positiveInt('throughput'),
-    fs: z.enum(Filesystems),
-    encrypted: bool,
-    kmsKeyId: z.string().check(z.minLength(1), z.maxLength(2048)),
-    snapshotId: z.string().check(z.regex(/^snap-[0-9a-f]{8,17}$/, 'snapshotId must look like snap-0123456789abcdef0')),
-    mountOptions: z.string().check(
-      z.maxLength(MOUNT_OPTIONS_MAX, `mountOptions must be at most ${MOUNT_OPTIONS_MAX} characters`),
-      z.regex(/^[a-zA-Z0-9_=,.:-]+$/, 'mountOptions must be a comma-separated list like noatime,discard'),
-    ),
-    onRemove: z.enum(['retain', 'delete']),
-  }),
-);
+export type GivenOptions = Partial<{ size: number; fs: Filesystem; mountOptions: string; onRemove: 'retain' | 'delete' }> & { readonly [key: string]: unknown };
 
-export type GivenOptions = z.infer<typeof GivenOptionsSchema>;
+const givenSchemas = new WeakMap<BackendOptions, z.ZodMiniType<GivenOptions, unknown>>();
+function givenSchemaOf(backend: BackendOptions): z.ZodMiniType<GivenOptions, unknown> {
+  let schema = givenSchemas.get(backend);
+  if (!schema) {
+    // Another backend's keys are parsed too, so that a bad value is named as such beside "need the … backend".
+    const foreign = Object.assign({}, ...(backend.foreign ?? []).map((b) => b.given)) as BackendOptions['given'];
+    schema = z.partial(z.object({ ...foreign, ...CORE_OPTIONS, ...backend.given })) as unknown as z.ZodMiniType<GivenOptions, unknown>;
+    givenSchemas.set(backend, schema);
+  }
+  return schema;
+}
 
-const KNOWN_OPTIONS: ReadonlySet<string> = new Set(Object.keys(GivenOptionsSchema.shape));
+/** The schema of a backend's stored options: the core's and its own. */
+export function storedOptionsSchema(backend: BackendOptions) {
+  return z.object({ ...CORE_STORED_OPTIONS, ...backend.stored });
+}
+
+const knownKeys = (backend: BackendOptions): string[] => [...Object.keys(CORE_OPTIONS), ...Object.keys(backend.given)];
 
 /** An option key as a message shows it: as it is when plain, else quoted and cut short. */
 function optionKey(key: string): string {
@@ -266,6 +305,11 @@ export const DriverOptsSchema = z.pipe(
   }),
 );
 
+/**
+ * A volume's resolved options: the core's, then those its backend declares
+ * (the optional fields below are EBS's, ebs/ebs-options.ts; typed here so
+ * that backend code reads them without casts).
+ */
 export interface VolumeOptions {
   sizeBytes: number;
   fs: Filesystem;
@@ -284,20 +328,30 @@ export interface OptionDefaults {
   fs: Filesystem;
 }
 
-function invalidOptions(problems: string[]): BerthError {
-  return new BerthError('INVALID_ARGUMENT', `invalid volume options: ${problems.join('; ')} (known options: ${[...KNOWN_OPTIONS].join(', ')})`);
+function invalidOptions(problems: string[], backend: BackendOptions): BerthError {
+  return new BerthError('INVALID_ARGUMENT', `invalid volume options: ${problems.join('; ')} (known options: ${knownKeys(backend).join(', ')})`);
 }
 
-export function parseGivenOptions(raw: unknown): GivenOptions {
+/** Validates options as given against the core schema and the running backend's keys. */
+export function parseGivenOptions(raw: unknown, backend: BackendOptions = CORE_ONLY): GivenOptions {
   const opts = raw ?? {};
-  if (typeof opts !== 'object' || Array.isArray(opts)) throw invalidOptions([`options must be an object of strings, got ${quote(opts)}`]);
+  if (typeof opts !== 'object' || Array.isArray(opts)) throw invalidOptions([`options must be an object of strings, got ${quote(opts)}`], backend);
   const problems: string[] = [];
-  const unknown = Object.keys(opts).filter((key) => !KNOWN_OPTIONS.has(key));
+  const known = new Set(knownKeys(backend));
+  const foreign = new Map<string, string[]>();
+  const unknown: string[] = [];
+  for (const key of Object.keys(opts)) {
+    if (known.has(key)) continue;
+    const owner = backend.foreign?.find((b) => Object.hasOwn(b.given, key));
+    if (owner) foreign.set(owner.backend, [...(foreign.get(owner.backend) ?? []), key]);
+    else unknown.push(key);
+  }
+  for (const [owner, keys] of foreign) problems.push(`option(s) ${keys.join(', ')} need the ${owner} backend; this agent runs the ${backend.backend} backend`);
   if (unknown.length > 0) {
     const shown = unknown.slice(0, 5).map(optionKey);
     problems.push(`unknown option(s) ${shown.join(', ')}${unknown.length > 5 ? ` and ${unknown.length - 5} more` : ''}`);
   }
-  const parsed = GivenOptionsSchema.safeParse(opts);
+  const parsed = givenSchemaOf(backend).safeParse(opts);
   if (!parsed.success) {
     for (const issue of parsed.error.issues) {
       const key = issue.path.join('.');
@@ -306,19 +360,19 @@ export function parseGivenOptions(raw: unknown): GivenOptions {
   } else if (parsed.data.mountOptions !== undefined) {
     problems.push(...mountOptionProblems(parsed.data.mountOptions, parsed.data.fs));
   }
-  if (problems.length > 0) throw invalidOptions(problems);
+  if (problems.length > 0) throw invalidOptions(problems, backend);
   return parsed.data!;
 }
 
 /** Given options with defaults filled in; refuses mount options the resolved filesystem does not allow. */
-export function resolveOptions(given: GivenOptions, defaults: OptionDefaults): VolumeOptions {
+export function resolveOptions(given: GivenOptions, defaults: OptionDefaults, backend: BackendOptions = CORE_ONLY): VolumeOptions {
   const { size, ...rest } = given;
   const fs = given.fs ?? defaults.fs;
   if (given.mountOptions !== undefined) {
     const problems = mountOptionProblems(given.mountOptions, fs);
-    if (problems.length > 0) throw invalidOptions(problems);
+    if (problems.length > 0) throw invalidOptions(problems, backend);
   }
-  return { ...rest, sizeBytes: size ?? defaults.sizeBytes, fs, onRemove: given.onRemove ?? 'retain' };
+  return { ...rest, sizeBytes: size ?? defaults.sizeBytes, fs, onRemove: given.onRemove ?? 'retain' } as VolumeOptions;
 }
 
 /**

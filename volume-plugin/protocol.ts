@@ -1,7 +1,10 @@
+import type { CallOptions } from './backends/backend.js';
+
 /**
  * The Docker volume plugin protocol (docs/design.md §3) as one interface. Field
  * names are Docker's wire names. The server decodes a request, calls the
- * driver and encodes the answer; all logic lives behind this interface.
+ * driver and encodes the answer; all logic lives behind this interface
+ * (docker-driver.ts maps it onto the volume service).
  */
 
 export const ACCEPT_HEADER = 'application/vnd.docker.plugins.v1.2+json';
@@ -29,13 +32,17 @@ export interface VolumeInfo {
 
 export type Scope = 'local' | 'global';
 
+/**
+ * `call.signal` aborts when the caller is gone (dockerd closed the connection
+ * or its deadline passed): the driver stops, undoes the work and counts nothing.
+ */
 export interface VolumeDriver {
-  create(name: string, opts: Record<string, string>): Promise<void>;
-  remove(name: string): Promise<void>;
+  create(name: string, opts: Record<string, string>, call?: CallOptions): Promise<void>;
+  remove(name: string, call?: CallOptions): Promise<void>;
   /** Resolves only once the volume is verifiably mounted; returns the mountpoint. */
-  mount(name: string, id: string): Promise<string>;
+  mount(name: string, id: string, call?: CallOptions): Promise<string>;
   /** An unknown id is success. */
-  unmount(name: string, id: string): Promise<void>;
+  unmount(name: string, id: string, call?: CallOptions): Promise<void>;
   /** The mountpoint, or '' when not mounted. Answers from local state. */
   path(name: string): Promise<string>;
   /** Answers from local state; fails only when the volume authoritatively does not exist. */

@@ -10,6 +10,7 @@ import '../lib/zod-english.js';
 import { BerthError, errorMessage, isBerthError, type ErrorCode } from '../lib/errors.js';
 import { quote } from '../lib/quote.js';
 import type { PreparedAnswers } from './answers.js';
+import type { CallOptions } from './backends/backend.js';
 import { DriverOptsSchema } from './options.js';
 import { ACCEPT_HEADER, Endpoints, type VolumeDriver } from './protocol.js';
 import { RequestMetrics } from './request-metrics.js';
@@ -41,7 +42,30 @@ export interface PluginServerDeps {
 }
 
 /** An answer body ready to write, or the answer to serialize once the driver has it. */
-type Handler = (body: unknown) => Buffer | Promise<unknown>;
+type Handler = (body: unknown, call: CallOptions) => Buffer | Promise<unknown>;
+
+/** Calls that change something: their signal aborts when the caller hangs up before the answer. */
+const CANCELLABLE: ReadonlySet<string> = new Set([Endpoints.create, Endpoints.remove, Endpoints.mount, Endpoints.unmount]);
+const NO_CALL: CallOptions = {};
+
+/**
+ * A call whose signal aborts when the connection closes before the answer is
+ * written: dockerd closes it when it gives up on a call (its client timeout,
+ * docs/design.md §3), and whoever asked will then never learn the result, so
+ * the work is stopped and undone and no reference is counted for it.
+ */
+function cancelledOnHangUp(res: ServerResponse): CallOptions {
+  const controller = new AbortController();
+  const hungUp = () => {
+    if (!res.writableFinished) {
+      controller.abort(new BerthError('TIMEOUT', 'the caller closed the connection before the answer (dockerd gave up on the call); stopped and undone'));
+    }
+  };
+  // Closed already (between the body's end and now): the caller is gone before the work starts.
+  if (res.destroyed) hungUp();
+  else res.once('close', hungUp);
+  return { signal: controller.signal };
+}
 
 /**
  * The string fields of a body that is a plain object holding them, else
@@ -94,22 +118,22 @@ export function createPluginHandler(deps: PluginServerDeps): (req: IncomingMessa
 
   const handlers: Record<string, Handler> = {
     [Endpoints.activate]: async () => ({ Implements: ['VolumeDriver'] }),
-    [Endpoints.create]: async (raw) => {
+    [Endpoints.create]: async (raw, call) => {
       const b = validated(Endpoints.create, Schemas.create, raw);
-      await driver.create(b.Name, b.Opts ?? {});
+      await driver.create(b.Name, b.Opts ?? {}, call);
       return { Err: '' };
     },
-    [Endpoints.remove]: async (raw) => {
-      await driver.remove(named(Endpoints.remove, raw));
+    [Endpoints.remove]: async (raw, call) => {
+      await driver.remove(named(Endpoints.remove, raw), call);
       return { Err: '' };
     },
-    [Endpoints.mount]: async (raw) => {
+    [Endpoints.mount]: async (raw, call) => {
       const [n, id] = mountArgs(Endpoints.mount, raw);
-      return { Mountpoint: await driver.mount(n, id), Err: '' };
+      return { Mountpoint: await driver.mount(n, id, call), Err: '' };
     },
-    [Endpoints.unmount]: async (raw) => {
+    [Endpoints.unmount]: async (raw, call) => {
       const [n, id] = mountArgs(Endpoints.unmount, raw);
-      await driver.unmount(n, id);
+      await driver.unmount(n, id, call);
       return { Err: '' };
     },
     [Endpoints.path]: (raw) => {
@@ -128,7 +152,7 @@ export function createPluginHandler(deps: PluginServerDeps): (req: IncomingMessa
     },
   };
   const paths = Object.keys(handlers);
-  const routes = new Map(paths.map((path, index) => [path, { index, handler: handlers[path]! }]));
+  const routes = new Map(paths.map((path, index) => [path, { index, handler: handlers[path]!, cancellable: CANCELLABLE.has(path) }]));
   const UNKNOWN = paths.length;
   const metrics = new RequestMetrics([...paths.map((p) => p.slice(1)), 'unknown'], deps.registry);
 
@@ -184,7 +208,7 @@ export function createPluginHandler(deps: PluginServerDeps): (req: IncomingMessa
       const failed = (err: unknown) => fail(500, isBerthError(err) ? err.code : 'INTERNAL', errorMessage(err));
       let result: Buffer | Promise<unknown>;
       try {
-        result = route.handler(body ?? {});
+        result = route.handler(body ?? {}, route.cancellable ? cancelledOnHangUp(res) : NO_CALL);
       } catch (err) {
         return failed(err);
       }

@@ -5,7 +5,8 @@ import * as z from 'zod/mini';
 import '../lib/zod-english.js';
 import { writeFileAtomic } from '../lib/atomic-file.js';
 import { errorMessage } from '../lib/errors.js';
-import { StoredOptionsSchema, type VolumeRecord } from './backends/backend.js';
+import type { VolumeRecord } from './backends/backend.js';
+import { CORE_ONLY, storedOptionsSchema, type BackendOptions } from './options.js';
 
 /** A map with no prototype: names such as `constructor` or `__proto__` are keys like any other. */
 export type Dict<V> = Record<string, V>;
@@ -47,16 +48,15 @@ export function emptyState(): PersistedState {
 
 const plainObject = z.custom<Record<string, unknown>>((v) => typeof v === 'object' && v !== null && !Array.isArray(v), 'must be a JSON object');
 
-const RecordSchema = z.object({
-  name: z.string().check(z.minLength(1)),
-  id: z.string().check(z.minLength(1)),
-  options: StoredOptionsSchema,
-  createdAt: z.string(),
-  status: plainObject,
-});
-
-const VolumeSchema = z.object({
-  record: RecordSchema,
+/** A state file entry; its record's options are the core's and the running backend's (options.ts). */
+const volumeSchemaOf = (backend: BackendOptions) => z.object({
+  record: z.object({
+    name: z.string().check(z.minLength(1)),
+    id: z.string().check(z.minLength(1)),
+    options: storedOptionsSchema(backend),
+    createdAt: z.string(),
+    status: plainObject,
+  }),
   mounts: plainObject,
   mounted: z.boolean(),
   devicePath: z.optional(z.string()),
@@ -75,10 +75,11 @@ const refCountSchema = z.number().check(z.int(), z.positive());
  * own keys into prototype-free maps (a `__proto__` key stays a key). Throws
  * with the first problem found.
  */
-export function parseState(raw: unknown): PersistedState {
+export function parseState(raw: unknown, backend: BackendOptions = CORE_ONLY): PersistedState {
   const top = StateSchema.safeParse(raw);
   if (!top.success) throw new Error(describe(top.error));
   const volumes = dict<PersistedVolume>();
+  const VolumeSchema = volumeSchemaOf(backend);
   for (const [name, entry] of Object.entries(top.data.volumes)) {
     const parsed = VolumeSchema.safeParse(entry);
     if (!parsed.success) throw new Error(`volume ${JSON.stringify(name)}: ${describe(parsed.error)}`);
@@ -121,6 +122,8 @@ export class StateStore {
   constructor(
     stateDir: string,
     private readonly logger?: Logger,
+    /** Whose options the records hold: the running backend's. */
+    private readonly backendOptions: BackendOptions = CORE_ONLY,
   ) {
     this.path = join(stateDir, 'state.json');
   }
@@ -128,7 +131,7 @@ export class StateStore {
   async load(): Promise<{ state: PersistedState; rebuilt: boolean }> {
     let problem: string;
     try {
-      return { state: parseState(JSON.parse(await readFile(this.path, 'utf8'))), rebuilt: false };
+      return { state: parseState(JSON.parse(await readFile(this.path, 'utf8')), this.backendOptions), rebuilt: false };
     } catch (err) {
       if ((err as NodeJS.ErrnoException).code === 'ENOENT') {
         this.logger?.warn({ path: this.path }, 'no state file; rebuilding from the backend and mountinfo');

@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { nodeVolumeName, tagKeys } from '../../lib/node-contract.js';
-import { validateEbsOptions } from '../../volume-plugin/backends/ebs/ebs-options.js';
+import { EBS_OPTIONS, validateEbsOptions } from '../../volume-plugin/backends/ebs/ebs-options.js';
 import { parseGivenOptions, resolveOptions } from '../../volume-plugin/options.js';
 import { parseRouterLabels, routerMatches, routerProblems } from '../../lib/traefik-routes.js';
 import { nodeTask } from './node-task.js';
@@ -28,7 +28,7 @@ describe('nodeTask', () => {
   it('emits only driver options the plugin accepts, for every size infra allows', () => {
     for (const sizeGiB of [1, 20, 100, 16_384]) {
       const conf = nodeTask({ ...args, sizeGiB }).volumes[0]!.dockerVolumeConfiguration;
-      const options = resolveOptions(parseGivenOptions(conf.driverOpts), { sizeBytes: 2 ** 30, fs: 'ext4' });
+      const options = resolveOptions(parseGivenOptions(conf.driverOpts, EBS_OPTIONS), { sizeBytes: 2 ** 30, fs: 'ext4' }, EBS_OPTIONS);
       expect(() => validateEbsOptions(nodeVolumeName('shop', 'n1'), options)).not.toThrow();
       expect(options.sizeBytes).toBe(sizeGiB * 2 ** 30);
     }

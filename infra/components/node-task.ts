@@ -1,7 +1,7 @@
 import { DEFAULT_DRIVER, HOST_ATTRIBUTE, nodeDriverOpts, nodeVolumeName, tagKeys } from '../../lib/node-contract.js';
 import { nodeHostName } from './dns-names.js';
 import { NODE_ENTRY_POINTS, nodeRouterLabels, type NodeRoutes } from '../../lib/traefik-routes.js';
-import { validateEbsOptions } from '../../volume-plugin/backends/ebs/ebs-options.js';
+import { EBS_OPTIONS, validateEbsOptions } from '../../volume-plugin/backends/ebs/ebs-options.js';
 import { parseGivenOptions, resolveOptions } from '../../volume-plugin/options.js';
 
 export { HOST_ATTRIBUTE, nodeVolumeName };
@@ -57,7 +57,7 @@ function ecsHealthCheck(node: string, h: NodeHealthCheck) {
 export function nodeVolumeDriverOpts(node: string, volume: string, sizeGiB: number): Record<string, string> {
   const opts = nodeDriverOpts({ sizeGiB });
   try {
-    validateEbsOptions(volume, resolveOptions(parseGivenOptions(opts), { sizeBytes: 0, fs: 'ext4' }));
+    validateEbsOptions(volume, resolveOptions(parseGivenOptions(opts, EBS_OPTIONS), { sizeBytes: 0, fs: 'ext4' }, EBS_OPTIONS));
   } catch (err) {
     throw new Error(`node ${node}: berth would refuse its volume: ${(err as Error).message}`);
   }

@@ -1,7 +1,7 @@
 import * as pulumi from '@pulumi/pulumi';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { tagKeys } from '../../lib/node-contract.js';
-import { optionsOf } from '../../volume-plugin/backends/ebs/ebs-options.js';
+import { EBS_OPTIONS, optionsOf } from '../../volume-plugin/backends/ebs/ebs-options.js';
 import { conflictingOptions, parseGivenOptions } from '../../volume-plugin/options.js';
 import { recordResources, type Declared } from '../test/pulumi-mocks.js';
 
@@ -54,7 +54,7 @@ describe('Node under setMocks', () => {
     const [container] = JSON.parse(td['containerDefinitions'] as string) as Array<{ mountPoints: Array<{ sourceVolume: string }> }>;
     expect(container!.mountPoints.map((m) => m.sourceVolume)).toEqual([volume!.name]);
     // What berth's Create compares: the options given against those it reads off the EBS volume (ebs-options optionsOf).
-    const given = parseGivenOptions(volume!.dockerVolumeConfiguration.driverOpts);
+    const given = parseGivenOptions(volume!.dockerVolumeConfiguration.driverOpts, EBS_OPTIONS);
     const existing = optionsOf({ Size: vol['size'] as number, VolumeType: vol['type'] as 'gp3', Encrypted: vol['encrypted'] as boolean }, undefined, { sizeBytes: 2 ** 30, fs: 'ext4' });
     expect(conflictingOptions(given, existing)).toEqual([]);
   });

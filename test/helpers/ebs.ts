@@ -7,7 +7,8 @@ import { createEbsBackend, type EbsBackend, type EbsBackendDeps, type HostIdenti
 import { Ec2Facade, type Ec2Timing } from '../../volume-plugin/backends/ebs/ec2-facade.js';
 import { createDeviceResolver } from '../../volume-plugin/devices/nvme.js';
 import { createFilesystemOps } from '../../volume-plugin/fs/filesystem.js';
-import { VolumeManager } from '../../volume-plugin/manager.js';
+import { DockerVolumeDriver } from '../../volume-plugin/docker-driver.js';
+import { hostPathsFor } from './manager.js';
 import { Ec2Model, type Ec2ModelOptions } from '../aws/ec2-model.js';
 import { startInProcessAgent } from './agent.js';
 import { createFakeNvmeTree, type FakeNvmeTree } from './fake-nvme.js';
@@ -57,7 +58,7 @@ export interface EbsWorld {
   instanceId: string;
   identity(): HostIdentity;
   backend(overrides?: Partial<EbsBackendDeps>): EbsBackend;
-  manager(backend: EbsBackend): Promise<VolumeManager>;
+  manager(backend: EbsBackend): Promise<DockerVolumeDriver>;
   /**
    * The agent in this process on the EBS backend of this world: its EC2 client
    * (or `client`), its NVMe tree, the IMDS server at `imdsEndpoint`.
@@ -95,14 +96,14 @@ export async function ebsWorld(opts: Ec2ModelOptions & { bindDelayMs?: number; m
       });
     },
     async manager(backend) {
-      const manager = new VolumeManager({
+      const manager = new DockerVolumeDriver({
         backend,
-        fs: createFilesystemOps({ runner: execaRunner }),
-        stateDir: world.stateDir,
+        fs: createFilesystemOps({ runner: execaRunner, paths: hostPathsFor(world.stateDir) }),
+        paths: hostPathsFor(world.stateDir),
         defaults: { sizeBytes: GiB, fs: 'ext4' },
         logger: testLogger(),
       });
-      await manager.start();
+      await manager.service.start();
       return manager;
     },
     async startAgent({ pluginName, imdsEndpoint, stateDir = world.stateDir, env = {}, client = world.client, timing = {} }) {

@@ -1,24 +1,39 @@
 import { join } from 'node:path';
+import { CONFIG_DEFAULTS, hostPathsOf, type Config } from '../../agent/config.js';
 import { silentLogger } from '../../lib/logger.js';
 import { execaRunner } from '../../lib/exec.js';
 import type { Backend } from '../../volume-plugin/backends/backend.js';
 import { createLoopBackend } from '../../volume-plugin/backends/loop.js';
+import { DockerVolumeDriver } from '../../volume-plugin/docker-driver.js';
 import { createFilesystemOps } from '../../volume-plugin/fs/filesystem.js';
-import { VolumeManager } from '../../volume-plugin/manager.js';
+import type { HostPaths } from '../../volume-plugin/host-paths.js';
 
 const MiB = 2 ** 20;
 
-/** A VolumeManager over the real loop backend and real filesystem operations, in stateDir. */
-export async function loopManager(stateDir: string, wrap: (b: Backend) => Backend = (b) => b): Promise<{ manager: VolumeManager; backend: Backend }> {
-  const backend = wrap(createLoopBackend({ stateDir, runner: execaRunner }));
-  const manager = new VolumeManager({
+/** The agent's host paths with their defaults (agent/config.ts): this host's /sys, /proc/self/mountinfo, … */
+export const HOST_PATHS: HostPaths = hostPathsOf(CONFIG_DEFAULTS);
+
+/** The agent's host paths (agent/config.ts defaults) with the state dir, and any other setting, a test's own. */
+export function hostPathsFor(stateDir: string, settings: Partial<Config> = {}): HostPaths {
+  return hostPathsOf({ ...CONFIG_DEFAULTS, ...settings, BERTH_STATE_DIR: stateDir });
+}
+
+/**
+ * The Docker front end over a volume service over the real loop backend and
+ * real filesystem operations, in stateDir: `manager` speaks Docker's protocol,
+ * `manager.service` is the service under it.
+ */
+export async function loopManager(stateDir: string, wrap: (b: Backend) => Backend = (b) => b): Promise<{ manager: DockerVolumeDriver; backend: Backend }> {
+  const paths = hostPathsFor(stateDir);
+  const backend = wrap(createLoopBackend({ stateDir, paths, runner: execaRunner }));
+  const manager = new DockerVolumeDriver({
     backend,
-    fs: createFilesystemOps({ runner: execaRunner }),
-    stateDir,
+    fs: createFilesystemOps({ runner: execaRunner, paths }),
+    paths,
     defaults: { sizeBytes: 64 * MiB, fs: 'ext4' },
     logger: silentLogger,
   });
-  await manager.start();
+  await manager.service.start();
   return { manager, backend };
 }
 

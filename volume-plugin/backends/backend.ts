@@ -1,21 +1,5 @@
-import * as z from 'zod/mini';
-import '../../lib/zod-english.js';
-import { Filesystems, VolumeTypes, type VolumeOptions } from '../options.js';
+import type { BackendOptions, VolumeOptions } from '../options.js';
 import type { Scope } from '../protocol.js';
-
-/** VolumeOptions as stored (state file, loop sidecars): checked when read back, never trusted. */
-export const StoredOptionsSchema = z.object({
-  sizeBytes: z.number().check(z.int(), z.positive()),
-  fs: z.enum(Filesystems),
-  onRemove: z.enum(['retain', 'delete']),
-  type: z.optional(z.enum(VolumeTypes)),
-  iops: z.optional(z.number()),
-  throughput: z.optional(z.number()),
-  encrypted: z.optional(z.boolean()),
-  kmsKeyId: z.optional(z.string()),
-  snapshotId: z.optional(z.string()),
-  mountOptions: z.optional(z.string()),
-});
 
 /**
  * What a backend knows of one volume. `id` is the backend's own identity for
@@ -28,7 +12,12 @@ export interface VolumeRecord {
   options: VolumeOptions;
   /** RFC 3339. */
   createdAt: string;
-  /** Backend facts shown by `docker volume inspect` (Status), e.g. volumeId, az, attachedTo. */
+  /**
+   * Backend facts for people, shown by `docker volume inspect` (Status) and
+   * /status, e.g. volumeId, az, attachedTo. Display only: nothing decides on
+   * these keys or values (renaming one must change no behaviour); facts code
+   * acts on belong in typed fields.
+   */
   status: Record<string, string>;
 }
 
@@ -59,6 +48,8 @@ export interface CreateOptions extends CallOptions {
 export interface Backend {
   readonly kind: 'loop' | 'ebs';
   readonly scope: Scope;
+  /** The option keys this backend takes beyond the core's (options.ts), their parsers and stored schema. */
+  readonly options: BackendOptions;
   /** Refuse options this backend cannot honour, with a clear error, before anything is created. */
   validate(name: string, options: VolumeOptions): void;
   /**

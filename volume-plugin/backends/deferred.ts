@@ -26,6 +26,7 @@ export function deferredBackend<B extends Backend>(
   scope: Scope,
   validate: Backend['validate'],
   waitMs: number,
+  options: Backend['options'],
 ): DeferredBackend<B> {
   let current: B | undefined;
   let pending: string | undefined = 'starting';
@@ -57,6 +58,7 @@ export function deferredBackend<B extends Backend>(
   return {
     kind,
     scope,
+    options,
     validate,
     get current() {
       return current;

@@ -7,8 +7,10 @@ import { BerthError, errorMessage } from '../../lib/errors.js';
 import type { Runner } from '../../lib/exec.js';
 import { majorMinorOf, readMountinfo } from '../../lib/mountinfo.js';
 import { sleep } from '../../lib/sleep.js';
-import { formatSize, type VolumeOptions } from '../options.js';
-import { StoredOptionsSchema, type AttachedDevice, type Backend, type VolumeRecord } from './backend.js';
+import { formatSize, storedOptionsSchema, type BackendOptions, type VolumeOptions } from '../options.js';
+import type { AttachedDevice, Backend, VolumeRecord } from './backend.js';
+import { EBS_OPTIONS } from './ebs/ebs-options.js';
+import type { HostPaths } from '../host-paths.js';
 
 /**
  * Local backend: one sparse image file per volume under <stateDir>/images,
@@ -23,7 +25,8 @@ import { StoredOptionsSchema, type AttachedDevice, type Backend, type VolumeReco
 export const LOOP_TOOLS = ['losetup'] as const;
 
 const MIN_BYTES = { ext4: 16 * 2 ** 20, xfs: 300 * 2 ** 20 } as const;
-const EBS_ONLY = ['type', 'iops', 'throughput', 'encrypted', 'kmsKeyId', 'snapshotId'] as const;
+/** No options beyond the core's; EBS's are refused as needing the ebs backend. */
+export const LOOP_OPTIONS: BackendOptions = { backend: 'loop', given: {}, stored: {}, foreign: [EBS_OPTIONS] };
 const LOSETUP_MS = 30_000;
 /** `<name>.json` must fit in NAME_MAX (255 bytes). */
 const MAX_NAME = 255 - '.json'.length;
@@ -33,7 +36,7 @@ const DEVICE_TOOLS = new Set(['mkfs.ext4', 'mke2fs', 'mkfs.xfs', 'e2fsck', 'fsck
 const SidecarSchema = z.object({
   version: z.literal(1),
   name: z.string(),
-  options: StoredOptionsSchema,
+  options: storedOptionsSchema(LOOP_OPTIONS),
   createdAt: z.string(),
   retained: z.optional(z.boolean()),
 });
@@ -48,14 +51,14 @@ const DELETED = / \(deleted\)$/;
 
 export interface LoopBackendDeps {
   stateDir: string;
-  /** sysfs block directory, where the kernel lists loop devices and their backing files. */
-  sysBlockDir?: string;
+  /**
+   * sysfs (block/: loop devices and their backing files), the mount table
+   * checked before detaching a device at start, and procfs (tools an agent
+   * that died left running).
+   */
+  paths: Pick<HostPaths, 'sysfsRoot' | 'mountinfoPath' | 'procRoot'>;
   runner: Runner;
   logger?: Logger;
-  /** mountinfo to check before detaching a device at start (default /proc/self/mountinfo). */
-  mountinfoPath?: string;
-  /** procfs, where start-up looks for tools an agent that died left running. */
-  procDir?: string;
 }
 
 /** Where a loop volume lives: `<stateDir>/images/<name>.img` and its sidecar `<name>.json`. */
@@ -71,9 +74,9 @@ export function loopLayout(stateDir: string) {
 export function createLoopBackend(deps: LoopBackendDeps): Backend {
   const { imagesDir, imagePath, sidecarPath } = loopLayout(deps.stateDir);
   const { runner, logger } = deps;
-  const sysBlock = deps.sysBlockDir ?? '/sys/block';
-  const procDir = deps.procDir ?? '/proc';
-  const mountinfoPath = deps.mountinfoPath;
+  const sysBlock = join(deps.paths.sysfsRoot, 'block');
+  const procDir = deps.paths.procRoot;
+  const { mountinfoPath } = deps.paths;
   /**
    * Images this agent made (open O_EXCL + truncate, never written) and has not attached since: with no block
    * allocated (st_blocks, which counts delayed allocation too) they read as zeros, so their first attach is
@@ -231,14 +234,11 @@ export function createLoopBackend(deps: LoopBackendDeps): Backend {
   return {
     kind: 'loop',
     scope: 'local',
+    options: LOOP_OPTIONS,
 
     validate(name, options) {
       if (name.length > MAX_NAME) {
         throw new BerthError('INVALID_ARGUMENT', `volume name ${name.slice(0, 40)}… is ${name.length} characters; the loop backend allows at most ${MAX_NAME}`);
-      }
-      const ebsOnly = EBS_ONLY.filter((k) => options[k] !== undefined);
-      if (ebsOnly.length > 0) {
-        throw new BerthError('INVALID_ARGUMENT', `volume ${name}: option(s) ${ebsOnly.join(', ')} need the ebs backend; this agent runs the loop backend`);
       }
       const min = MIN_BYTES[options.fs];
       if (options.sizeBytes < min) {
@@ -391,7 +391,7 @@ export interface RetainedLoopVolume {
  * Read-only: the retained volumes under a state directory, from their
  * sidecars, with the loop devices the kernel says still use their images.
  */
-export async function listRetainedLoopVolumes(stateDir: string, sysBlockDir = '/sys/block'): Promise<RetainedLoopVolume[]> {
+export async function listRetainedLoopVolumes(stateDir: string, sysBlockDir: string): Promise<RetainedLoopVolume[]> {
   const { imagesDir, imagePath, sidecarPath } = loopLayout(stateDir);
   const files = await readdir(imagesDir).catch(() => [] as string[]);
   const loops = (await readdir(sysBlockDir).catch(() => [] as string[])).filter((n) => /^loop\d+$/.test(n));

@@ -1,10 +1,11 @@
 import { constants } from 'node:fs';
 import { lstat, mkdir, open, readFile, realpath, rmdir, stat, type FileHandle } from 'node:fs/promises';
-import { dirname } from 'node:path';
+import { dirname, join } from 'node:path';
 import type { Logger } from 'pino';
 import { BerthError, errorMessage, isBerthError } from '../../lib/errors.js';
 import type { Runner } from '../../lib/exec.js';
 import { majorMinorOf, mountAt, readMountinfo } from '../../lib/mountinfo.js';
+import type { HostPaths } from '../host-paths.js';
 import { mountOptionArgument, type Filesystem } from '../options.js';
 import type { FilesystemOps } from './types.js';
 
@@ -26,7 +27,8 @@ const LIMITS = { probeMs: 30_000, mkfsMs: 300_000, fsckMs: 600_000, mountMs: 60_
 
 export interface FilesystemDeps {
   runner: Runner;
-  mountinfoPath?: string;
+  /** sysfs (device sizes) and the mount table every mount is checked against. */
+  paths: Pick<HostPaths, 'sysfsRoot' | 'mountinfoPath'>;
   logger?: Logger;
 }
 
@@ -36,7 +38,9 @@ export interface Probe {
 }
 
 export function createFilesystemOps(deps: FilesystemDeps): FilesystemOps & { probe(devicePath: string): Promise<Probe | undefined> } {
-  const { runner, mountinfoPath, logger } = deps;
+  const { runner, logger } = deps;
+  const { mountinfoPath } = deps.paths;
+  const sysDevBlock = join(deps.paths.sysfsRoot, 'dev', 'block');
   let chattrUnsupportedWarned = false;
   /**
    * Device size at the last grow check per mountpoint (one per volume until its Remove): an unchanged size
@@ -45,7 +49,7 @@ export function createFilesystemOps(deps: FilesystemDeps): FilesystemOps & { pro
   const checkedSizes = new Map<string, number>();
 
   async function deviceSizeBytes(devicePath: string, rdev: number): Promise<number> {
-    const sectors = await readFile(`/sys/dev/block/${majorMinorOf(rdev)}/size`, 'utf8').catch(() => undefined);
+    const sectors = await readFile(join(sysDevBlock, majorMinorOf(rdev), 'size'), 'utf8').catch(() => undefined);
     if (sectors !== undefined) return Number(sectors.trim()) * 512;
     const { stdout } = await runner('blockdev', ['--getsize64', devicePath], { timeoutMs: LIMITS.probeMs });
     return Number(stdout.trim());

@@ -7,7 +7,7 @@ import type { DeviceResolver } from '../../devices/nvme.js';
 import type { OptionDefaults } from '../../options.js';
 import type { AttachedDevice, Backend, VolumeRecord } from '../backend.js';
 import { type Attachment, attachmentOf, ClientTokenSpent, type Ec2Facade, FailedVolumeDeleted, tagsOf, type Tags } from './ec2-facade.js';
-import { createParamsOf, optionsOf, tagValueOf, validateEbsOptions } from './ebs-options.js';
+import { createParamsOf, EBS_OPTIONS, optionsOf, tagValueOf, validateEbsOptions } from './ebs-options.js';
 
 /**
  * EBS backend (docs/design.md §6). A volume is found by its tags, never by a name
@@ -261,6 +261,7 @@ export function createEbsBackend(deps: EbsBackendDeps): EbsBackend {
   const backend: EbsBackend = {
     kind: 'ebs',
     scope: 'global',
+    options: EBS_OPTIONS,
     identity,
     tagKeys: keys,
 

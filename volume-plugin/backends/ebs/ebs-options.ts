@@ -1,6 +1,8 @@
 import type { Volume, VolumeType as Ec2VolumeType } from '@aws-sdk/client-ec2';
+import * as z from 'zod/mini';
+import '../../../lib/zod-english.js';
 import { BerthError } from '../../../lib/errors.js';
-import { Filesystems, formatSize, VolumeTypes, type OptionDefaults, type VolumeOptions, type VolumeType } from '../../options.js';
+import { bool, Filesystems, formatSize, positiveInt, type BackendOptions, type OptionDefaults, type VolumeOptions } from '../../options.js';
 
 /**
  * EBS rules for volume options (EC2 User Guide, "Amazon EBS volume types"),
@@ -9,6 +11,35 @@ import { Filesystems, formatSize, VolumeTypes, type OptionDefaults, type VolumeO
  */
 
 const GiB = 2 ** 30;
+
+export const VolumeTypes = ['gp3', 'gp2', 'io1', 'io2', 'st1', 'sc1'] as const;
+export type VolumeType = (typeof VolumeTypes)[number];
+
+/**
+ * The options only EBS takes (`-o type=io2 -o iops=4000`), beside the core
+ * ones (options.ts): each given value's parser, and the stored value's schema.
+ * The numbers' limits per type are checked by validateEbsOptions once the
+ * options are resolved.
+ */
+export const EBS_OPTIONS: BackendOptions = {
+  backend: 'ebs',
+  given: {
+    type: z.enum(VolumeTypes),
+    iops: positiveInt('iops'),
+    throughput: positiveInt('throughput'),
+    encrypted: bool,
+    kmsKeyId: z.string().check(z.minLength(1), z.maxLength(2048)),
+    snapshotId: z.string().check(z.regex(/^snap-[0-9a-f]{8,17}$/, 'snapshotId must look like snap-0123456789abcdef0')),
+  },
+  stored: {
+    type: z.optional(z.enum(VolumeTypes)),
+    iops: z.optional(z.number()),
+    throughput: z.optional(z.number()),
+    encrypted: z.optional(z.boolean()),
+    kmsKeyId: z.optional(z.string()),
+    snapshotId: z.optional(z.string()),
+  },
+};
 
 interface TypeLimits {
   minGiB: number;

@@ -3,7 +3,7 @@ import { Counter, Gauge, type Registry } from 'prom-client';
 import { errorMessage, isBerthError } from '../../../lib/errors.js';
 import { VOLUME_STATE } from '../../../lib/node-contract.js';
 import { Semaphore } from '../../../lib/semaphore.js';
-import type { VolumeManager } from '../../manager.js';
+import type { VolumeService } from '../../service.js';
 import type { VolumeRecord } from '../backend.js';
 import type { DuplicateName, EbsBackend, HostSurvey, VolumeFacts } from './ebs-backend.js';
 import type { Tags } from './ec2-facade.js';
@@ -36,7 +36,7 @@ export interface PlanItem {
 }
 
 export interface ReconcilerDeps {
-  manager: VolumeManager;
+  manager: VolumeService;
   backend: EbsBackend;
   /** Volumes attached and mounted at once (BERTH_ATTACH_CONCURRENCY); the facade paces the attachments at EC2's 5/s. */
   concurrency: number;

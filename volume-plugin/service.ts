@@ -1,12 +1,12 @@
 import { mkdir } from 'node:fs/promises';
-import { join } from 'node:path';
 import type { Logger } from 'pino';
 import { Gauge, type Registry } from 'prom-client';
 import { BerthError, errorMessage } from '../lib/errors.js';
 import { quote } from '../lib/quote.js';
-import { AnswerCache } from './answers.js';
 import type { Backend, CallOptions, VolumeRecord } from './backends/backend.js';
 import type { FilesystemOps } from './fs/types.js';
+import { mountsIn, type HostPaths, type MountLayout } from './host-paths.js';
+import { KeyedLock } from './keyed-lock.js';
 import {
   assertVolumeName,
   conflictingOptions,
@@ -14,15 +14,19 @@ import {
   parseGivenOptions,
   resolveOptions,
   type OptionDefaults,
+  type VolumeOptions,
 } from './options.js';
-import type { Scope, VolumeDriver, VolumeInfo } from './protocol.js';
+import type { Scope } from './protocol.js';
 import { dict, StateStore, type PersistedState, type PersistedVolume } from './state-store.js';
 import { UnmountGrace } from './unmount-grace.js';
 
-export interface ManagerDeps {
+export interface ServiceDeps {
   backend: Backend;
   fs: FilesystemOps;
-  stateDir: string;
+  /** The state file lives in stateDir; volumes are mounted under mountsDir unless `layout` says otherwise. */
+  paths: Pick<HostPaths, 'stateDir' | 'mountsDir'>;
+  /** Where each volume is mounted; default `<mountsDir>/<name>`. */
+  layout?: MountLayout;
   defaults: OptionDefaults;
   logger: Logger;
   registry?: Registry;
@@ -34,6 +38,14 @@ export interface ManagerDeps {
   beforeStateWrite?: () => void;
   /** How long a volume stays mounted after its last Unmount (unmount-grace.ts); default 0: unmounted at once. */
   unmountGraceMs?: number;
+  /**
+   * The per-name lock every change of a volume runs under. A front end that
+   * keeps answers between changes passes one that tells it when work on a
+   * name starts and ends (answers.ts); default a plain KeyedLock.
+   */
+  lock?: KeyedLock;
+  /** Called when the whole view may have changed outside per-name work (start, refresh). */
+  onViewReset?: () => void;
 }
 
 /**
@@ -55,6 +67,31 @@ export interface EngineReferences {
  */
 export const DEADLINES = { create: 120_000, mount: 120_000, other: 60_000 };
 
+/**
+ * One volume as berth sees it, in berth's own terms: what every front end
+ * (Docker's protocol, a CSI server, /status) turns into its own answer.
+ */
+export interface VolumeView {
+  name: string;
+  /** The backend's identity of the volume (loop: image path; ebs: vol-…). */
+  id: string;
+  options: VolumeOptions;
+  /** RFC 3339. */
+  createdAt: string;
+  mounted: boolean;
+  /** Where the volume is mounted on this host (or would be, while it is not). */
+  mountpoint: string;
+  /** The block device, while mounted. */
+  device?: string;
+  /** Consumers (Docker mount IDs, …) counted as using it now. */
+  consumers: number;
+  /** Mounted with no consumer, in the unmount grace (unmount-grace.ts). */
+  unmountPending?: boolean;
+  lastError?: string;
+  /** The backend's facts for people (docker volume inspect's Status); never decided on. */
+  status: Readonly<Record<string, string>>;
+}
+
 /** The local view of one volume, for /status, the CLI and readiness. */
 export interface VolumeStatus {
   name: string;
@@ -68,7 +105,8 @@ export interface VolumeStatus {
   unmountPending?: boolean;
 }
 
-const MOUNT_ID = /^[A-Za-z0-9_.-]{1,128}$/;
+/** A consumer id as stored in the state file: Docker's mount IDs are 64 hex digits; a CSI front end would derive one from its target path. */
+export const CONSUMER_ID = /^[A-Za-z0-9_.-]{1,128}$/;
 
 function refCount(v: PersistedVolume): number {
   return Object.values(v.mounts).reduce((a, b) => a + b, 0);
@@ -80,24 +118,29 @@ function held(v: PersistedVolume): boolean {
 }
 
 /**
- * Implements the Docker volume protocol over a Backend and real filesystem
- * operations. Create/Mount/Unmount/Remove (and reconcile) on one name are
- * serialized by a per-name lock; Get/List/Path answer from the local view and
- * never wait on a lock or the backend.
+ * The volumes of this host over a Backend and real filesystem operations,
+ * in no protocol's terms (docs/design.md §2): create, remove, publish and
+ * unpublish for a consumer id, ensure mounted, release, describe and list.
+ * Front ends (server.ts through docker-driver.ts) map their protocol onto it.
+ * Every change on one name is serialized by the per-name lock; describe,
+ * names and list answer from the local view and never wait on a lock or the
+ * backend.
  */
-export class VolumeManager implements VolumeDriver {
+export class VolumeService {
   private readonly store: StateStore;
-  /** Get, Path and List answers, kept serialized between changes of the view (the plugin's hot path). */
-  readonly answers = new AnswerCache(this);
-  /** Every change of a volume's view runs under its lock, or calls answers.invalidate() (answers.ts). */
-  private readonly lock = this.answers.lock;
+  /** Every change of a volume's view runs under its lock, or calls onViewReset (answers.ts relies on it). */
+  private readonly lock: KeyedLock;
+  private readonly layout: MountLayout;
   private state: PersistedState = { version: 1, volumes: dict() };
   private readonly deadlines: typeof DEADLINES;
   private readonly log: Logger;
   private started = false;
   private readonly grace: UnmountGrace;
 
-  constructor(private readonly deps: ManagerDeps) {
+  constructor(private readonly deps: ServiceDeps) {
+    this.store = new StateStore(deps.paths.stateDir, deps.logger, deps.backend.options);
+    this.log = deps.logger;
+    this.lock = deps.lock ?? new KeyedLock();
     // unmount-grace hook
     this.grace = new UnmountGrace(deps.unmountGraceMs ?? 0, {
       lock: this.lock,
@@ -108,8 +151,7 @@ export class VolumeManager implements VolumeDriver {
       save: () => this.save(),
       log: deps.logger,
     });
-    this.store = new StateStore(deps.stateDir, deps.logger);
-    this.log = deps.logger;
+    this.layout = deps.layout ?? mountsIn(deps.paths.mountsDir);
     this.deadlines = { ...DEADLINES, ...deps.deadlines };
     if (deps.registry) {
       const volumes = () => Object.values(this.state.volumes);
@@ -136,8 +178,12 @@ export class VolumeManager implements VolumeDriver {
     return this.started;
   }
 
+  get scope(): Scope {
+    return this.deps.backend.scope;
+  }
+
   mountpointOf(name: string): string {
-    return join(this.deps.stateDir, 'mounts', name);
+    return this.layout.mountpointOf(name);
   }
 
   /**
@@ -149,7 +195,7 @@ export class VolumeManager implements VolumeDriver {
    * Then the backend undoes what a dead agent left (strays, orphan devices).
    */
   async start(): Promise<void> {
-    await mkdir(this.deps.stateDir, { recursive: true, mode: 0o700 });
+    await mkdir(this.deps.paths.stateDir, { recursive: true, mode: 0o700 });
     const { state, rebuilt } = await this.store.load();
     this.state = state;
     try {
@@ -205,19 +251,15 @@ export class VolumeManager implements VolumeDriver {
       if (vol.mounted) mounted.add(vol.record.id);
     }
     await this.deps.backend.recover?.(mounted).catch((err: unknown) => this.log.error({ err: errorMessage(err) }, 'could not clean up after an earlier agent'));
-    this.answers.invalidate();
+    this.deps.onViewReset?.();
     // A full state disk must not stop the agent: the view is in memory, and each change tries the write again.
     await this.save().catch((err: unknown) => this.log.error({ err: errorMessage(err) }, 'could not write the state file at start'));
     this.started = true;
   }
 
-  capabilities(): { Scope: Scope } {
-    return { Scope: this.deps.backend.scope };
-  }
-
   async create(name: string, opts: Record<string, string>, call: CallOptions = {}): Promise<void> {
     assertVolumeName(name);
-    const given = parseGivenOptions(opts);
+    const given = parseGivenOptions(opts, this.deps.backend.options);
     const refuseConflicts = (existing: VolumeRecord) => {
       const conflicts = conflictingOptions(given, existing.options);
       if (conflicts.length > 0) {
@@ -236,7 +278,7 @@ export class VolumeManager implements VolumeDriver {
             this.state.volumes[name] = { record: found, mounts: dict(), mounted: false };
             return;
           }
-          const options = resolveOptions(given, this.deps.defaults);
+          const options = resolveOptions(given, this.deps.defaults, this.deps.backend.options);
           this.deps.backend.validate(name, options);
           let existed: 'live' | 'retained' | undefined;
           const record = await this.deps.backend.create(name, options, {
@@ -292,7 +334,7 @@ export class VolumeManager implements VolumeDriver {
           await this.deps.backend.remove(vol.record, { signal }).catch((err: unknown) => {
             const code = (err as NodeJS.ErrnoException).code;
             if (code !== 'ENOSPC' && code !== 'EDQUOT') throw err;
-            throw new BerthError('UNAVAILABLE', `volume ${name}: no space left under ${this.deps.stateDir} to remove it (${code}); it is kept as it was`, { cause: err });
+            throw new BerthError('UNAVAILABLE', `volume ${name}: no space left under ${this.deps.paths.stateDir} to remove it (${code}); it is kept as it was`, { cause: err });
           });
           await this.deps.fs.removeMountpoint(mountpoint);
           delete this.state.volumes[name];
@@ -304,9 +346,15 @@ export class VolumeManager implements VolumeDriver {
     );
   }
 
-  async mount(name: string, id: string, call: CallOptions = {}): Promise<string> {
+  /**
+   * Makes the volume mounted and counts one reference for the consumer;
+   * returns the mountpoint. A consumer may publish more than once (each needs
+   * its own unpublish). Past the deadline nothing is counted and the mount is undone.
+   */
+  async publish(name: string, consumer: string, call: CallOptions = {}): Promise<string> {
     assertVolumeName(name);
-    if (!MOUNT_ID.test(id)) throw new BerthError('INVALID_ARGUMENT', `invalid mount ID ${quote(id)}`);
+    if (!CONSUMER_ID.test(consumer)) throw new BerthError('INVALID_ARGUMENT', `invalid consumer id ${quote(consumer)}`);
+    const id = consumer;
     return this.withDeadline('mount', `Mount ${name}`, call, (signal) =>
       this.lock.run(
         name,
@@ -336,8 +384,10 @@ export class VolumeManager implements VolumeDriver {
     );
   }
 
-  async unmount(name: string, id: string, call: CallOptions = {}): Promise<void> {
+  /** Drops one reference of the consumer; the last one unmounts and releases the volume. An unknown consumer is success. */
+  async unpublish(name: string, consumer: string, call: CallOptions = {}): Promise<void> {
     assertVolumeName(name);
+    const id = consumer;
     await this.withDeadline('other', `Unmount ${name}`, call, (signal) =>
       this.lock.run(
         name,
@@ -440,35 +490,30 @@ export class VolumeManager implements VolumeDriver {
     }
   }
 
-  async path(name: string): Promise<string> {
-    assertVolumeName(name);
-    const vol = this.state.volumes[name];
-    if (!vol) throw new BerthError('NOT_FOUND', `no volume named ${name}`);
-    return vol.mounted ? this.mountpointOf(name) : '';
-  }
-
-  /** Get's answer from the local view alone; undefined when the name is not in it. */
-  view(name: string): VolumeInfo | undefined {
+  /** The volume from the local view alone; undefined when the name is not in it. Never waits. */
+  describe(name: string): VolumeView | undefined {
     const vol = Object.hasOwn(this.state.volumes, name) ? this.state.volumes[name] : undefined;
-    return vol && this.info(name, vol);
+    return vol && this.viewOf(name, vol);
   }
 
+  /** Names in the local view. */
   names(): string[] {
     return Object.keys(this.state.volumes);
   }
 
-  async get(name: string): Promise<VolumeInfo> {
+  /** The volume from the local view, else from the backend; fails only when the backend says it does not exist. */
+  async find(name: string): Promise<VolumeView> {
     assertVolumeName(name);
-    const local = this.view(name);
+    const local = this.describe(name);
     if (local) return local;
-    // Not in the local view: only an authoritative "does not exist" may fail.
     const record = await this.deps.backend.find(name);
     if (!record) throw new BerthError('NOT_FOUND', `no volume named ${name}`);
-    return this.info(name, { record, mounts: dict(), mounted: false });
+    return this.viewOf(name, { record, mounts: dict(), mounted: false });
   }
 
-  async list(): Promise<VolumeInfo[]> {
-    return Object.entries(this.state.volumes).map(([name, vol]) => this.info(name, vol));
+  /** Every volume in the local view. */
+  list(): VolumeView[] {
+    return Object.entries(this.state.volumes).map(([name, vol]) => this.viewOf(name, vol));
   }
 
   /** Attach and mount with no container reference (boot reconcile). */
@@ -520,7 +565,7 @@ export class VolumeManager implements VolumeDriver {
         if (!this.state.volumes[name]?.mounted) delete this.state.volumes[name];
       });
     }
-    this.answers.invalidate();
+    this.deps.onViewReset?.();
     await this.save();
   }
 
@@ -679,24 +724,20 @@ export class VolumeManager implements VolumeDriver {
     else delete vol.mounts[id];
   }
 
-  private info(name: string, vol: PersistedVolume): VolumeInfo {
-    const { options } = vol.record;
+  private viewOf(name: string, vol: PersistedVolume): VolumeView {
+    const { record } = vol;
     return {
-      Name: name,
-      Mountpoint: vol.mounted ? this.mountpointOf(name) : '',
-      CreatedAt: vol.record.createdAt,
-      Status: {
-        ...vol.record.status,
-        size: formatSize(options.sizeBytes),
-        fs: options.fs,
-        onRemove: options.onRemove,
-        ...(options.mountOptions ? { mountOptions: options.mountOptions } : {}),
-        mounted: vol.mounted,
-        ...(vol.mounted && vol.devicePath ? { device: vol.devicePath } : {}),
-        containerMounts: refCount(vol),
-        ...(vol.unmountPending ? { unmountPending: true } : {}),
-        ...(vol.lastError ? { lastError: vol.lastError } : {}),
-      },
+      name,
+      id: record.id,
+      options: record.options,
+      createdAt: record.createdAt,
+      mounted: vol.mounted,
+      mountpoint: this.mountpointOf(name),
+      ...(vol.mounted && vol.devicePath ? { device: vol.devicePath } : {}),
+      consumers: refCount(vol),
+      ...(vol.unmountPending ? { unmountPending: true } : {}),
+      ...(vol.lastError ? { lastError: vol.lastError } : {}),
+      status: record.status,
     };
   }
 
