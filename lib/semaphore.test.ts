@@ -27,3 +27,27 @@ describe('Semaphore', () => {
     await expect(sem.run(() => Promise.resolve('next'))).resolves.toBe('next');
   });
 });
+
+describe('Semaphore and a caller that goes away', () => {
+  it('a task whose signal aborts while it waits leaves the queue at once, never runs, and keeps the order of the others', async () => {
+    const sem = new Semaphore(1);
+    let release!: () => void;
+    const first = sem.run(() => new Promise<void>((r) => (release = r)));
+    const gone = new AbortController();
+    const ran: string[] = [];
+    const waiting = sem.run(async () => void ran.push('gone'), gone.signal);
+    const next = sem.run(async () => void ran.push('next'));
+    gone.abort(new Error('the caller went away'));
+    await expect(waiting).rejects.toThrow('the caller went away');
+    release();
+    await first;
+    await next;
+    expect(ran).toEqual(['next']);
+  });
+
+  it('an already aborted signal is refused before taking a slot', async () => {
+    const sem = new Semaphore(1);
+    await expect(sem.run(() => Promise.resolve('ran'), AbortSignal.abort(new Error('late')))).rejects.toThrow('late');
+    await expect(sem.run(() => Promise.resolve('free'))).resolves.toBe('free');
+  });
+});

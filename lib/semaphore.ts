@@ -7,8 +7,10 @@ export class Semaphore {
     if (!Number.isInteger(limit) || limit < 1) throw new RangeError(`semaphore limit must be a positive integer, got ${limit}`);
   }
 
-  async run<T>(task: () => Promise<T>): Promise<T> {
-    if (this.running >= this.limit) await new Promise<void>((resolve) => this.waiting.push(resolve));
+  /** A task whose `signal` aborts while it waits for a slot leaves the queue at once with the signal's reason, never run. */
+  async run<T>(task: () => Promise<T>, signal?: AbortSignal): Promise<T> {
+    signal?.throwIfAborted();
+    if (this.running >= this.limit) await this.slot(signal);
     this.running++;
     try {
       return await task();
@@ -16,5 +18,21 @@ export class Semaphore {
       this.running--;
       this.waiting.shift()?.();
     }
+  }
+
+  private slot(signal?: AbortSignal): Promise<void> {
+    return new Promise<void>((resolve, reject) => {
+      const wake = () => {
+        signal?.removeEventListener('abort', leave);
+        resolve();
+      };
+      const leave = () => {
+        const i = this.waiting.indexOf(wake);
+        if (i >= 0) this.waiting.splice(i, 1);
+        reject(signal!.reason);
+      };
+      this.waiting.push(wake);
+      signal?.addEventListener('abort', leave, { once: true });
+    });
   }
 }

@@ -21,3 +21,27 @@ describe('EC2 facade: attachments paced at EC2\'s bucket', () => {
     }
   });
 });
+
+describe('EC2 facade: a caller that goes away while its attach waits for a slot', () => {
+  it('leaves the queue at once with its own error and never calls AttachVolume; the attach ahead of it completes', async () => {
+    const model = new Ec2Model({ region: REGION, attachLatencyMs: 1_500 });
+    try {
+      const instanceId = model.addInstance({ az: AZ });
+      const [ahead, queued] = [model.addVolume({ az: AZ, size: 1 }), model.addVolume({ az: AZ, size: 1 })];
+      const ec2 = new Ec2Facade({ client: modelClient(model), instanceId, timing: FAST_TIMING, maxConcurrentAttachments: 1 });
+      const first = ec2.attach(ahead);
+      const gone = new AbortController();
+      const t0 = Date.now();
+      const waiting = ec2.attach(queued, undefined, gone.signal);
+      setTimeout(() => gone.abort(new Error('Mount queued: the caller has gone')), 100);
+      await expect(waiting).rejects.toThrow('the caller has gone');
+      expect(Date.now() - t0).toBeLessThan(1_000); // not after the 1.5 s attach ahead of it
+      await first;
+      expect(model.volume(ahead).attachment).toMatchObject({ instanceId, state: 'attached' });
+      expect(model.volume(queued).attachment).toBeUndefined();
+      expect(model.calls('AttachVolume')).toBe(1);
+    } finally {
+      model.dispose();
+    }
+  });
+});

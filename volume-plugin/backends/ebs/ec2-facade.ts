@@ -432,6 +432,7 @@ export class Ec2Facade {
    * then be under way, and the caller detaches it (ebs-backend.ts).
    */
   async attach(volumeId: string, attachingAt?: string, signal?: AbortSignal): Promise<string> {
+    // A Mount whose caller has gone leaves the queue of attachments at once (docs/design.md §3).
     return this.mutations.run(async () => {
       signal?.throwIfAborted();
       await this.seedDeviceNames();
@@ -465,7 +466,7 @@ export class Ec2Facade {
           this.reserved.delete(device);
         }
       }
-    });
+    }, signal);
   }
 
   /**
