@@ -21,6 +21,15 @@ describe('the tools berth checks for are the tools it runs', () => {
     expect(programsRun('volume-plugin/backends/loop.ts')).toEqual([...LOOP_TOOLS].sort());
   });
 
+  it('the agent images carry every one of them: Dockerfile.agent checks for them, the local base image copies them in', () => {
+    const runs = [...FILESYSTEM_TOOLS.all, ...FILESYSTEM_TOOLS.ext4, ...FILESYSTEM_TOOLS.xfs, ...LOOP_TOOLS];
+    const checked = /tools='([^']+)'/.exec(readFileSync(join(repo, 'Dockerfile.agent'), 'utf8'))?.[1]?.split(/\s+/) ?? [];
+    const copied = /^TOOLS=\(([^)]+)\)/m.exec(readFileSync(join(repo, 'scripts/local-base-image.sh'), 'utf8'))?.[1]?.split(/\s+/) ?? [];
+    // A tool missing there resolves to busybox's applet in the local image, or fails the first Mount in production.
+    expect(runs.filter((t) => !checked.includes(t))).toEqual([]);
+    expect(runs.filter((t) => !copied.includes(t))).toEqual([]);
+  });
+
   it('requires the loop tools only on the loop backend, and the xfs tools only when xfs is the default', () => {
     expect(toolsFor('loop', 'ext4').required).toEqual(expect.arrayContaining(['losetup', 'resize2fs', 'dumpe2fs', 'blockdev']));
     expect(toolsFor('loop', 'ext4').required).not.toContain('findmnt');

@@ -30,7 +30,7 @@ done
 
 # What the agent and `berth doctor` shell out to (volume-plugin/, lib/, agent/cli.ts),
 # plus the repair tools an operator reaches for with `docker exec`.
-TOOLS=(blkid blockdev losetup mount umount findmnt fsck
+TOOLS=(blkid blockdev losetup mount umount findmnt sync fsck
        mkfs.ext4 mke2fs e2fsck fsck.ext4 dumpe2fs resize2fs chattr
        mkfs.xfs xfs_growfs xfs_info xfs_db xfs_spaceman xfs_repair)
 

@@ -122,11 +122,14 @@ describe.skipIf(noDockerReason)(`agent container image${noDockerReason ? ` (skip
     // Stopping leaves mounts in place for running containers.
     expect(hostMounts()).toHaveLength(1);
 
-    // A new container (an upgrade) picks the mount up from the state file; the later Unmount really unmounts.
+    // A new container (an upgrade) picks the mount up from the state file: the later last Unmount starts the
+    // volume's unmount grace (an ID it had no record of would unmount at once), and Remove unmounts at once.
     const second = await start(`berth-image-test-${port}-b`);
     expect(await pluginPost(socket, '/VolumeDriver.Unmount', { Name: 'img1', ID: 'c1' })).toEqual({ Err: '' });
-    expect(hostMounts()).toHaveLength(0);
+    const status = (await (await fetch(`http://127.0.0.1:${port}/status`)).json()) as { volumes: Array<{ name: string }> };
+    expect(status.volumes.find((v) => v.name === 'img1')).toMatchObject({ mounted: true, refs: 0, unmountPending: true });
     expect(await pluginPost(socket, '/VolumeDriver.Remove', { Name: 'img1' })).toEqual({ Err: '' });
+    expect(hostMounts()).toHaveLength(0);
     await docker(['stop', '--time', '20', second]);
   });
 });

@@ -109,7 +109,7 @@ describe.skipIf(skip)(`berth:local as a managed plugin${skip ? ` (skipped: ${ski
     );
   const container = async (project: string) => d(['ps', '-q', '--filter', `label=com.docker.compose.project=${project}`]);
   const agentVolume = async (name: string) => {
-    const status = (await (await fetch(`http://127.0.0.1:${healthPort}/status`)).json()) as { volumes: Array<{ name: string; mounted: boolean; refs: number }> };
+    const status = (await (await fetch(`http://127.0.0.1:${healthPort}/status`)).json()) as { volumes: Array<{ name: string; mounted: boolean; refs: number; unmountPending?: boolean }> };
     return status.volumes.find((v) => v.name === name);
   };
 
@@ -130,7 +130,10 @@ describe.skipIf(skip)(`berth:local as a managed plugin${skip ? ` (skipped: ${ski
     await d(['exec', await container(project), 'sh', '-c', 'echo precious > /data/keep']);
     expect(await agentVolume(`${project}_data`)).toMatchObject({ mounted: true, refs: 1 });
     await compose(project, ['down']);
-    expect(await agentVolume(`${project}_data`)).toMatchObject({ mounted: false, refs: 0 });
+    // No container holds it; within the unmount grace (README, default 10 s) it may still be mounted, marked pending.
+    const down = await agentVolume(`${project}_data`);
+    expect(down).toMatchObject({ refs: 0 });
+    expect(down?.mounted === false || down?.unmountPending === true).toBe(true);
 
     await compose(project, ['up', '-d']);
     const c = await container(project);

@@ -284,7 +284,8 @@ export function createFilesystemOps(deps: FilesystemDeps): FilesystemOps & { pro
     isMounted,
 
     async sync(mountpoint) {
-      await runner('sync', ['--file-system', '--', mountpoint], { timeoutMs: LIMITS.mountMs });
+      // -f, not --file-system: busybox's sync (a minimal image) knows only the short option.
+      await runner('sync', ['-f', '--', mountpoint], { timeoutMs: LIMITS.mountMs });
     },
 
     async ensureMountpoint(mountpoint) {
