@@ -2,7 +2,6 @@ import * as z from 'zod/mini';
 import '../lib/zod-english.js';
 import { BerthError } from '../lib/errors.js';
 import { quote } from '../lib/quote.js';
-import type { VolumeType } from './backends/ebs/ebs-options.js';
 
 /**
  * Volume options as Docker passes them (`-o key=value`, ECS `driverOpts`):
@@ -305,22 +304,21 @@ export const DriverOptsSchema = z.pipe(
   }),
 );
 
+/** A backend option's value once its backend's parser has read it. */
+export type BackendOptionValue = string | number | boolean;
+
 /**
- * A volume's resolved options: the core's, then those its backend declares
- * (the optional fields below are EBS's, ebs/ebs-options.ts; typed here so
- * that backend code reads them without casts).
+ * A volume's resolved options: the core's, and those its backend declares
+ * (Backend.options; EBS's in ebs/ebs-options.ts, typed there as
+ * EbsVolumeOptions). The core never reads a backend's options: it stores,
+ * compares and shows them as they are.
  */
 export interface VolumeOptions {
   sizeBytes: number;
   fs: Filesystem;
   onRemove: 'retain' | 'delete';
-  type?: VolumeType;
-  iops?: number;
-  throughput?: number;
-  encrypted?: boolean;
-  kmsKeyId?: string;
-  snapshotId?: string;
   mountOptions?: string;
+  readonly [backendOption: string]: BackendOptionValue | undefined;
 }
 
 export interface OptionDefaults {

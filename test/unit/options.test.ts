@@ -1,3 +1,5 @@
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { EBS_OPTIONS, validateEbsOptions } from '../../volume-plugin/backends/ebs/ebs-options.js';
 import { LOOP_OPTIONS } from '../../volume-plugin/backends/loop.js';
@@ -12,6 +14,12 @@ describe('core options', () => {
   it('holds only what every backend shares', () => {
     expect(() => parseGivenOptions({ iops: '3000' }, CORE_ONLY)).toThrow(/unknown option\(s\) iops \(known options: size, fs, mountOptions, onRemove\)/);
     expect(resolveOptions(parseGivenOptions({ size: '1GiB', onRemove: 'delete' }), defaults)).toEqual({ sizeBytes: GiB, fs: 'ext4', onRemove: 'delete' });
+  });
+
+  it("knows no backend's options: the core modules import nothing from a backend, and a backend's keys are typed by the backend", () => {
+    const core = ['options.ts', 'service.ts', 'docker-driver.ts', 'server.ts', 'state-store.ts', 'answers.ts'];
+    const imports = (f: string) => [...readFileSync(join(import.meta.dirname, '../../volume-plugin', f), 'utf8').matchAll(/from '([^']+)'/g)].map((m) => m[1]!);
+    expect(core.flatMap((f) => imports(f).filter((i) => i.includes('backends/ebs') || i.includes('backends/loop')).map((i) => `${f}: ${i}`))).toEqual([]);
   });
 });
 

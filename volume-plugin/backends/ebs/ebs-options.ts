@@ -15,6 +15,23 @@ const GiB = 2 ** 30;
 export const VolumeTypes = ['gp3', 'gp2', 'io1', 'io2', 'st1', 'sc1'] as const;
 export type VolumeType = (typeof VolumeTypes)[number];
 
+/** A volume's options on the EBS backend: the core's (options.ts) and EBS's own (EBS_OPTIONS below). */
+export interface EbsVolumeOptions extends VolumeOptions {
+  type?: VolumeType;
+  iops?: number;
+  throughput?: number;
+  encrypted?: boolean;
+  kmsKeyId?: string;
+  snapshotId?: string;
+}
+
+/**
+ * The EBS view of a volume's options. Every value under EBS's keys came through EBS_OPTIONS:
+ * a given one through its parser, a stored one (state file) through its schema, one read back
+ * from EC2 through optionsOf; so the narrowing holds.
+ */
+export const ebsOptions = (o: VolumeOptions): EbsVolumeOptions => o as EbsVolumeOptions;
+
 /**
  * The options only EBS takes (`-o type=io2 -o iops=4000`), beside the core
  * ones (options.ts): each given value's parser, and the stored value's schema.
@@ -63,7 +80,8 @@ export const DEFAULT_TYPE: VolumeType = 'gp3';
 /** Tag values hold at most 256 characters. */
 const TAG_VALUE_MAX = 256;
 
-export function validateEbsOptions(name: string, o: VolumeOptions): void {
+export function validateEbsOptions(name: string, options: VolumeOptions): void {
+  const o = ebsOptions(options);
   const type = o.type ?? DEFAULT_TYPE;
   const limits = EBS_LIMITS[type];
   const bad = (why: string) => new BerthError('INVALID_ARGUMENT', `volume ${name}: ${why}`);
@@ -94,7 +112,8 @@ export function validateEbsOptions(name: string, o: VolumeOptions): void {
 }
 
 /** The options as a compact tag value; kmsKeyId is left out when it does not fit (EC2 keeps it on the volume). */
-export function tagValueOf(o: VolumeOptions): string {
+export function tagValueOf(options: VolumeOptions): string {
+  const o = ebsOptions(options);
   const full = JSON.stringify(o);
   if (full.length <= TAG_VALUE_MAX || !o.kmsKeyId) return full;
   const { kmsKeyId: _dropped, ...rest } = o;
@@ -108,20 +127,20 @@ export function tagValueOf(o: VolumeOptions): string {
  * a value the volume has (`type=gp3`, `encrypted=true`, a type's default IOPS) is no conflict.
  * Volumes created outside berth (e.g. by infra/) get the agent's defaults for berth's part.
  */
-export function optionsOf(volume: Volume, storedTag: string | undefined, defaults: OptionDefaults): VolumeOptions {
-  let stored: VolumeOptions | undefined;
+export function optionsOf(volume: Volume, storedTag: string | undefined, defaults: OptionDefaults): EbsVolumeOptions {
+  let stored: EbsVolumeOptions | undefined;
   if (storedTag) {
     try {
-      const parsed = JSON.parse(storedTag) as VolumeOptions;
+      const parsed = JSON.parse(storedTag) as EbsVolumeOptions;
       if (typeof parsed.sizeBytes === 'number' && (Filesystems as readonly string[]).includes(parsed.fs)) stored = parsed;
     } catch {
       // fall through: a damaged tag must not make the volume unusable
     }
   }
-  const base: VolumeOptions = stored ?? { sizeBytes: 0, fs: defaults.fs, onRemove: 'retain' };
+  const base: EbsVolumeOptions = stored ?? { sizeBytes: 0, fs: defaults.fs, onRemove: 'retain' };
   const type = (VolumeTypes as readonly string[]).includes(volume.VolumeType ?? '') ? (volume.VolumeType as VolumeType) : base.type;
   const limits = type ? EBS_LIMITS[type] : undefined;
-  const out: VolumeOptions = {
+  const out: EbsVolumeOptions = {
     ...base,
     ...(volume.Size !== undefined ? { sizeBytes: volume.Size * GiB } : {}),
     ...(type ? { type } : {}),
@@ -139,7 +158,7 @@ export function optionsOf(volume: Volume, storedTag: string | undefined, default
 }
 
 /** CreateVolume parameters for these options; encrypted unless asked otherwise. */
-export function createParamsOf(o: VolumeOptions): {
+export function createParamsOf(options: VolumeOptions): {
   Size: number;
   VolumeType: Ec2VolumeType;
   Iops?: number;
@@ -148,6 +167,7 @@ export function createParamsOf(o: VolumeOptions): {
   KmsKeyId?: string;
   SnapshotId?: string;
 } {
+  const o = ebsOptions(options);
   return {
     Size: o.sizeBytes / GiB,
     VolumeType: o.type ?? DEFAULT_TYPE,
