@@ -99,7 +99,6 @@ export type Config = Readonly<z.infer<typeof ConfigSchema>>;
 /** Variables that say where configuration comes from, not settings themselves. */
 const SOURCE_VARIABLES = new Set(['BERTH_CONFIG_FILE', 'BERTH_ENV_FILE']);
 
-/** The plugin socket, `<plugin dir>/<name>.sock`: where dockerd looks for a legacy plugin (docs/design.md §3). */
 /** Where berth reads and writes on this host (volume-plugin/host-paths.ts); the defaults are the settings' defaults above. */
 export function hostPathsOf(config: Pick<Config, 'BERTH_SYSFS_ROOT' | 'BERTH_DEV_ROOT' | 'BERTH_STATE_DIR'>): HostPaths {
   return {
@@ -116,6 +115,7 @@ export function hostPathsOf(config: Pick<Config, 'BERTH_SYSFS_ROOT' | 'BERTH_DEV
 export const MOUNTINFO_PATH = '/proc/self/mountinfo';
 const PROC_ROOT = '/proc';
 
+/** The plugin socket, `<plugin dir>/<name>.sock`: where dockerd looks for a legacy plugin (docs/design.md §3). */
 export function pluginSocketPath(config: Pick<Config, 'BERTH_PLUGIN_DIR' | 'BERTH_PLUGIN_NAME'>): string {
   return join(config.BERTH_PLUGIN_DIR, `${config.BERTH_PLUGIN_NAME}.sock`);
 }
