@@ -4,13 +4,10 @@ import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { isBerthError } from '../lib/errors.js';
 import { execaRunner, type Runner } from '../lib/exec.js';
-import { silentLogger } from '../lib/logger.js';
-import { createLoopBackend } from '../volume-plugin/backends/loop.js';
 import { createFilesystemOps } from '../volume-plugin/fs/filesystem.js';
-import { DockerVolumeDriver } from '../volume-plugin/docker-driver.js';
 import { noLoopReason, noSysResourceReason } from './helpers/env.js';
 import { detachLoopDevicesUnder, makeLoopDevice, sh, tempDir } from './helpers/loop.js';
-import { HOST_PATHS, hostPathsFor } from './helpers/manager.js';
+import { HOST_PATHS, loopManager } from './helpers/manager.js';
 
 const MiB = 2 ** 20;
 const fs = createFilesystemOps({ runner: execaRunner, paths: HOST_PATHS });
@@ -111,15 +108,8 @@ describe.skipIf(noLoopReason)(`filesystem operations on real loop devices${noLoo
     const stateDir = join(dir.path, 'state');
     const calls: string[] = [];
     const runner: Runner = (file, args, options) => (calls.push(file), execaRunner(file, args, options));
-    const m = new DockerVolumeDriver({
-      backend: createLoopBackend({ stateDir, paths: hostPathsFor(stateDir), runner }),
-      fs: createFilesystemOps({ runner, paths: hostPathsFor(stateDir) }),
-      paths: hostPathsFor(stateDir),
-      defaults: { sizeBytes: 64 * MiB, fs: 'ext4' },
-      logger: silentLogger,
-    });
     detachers.push(() => detachLoopDevicesUnder(dir.path));
-    await m.service.start();
+    const { manager: m } = await loopManager(stateDir, undefined, { runner });
     await m.create('v', {});
     const mp = await m.mount('v', 'a');
     expect(calls).toContain('mkfs.ext4');
@@ -138,15 +128,8 @@ describe.skipIf(noLoopReason)(`filesystem operations on real loop devices${noLoo
 
   it('a new image written behind berth before its first Mount is probed, never formatted over', async () => {
     const stateDir = join(dir.path, 'state');
-    const m = new DockerVolumeDriver({
-      backend: createLoopBackend({ stateDir, paths: hostPathsFor(stateDir), runner: execaRunner }),
-      fs: createFilesystemOps({ runner: execaRunner, paths: hostPathsFor(stateDir) }),
-      paths: hostPathsFor(stateDir),
-      defaults: { sizeBytes: 64 * MiB, fs: 'ext4' },
-      logger: silentLogger,
-    });
     detachers.push(() => detachLoopDevicesUnder(dir.path));
-    await m.service.start();
+    const { manager: m } = await loopManager(stateDir);
     await m.create('v', {});
     const image = join(stateDir, 'images', 'v.img');
     execFileSync('mkfs.ext4', ['-q', '-F', image]);

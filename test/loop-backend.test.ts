@@ -4,14 +4,11 @@ import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { isBerthError } from '../lib/errors.js';
 import { execaRunner, type Runner } from '../lib/exec.js';
-import { silentLogger } from '../lib/logger.js';
 import { createLoopBackend } from '../volume-plugin/backends/loop.js';
-import { createFilesystemOps } from '../volume-plugin/fs/filesystem.js';
-import { DockerVolumeDriver } from '../volume-plugin/docker-driver.js';
 import { resolveOptions } from '../volume-plugin/options.js';
 import { noLoopReason } from './helpers/env.js';
 import { detachLoopDevicesUnder, loopDevicesUnder, tempDir } from './helpers/loop.js';
-import { HOST_PATHS, hostPathsFor } from './helpers/manager.js';
+import { HOST_PATHS, loopManager } from './helpers/manager.js';
 
 const opts = resolveOptions({}, { sizeBytes: 32 * 2 ** 20, fs: 'ext4' });
 
@@ -48,15 +45,7 @@ describe.skipIf(noLoopReason)(`loop backend${noLoopReason ? ` (skipped: ${noLoop
           })
         : execaRunner(file, args, options);
     const stateDir = join(dir.path, 'state');
-    const m = new DockerVolumeDriver({
-      backend: createLoopBackend({ stateDir, paths: hostPathsFor(stateDir), runner }),
-      fs: createFilesystemOps({ runner, paths: hostPathsFor(stateDir) }),
-      paths: hostPathsFor(stateDir),
-      defaults: { sizeBytes: 32 * 2 ** 20, fs: 'ext4' },
-      logger: silentLogger,
-      deadlines: { mount: 1_500 },
-    });
-    await m.service.start();
+    const { manager: m } = await loopManager(stateDir, undefined, { runner, sizeBytes: 32 * 2 ** 20, deadlines: { mount: 1_500 } });
     await m.create('slow', {});
     const t0 = Date.now();
     const err = await m.mount('slow', 'a'.repeat(64)).catch((e: unknown) => e);

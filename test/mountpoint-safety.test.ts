@@ -2,12 +2,8 @@ import { execFileSync } from 'node:child_process';
 import { mkdirSync, readdirSync, readFileSync, readlinkSync, renameSync, symlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { silentLogger } from '../lib/logger.js';
 import { execaRunner, type Runner } from '../lib/exec.js';
-import { createLoopBackend } from '../volume-plugin/backends/loop.js';
-import { createFilesystemOps } from '../volume-plugin/fs/filesystem.js';
-import { DockerVolumeDriver } from '../volume-plugin/docker-driver.js';
-import { hostPathsFor } from './helpers/manager.js';
+import { loopManager } from './helpers/manager.js';
 import { noLoopReason } from './helpers/env.js';
 import { detachLoopDevicesUnder, loopDevicesUnder, sh, tempDir } from './helpers/loop.js';
 
@@ -36,14 +32,7 @@ describe.skipIf(noLoopReason)(`mountpoints that are not what berth made${noLoopR
   });
 
   async function manager(runner: Runner = execaRunner) {
-    const m = new DockerVolumeDriver({
-      backend: createLoopBackend({ stateDir, paths: hostPathsFor(stateDir), runner }),
-      fs: createFilesystemOps({ runner, paths: hostPathsFor(stateDir) }),
-      paths: hostPathsFor(stateDir),
-      defaults: { sizeBytes: 32 * MiB, fs: 'ext4' },
-      logger: silentLogger,
-    });
-    await m.service.start();
+    const { manager: m } = await loopManager(stateDir, undefined, { runner, sizeBytes: 32 * MiB });
     return m;
   }
   /** Mount targets under this test's directory, as the kernel reports them. */

@@ -6,10 +6,7 @@ import { loadConfig } from '../agent/config.js';
 import { execaRunner, type Runner } from '../lib/exec.js';
 import { silentLogger } from '../lib/logger.js';
 import { sleep } from '../lib/sleep.js';
-import { createLoopBackend } from '../volume-plugin/backends/loop.js';
-import { createFilesystemOps } from '../volume-plugin/fs/filesystem.js';
-import { DockerVolumeDriver } from '../volume-plugin/docker-driver.js';
-import { hostPathsFor } from './helpers/manager.js';
+import { loopManager } from './helpers/manager.js';
 import { unixPoster } from '../bench/lib.js';
 import { agentEnv, socketOf, startChildAgent, stopChild, uniquePluginName } from './helpers/agent.js';
 import { docker as runDocker, ensureBusyboxImage, privateDockerd, TEST_IMAGE } from './helpers/docker.js';
@@ -48,15 +45,7 @@ describe.skipIf(noLoopReason)(`unmount grace (real loop devices)${noLoopReason ?
   });
 
   async function manager(graceMs: number, runner: Runner = execaRunner) {
-    const m = new DockerVolumeDriver({
-      backend: createLoopBackend({ stateDir, paths: hostPathsFor(stateDir), runner }),
-      fs: createFilesystemOps({ runner, paths: hostPathsFor(stateDir) }),
-      paths: hostPathsFor(stateDir),
-      defaults: { sizeBytes: 32 * 2 ** 20, fs: 'ext4' },
-      logger: silentLogger,
-      unmountGraceMs: graceMs,
-    });
-    await m.service.start();
+    const { manager: m } = await loopManager(stateDir, undefined, { runner, sizeBytes: 32 * 2 ** 20, unmountGraceMs: graceMs });
     stops.push(() => m.service.flushUnmountGrace());
     return m;
   }

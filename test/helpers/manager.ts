@@ -1,12 +1,13 @@
 import { join } from 'node:path';
 import { CONFIG_DEFAULTS, hostPathsOf, type Config } from '../../agent/config.js';
 import { silentLogger } from '../../lib/logger.js';
-import { execaRunner } from '../../lib/exec.js';
+import { execaRunner, type Runner } from '../../lib/exec.js';
 import type { Backend } from '../../volume-plugin/backends/backend.js';
 import { createLoopBackend } from '../../volume-plugin/backends/loop.js';
 import { DockerVolumeDriver } from '../../volume-plugin/docker-driver.js';
 import { createFilesystemOps } from '../../volume-plugin/fs/filesystem.js';
 import type { HostPaths } from '../../volume-plugin/host-paths.js';
+import type { ServiceDeps } from '../../volume-plugin/service.js';
 
 const MiB = 2 ** 20;
 
@@ -18,20 +19,31 @@ export function hostPathsFor(stateDir: string, settings: Partial<Config> = {}): 
   return hostPathsOf({ ...CONFIG_DEFAULTS, ...settings, BERTH_STATE_DIR: stateDir });
 }
 
+/** What a test may change in loopManager's stack: the tools' runner, the default size, and the service's own settings. */
+export interface LoopManagerOptions extends Pick<ServiceDeps, 'deadlines' | 'unmountGraceMs'> {
+  runner?: Runner;
+  sizeBytes?: number;
+}
+
 /**
  * The Docker front end over a volume service over the real loop backend and
  * real filesystem operations, in stateDir: `manager` speaks Docker's protocol,
  * `manager.service` is the service under it.
  */
-export async function loopManager(stateDir: string, wrap: (b: Backend) => Backend = (b) => b): Promise<{ manager: DockerVolumeDriver; backend: Backend }> {
+export async function loopManager(
+  stateDir: string,
+  wrap: (b: Backend) => Backend = (b) => b,
+  { runner = execaRunner, sizeBytes = 64 * MiB, ...service }: LoopManagerOptions = {},
+): Promise<{ manager: DockerVolumeDriver; backend: Backend }> {
   const paths = hostPathsFor(stateDir);
-  const backend = wrap(createLoopBackend({ stateDir, paths, runner: execaRunner }));
+  const backend = wrap(createLoopBackend({ stateDir, paths, runner }));
   const manager = new DockerVolumeDriver({
     backend,
-    fs: createFilesystemOps({ runner: execaRunner, paths }),
+    fs: createFilesystemOps({ runner, paths }),
     paths,
-    defaults: { sizeBytes: 64 * MiB, fs: 'ext4' },
+    defaults: { sizeBytes, fs: 'ext4' },
     logger: silentLogger,
+    ...service,
   });
   await manager.service.start();
   return { manager, backend };
