@@ -1,6 +1,6 @@
 import { mkdir } from 'node:fs/promises';
 import type { Logger } from 'pino';
-import { execaRunner, type Runner } from '../lib/exec.js';
+import { processRunner, type Runner } from '../lib/exec.js';
 import { createFilesystemOps } from '../volume-plugin/fs/filesystem.js';
 import { DockerVolumeDriver } from '../volume-plugin/docker-driver.js';
 import type { VolumeService } from '../volume-plugin/service.js';
@@ -45,7 +45,7 @@ export interface AgentOptions {
 export async function startAgent(config: Config, logger: Logger, options: AgentOptions = {}): Promise<Agent> {
   // Before the state dir is touched: a second agent on a live one's socket must change nothing.
   await assertSocketFree(pluginSocketPath(config));
-  const runner = options.runner ?? execaRunner;
+  const runner = options.runner ?? processRunner;
   const registry = createRegistry();
   await mkdir(config.BERTH_STATE_DIR, { recursive: true, mode: 0o700 });
 

@@ -23,7 +23,7 @@ export function crashPoints(spec: string | undefined, runner: Runner): Pick<Agen
       const running = runner(file, args, options);
       if (file.split('/').pop() === step && ++seen === at) {
         // spawn() has exec'd the tool by the time it returns: dying now is a kill during the step.
-        // Not later: a fast tool (dumpe2fs -h) would finish and let the agent run past the step.
+        // Not later: a fast tool (chattr) would finish and let the agent run past the step.
         die();
       }
       return running;

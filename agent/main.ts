@@ -1,4 +1,4 @@
-import { execaRunner } from '../lib/exec.js';
+import { processRunner } from '../lib/exec.js';
 import { startAgent } from './agent.js';
 import { ConfigError, loadConfig } from './config.js';
 import { crashPoints } from './crash-points.js';
@@ -35,7 +35,7 @@ async function main(): Promise<void> {
   const logger = createLogger(config.BERTH_LOG_LEVEL);
   // The SDK's instance-credentials provider reads its endpoint from this variable only.
   if (config.BERTH_IMDS_ENDPOINT) process.env.AWS_EC2_METADATA_SERVICE_ENDPOINT ??= config.BERTH_IMDS_ENDPOINT;
-  const agent = await startAgent(config, logger, crashPoints(process.env.BERTH_TEST_CRASH_AT, execaRunner)).catch((err: unknown) => {
+  const agent = await startAgent(config, logger, crashPoints(process.env.BERTH_TEST_CRASH_AT, processRunner)).catch((err: unknown) => {
     logger.fatal({ err: (err as Error).message }, 'could not start');
     process.exit(1);
   });

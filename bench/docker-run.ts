@@ -27,7 +27,7 @@ import { docker, ensureBusyboxImage, TEST_IMAGE } from '../test/helpers/docker.j
 import { detachLoopDevicesUnder, tempDir } from '../test/helpers/loop.js';
 import { CONFIG_DEFAULTS } from '../agent/config.js';
 import { silentLogger } from '../lib/logger.js';
-import { execaRunner, type Runner } from '../lib/exec.js';
+import { processRunner, type Runner } from '../lib/exec.js';
 import { createLoopBackend } from '../volume-plugin/backends/loop.js';
 import { createFilesystemOps } from '../volume-plugin/fs/filesystem.js';
 import { DockerVolumeDriver } from '../volume-plugin/docker-driver.js';
@@ -110,7 +110,7 @@ try {
   const timed: Runner = async (file, args, options) => {
     const t0 = performance.now();
     try {
-      return await execaRunner(file, args, options);
+      return await processRunner(file, args, options);
     } finally {
       record(file === 'losetup' && args.includes('--detach') ? 'losetup --detach' : file, performance.now() - t0);
     }

@@ -37,7 +37,7 @@ import { execa } from 'execa';
 import { CONFIG_DEFAULTS } from '../agent/config.js';
 import { Reconciler } from '../volume-plugin/backends/ebs/reconciler.js';
 import { silentLogger } from '../lib/logger.js';
-import { execaRunner, type Runner } from '../lib/exec.js';
+import { processRunner, type Runner } from '../lib/exec.js';
 import { createEbsBackend, type EbsBackend } from '../volume-plugin/backends/ebs/ebs-backend.js';
 import { DEVICE_NAMES, Ec2Facade } from '../volume-plugin/backends/ebs/ec2-facade.js';
 import { createDeviceResolver } from '../volume-plugin/devices/nvme.js';
@@ -102,7 +102,7 @@ const save = StateStore.prototype.save;
 StateStore.prototype.save = function (state) {
   return timedStep('state write + fsync', () => save.call(this, state));
 };
-const profiledRunner: Runner = (file, args, options) => timedStep(file, () => execaRunner(file, args, options));
+const profiledRunner: Runner = (file, args, options) => timedStep(file, () => processRunner(file, args, options));
 
 function printProfile(): void {
   if (!values.profile) return;
@@ -143,11 +143,11 @@ type BootResult = {
   maxSeenMs: number;
   maxLagMs: number;
   /** Seconds from the start to the manager being started, the first and last attachment completing, the last volume mounted. */
-  phases: { started: number; firstAttached: number; lastAttached: number; lastMounted: number };
+  phases: { started: number; firstAttach: number; lastAttach: number; firstAttached: number; lastAttached: number; lastMounted: number };
 };
 
 const phasesOf = (r: BootResult) =>
-  `started ${r.phases.started.toFixed(1)} s, attachments complete ${r.phases.firstAttached.toFixed(1)}–${r.phases.lastAttached.toFixed(1)} s, last mounted ${r.phases.lastMounted.toFixed(1)} s`;
+  `started ${r.phases.started.toFixed(1)} s, attachments asked ${r.phases.firstAttach.toFixed(2)}–${r.phases.lastAttach.toFixed(2)} s, attachments complete ${r.phases.firstAttached.toFixed(1)}–${r.phases.lastAttached.toFixed(1)} s, last mounted ${r.phases.lastMounted.toFixed(1)} s`;
 
 /** DescribeVolumes by volume id the model received: the waits' polls (batched) and single-volume lookups. */
 const describesById = (w: EbsWorld) => w.model.inputs<{ Filters?: { Name?: string }[] }>('DescribeVolumes').filter((i) => i.Filters?.some((f) => f.Name === 'volume-id')).length;
@@ -169,8 +169,10 @@ async function timedBoot(
     const ec2 = new Ec2Facade({ client: w.client, instanceId: w.instanceId, maxConcurrentAttachments: concurrency });
     // When the facade's wait returned, i.e. berth saw the attachment complete (the poller's share of the lag).
     const seenAt = new Map<string, number>();
+    const calledAt: number[] = [];
     const attach = ec2.attach.bind(ec2);
     ec2.attach = async (volumeId, attachingAt, signal) => {
+      calledAt.push(performance.now());
       const device = await attach(volumeId, attachingAt, signal);
       seenAt.set(volumeId, performance.now());
       return device;
@@ -195,6 +197,8 @@ async function timedBoot(
     const at = (ms: number) => (ms - t0) / 1000;
     const phases = {
       started: at(startedAt),
+      firstAttach: at(Math.min(...calledAt)),
+      lastAttach: at(Math.max(...calledAt)),
       firstAttached: at(Math.min(...attachedAt.values())),
       lastAttached: at(Math.max(...attachedAt.values())),
       lastMounted: at(Math.max(...mountedAt.values())),

@@ -141,7 +141,7 @@ describe.skipIf(noLoopReason)(`berth CLI against a running agent${noLoopReason ?
     const byName = Object.fromEntries(checks.map((c) => [c.name, c.result]));
     expect(byName).toMatchObject({ 'plugin socket': 'ok', 'agent ready': 'ok' });
     expect(['ok', 'warn']).toContain(byName.tools);
-    expect(checks.find((c) => c.name === 'tools')?.detail).toMatch(/resize2fs.*dumpe2fs|dumpe2fs.*resize2fs/);
+    expect(checks.find((c) => c.name === 'tools')?.detail).toMatch(/resize2fs.*e2fsck|e2fsck.*resize2fs/);
     expect(checks.filter((c) => c.result === 'fail').every((c) => c.fix)).toBe(true);
     expect(code).toBe(checks.some((c) => c.result === 'fail') ? 1 : 0);
     expect(progress).toContain('checking tools…');

@@ -3,7 +3,7 @@ import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { silentLogger } from '../lib/logger.js';
 import { isBerthError } from '../lib/errors.js';
-import { execaRunner } from '../lib/exec.js';
+import { processRunner } from '../lib/exec.js';
 import { sleep } from '../lib/sleep.js';
 import type { Backend } from '../volume-plugin/backends/backend.js';
 import { createLoopBackend } from '../volume-plugin/backends/loop.js';
@@ -34,7 +34,7 @@ describe.skipIf(noLoopReason)(`deadlines through the core${noLoopReason ? ` (ski
   });
 
   async function manager(slow: { attachMs?: number; createMs?: number }, deadlines: Partial<typeof DEADLINES>) {
-    const loop = createLoopBackend({ stateDir, paths: hostPathsFor(stateDir), runner: execaRunner });
+    const loop = createLoopBackend({ stateDir, paths: hostPathsFor(stateDir), runner: processRunner });
     const backend: Backend = {
       ...loop,
       async create(name, options, call) {
@@ -48,7 +48,7 @@ describe.skipIf(noLoopReason)(`deadlines through the core${noLoopReason ? ` (ski
         return r;
       },
     };
-    const m = new DockerVolumeDriver({ backend, fs: createFilesystemOps({ runner: execaRunner, paths: hostPathsFor(stateDir) }), paths: hostPathsFor(stateDir), defaults: { sizeBytes: 32 * 2 ** 20, fs: 'ext4' }, logger: silentLogger, deadlines });
+    const m = new DockerVolumeDriver({ backend, fs: createFilesystemOps({ runner: processRunner, paths: hostPathsFor(stateDir) }), paths: hostPathsFor(stateDir), defaults: { sizeBytes: 32 * 2 ** 20, fs: 'ext4' }, logger: silentLogger, deadlines });
     await m.service.start();
     return m;
   }

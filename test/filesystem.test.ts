@@ -3,14 +3,15 @@ import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { isBerthError } from '../lib/errors.js';
-import { execaRunner, type Runner } from '../lib/exec.js';
+import { processRunner, type Runner } from '../lib/exec.js';
 import { createFilesystemOps } from '../volume-plugin/fs/filesystem.js';
+import { filesystemBytes as readFilesystemBytes } from '../volume-plugin/fs/superblock.js';
 import { noLoopReason, noSysResourceReason } from './helpers/env.js';
 import { detachLoopDevicesUnder, makeLoopDevice, sh, tempDir } from './helpers/loop.js';
 import { HOST_PATHS, loopManager } from './helpers/manager.js';
 
 const MiB = 2 ** 20;
-const fs = createFilesystemOps({ runner: execaRunner, paths: HOST_PATHS });
+const fs = createFilesystemOps({ runner: processRunner, paths: HOST_PATHS });
 
 function sha(device: string): string {
   return sh('sha256sum', [device]).split(' ')[0]!;
@@ -107,15 +108,16 @@ describe.skipIf(noLoopReason)(`filesystem operations on real loop devices${noLoo
   it('the first Mount of an image berth just made runs no blkid, and after its own mkfs no fsck and no size read; every later Mount checks again', async () => {
     const stateDir = join(dir.path, 'state');
     const calls: string[] = [];
-    const runner: Runner = (file, args, options) => (calls.push(file), execaRunner(file, args, options));
+    const runner: Runner = (file, args, options) => (calls.push(file), processRunner(file, args, options));
+    const filesystemBytes: typeof readFilesystemBytes = (...a) => (calls.push('size read'), readFilesystemBytes(...a));
     detachers.push(() => detachLoopDevicesUnder(dir.path));
-    const { manager: m } = await loopManager(stateDir, undefined, { runner });
+    const { manager: m } = await loopManager(stateDir, undefined, { runner, filesystemBytes });
     await m.create('v', {});
     const mp = await m.mount('v', 'a');
     expect(calls).toContain('mkfs.ext4');
     expect(calls).not.toContain('blkid');
     expect(calls).not.toContain('e2fsck');
-    expect(calls).not.toContain('dumpe2fs');
+    expect(calls).not.toContain('size read');
     writeFileSync(join(mp, 'f'), 'data');
     await m.unmount('v', 'a');
     calls.length = 0;
@@ -124,6 +126,12 @@ describe.skipIf(noLoopReason)(`filesystem operations on real loop devices${noLoo
     expect(calls).toEqual(expect.arrayContaining(['blkid', 'e2fsck', 'mount']));
     expect(calls).not.toContain('mkfs.ext4');
     await m.unmount('v', 'b');
+    // Another agent on the same state (a restart) has not seen this filesystem's size: it reads it.
+    calls.length = 0;
+    const { manager: restarted } = await loopManager(stateDir, undefined, { runner, filesystemBytes });
+    await restarted.mount('v', 'c');
+    expect(calls).toEqual(expect.arrayContaining(['e2fsck', 'size read', 'mount']));
+    await restarted.unmount('v', 'c');
   });
 
   it('a new image written behind berth before its first Mount is probed, never formatted over', async () => {

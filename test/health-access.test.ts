@@ -6,7 +6,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startAgent, type Agent } from '../agent/agent.js';
 import { loadConfig } from '../agent/config.js';
 import { silentLogger } from '../lib/logger.js';
-import { execaRunner, type Runner } from '../lib/exec.js';
+import { processRunner, type Runner } from '../lib/exec.js';
 import { agentEnv, uniquePluginName } from './helpers/agent.js';
 import { noLoopReason } from './helpers/env.js';
 import { detachLoopDevicesUnder, tempDir } from './helpers/loop.js';
@@ -54,7 +54,7 @@ describe.skipIf(noLoopReason)(`health endpoint access${noLoopReason ? ` (skipped
     dir = tempDir('berth-health');
     // mount(8) is given /dev/null instead of the loop device: a real mount failure, with the real mount command line.
     const failingMount: Runner = (file, args, options) =>
-      execaRunner(file, file === 'mount' ? args.map((a) => (a.startsWith('/dev/loop') ? '/dev/null' : a)) : args, options);
+      processRunner(file, file === 'mount' ? args.map((a) => (a.startsWith('/dev/loop') ? '/dev/null' : a)) : args, options);
     const config = loadConfig(agentEnv(uniquePluginName('berth-health'), join(dir.path, 'state')));
     agent = await startAgent(config, silentLogger, { runner: failingMount });
     base = `http://127.0.0.1:${agent.healthPort}`;

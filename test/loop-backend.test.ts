@@ -3,7 +3,7 @@ import { existsSync, mkdirSync, readFileSync, renameSync, writeFileSync } from '
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { isBerthError } from '../lib/errors.js';
-import { execaRunner, type Runner } from '../lib/exec.js';
+import { processRunner, type Runner } from '../lib/exec.js';
 import { createLoopBackend } from '../volume-plugin/backends/loop.js';
 import { resolveOptions } from '../volume-plugin/options.js';
 import { noLoopReason } from './helpers/env.js';
@@ -23,7 +23,7 @@ describe.skipIf(noLoopReason)(`loop backend${noLoopReason ? ` (skipped: ${noLoop
   });
 
   it('creates a sparse image, reuses its loop device while attached and detaches it on release', async () => {
-    const backend = createLoopBackend({ stateDir: dir.path, paths: HOST_PATHS, runner: execaRunner });
+    const backend = createLoopBackend({ stateDir: dir.path, paths: HOST_PATHS, runner: processRunner });
     const rec = await backend.create('v', opts);
     expect(execFileSync('du', ['-k', rec.id], { encoding: 'utf8' }).split('\t')[0]).toBe('0');
     const a = await backend.attach(rec);
@@ -40,10 +40,10 @@ describe.skipIf(noLoopReason)(`loop backend${noLoopReason ? ` (skipped: ${noLoop
     const hung: number[] = [];
     const runner: Runner = (file, args, options) =>
       file === 'losetup' && args.includes('--find')
-        ? execaRunner('sh', ['-c', 'losetup "$@" && echo $$ > "$0.pid" && exec sleep 30', join(dir.path, 'hung'), ...args], options).finally(() => {
+        ? processRunner('sh', ['-c', 'losetup "$@" && echo $$ > "$0.pid" && exec sleep 30', join(dir.path, 'hung'), ...args], options).finally(() => {
             hung.push(Number(readFileSync(join(dir.path, 'hung.pid'), 'utf8')));
           })
-        : execaRunner(file, args, options);
+        : processRunner(file, args, options);
     const stateDir = join(dir.path, 'state');
     const { manager: m } = await loopManager(stateDir, undefined, { runner, sizeBytes: 32 * 2 ** 20, deadlines: { mount: 1_500 } });
     await m.create('slow', {});
@@ -57,7 +57,7 @@ describe.skipIf(noLoopReason)(`loop backend${noLoopReason ? ` (skipped: ${noLoop
   });
 
   it('never hands out the loop device of an image that was replaced behind its back', async () => {
-    const backend = createLoopBackend({ stateDir: dir.path, paths: HOST_PATHS, runner: execaRunner });
+    const backend = createLoopBackend({ stateDir: dir.path, paths: HOST_PATHS, runner: processRunner });
     const rec = await backend.create('v', opts);
     const old = await backend.attach(rec);
     // someone swaps the image file: the old device now backs a deleted inode
@@ -72,7 +72,7 @@ describe.skipIf(noLoopReason)(`loop backend${noLoopReason ? ` (skipped: ${noLoop
   it('refuses, and lets go of, a loop device whose backing file the kernel does not confirm', async () => {
     const fakeSys = join(dir.path, 'sys', 'block');
     mkdirSync(join(fakeSys, 'loop7', 'loop'), { recursive: true });
-    const backend = createLoopBackend({ stateDir: join(dir.path, 'state'), paths: { ...HOST_PATHS, sysfsRoot: join(dir.path, 'sys') }, runner: execaRunner });
+    const backend = createLoopBackend({ stateDir: join(dir.path, 'state'), paths: { ...HOST_PATHS, sysfsRoot: join(dir.path, 'sys') }, runner: processRunner });
     const rec = await backend.create('v', opts);
     writeFileSync(join(fakeSys, 'loop7', 'loop', 'backing_file'), `${rec.id}.other\n`);
     // a real attach happens, but the (fake) kernel view disagrees: refused

@@ -2,7 +2,7 @@ import { execFileSync } from 'node:child_process';
 import { mkdirSync, readdirSync, readFileSync, readlinkSync, renameSync, symlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { execaRunner, type Runner } from '../lib/exec.js';
+import { processRunner, type Runner } from '../lib/exec.js';
 import { loopManager } from './helpers/manager.js';
 import { noLoopReason } from './helpers/env.js';
 import { detachLoopDevicesUnder, loopDevicesUnder, sh, tempDir } from './helpers/loop.js';
@@ -31,7 +31,7 @@ describe.skipIf(noLoopReason)(`mountpoints that are not what berth made${noLoopR
     detachLoopDevicesUnder(dir.path);
   });
 
-  async function manager(runner: Runner = execaRunner) {
+  async function manager(runner: Runner = processRunner) {
     const { manager: m } = await loopManager(stateDir, undefined, { runner, sizeBytes: 32 * MiB });
     return m;
   }
@@ -86,7 +86,7 @@ describe.skipIf(noLoopReason)(`mountpoints that are not what berth made${noLoopR
         renameSync(mp, `${mp}.moved`);
         symlinkSync(target, mp);
       }
-      return execaRunner(file, args, options);
+      return processRunner(file, args, options);
     };
     const m = await manager(swapping);
     await m.create('r', {});

@@ -3,7 +3,7 @@ import { join } from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { startAgent } from '../agent/agent.js';
 import { loadConfig } from '../agent/config.js';
-import { execaRunner, type Runner } from '../lib/exec.js';
+import { processRunner, type Runner } from '../lib/exec.js';
 import { silentLogger } from '../lib/logger.js';
 import { sleep } from '../lib/sleep.js';
 import { loopManager } from './helpers/manager.js';
@@ -17,14 +17,14 @@ const ID1 = 'a'.repeat(64);
 const ID2 = 'b'.repeat(64);
 const mounted = (mp: string) => sh('findmnt', ['-rn', '-o', 'TARGET']).split('\n').includes(mp);
 
-/** execaRunner that records the programs run (name and first argument). */
+/** processRunner that records the programs run (name and first argument). */
 function recording(): { runner: Runner; calls: string[] } {
   const calls: string[] = [];
   return {
     calls,
     runner: (file, args, options) => {
       calls.push(file);
-      return execaRunner(file, args, options);
+      return processRunner(file, args, options);
     },
   };
 }
@@ -44,7 +44,7 @@ describe.skipIf(noLoopReason)(`unmount grace (real loop devices)${noLoopReason ?
     dir.cleanup();
   });
 
-  async function manager(graceMs: number, runner: Runner = execaRunner) {
+  async function manager(graceMs: number, runner: Runner = processRunner) {
     const { manager: m } = await loopManager(stateDir, undefined, { runner, sizeBytes: 32 * 2 ** 20, unmountGraceMs: graceMs });
     stops.push(() => m.service.flushUnmountGrace());
     return m;

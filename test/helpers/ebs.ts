@@ -2,7 +2,7 @@ import { join } from 'node:path';
 import { EC2Client } from '@aws-sdk/client-ec2';
 import type { Agent } from '../../agent/agent.js';
 import { silentLogger, createLogger } from '../../lib/logger.js';
-import { execaRunner } from '../../lib/exec.js';
+import { processRunner } from '../../lib/exec.js';
 import { createEbsBackend, type EbsBackend, type EbsBackendDeps, type HostIdentity } from '../../volume-plugin/backends/ebs/ebs-backend.js';
 import { Ec2Facade, type Ec2Timing } from '../../volume-plugin/backends/ebs/ec2-facade.js';
 import { createDeviceResolver } from '../../volume-plugin/devices/nvme.js';
@@ -98,7 +98,7 @@ export async function ebsWorld(opts: Ec2ModelOptions & { bindDelayMs?: number; m
     async manager(backend) {
       const manager = new DockerVolumeDriver({
         backend,
-        fs: createFilesystemOps({ runner: execaRunner, paths: hostPathsFor(world.stateDir) }),
+        fs: createFilesystemOps({ runner: processRunner, paths: hostPathsFor(world.stateDir) }),
         paths: hostPathsFor(world.stateDir),
         defaults: { sizeBytes: GiB, fs: 'ext4' },
         logger: testLogger(),

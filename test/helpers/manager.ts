@@ -1,11 +1,11 @@
 import { join } from 'node:path';
 import { CONFIG_DEFAULTS, hostPathsOf, type Config } from '../../agent/config.js';
 import { silentLogger } from '../../lib/logger.js';
-import { execaRunner, type Runner } from '../../lib/exec.js';
+import { processRunner, type Runner } from '../../lib/exec.js';
 import type { Backend } from '../../volume-plugin/backends/backend.js';
 import { createLoopBackend } from '../../volume-plugin/backends/loop.js';
 import { DockerVolumeDriver } from '../../volume-plugin/docker-driver.js';
-import { createFilesystemOps } from '../../volume-plugin/fs/filesystem.js';
+import { createFilesystemOps, type FilesystemDeps } from '../../volume-plugin/fs/filesystem.js';
 import type { HostPaths } from '../../volume-plugin/host-paths.js';
 import type { ServiceDeps } from '../../volume-plugin/service.js';
 
@@ -19,8 +19,8 @@ export function hostPathsFor(stateDir: string, settings: Partial<Config> = {}): 
   return hostPathsOf({ ...CONFIG_DEFAULTS, ...settings, BERTH_STATE_DIR: stateDir });
 }
 
-/** What a test may change in loopManager's stack: the tools' runner, the default size, and the service's own settings. */
-export interface LoopManagerOptions extends Pick<ServiceDeps, 'deadlines' | 'unmountGraceMs'> {
+/** What a test may change in loopManager's stack: the tools' runner, the grow check's size read, the default size, and the service's own settings. */
+export interface LoopManagerOptions extends Pick<ServiceDeps, 'deadlines' | 'unmountGraceMs'>, Pick<FilesystemDeps, 'filesystemBytes'> {
   runner?: Runner;
   sizeBytes?: number;
 }
@@ -33,13 +33,13 @@ export interface LoopManagerOptions extends Pick<ServiceDeps, 'deadlines' | 'unm
 export async function loopManager(
   stateDir: string,
   wrap: (b: Backend) => Backend = (b) => b,
-  { runner = execaRunner, sizeBytes = 64 * MiB, ...service }: LoopManagerOptions = {},
+  { runner = processRunner, sizeBytes = 64 * MiB, filesystemBytes, ...service }: LoopManagerOptions = {},
 ): Promise<{ manager: DockerVolumeDriver; backend: Backend }> {
   const paths = hostPathsFor(stateDir);
   const backend = wrap(createLoopBackend({ stateDir, paths, runner }));
   const manager = new DockerVolumeDriver({
     backend,
-    fs: createFilesystemOps({ runner, paths }),
+    fs: createFilesystemOps({ runner, paths, ...(filesystemBytes ? { filesystemBytes } : {}) }),
     paths,
     defaults: { sizeBytes, fs: 'ext4' },
     logger: silentLogger,

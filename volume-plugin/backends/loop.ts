@@ -31,7 +31,7 @@ const LOSETUP_MS = 30_000;
 /** `<name>.json` must fit in NAME_MAX (255 bytes). */
 const MAX_NAME = 255 - '.json'.length;
 /** Tools berth runs on a volume's device; one found still running at start was left by an agent that died. */
-const DEVICE_TOOLS = new Set(['mkfs.ext4', 'mke2fs', 'mkfs.xfs', 'e2fsck', 'fsck.ext4', 'blkid', 'resize2fs', 'xfs_growfs', 'dumpe2fs', 'xfs_info', 'mount', 'umount', 'losetup']);
+const DEVICE_TOOLS = new Set(['mkfs.ext4', 'mke2fs', 'mkfs.xfs', 'e2fsck', 'fsck.ext4', 'blkid', 'resize2fs', 'xfs_growfs', 'mount', 'umount', 'losetup']);
 
 const SidecarSchema = z.object({
   version: z.literal(1),

@@ -7,6 +7,7 @@ import type { Runner } from '../../lib/exec.js';
 import { majorMinorOf, mountAt, readMountinfo } from '../../lib/mountinfo.js';
 import type { HostPaths } from '../host-paths.js';
 import { mountOptionArgument, type Filesystem } from '../options.js';
+import { filesystemBytes } from './superblock.js';
 import type { FilesystemOps } from './types.js';
 
 /** Device paths we are willing to hand to mkfs/mount: absolute, no spaces or shell-ish characters. */
@@ -18,8 +19,8 @@ const DEVICE_PATH = /^\/[A-Za-z0-9/_.:-]+$/;
  */
 export const FILESYSTEM_TOOLS = {
   all: ['blkid', 'blockdev', 'mount', 'umount', 'chattr', 'sync'],
-  ext4: ['mkfs.ext4', 'e2fsck', 'dumpe2fs', 'resize2fs'],
-  xfs: ['mkfs.xfs', 'xfs_info', 'xfs_growfs'],
+  ext4: ['mkfs.ext4', 'e2fsck', 'resize2fs'],
+  xfs: ['mkfs.xfs', 'xfs_growfs'],
 } as const satisfies Record<'all' | Filesystem, readonly string[]>;
 
 /** Time limits, generous for slow EBS first-touch reads; every call has one. */
@@ -30,6 +31,8 @@ export interface FilesystemDeps {
   /** sysfs (device sizes) and the mount table every mount is checked against. */
   paths: Pick<HostPaths, 'sysfsRoot' | 'mountinfoPath'>;
   logger?: Logger;
+  /** The grow check's read of the filesystem's own size (tests count it). Default: its superblock. */
+  filesystemBytes?: typeof filesystemBytes;
 }
 
 export interface Probe {
@@ -39,6 +42,7 @@ export interface Probe {
 
 export function createFilesystemOps(deps: FilesystemDeps): FilesystemOps & { probe(devicePath: string): Promise<Probe | undefined> } {
   const { runner, logger } = deps;
+  const readFilesystemBytes = deps.filesystemBytes ?? filesystemBytes;
   const { mountinfoPath } = deps.paths;
   const sysDevBlock = join(deps.paths.sysfsRoot, 'dev', 'block');
   let chattrUnsupportedWarned = false;
@@ -106,20 +110,6 @@ export function createFilesystemOps(deps: FilesystemDeps): FilesystemOps & { pro
       throw new BerthError('UNSAFE_DEVICE', `filesystem check of ${devicePath} failed (e2fsck exit ${res.exitCode}): ${detail}; repair it by hand before mounting`);
     }
     if (res.exitCode > 0) logger?.warn({ devicePath, exitCode: res.exitCode }, 'e2fsck corrected errors');
-  }
-
-  async function fsSizeBytes(devicePath: string, mountpoint: string, fs: Filesystem): Promise<number> {
-    if (fs === 'ext4') {
-      const { stdout } = await runner('dumpe2fs', ['-h', devicePath], { timeoutMs: LIMITS.probeMs });
-      const count = /^Block count:\s+(\d+)/m.exec(stdout)?.[1];
-      const size = /^Block size:\s+(\d+)/m.exec(stdout)?.[1];
-      if (!count || !size) throw new BerthError('INTERNAL', `could not read the size of the ext4 filesystem on ${devicePath}`);
-      return Number(count) * Number(size);
-    }
-    const { stdout } = await runner('xfs_info', [mountpoint], { timeoutMs: LIMITS.probeMs });
-    const m = /^data\s+=\s+bsize=(\d+)\s+blocks=(\d+)/m.exec(stdout);
-    if (!m) throw new BerthError('INTERNAL', `could not read the size of the xfs filesystem at ${mountpoint}`);
-    return Number(m[1]) * Number(m[2]);
   }
 
   async function chattr(flag: '+i' | '-i', dir: string): Promise<void> {
@@ -271,7 +261,7 @@ export function createFilesystemOps(deps: FilesystemDeps): FilesystemOps & { pro
         return { grown: false };
       }
       if (checkedSizes.get(mountpoint) === deviceBytes) return { grown: false };
-      const fsBytes = await fsSizeBytes(devicePath, mountpoint, fs);
+      const fsBytes = await readFilesystemBytes(devicePath, fs);
       checkedSizes.set(mountpoint, deviceBytes);
       // Below 1 MiB of slack there is nothing worth growing (alignment, xfs log).
       if (deviceBytes - fsBytes < 2 ** 20) return { grown: false };
