@@ -1,6 +1,5 @@
-import { open, rename, unlink } from 'node:fs/promises';
+import { open, rename, unlink, type FileHandle } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
-import { randomBytes } from 'node:crypto';
 
 /**
  * Replaces `path` with `data` so that a reader sees either the old or the new
@@ -10,9 +9,7 @@ import { randomBytes } from 'node:crypto';
  */
 export async function writeFileAtomic(path: string, data: string | Uint8Array, mode = 0o644): Promise<void> {
   const dir = dirname(path);
-  // A short temp name: the target's own name may already be near NAME_MAX (255 bytes).
-  const tmp = join(dir, `.tmp-${randomBytes(6).toString('hex')}`);
-  const handle = await open(tmp, 'wx', mode);
+  const { tmp, handle } = await createTemp(dir, mode);
   try {
     try {
       await handle.writeFile(data);
@@ -27,6 +24,23 @@ export async function writeFileAtomic(path: string, data: string | Uint8Array, m
     throw err;
   }
   await fsyncDir(dir);
+}
+
+/**
+ * A new file beside the target. The name is short (the target's own may be near NAME_MAX,
+ * 255 bytes) and needs to be unique, not unguessable: the directories are root's own. Not
+ * node:crypto's randomBytes: loading node:crypto costs the agent ~2 MB of memory
+ * (docs/operations.md "What the agent loads"). `wx` refuses a name that exists; then another.
+ */
+async function createTemp(dir: string, mode: number): Promise<{ tmp: string; handle: FileHandle }> {
+  for (let attempt = 1; ; attempt++) {
+    const tmp = join(dir, `.tmp-${Math.random().toString(36).slice(2, 12)}`);
+    try {
+      return { tmp, handle: await open(tmp, 'wx', mode) };
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== 'EEXIST' || attempt === 5) throw err;
+    }
+  }
 }
 
 async function fsyncDir(dir: string): Promise<void> {

@@ -37,10 +37,31 @@ const common = {
   banner: { js: "import { createRequire as __berthCreateRequire } from 'node:module'; const require = __berthCreateRequire(import.meta.url);" },
   logLevel: 'warning',
 };
+// Two packages the agent's bundle takes in a smaller form (scripts/bundle/: each file says why;
+// together ~2 MB of the agent's resident memory, docs/operations.md "What the agent loads").
+const substitutes = new Map([
+  ['prom-client', 'scripts/bundle/prom-client.cjs'],
+  ['@opentelemetry/api', 'scripts/bundle/opentelemetry-api.cjs'],
+  ['thread-stream', 'scripts/bundle/thread-stream.cjs'],
+]);
+const agentSubstitutes = {
+  name: 'agent-substitutes',
+  setup(b) {
+    b.onResolve({ filter: /^(prom-client|@opentelemetry\/api|thread-stream)$/ }, (args) =>
+      args.importer.endsWith(substitutes.get(args.path)) ? undefined : { path: resolve(root, substitutes.get(args.path)) },
+    );
+  },
+};
 // The agent and the CLI share chunks. The Lambda handler is built on its own: in one
 // build with them, its `import { z } from 'zod'` kept all of zod (64 locales, JSON
 // schema) in the chunk the agent loads at start, 500 KB of source the agent
 // held in memory for nothing (docs/operations.md, "Plugin hot path").
-await build({ ...common, entryPoints: ['agent/main.ts', 'agent/cli.ts'], splitting: true, chunkNames: 'chunks/[name]-[hash]' });
+await build({
+  ...common,
+  entryPoints: ['agent/main.ts', 'agent/cli.ts'],
+  splitting: true,
+  chunkNames: 'chunks/[name]-[hash]',
+  plugins: [agentSubstitutes],
+});
 await build({ ...common, entryPoints: ['traefik/renewer/handler.ts'], splitting: true, chunkNames: 'traefik/renewer/chunks/[name]-[hash]' });
 console.log(`built ${outdir}`);

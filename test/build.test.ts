@@ -40,7 +40,8 @@ describe.skipIf(noLoopReason)('the built agent (scripts/build.mjs)', () => {
   it('serves a volume end to end over its socket from a directory without node_modules', async () => {
     expect(existsSync(join(app, 'node_modules'))).toBe(false);
     const name = uniquePluginName('berth-built');
-    const child = await startChildAgent(name, join(tmp.path, 'state'), {}, main, [...AGENT_NODE_FLAGS]);
+    const port = await freePort();
+    const child = await startChildAgent(name, join(tmp.path, 'state'), { BERTH_HEALTH_ADDR: `127.0.0.1:${port}` }, main, [...AGENT_NODE_FLAGS]);
     try {
       const post = unixPoster(socketOf(name));
       expect((await post('/Plugin.Activate')).json).toEqual({ Implements: ['VolumeDriver'] });
@@ -54,6 +55,12 @@ describe.skipIf(noLoopReason)('the built agent (scripts/build.mjs)', () => {
       expect(stdout.trim()).toBe('ext4');
       expect((await post('/VolumeDriver.Unmount', { Name: 'v', ID: 'a'.repeat(64) })).json.Err).toBe('');
       expect((await post('/VolumeDriver.Remove', { Name: 'v' })).json.Err).toBe('');
+      // The bundle takes prom-client without its index (scripts/bundle/): the metrics are all there.
+      const metrics = await (await fetch(`http://127.0.0.1:${port}/metrics`)).text();
+      expect(metrics).toMatch(/^berth_plugin_requests_total\{endpoint="VolumeDriver\.Mount",outcome="ok"\} 1$/m);
+      expect(metrics).toMatch(/^berth_volumes_known 0$/m);
+      expect(metrics).toMatch(/^berth_process_cpu_seconds_total \d/m);
+      expect(metrics).toMatch(/^berth_nodejs_heap_size_used_bytes \d/m);
     } finally {
       await stopChild(child, 'SIGTERM');
     }

@@ -54,7 +54,7 @@ clean_env() { env -i PATH="$PATH" BERTH_ENV_FILE="$1" "${@:2}"; }
 # The configuration an install ($1) would run with from an env file ($2), as JSON; exit 2 when it is bad.
 # The node flags of agent/node-flags.ts (test/node-flags.test.ts keeps every copy equal). The
 # config check runs with them too: a node that refuses one (bad option) fails it before the old agent stops.
-node_flags=(--max-semi-space-size=1 --single-threaded --no-sparkplug --no-short-builtin-calls --optimize-for-size --max-lazy --interrupt-budget-factor-for-feedback-allocation=100 --interrupt-budget-for-feedback-allocation=65536)
+node_flags=(--max-semi-space-size=1 --single-threaded --no-sparkplug --no-short-builtin-calls --optimize-for-size --max-lazy --interrupt-budget-factor-for-feedback-allocation=100 --interrupt-budget-for-feedback-allocation=65536 --no-icu-timezone-data)
 check_config() { clean_env "$2" node "${node_flags[@]}" "$1/dist/agent/main.js" --check-config; }
 field() { node -e 'process.stdout.write(String(JSON.parse(process.argv[1])[process.argv[2]] ?? ""))' "$1" "$2"; }
 # The new build's CLI, also while the previous install is being started again.
