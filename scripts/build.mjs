@@ -38,16 +38,15 @@ const common = {
   logLevel: 'warning',
 };
 // Two packages the agent's bundle takes in a smaller form (scripts/bundle/: each file says why;
-// together ~2 MB of the agent's resident memory, docs/operations.md "What the agent loads").
+// together ~0.4 MB of the agent's resident memory, docs/operations.md "Where it stands").
 const substitutes = new Map([
   ['prom-client', 'scripts/bundle/prom-client.cjs'],
   ['@opentelemetry/api', 'scripts/bundle/opentelemetry-api.cjs'],
-  ['thread-stream', 'scripts/bundle/thread-stream.cjs'],
 ]);
 const agentSubstitutes = {
   name: 'agent-substitutes',
   setup(b) {
-    b.onResolve({ filter: /^(prom-client|@opentelemetry\/api|thread-stream)$/ }, (args) =>
+    b.onResolve({ filter: /^(prom-client|@opentelemetry\/api)$/ }, (args) =>
       args.importer.endsWith(substitutes.get(args.path)) ? undefined : { path: resolve(root, substitutes.get(args.path)) },
     );
   },
