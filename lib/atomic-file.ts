@@ -29,8 +29,8 @@ export async function writeFileAtomic(path: string, data: string | Uint8Array, m
 /**
  * A new file beside the target. The name is short (the target's own may be near NAME_MAX,
  * 255 bytes) and needs to be unique, not unguessable: the directories are root's own. Not
- * node:crypto's randomBytes: loading node:crypto costs the agent ~2 MB of memory
- * (docs/operations.md "What the agent loads"). `wx` refuses a name that exists; then another.
+ * node:crypto's randomBytes: loading node:crypto costs the agent ~1 MB of memory
+ * (docs/operations.md "Where it stands"). `wx` refuses a name that exists; then another.
  */
 async function createTemp(dir: string, mode: number): Promise<{ tmp: string; handle: FileHandle }> {
   for (let attempt = 1; ; attempt++) {

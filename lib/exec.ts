@@ -35,8 +35,8 @@ const withoutFinalNewline = (s: string) => (s.endsWith('\r\n') ? s.slice(0, -2) 
  * The runner on node:child_process directly rather than execa: a tool spawn
  * is on every Mount's path, and execa's layers (stream plumbing, option
  * normalisation, exit hooks) cost ~2 ms of the event loop per spawn and
- * ~230 KB of code the agent keeps loaded (README "Dependencies",
- * docs/operations.md "Boot reconcile").
+ * 185 KB of the agent's bundle (README "Tools run through node:child_process",
+ * docs/operations.md "Where it stands").
  */
 export const processRunner: Runner = (file, args, options = {}) => {
   const timeout = options.timeoutMs ?? DEFAULT_TIMEOUT_MS;

@@ -46,9 +46,8 @@ const substitutes = new Map([
 const agentSubstitutes = {
   name: 'agent-substitutes',
   setup(b) {
-    b.onResolve({ filter: /^(prom-client|@opentelemetry\/api)$/ }, (args) =>
-      args.importer.endsWith(substitutes.get(args.path)) ? undefined : { path: resolve(root, substitutes.get(args.path)) },
-    );
+    // Only the bare names: the substitutes' own `prom-client/lib/…` imports resolve as usual.
+    b.onResolve({ filter: /^(prom-client|@opentelemetry\/api)$/ }, (args) => ({ path: resolve(root, substitutes.get(args.path)) }));
   },
 };
 // The agent and the CLI share chunks. The Lambda handler is built on its own: in one

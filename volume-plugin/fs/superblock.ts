@@ -6,7 +6,7 @@ import type { Filesystem } from '../options.js';
  * The size a filesystem says it has, read from its on-disk superblock: the
  * grow check on every Mount of an existing volume needs only this number, and
  * a read of 4 KiB costs less than the dumpe2fs or xfs_info spawn that prints
- * it (docs/operations.md "Boot reconcile"). The layouts are the kernel's:
+ * it (docs/operations.md "Where it stands"). The layouts are the kernel's:
  *
  * - ext4 (fs/ext4/ext4.h, struct ext4_super_block, at byte 1024, little
  *   endian): s_blocks_count_lo at 0x04, s_log_block_size at 0x18 (block size
