@@ -181,7 +181,6 @@ try {
   const kB = (field: string) => Number(new RegExp(`^${field}:\\s+(\\d+) kB`, 'm').exec(rollup)?.[1] ?? 0);
   console.log(`  of which anonymous ${(kB('Anonymous') / 1e3).toFixed(1)} MB (heap, malloc), file-backed ${((kB('Rss') - kB('Anonymous')) / 1e3).toFixed(1)} MB (the node binary, libraries)`);
   console.log(`load average at the end: ${load()}`);
-  if (process.env.BENCH_HOLD) { console.log('HOLD pid', agent.pid); await sleep(Number(process.env.BENCH_HOLD)); }
 } finally {
   if (agent) await stopChild(agent, 'SIGTERM');
   if (goPlugin) await stopChild(goPlugin, 'SIGTERM');

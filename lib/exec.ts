@@ -42,9 +42,8 @@ export const processRunner: Runner = (file, args, options = {}) => {
   const timeout = options.timeoutMs ?? DEFAULT_TIMEOUT_MS;
   const ok = options.okExitCodes ?? [0];
   const command = `${file} ${args.join(' ')}`;
-  if (options.signal?.aborted) {
-    return Promise.reject(new BerthError('TIMEOUT', `${command} stopped: the caller's deadline passed`));
-  }
+  const deadlinePassed = () => new BerthError('TIMEOUT', `${command} stopped: the caller's deadline passed`);
+  if (options.signal?.aborted) return Promise.reject(deadlinePassed());
   return new Promise<RunResult>((resolve, reject) => {
     // The agent's environment, with messages in the C locale: they are parsed.
     const child = spawn(file, [...args], { env: { ...process.env, LC_ALL: 'C' }, stdio: [options.input === undefined ? 'ignore' : 'pipe', 'pipe', 'pipe'] });
@@ -87,7 +86,7 @@ export const processRunner: Runner = (file, args, options = {}) => {
       options.signal?.removeEventListener('abort', onAbort);
       const stdout = withoutFinalNewline(Buffer.concat(out).toString());
       const stderr = withoutFinalNewline(Buffer.concat(err).toString());
-      if (stopped === 'canceled') return reject(new BerthError('TIMEOUT', `${command} stopped: the caller's deadline passed`));
+      if (stopped === 'canceled') return reject(deadlinePassed());
       if (stopped === 'timeout') return reject(new BerthError('TIMEOUT', `${command} did not finish within ${timeout} ms`));
       if (stopped === 'output') return reject(new BerthError('INTERNAL', `${command} wrote more than ${MAX_OUTPUT_BYTES} bytes of output; stopped`));
       if (spawnError) return reject(new BerthError('INTERNAL', `could not run ${file}: ${spawnError.message}`, { cause: spawnError }));

@@ -47,7 +47,8 @@ const agentSubstitutes = {
   name: 'agent-substitutes',
   setup(b) {
     // Only the bare names: the substitutes' own `prom-client/lib/…` imports resolve as usual.
-    b.onResolve({ filter: /^(prom-client|@opentelemetry\/api)$/ }, (args) => ({ path: resolve(root, substitutes.get(args.path)) }));
+    const bareNames = new RegExp(`^(${[...substitutes.keys()].map((n) => n.replace(/[/.]/g, '\\$&')).join('|')})$`);
+    b.onResolve({ filter: bareNames }, (args) => ({ path: resolve(root, substitutes.get(args.path)) }));
   },
 };
 // The agent and the CLI share chunks. The Lambda handler is built on its own: in one
