@@ -121,6 +121,7 @@ async function buildEbs(config: Config, log: Logger, aws: AwsOverrides): Promise
     defaults: { sizeBytes: config.BERTH_DEFAULT_SIZE, fs: config.BERTH_DEFAULT_FS },
     tagPrefix: config.BERTH_TAG_PREFIX,
     ...(config.BERTH_CLUSTER ? { cluster: config.BERTH_CLUSTER } : {}),
+    ...(config.BERTH_ENVIRONMENT ? { environment: config.BERTH_ENVIRONMENT } : {}),
     idleDetachMs: config.BERTH_IDLE_DETACH_SECONDS * 1000,
     moveWaitMs: config.BERTH_MOVE_WAIT_SECONDS * 1000,
     deviceWaitMs: config.BERTH_DEVICE_WAIT_SECONDS * 1000,

@@ -49,15 +49,18 @@ export interface UnitSettings {
 }
 
 /** The stack a cluster lives in and the config it is applied with: what `apply` hands to the Automation API. */
+/** A key of the programs' config namespace (`berth:<key>`, programs/shared.ts); config, not a tag. */
+const configKey = (key: string) => `berth:${key}`;
+
 export function unitStackArgs(spec: ClusterSpec, settings: UnitSettings): { stackName: string; projectName: string; config: ConfigMap } {
   assertName('cluster', spec.name);
   if (!settings.regionalStack.includes('{region}')) throw new Error(`regionalStack "${settings.regionalStack}" must contain {region}`);
   const config: ConfigMap = {
     'aws:region': { value: spec.region },
-    'berth:cluster': { value: JSON.stringify(spec) },
-    'berth:regions': { value: JSON.stringify(settings.regions) },
-    'berth:regionalStack': { value: settings.regionalStack.replaceAll('{region}', spec.region) },
-    'berth:zone': { value: settings.zone },
+    [configKey('cluster')]: { value: JSON.stringify(spec) },
+    [configKey('regions')]: { value: JSON.stringify(settings.regions) },
+    [configKey('regionalStack')]: { value: settings.regionalStack.replaceAll('{region}', spec.region) },
+    [configKey('zone')]: { value: settings.zone },
   };
   const optional: Array<[string, string | number | undefined]> = [
     ['nodeImage', settings.nodeImage], ['nodePort', settings.nodePort], ['nodeSizeGiB', settings.nodeSizeGiB],
@@ -103,7 +106,7 @@ export class AutomationWorkspace implements ClusterWorkspace {
   async read(cluster: string): Promise<StackState | undefined> {
     const stack = await this.select(cluster);
     if (!stack) return undefined;
-    const config = (await stack.getAllConfig())['berth:cluster'];
+    const config = (await stack.getAllConfig())[configKey('cluster')];
     const output = (await stack.outputs())['spec'];
     if (!config && !output) throw new Error(`stack ${cluster} has no berth:cluster config; it was not made by the cluster API`);
     const parse = (v: unknown) => (typeof v === 'string' ? (JSON.parse(v) as ClusterSpec) : undefined);

@@ -28,6 +28,12 @@ describe('checkTransition', () => {
     expect(() => checkTransition(undefined, { ...base, name: 'Shop_1' }, regions)).toThrow(/cluster name "Shop_1"/);
     expect(() => checkTransition(undefined, { ...base, nodes: [{ name: '-n', host: 'h1' }, base.nodes[1]!] }, regions)).toThrow(/node name "-n"/);
   });
+  it('refuses a node whose DNS label <node>-<cluster> would be over 63 characters, and takes one of exactly 63', () => {
+    const longest = 'n'.repeat(63 - '-shop'.length);
+    expect(() => checkTransition(undefined, { ...base, nodes: [{ name: longest, host: 'h1' }, base.nodes[1]!] }, regions)).not.toThrow();
+    expect(() => checkTransition(undefined, { ...base, nodes: [{ name: `${longest}x`, host: 'h1' }, base.nodes[1]!] }, regions))
+      .toThrow(/its DNS label "n+x-shop" \(<node>-<cluster>\) is 64 characters, over DNS's 63/);
+  });
   it('refuses moving a node between hosts', () => {
     const next = { ...base, nodes: [{ name: 'n1', host: 'h2' }, { name: 'n2', host: 'h1' }] };
     expect(() => checkTransition(base, next, regions)).toThrow(/n1 is on host h1/);

@@ -1,4 +1,5 @@
 import type { NodeHealthCheck } from '../components/node-task.js';
+import { nodeHostLabelProblem } from '../../lib/node-contract.js';
 import type { NodeRoutes } from '../../lib/traefik-routes.js';
 
 /** Desired state of one cluster as the dynamic API applies it: hosts, and nodes placed on them. */
@@ -31,7 +32,7 @@ export class ClusterInvariantError extends Error {
   }
 }
 
-// A DNS label (used in `<node>.<zone>` records) is also a valid tag value and ECS attribute value.
+// A DNS label (part of the `<node>-<cluster>.<zone>` records) is also a valid tag value and ECS attribute value.
 const DNS_LABEL = /^[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?$/;
 
 export function assertName(kind: string, name: string): void {
@@ -66,6 +67,9 @@ export function checkTransition(current: ClusterSpec | undefined, next: ClusterS
   const nodeNames = new Set<string>();
   for (const n of next.nodes) {
     assertName('node', n.name);
+    // A node's DNS name is one label, `<node>-<cluster>` (so `*.<zone>` covers it): refused here, before anything is applied.
+    const tooLong = nodeHostLabelProblem(n.name, next.name);
+    if (tooLong) throw new ClusterInvariantError(tooLong);
     if (nodeNames.has(n.name)) throw new ClusterInvariantError(`node ${n.name} is listed twice`);
     nodeNames.add(n.name);
     if (!seen.has(n.host)) {

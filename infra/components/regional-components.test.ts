@@ -43,7 +43,7 @@ describe('KmsKeys', () => {
 describe('SnapshotPolicy', () => {
   it('snapshots every volume tagged berth:managed-by=berth on a schedule, keeping a bounded number', async () => {
     const { SnapshotPolicy } = await import('./snapshot-policy.js');
-    const p = new SnapshotPolicy('snap', { retain: 7 });
+    const p = new SnapshotPolicy('snap', { environment: 'prod', retain: 7 });
     await new Promise<void>((r) => p.policyArn.apply(() => r()));
     await settled(declared);
     const dlm = ofType(declared, 'aws:dlm/lifecyclePolicy:LifecyclePolicy')[0]!;
@@ -85,7 +85,7 @@ describe('TraefikHost', () => {
   it('launches one instance from the ECS AL2023 AMI, owns the EIP and its DNS name, and may only touch its own EIP, routes and tags', async () => {
     const { TraefikHost } = await import('./traefik-host.js');
     const t = new TraefikHost('edge', {
-      region: 'eu-west-1', accountId: '111122223333', vpcCidr: '10.1.0.0/16', publicSubnetId: 'subnet-pub0', securityGroupId: 'sg-1',
+      environment: 'staging', region: 'eu-west-1', accountId: '111122223333', vpcCidr: '10.1.0.0/16', publicSubnetId: 'subnet-pub0', securityGroupId: 'sg-1',
       privateRouteTableIds: ['rtb-priv'], ecsClusterName: 'berth-eu-west-1', zoneId: 'Z1', zoneName: 'example.com', logGroupName: '/staging/hosts/traefik-eu-west-1',
       artifactUri: 's3://berth-artifacts/berth/build-7.tar.gz', certBucket: 'berth-environment', certBucketRegion: 'eu-west-1', certDomains: ['example.com', '*.example.com'],
     });
@@ -145,6 +145,7 @@ describe('TraefikHost policy against its userdata', () => {
     // CLI call → the IAM requests EC2 authorizes (Service Authorization Reference, Amazon EC2).
     const ec2 = (type: string, id: string) => `arn:aws:ec2:eu-west-1:111122223333:${type}/${id}`;
     const traefik = { 'aws:ResourceTag/berth:role': 'traefik' }; // the EIP and the instance (ASG tags) carry it
+    const traefikInstance = { ...traefik, 'aws:ResourceTag/berth:environment': 'staging' }; // the instance also carries its environment
     const arg = (line: string, flag: string) => new RegExp(`${flag} (\\S+)`).exec(line)![1]!;
     const requests = readFileSync(calls, 'utf8').trim().split('\n').flatMap((line) => {
       const [service, op] = line.split(' ');
@@ -152,9 +153,9 @@ describe('TraefikHost policy against its userdata', () => {
       switch (op) {
         case 'associate-address': return [
           { action: 'ec2:AssociateAddress', resource: ec2('elastic-ip', arg(line, '--allocation-id')), ctx: traefik },
-          { action: 'ec2:AssociateAddress', resource: ec2('instance', arg(line, '--instance-id')), ctx: traefik },
+          { action: 'ec2:AssociateAddress', resource: ec2('instance', arg(line, '--instance-id')), ctx: traefikInstance },
         ];
-        case 'modify-instance-attribute': return [{ action: 'ec2:ModifyInstanceAttribute', resource: ec2('instance', arg(line, '--instance-id')), ctx: traefik }];
+        case 'modify-instance-attribute': return [{ action: 'ec2:ModifyInstanceAttribute', resource: ec2('instance', arg(line, '--instance-id')), ctx: traefikInstance }];
         case 'replace-route': case 'create-route': return [{ action: op === 'replace-route' ? 'ec2:ReplaceRoute' : 'ec2:CreateRoute', resource: ec2('route-table', arg(line, '--route-table-id')), ctx: {} }];
         default: throw new Error(`no IAM mapping for aws ${line}`);
       }

@@ -9,6 +9,7 @@ import { agentUpdatePolicy, ScheduledJob } from '../../components/scheduled-job.
 import { SecurityGroups } from '../../components/security-groups.js';
 import { SnapshotPolicy, type SnapshotPolicyArgs } from '../../components/snapshot-policy.js';
 import { TraefikHost, traefikHostId } from '../../components/traefik-host.js';
+import { environmentEcsClusterPrefixes, traefikEcsClusterName } from '../../components/naming.js';
 import { Vpc, VPC_LAYOUTS } from '../../components/vpc.js';
 import { accountId, availabilityZones, config, stackOutput, stackRegion, stringList } from '../shared.js';
 
@@ -82,7 +83,7 @@ export function regionalProgram() {
 
   const keys = new KmsKeys(region, { aliasPrefix: environment });
   const groups = new SecurityGroups(region, { vpcId: vpc.vpcId, vpcCidr: cidrs[region]! });
-  const ecsClusterName = pulumi.interpolate`${environment}-traefik-${region}`;
+  const ecsClusterName = environment.apply((env) => traefikEcsClusterName(env, region));
   const hostId = traefikHostId(region);
   const traefikTag = c.get('traefikTag') ?? release;
   const ecs = new EcsCluster(region, {
@@ -90,12 +91,12 @@ export function regionalProgram() {
     traefikImage: pulumi.interpolate`${stackOutput<string>(global, 'traefikRepositoryUrl')}:${traefikTag}`,
   });
   const traefik = new TraefikHost(`traefik-${region}`, {
-    region, accountId: accountId(), vpcCidr: cidrs[region]!, publicSubnetId: vpc.publicSubnetIds[0]!,
+    environment, region, accountId: accountId(), vpcCidr: cidrs[region]!, publicSubnetId: vpc.publicSubnetIds[0]!,
     securityGroupId: groups.edgeGroupId, privateRouteTableIds: [vpc.privateRouteTableId], ecsClusterName: ecs.clusterName,
     zoneId, zoneName: zone, logGroupName: pulumi.interpolate`/${environment}/hosts/${hostId}`, artifactUri, certBucket: environmentBucket, certBucketRegion: stackOutput<string>(global, 'region'), certDomains, bucketKmsKeyArn: bucketKeyArn,
     ...(c.get('traefikInstanceType') ? { instanceType: c.require('traefikInstanceType') } : {}),
   });
-  new SnapshotPolicy(region, c.getObject<SnapshotPolicyArgs>('snapshots') ?? {});
+  new SnapshotPolicy(region, { ...c.getObject<Omit<SnapshotPolicyArgs, 'environment'>>('snapshots'), environment });
 
   const renewerConfig = c.getObject<RenewerConfig>('renewer');
   let renewer: CertificateRenewer | undefined;
@@ -111,7 +112,8 @@ export function regionalProgram() {
   if (operations) {
     new ScheduledJob(`ecs-agent-update-${region}`, {
       description: `berth: daily ECS agent update in ${region}`, code: new pulumi.asset.FileArchive(operations.codePath), handler: 'ecs-agent-update.handler',
-      policy: accountId().apply((account) => JSON.stringify(agentUpdatePolicy(region, account))),
+      policy: pulumi.all([accountId(), environment]).apply(([account, env]) => JSON.stringify(agentUpdatePolicy(region, account, env))),
+      environment: { BERTH_ECS_CLUSTER_PREFIXES: environment.apply((env) => Object.values(environmentEcsClusterPrefixes(env)).join(',')) },
     });
   }
 

@@ -61,7 +61,7 @@ export function unitProgram() {
   for (const hostId of spec.hosts) {
     const pick = <T>(list: pulumi.Output<T[]>) => list.apply((l) => l[subnetIndexFor(hostId, l.length)]!);
     const host = new Host(hostId, {
-      cluster: spec.name, hostId, region, accountId: accountId(), ecsClusterName: cluster.ecsClusterName,
+      environment, cluster: spec.name, hostId, region, accountId: accountId(), ecsClusterName: cluster.ecsClusterName,
       subnetId: pick(privateSubnetIds), securityGroupId: out<string>('securityGroupId'), artifactUri: out<string>('artifactUri'),
       logGroupName: cluster.logGroupName, ebsKmsKeyArn: out<string>('ebsKeyArn'), bucketKmsKeyArn: out<string>('bucketKeyArn'),
       instanceType: spec.instanceType ?? c.get('instanceType') ?? 't3.medium', swapMiB: c.getNumber('swapMiB') ?? 2048,
@@ -73,7 +73,7 @@ export function unitProgram() {
     const { host, az } = hosts.get(n.host)!;
     // dependsOn: the node goes before its host on delete, and never outlives it.
     const node = new Node(`${spec.name}-${n.name}`, {
-      node: n.name, host: n.host, cluster: spec.name, image: n.image, port: n.port, sizeGiB: n.sizeGiB, zone, routes: n.routes, healthCheck: n.healthCheck,
+      environment, node: n.name, host: n.host, cluster: spec.name, image: n.image, port: n.port, sizeGiB: n.sizeGiB, zone, routes: n.routes, healthCheck: n.healthCheck,
       ecsCluster: cluster.ecsClusterArn, availabilityZone: az, kmsKeyId: out<string>('ebsKeyArn'),
     }, { dependsOn: [host] });
     volumes[n.name] = node.volumeId;
