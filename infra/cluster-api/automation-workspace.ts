@@ -1,5 +1,6 @@
 import * as pulumi from '@pulumi/pulumi';
 import { unitProgram } from '../programs/unit/index.js';
+import { configKey } from '../programs/shared.js';
 import type { ClusterWorkspace, StackState, StepOptions } from './cluster-api.js';
 import { assertName, type ClusterSpec } from './invariants.js';
 
@@ -49,9 +50,6 @@ export interface UnitSettings {
 }
 
 /** The stack a cluster lives in and the config it is applied with: what `apply` hands to the Automation API. */
-/** A key of the programs' config namespace (`berth:<key>`, programs/shared.ts); config, not a tag. */
-const configKey = (key: string) => `berth:${key}`;
-
 export function unitStackArgs(spec: ClusterSpec, settings: UnitSettings): { stackName: string; projectName: string; config: ConfigMap } {
   assertName('cluster', spec.name);
   if (!settings.regionalStack.includes('{region}')) throw new Error(`regionalStack "${settings.regionalStack}" must contain {region}`);
@@ -66,7 +64,7 @@ export function unitStackArgs(spec: ClusterSpec, settings: UnitSettings): { stac
     ['nodeImage', settings.nodeImage], ['nodePort', settings.nodePort], ['nodeSizeGiB', settings.nodeSizeGiB],
     ['instanceType', settings.instanceType], ['swapMiB', settings.swapMiB],
   ];
-  for (const [key, value] of optional) if (value !== undefined) config[`berth:${key}`] = { value: String(value) };
+  for (const [key, value] of optional) if (value !== undefined) config[configKey(key)] = { value: String(value) };
   // The cluster name is the stack name: a cluster exists once, whichever region it is in.
   return { stackName: spec.name, projectName: settings.projectName ?? 'berth-unit', config };
 }
@@ -108,7 +106,7 @@ export class AutomationWorkspace implements ClusterWorkspace {
     if (!stack) return undefined;
     const config = (await stack.getAllConfig())[configKey('cluster')];
     const output = (await stack.outputs())['spec'];
-    if (!config && !output) throw new Error(`stack ${cluster} has no berth:cluster config; it was not made by the cluster API`);
+    if (!config && !output) throw new Error(`stack ${cluster} has no ${configKey('cluster')} config; it was not made by the cluster API`);
     const parse = (v: unknown) => (typeof v === 'string' ? (JSON.parse(v) as ClusterSpec) : undefined);
     return { deployed: parse(output?.value), desired: parse(config?.value) };
   }

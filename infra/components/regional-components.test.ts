@@ -63,7 +63,7 @@ describe('SnapshotPolicy', () => {
 describe('EcsCluster', () => {
   it('runs one Traefik task in host network mode, pinned to the Traefik host, with read-only discovery rights', async () => {
     const { EcsCluster } = await import('./ecs-cluster.js');
-    const c = new EcsCluster('ecs', { region: 'eu-west-1', clusterName: 'berth-eu-west-1', traefikImage: 'repo/berth/traefik:build-3', traefikHostId: 'traefik-eu-west-1' });
+    const c = new EcsCluster('ecs', { environment: 'prod', region: 'eu-west-1', clusterName: 'berth-eu-west-1', traefikImage: 'repo/berth/traefik:build-3', traefikHostId: 'traefik-eu-west-1' });
     await new Promise<void>((r) => pulumi.all([c.clusterName, c.traefikServiceName]).apply(() => r()));
     await settled(declared);
     const svc = named('aws:ecs/service:Service', 'ecs-traefik');
@@ -74,7 +74,7 @@ describe('EcsCluster', () => {
     const [container] = JSON.parse(td.inputs['containerDefinitions'] as string) as Array<{ image: string; portMappings: Array<{ hostPort: number }>; environment: Array<{ name: string; value: string }>; mountPoints: Array<{ containerPath: string }> }>;
     expect(container!.image).toBe('repo/berth/traefik:build-3');
     expect(container!.portMappings.map((p) => p.hostPort)).toEqual([8090, 8860, 4000, 9860]);
-    expect(container!.environment).toEqual([{ name: 'AWS_REGION', value: 'eu-west-1' }]);
+    expect(container!.environment).toEqual([{ name: 'AWS_REGION', value: 'eu-west-1' }, { name: 'BERTH_ENVIRONMENT', value: 'prod' }]);
     expect(container!.mountPoints.map((m) => m.containerPath)).toEqual(['/etc/traefik/certs', '/etc/traefik/dynamic']);
     const task = statements(named('aws:iam/rolePolicy:RolePolicy', 'ecs-traefik-task'));
     expect(task.flatMap((s) => s.Action).every((a) => /^(ecs|ec2):(List|Describe)/.test(a))).toBe(true);

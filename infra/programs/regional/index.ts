@@ -11,7 +11,7 @@ import { SnapshotPolicy, type SnapshotPolicyArgs } from '../../components/snapsh
 import { TraefikHost, traefikHostId } from '../../components/traefik-host.js';
 import { environmentEcsClusterPrefixes, traefikEcsClusterName } from '../../components/naming.js';
 import { Vpc, VPC_LAYOUTS } from '../../components/vpc.js';
-import { accountId, availabilityZones, config, stackOutput, stackRegion, stringList } from '../shared.js';
+import { accountId, availabilityZones, config, configKey, stackOutput, stackRegion, stringList } from '../shared.js';
 
 export interface RenewerConfig {
   readonly email: string;
@@ -45,7 +45,7 @@ export function regionalProgram() {
   const cidrs = c.requireObject<CidrMap>('cidrs');
   validateCidrMap(cidrs, regions);
   const position = regions.indexOf(region);
-  if (position < 0) throw new Error(`this stack's region ${region} is not in berth:regions (${regions.join(', ')})`);
+  if (position < 0) throw new Error(`this stack's region ${region} is not in ${configKey('regions')} (${regions.join(', ')})`);
   const zone = c.require('zone');
   const zoneId = c.require('zoneId');
   const release = c.require('release');
@@ -87,7 +87,7 @@ export function regionalProgram() {
   const hostId = traefikHostId(region);
   const traefikTag = c.get('traefikTag') ?? release;
   const ecs = new EcsCluster(region, {
-    region, clusterName: ecsClusterName, traefikHostId: hostId,
+    environment, region, clusterName: ecsClusterName, traefikHostId: hostId,
     traefikImage: pulumi.interpolate`${stackOutput<string>(global, 'traefikRepositoryUrl')}:${traefikTag}`,
   });
   const traefik = new TraefikHost(`traefik-${region}`, {
