@@ -36,6 +36,9 @@ export interface TraefikHostArgs {
 /** The logical host id of a region's Traefik host; the Traefik service is pinned to it. */
 export const traefikHostId = (region: string) => `traefik-${region}`;
 
+/** The Traefik host's own DNS name, `traefik-<region>.<zone>`. */
+export const traefikHostFqdn = (hostId: string, zone: string) => `${hostId}.${zone}`;
+
 /**
  * The region's Traefik/NAT host: an ASG of one instance in a public subnet. At boot its
  * userdata takes over the region's Elastic IP, turns the source/destination check off, NATs
@@ -107,7 +110,7 @@ export class TraefikHost extends pulumi.ComponentResource {
       refreshOnChange: true,
     }, this);
 
-    this.fqdn = `${hostId}.${args.zoneName}`;
+    this.fqdn = traefikHostFqdn(hostId, args.zoneName);
     new aws.route53.Record(`${name}-dns`, { zoneId: args.zoneId, name: this.fqdn, type: 'A', ttl: 60, records: [eip.publicIp] }, { parent: this });
     this.publicIp = eip.publicIp;
     this.allocationId = eip.id; // an EIP's id is its allocation id

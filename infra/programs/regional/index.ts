@@ -1,6 +1,7 @@
 import * as aws from '@pulumi/aws';
 import * as pulumi from '@pulumi/pulumi';
 import { CertificateRenewer } from '../../components/certificate-renewer.js';
+import { regionalCertificateProblems } from '../../constraints/published-names.js';
 import { validateCidrMap, type CidrMap } from '../../components/cidr-map.js';
 import { EcsCluster } from '../../components/ecs-cluster.js';
 import { KmsKeys } from '../../components/kms-keys.js';
@@ -8,7 +9,7 @@ import { PeeringMesh, type RegionNetwork } from '../../components/peering-mesh.j
 import { agentUpdatePolicy, ScheduledJob } from '../../components/scheduled-job.js';
 import { SecurityGroups } from '../../components/security-groups.js';
 import { SnapshotPolicy, type SnapshotPolicyArgs } from '../../components/snapshot-policy.js';
-import { TraefikHost, traefikHostId } from '../../components/traefik-host.js';
+import { TraefikHost, traefikHostFqdn, traefikHostId } from '../../components/traefik-host.js';
 import { environmentEcsClusterPrefixes, traefikEcsClusterName } from '../../components/naming.js';
 import { Vpc, VPC_LAYOUTS } from '../../components/vpc.js';
 import { accountId, availabilityZones, config, configKey, stackOutput, stackRegion, stringList } from '../shared.js';
@@ -51,6 +52,9 @@ export function regionalProgram() {
   const release = c.require('release');
   const certDomains = stringList('certDomains', true);
   const prefix = c.get('regionalStackPrefix') ?? 'regional-';
+  // Every router has tls=true with the one certificate: refuse names it would not cover before anything is declared.
+  const uncovered = regionalCertificateProblems(zone, [traefikHostFqdn(traefikHostId(region), zone)], certDomains);
+  if (uncovered.length > 0) throw new Error(`${configKey('certDomains')}: ${uncovered.join('; ')}`);
 
   const global = new pulumi.StackReference(c.require('globalStack'));
   const artifactsBucket = stackOutput<string>(global, 'artifactsBucket');
@@ -140,6 +144,8 @@ export function regionalProgram() {
     artifactUri,
     traefikIp: traefik.publicIp,
     traefikFqdn: traefik.fqdn,
+    /** The names the Traefik certificate covers: unit stacks check the names they publish against them. */
+    certDomains,
     renewerFunctionArn: renewer?.functionArn,
   };
 }

@@ -4,6 +4,7 @@ import { checkTransition, type ClusterSpec } from '../../cluster-api/invariants.
 import { Cluster } from '../../components/cluster.js';
 import { Host } from '../../components/host.js';
 import { Node } from '../../components/node.js';
+import { uncoveredNames } from '../../constraints/published-names.js';
 import { accountId, config, stackOutput, stackRegion } from '../shared.js';
 
 /**
@@ -57,6 +58,15 @@ export function unitProgram() {
   const cluster = new Cluster(spec.name, {
     environment, cluster: spec.name, region, zoneId: out<string>('zoneId'), zoneName: zone, traefikIp: out<string>('traefikIp'), nodes: nodes.map((n) => n.name),
   });
+  // The names this cluster publishes against the certificate the regional Traefik serves (an older
+  // regional stack has no `certDomains` output: its own preview checked the zone's wildcard then).
+  // An output of the stack, so the update waits for the check and fails with its sentence.
+  const certificateCovers = regional.getOutput('certDomains').apply((domains: unknown) => {
+    if (!Array.isArray(domains)) return undefined;
+    const uncovered = uncoveredNames(cluster.fqdns, domains as string[]);
+    if (uncovered.length > 0) throw new Error(`cluster ${spec.name}: ${uncovered.join('; ')}`);
+    return domains as string[];
+  });
   const hosts = new Map<string, { host: Host; az: pulumi.Output<string> }>();
   for (const hostId of spec.hosts) {
     const pick = <T>(list: pulumi.Output<T[]>) => list.apply((l) => l[subnetIndexFor(hostId, l.length)]!);
@@ -85,5 +95,7 @@ export function unitProgram() {
     hosts: Object.fromEntries([...hosts].map(([id, h]) => [id, { group: h.host.groupName, availabilityZone: h.az }])),
     volumes,
     fqdns: cluster.fqdns,
+    /** The certificate names the published names were checked against (none for an older regional stack). */
+    certificateCovers,
   };
 }
