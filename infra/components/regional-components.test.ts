@@ -41,7 +41,7 @@ describe('KmsKeys', () => {
 });
 
 describe('SnapshotPolicy', () => {
-  it('snapshots every volume tagged berth:managed-by=berth on a schedule, keeping a bounded number', async () => {
+  it('snapshots every node volume of its environment (tag berth:environment) on a schedule, keeping a bounded number', async () => {
     const { SnapshotPolicy } = await import('./snapshot-policy.js');
     const p = new SnapshotPolicy('snap', { environment: 'prod', retain: 7 });
     await new Promise<void>((r) => p.policyArn.apply(() => r()));
@@ -49,7 +49,7 @@ describe('SnapshotPolicy', () => {
     const dlm = ofType(declared, 'aws:dlm/lifecyclePolicy:LifecyclePolicy')[0]!;
     expect(dlm.inputs).toMatchObject({
       state: 'ENABLED', executionRoleArn: 'arn:aws:mock:::snap-dlm',
-      policyDetails: { resourceTypes: ['VOLUME'], targetTags: { 'berth:managed-by': 'berth' }, schedules: [{ createRule: { interval: 24, intervalUnit: 'HOURS', times: '03:00' }, retainRule: { count: 7 }, copyTags: true }] },
+      policyDetails: { resourceTypes: ['VOLUME'], targetTags: { 'berth:environment': 'prod' }, schedules: [{ createRule: { interval: 24, intervalUnit: 'HOURS', times: '03:00' }, retainRule: { count: 7 }, copyTags: true }] },
     });
   });
   it('refuses schedules DLM does not accept', async () => {

@@ -1,6 +1,6 @@
 import * as aws from '@pulumi/aws';
 import * as pulumi from '@pulumi/pulumi';
-import { MANAGED_BY, tagKeys } from '../../lib/node-contract.js';
+import { tagKeys } from '../../lib/node-contract.js';
 import { roleNamePrefix } from './naming.js';
 
 export interface SnapshotPolicyArgs {
@@ -27,13 +27,17 @@ export function validateSnapshotArgs(args: Omit<SnapshotPolicyArgs, 'environment
   if (args.time !== undefined && !/^([01]\d|2[0-3]):[0-5]\d$/.test(args.time)) throw new Error(`SnapshotPolicy: time must be HH:MM (UTC), not ${args.time}`);
 }
 
-/** What a DLM policy of `environment` targets: berth's volumes of that environment (DLM ANDs its target tags). */
-export function snapshotTargetTags<E = string>(environment: E): Record<string, string | E> {
-  const k = tagKeys();
-  return { [k.managedBy]: MANAGED_BY, [k.environment]: environment };
+/**
+ * What a DLM policy of `environment` targets: one tag, `<prefix>environment=<environment>`, which
+ * only berth's node volumes carry (infra's, and those berth creates with BERTH_ENVIRONMENT set).
+ * One tag on purpose: with several target tags DLM targets a volume that has any one of them, so
+ * `managed-by=berth` beside it would snapshot every environment's volumes.
+ */
+export function snapshotTargetTags<E = string>(environment: E): Record<string, E> {
+  return { [tagKeys().environment]: environment };
 }
 
-/** A DLM policy snapshotting every volume berth manages in the region, of its own environment only. */
+/** A DLM policy snapshotting every node volume of its own environment in the region. */
 export class SnapshotPolicy extends pulumi.ComponentResource {
   readonly policyArn: pulumi.Output<string>;
 
