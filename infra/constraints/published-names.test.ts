@@ -2,7 +2,7 @@ import { checkServerIdentity, type PeerCertificate } from 'node:tls';
 import * as pulumi from '@pulumi/pulumi';
 import { beforeAll, describe, expect, it } from 'vitest';
 import type { ClusterSpec } from '../cluster-api/invariants.js';
-import { deploymentMocks, publishedNames, type Deployment } from '../test/published-names.js';
+import { deploymentMocks, publishedNames, runUnit, type Deployment } from '../test/published-names.js';
 import type { Declared } from '../test/pulumi-mocks.js';
 import { certNameCovers, regionalCertificateProblems, uncoveredNames } from './published-names.js';
 
@@ -42,6 +42,15 @@ describe('published names vs the certificate', () => {
     for (const n of names) expect(checkServerIdentity(n, certFor(deployment.certDomains)), n).toBeUndefined();
     // The names of the earlier scheme, two labels under the zone, would fail every TLS client.
     expect(uncoveredNames(['db1.shop.example.com'], deployment.certDomains)).toEqual([expect.stringMatching(/db1\.shop\.example\.com is published in DNS but the certificate/)]);
+  });
+
+  it('a unit stack checks its names against the regional stack\'s certificate (uncoveredNames: its update fails with the sentence above)', async () => {
+    const outputs = await runUnit(clusters[0]!, deployment);
+    expect(outputs['certificateCovers']).toEqual(deployment.certDomains);
+    expect(uncoveredNames(outputs['fqdns'] as string[], ['example.com', '*.shop.example.com'])).toEqual([
+      expect.stringMatching(/^shop\.example\.com is published in DNS but the certificate \(example\.com, \*\.shop\.example\.com\) does not cover it/),
+      expect.stringMatching(/^db1-shop\.example\.com /), expect.stringMatching(/^db2-shop\.example\.com /),
+    ]);
   });
 
   it('the regional program refuses a certificate that would not cover the zone\'s names, before declaring anything', async () => {

@@ -20,6 +20,16 @@ export interface Deployment {
 const GLOBAL_STACK = 'acme/berth-global/prod';
 const regionalStack = (region: string) => `acme/berth-regional/regional-${region}`;
 
+/** The regional stack's outputs the unit program reads, for this deployment. */
+export function regionalOutputs(d: Deployment): Record<string, unknown> {
+  return {
+    environment: d.environment ?? 'prod', zone: d.zone, zoneId: 'Z0EXAMPLE', privateSubnetIds: ['subnet-a', 'subnet-b', 'subnet-c'],
+    privateSubnetAzs: [`${d.region}a`, `${d.region}b`, `${d.region}c`], securityGroupId: 'sg-1', artifactUri: 's3://berth-artifacts-0001/berth/src-1.tar.gz',
+    ebsKeyArn: `arn:aws:kms:${d.region}:111122223333:key/ebs`, bucketKeyArn: `arn:aws:kms:${d.region}:111122223333:key/buckets`, traefikIp: '203.0.113.10',
+    certDomains: d.certDomains,
+  };
+}
+
 /** Installs the mocks (once per process: call before anything else declares resources). */
 export function deploymentMocks(d: Deployment): Declared[] {
   return recordResources({
@@ -28,12 +38,7 @@ export function deploymentMocks(d: Deployment): Declared[] {
         environment: d.environment ?? 'prod', region: d.region, artifactsBucket: 'berth-artifacts-0001', environmentBucket: 'berth-environment-0001',
         bucketKeyArn: `arn:aws:kms:${d.region}:111122223333:key/buckets`, traefikRepositoryUrl: `111122223333.dkr.ecr.${d.region}.amazonaws.com/prod/traefik`,
       },
-      [regionalStack(d.region)]: {
-        environment: d.environment ?? 'prod', zone: d.zone, zoneId: 'Z0EXAMPLE', privateSubnetIds: ['subnet-a', 'subnet-b', 'subnet-c'],
-        privateSubnetAzs: [`${d.region}a`, `${d.region}b`, `${d.region}c`], securityGroupId: 'sg-1', artifactUri: 's3://berth-artifacts-0001/berth/src-1.tar.gz',
-        ebsKeyArn: `arn:aws:kms:${d.region}:111122223333:key/ebs`, bucketKeyArn: `arn:aws:kms:${d.region}:111122223333:key/buckets`, traefikIp: '203.0.113.10',
-        certDomains: d.certDomains,
-      },
+      [regionalStack(d.region)]: regionalOutputs(d),
     },
     calls: {
       'aws:index/getCallerIdentity:getCallerIdentity': () => ({ accountId: '111122223333', arn: 'arn', userId: 'u', id: '111122223333' }),
@@ -44,6 +49,17 @@ export function deploymentMocks(d: Deployment): Declared[] {
 }
 
 /** Runs the regional program, then every cluster's unit program; returns every Route 53 record name they declared. */
+/** Runs one cluster's unit program against `regional` (a stack reference the mocks know): its outputs, or the program's error. */
+export async function runUnit(spec: ClusterSpec, d: Deployment, regional = regionalStack(d.region)): Promise<Record<string, unknown>> {
+  pulumi.runtime.setAllConfig({
+    'aws:region': d.region, 'berth:cluster': JSON.stringify(spec), 'berth:regionalStack': regional,
+    'berth:regions': JSON.stringify([d.region]), 'berth:zone': d.zone, 'berth:nodeImage': 'app:1', 'berth:nodePort': '8080',
+  });
+  const { unitProgram } = await import('../programs/unit/index.js');
+  // Awaited through the output's own promise: a check that throws (certificateCovers) fails this call instead of hanging it.
+  return (await (pulumi.output(unitProgram()) as unknown as { promise(): Promise<unknown> }).promise()) as Record<string, unknown>;
+}
+
 export async function publishedNames(declared: Declared[], d: Deployment): Promise<string[]> {
   const from = declared.length;
   pulumi.runtime.setAllConfig({
@@ -55,13 +71,7 @@ export async function publishedNames(declared: Declared[], d: Deployment): Promi
   await resolveAll(regionalProgram());
   await settled(declared);
   for (const spec of d.clusters) {
-    pulumi.runtime.setAllConfig({
-      'aws:region': d.region, 'berth:cluster': JSON.stringify(spec), 'berth:regionalStack': regionalStack(d.region),
-      'berth:regions': JSON.stringify([d.region]), 'berth:zone': d.zone, 'berth:nodeImage': 'app:1', 'berth:nodePort': '8080',
-    });
-    const { unitProgram } = await import('../programs/unit/index.js');
-    // Awaited through the output's own promise: a check that throws (certificateCovers) fails this call instead of hanging it.
-    await (pulumi.output(unitProgram()) as unknown as { promise(): Promise<unknown> }).promise();
+    await runUnit(spec, d);
     await settled(declared);
   }
   return ofType(declared.slice(from), 'aws:route53/record:Record').map((r) => String(r.inputs['name']));

@@ -6,6 +6,7 @@ import { environmentEcsClusterPrefixes, traefikEcsClusterName } from '../../infr
 import { nodeTask } from '../../infra/components/node-task.js';
 import { agentUpdatePolicy } from '../../infra/components/scheduled-job.js';
 import { snapshotTargetTags } from '../../infra/components/snapshot-policy.js';
+import { notReady } from '../../infra/cluster-api/readiness.js';
 import { updateAgents } from '../../infra/lambdas/ecs-agent-update.js';
 import { silentLogger } from '../../lib/logger.js';
 import { hostInstanceTags, nodeVolumeName, nodeVolumeTags, tagKeys } from '../../lib/node-contract.js';
@@ -153,6 +154,21 @@ describe('two environments with the same cluster, host and node names in one acc
       expect(any, env).toEqual([w.volumes[env]]);
     }
     expect(w.model.volume(stranger).tags[keys.environment]).toBeUndefined();
+  });
+
+  it('the cluster API judges a cluster ready by its own environment\'s host and volume only', async () => {
+    // staging's host is up and ready, prod's is not yet: prod must not be reported ready on staging's account.
+    const model = new Ec2Model({ region: REGION });
+    const staging = model.addInstance({ az: AZ, tags: { ...hostInstanceTags({ environment: 'staging', cluster, host }), [keys.ready]: 'true' } });
+    model.addVolume({ az: AZ, size: 20, tags: { ...nodeVolumeTags({ environment: 'staging', cluster, node, host }), [keys.state]: 'mounted' }, attachedTo: { instanceId: staging, device: '/dev/xvdf' } });
+    const prod = model.addInstance({ az: AZ, tags: hostInstanceTags({ environment: 'prod', cluster, host }) });
+    const prodVolume = model.addVolume({ az: AZ, size: 20, tags: nodeVolumeTags({ environment: 'prod', cluster, node, host }) });
+    const ecs = new ECSClient({ region: REGION, credentials: { accessKeyId: 'AKIDTEST', secretAccessKey: 'test' } });
+    new EcsModel({ region: REGION, accountId: ACCOUNT }).install(ecs);
+    const spec = { name: cluster, region: REGION, hosts: [host], nodes: [{ name: node, host }] };
+    const pending = await notReady({ ec2: modelClient(model), ecs, environment: 'prod' }, spec);
+    expect(pending.filter((p) => p.kind === 'host')).toEqual([{ kind: 'host', name: host, reason: `instance ${prod} is not tagged berth:ready=true yet (berth is still mounting its volumes)` }]);
+    expect(pending.find((p) => p.kind === 'node' && p.reason.startsWith('volume'))?.reason).toBe(`volume ${prodVolume} is not reported by berth yet, not mounted`);
   });
 
   it('each environment\'s agent-update job updates its own clusters\' agents only, and its role could not do otherwise', async () => {
