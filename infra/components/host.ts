@@ -53,7 +53,7 @@ export function hostInstancePolicy(a: { region: string; accountId: string; envir
 
 /**
  * One berth host: an ASG of exactly one instance on the AL2023 ECS-optimized AMI in one
- * private subnet, tagged berth:cluster/berth:host at launch. Its userdata installs Node.js
+ * private subnet, tagged berth:cluster/berth:host/berth:environment at launch. Its userdata installs Node.js
  * and the CloudWatch agent, makes swap, then installs and starts berth before the ECS agent,
  * which registers with the unique attribute `berth.host = <hostId>` that node services are
  * pinned to.
