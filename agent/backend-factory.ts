@@ -8,7 +8,7 @@ import type { Backend } from '../volume-plugin/backends/backend.js';
 import { deferredBackend, type DeferredBackend } from '../volume-plugin/backends/deferred.js';
 import type { EbsBackend } from '../volume-plugin/backends/ebs/ebs-backend.js';
 import { EBS_OPTIONS, validateEbsOptions } from '../volume-plugin/backends/ebs/ebs-options.js';
-import type { Ec2Timing } from '../volume-plugin/backends/ebs/ec2-facade.js';
+import type { Ec2Timing } from '../volume-plugin/backends/ebs/ec2-timing.js';
 import { createLoopBackend } from '../volume-plugin/backends/loop.js';
 import { hostPathsOf, type Config } from './config.js';
 import type { MetadataReader } from './host-identity.js';

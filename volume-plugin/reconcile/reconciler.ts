@@ -1,12 +1,10 @@
 import type { Logger } from 'pino';
 import { Counter, Gauge, type Registry } from 'prom-client';
-import { errorMessage, isBerthError } from '../../../lib/errors.js';
-import { VOLUME_STATE } from '../../../lib/node-contract.js';
-import { Semaphore } from '../../../lib/semaphore.js';
-import type { VolumeService } from '../../service.js';
-import type { VolumeRecord } from '../backend.js';
-import type { DuplicateName, EbsBackend, HostSurvey, VolumeFacts } from './ebs-backend.js';
-import type { Tags } from './ec2-facade.js';
+import { errorMessage, isBerthError } from '../../lib/errors.js';
+import { VOLUME_STATE } from '../../lib/node-contract.js';
+import { Semaphore } from '../../lib/semaphore.js';
+import type { VolumeRecord } from '../backends/backend.js';
+import type { DuplicateName, HostSurvey, ReconcileService, SurveyingBackend, Tags, VolumeFacts } from './ports.js';
 
 /**
  * Makes the host match its tags. At boot every volume tagged to this host is
@@ -36,8 +34,10 @@ export interface PlanItem {
 }
 
 export interface ReconcilerDeps {
-  manager: VolumeService;
-  backend: EbsBackend;
+  /** The core (VolumeService satisfies it). */
+  manager: ReconcileService;
+  /** A backend that surveys its cloud (the EBS backend). */
+  backend: SurveyingBackend;
   /** Volumes attached and mounted at once (BERTH_ATTACH_CONCURRENCY); the facade paces the attachments at EC2's 5/s. */
   concurrency: number;
   intervalMs: number;
@@ -127,7 +127,7 @@ export class Reconciler {
     const { manager, backend } = this.deps;
     const me = backend.identity.instanceId;
     this.noteDuplicates(survey.duplicates);
-    const local = new Map(manager.snapshot().map((v) => [v.name, v]));
+    const local = new Map(manager.list().map((v) => [v.name, v]));
     const out: PlanItem[] = [];
     for (const f of survey.tagged) {
       this.fingerprints.set(f.name, fingerprintOf(f.record));
@@ -268,7 +268,7 @@ export class Reconciler {
     const k = backend.tagKeys;
     const me = backend.identity.instanceId;
     const { tagged, duplicates } = survey;
-    const local = new Map(manager.snapshot().map((v) => [v.name, v]));
+    const local = new Map(manager.list().map((v) => [v.name, v]));
     const taggedNames = new Set(tagged.map((f) => f.name));
     for (const name of [...this.failed.keys()]) {
       const stillTagged = taggedNames.has(name) && !local.get(name)?.mounted;
