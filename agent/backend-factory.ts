@@ -124,6 +124,7 @@ async function buildEbs(config: Config, log: Logger, aws: AwsOverrides): Promise
     idleDetachMs: config.BERTH_IDLE_DETACH_SECONDS * 1000,
     moveWaitMs: config.BERTH_MOVE_WAIT_SECONDS * 1000,
     deviceWaitMs: config.BERTH_DEVICE_WAIT_SECONDS * 1000,
+    stateDir: hostPathsOf(config).stateDir,
     logger: log,
   });
 }

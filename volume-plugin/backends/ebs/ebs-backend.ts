@@ -1,6 +1,9 @@
 import { createHash } from 'node:crypto';
+import { readFile } from 'node:fs/promises';
+import { join } from 'node:path';
 import type { Volume } from '@aws-sdk/client-ec2';
 import type { Logger } from 'pino';
+import { writeFileAtomic } from '../../../lib/atomic-file.js';
 import { BerthError, errorMessage } from '../../../lib/errors.js';
 import { MANAGED_BY, tagKeys, type TagKeys } from '../../../lib/node-contract.js';
 import type { DeviceResolver } from '../../devices/nvme.js';
@@ -46,6 +49,12 @@ export interface EbsBackendDeps {
   deviceWaitMs: number;
   /** How long find() remembers that a name is not berth's (dockerd asks every driver about names it does not know). */
   notFoundCacheMs?: number;
+  /**
+   * The agent's state directory (HostPaths.stateDir): the ClientToken generations are kept in
+   * CLIENT_TOKENS_FILE there, so a restarted agent does not rediscover each spent token (up to
+   * unknownAfterCreateMs, 60 s, each). Without it they live in memory only.
+   */
+  stateDir?: string;
   logger?: Logger;
 }
 
@@ -54,6 +63,9 @@ export type { DuplicateName, HostSurvey, VolumeFacts } from '../../reconcile/por
 
 /** A device of a volume that is not berth's (the root volume, say) is looked up again after this long. */
 const FOREIGN_RECHECK_MS = 600_000;
+
+/** The ClientToken generation of each name whose token berth spent, in the state directory. */
+export const CLIENT_TOKENS_FILE = 'ebs-client-tokens.json';
 
 /** How many times one Create rotates a spent ClientToken before it gives up. */
 const MAX_TOKEN_ROTATIONS = 8;
@@ -96,7 +108,41 @@ export function createEbsBackend(deps: EbsBackendDeps): EbsBackend {
   const tokenGeneration = new Map<string, number>();
   const tokenOf = (name: string, generation: number) =>
     createHash('sha256').update(`${name}\0${identity.hostId}${generation ? `\0${generation}` : ''}`).digest('hex').slice(0, 64);
-  const spendToken = (name: string) => tokenGeneration.set(name, (tokenGeneration.get(name) ?? 0) + 1);
+  /**
+   * Generations survive a restart in the state directory (issue 24: in memory only, each spent
+   * token cost a restarted agent up to unknownAfterCreateMs to rediscover). Read once, before the
+   * first Create or Remove; written (atomically, in order) each time a token is spent. A file
+   * that cannot be read or written costs only that rediscovery: EC2's answers still say a token is spent.
+   */
+  const tokensFile = deps.stateDir === undefined ? undefined : join(deps.stateDir, CLIENT_TOKENS_FILE);
+  let tokensLoaded: Promise<void> | undefined;
+  let tokensSaved: Promise<void> = Promise.resolve();
+  const loadTokens = () =>
+    (tokensLoaded ??= (async () => {
+      if (!tokensFile) return;
+      const text = await readFile(tokensFile, 'utf8').catch(() => undefined);
+      if (text === undefined) return;
+      try {
+        const saved = (JSON.parse(text) as { generations?: Record<string, unknown> }).generations ?? {};
+        for (const [name, generation] of Object.entries(saved)) {
+          if (Number.isSafeInteger(generation) && (generation as number) > (tokenGeneration.get(name) ?? 0)) tokenGeneration.set(name, generation as number);
+        }
+      } catch (err) {
+        log?.warn({ file: tokensFile, err: errorMessage(err) }, 'ClientToken generations unreadable; spent tokens are rediscovered from EC2');
+      }
+    })());
+  async function spendToken(name: string): Promise<void> {
+    await loadTokens();
+    tokenGeneration.set(name, (tokenGeneration.get(name) ?? 0) + 1);
+    if (!tokensFile) return;
+    const text = JSON.stringify({ version: 1, generations: Object.fromEntries(tokenGeneration) });
+    tokensSaved = tokensSaved.then(() =>
+      writeFileAtomic(tokensFile, text, 0o600).catch((err: unknown) =>
+        log?.warn({ file: tokensFile, err: errorMessage(err) }, 'could not keep the ClientToken generations; after a restart spent tokens are rediscovered from EC2'),
+      ),
+    );
+    await tokensSaved;
+  }
 
   /** Volume ids of NVMe namespaces that are not berth's, with when EC2 said so. */
   const foreignDevices = new Map<string, number>();
@@ -257,6 +303,7 @@ export function createEbsBackend(deps: EbsBackendDeps): EbsBackend {
         return toRecord(existing);
       }
       const tags: Tags = { ...scope, [keys.volume]: name, [keys.host]: identity.hostId, [keys.options]: tagValueOf(options), Name: name };
+      await loadTokens();
       for (let rotation = 0; ; rotation++) {
         const generation = tokenGeneration.get(name) ?? 0;
         try {
@@ -277,11 +324,11 @@ export function createEbsBackend(deps: EbsBackendDeps): EbsBackend {
             const raced = await lookup(name, signal);
             if (raced) return toRecord(raced);
             log?.info({ name, generation, why: err.message }, 'ClientToken spent; creating with the next one');
-            spendToken(name);
+            await spendToken(name);
             continue;
           }
           // A volume EC2 failed and berth deleted spends its token too: the next Create must not get it back.
-          if (err instanceof FailedVolumeDeleted) spendToken(name);
+          if (err instanceof FailedVolumeDeleted) await spendToken(name);
           throw err;
         }
       }
@@ -415,7 +462,7 @@ export function createEbsBackend(deps: EbsBackendDeps): EbsBackend {
         log?.warn({ name, volumeId: id, owner, detached }, `volume forgotten on this host only: it belongs to host ${owner}, whose tags and data are left as they are`);
       } else if (record.options.onRemove === 'delete') {
         await ec2.deleteVolume(id, signal);
-        spendToken(name);
+        await spendToken(name);
         log?.info({ name, volumeId: id }, 'volume deleted (onRemove=delete)');
       } else {
         await ec2.untag([id], [keys.host, keys.attachedTo, keys.state], signal);
