@@ -42,7 +42,10 @@ export const UNIT_TIMING: Partial<Ec2Timing> = {
  */
 export function ebsUnitWorld(opts: Ec2ModelOptions & { xen?: boolean } = {}) {
   const stateDir = mkdtempSync(join(tmpdir(), 'berth-ebs-unit-'));
-  const model = new Ec2Model({ region: REGION, attachLatencyMs: 5, createLatencyMs: 2, ...opts });
+  // UNIT_TIMING polls 50× faster than production (5 ms ticks, not 250 ms): the describe buckets are
+  // scaled by as much, so polling meets EC2's rule at the same ratio. Mutation buckets stay EC2's.
+  const buckets = { describeVolumes: { capacity: 5_000, refillPerSecond: 1_000 }, describeInstances: { capacity: 5_000, refillPerSecond: 1_000 }, ...opts.buckets };
+  const model = new Ec2Model({ region: REGION, attachLatencyMs: 5, createLatencyMs: 2, ...opts, buckets });
   const host = new FakeHost();
   const nvme = new FakeNvme(host, opts.xen ? { xen: true } : {});
   const instanceId = model.addInstance({ az: AZ, tags: { 'berth:host': HOST } });
