@@ -50,7 +50,7 @@ export async function startAgent(config: Config, logger: Logger, options: AgentO
   await mkdir(config.BERTH_STATE_DIR, { recursive: true, mode: 0o700 });
 
   const kind = await resolveBackendKind(config);
-  const ebs = kind === 'ebs' ? createEbsFromConfig(config, logger, options.aws) : undefined;
+  const ebs = kind === 'ebs' ? createEbsFromConfig(config, logger, options.aws, registry) : undefined;
   const backend = ebs ?? createLoopFromConfig(config, runner, logger);
   const paths = hostPathsOf(config);
   const fs = createFilesystemOps({ runner, paths, logger: logger.child({ component: 'fs' }) });
