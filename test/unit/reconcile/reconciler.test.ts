@@ -84,6 +84,110 @@ describe('reconciler (unit) over the service and the EBS backend', () => {
   });
 });
 
+describe('reconciler (unit): drift repair and the per-name lock', () => {
+  const actions = (items: { name: string; action: string }[]) => items.map((i) => `${i.name}:${i.action}`).sort();
+
+  it('repairs drift: a volume detached behind berth is remounted, one retagged to another host released, one newly tagged mounted', async () => {
+    w = ebsUnitWorld();
+    const detached = w.model.addVolume({ az: AZ, size: 1, tags: TAGS('detached') });
+    const moving = w.model.addVolume({ az: AZ, size: 1, tags: TAGS('moving') });
+    w.model.addVolume({ az: AZ, size: 1, tags: TAGS('steady') });
+    const { service, reconciler } = await hostOf(w);
+    await reconciler.boot();
+    expect(await reconciler.plan()).toEqual([]);
+
+    await w.model.detachOutOfBand(detached);
+    w.model.setTags(moving, { 'berth:host': 'host-b' });
+    const fresh = w.model.addVolume({ az: AZ, size: 1, tags: TAGS('fresh') });
+    expect(actions(await reconciler.plan())).toEqual(['detached:remount', 'fresh:mount', 'moving:release']);
+    await reconciler.pass();
+    expect(w.model.volume(detached).attachment?.state).toBe('attached');
+    expect(w.model.volume(fresh).tags).toMatchObject({ 'berth:attached-to': w.instanceId, 'berth:state': 'mounted' });
+    expect(w.model.volume(moving).attachment).toBeUndefined();
+    expect(service.list().filter((v) => v.mounted).map((v) => v.name).sort()).toEqual(['detached', 'fresh', 'steady']);
+  });
+
+  it("a Mount racing a stray-detach of the same name cannot lose: the detach waits for the name's lock, then leaves the mounted volume alone", async () => {
+    w = ebsUnitWorld();
+    const stray = w.model.addVolume({ az: AZ, size: 1, tags: TAGS('shared', 'host-b'), attachedTo: { instanceId: w.instanceId, device: '/dev/xvdbz' } });
+    w.nvme.bind(stray);
+    const gate = () => {
+      let open!: () => void;
+      const opened = new Promise<void>((resolve) => (open = resolve));
+      return { open, opened };
+    };
+    const [surveyed, planNow, attached, mountNow] = [gate(), gate(), gate(), gate()];
+    const inner = w.backend();
+    // The pass pauses after reading EC2 (it saw the stray); the Mount pauses after its attach, holding the name's lock.
+    const backend: typeof inner = {
+      ...inner,
+      async survey() {
+        const found = await inner.survey();
+        surveyed.open();
+        await planNow.opened;
+        return found;
+      },
+      async attach(record, call) {
+        const device = await inner.attach(record, call);
+        attached.open();
+        await mountNow.opened;
+        return device;
+      },
+    };
+    const service = await w.service(backend);
+    const reconciler = new Reconciler({ manager: service, backend, concurrency: 10, intervalMs: 3_600_000, logger: silentLogger });
+    const passing = reconciler.pass();
+    await surveyed.opened;
+    const mounting = service.publish('shared', 'c1');
+    await attached.opened;
+    planNow.open();
+    await new Promise((r) => setTimeout(r, 50)); // time for an unlocked detach to start
+    expect(w.model.calls('DetachVolume')).toBe(0);
+    mountNow.open();
+    const mp = await mounting;
+    expect(actions(await passing)).toEqual(['shared:release']);
+    expect(w.model.calls('DetachVolume')).toBe(0);
+    expect(w.model.volume(stray).attachment).toMatchObject({ instanceId: w.instanceId, state: 'attached' });
+    expect(w.host.mounts.get(mp)).toBe(FakeNvme.pathOf(stray));
+    expect(w.model.volume(stray).tags['berth:host']).toBe(HOST);
+    expect(await reconciler.plan()).toEqual([]);
+  });
+
+  it('a Mount whose caller has gone stops waiting for the attachment at once and detaches what it attached', async () => {
+    w = ebsUnitWorld({ attachLatencyMs: 5_000, detachLatencyMs: 5 });
+    const id = w.model.addVolume({ az: AZ, size: 1, tags: TAGS('slow') });
+    const { service } = await hostOf(w);
+    const caller = new AbortController();
+    const mounting = service.publish('slow', 'c1', { signal: caller.signal }).catch((e: unknown) => e);
+    for (let i = 0; i < 200 && w.model.calls('AttachVolume') === 0; i++) await new Promise((r) => setTimeout(r, 5));
+    expect(w.model.volume(id).attachment?.state).toBe('attaching');
+    caller.abort(new Error('dockerd gave up'));
+    expect(((await mounting) as Error).message).toBe('dockerd gave up');
+    expect(w.model.calls('DetachVolume')).toBe(1);
+    expect(w.model.volume(id).attachment).toBeUndefined();
+    expect(w.nvme.isBound(id)).toBe(false);
+    expect(service.describe('slow')).toMatchObject({ mounted: false, consumers: 0 });
+  });
+
+  it('a Mount waiting for another running host to let go stops waiting when its caller goes, and changes nothing more', async () => {
+    w = ebsUnitWorld();
+    const other = w.model.addInstance({ az: AZ, tags: { 'berth:host': 'host-b' } });
+    const id = w.model.addVolume({ az: AZ, size: 1, tags: TAGS('held'), attachedTo: { instanceId: other, device: '/dev/xvdba' } });
+    const backend = w.backend({ moveWaitMs: 60_000 });
+    const service = await w.service(backend);
+    const caller = new AbortController();
+    const mounting = service.publish('held', 'c1', { signal: caller.signal }).catch((e: unknown) => e);
+    for (let i = 0; i < 200 && w.model.calls('DescribeInstances') === 0; i++) await new Promise((r) => setTimeout(r, 5));
+    await new Promise((r) => setTimeout(r, 20));
+    const t0 = Date.now();
+    caller.abort(new Error('dockerd gave up'));
+    expect(((await mounting) as Error).message).toBe('dockerd gave up');
+    expect(Date.now() - t0).toBeLessThan(1_000);
+    expect(w.model.volume(id).attachment).toMatchObject({ instanceId: other, state: 'attached' });
+    expect(w.model.calls('DetachVolume')).toBe(0);
+  });
+});
+
 describe('reconciler (unit) over plain fakes of its ports: all it needs', () => {
   const keys = tagKeys('berth:');
   const recordOf = (name: string): VolumeRecord => ({ name, id: `vol-${name}`, options: { sizeBytes: 1, fs: 'ext4', onRemove: 'retain' }, createdAt: '1970-01-01T00:00:00.000Z', status: {} });
