@@ -18,10 +18,14 @@ import type { DuplicateName, HostSurvey, ReconcileService, SurveyingBackend, Tag
  *
  * Decisions rest on the backend's typed facts (VolumeFacts: host tag,
  * attachment instance and state), never on `VolumeRecord.status`, which is
- * only what `docker volume inspect` shows. Each pass reads EC2 once
- * (backend.survey(): one DescribeVolumes in the steady state) and hands that
- * list to the manager, the plan and the readiness tags. Every action runs
- * under the manager's per-name lock.
+ * only what `docker volume inspect` shows. Each pass reads the cloud once
+ * (backend.survey(): for EBS one DescribeVolumes in the steady state) and
+ * hands that list to the manager, the plan and the readiness tags. Every
+ * action runs under the manager's per-name lock.
+ *
+ * It sits above the core, over two ports (ports.ts): the core's operations
+ * (ReconcileService, which VolumeService satisfies) and a backend that can
+ * survey its cloud (SurveyingBackend); it imports no backend (docs/design.md §6).
  */
 
 export type Action = 'mount' | 'remount' | 'release' | 'detach';
