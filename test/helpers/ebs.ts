@@ -19,7 +19,7 @@ export const REGION = 'eu-west-1';
 export const AZ = 'eu-west-1a';
 export const HOST = 'host-a';
 
-/** Real waits shrunk for tests; the defaults (ec2-facade.ts) carry the production values. */
+/** Real waits shrunk for tests; the defaults (ec2-timing.ts) carry the production values. */
 export const FAST_TIMING: Partial<Ec2Timing> = {
   firstPollMs: 20,
   pollFactor: 1.8,
