@@ -24,9 +24,21 @@ export interface EcsClusterArgs {
 }
 
 /**
- * The region's Traefik ECS cluster and the Traefik service, one task in host network mode pinned
- * to the Traefik host by its `berth.host` attribute, with berth's certificate directories
- * mounted (directories, not files: Traefik must see renames).
+ * The Traefik task's network mode. `bridge`, not `host`: IMDS answers with IP TTL = the instance's
+ * hop limit (1, single-instance-group.ts), and a reply the host must forward into a container's
+ * network namespace dies at that hop, so a bridge-mode container cannot get an IMDSv2 token and
+ * never sees the instance role's credentials; in `host` mode the container is the host and IMDS
+ * answers it (EC2 User Guide, "Use IMDSv2": hop limit; ECS Developer Guide, "Task IAM role":
+ * bridge-mode tasks get their role from 169.254.170.2, which ecs-init routes to the agent).
+ * Traefik's entry points are published one to one on the host's ports. docs/deploy.md, "Traefik
+ * and the instance role".
+ */
+export const TRAEFIK_NETWORK_MODE = 'bridge';
+
+/**
+ * The region's Traefik ECS cluster and the Traefik service, one task in bridge network mode with
+ * its ports published on the host's, pinned to the Traefik host by its `berth.host` attribute,
+ * with berth's certificate directories mounted (directories, not files: Traefik must see renames).
  */
 export class EcsCluster extends pulumi.ComponentResource {
   readonly clusterName: pulumi.Output<string>;
@@ -70,7 +82,7 @@ export class EcsCluster extends pulumi.ComponentResource {
     }]));
     const taskDefinition = new aws.ecs.TaskDefinition(`${name}-traefik`, {
       family: args.clusterName,
-      networkMode: 'host',
+      networkMode: TRAEFIK_NETWORK_MODE,
       requiresCompatibilities: ['EC2'],
       executionRoleArn: executionRole.arn,
       taskRoleArn: taskRole.arn,
