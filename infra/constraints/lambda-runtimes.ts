@@ -1,7 +1,8 @@
 /**
  * Lambda's Node.js runtimes and their deprecation dates, from AWS's table ("Lambda runtimes",
  * https://docs.aws.amazon.com/lambda/latest/dg/lambda-runtimes.html, "Supported runtimes" and
- * "Deprecated runtimes"), read on 2026-12-06. After the deprecation date Lambda stops patching a
+ * "Deprecated runtimes"), read on 2026-12-06 through copies of it (this machine has no internet:
+ * each entry's `source` says which), not the live page. After the deprecation date Lambda stops patching a
  * runtime; after "block function create" CreateFunction refuses it (a new stack, or a function
  * Pulumi replaces, fails); after "block function update" UpdateFunctionCode and
  * UpdateFunctionConfiguration refuse it too (every `pulumi up` that touches the function fails).
@@ -33,8 +34,8 @@ const TABLE = 'AWS Lambda Developer Guide, "Lambda runtimes"';
 export const LAMBDA_RUNTIMES: Readonly<Record<string, RuntimeDates>> = {
   'nodejs18.x': { deprecated: '2025-09-01', blockCreate: '2027-02-01', blockUpdate: '2027-03-03', source: `${TABLE}, deprecated runtimes (as quoted in aws/aws-rfdk#1703, 2026-07-08)` },
   'nodejs20.x': { deprecated: '2026-04-30', blockCreate: '2027-02-01', blockUpdate: '2027-03-03', source: `${TABLE}, supported runtimes (as quoted in aws-cloudformation/cfn-lint#4531, 2026-06-02)` },
-  'nodejs22.x': { deprecated: '2027-04-30', blockCreate: '2027-06-01', blockUpdate: '2027-07-01', source: `${TABLE}, supported runtimes (projected; endoflife.date/aws-lambda lists the same deprecation and update-block dates)` },
-  'nodejs24.x': { deprecated: '2028-04-30', blockCreate: '2028-06-01', blockUpdate: '2028-07-01', source: `${TABLE}, supported runtimes (projected; endoflife.date/aws-lambda lists the same deprecation and update-block dates)` },
+  'nodejs22.x': { deprecated: '2027-04-30', blockCreate: '2027-06-01', blockUpdate: '2027-07-01', source: `${TABLE}, supported runtimes (deprecation and update block as listed by endoflife.date/aws-lambda; block-create by the table's pattern, not read directly)` },
+  'nodejs24.x': { deprecated: '2028-04-30', blockCreate: '2028-06-01', blockUpdate: '2028-07-01', source: `${TABLE}, supported runtimes (deprecation and update block as listed by endoflife.date/aws-lambda; block-create by the table's pattern, not read directly)` },
 };
 
 const day = (iso: string) => Date.parse(`${iso}T00:00:00Z`);
