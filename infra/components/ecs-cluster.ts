@@ -2,6 +2,7 @@ import * as aws from '@pulumi/aws';
 import * as pulumi from '@pulumi/pulumi';
 import { roleNamePrefix } from './naming.js';
 import { HOST_ATTRIBUTE } from './node-task.js';
+import { TRAEFIK_NETWORK_MODE } from './traefik-names.js';
 
 /** Traefik's entry points (traefik/traefik.yml): HTTP API, TCP, WebSocket, internal (ping, metrics). */
 export const TRAEFIK_PORTS = [8090, 8860, 4000, 9860] as const;
@@ -23,17 +24,6 @@ export interface EcsClusterArgs {
   readonly logRetentionDays?: number;
 }
 
-/**
- * The Traefik task's network mode. `bridge`, not `host`: IMDS answers with IP TTL = the instance's
- * hop limit (1, single-instance-group.ts), and a reply the host must forward into a container's
- * network namespace dies at that hop, so a bridge-mode container cannot get an IMDSv2 token and
- * never sees the instance role's credentials; in `host` mode the container is the host and IMDS
- * answers it (EC2 User Guide, "Use IMDSv2": hop limit; ECS Developer Guide, "Task IAM role":
- * bridge-mode tasks get their role from 169.254.170.2, which ecs-init routes to the agent).
- * Traefik's entry points are published one to one on the host's ports. docs/deploy.md, "Traefik
- * and the instance role".
- */
-export const TRAEFIK_NETWORK_MODE = 'bridge';
 
 /**
  * The region's Traefik ECS cluster and the Traefik service, one task in bridge network mode with
