@@ -1,5 +1,6 @@
 import * as pulumi from '@pulumi/pulumi';
 import { BuildPipeline } from '../../components/build-pipeline.js';
+import { assertVpcCidr } from '../../components/cidr-map.js';
 import { Buckets } from '../../components/buckets.js';
 import { KmsKeys } from '../../components/kms-keys.js';
 import { Registries } from '../../components/registries.js';
@@ -22,6 +23,7 @@ export function globalProgram() {
   const region = stackRegion();
   const environment = validateEnvironment(c.get('environment') ?? pulumi.getStack());
   const cidr = c.get('cidr') ?? '10.0.0.0/16';
+  assertVpcCidr(cidr, 'berth:cidr: the build VPC'); // before any resource, not at CreateVpc
   const keys = new KmsKeys('global', { purposes: ['buckets'], aliasPrefix: environment });
   const bucketKeyArn = keys.keyArns.buckets!;
   const vpc = new Vpc('global', { cidr, layout: VPC_LAYOUTS.global, availabilityZones: availabilityZones() });
