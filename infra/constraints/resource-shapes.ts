@@ -143,7 +143,7 @@ export const RESOURCE_CALLS: Readonly<Record<string, Mapper>> = {
     call('logs', 'PutRetentionPolicy', { logGroupName: physicalName(d), retentionInDays: d.inputs['retentionInDays'] }),
   ],
   'aws:cloudwatch/eventRule:EventRule': (d) => [call('events', 'PutRule', { Name: physicalName(d), ScheduleExpression: d.inputs['scheduleExpression'], EventPattern: d.inputs['eventPattern'], Description: d.inputs['description'] })],
-  'aws:cloudwatch/eventTarget:EventTarget': (d) => [call('events', 'PutTargets', { Rule: d.inputs['rule'], Targets: [{ Id: d.inputs['targetId'] ?? `${d.name}-0000000`, Arn: d.inputs['arn'], RoleArn: d.inputs['roleArn'] }] })],
+  'aws:cloudwatch/eventTarget:EventTarget': (d, all) => [call('events', 'PutTargets', { Rule: nameOf(all, 'aws:cloudwatch/eventRule:EventRule', d.inputs['rule']), Targets: [{ Id: d.inputs['targetId'] ?? `${d.name}-0000000`, Arn: d.inputs['arn'], RoleArn: d.inputs['roleArn'] }] })],
   'aws:cloudwatch/metricAlarm:MetricAlarm': (d) => [call('cloudwatch', 'PutMetricAlarm', {
     ...without(d.inputs, 'name', 'dimensions'), AlarmName: physicalName(d),
     Dimensions: Object.entries((d.inputs['dimensions'] as Record<string, string> | undefined) ?? {}).map(([Name, Value]) => ({ Name, Value })),
@@ -155,7 +155,7 @@ export const RESOURCE_CALLS: Readonly<Record<string, Mapper>> = {
     Code: d.inputs['code'] ? { ZipFile: 'archive' } : undefined,
     Environment: d.inputs['environment'] ? { Variables: (d.inputs['environment'] as { variables: unknown }).variables } : undefined,
   })],
-  'aws:lambda/permission:Permission': (d) => [call('lambda', 'AddPermission', { FunctionName: d.inputs['function'], SourceArn: d.inputs['sourceArn'], StatementId: d.inputs['statementId'] ?? `${d.name}-0000000`, Action: d.inputs['action'], Principal: d.inputs['principal'] })],
+  'aws:lambda/permission:Permission': (d, all) => [call('lambda', 'AddPermission', { FunctionName: nameOf(all, 'aws:lambda/function:Function', d.inputs['function']), SourceArn: d.inputs['sourceArn'], StatementId: d.inputs['statementId'] ?? `${d.name}-0000000`, Action: d.inputs['action'], Principal: d.inputs['principal'] })],
   // ECS
   'aws:ecs/cluster:Cluster': (d) => [call('ecs', 'CreateCluster', { clusterName: physicalName(d), settings: d.inputs['settings'], tags: Object.entries((d.inputs['tags'] as Record<string, string> | undefined) ?? {}).map(([key, value]) => ({ key, value })) })],
   'aws:ecs/taskDefinition:TaskDefinition': (d) => [call('ecs', 'RegisterTaskDefinition', {
