@@ -54,10 +54,8 @@ export function botocoreCandidates(env: NodeJS.ProcessEnv = process.env): string
   const found = new Set<string>();
   const pythons = new Set<string>();
   for (const dir of (env['PATH'] ?? '').split(delimiter).filter(Boolean)) {
-    for (const name of ['python3', 'python']) {
-      const exe = join(dir, name);
-      if (existsSync(exe)) pythons.add(exe);
-    }
+    const exe = join(dir, 'python3');
+    if (existsSync(exe)) pythons.add(exe);
   }
   for (const exe of pythons) {
     // A pyenv shim asks pyenv which version is selected; either way, the answer is that interpreter's botocore.
