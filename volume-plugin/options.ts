@@ -243,14 +243,15 @@ export const CORE_STORED_OPTIONS = {
  * refuses with "need the … backend" rather than "unknown".
  */
 export interface BackendOptions {
-  readonly backend: 'loop' | 'ebs';
+  /** The backend's name, as messages show it ("this agent runs the … backend"). */
+  readonly backend: string;
   readonly given: Readonly<Record<string, z.ZodMiniType<unknown, string>>>;
   readonly stored: Readonly<Record<string, z.ZodMiniType>>;
   readonly foreign?: readonly BackendOptions[];
 }
 
-/** No keys beyond the core's (a backend that declares none, and tests of the core alone). */
-export const CORE_ONLY: BackendOptions = { backend: 'loop', given: {}, stored: {} };
+/** No keys beyond the core's (tests of the core alone, and a state file read before its backend is known). */
+export const CORE_ONLY: BackendOptions = { backend: 'core', given: {}, stored: {} };
 
 /** Options as given, validated; absent keys stay absent so they can be compared with stored ones. */
 export type GivenOptions = Partial<{ size: number; fs: Filesystem; mountOptions: string; onRemove: 'retain' | 'delete' }> & { readonly [key: string]: unknown };

@@ -3,7 +3,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { silentLogger } from '../../lib/logger.js';
 import { DockerVolumeDriver } from '../../volume-plugin/docker-driver.js';
-import type { DEADLINES, EngineReferences } from '../../volume-plugin/service.js';
+import { VolumeService, type DEADLINES, type EngineReferences } from '../../volume-plugin/service.js';
 import type { VolumeOptions } from '../../volume-plugin/options.js';
 import { hostPathsFor } from '../helpers/manager.js';
 import { FakeBackend } from './backend.js';
@@ -30,7 +30,8 @@ export function fakeWorld(options: FakeWorldOptions = {}) {
   const backend = new FakeBackend(host, options.validate ? { validate: options.validate } : {});
   const fs = new FakeFilesystem(host);
   const make = () =>
-    new DockerVolumeDriver({
+    new DockerVolumeDriver(
+      new VolumeService({
       backend,
       fs,
       paths: hostPathsFor(stateDir),
@@ -38,7 +39,8 @@ export function fakeWorld(options: FakeWorldOptions = {}) {
       logger: silentLogger,
       ...(options.deadlines ? { deadlines: options.deadlines } : {}),
       ...(options.engine ? { engine: options.engine } : {}),
-    });
+      }),
+    );
   const world = {
     stateDir,
     host,

@@ -1,5 +1,7 @@
+import type { CallOptions, Scope } from '../call.js';
 import type { BackendOptions, VolumeOptions } from '../options.js';
-import type { Scope } from '../protocol.js';
+
+export type { CallOptions, Scope };
 
 /**
  * What a backend knows of one volume. `id` is the backend's own identity for
@@ -31,11 +33,6 @@ export interface AttachedDevice {
   blank?: boolean;
 }
 
-/** What every call that may wait takes: the caller's deadline (docs/design.md §3: dockerd gives up after it). */
-export interface CallOptions {
-  signal?: AbortSignal;
-}
-
 export interface CreateOptions extends CallOptions {
   /**
    * Called with a volume that already exists under the name (retained or not)
@@ -46,7 +43,6 @@ export interface CreateOptions extends CallOptions {
 }
 
 export interface Backend {
-  readonly kind: 'loop' | 'ebs';
   readonly scope: Scope;
   /** The option keys this backend takes beyond the core's (options.ts), their parsers and stored schema. */
   readonly options: BackendOptions;

@@ -9,7 +9,6 @@ import { majorMinorOf, readMountinfo } from '../../lib/mountinfo.js';
 import { sleep } from '../../lib/sleep.js';
 import { formatSize, storedOptionsSchema, type BackendOptions, type VolumeOptions } from '../options.js';
 import type { AttachedDevice, Backend, VolumeRecord } from './backend.js';
-import { EBS_OPTIONS } from './ebs/ebs-options.js';
 import type { HostPaths } from '../host-paths.js';
 
 /**
@@ -25,8 +24,18 @@ import type { HostPaths } from '../host-paths.js';
 export const LOOP_TOOLS = ['losetup'] as const;
 
 const MIN_BYTES = { ext4: 16 * 2 ** 20, xfs: 300 * 2 ** 20 } as const;
-/** No options beyond the core's; EBS's are refused as needing the ebs backend. */
-export const LOOP_OPTIONS: BackendOptions = { backend: 'loop', given: {}, stored: {}, foreign: [EBS_OPTIONS] };
+/** No options beyond the core's. */
+export const LOOP_OPTIONS: BackendOptions = { backend: 'loop', given: {}, stored: {} };
+
+/**
+ * The loop backend's options, refusing `foreign` backends' keys as "need the …
+ * backend" rather than "unknown". The agent, which knows every backend, passes
+ * them (agent/backend-factory.ts); the loop backend itself names no other.
+ */
+export function loopOptions(foreign: readonly BackendOptions[] = []): BackendOptions {
+  return foreign.length === 0 ? LOOP_OPTIONS : { ...LOOP_OPTIONS, foreign };
+}
+
 const LOSETUP_MS = 30_000;
 /** `<name>.json` must fit in NAME_MAX (255 bytes). */
 const MAX_NAME = 255 - '.json'.length;
@@ -59,6 +68,8 @@ export interface LoopBackendDeps {
   paths: Pick<HostPaths, 'sysfsRoot' | 'mountinfoPath' | 'procRoot'>;
   runner: Runner;
   logger?: Logger;
+  /** Other backends' options, refused as needing that backend (loopOptions). */
+  foreignOptions?: readonly BackendOptions[];
 }
 
 /** Where a loop volume lives: `<stateDir>/images/<name>.img` and its sidecar `<name>.json`. */
@@ -232,9 +243,8 @@ export function createLoopBackend(deps: LoopBackendDeps): Backend {
   }
 
   return {
-    kind: 'loop',
     scope: 'local',
-    options: LOOP_OPTIONS,
+    options: loopOptions(deps.foreignOptions),
 
     validate(name, options) {
       if (name.length > MAX_NAME) {
