@@ -1,6 +1,7 @@
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import type { Registry } from 'prom-client';
 import { silentLogger } from '../../lib/logger.js';
 import { DockerVolumeDriver } from '../../volume-plugin/docker-driver.js';
 import { VolumeService, type DEADLINES, type EngineReferences } from '../../volume-plugin/service.js';
@@ -15,6 +16,8 @@ const MiB = 2 ** 20;
 export interface FakeWorldOptions {
   deadlines?: Partial<typeof DEADLINES>;
   engine?: EngineReferences;
+  unmountGraceMs?: number;
+  registry?: Registry;
   validate?(name: string, options: VolumeOptions): void;
 }
 
@@ -39,6 +42,8 @@ export function fakeWorld(options: FakeWorldOptions = {}) {
       logger: silentLogger,
       ...(options.deadlines ? { deadlines: options.deadlines } : {}),
       ...(options.engine ? { engine: options.engine } : {}),
+      ...(options.unmountGraceMs !== undefined ? { unmountGraceMs: options.unmountGraceMs } : {}),
+      ...(options.registry ? { registry: options.registry } : {}),
       }),
     );
   const world = {
