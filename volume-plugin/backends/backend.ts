@@ -42,6 +42,19 @@ export interface CreateOptions extends CallOptions {
   accept?(existing: VolumeRecord, retained: boolean): void;
 }
 
+/** A volume removed with onRemove=retain whose data this backend still keeps on this host (`berth retained`). */
+export interface RetainedVolume {
+  name: string;
+  /** Where the data is kept, for people (loop: the image file). */
+  image: string;
+  sizeBytes: number;
+  /** Bytes the data really takes; undefined when it is missing. */
+  allocatedBytes: number | undefined;
+  createdAt: string;
+  /** Devices still backed by the data: it is in use, and is never purged. */
+  devices: string[];
+}
+
 export interface Backend {
   readonly scope: Scope;
   /** The option keys this backend takes beyond the core's (options.ts), their parsers and stored schema. */
@@ -71,4 +84,12 @@ export interface Backend {
    * volumes that are not mounted. `mounted` holds the ids of volumes mounted now.
    */
   recover?(mounted: ReadonlySet<string>): Promise<void>;
+  /** Retained volumes whose data this backend keeps on this host; absent when it keeps none here (ebs: they are EBS volumes). */
+  retained?(): Promise<RetainedVolume[]>;
+  /**
+   * Deletes a retained volume's data for good. Refuses (CONFLICT, nothing
+   * deleted) one whose data a device still uses, and (NOT_FOUND) a name that
+   * is not retained, so a volume a Create adopted meanwhile is never deleted.
+   */
+  purgeRetained?(name: string): Promise<RetainedVolume>;
 }

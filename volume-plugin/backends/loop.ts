@@ -8,7 +8,7 @@ import type { Runner } from '../../lib/exec.js';
 import { majorMinorOf, readMountinfo } from '../../lib/mountinfo.js';
 import { sleep } from '../../lib/sleep.js';
 import { formatSize, storedOptionsSchema, type BackendOptions, type VolumeOptions } from '../options.js';
-import type { AttachedDevice, Backend, VolumeRecord } from './backend.js';
+import type { AttachedDevice, Backend, RetainedVolume, VolumeRecord } from './backend.js';
 import type { HostPaths } from '../host-paths.js';
 
 /**
@@ -354,6 +354,22 @@ export function createLoopBackend(deps: LoopBackendDeps): Backend {
       }
     },
 
+    retained() {
+      return listRetainedLoopVolumes(deps.stateDir, sysBlock);
+    },
+
+    async purgeRetained(name) {
+      const volume = (await listRetainedLoopVolumes(deps.stateDir, sysBlock)).find((v) => v.name === name);
+      if (!volume) throw new BerthError('NOT_FOUND', `no retained volume named ${name}`);
+      if (volume.devices.length > 0) throw new BerthError('CONFLICT', `the image of ${name} is attached to ${volume.devices.join(', ')}: it is in use; nothing deleted`);
+      await unlink(volume.image).catch((err: NodeJS.ErrnoException) => {
+        if (err.code !== 'ENOENT') throw err;
+      });
+      await unlink(volume.sidecar);
+      logger?.warn({ name, image: volume.image }, 'retained volume purged: its image is deleted');
+      return volume;
+    },
+
     async recover(mounted) {
       const ours = (await loopDevices()).filter((d) => d.backingFile.startsWith(imagesDir + '/'));
       if (ours.length === 0) return;
@@ -385,16 +401,8 @@ export function createLoopBackend(deps: LoopBackendDeps): Backend {
 }
 
 /** A volume removed from Docker with onRemove=retain whose image is kept (for `berth retained`). */
-export interface RetainedLoopVolume {
-  name: string;
-  image: string;
+export interface RetainedLoopVolume extends RetainedVolume {
   sidecar: string;
-  sizeBytes: number;
-  /** Bytes the sparse image really takes on the state disk; undefined when the image is missing. */
-  allocatedBytes: number | undefined;
-  createdAt: string;
-  /** Loop devices still backed by the image (then it is in use and must not be deleted). */
-  devices: string[];
 }
 
 /**
