@@ -322,6 +322,9 @@ export interface VolumeOptions {
   readonly [backendOption: string]: BackendOptionValue | undefined;
 }
 
+/** What Remove does to a volume created without `-o onRemove`: keep its data (docs/design.md §4). Stated here only. */
+export const ON_REMOVE_DEFAULT = 'retain' as const;
+
 export interface OptionDefaults {
   sizeBytes: number;
   fs: Filesystem;
@@ -371,7 +374,7 @@ export function resolveOptions(given: GivenOptions, defaults: OptionDefaults, ba
     const problems = mountOptionProblems(given.mountOptions, fs);
     if (problems.length > 0) throw invalidOptions(problems, backend);
   }
-  return { ...rest, sizeBytes: size ?? defaults.sizeBytes, fs, onRemove: given.onRemove ?? 'retain' } as VolumeOptions;
+  return { ...rest, sizeBytes: size ?? defaults.sizeBytes, fs, onRemove: given.onRemove ?? ON_REMOVE_DEFAULT } as VolumeOptions;
 }
 
 /**
