@@ -1,4 +1,3 @@
-import { Registry } from 'prom-client';
 import { afterEach, describe, expect, it } from 'vitest';
 import { fakeWorld, type FakeWorld } from '../fakes/world.js';
 
@@ -68,18 +67,5 @@ describe('unmount grace, as the service consults it', () => {
     await c.restart(); // the first service never finished its grace
     expect(c.host.mounts.size).toBe(0);
     expect(c.service.describe('v')).toMatchObject({ mounted: false });
-  });
-
-  it("the service's gauges count what is mounted and known, grace included", async () => {
-    const registry = new Registry();
-    world = fakeWorld({ unmountGraceMs: GRACE_MS, registry });
-    await world.start();
-    await world.service.create('v', {});
-    await world.service.create('w', {});
-    await world.service.publish('v', A);
-    await world.service.unpublish('v', A);
-    const text = await registry.metrics();
-    expect(text).toMatch(/^berth_volumes_mounted 1$/m);
-    expect(text).toMatch(/^berth_volumes_known 2$/m);
   });
 });
