@@ -7,13 +7,13 @@ import { pathToFileURL } from 'node:url';
 import { parseArgs } from 'node:util';
 import { errorMessage } from '../lib/errors.js';
 import { processRunner } from '../lib/exec.js';
-import { silentLogger } from '../lib/logger.js';
 import type { Backend, RetainedVolume } from '../volume-plugin/backends/backend.js';
+import { createLoopBackend } from '../volume-plugin/backends/loop.js';
 import type { VolumeStatus } from '../volume-plugin/service.js';
 import { assertVolumeName, formatSize } from '../volume-plugin/options.js';
 import { probeSocket } from '../volume-plugin/server.js';
-import { createLoopFromConfig, resolveBackendKind } from './backend-factory.js';
-import { ConfigError, loadInstalledConfig, pluginSocketPath, type Config } from './config.js';
+import { resolveBackendKind } from './backend-factory.js';
+import { ConfigError, hostPathsOf, loadInstalledConfig, pluginSocketPath, type Config } from './config.js';
 import { checkInstall, missingTools, toolsFor } from './preflight.js';
 
 /**
@@ -331,10 +331,10 @@ async function waitServing(env: CliEnv, timeoutSeconds: number, pid: number | un
   }
 }
 
-/** The backend whose retained volumes live on this host, as the agent builds it; only the loop backend keeps any here. */
+/** The backend whose retained volumes live on this host, over the agent's state directory; only the loop backend keeps any here. */
 async function retainingBackend(env: CliEnv): Promise<Backend & Required<Pick<Backend, 'retained' | 'purgeRetained'>>> {
   const kind = await resolveBackendKind(env.config);
-  const backend = kind === 'loop' ? createLoopFromConfig(env.config, processRunner, silentLogger) : undefined;
+  const backend = kind === 'loop' ? createLoopBackend({ stateDir: env.config.BERTH_STATE_DIR, paths: hostPathsOf(env.config), runner: processRunner }) : undefined;
   if (!backend?.retained || !backend.purgeRetained) {
     throw new CliError(1, 'retained volumes of the ebs backend are EBS volumes tagged with a volume name and no host: list or delete them in EC2');
   }
