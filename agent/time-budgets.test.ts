@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { BACKEND_READY_WAIT_MS, DEADLINES } from '../volume-plugin/budgets.js';
+import { BACKEND_READY_WAIT_MS, DEADLINES, TOOL_LIMITS } from '../volume-plugin/budgets.js';
 import { CONFIG_DEFAULTS, TIME_BUDGETS } from './config.js';
 
 /** The time budgets (agent/config.ts TIME_BUDGETS, volume-plugin/budgets.ts): each inside the call it serves. */
@@ -10,7 +10,7 @@ describe('time budgets', () => {
     expect(TIME_BUDGETS.shutdownGraceSeconds).toBeLessThanOrEqual(DEADLINES.other / 1000);
   });
 
-  it('are the defaults of the settings, as they were', () => {
+  it('are the defaults of the settings and the tool limits, as they were', () => {
     expect(CONFIG_DEFAULTS).toMatchObject({
       BERTH_MOVE_WAIT_SECONDS: 60,
       BERTH_DEVICE_WAIT_SECONDS: 30,
@@ -22,5 +22,6 @@ describe('time budgets', () => {
       BERTH_RECONCILE_INTERVAL_SECONDS: 60,
       BERTH_CERT_POLL_SECONDS: 60,
     });
+    expect(TOOL_LIMITS).toEqual({ probeMs: 30_000, mkfsMs: 300_000, fsckMs: 600_000, mountMs: 60_000, growMs: 600_000, chattrMs: 10_000, losetupMs: 30_000 });
   });
 });

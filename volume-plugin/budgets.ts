@@ -26,3 +26,25 @@ export const BACKEND_READY_WAIT_MS = DEADLINES.mount - 20_000;
  * stopping), the references are checked again after this long.
  */
 export const UNKNOWN_REFERENCE_RECHECK_MS = 2_000;
+
+/**
+ * Time limits of the tools the core and the loop backend run (lib/exec.ts
+ * kills a tool at its limit). They are not shares of a call's deadline: a
+ * tool given the call's signal stops with it (mkfs, mount, losetup --find),
+ * so its limit only bounds a tool that hangs outside any call; fsck and grow
+ * are not given the signal (a repair killed half way is worse than a late
+ * answer) and a Mount that overran its deadline meanwhile is undone after
+ * them. Generous for slow first-touch reads of a fresh EBS volume.
+ */
+export const TOOL_LIMITS = {
+  /** blkid, blockdev: half a call that is not Create or Mount. */
+  probeMs: DEADLINES.other / 2,
+  mkfsMs: 300_000,
+  fsckMs: 600_000,
+  /** mount, umount, sync: one call that is not Create or Mount. */
+  mountMs: DEADLINES.other,
+  growMs: 600_000,
+  chattrMs: 10_000,
+  /** losetup (loop backend): half a call that is not Create or Mount. */
+  losetupMs: DEADLINES.other / 2,
+};

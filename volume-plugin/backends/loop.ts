@@ -7,6 +7,7 @@ import { BerthError, errorMessage } from '../../lib/errors.js';
 import type { Runner } from '../../lib/exec.js';
 import { majorMinorOf, readMountinfo } from '../../lib/mountinfo.js';
 import { sleep } from '../../lib/sleep.js';
+import { TOOL_LIMITS } from '../budgets.js';
 import { formatSize, storedOptionsSchema, type BackendOptions, type VolumeOptions } from '../options.js';
 import type { AttachedDevice, Backend, RetainedVolume, VolumeRecord } from './backend.js';
 import type { HostPaths } from '../host-paths.js';
@@ -36,7 +37,7 @@ export function loopOptions(foreign: readonly BackendOptions[] = []): BackendOpt
   return foreign.length === 0 ? LOOP_OPTIONS : { ...LOOP_OPTIONS, foreign };
 }
 
-const LOSETUP_MS = 30_000;
+const LOSETUP_MS = TOOL_LIMITS.losetupMs;
 /** `<name>.json` must fit in NAME_MAX (255 bytes). */
 const MAX_NAME = 255 - '.json'.length;
 /** Tools berth runs on a volume's device; one found still running at start was left by an agent that died. */
