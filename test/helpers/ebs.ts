@@ -20,7 +20,7 @@ export const REGION = 'eu-west-1';
 export const AZ = 'eu-west-1a';
 export const HOST = 'host-a';
 
-/** Real waits shrunk for tests; the defaults (ec2-facade.ts) carry the production values. */
+/** Real waits shrunk for tests; the defaults (ec2-timing.ts) carry the production values. */
 export const FAST_TIMING: Partial<Ec2Timing> = {
   firstPollMs: 20,
   pollFactor: 1.8,
@@ -92,6 +92,7 @@ export async function ebsWorld(opts: Ec2ModelOptions & { bindDelayMs?: number; m
         idleDetachMs: 60_000,
         moveWaitMs: 2_000,
         deviceWaitMs: 2_000,
+        stateDir: world.stateDir,
         logger: testLogger(),
         ...overrides,
       });
