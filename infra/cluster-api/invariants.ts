@@ -1,6 +1,7 @@
 import type { NodeHealthCheck } from '../components/node-task.js';
-import { nodeHostLabelProblem } from '../../lib/node-contract.js';
+import { nodeHostLabel, nodeHostLabelProblem } from '../../lib/node-contract.js';
 import type { NodeRoutes } from '../../lib/traefik-routes.js';
+import { isTraefikHostId } from '../components/traefik-names.js';
 
 /** Desired state of one cluster as the dynamic API applies it: hosts, and nodes placed on them. */
 export interface ClusterSpec {
@@ -39,6 +40,11 @@ export function assertName(kind: string, name: string): void {
   if (!DNS_LABEL.test(name)) {
     throw new ClusterInvariantError(`${kind} name "${name}" must be 1-63 lowercase letters, digits or hyphens, not starting or ending with a hyphen`);
   }
+  // Reserved: a region's Traefik host is cluster and host `traefik-<region>` (its tags, ECS
+  // attribute, DNS record `traefik-<region>.<zone>` and log group); nodes live under their cluster's name.
+  if (kind !== 'node' && isTraefikHostId(name)) {
+    throw new ClusterInvariantError(`${kind} name "${name}" is reserved: traefik-<region> names a region's Traefik host (its DNS record, log group, tags and ECS attribute); choose another name`);
+  }
 }
 
 /**
@@ -70,6 +76,9 @@ export function checkTransition(current: ClusterSpec | undefined, next: ClusterS
     // A node's DNS name is one label, `<node>-<cluster>` (so `*.<zone>` covers it): refused here, before anything is applied.
     const tooLong = nodeHostLabelProblem(n.name, next.name);
     if (tooLong) throw new ClusterInvariantError(tooLong);
+    if (isTraefikHostId(nodeHostLabel(n.name, next.name))) {
+      throw new ClusterInvariantError(`node ${n.name} of cluster ${next.name}: its DNS name would be ${nodeHostLabel(n.name, next.name)}.<zone>, a region's Traefik host's; choose another node name`);
+    }
     if (nodeNames.has(n.name)) throw new ClusterInvariantError(`node ${n.name} is listed twice`);
     nodeNames.add(n.name);
     if (!seen.has(n.host)) {

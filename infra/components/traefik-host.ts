@@ -4,6 +4,7 @@ import { hostInstanceTags, tagKeys, TRAEFIK_ROLE } from '../../lib/node-contract
 import { multipartUserdata, renderBootstrap, renderTemplate } from '../../userdata/render.js';
 import { hostEbsPolicy } from './host-policy.js';
 import { ecsAmiId, singleInstanceGroup } from './single-instance-group.js';
+import { traefikHostId } from './traefik-names.js';
 
 export interface TraefikHostArgs {
   /** The environment (the global stack's): berth on this host runs in it, and the host is tagged with it. */
@@ -33,8 +34,7 @@ export interface TraefikHostArgs {
   readonly logGroupName: pulumi.Input<string>;
 }
 
-/** The logical host id of a region's Traefik host; the Traefik service is pinned to it. */
-export const traefikHostId = (region: string) => `traefik-${region}`;
+export { traefikHostId } from './traefik-names.js';
 
 /** The Traefik host's own DNS name, `traefik-<region>.<zone>`. */
 export const traefikHostFqdn = (hostId: string, zone: string) => `${hostId}.${zone}`;
