@@ -7,6 +7,7 @@ import { recordResources, settled, type Declared } from '../test/pulumi-mocks.js
 import { resolveAll } from '../test/program-checks.js';
 import { checkShape, inputShape, loadService, newestBotocore } from './botocore.js';
 import { crossFieldProblems, type DeclaredCall } from './cross-field.js';
+import { certificateProblems, publishedRecordNames } from './published-names.js';
 import { LAMBDA_RUNTIMES, READ_ON, runtimeNotices, runtimeProblems } from './lambda-runtimes.js';
 import { documentedProblems, NO_API_CALL, RESOURCE_CALLS, type ApiCall } from './resource-shapes.js';
 
@@ -103,6 +104,14 @@ describe(`declared resources against AWS's API models (botocore ${botocore.versi
     const calls: DeclaredCall[] = declared.filter((d) => RESOURCE_CALLS[d.type]).flatMap((d) => callsOf(d).map((call) => ({ resource: `${d.type} ${d.name}`, name: d.name, call })));
     expect(calls.filter((c) => c.call.service === 'route53').length).toBeGreaterThan(2);
     expect(crossFieldProblems(calls)).toEqual([]);
+  });
+
+  it('publishes only names the regional certificate covers (published names vs berth:certDomains)', () => {
+    const calls: DeclaredCall[] = declared.filter((d) => RESOURCE_CALLS[d.type]).flatMap((d) => callsOf(d).map((call) => ({ resource: `${d.type} ${d.name}`, name: d.name, call })));
+    const certDomains = JSON.parse(programs.regional['berth:certDomains']) as string[];
+    expect(publishedRecordNames(calls).length).toBeGreaterThan(2);
+    expect(certificateProblems(calls, certDomains)).toEqual([]);
+    expect(certificateProblems(calls, ['example.com'])).not.toEqual([]);
   });
 
   it('runs every Lambda on a runtime Lambda still creates, by the dated table and this test\'s clock', () => {

@@ -7,6 +7,7 @@
  * `db1-shop.example.com`, not `db1.shop.example.com`, and not `example.com` itself).
  * No Pulumi here: the regional and unit programs and the tests all call it.
  */
+import type { DeclaredCall } from './cross-field.js';
 
 const lower = (s: string) => s.toLowerCase().replace(/\.$/, '');
 
@@ -23,6 +24,22 @@ export function uncoveredNames(names: readonly string[], certDomains: readonly s
   return names
     .filter((n) => !certDomains.some((c) => certNameCovers(c, n)))
     .map((n) => `${n} is published in DNS but the certificate (${certDomains.join(', ')}) does not cover it: a wildcard covers exactly one label (RFC 6125 §6.4.3)`);
+}
+
+/** The names the declared Route 53 changes publish (ChangeResourceRecordSets, every record set). */
+export function publishedRecordNames(calls: readonly DeclaredCall[]): string[] {
+  const names = new Set<string>();
+  for (const { call } of calls) {
+    if (call.service !== 'route53' || call.operation !== 'ChangeResourceRecordSets') continue;
+    const changes = (call.input['ChangeBatch'] as { Changes?: Array<{ ResourceRecordSet?: { Name?: unknown } }> } | undefined)?.Changes ?? [];
+    for (const c of changes) if (typeof c.ResourceRecordSet?.Name === 'string') names.add(c.ResourceRecordSet.Name);
+  }
+  return [...names];
+}
+
+/** The conformance rule over declared calls: every published name covered by `certDomains`. */
+export function certificateProblems(calls: readonly DeclaredCall[], certDomains: readonly string[]): string[] {
+  return uncoveredNames(publishedRecordNames(calls), certDomains);
 }
 
 /**
