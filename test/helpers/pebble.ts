@@ -22,6 +22,8 @@ export interface Pebble {
   readonly directoryUrl: string;
   /** DNS-01 answers through pebble-challtestsrv, the DNS server pebble validates against. */
   readonly dns: ChallTestSrvDns01;
+  /** pebble-challtestsrv's management API (what `dns` talks to). */
+  readonly managementUrl: string;
   stop(): void;
 }
 
@@ -69,5 +71,6 @@ export async function startPebble(): Promise<Pebble> {
       await sleep(100);
     }
   }
-  return { directoryUrl, dns: new ChallTestSrvDns01(`http://127.0.0.1:${mgmtPort}`), stop };
+  const managementUrl = `http://127.0.0.1:${mgmtPort}`;
+  return { directoryUrl, dns: new ChallTestSrvDns01(managementUrl), managementUrl, stop };
 }
