@@ -25,7 +25,7 @@ const common = {
   bundle: true,
   platform: 'node',
   format: 'esm',
-  target: 'node20',
+  target: 'node22',
   // Packages' ES module builds first (the AWS SDK ships both): named exports of a
   // CommonJS build are not reliably visible through a bundled dynamic import().
   mainFields: ['module', 'main'],
