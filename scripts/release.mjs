@@ -17,40 +17,20 @@
  *   package.json, SHA256SUMS (every file above; `sha256sum -c SHA256SUMS` checks the tree)
  *
  * `--stage DIR` makes that tree in DIR and no tarball (the installer's build and the tests).
- * The runtime package is kept in node_modules/.cache/berth-runtime/ and fetched only when
- * missing there (`npm pack`, the registry's ordinary client).
+ * The runtime package comes from scripts/runtime.mjs (fetched once with `npm pack`, the
+ * registry's ordinary client, into node_modules/.cache/berth-runtime/, its sha512 checked).
  */
 import { execFileSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { chmodSync, copyFileSync, existsSync, mkdirSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { chmodSync, copyFileSync, mkdirSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { basename, dirname, join, relative, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
+import { runtime, runtimeArch, runtimeTarball } from './runtime.mjs';
 
 const root = resolve(import.meta.dirname, '..');
 const pkg = JSON.parse(readFileSync(join(root, 'package.json'), 'utf8'));
 const { values: opts } = parseArgs({ options: { arch: { type: 'string' }, out: { type: 'string' }, stage: { type: 'string' } } });
-const archOf = { x64: 'x64', arm64: 'arm64' };
-const arch = opts.arch ?? archOf[process.arch];
-const runtime = pkg.berth.runtime;
-if (!arch || !runtime.integrity[arch]) throw new Error(`no Node.js runtime pinned for linux-${opts.arch ?? process.arch} (package.json berth.runtime: ${Object.keys(runtime.integrity).join(', ')})`);
-
-/** The pinned runtime package's tarball, fetched once and checked against the pin every time. */
-export function runtimeTarball(cpu) {
-  const name = `node-linux-${cpu}`;
-  const cache = join(root, 'node_modules', '.cache', 'berth-runtime');
-  const file = join(cache, `${name}-${runtime.version}.tgz`);
-  if (!existsSync(file)) {
-    mkdirSync(cache, { recursive: true });
-    execFileSync('npm', ['pack', `${name}@${runtime.version}`, '--pack-destination', cache, '--silent'], { stdio: ['ignore', 'ignore', 'inherit'] });
-  }
-  const [algo, want] = runtime.integrity[cpu].split(/-(.*)/s);
-  const have = createHash(algo).update(readFileSync(file)).digest('base64');
-  if (have !== want) {
-    rmSync(file, { force: true });
-    throw new Error(`${name}@${runtime.version}: ${algo} ${have} is not the pinned ${want} (package.json berth.runtime); removed the download`);
-  }
-  return file;
-}
+const arch = runtimeArch(opts.arch);
 
 const version = pkg.version;
 const base = `berth-${version}-linux-${arch}`;
