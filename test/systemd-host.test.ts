@@ -110,7 +110,8 @@ describe.skipIf(skipReason)(`berth.service under systemd as PID 1${skipReason ? 
 
   it('an agent killed with SIGKILL is restarted by systemd, and the start counts only once the socket answers again', async () => {
     const before = await mainPid();
-    await inside(['kill', '-KILL', String(before)]);
+    // From outside systemd (as the OOM killer would), with the shell's kill: no procps in a minbase rootfs.
+    await inside(['sh', '-c', `kill -KILL ${before}`]);
     let after = 0;
     for (let i = 0; i < 100; i++) {
       await new Promise((r) => setTimeout(r, 100));

@@ -96,7 +96,8 @@ start_agent() { # $1: state dir
       chmod 0644 "$unit.tmp" && mv "$unit.tmp" "$unit"
     fi
     systemctl daemon-reload
-    systemctl enable berth.service >/dev/null
+    # Quiet: systemd reports each symlink, and docker.service's absence (WantedBy=) on a host without Docker, on stderr.
+    systemctl --quiet enable berth.service
     # ExecStartPost (berth wait) makes this fail when the agent does not answer.
     systemctl start berth.service || { why="systemctl start berth.service failed"; return 1; }
     return 0

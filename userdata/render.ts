@@ -19,7 +19,9 @@ const SAFE = /^[A-Za-z0-9._:/@+,*-]+$/;
 export function renderTemplate(file: string, values: Readonly<Record<string, string | number>>): string {
   // "#@include <file>" lines take in a file of this directory (one copy of what several parts share).
   const template = readFileSync(new URL(`./${file}`, import.meta.url), 'utf8')
-    .replace(/^#@include ([a-z0-9-]+\.sh)$/gm, (_, inc: string) => readFileSync(new URL(`./${inc}`, import.meta.url), 'utf8').trimEnd());
+    .replace(/^#@include ([a-z0-9-]+\.sh)$/gm, (_, inc: string) => readFileSync(new URL(`./${inc}`, import.meta.url), 'utf8').trimEnd())
+    // Comment lines are for readers of this directory, not for EC2's 16 KiB of userdata (shebangs and shellcheck directives stay).
+    .replace(/^[ \t]*#(?!!|[ \t]*shellcheck ).*\n/gm, '');
   return template.replace(/@@([A-Z_]+)@@/g, (_, key: string) => {
     const v = values[key];
     if (v === undefined) throw new Error(`${file} placeholder @@${key}@@ has no value`);

@@ -67,6 +67,9 @@ export const RESOURCE_CALLS: Readonly<Record<string, Mapper>> = {
   'aws:ec2/route:Route': (d) => [call('ec2', 'CreateRoute', { DestinationCidrBlock: d.inputs['destinationCidrBlock'] })],
   'aws:ec2/routeTableAssociation:RouteTableAssociation': () => [call('ec2', 'AssociateRouteTable', {})],
   'aws:ec2/eip:Eip': (d) => [call('ec2', 'AllocateAddress', { Domain: d.inputs['domain'], TagSpecifications: tagSpec('elastic-ip', d.inputs['tags']) })],
+  'aws:ec2/vpcEndpoint:VpcEndpoint': (d) => [call('ec2', 'CreateVpcEndpoint', {
+    VpcEndpointType: d.inputs['vpcEndpointType'], ServiceName: d.inputs['serviceName'], TagSpecifications: tagSpec('vpc-endpoint', d.inputs['tags']),
+  })],
   'aws:ec2/natGateway:NatGateway': (d) => [call('ec2', 'CreateNatGateway', { TagSpecifications: tagSpec('natgateway', d.inputs['tags']) })],
   'aws:ec2/vpcPeeringConnection:VpcPeeringConnection': (d) => [call('ec2', 'CreateVpcPeeringConnection', { PeerRegion: d.inputs['peerRegion'], TagSpecifications: tagSpec('vpc-peering-connection', d.inputs['tags']) })],
   'aws:ec2/vpcPeeringConnectionAccepter:VpcPeeringConnectionAccepter': () => [call('ec2', 'AcceptVpcPeeringConnection', {})],
