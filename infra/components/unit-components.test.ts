@@ -35,6 +35,8 @@ describe('Host', () => {
     const lt = named('aws:ec2/launchTemplate:LaunchTemplate', 'shop-h1-lt');
     expect(lt.inputs['imageId']).toBe('ami-0ecs2023');
     expect(lt.inputs['networkInterfaces']).toMatchObject([{ associatePublicIpAddress: 'false' }]);
+    // A bootstrap that gives up powers off (userdata/bootstrap.sh): the instance terminates and its group replaces it.
+    expect(lt.inputs['instanceInitiatedShutdownBehavior']).toBe('terminate');
     const rootTags = (lt.inputs['tagSpecifications'] as Array<{ tags: Record<string, string> }>).map((t) => Object.keys(t.tags));
     for (const keys of rootTags) expect(keys).not.toContain('berth:host');
 

@@ -64,7 +64,7 @@ export function regionalProgram() {
   const environment = stackOutput<string>(global, 'environment');
   const artifactUri = pulumi.interpolate`s3://${artifactsBucket}/berth/${release}.tar.gz`;
 
-  const vpc = new Vpc(region, { cidr: cidrs[region]!, layout: VPC_LAYOUTS.regional, availabilityZones: availabilityZones() });
+  const vpc = new Vpc(region, { cidr: cidrs[region]!, layout: VPC_LAYOUTS.regional, availabilityZones: availabilityZones(), region });
   const routeTableIds = [vpc.publicRouteTableId, vpc.privateRouteTableId];
 
   // Peer with every region deployed before this one; they peer with us from their own stacks never.
