@@ -65,7 +65,7 @@ describe.skipIf(noRootReason)(`bootstrap.sh with no route out${noRootReason ? ` 
     mkdirSync(join(root, 'run/docker/plugins'), { recursive: true });
     hostStubs(join(dir, 'bin'), calls, root);
     const file = join(dir, 'part.sh');
-    writeFileSync(file, renderBootstrap({ CLUSTER: 'shop', HOST_ID: 'shop-h1', REGION: 'eu-west-1', ARTIFACT_URI: 's3://artifacts/berth/src-1.tar.gz', SWAP_MIB: 0 }));
+    writeFileSync(file, renderBootstrap({ ENVIRONMENT: 'prod', CLUSTER: 'shop', HOST_ID: 'shop-h1', REGION: 'eu-west-1', ARTIFACT_URI: 's3://artifacts/berth/src-1.tar.gz', SWAP_MIB: 0 }));
     const run = execa('ip', ['netns', 'exec', ns, 'bash', file], {
       env: { PATH: `${join(dir, 'bin')}:${process.env.PATH!}`, BERTH_ROOT: root, BERTH_IMDS_ENDPOINT: imds!.endpoint, BERTH_S3_ENDPOINT: s3!.endpoint, BERTH_RETRY_BUDGET_SECONDS: String(budgetSeconds) },
       extendEnv: false,
