@@ -89,7 +89,8 @@ export async function liveVolumes(named: Volume[], keys: TagKeys, describe: (vol
     }
     if (journal!.newVolumeId && !ids.has(journal!.newVolumeId)) {
       const successor = await describe(journal!.newVolumeId);
-      if (successor && !tagsOf(successor)[keys.retired]) live.push(successor);
+      // Shown with the name it is about to carry (the mover's next step tags it so).
+      if (successor && !tagsOf(successor)[keys.retired]) live.push({ ...successor, Tags: [...(successor.Tags ?? []).filter((t) => t.Key !== keys.volume), { Key: keys.volume, Value: tags[keys.volume] }] });
     }
   }
   return live;
