@@ -1,5 +1,7 @@
+import { Registry } from 'prom-client';
 import { afterEach, describe, expect, it } from 'vitest';
 import { tagKeys } from '../../../lib/node-contract.js';
+import { observedMoveMetrics } from '../../../volume-plugin/backends/ebs/move-metrics.js';
 import { createZoneMover, formatJournal } from '../../../volume-plugin/backends/ebs/zone-move.js';
 import { AZ, ebsUnitWorld, HOST, type EbsUnitWorld } from '../../fakes/ebs.js';
 
@@ -58,5 +60,24 @@ describe('EBS backend during a zone move (unit)', () => {
     await service.publish('db1', C1);
     expect(w.model.volume(made).attachment).toMatchObject({ instanceId: w.instanceId });
     expect(w.model.volume(old).attachment).toBeUndefined();
+  });
+});
+
+describe('zone moves in the agent registry (unit)', () => {
+  it('each survey sets berth_volume_moves_in_progress and berth_volume_move_step from the journals of this host\'s volumes', async () => {
+    w = ebsUnitWorld();
+    const registry = new Registry();
+    const backend = w.backend({ moves: observedMoveMetrics(registry) });
+    const id = w.model.addVolume({ az: AZ, size: 8, tags: { ...TAGS, [k.move]: formatJournal({ step: 'restore', to: FAR, id: 'm1', snapshotId: 'snap-0123456789abcdef0' }) } });
+    w.model.addVolume({ az: AZ, size: 8, tags: { ...TAGS, [k.volume]: 'db2' } });
+    await backend.survey();
+    let text = await registry.metrics();
+    expect(text).toMatch(/berth_volume_moves_in_progress 1/);
+    expect(text).toMatch(/berth_volume_move_step\{step="restore"\} 1/);
+    expect(text).toMatch(/berth_volume_move_step\{step="snapshot"\} 0/);
+    w.model.setTags(id, { [k.move]: formatJournal({ step: 'done', to: FAR, id: 'm1' }) });
+    await backend.survey();
+    text = await registry.metrics();
+    expect(text).toMatch(/berth_volume_moves_in_progress 0/);
   });
 });

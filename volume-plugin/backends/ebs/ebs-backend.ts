@@ -14,7 +14,7 @@ import { ClientTokenSpent, FailedVolumeDeleted } from './ec2-errors.js';
 import type { Ec2Facade } from './ec2-facade.js';
 import { attachmentOf, tagsOf, type Tags } from './ec2-shapes.js';
 import { createParamsOf, EBS_OPTIONS, optionsOf, tagValueOf, validateEbsOptions } from './ebs-options.js';
-import { liveVolumes, moveInProgress, parseJournal, pastCutover } from './zone-move.js';
+import { liveVolumes, moveInProgress, parseJournal, pastCutover, type MoveJournal } from './zone-move.js';
 
 /**
  * EBS backend (docs/design.md §6). A volume is found by its tags, never by a name
@@ -57,6 +57,8 @@ export interface EbsBackendDeps {
    */
   stateDir?: string;
   logger?: Logger;
+  /** Told the zone moves of this host's volumes under way, at each survey (move-metrics.ts, observedMoveMetrics). */
+  moves?: { observe(journals: readonly MoveJournal[]): void };
 }
 
 // The survey's shapes are reconcile's port (volume-plugin/reconcile/ports.ts); the backend fills them.
@@ -281,6 +283,7 @@ export function createEbsBackend(deps: EbsBackendDeps): EbsBackend {
   async function hostTagged(): Promise<Volume[]> {
     const volumes = await ec2.volumesByTags({ ...scope, [keys.host]: identity.hostId });
     for (const v of volumes) notBerths.delete(tagsOf(v)[keys.volume] ?? '');
+    deps.moves?.observe(volumes.map((v) => moveInProgress(v, keys)).filter((j): j is MoveJournal => j !== undefined));
     return volumes;
   }
 

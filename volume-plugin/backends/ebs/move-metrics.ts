@@ -1,5 +1,5 @@
 import { Counter, Gauge, type Registry } from 'prom-client';
-import { MOVE_STEPS, type MoveMetrics } from './zone-move.js';
+import { MOVE_STEPS, type MoveJournal, type MoveMetrics } from './zone-move.js';
 
 /**
  * Zone-move progress in the agent's registry (issue 22). The names are a contract: infra's alarm "a move
@@ -33,6 +33,26 @@ export function moveMetrics(registry: Registry): MoveMetrics {
           inProgress.dec();
         },
       };
+    },
+  };
+}
+
+/**
+ * The agent's view of zone moves: the moves of the volumes tagged to its host, as their journals say
+ * (whoever runs them: `berth move` runs in its own process, on any host). Set from each survey of the
+ * host's volumes (ebs-backend.ts), so a move that stays at one step shows as such until it ends: the
+ * alarm "a move stuck" is berth_volume_moves_in_progress > 0 for longer than a move takes.
+ * Same names as moveMetrics (one or the other is registered in a registry, never both).
+ */
+export function observedMoveMetrics(registry: Registry): { observe(journals: readonly MoveJournal[]): void } {
+  const inProgress = new Gauge({ name: 'berth_volume_moves_in_progress', help: 'Zone moves of this host\'s EBS volumes under way (from their journals)', registers: [registry] });
+  const steps = new Gauge({ name: 'berth_volume_move_step', help: 'Zone moves of this host\'s EBS volumes under way, by the step their journal is at', labelNames: ['step'], registers: [registry] });
+  for (const step of MOVE_STEPS) steps.set({ step }, 0);
+  inProgress.set(0);
+  return {
+    observe(journals) {
+      inProgress.set(journals.length);
+      for (const step of MOVE_STEPS) steps.set({ step }, journals.filter((j) => j.step === step).length);
     },
   };
 }
