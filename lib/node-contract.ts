@@ -58,7 +58,50 @@ export function tagKeys(prefix: string = DEFAULT_TAG_PREFIX) {
     retiredVolume: `${prefix}retired-volume`,
     /** Retired volume and a move's snapshot: the date (ISO) until which they are kept. */
     retainUntil: `${prefix}retain-until`,
+    /**
+     * Volume, instance, ECS cluster, node container (Docker label): the environment
+     * (`berth:environment` of the global stack). Two environments may share an account
+     * and region and even cluster, host and node names; every lookup, IAM condition,
+     * DLM target and Traefik constraint keys on it (docs/deploy.md, "Environments").
+     */
+    environment: `${prefix}environment`,
+    /** Instance and Elastic IP of a region's Traefik host: `traefik`. */
+    role: `${prefix}role`,
+    /** Snapshot DLM took (`dlm`). */
+    snapshot: `${prefix}snapshot`,
+    /** Descriptive tags infra puts on what it declares (bucket purpose, image, key purpose, subnet tier). */
+    purpose: `${prefix}purpose`,
+    image: `${prefix}image`,
+    key: `${prefix}key`,
+    tier: `${prefix}tier`,
   };
+}
+
+/** Value of `<prefix>role` on a region's Traefik host (its instance and Elastic IP). */
+export const TRAEFIK_ROLE = 'traefik';
+
+/**
+ * An environment's name: 1-20 lowercase letters, digits or `-`, starting with a letter. It is a
+ * tag value, a prefix of ECS cluster names, task families, ECR repositories, KMS aliases and log
+ * groups, and part of a Traefik constraint, so the one rule is checked here, where the agent
+ * (`BERTH_ENVIRONMENT`) and infra (`berth:environment`) both read it.
+ */
+export const ENVIRONMENT_PATTERN = /^[a-z](?:[a-z0-9-]{0,18}[a-z0-9])?$/;
+
+/**
+ * Words an environment name may not contain: ECS clusters are `<environment>-unit-<cluster>` and
+ * `<environment>-traefik-<region>`, so an environment `a-unit-b` would own names of environment
+ * `a` (its cluster `b-unit-c`), and the agent-update job of `a` would reach into it.
+ */
+export const ENVIRONMENT_RESERVED_WORDS = ['unit', 'traefik'] as const;
+
+export function validateEnvironment(env: string): string {
+  if (!ENVIRONMENT_PATTERN.test(env)) {
+    throw new Error(`environment "${env}" must be 1-20 lowercase letters, digits or "-", starting with a letter and not ending with "-" (it prefixes ECR repositories, KMS aliases, log groups, ECS clusters and task families)`);
+  }
+  const word = ENVIRONMENT_RESERVED_WORDS.find((w) => env.split('-').includes(w));
+  if (word) throw new Error(`environment "${env}" must not contain the word "${word}": ECS cluster names are <environment>-unit-<cluster> and <environment>-traefik-<region>, and must tell environments apart`);
+  return env;
 }
 
 export type TagKeys = ReturnType<typeof tagKeys>;
@@ -83,9 +126,39 @@ export function nodeServiceName(cluster: string, node: string): string {
   return nodeVolumeName(cluster, node);
 }
 
-/** A node's DNS name: scoped by cluster, so two clusters may both have a node `db1`. */
+/**
+ * A node's DNS label, `<node>-<cluster>`: one label directly under the zone, so the zone's
+ * wildcard certificate `*.<zone>` covers it (a wildcard matches exactly one label, RFC 6125
+ * §6.4.3), and scoped by cluster, so two clusters may both have a node `db1`. At most 63
+ * octets (RFC 1035 §2.3.4): `nodeHostLabelProblem` says when it is longer.
+ */
+export function nodeHostLabel(node: string, cluster: string): string {
+  return `${node}-${cluster}`;
+}
+
+/** RFC 1035 §2.3.4: a label is at most 63 octets. */
+export const DNS_LABEL_MAX = 63;
+
+/** Why a node's DNS label cannot be published, or undefined when it can. */
+export function nodeHostLabelProblem(node: string, cluster: string): string | undefined {
+  const label = nodeHostLabel(node, cluster);
+  if (label.length <= DNS_LABEL_MAX) return undefined;
+  return `node ${node} of cluster ${cluster}: its DNS label "${label}" (<node>-<cluster>) is ${label.length} characters, over DNS's ${DNS_LABEL_MAX}; node and cluster names together may have at most ${DNS_LABEL_MAX - 1} characters`;
+}
+
+/** A node's DNS name, `<node>-<cluster>.<zone>`: the name Traefik routes and the certificate `*.<zone>` covers. */
 export function nodeHostName(node: string, cluster: string, zone: string): string {
-  return `${node}.${cluster}.${zone}`;
+  return `${nodeHostLabel(node, cluster)}.${zone}`;
+}
+
+/**
+ * A node's id across the account: its ECS task family and the name of its Traefik routers.
+ * `_` joins the parts because no environment, cluster or node name contains one, so two
+ * different (environment, cluster, node) never share an id (ECS family names allow letters,
+ * digits, `-` and `_`, up to 255 characters: 20 + 63 + 63 + 2 fit).
+ */
+export function nodeQualifiedId(environment: string, cluster: string, node: string): string {
+  return `${environment}_${cluster}_${node}`;
 }
 
 /** The EBS volume type infra creates node volumes with. */
@@ -101,9 +174,15 @@ export function nodeDriverOpts(args: { sizeGiB: number; type?: string }): Record
   return { size: `${args.sizeGiB}GiB`, type: args.type ?? NODE_VOLUME_TYPE };
 }
 
-/** Tags infra puts on a node's EBS volume, so berth on the node's host finds it. */
-export function nodeVolumeTags(args: { cluster: string; node: string; host: string; prefix?: string }): Record<string, string> {
+/** Tags infra puts on a node's EBS volume, so berth on the node's host (same environment and cluster) finds it. */
+export function nodeVolumeTags<E = string>(args: { environment: E; cluster: string; node: string; host: string; prefix?: string }): Record<string, string | E> {
   const k = tagKeys(args.prefix);
   const name = nodeVolumeName(args.cluster, args.node);
-  return { [k.volume]: name, [k.host]: args.host, [k.cluster]: args.cluster, [k.managedBy]: MANAGED_BY, Name: name };
+  return { [k.volume]: name, [k.host]: args.host, [k.cluster]: args.cluster, [k.environment]: args.environment, [k.managedBy]: MANAGED_BY, Name: name };
+}
+
+/** Tags infra puts on a host's instances (through its Auto Scaling group): who it is and where it belongs. */
+export function hostInstanceTags<E = string>(args: { environment: E; cluster: string; host: string; prefix?: string }): Record<string, string | E> {
+  const k = tagKeys(args.prefix);
+  return { [k.cluster]: args.cluster, [k.host]: args.host, [k.environment]: args.environment };
 }

@@ -73,11 +73,11 @@ describe('userdata on the AL2023 ECS-optimized AMI', () => {
 
       const logGroup = '/prod/hosts/shop';
       const parts = host === 'berth host'
-        ? [renderTemplate('host-prep.sh', { LOG_GROUP: logGroup }), renderBootstrap({ CLUSTER: 'shop', HOST_ID: 'shop-h1', REGION: 'eu-west-1', ARTIFACT_URI: 's3://a/berth.tgz', SWAP_MIB: 0 })]
+        ? [renderTemplate('host-prep.sh', { LOG_GROUP: logGroup }), renderBootstrap({ ENVIRONMENT: 'prod', CLUSTER: 'shop', HOST_ID: 'shop-h1', REGION: 'eu-west-1', ARTIFACT_URI: 's3://a/berth.tgz', SWAP_MIB: 0 })]
         : [
             renderTemplate('host-prep.sh', { LOG_GROUP: logGroup }),
             renderTemplate('traefik-host.sh', { REGION: 'eu-west-1', ALLOCATION_ID: 'eipalloc-1', ROUTE_TABLE_IDS: 'rtb-1', VPC_CIDR: '10.1.0.0/16', CERT_BUCKET: 'b', CERT_REGION: 'eu-west-1', CERT_DOMAINS: 'example.com' }),
-            renderBootstrap({ CLUSTER: 'traefik-eu-west-1', HOST_ID: 'traefik-eu-west-1', REGION: 'eu-west-1', ARTIFACT_URI: 's3://a/berth.tgz', SWAP_MIB: 0 }),
+            renderBootstrap({ ENVIRONMENT: 'prod', CLUSTER: 'traefik-eu-west-1', HOST_ID: 'traefik-eu-west-1', REGION: 'eu-west-1', ARTIFACT_URI: 's3://a/berth.tgz', SWAP_MIB: 0 }),
           ];
       const env = { PATH: `${bin}:${root}/usr/local/bin`, BERTH_ROOT: root, BASH_ENV: bashEnv, HOME: dir, TMPDIR: dir };
       parts.forEach((body, i) => {

@@ -6,7 +6,7 @@ import { afterAll, describe, expect, it } from 'vitest';
 import { loadConfig, parseEnvFile } from '../agent/config.js';
 import { renderBootstrap } from './render.js';
 
-const values = { CLUSTER: 'shop', HOST_ID: 'shop-h1', REGION: 'eu-west-1', ARTIFACT_URI: 's3://artifacts/berth.tgz', SWAP_MIB: 0 };
+const values = { ENVIRONMENT: 'prod', CLUSTER: 'shop', HOST_ID: 'shop-h1', REGION: 'eu-west-1', ARTIFACT_URI: 's3://artifacts/berth.tgz', SWAP_MIB: 0 };
 const sandbox = mkdtempSync(join(tmpdir(), 'berth-infra-userdata-'));
 afterAll(() => rmSync(sandbox, { recursive: true, force: true }));
 
@@ -57,6 +57,7 @@ describe('bootstrap.sh', () => {
     // The file the agent reads, through the agent's own schema: a setting it refuses would stop berth at boot.
     const config = loadConfig(parseEnvFile(env));
     expect(config.BERTH_HOST_ID).toBe('shop-h1');
+    expect(config.BERTH_ENVIRONMENT).toBe('prod');
     expect(config.BERTH_BACKEND).toBe('ebs');
     // References a killed dockerd never Unmounts are dropped by asking the engine (docs/volumes.md, "References after a crash").
     expect(config.BERTH_DOCKER_HOST).toBe('unix:///var/run/docker.sock');

@@ -1,6 +1,8 @@
 import { readFileSync } from 'node:fs';
 
 export interface BootstrapValues {
+  /** The environment (`BERTH_ENVIRONMENT`): berth looks up and creates volumes of its cluster in this environment only. */
+  readonly ENVIRONMENT: string;
   readonly CLUSTER: string;
   readonly HOST_ID: string;
   readonly REGION: string;

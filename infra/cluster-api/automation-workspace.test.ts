@@ -125,7 +125,7 @@ describe('AutomationWorkspace', () => {
     expect(factory.calls).toEqual(['createOrSelect berth-unit/shop', 'setAllConfig shop', 'up shop']);
     expect(factory.stacks.get('shop')).toEqual(unitStackArgs(spec, settings).config);
     // up ran the unit program with that config: its outputs and resources are the real program's.
-    expect(factory.outputs.get('shop')).toMatchObject({ cluster: { value: 'shop' }, region: { value: 'eu-west-1' }, fqdns: { value: ['shop.example.com', 'db1.shop.example.com'] } });
+    expect(factory.outputs.get('shop')).toMatchObject({ cluster: { value: 'shop' }, region: { value: 'eu-west-1' }, fqdns: { value: ['shop.example.com', 'db1-shop.example.com'] } });
     const n = countByType(declared.slice(before));
     expect([n['aws:autoscaling/group:Group'], n['aws:ebs/volume:Volume'], n['aws:ecs/service:Service']]).toEqual([1, 1, 1]);
   });

@@ -28,6 +28,12 @@ describe('checkTransition', () => {
     expect(() => checkTransition(undefined, { ...base, name: 'Shop_1' }, regions)).toThrow(/cluster name "Shop_1"/);
     expect(() => checkTransition(undefined, { ...base, nodes: [{ name: '-n', host: 'h1' }, base.nodes[1]!] }, regions)).toThrow(/node name "-n"/);
   });
+  it('refuses a node whose DNS label <node>-<cluster> would be over 63 characters, and takes one of exactly 63', () => {
+    const longest = 'n'.repeat(63 - '-shop'.length);
+    expect(() => checkTransition(undefined, { ...base, nodes: [{ name: longest, host: 'h1' }, base.nodes[1]!] }, regions)).not.toThrow();
+    expect(() => checkTransition(undefined, { ...base, nodes: [{ name: `${longest}x`, host: 'h1' }, base.nodes[1]!] }, regions))
+      .toThrow(/its DNS label "n+x-shop" \(<node>-<cluster>\) is 64 characters, over DNS's 63/);
+  });
   it('refuses a cluster or host named like a region\'s Traefik host (traefik-<region>), whatever the region', () => {
     expect(() => checkTransition(undefined, { ...base, name: 'traefik-eu-west-1' }, regions)).toThrow(/cluster name "traefik-eu-west-1" is reserved: traefik-<region> names a region's Traefik host/);
     // A region added later would collide too.
@@ -37,6 +43,9 @@ describe('checkTransition', () => {
     expect(() => checkTransition(base, undefined, regions)).not.toThrow();
     expect(() => checkTransition(undefined, { ...base, name: 'traefik-lab' }, regions)).not.toThrow();
     expect(() => checkTransition(undefined, { ...base, nodes: [{ name: 'traefik-eu-west-1', host: 'h1' }, base.nodes[1]!] }, regions)).not.toThrow();
+    // A node's DNS label is <node>-<cluster>: node `traefik` of cluster `eu-west-1` would be the Traefik host's name.
+    expect(() => checkTransition(undefined, { ...base, name: 'eu-west-1', nodes: [{ name: 'traefik', host: 'h1' }, base.nodes[1]!] }, regions))
+      .toThrow(/node traefik of cluster eu-west-1: its DNS name would be traefik-eu-west-1\.<zone>, a region's Traefik host's/);
   });
   it('refuses moving a node between hosts', () => {
     const next = { ...base, nodes: [{ name: 'n1', host: 'h2' }, { name: 'n2', host: 'h1' }] };

@@ -1,4 +1,5 @@
 import type { NodeHealthCheck } from '../components/node-task.js';
+import { nodeHostLabel, nodeHostLabelProblem } from '../../lib/node-contract.js';
 import type { NodeRoutes } from '../../lib/traefik-routes.js';
 import { isTraefikHostId } from '../components/traefik-names.js';
 
@@ -32,7 +33,7 @@ export class ClusterInvariantError extends Error {
   }
 }
 
-// A DNS label (used in `<node>.<zone>` records) is also a valid tag value and ECS attribute value.
+// A DNS label (part of the `<node>-<cluster>.<zone>` records) is also a valid tag value and ECS attribute value.
 const DNS_LABEL = /^[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?$/;
 
 export function assertName(kind: string, name: string): void {
@@ -72,6 +73,12 @@ export function checkTransition(current: ClusterSpec | undefined, next: ClusterS
   const nodeNames = new Set<string>();
   for (const n of next.nodes) {
     assertName('node', n.name);
+    // A node's DNS name is one label, `<node>-<cluster>` (so `*.<zone>` covers it): refused here, before anything is applied.
+    const tooLong = nodeHostLabelProblem(n.name, next.name);
+    if (tooLong) throw new ClusterInvariantError(tooLong);
+    if (isTraefikHostId(nodeHostLabel(n.name, next.name))) {
+      throw new ClusterInvariantError(`node ${n.name} of cluster ${next.name}: its DNS name would be ${nodeHostLabel(n.name, next.name)}.<zone>, a region's Traefik host's; choose another node name`);
+    }
     if (nodeNames.has(n.name)) throw new ClusterInvariantError(`node ${n.name} is listed twice`);
     nodeNames.add(n.name);
     if (!seen.has(n.host)) {

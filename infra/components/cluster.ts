@@ -1,6 +1,8 @@
 import * as aws from '@pulumi/aws';
 import * as pulumi from '@pulumi/pulumi';
+import { tagKeys } from '../../lib/node-contract.js';
 import { clusterHostName, nodeHostName } from './dns-names.js';
+import { unitEcsClusterName } from './naming.js';
 
 export interface ClusterArgs {
   /** The environment (the regional stack's `environment`): it prefixes the ECS cluster and the log group. */
@@ -11,19 +13,18 @@ export interface ClusterArgs {
   readonly zoneName: string;
   /** The region's Traefik Elastic IP; every name of the cluster resolves to it. */
   readonly traefikIp: pulumi.Input<string>;
-  /** Node names; each gets `<node>.<cluster>.<zone>` (Traefik routes it by Host). */
+  /** Node names; each gets `<node>-<cluster>.<zone>` (Traefik routes it by Host; `*.<zone>` covers it). */
   readonly nodes: readonly string[];
   readonly logRetentionDays?: number;
 }
 
-/** ECS cluster name of a berth cluster; `unit` keeps unit clusters apart from the regional Traefik one. */
-export const unitEcsClusterName = (environment: string, cluster: string) => `${environment}-unit-${cluster}`;
+export { unitEcsClusterName };
 
 /**
  * Cluster-wide resources of a unit: its own ECS cluster (host ids need only be unique within
  * it, since ECS places node tasks by the berth.host attribute), the hosts' log group, the
  * latency-routed `<cluster>.<zone>` (this region as its set identifier) and one plain record per
- * node, `<node>.<cluster>.<zone>` (dns-names.ts), all at the region's Traefik IP.
+ * node, `<node>-<cluster>.<zone>` (dns-names.ts), all at the region's Traefik IP.
  */
 export class Cluster extends pulumi.ComponentResource {
   readonly logGroupName: pulumi.Output<string>;
@@ -34,7 +35,7 @@ export class Cluster extends pulumi.ComponentResource {
   constructor(name: string, args: ClusterArgs, opts?: pulumi.ComponentResourceOptions) {
     super('berth:unit:Cluster', name, {}, opts);
     const ecs = new aws.ecs.Cluster(`${name}-ecs`, {
-      name: pulumi.output(args.environment).apply((env) => unitEcsClusterName(env, args.cluster)), settings: [{ name: 'containerInsights', value: 'enabled' }], tags: { 'berth:cluster': args.cluster },
+      name: pulumi.output(args.environment).apply((env) => unitEcsClusterName(env, args.cluster)), settings: [{ name: 'containerInsights', value: 'enabled' }], tags: { [tagKeys().cluster]: args.cluster, [tagKeys().environment]: args.environment },
     }, { parent: this });
     const logs = new aws.cloudwatch.LogGroup(`${name}-logs`, { name: pulumi.interpolate`/${args.environment}/hosts/${args.cluster}`, retentionInDays: args.logRetentionDays ?? 30 }, { parent: this });
     const clusterName = clusterHostName(args.cluster, args.zoneName);

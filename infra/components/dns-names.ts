@@ -1,11 +1,12 @@
-import { nodeHostName as contractNodeHostName } from '../../lib/node-contract.js';
+import { nodeHostName as contractNodeHostName, nodeHostLabelProblem } from '../../lib/node-contract.js';
 
 /**
- * The DNS names a cluster gets. Node names are unique only within their cluster, and a node
- * lives in one region, so a node's name carries its cluster and is a plain record: two clusters
- * with a node `db1` never share a name, and no other region can add an alternative to it. The
- * cluster's own name is latency-routed: each region's stack adds its record under its region as
- * the set identifier.
+ * The DNS names a cluster gets, each one label under the zone so the zone's wildcard
+ * certificate `*.<zone>` covers it (RFC 6125 §6.4.3: a wildcard matches one label). Node names
+ * are unique only within their cluster, and a node lives in one region, so a node's name
+ * carries its cluster (`<node>-<cluster>`) and is a plain record: two clusters with a node `db1`
+ * never share a name, and no other region can add an alternative to it. The cluster's own name
+ * is latency-routed: each region's stack adds its record under its region as the set identifier.
  */
 
 function checked(fqdn: string): string {
@@ -18,6 +19,8 @@ function checked(fqdn: string): string {
 
 /** Where clients reach one node (Traefik routes it by Host): the contract's name, checked for DNS. */
 export function nodeHostName(node: string, cluster: string, zone: string): string {
+  const tooLong = nodeHostLabelProblem(node, cluster);
+  if (tooLong) throw new Error(tooLong);
   return checked(contractNodeHostName(node, cluster, zone));
 }
 

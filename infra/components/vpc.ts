@@ -1,6 +1,7 @@
 import * as aws from '@pulumi/aws';
 import * as pulumi from '@pulumi/pulumi';
 import { assertVpcCidr, parseCidr } from './cidr-map.js';
+import { tagKeys } from '../../lib/node-contract.js';
 
 /** How many subnets a VPC has and how its private subnets reach the internet. */
 export interface VpcLayout {
@@ -84,7 +85,7 @@ export class Vpc extends pulumi.ComponentResource {
       const az = zoneOf(i);
       const s = new aws.ec2.Subnet(`${name}-${tier}-${i}`, {
         vpcId: vpc.id, cidrBlock, availabilityZone: az, mapPublicIpOnLaunch: tier === 'public',
-        tags: { ...tags, Name: `${name}-${tier}-${i}`, 'berth:tier': tier },
+        tags: { ...tags, Name: `${name}-${tier}-${i}`, [tagKeys().tier]: tier },
       }, parent);
       return { id: s.id, az };
     };

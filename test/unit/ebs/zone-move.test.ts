@@ -15,7 +15,7 @@ const k = tagKeys();
 const FROM = 'eu-west-1a';
 const TO = 'eu-west-1b';
 const KMS = 'arn:aws:kms:eu-west-1:123456789012:key/11111111-2222-3333-4444-555555555555';
-const NODE_TAGS = { [k.volume]: 'c1-db1', [k.host]: 'h1', [k.cluster]: 'c1', [k.managedBy]: 'berth', Name: 'c1-db1', team: 'payments' };
+const NODE_TAGS = { [k.volume]: 'c1-db1', [k.host]: 'h1', [k.cluster]: 'c1', [k.environment]: 'prod', [k.managedBy]: 'berth', Name: 'c1-db1', team: 'payments' };
 
 let model: Ec2Model;
 afterEach(() => model?.dispose());
@@ -65,7 +65,7 @@ function hostPort(crashAfter = Infinity, counter = { calls: 0 }): Ec2Port {
   ) as unknown as Ec2Port;
 }
 
-const mover = (ec2: Ec2Port, metrics?: MoveMetrics) => createZoneMover({ ec2, keys: k, cluster: 'c1', zones: model.availabilityZones, pollMs: 2, metrics });
+const mover = (ec2: Ec2Port, metrics?: MoveMetrics) => createZoneMover({ ec2, keys: k, cluster: 'c1', environment: 'prod', zones: model.availabilityZones, pollMs: 2, metrics });
 
 /** What must hold once a move finished, however often it was killed on the way. */
 async function expectMoved(source: string) {
@@ -75,7 +75,7 @@ async function expectMoved(source: string) {
   const fresh = model.volume(ids[0]!);
   expect(fresh.volumeId).not.toBe(source);
   expect(fresh).toMatchObject({ az: TO, size: 100, type: 'gp3', iops: 4000, throughput: 250, encrypted: true, kmsKeyId: KMS, state: 'available' });
-  expect(fresh.tags).toMatchObject({ [k.volume]: 'c1-db1', [k.host]: 'h1', [k.cluster]: 'c1', team: 'payments', Name: 'c1-db1' });
+  expect(fresh.tags).toMatchObject({ [k.volume]: 'c1-db1', [k.host]: 'h1', [k.cluster]: 'c1', [k.environment]: 'prod', team: 'payments', Name: 'c1-db1' });
   expect(model.content(fresh.volumeId)).toBe('pgdata as of the stop');
   // The old volume: kept (never deleted), retired with the date, its name gone, its data untouched.
   expect(model.hasVolume(source)).toBe(true);

@@ -42,6 +42,8 @@ export interface EbsBackendDeps {
   tagPrefix: string;
   /** Lookups and new volumes are scoped to this cluster when set. */
   cluster?: string;
+  /** ...and to this environment (`<prefix>environment`) when set: two environments may share cluster names. */
+  environment?: string;
   /** How long a volume no container uses stays attached, for a quick restart. */
   idleDetachMs: number;
   /** How long Mount waits for another running host to release a volume claimed from it. */
@@ -96,7 +98,11 @@ export interface EbsBackend extends Backend, SurveyingBackend {
 export function createEbsBackend(deps: EbsBackendDeps): EbsBackend {
   const { ec2, devices, identity, tagPrefix: p, logger: log } = deps;
   const keys = tagKeys(p);
-  const scope: Tags = { [keys.managedBy]: MANAGED_BY, ...(deps.cluster ? { [keys.cluster]: deps.cluster } : {}) };
+  const scope: Tags = {
+    [keys.managedBy]: MANAGED_BY,
+    ...(deps.cluster ? { [keys.cluster]: deps.cluster } : {}),
+    ...(deps.environment ? { [keys.environment]: deps.environment } : {}),
+  };
   /** Volumes a Mount holds; the idle timer never detaches these. */
   const inUse = new Set<string>();
   const idleTimers = new Map<string, NodeJS.Timeout>();

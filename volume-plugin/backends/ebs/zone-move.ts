@@ -117,6 +117,8 @@ export interface ZoneMoveDeps {
   keys: TagKeys;
   /** Lookups are scoped to berth's volumes of this cluster when set. */
   cluster?: string;
+  /** ...and of this environment (`<prefix>environment`) when set, as the EBS backend's are. */
+  environment?: string;
   /** Zones of the region (target checked against it); default: not checked here (EC2 refuses an unknown one). */
   zones?: readonly string[];
   /** Poll interval while waiting for the snapshot and the new volume. Default 5 s. */
@@ -169,6 +171,7 @@ export function createZoneMover(deps: ZoneMoveDeps) {
   const scopeFilters = [
     { Name: `tag:${k.managedBy}`, Values: [MANAGED_BY] },
     ...(deps.cluster ? [{ Name: `tag:${k.cluster}`, Values: [deps.cluster] }] : []),
+    ...(deps.environment ? [{ Name: `tag:${k.environment}`, Values: [deps.environment] }] : []),
   ];
 
   const signalOf = (s?: AbortSignal) => s ?? new AbortController().signal;
