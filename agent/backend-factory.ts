@@ -134,6 +134,8 @@ async function buildEbs(config: Config, log: Logger, aws: AwsOverrides, registry
     moveWaitMs: config.BERTH_MOVE_WAIT_SECONDS * 1000,
     deviceWaitMs: config.BERTH_DEVICE_WAIT_SECONDS * 1000,
     stateDir: hostPathsOf(config).stateDir,
+    // Zone moves of this host's volumes, from their journals, in the agent's registry (issue 22).
+    ...(registry ? { moves: (await import('../volume-plugin/backends/ebs/move-metrics.js')).observedMoveMetrics(registry) } : {}),
     logger: log,
   });
 }

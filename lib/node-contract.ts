@@ -47,6 +47,17 @@ export function tagKeys(prefix: string = DEFAULT_TAG_PREFIX) {
     attachedTo: `${prefix}attached-to`,
     /** Volume: `mounted`, `idle` or `error:<reason>`. */
     state: `${prefix}state`,
+    // Zone moves (issue 22; docs/design.md §6, "Zone moves"):
+    /** Volume: the journal of a move of this volume to another zone (`step=… to=… id=…`; zone-move.ts). */
+    move: `${prefix}move`,
+    /** Snapshot and new volume of a move: `<source volume id> <move id>`, how a resumed move finds them. */
+    moveOf: `${prefix}move-of`,
+    /** Volume: retired by a move (ISO date); never live again, kept until `retain-until`. */
+    retired: `${prefix}retired`,
+    /** Retired volume: the name it carried. */
+    retiredVolume: `${prefix}retired-volume`,
+    /** Retired volume and a move's snapshot: the date (ISO) until which they are kept. */
+    retainUntil: `${prefix}retain-until`,
     /**
      * Volume, instance, ECS cluster, node container (Docker label): the environment
      * (`berth:environment` of the global stack). Two environments may share an account
@@ -94,6 +105,13 @@ export function validateEnvironment(env: string): string {
 }
 
 export type TagKeys = ReturnType<typeof tagKeys>;
+
+/**
+ * How long a volume retired by a zone move, and the move's snapshot, are kept (the `retain-until`
+ * tag). berth never deletes them; an operator does, after this date (docs/operations.md, "Move a
+ * node to another zone").
+ */
+export const MOVE_RETENTION_DAYS = 14;
 
 /**
  * The Docker volume name of a node, unique per cluster and node: the EBS

@@ -3,6 +3,8 @@ import type {
   AttachVolumeCommandOutput,
   CreateTagsCommandInput,
   CreateTagsCommandOutput,
+  CreateSnapshotCommandInput,
+  CreateSnapshotCommandOutput,
   CreateVolumeCommandInput,
   CreateVolumeCommandOutput,
   DeleteTagsCommandInput,
@@ -11,6 +13,8 @@ import type {
   DeleteVolumeCommandOutput,
   DescribeInstancesCommandInput,
   DescribeInstancesCommandOutput,
+  DescribeSnapshotsCommandInput,
+  DescribeSnapshotsCommandOutput,
   DescribeVolumesCommandInput,
   DescribeVolumesCommandOutput,
   DetachVolumeCommandInput,
@@ -47,6 +51,9 @@ export interface Ec2Port {
   createTags(input: CreateTagsCommandInput, signal: AbortSignal): Promise<CreateTagsCommandOutput>;
   deleteTags(input: DeleteTagsCommandInput, signal: AbortSignal): Promise<DeleteTagsCommandOutput>;
   describeInstances(input: DescribeInstancesCommandInput, signal: AbortSignal): Promise<DescribeInstancesCommandOutput>;
+  // Zone moves (issue 22, zone-move.ts): a snapshot of the node's volume, restored in the target zone.
+  createSnapshot(input: CreateSnapshotCommandInput, signal: AbortSignal): Promise<CreateSnapshotCommandOutput>;
+  describeSnapshots(input: DescribeSnapshotsCommandInput, signal: AbortSignal): Promise<DescribeSnapshotsCommandOutput>;
 }
 
 /** A port method's name; the EC2 action is the same name capitalised (`attachVolume` → AttachVolume). */
@@ -62,6 +69,9 @@ export const EC2_PORT_METHODS: readonly Ec2PortMethod[] = [
   'createTags',
   'deleteTags',
   'describeInstances',
+  // zone moves
+  'createSnapshot',
+  'describeSnapshots',
 ];
 
 /** The EC2 action a port method calls (`attachVolume` → `AttachVolume`). */

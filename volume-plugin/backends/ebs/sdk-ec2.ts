@@ -1,10 +1,12 @@
 import {
   AttachVolumeCommand,
+  CreateSnapshotCommand,
   CreateTagsCommand,
   CreateVolumeCommand,
   DeleteTagsCommand,
   DeleteVolumeCommand,
   DescribeInstancesCommand,
+  DescribeSnapshotsCommand,
   DescribeVolumesCommand,
   DetachVolumeCommand,
   type EC2Client,
@@ -28,4 +30,7 @@ export class SdkEc2 implements Ec2Port {
   createTags: Ec2Port['createTags'] = (input, signal) => this.client.send(new CreateTagsCommand(input), { abortSignal: signal });
   deleteTags: Ec2Port['deleteTags'] = (input, signal) => this.client.send(new DeleteTagsCommand(input), { abortSignal: signal });
   describeInstances: Ec2Port['describeInstances'] = (input, signal) => this.client.send(new DescribeInstancesCommand(input), { abortSignal: signal });
+  // zone moves
+  createSnapshot: Ec2Port['createSnapshot'] = (input, signal) => this.client.send(new CreateSnapshotCommand(input), { abortSignal: signal });
+  describeSnapshots: Ec2Port['describeSnapshots'] = (input, signal) => this.client.send(new DescribeSnapshotsCommand(input), { abortSignal: signal });
 }
