@@ -180,6 +180,15 @@ export function labelCollisions(mine: readonly PublishedLabel[], others: readonl
   return found;
 }
 
+/**
+ * Whether a cluster named `cluster` can publish `label` at all: its labels are `<cluster>` and
+ * `<node>-<cluster>`, so only when `label` is its name or ends in `-<cluster>`. The cluster API
+ * reads only the stacks of such clusters when it checks a change's new labels.
+ */
+export function mayPublishLabel(cluster: string, label: string): boolean {
+  return label === clusterHostLabel(cluster) || label.endsWith(`-${cluster}`);
+}
+
 /** A node's DNS name, `<node>-<cluster>.<zone>`: the name Traefik routes and the certificate `*.<zone>` covers. */
 export function nodeHostName(node: string, cluster: string, zone: string): string {
   return `${nodeHostLabel(node, cluster)}.${zone}`;

@@ -270,16 +270,21 @@ describe('ClusterApi', () => {
       expect((await second)?.message).toMatch(/node a of cluster b-c would publish a-b-c\.<zone>, which node a-b of cluster c publishes/);
       expect(applied.map((s) => s.name)).toEqual(['c']);
     });
-    it('creates clusters whose names share parts but no label, and a change that adds no name reads no other stack', async () => {
-      expect((await api().create(one('shop', 'db1'))).deployed).toEqual(one('shop', 'db1'));
-      expect((await api().create(one('blue', 'db1'))).deployed).toEqual(one('blue', 'db1'));
-      expect((await api().create(one('shop-eu', 'db1'))).deployed).toEqual(one('shop-eu', 'db1'));
-      expect(applied.map((s) => s.name)).toEqual(['shop', 'blue', 'shop-eu']);
+    it('creates clusters whose names share parts but no label, reading only the stacks that could publish one of the new labels', async () => {
       const reads: string[] = [];
       const counting: ClusterWorkspace = { ...workspace, read: (n) => { reads.push(n); return workspace.read(n); } };
-      const quiet = new ClusterApi({ environment: 'prod', workspace: counting, regions: ['eu-west-1'], ec2: () => new EC2Client({ region: 'eu-west-1' }), ecs: () => new ECSClient({ region: 'eu-west-1' }), sleep: () => { berthBecomesReady(); return Promise.resolve(); } });
-      await quiet.update({ ...one('shop', 'db1'), instanceType: 't3.large' });
-      expect(reads.filter((n) => n !== 'shop')).toEqual([]);
+      const reading = new ClusterApi({ environment: 'prod', workspace: counting, regions: ['eu-west-1'], ec2: () => new EC2Client({ region: 'eu-west-1' }), ecs: () => new ECSClient({ region: 'eu-west-1' }), sleep: () => { berthBecomesReady(); return Promise.resolve(); } });
+      const others = (r: string[], self: string) => r.filter((n) => n !== self);
+      for (const [name, node] of [['shop', 'db1'], ['blue', 'db1'], ['eu', 'db1'], ['shop-eu', 'db1']] as const) {
+        reads.length = 0;
+        expect((await reading.create(one(name, node))).deployed).toEqual(one(name, node));
+        // shop-eu's labels (shop-eu, db1-shop-eu) could come only from a cluster named eu; shop and blue are not read.
+        expect(others(reads, name)).toEqual(name === 'shop-eu' ? ['eu'] : []);
+      }
+      expect(applied.map((s) => s.name)).toEqual(['shop', 'blue', 'eu', 'shop-eu']);
+      reads.length = 0;
+      await reading.update({ ...one('shop', 'db1'), instanceType: 't3.large' });
+      expect(others(reads, 'shop')).toEqual([]);
     });
   });
 });

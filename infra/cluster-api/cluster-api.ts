@@ -1,6 +1,7 @@
 import type { EC2Client } from '@aws-sdk/client-ec2';
 import type { ECSClient } from '@aws-sdk/client-ecs';
 import type { automation } from '@pulumi/pulumi';
+import { mayPublishLabel } from '../../lib/node-contract.js';
 import { checkPublishedLabels, checkTransition, ClusterInvariantError, publishedLabels, withNodes, withoutNodes, type ClusterSpec, type NodeSpec } from './invariants.js';
 import { notReady, type NotReady } from './readiness.js';
 import { fromEngineEvent, type Operation, type ProgressEvent, type ProgressSink } from './progress.js';
@@ -245,17 +246,19 @@ export class ClusterApi {
   }
 
   /**
-   * The specs the environment's other clusters publish names for: each stack's deployed spec and,
-   * after a failed change, the one it was asked for (applied again, it would publish those). Read
-   * only when `next` publishes a label `current` does not: a change that adds no name (removing
-   * nodes, an image) costs no read of the other stacks.
+   * The specs of the environment's other clusters that could publish a label `next` adds: each
+   * such stack's deployed spec and, after a failed change, the one it was asked for (applied
+   * again, it would publish those). A change that adds no label (removing nodes, an image) reads
+   * nothing; one that does lists the stacks and reads only those whose cluster name could give
+   * one of its new labels (`mayPublishLabel`), so the cost does not grow with the fleet.
    */
   private async otherSpecs(cluster: string, current: ClusterSpec | undefined, next: ClusterSpec): Promise<ClusterSpec[]> {
     const held = new Set(current ? publishedLabels(current).map((l) => l.label) : []);
-    if (publishedLabels(next).every((l) => held.has(l.label))) return [];
+    const fresh = publishedLabels(next).filter((l) => !held.has(l.label));
+    if (fresh.length === 0) return [];
     const specs: ClusterSpec[] = [];
     for (const name of await this.deps.workspace.list()) {
-      if (name === cluster) continue;
+      if (name === cluster || !fresh.some((l) => mayPublishLabel(name, l.label))) continue;
       const state = await this.deps.workspace.read(name);
       if (state?.deployed) specs.push(state.deployed);
       if (state?.desired && !same(state.desired, state.deployed)) specs.push(state.desired);

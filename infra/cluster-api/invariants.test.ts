@@ -1,4 +1,5 @@
 import { describe, expect, it } from 'vitest';
+import { mayPublishLabel } from '../../lib/node-contract.js';
 import { checkPublishedLabels, checkTransition, publishedLabels, type ClusterSpec } from './invariants.js';
 
 const regions = ['eu-west-1', 'us-east-1'];
@@ -57,8 +58,13 @@ describe('checkTransition', () => {
 const cluster = (name: string, ...nodes: string[]): ClusterSpec => ({ name, region: 'eu-west-1', hosts: nodes.map((n) => `h-${n}`), nodes: nodes.map((n) => ({ name: n, host: `h-${n}` })) });
 
 describe('checkPublishedLabels: the names two clusters of one zone publish', () => {
-  it('publishes the cluster\'s own label and <node>-<cluster> per node', () => {
-    expect(publishedLabels(cluster('shop', 'db1', 'db2')).map((l) => l.label)).toEqual(['shop', 'db1-shop', 'db2-shop']);
+  it('publishes the cluster\'s own label and <node>-<cluster> per node; only a cluster named like a label\'s tail can publish it', () => {
+    const shop = cluster('shop', 'db1', 'db2', 'a-b');
+    expect(publishedLabels(shop).map((l) => l.label)).toEqual(['shop', 'db1-shop', 'db2-shop', 'a-b-shop']);
+    // The cluster API reads only the stacks mayPublishLabel names: it must name every cluster that does publish a label.
+    for (const l of publishedLabels(shop)) expect(mayPublishLabel('shop', l.label), l.label).toBe(true);
+    expect(['b-shop', 'a-b-shop', 'shop'].every((c) => mayPublishLabel(c, 'a-b-shop'))).toBe(true);
+    expect(['hop', 'b-sho', 'a-b', 'a', 'db2-shop', 'ab-shop'].some((c) => mayPublishLabel(c, 'a-b-shop'))).toBe(false);
   });
   it('refuses node a-b of cluster c beside node a of cluster b-c (both a-b-c), naming both owners', () => {
     expect(() => checkPublishedLabels(undefined, cluster('c', 'a-b'), [cluster('b-c', 'a')]))
