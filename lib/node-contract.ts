@@ -146,6 +146,67 @@ export function nodeHostLabelProblem(node: string, cluster: string): string | un
   return `node ${node} of cluster ${cluster}: its DNS label "${label}" (<node>-<cluster>) is ${label.length} characters, over DNS's ${DNS_LABEL_MAX}; node and cluster names together may have at most ${DNS_LABEL_MAX - 1} characters`;
 }
 
+/** A cluster's own DNS label, `<cluster>`: its latency-routed record `<cluster>.<zone>`. */
+export function clusterHostLabel(cluster: string): string {
+  return cluster;
+}
+
+/** One label a cluster publishes directly under its environment's zone, and what it names. */
+export interface PublishedLabel {
+  readonly label: string;
+  readonly cluster: string;
+  /** The node the label names; undefined for the cluster's own (latency-routed) label. */
+  readonly node: string | undefined;
+}
+
+/**
+ * Every label a cluster publishes under its zone: `<cluster>` and `<node>-<cluster>` for each
+ * node, in that order; the one list the unit program declares records for and the cluster API
+ * checks across clusters. Within one cluster they are distinct (every node label ends in
+ * `-<cluster>`), but `-` joins names that may contain `-`, so across clusters the map is not
+ * one to one: node `a-b` of cluster `c` and node `a` of cluster `b-c` are both `a-b-c`, and so
+ * is cluster `a-b-c`'s own label (`labelCollisions`; docs/deploy.md, "Names and the certificate").
+ */
+export function clusterPublishedLabels(cluster: string, nodes: readonly string[]): PublishedLabel[] {
+  return [
+    { label: clusterHostLabel(cluster), cluster, node: undefined },
+    ...nodes.map((node) => ({ label: nodeHostLabel(node, cluster), cluster, node })),
+  ];
+}
+
+/** What a published label names, for a sentence: `cluster shop` or `node db1 of cluster shop`. */
+export function labelOwner(l: PublishedLabel): string {
+  return l.node === undefined ? `cluster ${l.cluster}` : `node ${l.node} of cluster ${l.cluster}`;
+}
+
+/** A label two clusters would both publish. */
+export interface LabelCollision {
+  readonly label: string;
+  readonly mine: PublishedLabel;
+  readonly other: PublishedLabel;
+}
+
+/** Each label of `mine` that another cluster's label in `others` equals (labels of mine's own cluster are skipped). */
+export function labelCollisions(mine: readonly PublishedLabel[], others: readonly PublishedLabel[]): LabelCollision[] {
+  const byLabel = new Map<string, PublishedLabel>();
+  for (const o of others) if (!byLabel.has(o.label)) byLabel.set(o.label, o);
+  const found: LabelCollision[] = [];
+  for (const m of mine) {
+    const other = byLabel.get(m.label);
+    if (other && other.cluster !== m.cluster) found.push({ label: m.label, mine: m, other });
+  }
+  return found;
+}
+
+/**
+ * Whether a cluster named `cluster` can publish `label` at all: its labels are `<cluster>` and
+ * `<node>-<cluster>`, so only when `label` is its name or ends in `-<cluster>`. The cluster API
+ * reads only the stacks of such clusters when it checks a change's new labels.
+ */
+export function mayPublishLabel(cluster: string, label: string): boolean {
+  return label === clusterHostLabel(cluster) || label.endsWith(`-${cluster}`);
+}
+
 /** A node's DNS name, `<node>-<cluster>.<zone>`: the name Traefik routes and the certificate `*.<zone>` covers. */
 export function nodeHostName(node: string, cluster: string, zone: string): string {
   return `${nodeHostLabel(node, cluster)}.${zone}`;

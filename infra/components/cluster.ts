@@ -1,7 +1,7 @@
 import * as aws from '@pulumi/aws';
 import * as pulumi from '@pulumi/pulumi';
 import { tagKeys } from '../../lib/node-contract.js';
-import { clusterHostName, nodeHostName } from './dns-names.js';
+import { clusterPublishedNames } from './dns-names.js';
 import { unitEcsClusterName } from './naming.js';
 
 export interface ClusterArgs {
@@ -38,16 +38,15 @@ export class Cluster extends pulumi.ComponentResource {
       name: pulumi.output(args.environment).apply((env) => unitEcsClusterName(env, args.cluster)), settings: [{ name: 'containerInsights', value: 'enabled' }], tags: { [tagKeys().cluster]: args.cluster, [tagKeys().environment]: args.environment },
     }, { parent: this });
     const logs = new aws.cloudwatch.LogGroup(`${name}-logs`, { name: pulumi.interpolate`/${args.environment}/hosts/${args.cluster}`, retentionInDays: args.logRetentionDays ?? 30 }, { parent: this });
-    const clusterName = clusterHostName(args.cluster, args.zoneName);
-    new aws.route53.Record(`${name}-${clusterName}`, {
-      zoneId: args.zoneId, name: clusterName, type: 'A', ttl: 60, records: [args.traefikIp],
-      setIdentifier: args.region, latencyRoutingPolicies: [{ region: args.region }],
-    }, { parent: this });
-    const nodeNames = args.nodes.map((node) => nodeHostName(node, args.cluster, args.zoneName));
-    for (const fqdn of nodeNames) {
-      new aws.route53.Record(`${name}-${fqdn}`, { zoneId: args.zoneId, name: fqdn, type: 'A', ttl: 60, records: [args.traefikIp] }, { parent: this });
+    // One list of names, the cluster's own then one per node: the labels the cluster API checks
+    // against every other cluster of the environment before anything is applied.
+    const names = clusterPublishedNames(args.cluster, args.nodes, args.zoneName);
+    for (const { fqdn, node } of names) {
+      new aws.route53.Record(`${name}-${fqdn}`, node === undefined
+        ? { zoneId: args.zoneId, name: fqdn, type: 'A', ttl: 60, records: [args.traefikIp], setIdentifier: args.region, latencyRoutingPolicies: [{ region: args.region }] }
+        : { zoneId: args.zoneId, name: fqdn, type: 'A', ttl: 60, records: [args.traefikIp] }, { parent: this });
     }
-    this.fqdns = [clusterName, ...nodeNames];
+    this.fqdns = names.map((n) => n.fqdn);
     this.logGroupName = logs.name;
     this.ecsClusterName = ecs.name;
     this.ecsClusterArn = ecs.arn;
