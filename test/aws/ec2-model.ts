@@ -78,8 +78,13 @@ import { TokenBucket } from './token-bucket.js';
  * - Throttling groups (docs/design.md §6): AttachVolume, DetachVolume and
  *   DeleteVolume share one bucket of 50 refilled 5/s; CreateVolume 100, 5/s;
  *   CreateTags and DeleteTags share 100, 10/s; DescribeVolumes,
- *   DescribeInstances, DescribeTags 100, 20/s each; ModifyVolume 50, 5/s.
+ *   DescribeInstances, DescribeTags 100, 20/s each (a DescribeVolumes with
+ *   neither filters nor ids: 50, 10/s); ModifyVolume 50, 5/s.
  *   Throttling is checked before anything else; a throttled call changes nothing.
+ * - Fleet runs (test/fakes/fleet.ts): latencies drawn per attachment
+ *   (attachLatency/detachLatency), DescribeVolumes lagging the attachment
+ *   (describeLagMs), a brownout (faults.serverFaultAll/throttleAll), and calls
+ *   counted per caller (installBehindSdkRetries' `caller`).
  */
 export class Ec2Model {
   readonly region: string;
@@ -87,6 +92,16 @@ export class Ec2Model {
   readonly availabilityZones: readonly string[];
   attachLatencyMs: number;
   detachLatencyMs: number;
+  /** Draws each attachment's latency (overrides attachLatencyMs): a distribution, for the fleet simulation. */
+  attachLatency: (() => number) | undefined;
+  /** Draws each detachment's latency (overrides detachLatencyMs), termination's included. */
+  detachLatency: (() => number) | undefined;
+  /**
+   * EC2's eventual consistency (API reference, "Eventual consistency"): DescribeVolumes goes on
+   * reporting a completed attachment as 'attaching' for this long; the instance sees the NVMe
+   * namespace (onAttached) at once. Default 0.
+   */
+  describeLagMs: number;
   createLatencyMs: number;
   /** Delay before every call is answered, like a network round trip. */
   apiLatencyMs: number;
@@ -115,6 +130,8 @@ export class Ec2Model {
     stuckDetaching: new Set<string>(),
     /** Every call fails with RequestLimitExceeded. */
     throttleAll: false,
+    /** Every call fails with a server fault (503 Unavailable), taking no token: an EC2 brownout. */
+    serverFaultAll: false,
     /** The next N DescribeVolumes calls fail with server faults, alternating Unavailable (503) and InternalError (500); the last is InternalError. */
     failDescribeVolumes: 0,
     /** KMS key ids/ARNs/aliases the model treats as nonexistent. */
@@ -135,6 +152,8 @@ export class Ec2Model {
   private readonly callInputs = new Map<string, unknown[]>();
   private readonly requireDetachInstanceId: boolean;
   private readonly throttledCounts = new Map<string, number>();
+  /** Per caller (installBehindSdkRetries' `caller`): calls, throttled and answered calls per command. */
+  private readonly byCaller = new Map<string, Map<string, CallerCounts>>();
   private readonly pending = new Set<Promise<void>>();
   private readonly timers = new Set<NodeJS.Timeout>();
   private seq = 0;
@@ -147,6 +166,9 @@ export class Ec2Model {
     this.attachLatencyMs = opts.attachLatencyMs ?? 50;
     this.detachLatencyMs = opts.detachLatencyMs ?? this.attachLatencyMs;
     this.createLatencyMs = opts.createLatencyMs ?? 10;
+    this.attachLatency = opts.attachLatency;
+    this.detachLatency = opts.detachLatency;
+    this.describeLagMs = opts.describeLagMs ?? 0;
     this.apiLatencyMs = opts.apiLatencyMs ?? 0;
     this.throttling = opts.throttling ?? true;
     this.now = opts.now ?? Date.now;
@@ -181,11 +203,11 @@ export class Ec2Model {
    * to test that the facade's SDK retry configuration copes; install() is for
    * exact one-call-per-send assertions. Returns a function that removes it.
    */
-  installBehindSdkRetries(client: EC2Client): () => void {
+  installBehindSdkRetries(client: EC2Client, caller?: string): () => void {
     const name = `berth-ec2-model-${randomBytes(4).toString('hex')}`;
     client.middlewareStack.add(
       (_next, context) => async (args) => {
-        const output = await this.dispatch(context.commandName ?? '', args.input);
+        const output = await this.dispatch(context.commandName ?? '', args.input, caller);
         return { output: output as ServiceOutputTypes, response: {} };
       },
       { step: 'finalizeRequest', priority: 'low', name },
@@ -372,12 +394,21 @@ export class Ec2Model {
     return [...((this.callInputs.get(command.replace(/Command$/, '')) ?? []) as T[])];
   }
 
+  /** Calls of one caller (installBehindSdkRetries' `caller`) per command: received, throttled, answered without error. */
+  callsBy(caller: string): Map<string, CallerCounts> {
+    return new Map([...(this.byCaller.get(caller) ?? [])].map(([k, v]) => [k, { ...v }]));
+  }
+
   /** Resets the call counters and inputs (not the buckets). */
   resetCalls(): void {
     this.callCounts.clear();
     this.callInputs.clear();
     this.throttledCounts.clear();
+    this.byCaller.clear();
   }
+
+  /** Stops keeping every call's input (a fleet run makes millions of calls); inputs() then answers []. */
+  keepInputs = true;
 
   /** Tokens left in a throttling bucket now. */
   tokens(bucket: BucketName): number {
@@ -398,19 +429,31 @@ export class Ec2Model {
 
   // ---- the API ----
 
-  private async dispatch(commandName: string, commandInput: unknown): Promise<unknown> {
+  private async dispatch(commandName: string, commandInput: unknown, caller?: string): Promise<unknown> {
     const name = commandName.replace(/Command$/, '');
     this.callCounts.set(name, (this.callCounts.get(name) ?? 0) + 1);
-    const inputs = this.callInputs.get(name) ?? [];
-    inputs.push(commandInput ?? {});
-    this.callInputs.set(name, inputs);
+    if (this.keepInputs) {
+      const inputs = this.callInputs.get(name) ?? [];
+      inputs.push(commandInput ?? {});
+      this.callInputs.set(name, inputs);
+    }
+    let counts: CallerCounts | undefined;
+    if (caller !== undefined) {
+      const perCaller = this.byCaller.get(caller) ?? new Map<string, CallerCounts>();
+      this.byCaller.set(caller, perCaller);
+      counts = perCaller.get(name) ?? { calls: 0, throttled: 0, answered: 0 };
+      perCaller.set(name, counts);
+      counts.calls += 1;
+    }
     const handler = this.handlers[name];
     if (!handler) {
       throw new Error(`Ec2Model: ${name} is not modelled (modelled: ${Object.keys(this.handlers).join(', ')})`);
     }
     if (this.apiLatencyMs > 0) await this.delay(this.apiLatencyMs);
-    if (this.faults.throttleAll || (this.throttling && !this.buckets[BUCKET_OF[name]!].take())) {
+    if (this.faults.serverFaultAll) throw unavailable();
+    if (this.faults.throttleAll || (this.throttling && !this.buckets[this.bucketOf(name, commandInput)].take())) {
       this.throttledCounts.set(name, (this.throttledCounts.get(name) ?? 0) + 1);
+      if (counts) counts.throttled += 1;
       throw throttled();
     }
     if (name === 'DescribeVolumes' && this.faults.failDescribeVolumes > 0) {
@@ -420,7 +463,20 @@ export class Ec2Model {
     const failure = this.failures.get(name)?.shift();
     if (failure) throw failure;
     const output = handler((commandInput ?? {}) as never);
+    if (counts) counts.answered += 1;
     return { ...output, $metadata: this.metadata() };
+  }
+
+  /**
+   * The bucket a call draws on. DescribeVolumes without filters or ids is an "unfiltered and
+   * unpaginated" describe with its own smaller bucket (docs/design.md §6).
+   */
+  private bucketOf(name: string, input: unknown): BucketName {
+    if (name === 'DescribeVolumes') {
+      const i = (input ?? {}) as DescribeVolumesCommandInput;
+      if (!i.Filters?.length && !i.VolumeIds?.length) return 'describeVolumesUnfiltered';
+    }
+    return BUCKET_OF[name]!;
   }
 
   private readonly handlers: Record<string, (input: never) => object> = {
@@ -742,14 +798,17 @@ export class Ec2Model {
   // ---- attachment state machine ----
 
   private async completeAttach(volume: ModelVolume, attachment: ModelAttachment): Promise<void> {
-    await this.delay(this.attachLatencyMs);
+    await this.delay(this.attachLatency?.() ?? this.attachLatencyMs);
     if (volume.attachment !== attachment || attachment.state !== 'attaching') return;
     if (this.faults.stuckAttaching.has(volume.volumeId)) return;
     if (this.onAttached) {
       attachment.attachHook = this.runHook(this.onAttached, volume, attachment);
       if (!(await attachment.attachHook)) return;
     }
-    if (volume.attachment === attachment && attachment.state === 'attaching') attachment.state = 'attached';
+    if (volume.attachment === attachment && attachment.state === 'attaching') {
+      attachment.state = 'attached';
+      attachment.attachedAt = this.now();
+    }
   }
 
   private startDetach(volume: ModelVolume, attachment: ModelAttachment, how: { force: boolean; terminating: boolean }): Promise<void> {
@@ -757,7 +816,7 @@ export class Ec2Model {
     attachment.forced = how.force;
     attachment.terminating = how.terminating;
     return this.track(
-      this.delay(this.detachLatencyMs).then(() => {
+      this.delay(this.detachLatency?.() ?? this.detachLatencyMs).then(() => {
         if (this.faults.stuckDetaching.has(volume.volumeId) && !attachment.forced) {
           attachment.stalled = true;
           return;
@@ -794,6 +853,8 @@ export class Ec2Model {
 
   private describeVolume(volume: ModelVolume): Volume {
     const attachment = volume.attachment;
+    const shown =
+      attachment?.state === 'attached' && attachment.attachedAt !== undefined && this.now() - attachment.attachedAt < this.describeLagMs ? 'attaching' : attachment?.state;
     return {
       VolumeId: volume.volumeId,
       Size: volume.size,
@@ -807,7 +868,7 @@ export class Ec2Model {
               VolumeId: volume.volumeId,
               InstanceId: attachment.instanceId,
               Device: attachment.device,
-              State: attachment.state,
+              State: shown,
               AttachTime: attachment.attachTime,
               DeleteOnTermination: attachment.deleteOnTermination,
             },
@@ -974,6 +1035,12 @@ export interface Ec2ModelOptions {
   attachLatencyMs?: number;
   /** Time from DetachVolume to 'available' (before onDetached). Default: attachLatencyMs. */
   detachLatencyMs?: number;
+  /** Draws each attachment's latency instead of attachLatencyMs (a distribution). */
+  attachLatency?: () => number;
+  /** Draws each detachment's latency instead of detachLatencyMs. */
+  detachLatency?: () => number;
+  /** How long DescribeVolumes still shows a completed attachment as 'attaching' (eventual consistency). Default 0. */
+  describeLagMs?: number;
   /** Time from CreateVolume ('creating') to 'available'. Default 10. */
   createLatencyMs?: number;
   /** Delay before every call is answered. Default 0. */
@@ -997,7 +1064,15 @@ export interface Ec2ModelOptions {
   requireDetachInstanceId?: boolean;
 }
 
-export type BucketName = 'volumeMutating' | 'createVolume' | 'tags' | 'describeVolumes' | 'describeInstances' | 'describeTags' | 'modifyVolume';
+export type BucketName = 'volumeMutating' | 'createVolume' | 'tags' | 'describeVolumes' | 'describeVolumesUnfiltered' | 'describeInstances' | 'describeTags' | 'modifyVolume';
+
+/** One caller's calls of one command. */
+export interface CallerCounts {
+  calls: number;
+  throttled: number;
+  /** Answered without any error. */
+  answered: number;
+}
 export interface BucketLimit {
   capacity: number;
   refillPerSecond: number;
@@ -1027,11 +1102,17 @@ export interface InstanceView {
   tags: Record<string, string>;
 }
 
-const DEFAULT_BUCKETS: Record<BucketName, BucketLimit> = {
+/**
+ * AWS, "Request throttling for the Amazon EC2 API" (docs.aws.amazon.com/ec2/latest/devguide/ec2-api-throttling.html):
+ * a token bucket per action (or group) per account and Region; a request takes a token, one that
+ * finds none fails with RequestLimitExceeded and takes nothing. Sizes as issue 23 lists them.
+ */
+export const DEFAULT_BUCKETS: Readonly<Record<BucketName, BucketLimit>> = {
   volumeMutating: { capacity: 50, refillPerSecond: 5 },
   createVolume: { capacity: 100, refillPerSecond: 5 },
   tags: { capacity: 100, refillPerSecond: 10 },
   describeVolumes: { capacity: 100, refillPerSecond: 20 },
+  describeVolumesUnfiltered: { capacity: 50, refillPerSecond: 10 },
   describeInstances: { capacity: 100, refillPerSecond: 20 },
   describeTags: { capacity: 100, refillPerSecond: 20 },
   modifyVolume: { capacity: 50, refillPerSecond: 5 },
@@ -1189,6 +1270,8 @@ interface ModelAttachment {
   terminating?: boolean;
   /** A stuck detach waiting for Force. */
   stalled?: boolean;
+  /** When it turned 'attached' (model clock), for describeLagMs. */
+  attachedAt?: number;
 }
 
 interface ModelVolume {
