@@ -146,6 +146,8 @@ export class Ec2Model {
   private readonly buckets: Record<BucketName, TokenBucket>;
   private readonly instances = new Map<string, ModelInstance>();
   private readonly volumesById = new Map<string, ModelVolume>();
+  /** Instance id → the volumes attached to it (any attachment state). */
+  private readonly attachedTo = new Map<string, Set<ModelVolume>>();
   private readonly snapshots = new Map<string, ModelSnapshot>();
   private readonly clientTokens = new Map<string, { params: string; volumeId: string; response: Volume }>();
   private readonly callCounts = new Map<string, number>();
@@ -247,9 +249,7 @@ export class Ec2Model {
     if (instance.state === 'terminated') throw new Error(`Ec2Model: instance ${instanceId} is terminated`);
     instance.state = state;
     if (state !== 'shutting-down' && state !== 'terminated') return Promise.resolve();
-    const detaching = [...this.volumesById.values()]
-      .filter((volume) => volume.attachment?.instanceId === instanceId)
-      .map((volume) => {
+    const detaching = this.volumesOn(instanceId).map((volume) => {
         const attachment = volume.attachment!;
         if (attachment.state !== 'detaching') return this.startDetach(volume, attachment, { force: true, terminating: true });
         attachment.forced = true;
@@ -309,7 +309,7 @@ export class Ec2Model {
         deleteOnTermination: p.attachedTo.deleteOnTermination ?? false,
       };
       volume.state = 'in-use';
-      volume.attachment = attachment;
+      this.setAttachment(volume, attachment);
       if (this.onAttached) attachment.attachHook = this.track(this.runHook(this.onAttached, volume, attachment));
     }
     this.volumesById.set(volumeId, volume);
@@ -572,7 +572,11 @@ export class Ec2Model {
   private describeVolumes(input: DescribeVolumesCommandInput): Omit<DescribeVolumesCommandOutput, '$metadata'> {
     const filters = input.Filters ?? [];
     checkFilterNames(filters, VOLUME_FILTERS);
-    let volumes = [...this.volumesById.values()];
+    // Only the volumes a volume-id filter names can match it (an index: a fleet run describes 8 000 volumes by id).
+    const byId = filters.find((f) => f.Name === 'volume-id');
+    let volumes = byId
+      ? (byId.Values ?? []).flatMap((id) => this.volumesById.get(id) ?? []).sort((a, b) => a.seq - b.seq)
+      : [...this.volumesById.values()];
     if (input.VolumeIds && input.VolumeIds.length > 0) {
       for (const id of input.VolumeIds) this.checkId('vol', id);
       const missing = input.VolumeIds.filter((id) => !this.volumesById.has(id));
@@ -611,7 +615,7 @@ export class Ec2Model {
       throw ec2Error('InvalidVolume.ZoneMismatch', `The volume '${volume.volumeId}' is not in the same availability zone as instance '${instance.instanceId}'`);
     }
     if (this.attachmentAt(instance.instanceId, input.Device)) throw invalidParameter(`Attachment point ${input.Device} is already in use`);
-    const attachedCount = [...this.volumesById.values()].filter((v) => v.attachment?.instanceId === instance.instanceId).length;
+    const attachedCount = this.volumesOn(instance.instanceId).length;
     if (attachedCount >= this.maxVolumesPerInstance) throw ec2Error('AttachmentLimitExceeded', 'Volume limit exceeded');
     if (input.DryRun) throw dryRun();
 
@@ -623,7 +627,7 @@ export class Ec2Model {
       deleteOnTermination: false,
     };
     volume.state = 'in-use';
-    volume.attachment = attachment;
+    this.setAttachment(volume, attachment);
     this.track(this.completeAttach(volume, attachment));
     return attachmentOutput(volume.volumeId, attachment);
   }
@@ -833,7 +837,7 @@ export class Ec2Model {
       if (attached && this.onDetached) await this.runHook(this.onDetached, volume, attachment);
     }
     if (volume.attachment !== attachment) return;
-    volume.attachment = undefined;
+    this.setAttachment(volume, undefined);
     if (attachment.terminating && attachment.deleteOnTermination) this.volumesById.delete(volume.volumeId);
     else volume.state = 'available';
   }
@@ -850,6 +854,21 @@ export class Ec2Model {
   }
 
   // ---- helpers ----
+
+  /** Volumes with an attachment (any state) to this instance, from the index setAttachment keeps. */
+  private volumesOn(instanceId: string): ModelVolume[] {
+    return [...(this.attachedTo.get(instanceId) ?? [])].sort((a, b) => a.seq - b.seq);
+  }
+
+  private setAttachment(volume: ModelVolume, attachment: ModelAttachment | undefined): void {
+    if (volume.attachment) this.attachedTo.get(volume.attachment.instanceId)?.delete(volume);
+    volume.attachment = attachment;
+    if (attachment) {
+      const set = this.attachedTo.get(attachment.instanceId) ?? new Set<ModelVolume>();
+      set.add(volume);
+      this.attachedTo.set(attachment.instanceId, set);
+    }
+  }
 
   private describeVolume(volume: ModelVolume): Volume {
     const attachment = volume.attachment;
@@ -885,7 +904,7 @@ export class Ec2Model {
   }
 
   private describeInstance(instance: ModelInstance): Instance {
-    const attached = [...this.volumesById.values()].filter((volume) => volume.attachment?.instanceId === instance.instanceId);
+    const attached = this.volumesOn(instance.instanceId);
     return {
       InstanceId: instance.instanceId,
       InstanceType: 'm6i.large',
@@ -906,7 +925,7 @@ export class Ec2Model {
   }
 
   private instanceFilterValues(instance: ModelInstance, name: string): string[] {
-    const attached = () => [...this.volumesById.values()].filter((volume) => volume.attachment?.instanceId === instance.instanceId);
+    const attached = () => this.volumesOn(instance.instanceId);
     switch (name) {
       case 'instance-id':
         return [instance.instanceId];
@@ -973,8 +992,8 @@ export class Ec2Model {
   }
 
   private attachmentAt(instanceId: string, device: string): ModelAttachment | undefined {
-    for (const volume of this.volumesById.values()) {
-      if (volume.attachment?.instanceId === instanceId && volume.attachment.device === device) return volume.attachment;
+    for (const volume of this.volumesOn(instanceId)) {
+      if (volume.attachment?.device === device) return volume.attachment;
     }
     return undefined;
   }

@@ -25,6 +25,14 @@ export class VirtualClock {
       loopLimit: 10_000_000,
     });
     this.undo.push(() => this.clock.uninstall());
+    // Node runs a delay under 1 ms (or not a number) after 1 ms; fake-timers after 0, so a loop
+    // waiting 0.67 ms for a token to refill (the SDK's adaptive rate limiter) would never see time pass.
+    const nodeDelay = (ms: unknown) => (typeof ms === 'number' && ms >= 1 ? ms : 1);
+    type Schedule = (fn: () => void, ms: number, ...args: unknown[]) => NodeJS.Timeout;
+    const fakeSetTimeout = globalThis.setTimeout as unknown as Schedule;
+    const fakeSetInterval = globalThis.setInterval as unknown as Schedule;
+    globalThis.setTimeout = ((fn: () => void, ms?: number, ...args: unknown[]) => fakeSetTimeout(fn, nodeDelay(ms), ...args)) as typeof setTimeout;
+    globalThis.setInterval = ((fn: () => void, ms?: number, ...args: unknown[]) => fakeSetInterval(fn, nodeDelay(ms), ...args)) as typeof setInterval;
     const require = createRequire(import.meta.url);
     const timersPromises = require('node:timers/promises') as { setTimeout: typeof virtualDelay };
     const delay = timersPromises.setTimeout;
