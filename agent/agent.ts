@@ -15,7 +15,7 @@ import type { Registry } from 'prom-client';
 import type { Logger as PinoLogger } from 'pino';
 import type { DeferredBackend } from '../volume-plugin/backends/deferred.js';
 import type { EbsBackend } from '../volume-plugin/backends/ebs/ebs-backend.js';
-import type { Reconciler } from '../volume-plugin/backends/ebs/reconciler.js';
+import type { Reconciler } from '../volume-plugin/reconcile/reconciler.js';
 
 export interface Agent {
   /** The volume service (protocol-neutral); the reconciler and /status use it. */
@@ -50,7 +50,7 @@ export async function startAgent(config: Config, logger: Logger, options: AgentO
   await mkdir(config.BERTH_STATE_DIR, { recursive: true, mode: 0o700 });
 
   const kind = await resolveBackendKind(config);
-  const ebs = kind === 'ebs' ? createEbsFromConfig(config, logger, options.aws) : undefined;
+  const ebs = kind === 'ebs' ? createEbsFromConfig(config, logger, options.aws, registry) : undefined;
   const backend = ebs ?? createLoopFromConfig(config, runner, logger);
   const paths = hostPathsOf(config);
   const fs = createFilesystemOps({ runner, paths, logger: logger.child({ component: 'fs' }) });
@@ -141,7 +141,7 @@ async function bootReconcile(
   registry: Registry,
   stopping: () => boolean,
 ): Promise<Reconciler | undefined> {
-  const [backend, { Reconciler }] = await Promise.all([ebs.ready, import('../volume-plugin/backends/ebs/reconciler.js')]);
+  const [backend, { Reconciler }] = await Promise.all([ebs.ready, import('../volume-plugin/reconcile/reconciler.js')]);
   if (stopping()) return undefined;
   const reconciler = new Reconciler({
     manager,

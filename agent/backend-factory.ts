@@ -1,6 +1,7 @@
 import { readFile } from 'node:fs/promises';
 import type { EC2Client } from '@aws-sdk/client-ec2';
 import type { Logger } from 'pino';
+import type { Registry } from 'prom-client';
 import { errorMessage } from '../lib/errors.js';
 import type { Runner } from '../lib/exec.js';
 import { sleep } from '../lib/sleep.js';
@@ -8,7 +9,7 @@ import type { Backend } from '../volume-plugin/backends/backend.js';
 import { deferredBackend, type DeferredBackend } from '../volume-plugin/backends/deferred.js';
 import type { EbsBackend } from '../volume-plugin/backends/ebs/ebs-backend.js';
 import { EBS_OPTIONS, validateEbsOptions } from '../volume-plugin/backends/ebs/ebs-options.js';
-import type { Ec2Timing } from '../volume-plugin/backends/ebs/ec2-facade.js';
+import type { Ec2Timing } from '../volume-plugin/backends/ebs/ec2-timing.js';
 import { createLoopBackend } from '../volume-plugin/backends/loop.js';
 import { hostPathsOf, type Config } from './config.js';
 import type { MetadataReader } from './host-identity.js';
@@ -44,14 +45,14 @@ export function createLoopFromConfig(config: Config, runner: Runner, logger: Log
  * It is returned at once (deferred) so the plugin socket can open; start-up
  * runs in the background and is retried until it succeeds.
  */
-export function createEbsFromConfig(config: Config, logger: Logger, aws: AwsOverrides = {}): DeferredBackend<EbsBackend> {
+export function createEbsFromConfig(config: Config, logger: Logger, aws: AwsOverrides = {}, registry?: Registry): DeferredBackend<EbsBackend> {
   const log = logger.child({ backend: 'ebs' });
   const deferred = deferredBackend<EbsBackend>('ebs', 'global', validateEbsOptions, 100_000, EBS_OPTIONS);
   void (async () => {
     let delay = aws.startRetryMs ?? 2_000;
     for (;;) {
       try {
-        deferred.resolve(await buildEbs(config, log, aws));
+        deferred.resolve(await buildEbs(config, log, aws, registry));
         return;
       } catch (err) {
         deferred.failedAttempt(errorMessage(err));
@@ -64,13 +65,15 @@ export function createEbsFromConfig(config: Config, logger: Logger, aws: AwsOver
   return deferred;
 }
 
-async function buildEbs(config: Config, log: Logger, aws: AwsOverrides): Promise<EbsBackend> {
-  const [{ EC2Client }, { MetadataService }, { discoverIdentity, waitForCredentials }, { Ec2Facade }, { createEbsBackend }, { createDeviceResolver }] =
+async function buildEbs(config: Config, log: Logger, aws: AwsOverrides, registry: Registry | undefined): Promise<EbsBackend> {
+  const [{ EC2Client }, { MetadataService }, { discoverIdentity, waitForCredentials }, { Ec2Facade }, { SdkEc2 }, { meteredEc2 }, { createEbsBackend }, { createDeviceResolver }] =
     await Promise.all([
       import('@aws-sdk/client-ec2'),
       import('@aws-sdk/ec2-metadata-service'),
       import('./host-identity.js'),
       import('../volume-plugin/backends/ebs/ec2-facade.js'),
+      import('../volume-plugin/backends/ebs/sdk-ec2.js'),
+      import('../volume-plugin/backends/ebs/ec2-metrics.js'),
       import('../volume-plugin/backends/ebs/ebs-backend.js'),
       import('../volume-plugin/devices/nvme.js'),
     ]);
@@ -102,13 +105,15 @@ async function buildEbs(config: Config, log: Logger, aws: AwsOverrides): Promise
     tagPrefix: config.BERTH_TAG_PREFIX,
     ...(config.BERTH_IMDS_ENDPOINT ? { endpointHint: config.BERTH_IMDS_ENDPOINT } : {}),
     instanceTags: async (instanceId, region) => {
-      const facade = new Ec2Facade({ client: await clientFor(region), instanceId, maxConcurrentAttachments: config.BERTH_ATTACH_CONCURRENCY });
+      const facade = new Ec2Facade({ ec2: new SdkEc2(await clientFor(region)), instanceId, maxConcurrentAttachments: config.BERTH_ATTACH_CONCURRENCY });
       return (await facade.instances([instanceId])).get(instanceId)?.tags ?? {};
     },
   });
   log.info(identity, 'host identity');
+  // The EC2 port (ec2-port.ts) over the SDK, measured per action when the agent has a registry.
+  const sdk = new SdkEc2(await clientFor(identity.region));
   const ec2 = new Ec2Facade({
-    client: await clientFor(identity.region),
+    ec2: registry ? meteredEc2(sdk, registry) : sdk,
     instanceId: identity.instanceId,
     maxConcurrentAttachments: config.BERTH_ATTACH_CONCURRENCY,
     ...(aws.ec2Timing ? { timing: aws.ec2Timing } : {}),
@@ -124,6 +129,7 @@ async function buildEbs(config: Config, log: Logger, aws: AwsOverrides): Promise
     idleDetachMs: config.BERTH_IDLE_DETACH_SECONDS * 1000,
     moveWaitMs: config.BERTH_MOVE_WAIT_SECONDS * 1000,
     deviceWaitMs: config.BERTH_DEVICE_WAIT_SECONDS * 1000,
+    stateDir: hostPathsOf(config).stateDir,
     logger: log,
   });
 }

@@ -35,7 +35,7 @@ import { loadavg } from 'node:os';
 import { parseArgs } from 'node:util';
 import { execa } from 'execa';
 import { CONFIG_DEFAULTS } from '../agent/config.js';
-import { Reconciler } from '../volume-plugin/backends/ebs/reconciler.js';
+import { Reconciler } from '../volume-plugin/reconcile/reconciler.js';
 import { silentLogger } from '../lib/logger.js';
 import { processRunner, type Runner } from '../lib/exec.js';
 import { createEbsBackend, type EbsBackend } from '../volume-plugin/backends/ebs/ebs-backend.js';

@@ -4,7 +4,7 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { readMountinfo } from '../lib/mountinfo.js';
 import { sleep } from '../lib/sleep.js';
 import type { EbsBackend, EbsBackendDeps, HostSurvey } from '../volume-plugin/backends/ebs/ebs-backend.js';
-import { Reconciler } from '../volume-plugin/backends/ebs/reconciler.js';
+import { Reconciler } from '../volume-plugin/reconcile/reconciler.js';
 import type { VolumeService } from '../volume-plugin/service.js';
 import { AZ, ebsWorld, GiB, HOST, testLogger, type EbsWorld } from './helpers/ebs.js';
 import { noLoopReason } from './helpers/env.js';

@@ -36,6 +36,7 @@ import { ec2Error, internalError, invalidParameter, missingParameter, throttled,
 import { checkFilterNames, matchesFilters, paginate, tagFilterValues, tagList } from './ec2-filters.js';
 import { checkTags, checkVolumeConfig, DEVICE_PATTERN, ID_PATTERN, MAX_TAGS, SIZE_LIMITS } from './ec2-rules.js';
 import { TokenBucket } from './token-bucket.js';
+import { EC2_PORT_METHODS, ec2ActionOf, type Ec2Port } from '../../volume-plugin/backends/ebs/ec2-port.js';
 
 /**
  * A stateful model of the part of EC2 that berth's EBS backend uses, served
@@ -215,6 +216,37 @@ export class Ec2Model {
       { step: 'finalizeRequest', priority: 'low', name },
     );
     return () => void client.middlewareStack.remove(name);
+  }
+
+  /**
+   * The model as an EC2 port (volume-plugin/backends/ebs/ec2-port.ts) with no SDK in between:
+   * the same rules, throttling and faults, each port call one model call (like install()).
+   * A call whose signal is already aborted fails as the SDK's HTTP handler fails it and never
+   * reaches the model; one aborted while under way fails at once, while the model finishes it
+   * (a request EC2 received is not undone by the caller going away).
+   */
+  port(): Ec2Port {
+    const call =
+      (action: string) =>
+      (input: unknown, signal: AbortSignal): Promise<unknown> => {
+        if (signal.aborted) return Promise.reject(sdkAbortError(signal));
+        const answer = this.dispatch(action, input);
+        return new Promise((resolve, reject) => {
+          const onAbort = () => reject(sdkAbortError(signal));
+          signal.addEventListener('abort', onAbort, { once: true });
+          answer.then(
+            (value) => {
+              signal.removeEventListener('abort', onAbort);
+              resolve(value);
+            },
+            (err: unknown) => {
+              signal.removeEventListener('abort', onAbort);
+              reject(err as Error);
+            },
+          );
+        });
+      };
+    return Object.fromEntries(EC2_PORT_METHODS.map((method) => [method, call(ec2ActionOf(method))])) as unknown as Ec2Port;
   }
 
   // ---- harness: set up and inspect the world (no throttling, not counted) ----
@@ -1042,6 +1074,16 @@ export class Ec2Model {
     void done.then(() => this.pending.delete(done));
     return work;
   }
+}
+
+/**
+ * The error the SDK's HTTP handler rejects an aborted request with (@smithy/node-http-handler,
+ * buildAbortError): name 'AbortError', the signal's reason as `cause` when it is an Error.
+ */
+export function sdkAbortError(signal: AbortSignal): Error {
+  const reason: unknown = signal.reason;
+  if (reason instanceof Error) return Object.assign(new Error('Request aborted', { cause: reason }), { name: 'AbortError' });
+  return Object.assign(new Error(reason === undefined ? 'Request aborted' : String(reason)), { name: 'AbortError' });
 }
 
 export interface Ec2ModelOptions {

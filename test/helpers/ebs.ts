@@ -91,6 +91,7 @@ export async function ebsWorld(opts: Ec2ModelOptions & { bindDelayMs?: number; m
         idleDetachMs: 60_000,
         moveWaitMs: 2_000,
         deviceWaitMs: 2_000,
+        stateDir: world.stateDir,
         logger: testLogger(),
         ...overrides,
       });

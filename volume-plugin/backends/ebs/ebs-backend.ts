@@ -1,12 +1,18 @@
 import { createHash } from 'node:crypto';
+import { readFile } from 'node:fs/promises';
+import { join } from 'node:path';
 import type { Volume } from '@aws-sdk/client-ec2';
 import type { Logger } from 'pino';
+import { writeFileAtomic } from '../../../lib/atomic-file.js';
 import { BerthError, errorMessage } from '../../../lib/errors.js';
 import { MANAGED_BY, tagKeys, type TagKeys } from '../../../lib/node-contract.js';
 import type { DeviceResolver } from '../../devices/nvme.js';
 import type { OptionDefaults } from '../../options.js';
 import type { AttachedDevice, Backend, VolumeRecord } from '../backend.js';
-import { type Attachment, attachmentOf, ClientTokenSpent, type Ec2Facade, FailedVolumeDeleted, tagsOf, type Tags } from './ec2-facade.js';
+import type { HostSurvey, SurveyingBackend, VolumeFacts } from '../../reconcile/ports.js';
+import { ClientTokenSpent, FailedVolumeDeleted } from './ec2-errors.js';
+import type { Ec2Facade } from './ec2-facade.js';
+import { attachmentOf, tagsOf, type Tags } from './ec2-shapes.js';
 import { createParamsOf, EBS_OPTIONS, optionsOf, tagValueOf, validateEbsOptions } from './ebs-options.js';
 
 /**
@@ -43,52 +49,30 @@ export interface EbsBackendDeps {
   deviceWaitMs: number;
   /** How long find() remembers that a name is not berth's (dockerd asks every driver about names it does not know). */
   notFoundCacheMs?: number;
+  /**
+   * The agent's state directory (HostPaths.stateDir): the ClientToken generations are kept in
+   * CLIENT_TOKENS_FILE there, so a restarted agent does not rediscover each spent token (up to
+   * unknownAfterCreateMs, 60 s, each). Without it they live in memory only.
+   */
+  stateDir?: string;
   logger?: Logger;
 }
 
-/** Two or more live volumes carry one name: berth never guesses which holds the data. */
-export interface DuplicateName {
-  name: string;
-  /** Every volume with the name, the one attached here first. */
-  volumeIds: string[];
-  /** The one attached to this instance, which berth keeps using; undefined when none is. */
-  kept: string | undefined;
-}
-
-/**
- * What EC2 said of one volume, typed: what the reconciler decides on. `record.status` is only
- * what `docker volume inspect` shows and no decision reads it.
- */
-export interface VolumeFacts {
-  name: string;
-  volumeId: string;
-  /** The logical host its host tag names; '' when it has none (retained). */
-  hostTag: string;
-  /** Its attachment as EC2 reports it (instance, EC2 device name, state); undefined when available. */
-  attachment: Attachment | undefined;
-  /** The record to hand the manager (options, createdAt, display status). */
-  record: VolumeRecord;
-}
-
-/** One reconcile pass's view of EC2, read with one DescribeVolumes in the steady state. */
-export interface HostSurvey {
-  /** The volumes tagged to this host, one per unambiguous name. */
-  tagged: VolumeFacts[];
-  /** Names carried by several volumes tagged to this host. */
-  duplicates: DuplicateName[];
-  /** berth's volumes attached to this instance but tagged to another host or none: candidates for release. */
-  strays: VolumeFacts[];
-}
+// The survey's shapes are reconcile's port (volume-plugin/reconcile/ports.ts); the backend fills them.
+export type { DuplicateName, HostSurvey, VolumeFacts } from '../../reconcile/ports.js';
 
 /** A device of a volume that is not berth's (the root volume, say) is looked up again after this long. */
 const FOREIGN_RECHECK_MS = 600_000;
+
+/** The ClientToken generation of each name whose token berth spent, in the state directory. */
+export const CLIENT_TOKENS_FILE = 'ebs-client-tokens.json';
 
 /** How many times one Create rotates a spent ClientToken before it gives up. */
 const MAX_TOKEN_ROTATIONS = 8;
 
 const GONE = new Set(['stopping', 'stopped', 'shutting-down', 'terminated', 'unknown']);
 
-export interface EbsBackend extends Backend {
+export interface EbsBackend extends Backend, SurveyingBackend {
   readonly identity: HostIdentity;
   /**
    * The volumes tagged to this host (duplicates apart: of two volumes with one name, the one
@@ -124,7 +108,41 @@ export function createEbsBackend(deps: EbsBackendDeps): EbsBackend {
   const tokenGeneration = new Map<string, number>();
   const tokenOf = (name: string, generation: number) =>
     createHash('sha256').update(`${name}\0${identity.hostId}${generation ? `\0${generation}` : ''}`).digest('hex').slice(0, 64);
-  const spendToken = (name: string) => tokenGeneration.set(name, (tokenGeneration.get(name) ?? 0) + 1);
+  /**
+   * Generations survive a restart in the state directory (issue 24: in memory only, each spent
+   * token cost a restarted agent up to unknownAfterCreateMs to rediscover). Read once, before the
+   * first Create or Remove; written (atomically, in order) each time a token is spent. A file
+   * that cannot be read or written costs only that rediscovery: EC2's answers still say a token is spent.
+   */
+  const tokensFile = deps.stateDir === undefined ? undefined : join(deps.stateDir, CLIENT_TOKENS_FILE);
+  let tokensLoaded: Promise<void> | undefined;
+  let tokensSaved: Promise<void> = Promise.resolve();
+  const loadTokens = () =>
+    (tokensLoaded ??= (async () => {
+      if (!tokensFile) return;
+      const text = await readFile(tokensFile, 'utf8').catch(() => undefined);
+      if (text === undefined) return;
+      try {
+        const saved = (JSON.parse(text) as { generations?: Record<string, unknown> }).generations ?? {};
+        for (const [name, generation] of Object.entries(saved)) {
+          if (Number.isSafeInteger(generation) && (generation as number) > (tokenGeneration.get(name) ?? 0)) tokenGeneration.set(name, generation as number);
+        }
+      } catch (err) {
+        log?.warn({ file: tokensFile, err: errorMessage(err) }, 'ClientToken generations unreadable; spent tokens are rediscovered from EC2');
+      }
+    })());
+  async function spendToken(name: string): Promise<void> {
+    await loadTokens();
+    tokenGeneration.set(name, (tokenGeneration.get(name) ?? 0) + 1);
+    if (!tokensFile) return;
+    const text = JSON.stringify({ version: 1, generations: Object.fromEntries(tokenGeneration) });
+    tokensSaved = tokensSaved.then(() =>
+      writeFileAtomic(tokensFile, text, 0o600).catch((err: unknown) =>
+        log?.warn({ file: tokensFile, err: errorMessage(err) }, 'could not keep the ClientToken generations; after a restart spent tokens are rediscovered from EC2'),
+      ),
+    );
+    await tokensSaved;
+  }
 
   /** Volume ids of NVMe namespaces that are not berth's, with when EC2 said so. */
   const foreignDevices = new Map<string, number>();
@@ -174,8 +192,8 @@ export function createEbsBackend(deps: EbsBackendDeps): EbsBackend {
   }
 
   /** Live (not deleted) volumes with this name in berth's scope; two is an error, never a guess. */
-  async function lookup(name: string): Promise<Volume | undefined> {
-    const found = (await ec2.volumesNamed(scope, keys.volume, name)).filter((v) => v.State !== 'deleting' && v.State !== 'deleted');
+  async function lookup(name: string, signal?: AbortSignal): Promise<Volume | undefined> {
+    const found = (await ec2.volumesNamed(scope, keys.volume, name, signal)).filter((v) => v.State !== 'deleting' && v.State !== 'deleted');
     if (found.length > 1) {
       throw new BerthError(
         'CONFLICT',
@@ -191,12 +209,12 @@ export function createEbsBackend(deps: EbsBackendDeps): EbsBackend {
   }
 
   /** Detaches the volume if it is attached to this instance; true when it was. */
-  async function detachIfHere(volumeId: string, why: string, known?: Volume): Promise<boolean> {
+  async function detachIfHere(volumeId: string, why: string, known?: Volume, signal?: AbortSignal): Promise<boolean> {
     cancelIdle(volumeId);
-    const v = known ?? (await ec2.volume(volumeId));
+    const v = known ?? (await ec2.volume(volumeId, signal));
     const a = v && attachmentOf(v);
     if (!a || a.instanceId !== identity.instanceId) return false;
-    await ec2.detach(volumeId, v);
+    await ec2.detach(volumeId, v, signal);
     log?.info({ volumeId, why }, 'volume detached');
     return true;
   }
@@ -226,15 +244,15 @@ export function createEbsBackend(deps: EbsBackendDeps): EbsBackend {
 
   /** Frees a volume held by another instance: at once if that instance is gone, else by claim and wait. */
   async function takeOver(name: string, v: Volume, holder: string, signal?: AbortSignal): Promise<Volume> {
-    const info = (await ec2.instances([holder])).get(holder);
+    const info = (await ec2.instances([holder], signal)).get(holder);
     const state = info?.state ?? 'terminated';
     if (GONE.has(state)) {
       log?.info({ name, volumeId: v.VolumeId, from: holder, state }, 'moving the volume from an instance that is no longer running');
-      await ec2.detach(v.VolumeId!);
-      return (await ec2.volume(v.VolumeId!)) ?? v;
+      await ec2.detach(v.VolumeId!, undefined, signal);
+      return (await ec2.volume(v.VolumeId!, signal)) ?? v;
     }
     const owner = tagsOf(v)[keys.host];
-    if (owner !== identity.hostId) await ec2.tag([v.VolumeId!], { [keys.host]: identity.hostId });
+    if (owner !== identity.hostId) await ec2.tag([v.VolumeId!], { [keys.host]: identity.hostId }, signal);
     log?.warn(
       { name, volumeId: v.VolumeId, holder, holderHost: info?.tags[keys.host], waitS: deps.moveWaitMs / 1000 },
       'volume attached to a running instance: claimed it by tag and waiting for the agent there to release it (never force-detached)',
@@ -270,20 +288,22 @@ export function createEbsBackend(deps: EbsBackendDeps): EbsBackend {
     },
 
     async create(name, options, call = {}) {
+      const { signal } = call;
       notBerths.delete(name);
-      const existing = await lookup(name);
+      const existing = await lookup(name, signal);
       if (existing) {
         // The caller may refuse it (conflicting options) before anything is tagged.
         call.accept?.(toRecord(existing), !tagsOf(existing)[keys.host]);
         // A retained volume (no host tag) is adopted by this host.
         if (!tagsOf(existing)[keys.host]) {
-          await ec2.tag([existing.VolumeId!], { [keys.host]: identity.hostId });
+          await ec2.tag([existing.VolumeId!], { [keys.host]: identity.hostId }, signal);
           log?.info({ name, volumeId: existing.VolumeId }, 'adopted a retained volume');
-          return toRecord((await ec2.volume(existing.VolumeId!)) ?? existing);
+          return toRecord((await ec2.volume(existing.VolumeId!, signal)) ?? existing);
         }
         return toRecord(existing);
       }
       const tags: Tags = { ...scope, [keys.volume]: name, [keys.host]: identity.hostId, [keys.options]: tagValueOf(options), Name: name };
+      await loadTokens();
       for (let rotation = 0; ; rotation++) {
         const generation = tokenGeneration.get(name) ?? 0;
         try {
@@ -295,19 +315,20 @@ export function createEbsBackend(deps: EbsBackendDeps): EbsBackend {
               TagSpecifications: [{ ResourceType: 'volume', Tags: Object.entries(tags).map(([Key, Value]) => ({ Key, Value })) }],
             },
             `volume ${name}`,
+            signal,
           );
           return toRecord(volume);
         } catch (err) {
           if (err instanceof ClientTokenSpent && rotation < MAX_TOKEN_ROTATIONS) {
             // A racing Create (another agent of this host, with other options) may own the token: its volume wins.
-            const raced = await lookup(name);
+            const raced = await lookup(name, signal);
             if (raced) return toRecord(raced);
             log?.info({ name, generation, why: err.message }, 'ClientToken spent; creating with the next one');
-            spendToken(name);
+            await spendToken(name);
             continue;
           }
           // A volume EC2 failed and berth deleted spends its token too: the next Create must not get it back.
-          if (err instanceof FailedVolumeDeleted) spendToken(name);
+          if (err instanceof FailedVolumeDeleted) await spendToken(name);
           throw err;
         }
       }
@@ -345,7 +366,7 @@ export function createEbsBackend(deps: EbsBackendDeps): EbsBackend {
       let attachedHere = false;
       try {
         // By name, not by the remembered id: a second volume with this name must stop us here.
-        let v = await lookup(name);
+        let v = await lookup(name, signal);
         if (!v) throw new BerthError('NOT_FOUND', `volume ${name}: no EBS volume is tagged ${keys.volume}=${name} any more (was ${record.id})`);
         if (v.VolumeId !== record.id) {
           throw new BerthError('CONFLICT', `volume ${name} is now EBS volume ${v.VolumeId}, not ${record.id} as recorded here; remove it from Docker and create it again to adopt the new one`);
@@ -357,7 +378,7 @@ export function createEbsBackend(deps: EbsBackendDeps): EbsBackend {
           );
         }
         if (v.State === 'error') throw new BerthError('UNAVAILABLE', `volume ${name} (${record.id}) is in state "error" at EC2`);
-        if (tagsOf(v)[keys.host] !== identity.hostId) await ec2.tag([record.id], { [keys.host]: identity.hostId });
+        if (tagsOf(v)[keys.host] !== identity.hostId) await ec2.tag([record.id], { [keys.host]: identity.hostId }, signal);
         let a = attachmentOf(v);
         if (a && a.instanceId !== identity.instanceId) {
           v = await takeOver(name, v, a.instanceId, signal);
@@ -418,10 +439,11 @@ export function createEbsBackend(deps: EbsBackendDeps): EbsBackend {
       await detachIfHere(record.id, 'released');
     },
 
-    async remove(record) {
+    async remove(record, call = {}) {
+      const { signal } = call;
       const { name, id } = record;
       inUse.delete(id);
-      const v = await ec2.volume(id);
+      const v = await ec2.volume(id, signal);
       if (!v || v.State === 'deleting' || v.State === 'deleted') {
         log?.info({ name, volumeId: id }, 'volume already gone at EC2; forgotten here');
         return;
@@ -435,15 +457,15 @@ export function createEbsBackend(deps: EbsBackendDeps): EbsBackend {
           `volume ${name} (${id}) belongs to host ${owner} (${keys.host}), not this host (${identity.hostId}); berth deletes a volume only on its own host: remove it there. Nothing was changed`,
         );
       }
-      const detached = await detachIfHere(id, 'removed', v);
+      const detached = await detachIfHere(id, 'removed', v, signal);
       if (foreign) {
         log?.warn({ name, volumeId: id, owner, detached }, `volume forgotten on this host only: it belongs to host ${owner}, whose tags and data are left as they are`);
       } else if (record.options.onRemove === 'delete') {
-        await ec2.deleteVolume(id);
-        spendToken(name);
+        await ec2.deleteVolume(id, signal);
+        await spendToken(name);
         log?.info({ name, volumeId: id }, 'volume deleted (onRemove=delete)');
       } else {
-        await ec2.untag([id], [keys.host, keys.attachedTo, keys.state]);
+        await ec2.untag([id], [keys.host, keys.attachedTo, keys.state], signal);
         log?.info({ name, volumeId: id, detached }, detached ? 'volume retained: detached and untagged from this host' : 'volume retained: untagged from this host (it was not attached here)');
       }
     },

@@ -1,12 +1,10 @@
 import type { Logger } from 'pino';
 import { Counter, Gauge, type Registry } from 'prom-client';
-import { errorMessage, isBerthError } from '../../../lib/errors.js';
-import { VOLUME_STATE } from '../../../lib/node-contract.js';
-import { Semaphore } from '../../../lib/semaphore.js';
-import type { VolumeService } from '../../service.js';
-import type { VolumeRecord } from '../backend.js';
-import type { DuplicateName, EbsBackend, HostSurvey, VolumeFacts } from './ebs-backend.js';
-import type { Tags } from './ec2-facade.js';
+import { errorMessage, isBerthError } from '../../lib/errors.js';
+import { VOLUME_STATE } from '../../lib/node-contract.js';
+import { Semaphore } from '../../lib/semaphore.js';
+import type { VolumeRecord } from '../backends/backend.js';
+import type { DuplicateName, HostSurvey, ReconcileService, SurveyingBackend, Tags, VolumeFacts } from './ports.js';
 
 /**
  * Makes the host match its tags. At boot every volume tagged to this host is
@@ -20,10 +18,14 @@ import type { Tags } from './ec2-facade.js';
  *
  * Decisions rest on the backend's typed facts (VolumeFacts: host tag,
  * attachment instance and state), never on `VolumeRecord.status`, which is
- * only what `docker volume inspect` shows. Each pass reads EC2 once
- * (backend.survey(): one DescribeVolumes in the steady state) and hands that
- * list to the manager, the plan and the readiness tags. Every action runs
- * under the manager's per-name lock.
+ * only what `docker volume inspect` shows. Each pass reads the cloud once
+ * (backend.survey(): for EBS one DescribeVolumes in the steady state) and
+ * hands that list to the manager, the plan and the readiness tags. Every
+ * action runs under the manager's per-name lock.
+ *
+ * It sits above the core, over two ports (ports.ts): the core's operations
+ * (ReconcileService, which VolumeService satisfies) and a backend that can
+ * survey its cloud (SurveyingBackend); it imports no backend (docs/design.md §6).
  */
 
 export type Action = 'mount' | 'remount' | 'release' | 'detach';
@@ -36,8 +38,10 @@ export interface PlanItem {
 }
 
 export interface ReconcilerDeps {
-  manager: VolumeService;
-  backend: EbsBackend;
+  /** The core (VolumeService satisfies it). */
+  manager: ReconcileService;
+  /** A backend that surveys its cloud (the EBS backend). */
+  backend: SurveyingBackend;
   /** Volumes attached and mounted at once (BERTH_ATTACH_CONCURRENCY); the facade paces the attachments at EC2's 5/s. */
   concurrency: number;
   intervalMs: number;
@@ -127,7 +131,7 @@ export class Reconciler {
     const { manager, backend } = this.deps;
     const me = backend.identity.instanceId;
     this.noteDuplicates(survey.duplicates);
-    const local = new Map(manager.snapshot().map((v) => [v.name, v]));
+    const local = new Map(manager.list().map((v) => [v.name, v]));
     const out: PlanItem[] = [];
     for (const f of survey.tagged) {
       this.fingerprints.set(f.name, fingerprintOf(f.record));
@@ -268,7 +272,7 @@ export class Reconciler {
     const k = backend.tagKeys;
     const me = backend.identity.instanceId;
     const { tagged, duplicates } = survey;
-    const local = new Map(manager.snapshot().map((v) => [v.name, v]));
+    const local = new Map(manager.list().map((v) => [v.name, v]));
     const taggedNames = new Set(tagged.map((f) => f.name));
     for (const name of [...this.failed.keys()]) {
       const stillTagged = taggedNames.has(name) && !local.get(name)?.mounted;
