@@ -18,6 +18,7 @@
  * DescribeVolumes per host per minute; never slower than the seed.
  */
 import { parseArgs } from 'node:util';
+import type { Ec2Timing } from '../volume-plugin/backends/ebs/ec2-timing.js';
 import { DEFAULT_BUCKETS, type BucketLimit, type BucketName } from '../test/aws/ec2-model.js';
 import { runFleet, warmUpSdk, type FleetOptions, type FleetResult, type Scenario } from '../test/fakes/fleet.js';
 import { VirtualClock } from '../test/fakes/virtual-clock.js';
@@ -36,6 +37,8 @@ const { values } = parseArgs({
     'brownout-kind': { type: 'string', default: 'throttle' },
     steady: { type: 'string', default: '600' },
     seed: { type: 'string', default: '23' },
+    /** JSON of Ec2Timing fields to try instead of the defaults, e.g. '{"mutationBackoff":1.5}'. */
+    timing: { type: 'string', default: '' },
   },
 });
 
@@ -87,6 +90,7 @@ for (const scenario of scenarios) {
         brownout: { atMs: (Number(values['brownout-at']) * 1000) / scale, forMs: (Number(values['brownout-for']) * 1000) / scale, kind: values['brownout-kind'] as 'throttle' | '5xx' },
         steadyMs: scenario === 'replace' ? (Number(values.steady) * 1000) / scale : 0,
         ...(clock ? { clock } : {}),
+        ...(values.timing ? { timing: JSON.parse(values.timing) as Partial<Ec2Timing> } : {}),
       };
       results.set(agent, await runFleet(opts));
     } finally {

@@ -8,7 +8,10 @@ import { MANAGED_BY, tagKeys } from '../../lib/node-contract.js';
 import { sleep } from '../../lib/sleep.js';
 import { createEbsBackend, type EbsBackend } from '../../volume-plugin/backends/ebs/ebs-backend.js';
 import { DEVICE_NAMES, Ec2Facade } from '../../volume-plugin/backends/ebs/ec2-facade.js';
-import { Reconciler } from '../../volume-plugin/backends/ebs/reconciler.js';
+import { attachedHereOf } from '../../volume-plugin/backends/ebs/attachment-waits.js';
+import type { Ec2Timing } from '../../volume-plugin/backends/ebs/ec2-timing.js';
+import { SdkEc2 } from '../../volume-plugin/backends/ebs/sdk-ec2.js';
+import { Reconciler } from '../../volume-plugin/reconcile/reconciler.js';
 import type { DeviceResolver, ResolvedDevice } from '../../volume-plugin/devices/nvme.js';
 import { DockerVolumeDriver } from '../../volume-plugin/docker-driver.js';
 import type { Filesystem } from '../../volume-plugin/options.js';
@@ -56,6 +59,10 @@ export interface FleetOptions {
   limitMs?: number;
   /** After all ready, watch this long with nothing changing (DescribeVolumes per host per minute). */
   steadyMs?: number;
+  /** The agents' EC2 timing, where it differs from the production defaults (to try other pacing). */
+  timing?: Partial<Ec2Timing>;
+  /** false: the agents do not watch their NVMe namespaces (as on Xen) and poll EC2 for attachments. */
+  hostView?: boolean;
   /** Where the hosts' state files go (tmpfs). */
   stateRoot?: string;
 }
@@ -311,7 +318,13 @@ export async function runFleet(opts: FleetOptions): Promise<FleetResult> {
     // As agent/backend-factory.ts builds it: adaptive retry, 8 attempts.
     const client = sdkClient('adaptive', 8);
     model.installBehindSdkRetries(client, 'agent');
-    const ec2 = new Ec2Facade({ client, instanceId: host.instanceId, maxConcurrentAttachments: CONFIG_DEFAULTS.BERTH_ATTACH_CONCURRENCY });
+    const ec2 = new Ec2Facade({
+      ec2: new SdkEc2(client),
+      instanceId: host.instanceId,
+      maxConcurrentAttachments: CONFIG_DEFAULTS.BERTH_ATTACH_CONCURRENCY,
+      ...(opts.timing ? { timing: opts.timing } : {}),
+      ...(opts.hostView === false ? {} : { attachedHere: attachedHereOf(host.devices) }),
+    });
     const backend: EbsBackend = createEbsBackend({
       ec2,
       devices: host.devices,
@@ -358,17 +371,11 @@ export async function runFleet(opts: FleetOptions): Promise<FleetResult> {
       }
     };
     const tasks = Promise.all(host.names.map(task));
-    const started = Date.now() - t0;
     await reconciler.boot().catch(() => undefined);
-    if (process.env.FLEET_DEBUG) console.log(host.hostId, 'started', started / 1000, 'booted', (Date.now() - t0) / 1000, reconciler.readiness());
     if (!stopped) reconciler.start();
     await tasks;
-    if (process.env.FLEET_DEBUG) console.log(host.hostId, 'tasks', (Date.now() - t0) / 1000);
     // Ready: every task's volume mounted and /readyz answering ready (the next pass makes it so).
-    while (!stopped && (mounted < host.names.length || reconciler.readiness() !== true)) {
-      if (process.env.FLEET_DEBUG) console.log(host.hostId, (Date.now() - t0) / 1000, mounted, reconciler.readiness());
-      await sleep(1_000);
-    }
+    while (!stopped && (mounted < host.names.length || reconciler.readiness() !== true)) await sleep(1_000);
     host.readyAt = now();
   }
 
