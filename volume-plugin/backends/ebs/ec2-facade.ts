@@ -141,6 +141,24 @@ export class Ec2Facade {
     }
   }
 
+  /**
+   * A read (DescribeVolumes) that EC2 still refuses for the account's budget, or while browning
+   * out, after the SDK's own retries, is tried again after a jittered pause (1 s doubling, at most
+   * 10 s) until the caller's signal aborts or `until`: a Mount fails for throttling only when no
+   * retry within its deadline could have won (docs/design.md §6).
+   */
+  private async untilAccepted<T>(call: () => Promise<T>, signal: AbortSignal | undefined, until: number): Promise<T> {
+    for (let pauseMs = 1_000; ; pauseMs = Math.min(pauseMs * 2, this.timing.maxMutationGapMs)) {
+      try {
+        return await call();
+      } catch (err) {
+        const wait = pauseMs * (0.5 + Math.random());
+        if (!(isThrottled(err) || isServerFault(err)) || signal?.aborted || Date.now() + wait >= until) throw err;
+        await pause(wait, signal);
+      }
+    }
+  }
+
   /** The signal an EC2 call carries: the caller's, or NO_CALLER. */
   private signalOf(signal: AbortSignal | undefined): AbortSignal {
     return signal ?? NO_CALLER;
@@ -151,8 +169,10 @@ export class Ec2Facade {
     const Filters: Filter[] = [...Object.entries(tags).map(([k, v]) => ({ Name: `tag:${k}`, Values: [v] })), ...extra];
     const out: Volume[] = [];
     let NextToken: string | undefined;
+    const until = Date.now() + this.timing.attachTimeoutMs;
     do {
-      const page = await this.port.describeVolumes({ Filters, MaxResults: 500, ...(NextToken ? { NextToken } : {}) }, this.signalOf(signal)).catch((err: unknown) => {
+      const input = { Filters, MaxResults: 500, ...(NextToken ? { NextToken } : {}) };
+      const page = await this.untilAccepted(() => this.port.describeVolumes(input, this.signalOf(signal)), signal, until).catch((err: unknown) => {
         throw ec2Error(err, `listing volumes tagged ${JSON.stringify(tags)}`);
       });
       out.push(...(page.Volumes ?? []));
