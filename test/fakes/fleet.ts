@@ -536,13 +536,15 @@ export function floorOf(opts: Pick<FleetOptions, 'hosts' | 'volumesPerHost' | 's
     const batch = opts.batch ?? Math.max(1, Math.round(opts.hosts / 10));
     let ms = 0;
     let tokens = m.capacity;
+    const lastBoot = BOOT_MS.maxMs * scale;
     for (let done = 0; done < opts.hosts; done += batch) {
       const n = Math.min(batch, opts.hosts - done) * opts.volumesPerHost;
       const spend = phase(n, tokens);
-      tokens = Math.min(m.capacity, Math.max(0, tokens - n) + ((start + attach) / 1000) * rate);
-      ms += start + spend + attach;
+      const took = Math.max(lastBoot, start + spend) + attach;
+      tokens = Math.min(m.capacity, Math.max(0, tokens - n) + (took / 1000) * rate);
+      ms += took;
     }
-    return { ms, how: `${Math.ceil(opts.hosts / batch)} batches of ${batch} hosts, each: boot ${(start / 1000).toFixed(0)} s, attachments at ${rate}/s past the tokens left, a median attach` };
+    return { ms, how: `${Math.ceil(opts.hosts / batch)} batches of ${batch} hosts, each: its last host's boot ${(lastBoot / 1000).toFixed(0)} s (or the attachments at ${rate}/s past the tokens left, if longer) + a median attach` };
   }
   const n = opts.hosts * opts.volumesPerHost;
   const lastBoot = BOOT_MS.maxMs * scale;
