@@ -1,7 +1,7 @@
 import { defineConfig } from 'vitest/config';
 
 /**
- * Two groups (README, "Tests"). `unit`: tests beside the code and under
+ * Two groups (docs/testing.md). `unit`: tests beside the code and under
  * test/unit, test/fakes and test/aws. Each keeps to its own temp dirs, private
  * sockets and port-0 listeners, so files run in parallel. `system`: every other
  * file under test/. These share host-wide resources (the shared dockerd,

@@ -3,7 +3,7 @@ import type { Logger } from 'pino';
 import { processRunner, type Runner } from '../lib/exec.js';
 import { createFilesystemOps } from '../volume-plugin/fs/filesystem.js';
 import { DockerVolumeDriver } from '../volume-plugin/docker-driver.js';
-import type { VolumeService } from '../volume-plugin/service.js';
+import { VolumeService } from '../volume-plugin/service.js';
 import { assertSocketFree, listenPlugin, type PluginServer } from '../volume-plugin/server.js';
 import { createEbsFromConfig, createLoopFromConfig, resolveBackendKind, type AwsOverrides } from './backend-factory.js';
 import type { CertRefresher } from './cert-refresher.js';
@@ -41,7 +41,7 @@ export interface AgentOptions {
   aws?: AwsOverrides;
 }
 
-/** Wires the agent in start order: backend → manager → plugin socket → health endpoint. */
+/** Wires the agent in start order: backend → volume service → its front ends (plugin socket) → health endpoint. */
 export async function startAgent(config: Config, logger: Logger, options: AgentOptions = {}): Promise<Agent> {
   // Before the state dir is touched: a second agent on a live one's socket must change nothing.
   await assertSocketFree(pluginSocketPath(config));
@@ -55,7 +55,8 @@ export async function startAgent(config: Config, logger: Logger, options: AgentO
   const paths = hostPathsOf(config);
   const fs = createFilesystemOps({ runner, paths, logger: logger.child({ component: 'fs' }) });
   const engine = config.BERTH_DOCKER_HOST && config.BERTH_DOCKER_HOST !== 'off' ? engineReferences(config.BERTH_DOCKER_HOST) : undefined;
-  const docker = new DockerVolumeDriver({
+  // The core is built once and handed to its front ends: the Docker plugin socket now, any later one beside it.
+  const manager = new VolumeService({
     backend,
     fs,
     paths,
@@ -66,7 +67,7 @@ export async function startAgent(config: Config, logger: Logger, options: AgentO
     ...(engine ? { engine } : {}),
     ...(options.beforeStateWrite ? { beforeStateWrite: options.beforeStateWrite } : {}),
   });
-  const manager = docker.service;
+  const docker = new DockerVolumeDriver(manager);
   await manager.start();
   // dockerd usually starts after berth: the first check finds no engine and changes nothing; the periodic one catches up.
   const checkReferences = (reason: string) =>

@@ -11,6 +11,7 @@ import type { EbsBackend } from '../volume-plugin/backends/ebs/ebs-backend.js';
 import { EBS_OPTIONS, validateEbsOptions } from '../volume-plugin/backends/ebs/ebs-options.js';
 import type { Ec2Timing } from '../volume-plugin/backends/ebs/ec2-timing.js';
 import { createLoopBackend } from '../volume-plugin/backends/loop.js';
+import { BACKEND_READY_WAIT_MS } from '../volume-plugin/budgets.js';
 import { hostPathsOf, type Config } from './config.js';
 import type { MetadataReader } from './host-identity.js';
 
@@ -37,7 +38,7 @@ export interface AwsOverrides {
 }
 
 export function createLoopFromConfig(config: Config, runner: Runner, logger: Logger): Backend {
-  return createLoopBackend({ stateDir: config.BERTH_STATE_DIR, paths: hostPathsOf(config), runner, logger: logger.child({ backend: 'loop' }) });
+  return createLoopBackend({ stateDir: config.BERTH_STATE_DIR, paths: hostPathsOf(config), runner, logger: logger.child({ backend: 'loop' }), foreignOptions: [EBS_OPTIONS] });
 }
 
 /**
@@ -47,7 +48,7 @@ export function createLoopFromConfig(config: Config, runner: Runner, logger: Log
  */
 export function createEbsFromConfig(config: Config, logger: Logger, aws: AwsOverrides = {}, registry?: Registry): DeferredBackend<EbsBackend> {
   const log = logger.child({ backend: 'ebs' });
-  const deferred = deferredBackend<EbsBackend>('ebs', 'global', validateEbsOptions, 100_000, EBS_OPTIONS);
+  const deferred = deferredBackend<EbsBackend>('ebs', 'global', validateEbsOptions, BACKEND_READY_WAIT_MS, EBS_OPTIONS);
   void (async () => {
     let delay = aws.startRetryMs ?? 2_000;
     for (;;) {

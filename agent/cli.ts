@@ -1,19 +1,19 @@
 #!/usr/bin/env node
 import { execFileSync } from 'node:child_process';
 import { accessSync, constants, existsSync, readFileSync, realpathSync, statSync } from 'node:fs';
-import { unlink } from 'node:fs/promises';
 import { request } from 'node:http';
-import { join } from 'node:path';
 import { createInterface } from 'node:readline/promises';
 import { pathToFileURL } from 'node:url';
 import { parseArgs } from 'node:util';
 import { errorMessage } from '../lib/errors.js';
-import { listRetainedLoopVolumes, type RetainedLoopVolume } from '../volume-plugin/backends/loop.js';
+import { processRunner } from '../lib/exec.js';
+import type { Backend, RetainedVolume } from '../volume-plugin/backends/backend.js';
+import { createLoopBackend } from '../volume-plugin/backends/loop.js';
 import type { VolumeStatus } from '../volume-plugin/service.js';
 import { assertVolumeName, formatSize } from '../volume-plugin/options.js';
 import { probeSocket } from '../volume-plugin/server.js';
 import { resolveBackendKind } from './backend-factory.js';
-import { ConfigError, loadInstalledConfig, pluginSocketPath, type Config } from './config.js';
+import { ConfigError, hostPathsOf, loadInstalledConfig, pluginSocketPath, type Config } from './config.js';
 import { checkInstall, missingTools, toolsFor } from './preflight.js';
 
 /**
@@ -331,23 +331,24 @@ async function waitServing(env: CliEnv, timeoutSeconds: number, pid: number | un
   }
 }
 
-const sysBlock = (config: Config) => join(config.BERTH_SYSFS_ROOT, 'block');
-
-async function retainedVolumes(env: CliEnv): Promise<RetainedLoopVolume[]> {
+/** The backend whose retained volumes live on this host, over the agent's state directory; only the loop backend keeps any here. */
+async function retainingBackend(env: CliEnv): Promise<Backend & Required<Pick<Backend, 'retained' | 'purgeRetained'>>> {
   const kind = await resolveBackendKind(env.config);
-  if (kind !== 'loop') {
+  const backend = kind === 'loop' ? createLoopBackend({ stateDir: env.config.BERTH_STATE_DIR, paths: hostPathsOf(env.config), runner: processRunner }) : undefined;
+  if (!backend?.retained || !backend.purgeRetained) {
     throw new CliError(1, 'retained volumes of the ebs backend are EBS volumes tagged with a volume name and no host: list or delete them in EC2');
   }
-  return listRetainedLoopVolumes(env.config.BERTH_STATE_DIR, sysBlock(env.config));
+  return backend as Backend & Required<Pick<Backend, 'retained' | 'purgeRetained'>>;
 }
 
 /**
- * Deletes one retained volume's image and metadata, after checking that
- * nothing uses it: the agent must answer and not know the name, and no loop
- * device may be backed by the image.
+ * Deletes one retained volume's data through its backend, after checking that
+ * nothing uses it: the agent must answer and not know the name, and no device
+ * may use the data (the backend checks that again as it deletes).
  */
-async function purgeRetained(env: CliEnv, name: string, confirmed: boolean): Promise<RetainedLoopVolume> {
-  const volume = (await retainedVolumes(env)).find((v) => v.name === name);
+async function purgeRetained(env: CliEnv, name: string, confirmed: boolean): Promise<RetainedVolume> {
+  const backend = await retainingBackend(env);
+  const volume = (await backend.retained()).find((v) => v.name === name);
   if (!volume) throw new CliError(1, `no retained volume named ${name} (berth retained lists them); a volume Docker lists is removed with docker volume rm`);
   const status = await agentStatus(env).catch((err: unknown) => {
     throw new CliError(3, `the agent must answer before a purge (it checks that nothing uses the volume): ${errorMessage(err)}`);
@@ -362,11 +363,9 @@ async function purgeRetained(env: CliEnv, name: string, confirmed: boolean): Pro
     const typed = (await env.ask(`this deletes ${volume.image} (${formatSize(volume.sizeBytes)}) for good; type the volume name to confirm: `)).trim();
     if (typed !== name) throw new CliError(1, `"${typed}" is not ${name}: nothing deleted`);
   }
-  await unlink(volume.image).catch((err: NodeJS.ErrnoException) => {
-    if (err.code !== 'ENOENT') throw err;
+  return backend.purgeRetained(name).catch((err: unknown) => {
+    throw new CliError(1, errorMessage(err));
   });
-  await unlink(volume.sidecar);
-  return volume;
 }
 
 const JSON_ERRORS = (argv: readonly string[]) => argv.includes('--json');
@@ -489,7 +488,7 @@ export async function run(argv: string[], envOrLoader: CliEnv | (() => CliEnv) =
       const [sub = 'ls', name] = rest;
       if (sub === 'ls') {
         if (name !== undefined) throw new CliError(2, `retained ls: unexpected argument "${name}"; ${usage}`);
-        const vols = await retainedVolumes(env);
+        const vols = await (await retainingBackend(env)).retained();
         print(vols, () =>
           vols.length === 0
             ? ['no retained volumes']

@@ -4,6 +4,7 @@ import * as z from 'zod/mini';
 import '../lib/zod-english.js';
 import { DEFAULT_TAG_PREFIX } from '../lib/node-contract.js';
 import type { HostPaths } from '../volume-plugin/host-paths.js';
+import { DEADLINES } from '../volume-plugin/budgets.js';
 import { Filesystems, SizeSchema } from '../volume-plugin/options.js';
 
 /**
@@ -22,6 +23,35 @@ const hostPort = z.string().check(z.regex(/^[^:]+:\d{1,5}$/, 'must be host:port,
 const bool = z.pipe(z.enum(['true', 'false']), z.transform((v) => v === 'true'));
 const tagValue = z.string().check(z.regex(/^[\w.:/=+@-]{1,128}$/, 'must be 1-128 characters valid in an EC2 tag value'));
 
+// --- Time budgets -----------------------------------------------------------
+const MOUNT_SECONDS = DEADLINES.mount / 1000;
+/**
+ * The defaults of every time setting, in one place (docs/configuration.md,
+ * "Time budgets"). A wait that serves a Docker call is a share of that call's
+ * deadline (volume-plugin/budgets.ts, dockerd's): the waits one Mount may add
+ * up (another host letting go, then the device appearing) leave it time to
+ * fail with its reason and undo before dockerd gives up on it.
+ */
+export const TIME_BUDGETS = {
+  /** A Mount waits this long for another running host to release the volume: half the Mount's deadline. */
+  moveWaitSeconds: MOUNT_SECONDS / 2,
+  /** Then this long for the block device after EC2 reports the attachment: a quarter of it. */
+  deviceWaitSeconds: MOUNT_SECONDS / 4,
+  /** Start-up waits this long for instance credentials: one Mount deadline (Mounts meanwhile wait in backends/deferred.ts, less). */
+  credentialsWaitSeconds: MOUNT_SECONDS,
+  /** SIGTERM waits this long for calls in flight: half the deadline of the calls that are not Create or Mount. */
+  shutdownGraceSeconds: DEADLINES.other / 1000 / 2,
+  /** A volume stays mounted this long after its last Unmount (unmount-grace.ts). */
+  unmountGraceSeconds: 10,
+  /** An unused EBS volume stays attached this long, for a quick restart. */
+  idleDetachSeconds: 600,
+  /** Periods: the engine reference check, the reconcile pass, the certificate poll. */
+  referenceCheckSeconds: 60,
+  reconcileIntervalSeconds: 60,
+  certPollSeconds: 60,
+} as const;
+// -----------------------------------------------------------------------------
+
 /** A health address other hosts cannot reach: 127.0.0.0/8 or localhost. */
 const isLoopback = (addr: string) => /^(127\.\d{1,3}\.\d{1,3}\.\d{1,3}|localhost):\d+$/i.test(addr);
 
@@ -35,16 +65,16 @@ export const ConfigSchema = z.object({
   BERTH_HEALTH_ADDR: setting(z._default(hostPort, '127.0.0.1:9470'), 'local endpoint for /healthz, /readyz, /metrics, /status'),
   BERTH_HEALTH_ALLOW_REMOTE: setting(z._default(bool, false), 'let BERTH_HEALTH_ADDR be an address other hosts can reach (only /healthz and /readyz answer them)'),
   BERTH_LOG_LEVEL: setting(z._default(z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace']), 'info'), 'pino log level'),
-  BERTH_SHUTDOWN_GRACE_SECONDS: setting(seconds(30), 'how long SIGTERM waits for in-flight plugin calls'),
+  BERTH_SHUTDOWN_GRACE_SECONDS: setting(seconds(TIME_BUDGETS.shutdownGraceSeconds), 'how long SIGTERM waits for in-flight plugin calls'),
   BERTH_UNMOUNT_GRACE_SECONDS: setting(
-    z._default(int(0, 3600), 10),
+    z._default(int(0, 3600), TIME_BUDGETS.unmountGraceSeconds),
     'how long a volume stays mounted after its last container unmounts it, so a restart or the next docker run skips fsck and mount; 0: unmount at once',
   ),
   BERTH_DOCKER_HOST: setting(
     z.optional(z.string().check(z.regex(/^(off|unix:\/\/\/.+)$/, 'must be unix:///path/to/docker.sock or off'))),
     'Docker engine API socket (unix:///var/run/docker.sock) asked which volumes containers hold, to drop references dockerd will never Unmount; unset or off: no check',
   ),
-  BERTH_REFERENCE_CHECK_SECONDS: setting(seconds(60), 'period of the check of volume references against the Docker engine'),
+  BERTH_REFERENCE_CHECK_SECONDS: setting(seconds(TIME_BUDGETS.referenceCheckSeconds), 'period of the check of volume references against the Docker engine'),
 
   BERTH_SYSFS_ROOT: setting(z._default(z.string(), '/sys'), 'sysfs root: EC2 detection for BERTH_BACKEND=auto, NVMe serials of EBS volumes'),
   BERTH_DEV_ROOT: setting(z._default(z.string(), '/dev'), 'directory of block device nodes'),
@@ -58,12 +88,12 @@ export const ConfigSchema = z.object({
   ),
   BERTH_EC2_ENDPOINT: setting(z.optional(z.url()), 'EC2 endpoint override (EC2-compatible APIs, tests)'),
   BERTH_IMDS_ENDPOINT: setting(z.optional(z.url()), 'instance metadata endpoint override (default http://169.254.169.254)'),
-  BERTH_CREDENTIALS_WAIT_SECONDS: setting(seconds(120), 'how long start-up waits for instance credentials'),
+  BERTH_CREDENTIALS_WAIT_SECONDS: setting(seconds(TIME_BUDGETS.credentialsWaitSeconds), 'how long start-up waits for instance credentials'),
   BERTH_ATTACH_CONCURRENCY: setting(z._default(int(1, 200), 50), 'attachments in flight at once (EC2 allows bursts of 50, then 5/s)'),
-  BERTH_IDLE_DETACH_SECONDS: setting(seconds(600), 'how long a volume no container uses stays attached for a quick restart'),
-  BERTH_MOVE_WAIT_SECONDS: setting(seconds(60), 'how long Mount waits for another running host to release a volume'),
-  BERTH_DEVICE_WAIT_SECONDS: setting(seconds(30), 'how long after EC2 reports an attachment its block device may take to appear'),
-  BERTH_RECONCILE_INTERVAL_SECONDS: setting(seconds(60), 'period of the reconcile pass that repairs drift and refreshes readiness tags'),
+  BERTH_IDLE_DETACH_SECONDS: setting(seconds(TIME_BUDGETS.idleDetachSeconds), 'how long a volume no container uses stays attached for a quick restart'),
+  BERTH_MOVE_WAIT_SECONDS: setting(seconds(TIME_BUDGETS.moveWaitSeconds), 'how long Mount waits for another running host to release a volume'),
+  BERTH_DEVICE_WAIT_SECONDS: setting(seconds(TIME_BUDGETS.deviceWaitSeconds), 'how long after EC2 reports an attachment its block device may take to appear'),
+  BERTH_RECONCILE_INTERVAL_SECONDS: setting(seconds(TIME_BUDGETS.reconcileIntervalSeconds), 'period of the reconcile pass that repairs drift and refreshes readiness tags'),
 
   // certificate refresher: off unless a bucket is set
   BERTH_CERT_BUCKET: setting(z.optional(z.string()), 'S3 bucket holding the TLS certificate; unset disables the refresher'),
@@ -82,7 +112,7 @@ export const ConfigSchema = z.object({
     ),
     'uid:gid that owns the written pair: the user Traefik runs as (Dockerfile.traefik: 65532)',
   ),
-  BERTH_CERT_POLL_SECONDS: setting(seconds(60), 'how often S3 is asked for a new certificate'),
+  BERTH_CERT_POLL_SECONDS: setting(seconds(TIME_BUDGETS.certPollSeconds), 'how often S3 is asked for a new certificate'),
   BERTH_S3_ENDPOINT: setting(z.optional(z.url()), 'S3 endpoint override (S3-compatible stores, tests)'),
   BERTH_AWS_REGION: setting(z.optional(z.string()), 'region of the S3 client; default from the AWS SDK environment'),
 }).check(

@@ -1,6 +1,6 @@
 import { request } from 'node:http';
 import { BerthError } from '../lib/errors.js';
-import type { EngineReferences } from '../volume-plugin/service.js';
+import type { EngineReferences } from '../volume-plugin/engine-check.js';
 
 /**
  * Which volumes the Docker engine's containers use, from the engine API

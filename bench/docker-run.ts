@@ -31,6 +31,7 @@ import { processRunner, type Runner } from '../lib/exec.js';
 import { createLoopBackend } from '../volume-plugin/backends/loop.js';
 import { createFilesystemOps } from '../volume-plugin/fs/filesystem.js';
 import { DockerVolumeDriver } from '../volume-plugin/docker-driver.js';
+import { VolumeService } from '../volume-plugin/service.js';
 import { hostPathsFor } from '../test/helpers/manager.js';
 import { median, unixPoster } from './lib.js';
 
@@ -145,13 +146,15 @@ try {
       ]),
     ) as T;
   const profDir = join(dir, 'profile');
-  const manager = new DockerVolumeDriver({
-    backend: timedSteps('backend', createLoopBackend({ stateDir: profDir, paths: hostPathsFor(profDir), runner: timed })),
-    fs: timedSteps('fs', createFilesystemOps({ runner: timed, paths: hostPathsFor(profDir) })),
-    paths: hostPathsFor(profDir),
-    defaults: { sizeBytes: 2 ** 30, fs: 'ext4' },
-    logger: silentLogger,
-  });
+  const manager = new DockerVolumeDriver(
+    new VolumeService({
+      backend: timedSteps('backend', createLoopBackend({ stateDir: profDir, paths: hostPathsFor(profDir), runner: timed })),
+      fs: timedSteps('fs', createFilesystemOps({ runner: timed, paths: hostPathsFor(profDir) })),
+      paths: hostPathsFor(profDir),
+      defaults: { sizeBytes: 2 ** 30, fs: 'ext4' },
+      logger: silentLogger,
+    }),
+  );
   await manager.service.start();
   steps.clear();
   let t0 = performance.now();

@@ -43,7 +43,7 @@ import { DEVICE_NAMES, Ec2Facade } from '../volume-plugin/backends/ebs/ec2-facad
 import { createDeviceResolver } from '../volume-plugin/devices/nvme.js';
 import { createFilesystemOps } from '../volume-plugin/fs/filesystem.js';
 import { DockerVolumeDriver } from '../volume-plugin/docker-driver.js';
-import type { VolumeService } from '../volume-plugin/service.js';
+import { VolumeService } from '../volume-plugin/service.js';
 import { StateStore } from '../volume-plugin/state-store.js';
 import { hostPathsFor } from '../test/helpers/manager.js';
 import { AZ, ebsWorld, GiB, HOST, type EbsWorld } from '../test/helpers/ebs.js';
@@ -98,9 +98,9 @@ const timedStep = async <T>(name: string, work: () => Promise<T>): Promise<T> =>
   }
 };
 // The state file write (write, fsync, rename, fsync the directory), timed from outside the manager.
-const save = StateStore.prototype.save;
-StateStore.prototype.save = function (state) {
-  return timedStep('state write + fsync', () => save.call(this, state));
+const write = StateStore.prototype.write;
+StateStore.prototype.write = function (state) {
+  return timedStep('state write + fsync', () => write.call(this, state));
 };
 const profiledRunner: Runner = (file, args, options) => timedStep(file, () => processRunner(file, args, options));
 
@@ -129,7 +129,7 @@ function backendOf(w: EbsWorld, concurrency: number, ec2 = new Ec2Facade({ clien
 }
 
 async function managerOf(w: EbsWorld, backend: EbsBackend, stateDir: string): Promise<DockerVolumeDriver> {
-  const m = new DockerVolumeDriver({ backend, fs: createFilesystemOps({ runner: profiledRunner, paths: hostPathsFor(stateDir) }), paths: hostPathsFor(stateDir), defaults: { sizeBytes: GiB, fs: 'ext4' }, logger: silentLogger });
+  const m = new DockerVolumeDriver(new VolumeService({ backend, fs: createFilesystemOps({ runner: profiledRunner, paths: hostPathsFor(stateDir) }), paths: hostPathsFor(stateDir), defaults: { sizeBytes: GiB, fs: 'ext4' }, logger: silentLogger }));
   await m.service.start();
   return m;
 }

@@ -35,7 +35,7 @@ const withoutFinalNewline = (s: string) => (s.endsWith('\r\n') ? s.slice(0, -2) 
  * The runner on node:child_process directly rather than execa: a tool spawn
  * is on every Mount's path, and execa's layers (stream plumbing, option
  * normalisation, exit hooks) cost ~2 ms of the event loop per spawn and
- * 185 KB of the agent's bundle (README "Tools run through node:child_process",
+ * 185 KB of the agent's bundle (docs/volumes.md "Tools run through node:child_process",
  * docs/operations.md "Where it stands").
  */
 export const processRunner: Runner = (file, args, options = {}) => {

@@ -9,7 +9,7 @@ import type { Backend } from '../volume-plugin/backends/backend.js';
 import { createLoopBackend } from '../volume-plugin/backends/loop.js';
 import { createFilesystemOps } from '../volume-plugin/fs/filesystem.js';
 import { DockerVolumeDriver } from '../volume-plugin/docker-driver.js';
-import { DEADLINES } from '../volume-plugin/service.js';
+import { DEADLINES, VolumeService } from '../volume-plugin/service.js';
 import { hostPathsFor } from './helpers/manager.js';
 import { noLoopReason } from './helpers/env.js';
 import { detachLoopDevicesUnder, loopDevicesUnder, sh, tempDir } from './helpers/loop.js';
@@ -48,7 +48,7 @@ describe.skipIf(noLoopReason)(`deadlines through the core${noLoopReason ? ` (ski
         return r;
       },
     };
-    const m = new DockerVolumeDriver({ backend, fs: createFilesystemOps({ runner: processRunner, paths: hostPathsFor(stateDir) }), paths: hostPathsFor(stateDir), defaults: { sizeBytes: 32 * 2 ** 20, fs: 'ext4' }, logger: silentLogger, deadlines });
+    const m = new DockerVolumeDriver(new VolumeService({ backend, fs: createFilesystemOps({ runner: processRunner, paths: hostPathsFor(stateDir) }), paths: hostPathsFor(stateDir), defaults: { sizeBytes: 32 * 2 ** 20, fs: 'ext4' }, logger: silentLogger, deadlines }));
     await m.service.start();
     return m;
   }

@@ -130,7 +130,7 @@ describe.skipIf(skip)(`berth:local as a managed plugin${skip ? ` (skipped: ${ski
     await d(['exec', await container(project), 'sh', '-c', 'echo precious > /data/keep']);
     expect(await agentVolume(`${project}_data`)).toMatchObject({ mounted: true, refs: 1 });
     await compose(project, ['down']);
-    // No container holds it; within the unmount grace (README, default 10 s) it may still be mounted, marked pending.
+    // No container holds it; within the unmount grace (docs/volumes.md, default 10 s) it may still be mounted, marked pending.
     const down = await agentVolume(`${project}_data`);
     expect(down).toMatchObject({ refs: 0 });
     expect(down?.mounted === false || down?.unmountPending === true).toBe(true);

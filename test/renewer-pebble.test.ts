@@ -15,6 +15,9 @@ import { CertRefresher } from '../agent/cert-refresher.js';
 import { sleep } from '../lib/sleep.js';
 import { ChallTestSrvDns01 } from './helpers/challtestsrv-dns01.js';
 import { renewIfDue } from '../traefik/renewer/renewer.js';
+import { Route53Client } from '@aws-sdk/client-route-53';
+import { Route53Dns01 } from '../traefik/renewer/dns-providers.js';
+import { Route53Model } from './aws/route53-model.js';
 
 /**
  * The renewer against a real ACME server: Debian's pebble, with
@@ -39,6 +42,7 @@ describe.skipIf(skipReason)(`renewer with pebble${skipReason ? ` (skipped: ${ski
   let dir: string;
   let directoryUrl: string;
   let dns: ChallTestSrvDns01;
+  let mgmtUrl: string;
   let s3server: S3rver;
   let s3: S3Client;
 
@@ -78,7 +82,8 @@ describe.skipIf(skipReason)(`renewer with pebble${skipReason ? ` (skipped: ${ski
       }),
     );
     directoryUrl = `https://127.0.0.1:${acmePort}/dir`;
-    dns = new ChallTestSrvDns01(`http://127.0.0.1:${mgmtPort}`);
+    mgmtUrl = `http://127.0.0.1:${mgmtPort}`;
+    dns = new ChallTestSrvDns01(mgmtUrl);
     for (let i = 0; i < 100; i++) {
       try {
         await acme.axios.get(directoryUrl);
@@ -129,6 +134,31 @@ describe.skipIf(skipReason)(`renewer with pebble${skipReason ? ` (skipped: ${ski
     expect(await refresher.refreshOnce()).toBe('updated');
     expect(refresher.servedCertificate?.fingerprint).toBe(cert.fingerprint256);
     expect(existsSync(join(hostDir, 'certificates.yml'))).toBe(true);
+  });
+
+  it('through Route 53 (a model whose UPSERT replaces the record set, served by challtestsrv\'s DNS): apex and wildcard both validate when the first change reaches Route 53 last', async () => {
+    // Route 53 → the DNS pebble asks: every applied record set replaces what challtestsrv serves for that name.
+    const served = new ChallTestSrvDns01(mgmtUrl);
+    const model = new Route53Model({
+      zones: { ZTEST: 'example.test' },
+      arrivalDelayMs: (n) => (n === 0 ? 300 : 0), // concurrent requests: the first one is slow on the wire
+      insyncAfterMs: 600,
+      onApply: async (name, _type, values) => {
+        const fqdn = name.replace(/\.$/, '');
+        await served.clearTxt(fqdn);
+        for (const v of values ?? []) await served.setTxt(fqdn, JSON.parse(v) as string);
+      },
+    });
+    const route53 = new Route53Client({ region: 'us-east-1', credentials: { accessKeyId: 'a', secretAccessKey: 'b' } });
+    model.install(route53);
+    const result = await renewIfDue({
+      ...deps(), certObject: 'r53/cert.pem', keyObject: 'r53/key.pem', accountKeyObject: 'r53/account.pem',
+      dns: new Route53Dns01(route53, 'ZTEST', { pollMs: 50, timeoutMs: 10_000 }),
+    });
+    expect(result.action).toBe('renewed');
+    const cert = new X509Certificate(await object('r53/cert.pem'));
+    expect(cert.subjectAltName).toContain('DNS:*.db.example.test');
+    expect(model.values('ZTEST', '_acme-challenge.db.example.test')).toBeUndefined(); // cleared after issuance
   });
 
   it('leaves a certificate with more than 30 days alone, and renews one within 30 days of expiry', async () => {

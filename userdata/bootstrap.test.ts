@@ -58,7 +58,7 @@ describe('bootstrap.sh', () => {
     const config = loadConfig(parseEnvFile(env));
     expect(config.BERTH_HOST_ID).toBe('shop-h1');
     expect(config.BERTH_BACKEND).toBe('ebs');
-    // References a killed dockerd never Unmounts are dropped by asking the engine (README, References after a crash).
+    // References a killed dockerd never Unmounts are dropped by asking the engine (docs/volumes.md, "References after a crash").
     expect(config.BERTH_DOCKER_HOST).toBe('unix:///var/run/docker.sock');
     expect((statSync(join(root, 'etc/berth/berth.env')).mode & 0o777).toString(8)).toBe('600');
     expect(readFileSync(join(root, 'etc/ecs/ecs.config'), 'utf8')).toContain('ECS_INSTANCE_ATTRIBUTES={"berth.host":"shop-h1"}');

@@ -177,7 +177,7 @@ fi
 
 mkdir -p "$(dirname "$envfile")"
 if [ ! -f "$envfile" ]; then
-  (umask 077 && printf '# berth settings (see README, Configuration)\nBERTH_BACKEND=loop\n' > "$envfile")
+  (umask 077 && printf '# berth settings (see docs/configuration.md)\nBERTH_BACKEND=loop\n' > "$envfile")
 fi
 
 # dist/ is self-contained (scripts/build.mjs bundles the dependencies): no node_modules.

@@ -1,7 +1,7 @@
-import { KeyedLock } from './keyed-lock.js';
 import type { VolumeInfo } from './protocol.js';
+import type { ViewListener } from './view-changes.js';
 
-/** What the answers are made from: the volume manager's local view, read synchronously. */
+/** What the answers are made from: the volume service's local view in Docker's terms, read synchronously. */
 export interface LocalView {
   /** Get's volume from the local view alone; undefined when the name is not in it. */
   view(name: string): VolumeInfo | undefined;
@@ -22,16 +22,14 @@ export interface PreparedAnswers {
  * volumes change; building and serializing List's 100 volumes took ~3 ms
  * under --lite-mode).
  *
- * Freshness comes from the manager's lock, not from remembering to notify:
- * every change of a volume's view happens in work the manager runs under
- * that volume's lock (or in start/refresh, which call invalidate()). The
- * lock here tells the cache when work on a name starts and ends; a volume's
- * answers are dropped at both, and none is kept while work on it runs, so
- * every answer served from here is what the manager itself would answer now.
+ * Freshness comes from the service's change notifications (view-changes.ts),
+ * which its per-name lock sends: every change of a volume's view happens in
+ * work the service runs under that volume's lock (or in start/refresh, a
+ * reset). A volume's answers are dropped when work on it starts and when it
+ * ends, and none is kept while work on it runs, so every answer served from
+ * here is what the service itself would answer now.
  */
-export class AnswerCache implements PreparedAnswers {
-  /** The lock the manager serializes work on each volume with. */
-  readonly lock: KeyedLock;
+export class AnswerCache implements PreparedAnswers, ViewListener {
   private readonly working = new Map<string, number>();
   /** Per name, the volume's JSON (Get's Volume, one element of List). */
   private readonly volumes = new Map<string, string>();
@@ -39,23 +37,22 @@ export class AnswerCache implements PreparedAnswers {
   private readonly paths = new Map<string, Buffer>();
   private listBody: Buffer | undefined;
 
-  constructor(private readonly source: LocalView) {
-    this.lock = new WatchedLock(
-      (key) => {
-        this.working.set(key, (this.working.get(key) ?? 0) + 1);
-        this.drop(key);
-      },
-      (key) => {
-        const left = (this.working.get(key) ?? 1) - 1;
-        if (left > 0) this.working.set(key, left);
-        else this.working.delete(key);
-        this.drop(key);
-      },
-    );
+  constructor(private readonly source: LocalView) {}
+
+  workStarted(name: string): void {
+    this.working.set(name, (this.working.get(name) ?? 0) + 1);
+    this.drop(name);
+  }
+
+  workEnded(name: string): void {
+    const left = (this.working.get(name) ?? 1) - 1;
+    if (left > 0) this.working.set(name, left);
+    else this.working.delete(name);
+    this.drop(name);
   }
 
   /** Forgets every answer (the view changed outside per-volume work). */
-  invalidate(): void {
+  reset(): void {
     this.volumes.clear();
     this.gets.clear();
     this.paths.clear();
@@ -110,30 +107,5 @@ export class AnswerCache implements PreparedAnswers {
     this.gets.delete(name);
     this.paths.delete(name);
     this.listBody = undefined;
-  }
-}
-
-/** A KeyedLock that reports when work on a key starts and when it ends. */
-class WatchedLock extends KeyedLock {
-  constructor(
-    private readonly started: (key: string) => void,
-    private readonly ended: (key: string) => void,
-  ) {
-    super();
-  }
-
-  override run<T>(key: string, work: () => Promise<T>, signal?: AbortSignal): Promise<T> {
-    return super.run(
-      key,
-      async () => {
-        this.started(key);
-        try {
-          return await work();
-        } finally {
-          this.ended(key);
-        }
-      },
-      signal,
-    );
   }
 }

@@ -1,13 +1,9 @@
 import { BerthError } from '../lib/errors.js';
-import { quote } from '../lib/quote.js';
 import { AnswerCache } from './answers.js';
-import type { CallOptions } from './backends/backend.js';
-import { assertVolumeName, formatSize } from './options.js';
-import type { Scope, VolumeDriver, VolumeInfo } from './protocol.js';
-import { VolumeService, type ServiceDeps, type VolumeView } from './service.js';
-
-/** Docker's mount IDs as dockerd sends them (64 hex digits; anything of this shape is accepted). */
-const MOUNT_ID = /^[A-Za-z0-9_.-]{1,128}$/;
+import type { CallOptions, Scope } from './call.js';
+import { formatSize } from './options.js';
+import type { VolumeDriver, VolumeInfo } from './protocol.js';
+import type { VolumeService, VolumeView } from './service.js';
 
 /** A volume as Docker's Get and List show it (`docker volume inspect`: Status). */
 export function volumeInfoOf(v: VolumeView): VolumeInfo {
@@ -32,24 +28,23 @@ export function volumeInfoOf(v: VolumeView): VolumeInfo {
 }
 
 /**
- * The Docker volume protocol (protocol.ts) over the volume service: Docker's
- * mount ID is the consumer id, Mount and Unmount publish and unpublish, and
- * Get, Path and List are the service's local view in Docker's wire types.
+ * The Docker volume protocol (protocol.ts) over the volume service it is
+ * handed: Docker's mount ID is the consumer id, Mount and Unmount publish and
+ * unpublish, and Get, Path and List are the service's local view in Docker's
+ * wire types. It validates nothing itself: the service checks names and
+ * consumer ids at the core's boundary.
  *
- * It makes the service because of the answer cache: Get, Path and List
- * bodies are kept serialized between changes (the plugin's hot path), and
- * the cache learns of every change from the service's per-name lock, which
- * it therefore provides. Another front end (docs/design.md §4, CSI) takes
- * `service` from here; its calls take the same lock, so Docker's answers
- * stay fresh whoever changed the volume.
+ * Its answer cache (answers.ts: Get, Path and List bodies kept serialized
+ * between changes, the plugin's hot path) subscribes to the service's change
+ * notifications, so Docker's answers stay fresh whoever changed the volume
+ * (another front end, the reconciler, the unmount grace).
  */
 export class DockerVolumeDriver implements VolumeDriver {
   readonly answers: AnswerCache;
-  readonly service: VolumeService;
 
-  constructor(deps: Omit<ServiceDeps, 'lock' | 'onViewReset'>) {
+  constructor(readonly service: VolumeService) {
     this.answers = new AnswerCache(this);
-    this.service = new VolumeService({ ...deps, lock: this.answers.lock, onViewReset: () => this.answers.invalidate() });
+    service.subscribe(this.answers);
   }
 
   create(name: string, opts: Record<string, string>, call?: CallOptions): Promise<void> {
@@ -60,9 +55,7 @@ export class DockerVolumeDriver implements VolumeDriver {
     return this.service.remove(name, call);
   }
 
-  async mount(name: string, id: string, call?: CallOptions): Promise<string> {
-    assertVolumeName(name);
-    if (!MOUNT_ID.test(id)) throw new BerthError('INVALID_ARGUMENT', `invalid mount ID ${quote(id)}`);
+  mount(name: string, id: string, call?: CallOptions): Promise<string> {
     return this.service.publish(name, id, call);
   }
 
@@ -71,8 +64,7 @@ export class DockerVolumeDriver implements VolumeDriver {
   }
 
   async path(name: string): Promise<string> {
-    assertVolumeName(name);
-    const v = this.service.describe(name);
+    const v = this.service.lookup(name);
     if (!v) throw new BerthError('NOT_FOUND', `no volume named ${name}`);
     return v.mounted ? v.mountpoint : '';
   }

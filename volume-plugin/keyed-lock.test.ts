@@ -26,4 +26,17 @@ describe('KeyedLock', () => {
     await Promise.all(['a', 'b', 'c', 'd'].map((k) => lock.run(k, () => sleep(50))));
     expect(Date.now() - started).toBeLessThan(150);
   });
+
+  it("reports each piece of work's start and end to its observer, and never a waiter that gave up before its turn", async () => {
+    const events: string[] = [];
+    const lock = new KeyedLock({ started: (k) => events.push(`start ${k}`), ended: (k) => events.push(`end ${k}`) });
+    const gaveUp = new AbortController();
+    const first = lock.run('v', () => sleep(20));
+    const waiter = lock.run('v', async () => events.push('never runs'), gaveUp.signal);
+    gaveUp.abort(new Error('caller gone'));
+    await expect(waiter).rejects.toThrow('caller gone');
+    await first;
+    await expect(lock.run('v', () => Promise.reject(new Error('failed')))).rejects.toThrow('failed');
+    expect(events).toEqual(['start v', 'end v', 'start v', 'end v']);
+  });
 });

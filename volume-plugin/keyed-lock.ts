@@ -1,3 +1,9 @@
+/** Told when work under a key starts running and when it has ended (a waiter whose work never starts is never reported). */
+export interface LockObserver {
+  started(key: string): void;
+  ended(key: string): void;
+}
+
 /**
  * One async mutex per key: work on one volume name runs one at a time, in
  * arrival order; different names proceed in parallel. Waiters wait (dockerd
@@ -9,13 +15,23 @@
 export class KeyedLock {
   private readonly tails = new Map<string, Promise<unknown>>();
 
+  /** `observer` hears when each piece of work starts and when it ends (view-changes.ts). */
+  constructor(private readonly observer?: LockObserver) {}
+
   async run<T>(key: string, work: () => Promise<T>, signal?: AbortSignal): Promise<T> {
     const previous = this.tails.get(key) ?? Promise.resolve();
     let started = false;
+    const { observer } = this;
     const guarded = async () => {
       signal?.throwIfAborted();
       started = true;
-      return work();
+      if (!observer) return work();
+      observer.started(key);
+      try {
+        return await work();
+      } finally {
+        observer.ended(key);
+      }
     };
     let settled = false;
     const result = previous.then(guarded, guarded).finally(() => {

@@ -243,14 +243,15 @@ export const CORE_STORED_OPTIONS = {
  * refuses with "need the … backend" rather than "unknown".
  */
 export interface BackendOptions {
-  readonly backend: 'loop' | 'ebs';
+  /** The backend's name, as messages show it ("this agent runs the … backend"). */
+  readonly backend: string;
   readonly given: Readonly<Record<string, z.ZodMiniType<unknown, string>>>;
   readonly stored: Readonly<Record<string, z.ZodMiniType>>;
   readonly foreign?: readonly BackendOptions[];
 }
 
-/** No keys beyond the core's (a backend that declares none, and tests of the core alone). */
-export const CORE_ONLY: BackendOptions = { backend: 'loop', given: {}, stored: {} };
+/** No keys beyond the core's (tests of the core alone, and a state file read before its backend is known). */
+export const CORE_ONLY: BackendOptions = { backend: 'core', given: {}, stored: {} };
 
 /** Options as given, validated; absent keys stay absent so they can be compared with stored ones. */
 export type GivenOptions = Partial<{ size: number; fs: Filesystem; mountOptions: string; onRemove: 'retain' | 'delete' }> & { readonly [key: string]: unknown };
@@ -321,6 +322,9 @@ export interface VolumeOptions {
   readonly [backendOption: string]: BackendOptionValue | undefined;
 }
 
+/** What Remove does to a volume created without `-o onRemove`: keep its data (docs/design.md §4). Stated here only. */
+export const ON_REMOVE_DEFAULT = 'retain' as const;
+
 export interface OptionDefaults {
   sizeBytes: number;
   fs: Filesystem;
@@ -370,7 +374,7 @@ export function resolveOptions(given: GivenOptions, defaults: OptionDefaults, ba
     const problems = mountOptionProblems(given.mountOptions, fs);
     if (problems.length > 0) throw invalidOptions(problems, backend);
   }
-  return { ...rest, sizeBytes: size ?? defaults.sizeBytes, fs, onRemove: given.onRemove ?? 'retain' } as VolumeOptions;
+  return { ...rest, sizeBytes: size ?? defaults.sizeBytes, fs, onRemove: given.onRemove ?? ON_REMOVE_DEFAULT } as VolumeOptions;
 }
 
 /**

@@ -1,4 +1,6 @@
-import type { CallOptions } from './backends/backend.js';
+import type { CallOptions, Scope } from './call.js';
+
+export type { Scope };
 
 /**
  * The Docker volume plugin protocol (docs/design.md §3) as one interface. Field
@@ -29,8 +31,6 @@ export interface VolumeInfo {
   CreatedAt?: string;
   Status?: Record<string, unknown>;
 }
-
-export type Scope = 'local' | 'global';
 
 /**
  * `call.signal` aborts when the caller is gone (dockerd closed the connection

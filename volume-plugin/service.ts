@@ -1,9 +1,12 @@
 import { mkdir } from 'node:fs/promises';
 import type { Logger } from 'pino';
-import { Gauge, type Registry } from 'prom-client';
+import type { Registry } from 'prom-client';
 import { BerthError, errorMessage } from '../lib/errors.js';
 import { quote } from '../lib/quote.js';
-import type { Backend, CallOptions, VolumeRecord } from './backends/backend.js';
+import type { Backend, VolumeRecord } from './backends/backend.js';
+import { DEADLINES, UNKNOWN_REFERENCE_RECHECK_MS, type CallKind } from './budgets.js';
+import type { CallOptions, Scope } from './call.js';
+import { EngineCheck, seenReferences, type EngineReferences, type SeenReferences } from './engine-check.js';
 import type { FilesystemOps } from './fs/types.js';
 import { mountsIn, type HostPaths, type MountLayout } from './host-paths.js';
 import { KeyedLock } from './keyed-lock.js';
@@ -16,9 +19,14 @@ import {
   type OptionDefaults,
   type VolumeOptions,
 } from './options.js';
-import type { Scope } from './protocol.js';
-import { dict, StateStore, type PersistedState, type PersistedVolume } from './state-store.js';
+import { recoverAtStart } from './recovery.js';
+import { registerVolumeGauges } from './service-metrics.js';
+import { dict, held, refCount, StateStore, type PersistedState, type PersistedVolume } from './state-store.js';
 import { UnmountGrace } from './unmount-grace.js';
+import { ViewChanges, type ViewListener } from './view-changes.js';
+
+export { DEADLINES };
+export type { EngineReferences };
 
 export interface ServiceDeps {
   backend: Backend;
@@ -32,40 +40,13 @@ export interface ServiceDeps {
   registry?: Registry;
   /** Who really holds volumes: the container engine. Without it, references are only what Mount and Unmount say. */
   engine?: EngineReferences;
-  /** Per-call deadlines; default dockerd's (DEADLINES). */
+  /** Per-call deadlines; default dockerd's (budgets.ts DEADLINES). */
   deadlines?: Partial<typeof DEADLINES>;
   /** Called before every state file write (a test seam for crash points; production passes none). */
   beforeStateWrite?: () => void;
   /** How long a volume stays mounted after its last Unmount (unmount-grace.ts); default 0: unmounted at once. */
   unmountGraceMs?: number;
-  /**
-   * The per-name lock every change of a volume runs under. A front end that
-   * keeps answers between changes passes one that tells it when work on a
-   * name starts and ends (answers.ts); default a plain KeyedLock.
-   */
-  lock?: KeyedLock;
-  /** Called when the whole view may have changed outside per-name work (start, refresh). */
-  onViewReset?: () => void;
 }
-
-/**
- * The container engine's view of which volumes are in use. Docker's mount IDs
- * are opaque (the engine API never shows them), so a volume is held when a
- * container that may be using it (created, running, paused, restarting) lists
- * it among its mounts, whichever mount ID it used.
- */
-export interface EngineReferences {
-  /** Names of the volumes such containers mount; throws when the engine cannot be asked. */
-  volumesInUse(signal?: AbortSignal): Promise<ReadonlySet<string>>;
-}
-
-/**
- * dockerd's plugin client gives up on Create and Mount after 2 minutes and on
- * every other call after 1 (moby volume/drivers/proxy.go; docs/design.md §3).
- * Work still running after that is work dockerd will never see: it is stopped
- * and undone.
- */
-export const DEADLINES = { create: 120_000, mount: 120_000, other: 60_000 };
 
 /**
  * One volume as berth sees it, in berth's own terms: what every front end
@@ -108,70 +89,58 @@ export interface VolumeStatus {
 /** A consumer id as stored in the state file: Docker's mount IDs are 64 hex digits; a CSI front end would derive one from its target path. */
 export const CONSUMER_ID = /^[A-Za-z0-9_.-]{1,128}$/;
 
-function refCount(v: PersistedVolume): number {
-  return Object.values(v.mounts).reduce((a, b) => a + b, 0);
-}
-
-/** Held by someone: a counted reference, or unknown ones found after a rebuild. */
-function held(v: PersistedVolume): boolean {
-  return refCount(v) > 0 || v.unknownRefs === true;
-}
-
 /**
  * The volumes of this host over a Backend and real filesystem operations,
  * in no protocol's terms (docs/design.md §2): create, remove, publish and
  * unpublish for a consumer id, ensure mounted, release, describe and list.
- * Front ends (server.ts through docker-driver.ts) map their protocol onto it.
+ * The agent builds it once and hands it to its front ends (docker-driver.ts
+ * maps Docker's protocol onto it); a front end that keeps answers between
+ * changes subscribes to its change notifications (view-changes.ts).
+ * Names and consumer ids are validated here, at the core's boundary.
  * Every change on one name is serialized by the per-name lock; describe,
  * names and list answer from the local view and never wait on a lock or the
  * backend.
+ *
+ * Its concerns live in modules of their own: recovery at start (recovery.ts),
+ * the engine reference check (engine-check.ts), the state file and its
+ * coalesced writes (state-store.ts), metrics (service-metrics.ts), the unmount
+ * grace (unmount-grace.ts), the time budgets (budgets.ts).
  */
 export class VolumeService {
   private readonly store: StateStore;
-  /** Every change of a volume's view runs under its lock, or calls onViewReset (answers.ts relies on it). */
-  private readonly lock: KeyedLock;
+  /** Tells subscribers when work on a name starts and ends (the lock reports to it), and when the whole view resets. */
+  private readonly changes = new ViewChanges();
+  /** Every change of a volume's view runs under its lock, or is followed by changes.reset(). */
+  private readonly lock = new KeyedLock(this.changes);
   private readonly layout: MountLayout;
   private state: PersistedState = { version: 1, volumes: dict() };
   private readonly deadlines: typeof DEADLINES;
   private readonly log: Logger;
   private started = false;
   private readonly grace: UnmountGrace;
+  private readonly engine: EngineCheck;
 
   constructor(private readonly deps: ServiceDeps) {
-    this.store = new StateStore(deps.paths.stateDir, deps.logger, deps.backend.options);
     this.log = deps.logger;
-    this.lock = deps.lock ?? new KeyedLock();
-    // unmount-grace hook
+    this.store = new StateStore(deps.paths.stateDir, deps.logger, deps.backend.options, deps.beforeStateWrite);
+    this.layout = deps.layout ?? mountsIn(deps.paths.mountsDir);
+    this.deadlines = { ...DEADLINES, ...deps.deadlines };
+    this.engine = new EngineCheck(deps.engine, deps.logger);
     this.grace = new UnmountGrace(deps.unmountGraceMs ?? 0, {
       lock: this.lock,
       volume: (name) => this.state.volumes[name],
       held,
-      unmountNow: (name, vol) => this.unmountLocked(name, vol),
+      unmountNow: (name, vol) => this.unmountLocked(name, vol, 'release'),
       sync: (name) => this.deps.fs.sync(this.mountpointOf(name)),
       save: () => this.save(),
       log: deps.logger,
     });
-    this.layout = deps.layout ?? mountsIn(deps.paths.mountsDir);
-    this.deadlines = { ...DEADLINES, ...deps.deadlines };
-    if (deps.registry) {
-      const volumes = () => Object.values(this.state.volumes);
-      new Gauge({
-        name: 'berth_volumes_mounted',
-        help: 'Volumes mounted on this host by berth',
-        registers: [deps.registry],
-        collect() {
-          this.set(volumes().filter((v) => v.mounted).length);
-        },
-      });
-      new Gauge({
-        name: 'berth_volumes_known',
-        help: "Volumes in berth's local view",
-        registers: [deps.registry],
-        collect() {
-          this.set(volumes().length);
-        },
-      });
-    }
+    if (deps.registry) registerVolumeGauges(deps.registry, () => Object.values(this.state.volumes));
+  }
+
+  /** Adds a listener to the view's change notifications (a front end's answer cache); returns the function that removes it. */
+  subscribe(listener: ViewListener): () => void {
+    return this.changes.subscribe(listener);
   }
 
   get isStarted(): boolean {
@@ -186,72 +155,13 @@ export class VolumeService {
     return this.layout.mountpointOf(name);
   }
 
-  /**
-   * Loads the state file and rebuilds it against mountinfo: a recorded mount
-   * that is no longer there is dropped. A mount found without a record is an
-   * interrupted Mount when the state file was intact (no container got it:
-   * unmounted), and a mount of unknown users when the file was lost (kept,
-   * its references unknown until the engine or the next Unmount resolves them).
-   * Then the backend undoes what a dead agent left (strays, orphan devices).
-   */
+  /** Loads the state file and recovers it against the backend and mountinfo (recovery.ts), then records the result. */
   async start(): Promise<void> {
     await mkdir(this.deps.paths.stateDir, { recursive: true, mode: 0o700 });
     const { state, rebuilt } = await this.store.load();
     this.state = state;
-    try {
-      const listed = await this.deps.backend.list();
-      for (const record of listed) {
-        const known = this.state.volumes[record.name];
-        if (known) known.record = record;
-        else this.state.volumes[record.name] = { record, mounts: dict(), mounted: false };
-      }
-      // Recorded but gone from the backend (a Remove cut short after the delete): not listed any more.
-      // A mounted one is kept: mountinfo decides below.
-      const names = new Set(listed.map((r) => r.name));
-      for (const [name, vol] of Object.entries(this.state.volumes)) {
-        if (names.has(name) || vol.mounted) continue;
-        this.log.warn({ name }, 'recorded volume no longer in the backend; dropped from the list');
-        delete this.state.volumes[name];
-      }
-    } catch (err) {
-      this.log.warn({ err: errorMessage(err) }, 'could not list the backend\'s volumes at start; answering from the state file');
-    }
-    const mounted = new Set<string>();
-    for (const [name, vol] of Object.entries(this.state.volumes)) {
-      const mountpoint = this.mountpointOf(name);
-      const reallyMounted = vol.devicePath
-        ? await this.deps.fs.isMounted(mountpoint, vol.devicePath).catch(() => false)
-        : await this.deps.fs.isMounted(mountpoint);
-      if (vol.unmountPending && reallyMounted && !held(vol)) {
-        // unmount-grace hook: a grace the last agent never finished (killed, crashed); no container has the volume.
-        this.log.warn({ name }, 'found mounted in an unmount grace the last agent did not finish; unmounting');
-        await this.deps.fs.unmount(mountpoint).then(
-          () => ((vol.mounted = false), delete vol.devicePath),
-          (err: unknown) => (vol.lastError = errorMessage(err)),
-        );
-      } else if (vol.mounted && !reallyMounted) {
-        this.log.warn({ name, refs: refCount(vol) }, 'state file says mounted but mountinfo does not; dropping its mount references');
-        vol.mounted = false;
-        vol.mounts = dict();
-        delete vol.unknownRefs;
-        delete vol.devicePath;
-      } else if (!vol.mounted && reallyMounted && rebuilt) {
-        this.log.warn({ name }, 'found mounted without a record of who uses it; keeping it mounted, its references unknown');
-        vol.mounted = true;
-        vol.unknownRefs = true;
-      } else if (!vol.mounted && reallyMounted) {
-        this.log.warn({ name }, 'found mounted by a Mount that never completed (no container has it); unmounting');
-        await this.deps.fs.unmount(mountpoint).catch((err: unknown) => {
-          vol.mounted = true;
-          vol.unknownRefs = true;
-          vol.lastError = errorMessage(err);
-        });
-      }
-      delete vol.unmountPending;
-      if (vol.mounted) mounted.add(vol.record.id);
-    }
-    await this.deps.backend.recover?.(mounted).catch((err: unknown) => this.log.error({ err: errorMessage(err) }, 'could not clean up after an earlier agent'));
-    this.deps.onViewReset?.();
+    await recoverAtStart(state, rebuilt, { backend: this.deps.backend, fs: this.deps.fs, mountpointOf: (name) => this.mountpointOf(name), log: this.log });
+    this.changes.reset();
     // A full state disk must not stop the agent: the view is in memory, and each change tries the write again.
     await this.save().catch((err: unknown) => this.log.error({ err: errorMessage(err) }, 'could not write the state file at start'));
     this.started = true;
@@ -321,22 +231,19 @@ export class VolumeService {
         name,
         async () => {
           const vol = await this.known(name);
-          if (refCount(vol) > 0 && this.deps.engine) await this.dropUnheldLocked(name, vol, await this.engineInUse(signal), 'before Remove');
+          if (refCount(vol) > 0 && this.engine.configured) await this.dropUnheldLocked(name, vol, await this.engine.inUse(signal), 'before Remove');
           const refs = refCount(vol);
           if (refs > 0) {
             throw new BerthError('CONFLICT', `volume ${name} is in use by ${refs} container mount(s); stop them first`);
           }
-          const mountpoint = this.mountpointOf(name);
-          this.grace.end(name, vol); // unmount-grace hook: Remove unmounts at once
-          await this.deps.fs.unmount(mountpoint);
-          vol.mounted = false;
+          await this.unmountLocked(name, vol, 'keep');
           delete vol.unknownRefs;
           await this.deps.backend.remove(vol.record, { signal }).catch((err: unknown) => {
             const code = (err as NodeJS.ErrnoException).code;
             if (code !== 'ENOSPC' && code !== 'EDQUOT') throw err;
             throw new BerthError('UNAVAILABLE', `volume ${name}: no space left under ${this.deps.paths.stateDir} to remove it (${code}); it is kept as it was`, { cause: err });
           });
-          await this.deps.fs.removeMountpoint(mountpoint);
+          await this.deps.fs.removeMountpoint(this.mountpointOf(name));
           delete this.state.volumes[name];
           await this.save();
           this.log.info({ name, onRemove: vol.record.options.onRemove }, 'volume removed');
@@ -353,14 +260,13 @@ export class VolumeService {
    */
   async publish(name: string, consumer: string, call: CallOptions = {}): Promise<string> {
     assertVolumeName(name);
-    if (!CONSUMER_ID.test(consumer)) throw new BerthError('INVALID_ARGUMENT', `invalid consumer id ${quote(consumer)}`);
+    if (!CONSUMER_ID.test(consumer)) throw new BerthError('INVALID_ARGUMENT', `invalid mount ID ${quote(consumer)}`);
     const id = consumer;
     return this.withDeadline('mount', `Mount ${name}`, call, (signal) =>
       this.lock.run(
         name,
         async () => {
           const vol = await this.known(name);
-          this.grace.end(name, vol); // unmount-grace hook: a Mount in the grace finds the volume still mounted
           const mountpoint = await this.mountLocked(name, vol, signal);
           vol.mounts[id] = (Object.hasOwn(vol.mounts, id) ? vol.mounts[id]! : 0) + 1;
           try {
@@ -370,7 +276,7 @@ export class VolumeService {
           } catch (err) {
             this.dropRef(vol, id);
             if (!held(vol)) {
-              await this.unmountLocked(name, vol).catch((e: unknown) => this.log.error({ name, err: errorMessage(e) }, 'undoing a Mount: unmount failed'));
+              await this.unmountLocked(name, vol, 'release').catch((e: unknown) => this.log.error({ name, err: errorMessage(e) }, 'undoing a Mount: unmount failed'));
             }
             await this.save().catch(() => undefined);
             this.log.error({ name, id, err: errorMessage(err) }, 'mount undone');
@@ -384,7 +290,7 @@ export class VolumeService {
     );
   }
 
-  /** Drops one reference of the consumer; the last one unmounts and releases the volume. An unknown consumer is success. */
+  /** Drops one reference of the consumer; the last one unmounts and releases the volume (after the unmount grace). An unknown consumer is success. */
   async unpublish(name: string, consumer: string, call: CallOptions = {}): Promise<void> {
     assertVolumeName(name);
     const id = consumer;
@@ -395,7 +301,7 @@ export class VolumeService {
           const vol = this.state.volumes[name];
           if (vol && !Object.hasOwn(vol.mounts, id) && vol.unknownRefs && vol.mounted) {
             // References unknown since a rebuild: this is one of them. The engine says whether others remain;
-            // without it, the first Unmount is taken as the last (README, "References after a crash").
+            // without it, the first Unmount is taken as the last (docs/operations.md, "References after a crash").
             await this.resolveUnknownLocked(name, vol, signal);
             return;
           }
@@ -405,7 +311,7 @@ export class VolumeService {
           }
           this.dropRef(vol, id);
           const last = !held(vol);
-          if (last) await this.grace.lastUnmount(name, vol); // unmount-grace hook
+          if (last) await this.grace.lastUnmount(name, vol);
           // Done all the same (dockerd never sends this Unmount again): say so, not "nothing was changed".
           const outcome = !last ? 'released by this container' : vol.unmountPending ? 'released (its unmount grace runs)' : 'unmounted';
           await this.save(`volume ${name} is ${outcome} all the same; the file catches up with the next change that has room`);
@@ -416,34 +322,33 @@ export class VolumeService {
   }
 
   private async resolveUnknownLocked(name: string, vol: PersistedVolume, signal: AbortSignal): Promise<void> {
-    if (this.deps.engine) {
-      const inUse = await this.engineInUse(signal);
+    if (this.engine.configured) {
+      const inUse = await this.engine.inUse(signal);
       if (inUse?.has(name)) {
         // The caller may itself still show as running while dockerd stops it: look again shortly.
         this.log.info({ name }, 'unmount for a reference unknown since a rebuild; the engine still lists a container using it');
-        setTimeout(() => void this.reconcileReferences('after an unmount of an unknown reference'), 2_000).unref();
+        setTimeout(() => void this.reconcileReferences('after an unmount of an unknown reference'), UNKNOWN_REFERENCE_RECHECK_MS).unref();
         return;
       }
     }
     delete vol.unknownRefs;
-    if (refCount(vol) === 0) await this.unmountLocked(name, vol);
+    if (refCount(vol) === 0) await this.unmountLocked(name, vol, 'release');
     await this.save();
     this.log.info({ name }, 'unmount for a reference unknown since a rebuild; no other user known, unmounted');
   }
 
   /**
    * Drops the references of volumes that no container holds according to the
-   * engine (a dockerd killed while containers ran never sends their Unmount),
-   * and unmounts what is then unused. Without an engine, or when it does not
-   * answer, nothing changes.
+   * engine (engine-check.ts), and unmounts what is then unused. Without an
+   * engine, or when it does not answer, nothing changes.
    */
   async reconcileReferences(reason: string, call: CallOptions = {}): Promise<void> {
-    if (!this.deps.engine) return;
+    if (!this.engine.configured) return;
     const candidates = Object.entries(this.state.volumes).filter(([, v]) => held(v));
     if (candidates.length === 0) return;
     // What was held before asking: a Mount that completes meanwhile is not dropped.
-    const before = new Map(candidates.map(([name, v]) => [name, { mounts: dict(Object.entries(v.mounts)), unknownRefs: v.unknownRefs === true }]));
-    const inUse = await this.withDeadline('other', 'reconcile references', call, (signal) => this.engineInUse(signal));
+    const before = new Map(candidates.map(([name, v]) => [name, seenReferences(v)]));
+    const inUse = await this.withDeadline('other', 'reconcile references', call, (signal) => this.engine.inUse(signal));
     if (!inUse) return;
     for (const [name, seen] of before) {
       if (inUse.has(name)) continue;
@@ -456,44 +361,24 @@ export class VolumeService {
     }
   }
 
-  private async dropUnheldLocked(
-    name: string,
-    vol: PersistedVolume,
-    inUse: ReadonlySet<string> | undefined,
-    reason: string,
-    seen: { mounts: Record<string, number>; unknownRefs: boolean } = { mounts: vol.mounts, unknownRefs: vol.unknownRefs === true },
-  ): Promise<void> {
-    if (!inUse || inUse.has(name) || !held(vol)) return;
-    const dropped: string[] = [];
-    for (const [id, count] of Object.entries(seen.mounts)) {
-      if (!Object.hasOwn(vol.mounts, id)) continue;
-      const left = vol.mounts[id]! - count;
-      if (left > 0) vol.mounts[id] = left;
-      else delete vol.mounts[id];
-      dropped.push(id);
-    }
-    if (seen.unknownRefs) delete vol.unknownRefs;
-    this.log.warn({ name, reason, dropped: dropped.length, unknown: seen.unknownRefs }, 'dropped references no container holds (the engine lists none using the volume)');
+  private async dropUnheldLocked(name: string, vol: PersistedVolume, inUse: ReadonlySet<string> | undefined, reason: string, seen?: SeenReferences): Promise<void> {
+    if (!this.engine.drop(name, vol, inUse, reason, seen)) return;
     if (!held(vol) && vol.mounted) {
-      await this.unmountLocked(name, vol).catch((err: unknown) => this.log.error({ name, err: errorMessage(err) }, 'could not unmount a volume no container holds'));
+      await this.unmountLocked(name, vol, 'release').catch((err: unknown) => this.log.error({ name, err: errorMessage(err) }, 'could not unmount a volume no container holds'));
     }
     await this.save();
-  }
-
-  /** The engine's answer, or undefined (logged) when it cannot be asked. */
-  private async engineInUse(signal: AbortSignal): Promise<ReadonlySet<string> | undefined> {
-    try {
-      return await this.deps.engine?.volumesInUse(signal);
-    } catch (err) {
-      this.log.warn({ err: errorMessage(err) }, 'the container engine did not answer; keeping every reference');
-      return undefined;
-    }
   }
 
   /** The volume from the local view alone; undefined when the name is not in it. Never waits. */
   describe(name: string): VolumeView | undefined {
     const vol = Object.hasOwn(this.state.volumes, name) ? this.state.volumes[name] : undefined;
     return vol && this.viewOf(name, vol);
+  }
+
+  /** describe() for a caller's name: refuses a name that is not a volume name. */
+  lookup(name: string): VolumeView | undefined {
+    assertVolumeName(name);
+    return this.describe(name);
   }
 
   /** Names in the local view. */
@@ -521,7 +406,6 @@ export class VolumeService {
     assertVolumeName(name);
     return this.lock.run(name, async () => {
       const vol = await this.known(name);
-      this.grace.end(name, vol); // unmount-grace hook: kept mounted without references from now on
       const mountpoint = await this.mountLocked(name, vol, AbortSignal.timeout(this.deadlines.mount));
       await this.save();
       return mountpoint;
@@ -538,11 +422,7 @@ export class VolumeService {
         this.log.warn({ name, reason, refs: refCount(vol) }, 'not releasing a volume containers still use');
         return false;
       }
-      this.grace.end(name, vol); // unmount-grace hook: host release unmounts at once
-      await this.deps.fs.unmount(this.mountpointOf(name));
-      vol.mounted = false;
-      delete vol.devicePath;
-      await this.deps.backend.detach(vol.record);
+      await this.unmountLocked(name, vol, 'detach');
       await this.save();
       this.log.info({ name, reason }, 'volume released');
       return true;
@@ -565,7 +445,7 @@ export class VolumeService {
         if (!this.state.volumes[name]?.mounted) delete this.state.volumes[name];
       });
     }
-    this.deps.onViewReset?.();
+    this.changes.reset();
     await this.save();
   }
 
@@ -592,8 +472,13 @@ export class VolumeService {
     return adopted;
   }
 
-  /** Makes the volume mounted at its mountpoint; on failure leaves nothing behind. */
+  /**
+   * Makes the volume mounted at its mountpoint; on failure leaves nothing
+   * behind. The one way a volume goes into use: it ends the unmount grace
+   * first, so a Mount in the grace finds the volume still mounted.
+   */
   private async mountLocked(name: string, vol: PersistedVolume, signal: AbortSignal): Promise<string> {
+    this.grace.end(name, vol);
     const { fs, backend } = this.deps;
     const mountpoint = this.mountpointOf(name);
     if (vol.mounted && vol.devicePath && (await fs.isMounted(mountpoint, vol.devicePath))) return mountpoint;
@@ -654,63 +539,44 @@ export class VolumeService {
     return mountpoint;
   }
 
-  private async unmountLocked(name: string, vol: PersistedVolume): Promise<void> {
-    this.grace.end(name, vol); // unmount-grace hook
+  /**
+   * Unmounts the volume now; the one way a volume comes off its mountpoint,
+   * so it ends the unmount grace first. Then the device: `release` (the volume
+   * went idle: the backend may keep it attached for a while, ebs), `detach`
+   * (host release: at once), `keep` (Remove: the backend's remove decides).
+   * A failed unmount of a volume going idle is recorded on it (Get shows it);
+   * Remove and host release answer it to their caller.
+   */
+  private async unmountLocked(name: string, vol: PersistedVolume, device: 'release' | 'detach' | 'keep'): Promise<void> {
+    this.grace.end(name, vol);
     try {
       await this.deps.fs.unmount(this.mountpointOf(name));
     } catch (err) {
-      vol.lastError = errorMessage(err);
+      if (device === 'release') vol.lastError = errorMessage(err);
       throw err;
     }
     vol.mounted = false;
     delete vol.devicePath;
-    await this.deps.backend.release(vol.record);
-    this.log.info({ name }, 'volume unmounted');
+    if (device === 'release') {
+      await this.deps.backend.release(vol.record);
+      this.log.info({ name }, 'volume unmounted');
+    } else if (device === 'detach') {
+      await this.deps.backend.detach(vol.record);
+    }
   }
 
-  /** Agent shutdown: every volume in its unmount grace is unmounted now (unmount-grace hook). */
+  /** Agent shutdown: every volume in its unmount grace is unmounted now. */
   async flushUnmountGrace(): Promise<void> {
     await this.grace.flush();
   }
 
-  /**
-   * Writes the state file; `done` says what happened anyway when the write fails after a step
-   * that cannot be undone. Saves asked for while a write is under way share the next write (it
-   * starts after they asked, so it holds each one's change): a boot reconcile mounting 50 volumes
-   * at once writes and fsyncs a few times, not 50 times side by side. One save at a time, alone,
-   * writes exactly as before.
-   */
-  private async save(done = 'nothing was changed'): Promise<void> {
-    try {
-      await this.sharedWrite();
-    } catch (err) {
-      const code = (err as NodeJS.ErrnoException).code;
-      throw new BerthError(code === 'ENOSPC' || code === 'EDQUOT' ? 'UNAVAILABLE' : 'INTERNAL', `could not record the change in ${this.store.path} (${code ?? errorMessage(err)}); ${done}`, { cause: err });
-    }
-  }
-
-  private writing: Promise<void> | undefined;
-  private nextWrite: Promise<void> | undefined;
-
-  private sharedWrite(): Promise<void> {
-    if (this.nextWrite) return this.nextWrite;
-    const next = (this.writing ?? Promise.resolve())
-      .catch(() => undefined)
-      .then(() => {
-        this.nextWrite = undefined;
-        this.writing = next;
-        this.deps.beforeStateWrite?.();
-        return this.store.save(this.state);
-      })
-      .finally(() => {
-        if (this.writing === next) this.writing = undefined;
-      });
-    this.nextWrite = next;
-    return next;
+  /** Records the view in the state file (coalesced, state-store.ts); `done` says what happened anyway when the write fails after a step that cannot be undone. */
+  private save(done?: string): Promise<void> {
+    return this.store.save(this.state, done);
   }
 
   /** Runs work with the call's deadline: the caller's signal, or dockerd's limit for this kind of call, whichever comes first. */
-  private async withDeadline<T>(kind: keyof typeof DEADLINES, what: string, call: CallOptions, work: (signal: AbortSignal) => Promise<T>): Promise<T> {
+  private async withDeadline<T>(kind: CallKind, what: string, call: CallOptions, work: (signal: AbortSignal) => Promise<T>): Promise<T> {
     const ms = this.deadlines[kind];
     const timer = new AbortController();
     const t = setTimeout(() => timer.abort(new BerthError('TIMEOUT', `${what} did not finish within ${Math.round(ms / 1000)} s (the caller's deadline); stopped and undone`)), ms);

@@ -4,7 +4,7 @@ import type { Logger } from 'pino';
 import * as z from 'zod/mini';
 import '../lib/zod-english.js';
 import { writeFileAtomic } from '../lib/atomic-file.js';
-import { errorMessage } from '../lib/errors.js';
+import { BerthError, errorMessage } from '../lib/errors.js';
 import type { VolumeRecord } from './backends/backend.js';
 import { CORE_ONLY, storedOptionsSchema, type BackendOptions } from './options.js';
 
@@ -34,6 +34,16 @@ export interface PersistedVolume {
   formatting?: boolean;
   /** Mounted with no reference in the unmount grace (unmount-grace.ts); a start finding it unmounts the volume. */
   unmountPending?: boolean;
+}
+
+/** References counted for the volume (Mount calls not yet matched by an Unmount). */
+export function refCount(v: PersistedVolume): number {
+  return Object.values(v.mounts).reduce((a, b) => a + b, 0);
+}
+
+/** Held by someone: a counted reference, or unknown ones found after a rebuild. */
+export function held(v: PersistedVolume): boolean {
+  return refCount(v) > 0 || v.unknownRefs === true;
 }
 
 export interface PersistedState {
@@ -115,15 +125,24 @@ function describe(error: z.core.$ZodError): string {
  * wrong shape, a directory) is kept aside as state.json.corrupt-<time> and the
  * caller rebuilds from the backend and mountinfo. Loading never throws for the
  * file's content: a bad file must not stop the agent (a restart loop).
+ *
+ * Saves coalesce: saves asked for while a write is under way share the next
+ * write (it starts after they asked, so it holds each one's change). A boot
+ * reconcile mounting 50 volumes at once writes and fsyncs a few times, not 50
+ * times side by side; one save at a time, alone, writes exactly once.
  */
 export class StateStore {
   readonly path: string;
+  private writing: Promise<void> | undefined;
+  private nextWrite: Promise<void> | undefined;
 
   constructor(
     stateDir: string,
     private readonly logger?: Logger,
     /** Whose options the records hold: the running backend's. */
     private readonly backendOptions: BackendOptions = CORE_ONLY,
+    /** Called before every write (a test seam for crash points; production passes none). */
+    private readonly beforeWrite?: () => void,
   ) {
     this.path = join(stateDir, 'state.json');
   }
@@ -145,7 +164,40 @@ export class StateStore {
     return { state: emptyState(), rebuilt: true };
   }
 
-  async save(state: PersistedState): Promise<void> {
+  /**
+   * Records `state` (as it is when the write starts), sharing a write with
+   * saves asked for meanwhile. A failure is a BerthError whose sentence ends
+   * with `done`: what happened anyway, when the write follows a step that
+   * cannot be undone.
+   */
+  async save(state: PersistedState, done = 'nothing was changed'): Promise<void> {
+    try {
+      await this.sharedWrite(state);
+    } catch (err) {
+      const code = (err as NodeJS.ErrnoException).code;
+      throw new BerthError(code === 'ENOSPC' || code === 'EDQUOT' ? 'UNAVAILABLE' : 'INTERNAL', `could not record the change in ${this.path} (${code ?? errorMessage(err)}); ${done}`, { cause: err });
+    }
+  }
+
+  /** One write of the file, alone: write, fsync, rename, fsync the directory. */
+  async write(state: PersistedState): Promise<void> {
     await writeFileAtomic(this.path, JSON.stringify(state), 0o600);
+  }
+
+  private sharedWrite(state: PersistedState): Promise<void> {
+    if (this.nextWrite) return this.nextWrite;
+    const next = (this.writing ?? Promise.resolve())
+      .catch(() => undefined)
+      .then(() => {
+        this.nextWrite = undefined;
+        this.writing = next;
+        this.beforeWrite?.();
+        return this.write(state);
+      })
+      .finally(() => {
+        if (this.writing === next) this.writing = undefined;
+      });
+    this.nextWrite = next;
+    return next;
   }
 }

@@ -9,7 +9,7 @@ export interface GraceHost {
   volume(name: string): PersistedVolume | undefined;
   /** Held by a container (counted or unknown references). */
   held(vol: PersistedVolume): boolean;
-  /** Unmounts and releases the device now (the service's own unmount; it calls end() first). */
+  /** Unmounts and releases the device now (the service's one unmount path; it calls end() first). */
   unmountNow(name: string, vol: PersistedVolume): Promise<void>;
   /** syncfs of the volume's mounted filesystem. */
   sync(name: string): Promise<void>;
@@ -18,15 +18,20 @@ export interface GraceHost {
 }
 
 /**
- * The unmount grace (docs/design.md §4, README "Unmount grace"): after a
- * volume's last Unmount its filesystem stays mounted for a short time, so a
- * `docker restart` or a `docker run` right after another finds it mounted and
- * pays no fsck and mount. The volume is marked `unmountPending` (persisted:
- * a start that finds the mark unmounts the volume, manager.start()), its data
- * is flushed to the device before the Unmount answers, and one timer per name
- * unmounts it when the grace ends, under the volume's lock, only if it is
- * still unused. Every call that ends the grace (Mount, Remove, host release,
- * an immediate unmount) calls end() first.
+ * The unmount grace (docs/design.md §4, docs/operations.md "Unmount grace"):
+ * after a volume's last Unmount its filesystem stays mounted for a short
+ * time, so a `docker restart` or a `docker run` right after another finds it
+ * mounted and pays no fsck and mount. The volume is marked `unmountPending`
+ * (persisted: a start that finds the mark unmounts the volume, recovery.ts),
+ * its data is flushed to the device before the Unmount answers, and one timer
+ * per name unmounts it when the grace ends, under the volume's lock, only if
+ * it is still unused.
+ *
+ * The service consults it at three points only: the last reference going
+ * (lastUnmount decides: now, or after the grace), and its one mount path and
+ * one unmount path, which each end the grace first (a Mount in the grace
+ * finds the volume mounted; Remove, host release and an engine reference
+ * drop unmount at once). Agent shutdown flushes it.
  *
  * A grace of 0 turns it off: the last Unmount unmounts at once.
  */

@@ -28,6 +28,16 @@ describe('checkTransition', () => {
     expect(() => checkTransition(undefined, { ...base, name: 'Shop_1' }, regions)).toThrow(/cluster name "Shop_1"/);
     expect(() => checkTransition(undefined, { ...base, nodes: [{ name: '-n', host: 'h1' }, base.nodes[1]!] }, regions)).toThrow(/node name "-n"/);
   });
+  it('refuses a cluster or host named like a region\'s Traefik host (traefik-<region>), whatever the region', () => {
+    expect(() => checkTransition(undefined, { ...base, name: 'traefik-eu-west-1' }, regions)).toThrow(/cluster name "traefik-eu-west-1" is reserved: traefik-<region> names a region's Traefik host/);
+    // A region added later would collide too.
+    expect(() => checkTransition(undefined, { ...base, name: 'traefik-ap-southeast-2' }, regions)).toThrow(/is reserved/);
+    expect(() => checkTransition(undefined, { ...base, hosts: ['traefik-us-gov-west-1', 'h2'], nodes: [{ name: 'n1', host: 'traefik-us-gov-west-1' }, base.nodes[1]!] }, regions))
+      .toThrow(/host name "traefik-us-gov-west-1" is reserved/);
+    expect(() => checkTransition(base, undefined, regions)).not.toThrow();
+    expect(() => checkTransition(undefined, { ...base, name: 'traefik-lab' }, regions)).not.toThrow();
+    expect(() => checkTransition(undefined, { ...base, nodes: [{ name: 'traefik-eu-west-1', host: 'h1' }, base.nodes[1]!] }, regions)).not.toThrow();
+  });
   it('refuses moving a node between hosts', () => {
     const next = { ...base, nodes: [{ name: 'n1', host: 'h2' }, { name: 'n2', host: 'h1' }] };
     expect(() => checkTransition(base, next, regions)).toThrow(/n1 is on host h1/);

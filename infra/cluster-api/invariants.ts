@@ -1,5 +1,6 @@
 import type { NodeHealthCheck } from '../components/node-task.js';
 import type { NodeRoutes } from '../../lib/traefik-routes.js';
+import { isTraefikHostId } from '../components/traefik-names.js';
 
 /** Desired state of one cluster as the dynamic API applies it: hosts, and nodes placed on them. */
 export interface ClusterSpec {
@@ -37,6 +38,11 @@ const DNS_LABEL = /^[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?$/;
 export function assertName(kind: string, name: string): void {
   if (!DNS_LABEL.test(name)) {
     throw new ClusterInvariantError(`${kind} name "${name}" must be 1-63 lowercase letters, digits or hyphens, not starting or ending with a hyphen`);
+  }
+  // Reserved: a region's Traefik host is cluster and host `traefik-<region>` (its tags, ECS
+  // attribute, DNS record `traefik-<region>.<zone>` and log group); nodes live under their cluster's name.
+  if (kind !== 'node' && isTraefikHostId(name)) {
+    throw new ClusterInvariantError(`${kind} name "${name}" is reserved: traefik-<region> names a region's Traefik host (its DNS record, log group, tags and ECS attribute); choose another name`);
   }
 }
 

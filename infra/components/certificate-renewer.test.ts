@@ -27,7 +27,7 @@ describe('CertificateRenewer', () => {
 
     const byType = (t: string) => declared.filter((d) => d.type === t);
     const fn = byType('aws:lambda/function:Function')[0]!;
-    expect(fn.inputs).toMatchObject({ handler: 'traefik/renewer/handler.handler', runtime: 'nodejs20.x' });
+    expect(fn.inputs).toMatchObject({ handler: 'traefik/renewer/handler.handler', runtime: 'nodejs24.x' });
     expect((fn.inputs.environment as { variables: Record<string, string> }).variables).toMatchObject({
       RENEWER_BUCKET: 'env-bucket',
       RENEWER_BUCKET_REGION: 'eu-west-1',

@@ -1,6 +1,7 @@
 import * as aws from '@pulumi/aws';
 import * as pulumi from '@pulumi/pulumi';
 import { roleNamePrefix } from './naming.js';
+import { LAMBDA_RUNTIME } from './scheduled-job.js';
 
 export interface CertificateRenewerArgs {
   /** Environment bucket the renewer uploads to and berth's refreshers read from. */
@@ -84,7 +85,7 @@ export class CertificateRenewer extends pulumi.ComponentResource {
     }, parent);
 
     const fn = new aws.lambda.Function(`${name}-fn`, {
-      runtime: aws.lambda.Runtime.NodeJS20dX,
+      runtime: LAMBDA_RUNTIME,
       handler: 'traefik/renewer/handler.handler',
       code: args.code,
       role: role.arn,

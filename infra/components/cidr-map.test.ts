@@ -19,6 +19,11 @@ describe('validateCidrMap', () => {
     expect(() => validateCidrMap({ ...map, 'eu-west-1': '10.1.0.1/16' }, regions)).toThrow(/host bits/);
     expect(() => validateCidrMap({ ...map, 'eu-west-1': '172.16.0.0/16' }, regions)).toThrow(/outside 10\.0\.0\.0\/8/);
   });
+  it('refuses a block CreateVpc would refuse (larger than /16, smaller than /28), naming the region', () => {
+    expect(() => validateCidrMap({ ...map, 'eu-west-1': '10.0.0.0/15' }, ['eu-west-1'])).toThrow(/the VPC of eu-west-1: CIDR 10\.0\.0\.0\/15 is larger than \/16/);
+    expect(() => validateCidrMap({ ...map, 'eu-west-1': '10.1.0.0/29' }, ['eu-west-1'])).toThrow(/10\.1\.0\.0\/29 is smaller than \/28/);
+    expect(() => validateCidrMap({ ...map, 'eu-west-1': '10.1.0.0/28' }, ['eu-west-1'])).not.toThrow();
+  });
 });
 
 describe('peeringPairs', () => {

@@ -15,10 +15,29 @@ export function parseCidr(cidr: string): Range {
   return { start: base, end: base + size - 1 };
 }
 
-/** Refuses a map that misses a designated region, overlaps, or leaves 10.0.0.0/8 (the internal SG range). */
+/** The block sizes CreateVpc accepts: a netmask from /16 to /28 (Amazon VPC User Guide, "VPC CIDR blocks"). */
+export const VPC_PREFIX = { largest: 16, smallest: 28 } as const;
+
+/**
+ * Refuses a VPC block CreateVpc would refuse (larger than /16 or smaller than /28), before any
+ * resource is declared. The range itself is checked by parseCidr.
+ */
+export function assertVpcCidr(cidr: string, owner = 'VPC'): void {
+  parseCidr(cidr);
+  const prefix = Number(cidr.split('/')[1]);
+  if (prefix < VPC_PREFIX.largest) {
+    throw new Error(`${owner} CIDR ${cidr} is larger than /${VPC_PREFIX.largest}, the largest block a VPC may have (AWS allows /${VPC_PREFIX.largest} to /${VPC_PREFIX.smallest}); split it or use a /${VPC_PREFIX.largest}`);
+  }
+  if (prefix > VPC_PREFIX.smallest) {
+    throw new Error(`${owner} CIDR ${cidr} is smaller than /${VPC_PREFIX.smallest}, the smallest block a VPC may have (AWS allows /${VPC_PREFIX.largest} to /${VPC_PREFIX.smallest})`);
+  }
+}
+
+/** Refuses a map that misses a designated region, overlaps, leaves 10.0.0.0/8 (the internal SG range), or holds a block no VPC may have. */
 export function validateCidrMap(map: CidrMap, regions: readonly string[]): void {
   const missing = regions.filter((r) => !(r in map));
   if (missing.length > 0) throw new Error(`CIDR map has no entry for region(s): ${missing.join(', ')}`);
+  for (const r of regions) assertVpcCidr(map[r]!, `the VPC of ${r}:`);
   const internal = parseCidr('10.0.0.0/8');
   const entries = regions.map((r) => [r, map[r]!, parseCidr(map[r]!)] as const);
   for (const [region, cidr, range] of entries) {

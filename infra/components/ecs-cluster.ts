@@ -2,6 +2,7 @@ import * as aws from '@pulumi/aws';
 import * as pulumi from '@pulumi/pulumi';
 import { roleNamePrefix } from './naming.js';
 import { HOST_ATTRIBUTE } from './node-task.js';
+import { TRAEFIK_NETWORK_MODE } from './traefik-names.js';
 
 /** Traefik's entry points (traefik/traefik.yml): HTTP API, TCP, WebSocket, internal (ping, metrics). */
 export const TRAEFIK_PORTS = [8090, 8860, 4000, 9860] as const;
@@ -23,10 +24,11 @@ export interface EcsClusterArgs {
   readonly logRetentionDays?: number;
 }
 
+
 /**
- * The region's Traefik ECS cluster and the Traefik service, one task in host network mode pinned
- * to the Traefik host by its `berth.host` attribute, with berth's certificate directories
- * mounted (directories, not files: Traefik must see renames).
+ * The region's Traefik ECS cluster and the Traefik service, one task in bridge network mode with
+ * its ports published on the host's, pinned to the Traefik host by its `berth.host` attribute,
+ * with berth's certificate directories mounted (directories, not files: Traefik must see renames).
  */
 export class EcsCluster extends pulumi.ComponentResource {
   readonly clusterName: pulumi.Output<string>;
@@ -70,7 +72,7 @@ export class EcsCluster extends pulumi.ComponentResource {
     }]));
     const taskDefinition = new aws.ecs.TaskDefinition(`${name}-traefik`, {
       family: args.clusterName,
-      networkMode: 'host',
+      networkMode: TRAEFIK_NETWORK_MODE,
       requiresCompatibilities: ['EC2'],
       executionRoleArn: executionRole.arn,
       taskRoleArn: taskRole.arn,

@@ -61,7 +61,7 @@ describe('SnapshotPolicy', () => {
 });
 
 describe('EcsCluster', () => {
-  it('runs one Traefik task in host network mode, pinned to the Traefik host, with read-only discovery rights', async () => {
+  it('runs one Traefik task in bridge network mode with its ports published one to one, pinned to the Traefik host, with read-only discovery rights', async () => {
     const { EcsCluster } = await import('./ecs-cluster.js');
     const c = new EcsCluster('ecs', { region: 'eu-west-1', clusterName: 'berth-eu-west-1', traefikImage: 'repo/berth/traefik:build-3', traefikHostId: 'traefik-eu-west-1' });
     await new Promise<void>((r) => pulumi.all([c.clusterName, c.traefikServiceName]).apply(() => r()));
@@ -70,10 +70,11 @@ describe('EcsCluster', () => {
     expect(svc.inputs).toMatchObject({ desiredCount: 1, launchType: 'EC2', deploymentMinimumHealthyPercent: 0, deploymentMaximumPercent: 100 });
     expect(svc.inputs['placementConstraints']).toEqual([{ type: 'memberOf', expression: 'attribute:berth.host == traefik-eu-west-1' }]);
     const td = named('aws:ecs/taskDefinition:TaskDefinition', 'ecs-traefik');
-    expect(td.inputs['networkMode']).toBe('host');
-    const [container] = JSON.parse(td.inputs['containerDefinitions'] as string) as Array<{ image: string; portMappings: Array<{ hostPort: number }>; environment: Array<{ name: string; value: string }>; mountPoints: Array<{ containerPath: string }> }>;
+    // Not host: with host networking IMDS answers the container, hop limit 1 or not (docs/deploy.md).
+    expect(td.inputs['networkMode']).toBe('bridge');
+    const [container] = JSON.parse(td.inputs['containerDefinitions'] as string) as Array<{ image: string; portMappings: Array<{ hostPort: number; containerPort: number }>; environment: Array<{ name: string; value: string }>; mountPoints: Array<{ containerPath: string }> }>;
     expect(container!.image).toBe('repo/berth/traefik:build-3');
-    expect(container!.portMappings.map((p) => p.hostPort)).toEqual([8090, 8860, 4000, 9860]);
+    expect(container!.portMappings.map((p) => [p.containerPort, p.hostPort])).toEqual([[8090, 8090], [8860, 8860], [4000, 4000], [9860, 9860]]);
     expect(container!.environment).toEqual([{ name: 'AWS_REGION', value: 'eu-west-1' }]);
     expect(container!.mountPoints.map((m) => m.containerPath)).toEqual(['/etc/traefik/certs', '/etc/traefik/dynamic']);
     const task = statements(named('aws:iam/rolePolicy:RolePolicy', 'ecs-traefik-task'));

@@ -2,6 +2,14 @@ import * as aws from '@pulumi/aws';
 import * as pulumi from '@pulumi/pulumi';
 import { roleNamePrefix } from './naming.js';
 
+/**
+ * The Node.js runtime of every berth Lambda (the certificate renewer and the operations jobs):
+ * Node.js 24, which Lambda supports until its deprecation on 2028-04-30 (AWS Lambda runtimes
+ * table; the dated table in infra/constraints/lambda-runtimes.ts fails the conformance test once
+ * a runtime in use passes its block-create date). docs/deploy.md, "Lambda runtime".
+ */
+export const LAMBDA_RUNTIME = aws.lambda.Runtime.NodeJS24dX;
+
 export interface ScheduledJobArgs {
   readonly description: string;
   /** Staged code (infra/lambdas/stage.sh) and the handler in it, e.g. `ecs-agent-update.handler`. */
@@ -30,7 +38,7 @@ export class ScheduledJob extends pulumi.ComponentResource {
     new aws.iam.RolePolicyAttachment(`${name}-logs`, { role: role.name, policyArn: aws.iam.ManagedPolicy.AWSLambdaBasicExecutionRole }, parent);
     new aws.iam.RolePolicy(`${name}-policy`, { role: role.id, policy: args.policy }, parent);
     const fn = new aws.lambda.Function(`${name}-fn`, {
-      description: args.description, runtime: aws.lambda.Runtime.NodeJS20dX, handler: args.handler, code: args.code, role: role.arn,
+      description: args.description, runtime: LAMBDA_RUNTIME, handler: args.handler, code: args.code, role: role.arn,
       timeout: args.timeoutSeconds ?? 300, memorySize: 256,
       ...(args.environment ? { environment: { variables: { ...args.environment } } } : {}),
     }, parent);

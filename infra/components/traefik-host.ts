@@ -3,6 +3,7 @@ import * as pulumi from '@pulumi/pulumi';
 import { multipartUserdata, renderBootstrap, renderTemplate } from '../../userdata/render.js';
 import { hostEbsPolicy } from './host-policy.js';
 import { ecsAmiId, singleInstanceGroup } from './single-instance-group.js';
+import { traefikHostId } from './traefik-names.js';
 
 export interface TraefikHostArgs {
   readonly region: string;
@@ -30,8 +31,7 @@ export interface TraefikHostArgs {
   readonly logGroupName: pulumi.Input<string>;
 }
 
-/** The logical host id of a region's Traefik host; the Traefik service is pinned to it. */
-export const traefikHostId = (region: string) => `traefik-${region}`;
+export { traefikHostId } from './traefik-names.js';
 
 /**
  * The region's Traefik/NAT host: an ASG of one instance in a public subnet. At boot its

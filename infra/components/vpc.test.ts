@@ -32,6 +32,10 @@ describe('carveSubnets', () => {
     expect(() => carveSubnets('10.1.0.0/16', 2, 4)).toThrow(/1 to 3 private/);
     expect(() => carveSubnets('10.1.0.1/16', 2, 2)).toThrow(/host bits/);
   });
+  it('refuses a block larger than /16 before any resource, as CreateVpc would later', () => {
+    expect(() => carveSubnets('10.0.0.0/8', 2, 2)).toThrow(/VPC CIDR 10\.0\.0\.0\/8 is larger than \/16/);
+    expect(() => carveSubnets('10.0.0.0/15', 2, 3)).toThrow(/larger than \/16/);
+  });
 });
 
 describe('Vpc under setMocks', () => {

@@ -1,6 +1,6 @@
 import * as aws from '@pulumi/aws';
 import * as pulumi from '@pulumi/pulumi';
-import { parseCidr } from './cidr-map.js';
+import { assertVpcCidr, parseCidr } from './cidr-map.js';
 
 /** How many subnets a VPC has and how its private subnets reach the internet. */
 export interface VpcLayout {
@@ -25,6 +25,7 @@ const formatIp = (n: number) => [24, 16, 8, 0].map((s) => Math.floor(n / 2 ** s)
  */
 export function carveSubnets(cidr: string, publicCount: number, privateCount: number): { public: string[]; private: string[] } {
   const range = parseCidr(cidr);
+  assertVpcCidr(cidr);
   const prefix = Number(cidr.split('/')[1]);
   if (prefix > 24) throw new Error(`VPC CIDR ${cidr} is too small: use /24 or larger (public subnets are 1/16 of it)`);
   if (privateCount < 1 || privateCount > 3) throw new Error(`a VPC has 1 to 3 private subnets, not ${privateCount}`);

@@ -1,13 +1,18 @@
 import { execFileSync } from 'node:child_process';
 import { existsSync, readdirSync, readFileSync } from 'node:fs';
-import { join } from 'node:path';
+import { delimiter, dirname, join } from 'node:path';
 import { gunzipSync } from 'node:zlib';
 
 /**
- * AWS's published API models, as Debian's `python3-botocore` ships them
+ * AWS's published API models, as botocore ships them
  * (`botocore/data/<service>/<api-version>/service-2.json[.gz]`), and a checker of values
- * against their shapes: string length, pattern and enum, number range, list size, and
- * structure members, recursively. Test support only.
+ * against their shapes: string length, pattern and enum, number range, list size, required and
+ * unknown structure members, recursively. Test support only.
+ *
+ * Which botocore: the newest on the machine. Every `python3` on PATH is asked where its botocore
+ * is, pyenv's versions are looked through, and Debian's `python3-botocore` is the fallback (1.29,
+ * December 2022: no nodejs20.x, no newer regions). None at all is an error, not a skip: the
+ * conformance test is how `pulumi up` meets AWS's rules before AWS does.
  */
 
 interface Shape {
@@ -16,6 +21,7 @@ interface Shape {
   max?: number;
   pattern?: string;
   enum?: string[];
+  required?: string[];
   member?: { shape: string };
   members?: Record<string, { shape: string }>;
   key?: { shape: string };
@@ -28,24 +34,83 @@ export interface ServiceModel {
   readonly operations: Readonly<Record<string, { input?: { shape: string } }>>;
 }
 
-/** Where this machine keeps botocore's data, or undefined when python3-botocore is not installed. */
-export function botocoreDataDir(): string | undefined {
+/** One botocore installation: its package directory, version and the models under `data/`. */
+export interface Botocore {
+  readonly packageDir: string;
+  readonly version: string;
+  readonly dataDir: string;
+}
+
+const run = (cmd: string, args: string[]): string => {
   try {
-    const files = execFileSync('dpkg', ['-L', 'python3-botocore'], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] }).split('\n');
-    const model = files.find((f) => /\/botocore\/data\/[^/]+\/[^/]+\/service-2\.json(\.gz)?$/.test(f));
-    if (model) return model.slice(0, model.indexOf('/botocore/data/') + '/botocore/data'.length);
+    return execFileSync(cmd, args, { encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'], timeout: 20_000 });
   } catch {
-    // not a Debian system, or the package is missing: try the usual place.
+    return '';
   }
-  const usual = '/usr/lib/python3/dist-packages/botocore/data';
-  return existsSync(usual) ? usual : undefined;
+};
+
+/** Directories that may hold a botocore package: each python3 on PATH's, pyenv's, Debian's. */
+export function botocoreCandidates(env: NodeJS.ProcessEnv = process.env): string[] {
+  const found = new Set<string>();
+  const pythons = new Set<string>();
+  for (const dir of (env['PATH'] ?? '').split(delimiter).filter(Boolean)) {
+    const exe = join(dir, 'python3');
+    if (existsSync(exe)) pythons.add(exe);
+  }
+  for (const exe of pythons) {
+    // A pyenv shim asks pyenv which version is selected; either way, the answer is that interpreter's botocore.
+    const out = run(exe, ['-c', 'import os, botocore; print(os.path.dirname(botocore.__file__))']).trim();
+    if (out) found.add(out);
+  }
+  const pyenvRoot = env['PYENV_ROOT'] ?? join(env['HOME'] ?? '/root', '.pyenv');
+  const versions = join(pyenvRoot, 'versions');
+  if (existsSync(versions)) {
+    for (const v of readdirSync(versions)) {
+      const lib = join(versions, v, 'lib');
+      if (!existsSync(lib)) continue;
+      for (const py of readdirSync(lib).filter((d) => d.startsWith('python'))) found.add(join(lib, py, 'site-packages', 'botocore'));
+    }
+  }
+  const dpkg = run('dpkg', ['-L', 'python3-botocore']).split('\n').find((f) => f.endsWith('/botocore/__init__.py'));
+  if (dpkg) found.add(dirname(dpkg));
+  found.add('/usr/lib/python3/dist-packages/botocore');
+  return [...found];
+}
+
+/** A botocore package's version (`__version__` in its `__init__.py`), or undefined when `dir` holds none with models. */
+export function readBotocore(dir: string): Botocore | undefined {
+  const init = join(dir, '__init__.py');
+  const dataDir = join(dir, 'data');
+  if (!existsSync(init) || !existsSync(dataDir)) return undefined;
+  const version = /^__version__\s*=\s*['"]([\d.]+)['"]/m.exec(readFileSync(init, 'utf8'))?.[1];
+  return version ? { packageDir: dir, version, dataDir } : undefined;
+}
+
+const compareVersions = (a: string, b: string) => {
+  const pa = a.split('.').map(Number);
+  const pb = b.split('.').map(Number);
+  for (let i = 0; i < Math.max(pa.length, pb.length); i++) {
+    const d = (pa[i] ?? 0) - (pb[i] ?? 0);
+    if (d !== 0) return d;
+  }
+  return 0;
+};
+
+/** The newest botocore among `candidates`; throws, naming where it looked, when there is none. */
+export function newestBotocore(candidates: readonly string[] = botocoreCandidates()): Botocore {
+  const found = candidates.map(readBotocore).filter((b): b is Botocore => b !== undefined);
+  const newest = found.sort((a, b) => compareVersions(b.version, a.version))[0];
+  if (!newest) {
+    throw new Error(`no botocore API models on this machine (looked in: ${candidates.join(', ')}); install botocore (pip install botocore, or apt-get install python3-botocore as the fallback)`);
+  }
+  return newest;
 }
 
 const cache = new Map<string, ServiceModel>();
 
 /** The newest API version of a service's model. */
 export function loadService(dataDir: string, service: string): ServiceModel {
-  const hit = cache.get(service);
+  const hit = cache.get(`${dataDir}|${service}`);
   if (hit) return hit;
   const dir = join(dataDir, service);
   if (!existsSync(dir)) throw new Error(`botocore has no model for service "${service}" under ${dataDir}`);
@@ -55,7 +120,7 @@ export function loadService(dataDir: string, service: string): ServiceModel {
   const text = existsSync(plain) ? readFileSync(plain, 'utf8') : gunzipSync(readFileSync(`${plain}.gz`)).toString('utf8');
   const json = JSON.parse(text) as { shapes: Record<string, Shape>; operations: Record<string, { input?: { shape: string } }> };
   const model = { service, shapes: json.shapes, operations: json.operations };
-  cache.set(service, model);
+  cache.set(`${dataDir}|${service}`, model);
   return model;
 }
 
@@ -141,10 +206,18 @@ export function checkShape(model: ServiceModel, shapeName: string, value: unknow
       const members = shape.members ?? {};
       const byLower = new Map(Object.keys(members).map((m) => [m.toLowerCase(), m]));
       const problems: string[] = [];
+      const given = new Set<string>();
       for (const [k, v] of Object.entries(value as Record<string, unknown>)) {
+        if (v === undefined) continue;
         const member = byLower.get(k.toLowerCase());
-        if (member) problems.push(...checkShape(model, members[member]!.shape, v, `${path}.${member}`, skip, newerEnums));
+        if (!member) {
+          problems.push(`${at}: unknown member "${k}" (the API takes ${Object.keys(members).join(', ') || 'no members'})`);
+          continue;
+        }
+        given.add(member);
+        problems.push(...checkShape(model, members[member]!.shape, v, `${path}.${member}`, skip, newerEnums));
       }
+      for (const r of shape.required ?? []) if (!given.has(r)) problems.push(`${at}: required member "${r}" is missing`);
       return problems;
     }
     default:

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Stages the operations Lambdas (ecs-agent-update, state-backup-cleanup) into a directory
-# (default .build/lambdas) as ES modules; the Node.js 20 Lambda runtime provides the AWS SDK v3
+# (default .build/lambdas) as ES modules; the Node.js 24 Lambda runtime (infra/components/scheduled-job.ts LAMBDA_RUNTIME) provides the AWS SDK v3
 # they import. The programs pass that directory to ScheduledJob as a FileArchive
 # (config berth:operations.codePath); handlers are <name>.handler.
 set -euo pipefail

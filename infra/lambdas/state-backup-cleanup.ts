@@ -33,10 +33,19 @@ export async function cleanupBackups(s3: S3Client, args: CleanupArgs): Promise<s
   return doomed;
 }
 
+/**
+ * The scheduled entry point. The client is built for the bucket's region (`STATE_BUCKET_REGION`),
+ * not the function's: S3 answers a request signed for another region with 301 PermanentRedirect,
+ * and the state bucket is the operator's, often in another region than the global stack.
+ * `followRegionRedirects` lets a wrong setting cost one extra round trip instead of every run.
+ */
 export async function handler(): Promise<{ deleted: number }> {
   const bucket = process.env['STATE_BUCKET'];
   if (!bucket) throw new Error('STATE_BUCKET is not set');
-  const deleted = await cleanupBackups(new S3Client({}), { bucket, prefix: process.env['BACKUP_PREFIX'] ?? '.pulumi/backups/' });
+  const region = process.env['STATE_BUCKET_REGION'];
+  if (!region) throw new Error('STATE_BUCKET_REGION is not set (the state bucket\'s region)');
+  const s3 = new S3Client({ region, followRegionRedirects: true });
+  const deleted = await cleanupBackups(s3, { bucket, prefix: process.env['BACKUP_PREFIX'] ?? '.pulumi/backups/' });
   console.log(JSON.stringify({ msg: 'pulumi backup cleanup', deleted: deleted.length }));
   return { deleted: deleted.length };
 }

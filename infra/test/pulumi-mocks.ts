@@ -56,6 +56,7 @@ function computed(type: string, id: string, inputs: Record<string, unknown>): Re
     case 'aws:ecr/repository:Repository': return { repositoryUrl: `111122223333.dkr.ecr.eu-west-1.amazonaws.com/${String(inputs['name'])}` };
     case 'aws:ec2/eip:Eip': return { publicIp: `203.0.113.${++eips}`, allocationId: id };
     case 'aws:ec2/launchTemplate:LaunchTemplate': return { latestVersion: 1 };
+    case 'aws:kms/key:Key': return { keyId: id };
     default: return {};
   }
 }

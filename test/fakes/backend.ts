@@ -23,7 +23,6 @@ interface Stored {
  * of volumes that are not mounted. Every call goes through `faults` first.
  */
 export class FakeBackend implements Backend {
-  readonly kind = 'loop' as const;
   readonly scope = 'local' as const;
   /** The loop backend's option keys: none beyond the core's, EBS's refused. */
   readonly options = LOOP_OPTIONS;

@@ -1,9 +1,10 @@
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import type { Registry } from 'prom-client';
 import { silentLogger } from '../../lib/logger.js';
 import { DockerVolumeDriver } from '../../volume-plugin/docker-driver.js';
-import type { DEADLINES, EngineReferences } from '../../volume-plugin/service.js';
+import { VolumeService, type DEADLINES, type EngineReferences } from '../../volume-plugin/service.js';
 import type { VolumeOptions } from '../../volume-plugin/options.js';
 import { hostPathsFor } from '../helpers/manager.js';
 import { FakeBackend } from './backend.js';
@@ -15,6 +16,8 @@ const MiB = 2 ** 20;
 export interface FakeWorldOptions {
   deadlines?: Partial<typeof DEADLINES>;
   engine?: EngineReferences;
+  unmountGraceMs?: number;
+  registry?: Registry;
   validate?(name: string, options: VolumeOptions): void;
 }
 
@@ -30,7 +33,8 @@ export function fakeWorld(options: FakeWorldOptions = {}) {
   const backend = new FakeBackend(host, options.validate ? { validate: options.validate } : {});
   const fs = new FakeFilesystem(host);
   const make = () =>
-    new DockerVolumeDriver({
+    new DockerVolumeDriver(
+      new VolumeService({
       backend,
       fs,
       paths: hostPathsFor(stateDir),
@@ -38,7 +42,10 @@ export function fakeWorld(options: FakeWorldOptions = {}) {
       logger: silentLogger,
       ...(options.deadlines ? { deadlines: options.deadlines } : {}),
       ...(options.engine ? { engine: options.engine } : {}),
-    });
+      ...(options.unmountGraceMs !== undefined ? { unmountGraceMs: options.unmountGraceMs } : {}),
+      ...(options.registry ? { registry: options.registry } : {}),
+      }),
+    );
   const world = {
     stateDir,
     host,

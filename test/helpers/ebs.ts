@@ -8,6 +8,7 @@ import { Ec2Facade, type Ec2Timing } from '../../volume-plugin/backends/ebs/ec2-
 import { createDeviceResolver } from '../../volume-plugin/devices/nvme.js';
 import { createFilesystemOps } from '../../volume-plugin/fs/filesystem.js';
 import { DockerVolumeDriver } from '../../volume-plugin/docker-driver.js';
+import { VolumeService } from '../../volume-plugin/service.js';
 import { hostPathsFor } from './manager.js';
 import { Ec2Model, type Ec2ModelOptions } from '../aws/ec2-model.js';
 import { startInProcessAgent } from './agent.js';
@@ -19,7 +20,7 @@ export const REGION = 'eu-west-1';
 export const AZ = 'eu-west-1a';
 export const HOST = 'host-a';
 
-/** Real waits shrunk for tests; the defaults (ec2-facade.ts) carry the production values. */
+/** Real waits shrunk for tests; the defaults (ec2-timing.ts) carry the production values. */
 export const FAST_TIMING: Partial<Ec2Timing> = {
   firstPollMs: 20,
   pollFactor: 1.8,
@@ -97,13 +98,15 @@ export async function ebsWorld(opts: Ec2ModelOptions & { bindDelayMs?: number; m
       });
     },
     async manager(backend) {
-      const manager = new DockerVolumeDriver({
+      const manager = new DockerVolumeDriver(
+        new VolumeService({
         backend,
         fs: createFilesystemOps({ runner: processRunner, paths: hostPathsFor(world.stateDir) }),
         paths: hostPathsFor(world.stateDir),
         defaults: { sizeBytes: GiB, fs: 'ext4' },
         logger: testLogger(),
-      });
+        }),
+      );
       await manager.service.start();
       return manager;
     },

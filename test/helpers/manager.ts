@@ -3,11 +3,12 @@ import { CONFIG_DEFAULTS, hostPathsOf, type Config } from '../../agent/config.js
 import { silentLogger } from '../../lib/logger.js';
 import { processRunner, type Runner } from '../../lib/exec.js';
 import type { Backend } from '../../volume-plugin/backends/backend.js';
+import { EBS_OPTIONS } from '../../volume-plugin/backends/ebs/ebs-options.js';
 import { createLoopBackend } from '../../volume-plugin/backends/loop.js';
 import { DockerVolumeDriver } from '../../volume-plugin/docker-driver.js';
 import { createFilesystemOps, type FilesystemDeps } from '../../volume-plugin/fs/filesystem.js';
 import type { HostPaths } from '../../volume-plugin/host-paths.js';
-import type { ServiceDeps } from '../../volume-plugin/service.js';
+import { VolumeService, type ServiceDeps } from '../../volume-plugin/service.js';
 
 const MiB = 2 ** 20;
 
@@ -36,15 +37,18 @@ export async function loopManager(
   { runner = processRunner, sizeBytes = 64 * MiB, filesystemBytes, ...service }: LoopManagerOptions = {},
 ): Promise<{ manager: DockerVolumeDriver; backend: Backend }> {
   const paths = hostPathsFor(stateDir);
-  const backend = wrap(createLoopBackend({ stateDir, paths, runner }));
-  const manager = new DockerVolumeDriver({
+  // As the agent builds it (agent/backend-factory.ts): EBS's options refused as needing the ebs backend.
+  const backend = wrap(createLoopBackend({ stateDir, paths, runner, foreignOptions: [EBS_OPTIONS] }));
+  const manager = new DockerVolumeDriver(
+    new VolumeService({
     backend,
     fs: createFilesystemOps({ runner, paths, ...(filesystemBytes ? { filesystemBytes } : {}) }),
     paths,
     defaults: { sizeBytes, fs: 'ext4' },
     logger: silentLogger,
     ...service,
-  });
+    }),
+  );
   await manager.service.start();
   return { manager, backend };
 }

@@ -1,8 +1,8 @@
-import { readFileSync } from 'node:fs';
+import { readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { EBS_OPTIONS, validateEbsOptions } from '../../volume-plugin/backends/ebs/ebs-options.js';
-import { LOOP_OPTIONS } from '../../volume-plugin/backends/loop.js';
+import { LOOP_OPTIONS, loopOptions } from '../../volume-plugin/backends/loop.js';
 import { conflictingOptions, CORE_ONLY, parseGivenOptions, resolveOptions } from '../../volume-plugin/options.js';
 import { parseState } from '../../volume-plugin/state-store.js';
 
@@ -16,16 +16,29 @@ describe('core options', () => {
     expect(resolveOptions(parseGivenOptions({ size: '1GiB', onRemove: 'delete' }), defaults)).toEqual({ sizeBytes: GiB, fs: 'ext4', onRemove: 'delete' });
   });
 
+  const pluginDir = join(import.meta.dirname, '../../volume-plugin');
+  const source = (f: string) => readFileSync(join(pluginDir, f), 'utf8');
+  const imports = (f: string) => [...source(f).matchAll(/from '([^']+)'|import\('([^']+)'\)/g)].map((m) => (m[1] ?? m[2])!);
+  /** The core: every module of volume-plugin/ itself, the Backend interface and the deferred wrapper. */
+  const core = [...readdirSync(pluginDir).filter((f) => f.endsWith('.ts') && !f.endsWith('.test.ts')), 'backends/backend.ts', 'backends/deferred.ts'];
+
   it("knows no backend's options: the core modules import nothing from a backend, and a backend's keys are typed by the backend", () => {
-    const core = ['options.ts', 'service.ts', 'docker-driver.ts', 'server.ts', 'state-store.ts', 'answers.ts'];
-    const imports = (f: string) => [...readFileSync(join(import.meta.dirname, '../../volume-plugin', f), 'utf8').matchAll(/from '([^']+)'/g)].map((m) => m[1]!);
-    expect(core.flatMap((f) => imports(f).filter((i) => i.includes('backends/ebs') || i.includes('backends/loop')).map((i) => `${f}: ${i}`))).toEqual([]);
+    expect(core.length).toBeGreaterThan(10);
+    expect(core.flatMap((f) => imports(f).filter((i) => i.includes('backends/ebs') || i.includes('backends/loop') || i.includes('/ebs/')).map((i) => `${f}: ${i}`))).toEqual([]);
+  });
+
+  it('names no backend: no core module spells a backend kind', () => {
+    expect(core.filter((f) => /'(loop|ebs)'/.test(source(f)))).toEqual([]);
+  });
+
+  it("the loop backend imports nothing of the EBS backend's", () => {
+    expect(imports('backends/loop.ts').filter((i) => i.includes('ebs'))).toEqual([]);
   });
 });
 
 describe("the loop backend's options", () => {
-  it("refuses EBS's keys as needing the ebs backend, and other keys as unknown", () => {
-    expect(() => parseGivenOptions({ type: 'gp3', iops: '3000' }, LOOP_OPTIONS)).toThrow(/option\(s\) type, iops need the ebs backend; this agent runs the loop backend/);
+  it("refuses EBS's keys as needing the ebs backend (the agent passes them), and other keys as unknown", () => {
+    expect(() => parseGivenOptions({ type: 'gp3', iops: '3000' }, loopOptions([EBS_OPTIONS]))).toThrow(/option\(s\) type, iops need the ebs backend; this agent runs the loop backend/);
     expect(() => parseGivenOptions({ color: 'red' }, LOOP_OPTIONS)).toThrow(/unknown option\(s\) color \(known options: size, fs, mountOptions, onRemove\)/);
     expect(() => parseGivenOptions({ __proto__: 'x', size: '1GiB' } as never, LOOP_OPTIONS)).not.toThrow(); // a literal __proto__ sets the prototype: no key
     expect(() => parseGivenOptions(JSON.parse('{"__proto__":"x"}'), LOOP_OPTIONS)).toThrow(/unknown option\(s\) __proto__/);

@@ -57,7 +57,7 @@ describe('volume service: references per consumer', () => {
   it('refuses an invalid consumer id before anything is touched', async () => {
     const w = await started();
     await w.service.create('v', {});
-    await expect(w.service.publish('v', 'a/b')).rejects.toThrow(/invalid consumer id/);
+    await expect(w.service.publish('v', 'a/b')).rejects.toThrow(/invalid mount ID/);
     await expect(w.docker.mount('v', 'a b')).rejects.toThrow(/invalid mount ID/);
     expect(w.backend.faults.calls('attach')).toBe(0);
   });

@@ -1,6 +1,7 @@
 import { ChangeResourceRecordSetsCommand, GetChangeCommand, InvalidChangeBatch, Route53Client } from '@aws-sdk/client-route-53';
 import { mockClient } from 'aws-sdk-client-mock';
 import { describe, expect, it } from 'vitest';
+import { Route53Model } from '../../test/aws/route53-model.js';
 import { Route53Dns01 } from './dns-providers.js';
 
 /** A hosted zone that enforces Route 53's rules for TXT changes, with changes that take two polls to sync. */
@@ -52,5 +53,32 @@ describe('Route 53 DNS-01 provider', () => {
     mock.on(GetChangeCommand).resolves({ ChangeInfo: { Id: 'x', Status: 'PENDING', SubmittedAt: new Date() } });
     const dns = new Route53Dns01(client, 'Z123', { pollMs: 5, timeoutMs: 30 });
     await expect(dns.setTxt('_acme-challenge.a.example.com', 'v')).rejects.toThrow(/was not INSYNC within 30 ms/);
+  });
+});
+
+describe('Route 53 DNS-01 provider against a Route 53 model whose UPSERT replaces the record set', () => {
+  it('keeps the apex and wildcard values when acme-client sets both at once and the first request reaches Route 53 last', async () => {
+    // acme-client's auto() runs every authorization's challengeCreateFn concurrently; a wildcard
+    // and its base share one _acme-challenge name. The first UPSERT is slow on the wire.
+    const model = new Route53Model({ zones: { Z123: 'example.com' }, arrivalDelayMs: (n) => (n === 0 ? 100 : 0), insyncAfterMs: 20 });
+    const client = new Route53Client({ region: 'us-east-1', credentials: { accessKeyId: 'a', secretAccessKey: 'b' } });
+    model.install(client);
+    const dns = new Route53Dns01(client, 'Z123', { pollMs: 5, timeoutMs: 5_000 });
+    await Promise.all([dns.setTxt('_acme-challenge.db.example.com', 'token-base'), dns.setTxt('_acme-challenge.db.example.com', 'token-wildcard')]);
+    expect(model.values('Z123', '_acme-challenge.db.example.com')?.sort()).toEqual(['"token-base"', '"token-wildcard"']);
+    // DELETE must name exactly the current values (Route 53 refuses anything else).
+    await dns.clearTxt('_acme-challenge.db.example.com');
+    expect(model.values('Z123', '_acme-challenge.db.example.com')).toBeUndefined();
+  });
+
+  it('a refused change leaves the values it meant to add out of later changes', async () => {
+    const model = new Route53Model({ zones: { Z123: 'example.com' } });
+    const client = new Route53Client({ region: 'us-east-1', credentials: { accessKeyId: 'a', secretAccessKey: 'b' } });
+    model.install(client);
+    const dns = new Route53Dns01(client, 'Z123', { pollMs: 1, timeoutMs: 1_000 });
+    // A TXT string is at most 255 characters: Route 53 refuses the whole change.
+    await expect(dns.setTxt('_acme-challenge.db.example.com', 'x'.repeat(300))).rejects.toThrow(InvalidChangeBatch);
+    await dns.setTxt('_acme-challenge.db.example.com', 'ok');
+    expect(model.values('Z123', '_acme-challenge.db.example.com')).toEqual(['"ok"']);
   });
 });

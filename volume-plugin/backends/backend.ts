@@ -1,5 +1,7 @@
+import type { CallOptions, Scope } from '../call.js';
 import type { BackendOptions, VolumeOptions } from '../options.js';
-import type { Scope } from '../protocol.js';
+
+export type { CallOptions, Scope };
 
 /**
  * What a backend knows of one volume. `id` is the backend's own identity for
@@ -31,11 +33,6 @@ export interface AttachedDevice {
   blank?: boolean;
 }
 
-/** What every call that may wait takes: the caller's deadline (docs/design.md §3: dockerd gives up after it). */
-export interface CallOptions {
-  signal?: AbortSignal;
-}
-
 export interface CreateOptions extends CallOptions {
   /**
    * Called with a volume that already exists under the name (retained or not)
@@ -45,8 +42,20 @@ export interface CreateOptions extends CallOptions {
   accept?(existing: VolumeRecord, retained: boolean): void;
 }
 
+/** A volume removed with onRemove=retain whose data this backend still keeps on this host (`berth retained`). */
+export interface RetainedVolume {
+  name: string;
+  /** Where the data is kept, for people (loop: the image file). */
+  image: string;
+  sizeBytes: number;
+  /** Bytes the data really takes; undefined when it is missing. */
+  allocatedBytes: number | undefined;
+  createdAt: string;
+  /** Devices still backed by the data: it is in use, and is never purged. */
+  devices: string[];
+}
+
 export interface Backend {
-  readonly kind: 'loop' | 'ebs';
   readonly scope: Scope;
   /** The option keys this backend takes beyond the core's (options.ts), their parsers and stored schema. */
   readonly options: BackendOptions;
@@ -75,4 +84,12 @@ export interface Backend {
    * volumes that are not mounted. `mounted` holds the ids of volumes mounted now.
    */
   recover?(mounted: ReadonlySet<string>): Promise<void>;
+  /** Retained volumes whose data this backend keeps on this host; absent when it keeps none here (ebs: they are EBS volumes). */
+  retained?(): Promise<RetainedVolume[]>;
+  /**
+   * Deletes a retained volume's data for good. Refuses (CONFLICT, nothing
+   * deleted) one whose data a device still uses, and (NOT_FOUND) a name that
+   * is not retained, so a volume a Create adopted meanwhile is never deleted.
+   */
+  purgeRetained?(name: string): Promise<RetainedVolume>;
 }

@@ -1,5 +1,5 @@
 import { BerthError } from '../../lib/errors.js';
-import type { Scope } from '../protocol.js';
+import type { Scope } from '../call.js';
 import type { Backend } from './backend.js';
 
 /**
@@ -22,7 +22,8 @@ export interface DeferredBackend<B extends Backend> extends Backend {
 }
 
 export function deferredBackend<B extends Backend>(
-  kind: Backend['kind'],
+  /** The backend's name, as messages show it. */
+  name: string,
   scope: Scope,
   validate: Backend['validate'],
   waitMs: number,
@@ -41,7 +42,7 @@ export function deferredBackend<B extends Backend>(
     let onAbort: (() => void) | undefined;
     const timeout = new Promise<never>((_, reject) => {
       timer = setTimeout(
-        () => reject(new BerthError('UNAVAILABLE', `the ${kind} backend is not ready after ${Math.round(waitMs / 1000)} s: ${pending ?? 'starting'}`)),
+        () => reject(new BerthError('UNAVAILABLE', `the ${name} backend is not ready after ${Math.round(waitMs / 1000)} s: ${pending ?? 'starting'}`)),
         waitMs,
       );
       onAbort = () => reject(signal!.reason as Error);
@@ -56,7 +57,6 @@ export function deferredBackend<B extends Backend>(
   }
 
   return {
-    kind,
     scope,
     options,
     validate,
@@ -82,7 +82,7 @@ export function deferredBackend<B extends Backend>(
       return (await backend()).find(name);
     },
     async list() {
-      if (!current) throw new BerthError('UNAVAILABLE', `the ${kind} backend is not ready: ${pending ?? 'starting'}`);
+      if (!current) throw new BerthError('UNAVAILABLE', `the ${name} backend is not ready: ${pending ?? 'starting'}`);
       return current.list();
     },
     async attach(record, call) {

@@ -7,9 +7,9 @@ import { BerthError, errorMessage } from '../../lib/errors.js';
 import type { Runner } from '../../lib/exec.js';
 import { majorMinorOf, readMountinfo } from '../../lib/mountinfo.js';
 import { sleep } from '../../lib/sleep.js';
+import { TOOL_LIMITS } from '../budgets.js';
 import { formatSize, storedOptionsSchema, type BackendOptions, type VolumeOptions } from '../options.js';
-import type { AttachedDevice, Backend, VolumeRecord } from './backend.js';
-import { EBS_OPTIONS } from './ebs/ebs-options.js';
+import type { AttachedDevice, Backend, RetainedVolume, VolumeRecord } from './backend.js';
 import type { HostPaths } from '../host-paths.js';
 
 /**
@@ -25,9 +25,19 @@ import type { HostPaths } from '../host-paths.js';
 export const LOOP_TOOLS = ['losetup'] as const;
 
 const MIN_BYTES = { ext4: 16 * 2 ** 20, xfs: 300 * 2 ** 20 } as const;
-/** No options beyond the core's; EBS's are refused as needing the ebs backend. */
-export const LOOP_OPTIONS: BackendOptions = { backend: 'loop', given: {}, stored: {}, foreign: [EBS_OPTIONS] };
-const LOSETUP_MS = 30_000;
+/** No options beyond the core's. */
+export const LOOP_OPTIONS: BackendOptions = { backend: 'loop', given: {}, stored: {} };
+
+/**
+ * The loop backend's options, refusing `foreign` backends' keys as "need the …
+ * backend" rather than "unknown". The agent, which knows every backend, passes
+ * them (agent/backend-factory.ts); the loop backend itself names no other.
+ */
+export function loopOptions(foreign: readonly BackendOptions[] = []): BackendOptions {
+  return foreign.length === 0 ? LOOP_OPTIONS : { ...LOOP_OPTIONS, foreign };
+}
+
+const LOSETUP_MS = TOOL_LIMITS.losetupMs;
 /** `<name>.json` must fit in NAME_MAX (255 bytes). */
 const MAX_NAME = 255 - '.json'.length;
 /** Tools berth runs on a volume's device; one found still running at start was left by an agent that died. */
@@ -59,6 +69,8 @@ export interface LoopBackendDeps {
   paths: Pick<HostPaths, 'sysfsRoot' | 'mountinfoPath' | 'procRoot'>;
   runner: Runner;
   logger?: Logger;
+  /** Other backends' options, refused as needing that backend (loopOptions). */
+  foreignOptions?: readonly BackendOptions[];
 }
 
 /** Where a loop volume lives: `<stateDir>/images/<name>.img` and its sidecar `<name>.json`. */
@@ -232,9 +244,8 @@ export function createLoopBackend(deps: LoopBackendDeps): Backend {
   }
 
   return {
-    kind: 'loop',
     scope: 'local',
-    options: LOOP_OPTIONS,
+    options: loopOptions(deps.foreignOptions),
 
     validate(name, options) {
       if (name.length > MAX_NAME) {
@@ -344,6 +355,22 @@ export function createLoopBackend(deps: LoopBackendDeps): Backend {
       }
     },
 
+    retained() {
+      return listRetainedLoopVolumes(deps.stateDir, sysBlock);
+    },
+
+    async purgeRetained(name) {
+      const volume = (await listRetainedLoopVolumes(deps.stateDir, sysBlock)).find((v) => v.name === name);
+      if (!volume) throw new BerthError('NOT_FOUND', `no retained volume named ${name}`);
+      if (volume.devices.length > 0) throw new BerthError('CONFLICT', `the image of ${name} is attached to ${volume.devices.join(', ')}: it is in use; nothing deleted`);
+      await unlink(volume.image).catch((err: NodeJS.ErrnoException) => {
+        if (err.code !== 'ENOENT') throw err;
+      });
+      await unlink(volume.sidecar);
+      logger?.warn({ name, image: volume.image }, 'retained volume purged: its image is deleted');
+      return volume;
+    },
+
     async recover(mounted) {
       const ours = (await loopDevices()).filter((d) => d.backingFile.startsWith(imagesDir + '/'));
       if (ours.length === 0) return;
@@ -375,16 +402,8 @@ export function createLoopBackend(deps: LoopBackendDeps): Backend {
 }
 
 /** A volume removed from Docker with onRemove=retain whose image is kept (for `berth retained`). */
-export interface RetainedLoopVolume {
-  name: string;
-  image: string;
+export interface RetainedLoopVolume extends RetainedVolume {
   sidecar: string;
-  sizeBytes: number;
-  /** Bytes the sparse image really takes on the state disk; undefined when the image is missing. */
-  allocatedBytes: number | undefined;
-  createdAt: string;
-  /** Loop devices still backed by the image (then it is in use and must not be deleted). */
-  devices: string[];
 }
 
 /**

@@ -5,6 +5,7 @@ import type { Logger } from 'pino';
 import { BerthError, errorMessage, isBerthError } from '../../lib/errors.js';
 import type { Runner } from '../../lib/exec.js';
 import { majorMinorOf, mountAt, readMountinfo } from '../../lib/mountinfo.js';
+import { TOOL_LIMITS } from '../budgets.js';
 import type { HostPaths } from '../host-paths.js';
 import { mountOptionArgument, type Filesystem } from '../options.js';
 import { filesystemBytes } from './superblock.js';
@@ -23,8 +24,8 @@ export const FILESYSTEM_TOOLS = {
   xfs: ['mkfs.xfs', 'xfs_growfs'],
 } as const satisfies Record<'all' | Filesystem, readonly string[]>;
 
-/** Time limits, generous for slow EBS first-touch reads; every call has one. */
-const LIMITS = { probeMs: 30_000, mkfsMs: 300_000, fsckMs: 600_000, mountMs: 60_000, growMs: 600_000, chattrMs: 10_000 };
+/** Time limits of every tool run here, with the core's other budgets (budgets.ts). */
+const LIMITS = TOOL_LIMITS;
 
 export interface FilesystemDeps {
   runner: Runner;

@@ -47,8 +47,16 @@ describe('global program under setMocks', () => {
   });
   it('cleans old state backups daily, deleting only under the backup prefix of the state bucket', () => {
     const fn = declared.find((d) => d.type === 'aws:lambda/function:Function')!;
-    expect(fn.inputs).toMatchObject({ handler: 'state-backup-cleanup.handler', environment: { variables: { STATE_BUCKET: 'acme-pulumi-state', BACKUP_PREFIX: '.pulumi/backups/' } } });
+    // The state bucket's region defaults to the stack's: the function's S3 client signs for it.
+    expect(fn.inputs).toMatchObject({ handler: 'state-backup-cleanup.handler', environment: { variables: { STATE_BUCKET: 'acme-pulumi-state', STATE_BUCKET_REGION: 'eu-west-1', BACKUP_PREFIX: '.pulumi/backups/' } } });
     const st = policyStatements(declared).filter((s) => s.policy === 'state-backup-cleanup-policy');
     expect(st.find((s) => s.Sid === 'DeleteBackups')!.Resource).toBe('arn:aws:s3:::acme-pulumi-state/.pulumi/backups/*');
+  });
+  it('refuses a build VPC range larger than /16 before declaring anything', async () => {
+    const { globalProgram } = await import('./index.js');
+    const before = declared.length;
+    pulumi.runtime.setAllConfig({ 'aws:region': 'eu-west-1', 'berth:cidr': '10.0.0.0/12' });
+    expect(() => globalProgram()).toThrow(/berth:cidr: the build VPC CIDR 10\.0\.0\.0\/12 is larger than \/16/);
+    expect(declared.length).toBe(before);
   });
 });

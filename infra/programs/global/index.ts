@@ -1,5 +1,6 @@
 import * as pulumi from '@pulumi/pulumi';
 import { BuildPipeline } from '../../components/build-pipeline.js';
+import { assertVpcCidr } from '../../components/cidr-map.js';
 import { Buckets } from '../../components/buckets.js';
 import { KmsKeys } from '../../components/kms-keys.js';
 import { Registries } from '../../components/registries.js';
@@ -14,14 +15,15 @@ import { accountId, availabilityZones, config, stackRegion } from '../shared.js'
  * images, and the pipeline that builds both. Config: `berth:environment` (default the stack's
  * name: it prefixes repositories, aliases and log groups), `berth:cidr` (default 10.0.0.0/16),
  * `berth:availabilityZones`, `berth:imagesKept` (default 30), `berth:operations`
- * (`{codePath, stateBucket, backupPrefix}`: daily cleanup of old Pulumi state backups in the
- * self-managed state bucket).
+ * (`{codePath, stateBucket, stateBucketRegion, backupPrefix}`: daily cleanup of old Pulumi state
+ * backups in the self-managed state bucket, whose region defaults to the stack's).
  */
 export function globalProgram() {
   const c = config();
   const region = stackRegion();
   const environment = validateEnvironment(c.get('environment') ?? pulumi.getStack());
   const cidr = c.get('cidr') ?? '10.0.0.0/16';
+  assertVpcCidr(cidr, 'berth:cidr: the build VPC'); // before any resource, not at CreateVpc
   const keys = new KmsKeys('global', { purposes: ['buckets'], aliasPrefix: environment });
   const bucketKeyArn = keys.keyArns.buckets!;
   const vpc = new Vpc('global', { cidr, layout: VPC_LAYOUTS.global, availabilityZones: availabilityZones() });
@@ -33,14 +35,14 @@ export function globalProgram() {
     bucketKmsKeyArn: bucketKeyArn,
     ...(c.get('traefikBaseImage') ? { traefikBaseImage: c.require('traefikBaseImage') } : {}),
   });
-  const operations = c.getObject<{ codePath: string; stateBucket?: string; backupPrefix?: string }>('operations');
+  const operations = c.getObject<{ codePath: string; stateBucket?: string; stateBucketRegion?: string; backupPrefix?: string }>('operations');
   if (operations?.stateBucket) {
     const prefix = operations.backupPrefix ?? '.pulumi/backups/';
     new ScheduledJob('state-backup-cleanup', {
       description: 'berth: delete Pulumi state backups older than 30 days (newest 10 per stack kept)',
       code: new pulumi.asset.FileArchive(operations.codePath), handler: 'state-backup-cleanup.handler',
       policy: JSON.stringify(backupCleanupPolicy(operations.stateBucket, prefix)),
-      environment: { STATE_BUCKET: operations.stateBucket, BACKUP_PREFIX: prefix },
+      environment: { STATE_BUCKET: operations.stateBucket, STATE_BUCKET_REGION: operations.stateBucketRegion ?? region, BACKUP_PREFIX: prefix },
     });
   }
   return {

@@ -101,6 +101,8 @@ describe('unit program under setMocks', () => {
     expect(() => unitProgram()).toThrow(/node db1: no image/);
     pulumi.runtime.setAllConfig({ ...config, 'aws:region': 'us-east-1' });
     expect(() => unitProgram()).toThrow(/is in eu-west-1, but this stack deploys to us-east-1/);
+    pulumi.runtime.setAllConfig({ ...config, 'berth:cluster': JSON.stringify({ ...spec, name: 'traefik-eu-west-1' }) });
+    expect(() => unitProgram()).toThrow(/cluster name "traefik-eu-west-1" is reserved/);
     expect(declared.length).toBe(before);
     pulumi.runtime.setAllConfig(config);
   });

@@ -3,7 +3,7 @@ import { isBerthError } from '../../../lib/errors.js';
 import { sleep } from '../../../lib/sleep.js';
 import { CLIENT_TOKENS_FILE } from '../../../volume-plugin/backends/ebs/ebs-backend.js';
 import { DEFAULT_EC2_TIMING } from '../../../volume-plugin/backends/ebs/ec2-timing.js';
-import { DEADLINES } from '../../../volume-plugin/service.js';
+import { DEADLINES } from '../../../volume-plugin/budgets.js';
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { AZ, ebsUnitWorld, GiB, HOST, UNIT_TIMING, type EbsUnitWorld } from '../../fakes/ebs.js';

@@ -291,7 +291,6 @@ export function createEbsBackend(deps: EbsBackendDeps): EbsBackend {
   }
 
   const backend: EbsBackend = {
-    kind: 'ebs',
     scope: 'global',
     options: EBS_OPTIONS,
     identity,

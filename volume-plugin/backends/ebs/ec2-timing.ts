@@ -1,7 +1,10 @@
+import { DEADLINES } from '../../budgets.js';
+
 /**
  * The EBS layer's time budgets, in one place (docs/design.md §6, "Time budgets"). Each wait of
  * this layer is bounded twice: by its own budget here, and by the caller's signal, which carries
- * the deadline of the call it serves (the core's: a Mount's is dockerd's 120 s, docs/design.md §3).
+ * the deadline of the call it serves (the core's DEADLINES, volume-plugin/budgets.ts: a Mount's is
+ * dockerd's 120 s, docs/design.md §3).
  * Whichever ends first ends the wait; the budgets below are set so that, for a caller with a
  * deadline, the layer's own error (which says what EC2 reported) arrives before the caller's.
  */
@@ -79,8 +82,8 @@ export const DEFAULT_EC2_TIMING: Ec2Timing = {
   pollTickMs: 250,
   fastPollForMs: 20_000,
   stuckAttachingMs: 90_000,
-  // 20 s under the Mount's 120 s: room for the device to appear, fsck and mount after the attach.
-  attachTimeoutMs: 100_000,
+  // The Mount's deadline less 20 s: room for the device to appear, fsck and mount after the attach.
+  attachTimeoutMs: DEADLINES.mount - 20_000,
   detachTimeoutMs: 120_000,
   createTimeoutMs: 300_000,
   batchWindowMs: 20,
