@@ -15,6 +15,7 @@ import { Reconciler } from '../../volume-plugin/reconcile/reconciler.js';
 import type { DeviceResolver, ResolvedDevice } from '../../volume-plugin/devices/nvme.js';
 import { DockerVolumeDriver } from '../../volume-plugin/docker-driver.js';
 import type { Filesystem } from '../../volume-plugin/options.js';
+import { VolumeService } from '../../volume-plugin/service.js';
 import { StateStore } from '../../volume-plugin/state-store.js';
 import { DEFAULT_BUCKETS, Ec2Model, type BucketLimit, type BucketName, type CallerCounts } from '../aws/ec2-model.js';
 import { TokenBucket } from '../aws/token-bucket.js';
@@ -338,7 +339,9 @@ export async function runFleet(opts: FleetOptions): Promise<FleetResult> {
     });
     const stateDir = join(stateRoot, `${host.hostId}-${host.instanceId}`);
     const fs = new FakeFilesystem(host.fakeHost);
-    const driver = new DockerVolumeDriver({ backend, fs, paths: { stateDir, mountsDir: '/var/lib/docker/plugins/berth/mounts' }, defaults: { sizeBytes: 2 ** 30, fs: 'ext4' }, logger: silentLogger });
+    const driver = new DockerVolumeDriver(
+      new VolumeService({ backend, fs, paths: { stateDir, mountsDir: '/var/lib/docker/plugins/berth/mounts' }, defaults: { sizeBytes: 2 ** 30, fs: 'ext4' }, logger: silentLogger }),
+    );
     await driver.service.start();
     const reconciler = new Reconciler({
       manager: driver.service,
