@@ -67,7 +67,7 @@ export function createEbsFromConfig(config: Config, logger: Logger, aws: AwsOver
 }
 
 async function buildEbs(config: Config, log: Logger, aws: AwsOverrides, registry: Registry | undefined): Promise<EbsBackend> {
-  const [{ EC2Client }, { MetadataService }, { discoverIdentity, waitForCredentials }, { Ec2Facade }, { SdkEc2 }, { meteredEc2 }, { createEbsBackend }, { createDeviceResolver }] =
+  const [{ EC2Client }, { MetadataService }, { discoverIdentity, waitForCredentials }, { Ec2Facade }, { SdkEc2 }, { meteredEc2 }, { createEbsBackend }, { createDeviceResolver }, { attachedHereOf }] =
     await Promise.all([
       import('@aws-sdk/client-ec2'),
       import('@aws-sdk/ec2-metadata-service'),
@@ -77,6 +77,7 @@ async function buildEbs(config: Config, log: Logger, aws: AwsOverrides, registry
       import('../volume-plugin/backends/ebs/ec2-metrics.js'),
       import('../volume-plugin/backends/ebs/ebs-backend.js'),
       import('../volume-plugin/devices/nvme.js'),
+      import('../volume-plugin/backends/ebs/attachment-waits.js'),
     ]);
   const endpoint = config.BERTH_EC2_ENDPOINT;
   const makeClient =
@@ -115,16 +116,19 @@ async function buildEbs(config: Config, log: Logger, aws: AwsOverrides, registry
   if (config.BERTH_CLUSTER && !config.BERTH_ENVIRONMENT) log.warn({ cluster: config.BERTH_CLUSTER }, 'BERTH_ENVIRONMENT is not set: volumes of this cluster name in every environment of the account are in scope');
   // The EC2 port (ec2-port.ts) over the SDK, measured per action when the agent has a registry.
   const sdk = new SdkEc2(await clientFor(identity.region));
+  const devices = createDeviceResolver({ sysfsRoot: config.BERTH_SYSFS_ROOT, devRoot: config.BERTH_DEV_ROOT });
   const ec2 = new Ec2Facade({
     ec2: registry ? meteredEc2(sdk, registry) : sdk,
     instanceId: identity.instanceId,
     maxConcurrentAttachments: config.BERTH_ATTACH_CONCURRENCY,
     ...(aws.ec2Timing ? { timing: aws.ec2Timing } : {}),
+    // An attachment is seen complete when its NVMe namespace appears here (docs/design.md §6).
+    attachedHere: attachedHereOf(devices),
     logger: log,
   });
   return createEbsBackend({
     ec2,
-    devices: createDeviceResolver({ sysfsRoot: config.BERTH_SYSFS_ROOT, devRoot: config.BERTH_DEV_ROOT }),
+    devices,
     identity,
     defaults: { sizeBytes: config.BERTH_DEFAULT_SIZE, fs: config.BERTH_DEFAULT_FS },
     tagPrefix: config.BERTH_TAG_PREFIX,

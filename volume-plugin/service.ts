@@ -517,7 +517,11 @@ export class VolumeService {
         await fs.unmount(mountpoint).catch((e: unknown) => this.log.error({ name, err: errorMessage(e) }, 'cleanup after a failed mount: unmount failed'));
       }
       // Detach at once (not release: EBS would keep it attached for the idle period): nothing uses it.
-      if (attached) await backend.detach(vol.record).catch((e: unknown) => this.log.error({ name, err: errorMessage(e) }, 'cleanup after a failed mount: detach failed'));
+      // Unless the caller gave up (its deadline) with the device verified: then release, so a
+      // Mount retried soon (ECS restarts the task) finds it attached, and the account's shared
+      // budget is not spent on a detach and an attach again (docs/design.md §6).
+      const cleanup = signal.aborted ? backend.release.bind(backend) : backend.detach.bind(backend);
+      if (attached) await cleanup(vol.record).catch((e: unknown) => this.log.error({ name, err: errorMessage(e) }, 'cleanup after a failed mount: detach failed'));
       await this.save().catch(() => undefined);
       this.log.error({ name, err: vol.lastError }, 'mount failed');
       throw err;

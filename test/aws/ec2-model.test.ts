@@ -571,12 +571,17 @@ describe('Ec2Model: throttling with AWS token buckets', () => {
     expect(model.throttledCalls('AttachVolume')).toBe(11);
   });
 
-  it('DescribeVolumes: 100 at once, then 20 per second', async () => {
-    const burst = await Promise.allSettled(Array.from({ length: 101 }, () => ec2.send(new DescribeVolumesCommand({}))));
+  it('DescribeVolumes: 100 at once, then 20 per second; without filters or ids 50, then 10 per second, in a bucket of their own', async () => {
+    const filtered = () => ec2.send(new DescribeVolumesCommand({ Filters: [{ Name: 'tag:k', Values: ['v'] }] }));
+    const burst = await Promise.allSettled(Array.from({ length: 101 }, filtered));
     expect(burst.filter((r) => r.status === 'rejected')).toHaveLength(1);
+    const unfiltered = await Promise.allSettled(Array.from({ length: 51 }, () => ec2.send(new DescribeVolumesCommand({}))));
+    expect(unfiltered.filter((r) => r.status === 'rejected')).toHaveLength(1);
     clock += 500;
-    const half = await Promise.allSettled(Array.from({ length: 11 }, () => ec2.send(new DescribeVolumesCommand({}))));
+    const half = await Promise.allSettled(Array.from({ length: 11 }, filtered));
     expect(half.filter((r) => r.status === 'fulfilled')).toHaveLength(10);
+    const halfUnfiltered = await Promise.allSettled(Array.from({ length: 6 }, () => ec2.send(new DescribeVolumesCommand({}))));
+    expect(halfUnfiltered.filter((r) => r.status === 'fulfilled')).toHaveLength(5);
   });
 
   it('CreateVolume refills 5/s and CreateTags 10/s', async () => {

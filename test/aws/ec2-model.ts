@@ -84,8 +84,13 @@ import { EC2_PORT_METHODS, ec2ActionOf, type Ec2Port } from '../../volume-plugin
  * - Throttling groups (docs/design.md §6): AttachVolume, DetachVolume and
  *   DeleteVolume share one bucket of 50 refilled 5/s; CreateVolume 100, 5/s;
  *   CreateTags and DeleteTags share 100, 10/s; DescribeVolumes,
- *   DescribeInstances, DescribeTags 100, 20/s each; ModifyVolume 50, 5/s.
+ *   DescribeInstances, DescribeTags 100, 20/s each (a DescribeVolumes with
+ *   neither filters nor ids: 50, 10/s); ModifyVolume 50, 5/s.
  *   Throttling is checked before anything else; a throttled call changes nothing.
+ * - Fleet runs (test/fakes/fleet.ts): latencies drawn per attachment
+ *   (attachLatency/detachLatency), DescribeVolumes lagging the attachment
+ *   (describeLagMs), a brownout (faults.serverFaultAll/throttleAll), and calls
+ *   counted per caller (installBehindSdkRetries' `caller`).
  */
 export class Ec2Model {
   readonly region: string;
@@ -93,6 +98,16 @@ export class Ec2Model {
   readonly availabilityZones: readonly string[];
   attachLatencyMs: number;
   detachLatencyMs: number;
+  /** Draws each attachment's latency (overrides attachLatencyMs): a distribution, for the fleet simulation. */
+  attachLatency: (() => number) | undefined;
+  /** Draws each detachment's latency (overrides detachLatencyMs), termination's included. */
+  detachLatency: (() => number) | undefined;
+  /**
+   * EC2's eventual consistency (API reference, "Eventual consistency"): DescribeVolumes goes on
+   * reporting a completed attachment as 'attaching' for this long; the instance sees the NVMe
+   * namespace (onAttached) at once. Default 0.
+   */
+  describeLagMs: number;
   createLatencyMs: number;
   /** Delay before every call is answered, like a network round trip. */
   apiLatencyMs: number;
@@ -121,6 +136,8 @@ export class Ec2Model {
     stuckDetaching: new Set<string>(),
     /** Every call fails with RequestLimitExceeded. */
     throttleAll: false,
+    /** Every call fails with a server fault (503 Unavailable), taking no token: an EC2 brownout. */
+    serverFaultAll: false,
     /** The next N DescribeVolumes calls fail with server faults, alternating Unavailable (503) and InternalError (500); the last is InternalError. */
     failDescribeVolumes: 0,
     /** KMS key ids/ARNs/aliases the model treats as nonexistent. */
@@ -141,12 +158,16 @@ export class Ec2Model {
   private readonly buckets: Record<BucketName, TokenBucket>;
   private readonly instances = new Map<string, ModelInstance>();
   private readonly volumesById = new Map<string, ModelVolume>();
+  /** Instance id → the volumes attached to it (any attachment state). */
+  private readonly attachedTo = new Map<string, Set<ModelVolume>>();
   private readonly snapshots = new Map<string, ModelSnapshot>();
   private readonly clientTokens = new Map<string, { params: string; volumeId: string; response: Volume }>();
   private readonly callCounts = new Map<string, number>();
   private readonly callInputs = new Map<string, unknown[]>();
   private readonly requireDetachInstanceId: boolean;
   private readonly throttledCounts = new Map<string, number>();
+  /** Per caller (installBehindSdkRetries' `caller`): calls, throttled and answered calls per command. */
+  private readonly byCaller = new Map<string, Map<string, CallerCounts>>();
   private readonly pending = new Set<Promise<void>>();
   private readonly timers = new Set<NodeJS.Timeout>();
   private seq = 0;
@@ -160,6 +181,9 @@ export class Ec2Model {
     this.detachLatencyMs = opts.detachLatencyMs ?? this.attachLatencyMs;
     this.createLatencyMs = opts.createLatencyMs ?? 10;
     this.snapshotLatencyMs = opts.snapshotLatencyMs ?? 20;
+    this.attachLatency = opts.attachLatency;
+    this.detachLatency = opts.detachLatency;
+    this.describeLagMs = opts.describeLagMs ?? 0;
     this.apiLatencyMs = opts.apiLatencyMs ?? 0;
     this.throttling = opts.throttling ?? true;
     this.now = opts.now ?? Date.now;
@@ -194,11 +218,11 @@ export class Ec2Model {
    * to test that the facade's SDK retry configuration copes; install() is for
    * exact one-call-per-send assertions. Returns a function that removes it.
    */
-  installBehindSdkRetries(client: EC2Client): () => void {
+  installBehindSdkRetries(client: EC2Client, caller?: string): () => void {
     const name = `berth-ec2-model-${randomBytes(4).toString('hex')}`;
     client.middlewareStack.add(
       (_next, context) => async (args) => {
-        const output = await this.dispatch(context.commandName ?? '', args.input);
+        const output = await this.dispatch(context.commandName ?? '', args.input, caller);
         return { output: output as ServiceOutputTypes, response: {} };
       },
       { step: 'finalizeRequest', priority: 'low', name },
@@ -269,9 +293,7 @@ export class Ec2Model {
     if (instance.state === 'terminated') throw new Error(`Ec2Model: instance ${instanceId} is terminated`);
     instance.state = state;
     if (state !== 'shutting-down' && state !== 'terminated') return Promise.resolve();
-    const detaching = [...this.volumesById.values()]
-      .filter((volume) => volume.attachment?.instanceId === instanceId)
-      .map((volume) => {
+    const detaching = this.volumesOn(instanceId).map((volume) => {
         const attachment = volume.attachment!;
         if (attachment.state !== 'detaching') return this.startDetach(volume, attachment, { force: true, terminating: true });
         attachment.forced = true;
@@ -331,7 +353,7 @@ export class Ec2Model {
         deleteOnTermination: p.attachedTo.deleteOnTermination ?? false,
       };
       volume.state = 'in-use';
-      volume.attachment = attachment;
+      this.setAttachment(volume, attachment);
       if (this.onAttached) attachment.attachHook = this.track(this.runHook(this.onAttached, volume, attachment));
     }
     this.volumesById.set(volumeId, volume);
@@ -466,12 +488,21 @@ export class Ec2Model {
     return [...((this.callInputs.get(command.replace(/Command$/, '')) ?? []) as T[])];
   }
 
+  /** Calls of one caller (installBehindSdkRetries' `caller`) per command: received, throttled, answered without error. */
+  callsBy(caller: string): Map<string, CallerCounts> {
+    return new Map([...(this.byCaller.get(caller) ?? [])].map(([k, v]) => [k, { ...v }]));
+  }
+
   /** Resets the call counters and inputs (not the buckets). */
   resetCalls(): void {
     this.callCounts.clear();
     this.callInputs.clear();
     this.throttledCounts.clear();
+    this.byCaller.clear();
   }
+
+  /** Stops keeping every call's input (a fleet run makes millions of calls); inputs() then answers []. */
+  keepInputs = true;
 
   /** Tokens left in a throttling bucket now. */
   tokens(bucket: BucketName): number {
@@ -492,19 +523,31 @@ export class Ec2Model {
 
   // ---- the API ----
 
-  private async dispatch(commandName: string, commandInput: unknown): Promise<unknown> {
+  private async dispatch(commandName: string, commandInput: unknown, caller?: string): Promise<unknown> {
     const name = commandName.replace(/Command$/, '');
     this.callCounts.set(name, (this.callCounts.get(name) ?? 0) + 1);
-    const inputs = this.callInputs.get(name) ?? [];
-    inputs.push(commandInput ?? {});
-    this.callInputs.set(name, inputs);
+    if (this.keepInputs) {
+      const inputs = this.callInputs.get(name) ?? [];
+      inputs.push(commandInput ?? {});
+      this.callInputs.set(name, inputs);
+    }
+    let counts: CallerCounts | undefined;
+    if (caller !== undefined) {
+      const perCaller = this.byCaller.get(caller) ?? new Map<string, CallerCounts>();
+      this.byCaller.set(caller, perCaller);
+      counts = perCaller.get(name) ?? { calls: 0, throttled: 0, answered: 0 };
+      perCaller.set(name, counts);
+      counts.calls += 1;
+    }
     const handler = this.handlers[name];
     if (!handler) {
       throw new Error(`Ec2Model: ${name} is not modelled (modelled: ${Object.keys(this.handlers).join(', ')})`);
     }
     if (this.apiLatencyMs > 0) await this.delay(this.apiLatencyMs);
-    if (this.faults.throttleAll || (this.throttling && !this.buckets[BUCKET_OF[name]!].take())) {
+    if (this.faults.serverFaultAll) throw unavailable();
+    if (this.faults.throttleAll || (this.throttling && !this.buckets[this.bucketOf(name, commandInput)].take())) {
       this.throttledCounts.set(name, (this.throttledCounts.get(name) ?? 0) + 1);
+      if (counts) counts.throttled += 1;
       throw throttled();
     }
     if (name === 'DescribeVolumes' && this.faults.failDescribeVolumes > 0) {
@@ -514,7 +557,20 @@ export class Ec2Model {
     const failure = this.failures.get(name)?.shift();
     if (failure) throw failure;
     const output = handler((commandInput ?? {}) as never);
+    if (counts) counts.answered += 1;
     return { ...output, $metadata: this.metadata() };
+  }
+
+  /**
+   * The bucket a call draws on. DescribeVolumes without filters or ids is an "unfiltered and
+   * unpaginated" describe with its own smaller bucket (docs/design.md §6).
+   */
+  private bucketOf(name: string, input: unknown): BucketName {
+    if (name === 'DescribeVolumes') {
+      const i = (input ?? {}) as DescribeVolumesCommandInput;
+      if (!i.Filters?.length && !i.VolumeIds?.length) return 'describeVolumesUnfiltered';
+    }
+    return BUCKET_OF[name]!;
   }
 
   private readonly handlers: Record<string, (input: never) => object> = {
@@ -719,7 +775,11 @@ export class Ec2Model {
   private describeVolumes(input: DescribeVolumesCommandInput): Omit<DescribeVolumesCommandOutput, '$metadata'> {
     const filters = input.Filters ?? [];
     checkFilterNames(filters, VOLUME_FILTERS);
-    let volumes = [...this.volumesById.values()];
+    // Only the volumes a volume-id filter names can match it (an index: a fleet run describes 8 000 volumes by id).
+    const byId = filters.find((f) => f.Name === 'volume-id');
+    let volumes = byId
+      ? (byId.Values ?? []).flatMap((id) => this.volumesById.get(id) ?? []).sort((a, b) => a.seq - b.seq)
+      : [...this.volumesById.values()];
     if (input.VolumeIds && input.VolumeIds.length > 0) {
       for (const id of input.VolumeIds) this.checkId('vol', id);
       const missing = input.VolumeIds.filter((id) => !this.volumesById.has(id));
@@ -758,7 +818,7 @@ export class Ec2Model {
       throw ec2Error('InvalidVolume.ZoneMismatch', `The volume '${volume.volumeId}' is not in the same availability zone as instance '${instance.instanceId}'`);
     }
     if (this.attachmentAt(instance.instanceId, input.Device)) throw invalidParameter(`Attachment point ${input.Device} is already in use`);
-    const attachedCount = [...this.volumesById.values()].filter((v) => v.attachment?.instanceId === instance.instanceId).length;
+    const attachedCount = this.volumesOn(instance.instanceId).length;
     if (attachedCount >= this.maxVolumesPerInstance) throw ec2Error('AttachmentLimitExceeded', 'Volume limit exceeded');
     if (input.DryRun) throw dryRun();
 
@@ -770,7 +830,7 @@ export class Ec2Model {
       deleteOnTermination: false,
     };
     volume.state = 'in-use';
-    volume.attachment = attachment;
+    this.setAttachment(volume, attachment);
     this.track(this.completeAttach(volume, attachment));
     return attachmentOutput(volume.volumeId, attachment);
   }
@@ -945,14 +1005,17 @@ export class Ec2Model {
   // ---- attachment state machine ----
 
   private async completeAttach(volume: ModelVolume, attachment: ModelAttachment): Promise<void> {
-    await this.delay(this.attachLatencyMs);
+    await this.delay(this.attachLatency?.() ?? this.attachLatencyMs);
     if (volume.attachment !== attachment || attachment.state !== 'attaching') return;
     if (this.faults.stuckAttaching.has(volume.volumeId)) return;
     if (this.onAttached) {
       attachment.attachHook = this.runHook(this.onAttached, volume, attachment);
       if (!(await attachment.attachHook)) return;
     }
-    if (volume.attachment === attachment && attachment.state === 'attaching') attachment.state = 'attached';
+    if (volume.attachment === attachment && attachment.state === 'attaching') {
+      attachment.state = 'attached';
+      attachment.attachedAt = this.now();
+    }
   }
 
   private startDetach(volume: ModelVolume, attachment: ModelAttachment, how: { force: boolean; terminating: boolean }): Promise<void> {
@@ -960,7 +1023,7 @@ export class Ec2Model {
     attachment.forced = how.force;
     attachment.terminating = how.terminating;
     return this.track(
-      this.delay(this.detachLatencyMs).then(() => {
+      this.delay(this.detachLatency?.() ?? this.detachLatencyMs).then(() => {
         if (this.faults.stuckDetaching.has(volume.volumeId) && !attachment.forced) {
           attachment.stalled = true;
           return;
@@ -977,7 +1040,7 @@ export class Ec2Model {
       if (attached && this.onDetached) await this.runHook(this.onDetached, volume, attachment);
     }
     if (volume.attachment !== attachment) return;
-    volume.attachment = undefined;
+    this.setAttachment(volume, undefined);
     if (attachment.terminating && attachment.deleteOnTermination) this.volumesById.delete(volume.volumeId);
     else volume.state = 'available';
   }
@@ -995,8 +1058,25 @@ export class Ec2Model {
 
   // ---- helpers ----
 
+  /** Volumes with an attachment (any state) to this instance, from the index setAttachment keeps. */
+  private volumesOn(instanceId: string): ModelVolume[] {
+    return [...(this.attachedTo.get(instanceId) ?? [])].sort((a, b) => a.seq - b.seq);
+  }
+
+  private setAttachment(volume: ModelVolume, attachment: ModelAttachment | undefined): void {
+    if (volume.attachment) this.attachedTo.get(volume.attachment.instanceId)?.delete(volume);
+    volume.attachment = attachment;
+    if (attachment) {
+      const set = this.attachedTo.get(attachment.instanceId) ?? new Set<ModelVolume>();
+      set.add(volume);
+      this.attachedTo.set(attachment.instanceId, set);
+    }
+  }
+
   private describeVolume(volume: ModelVolume): Volume {
     const attachment = volume.attachment;
+    const shown =
+      attachment?.state === 'attached' && attachment.attachedAt !== undefined && this.now() - attachment.attachedAt < this.describeLagMs ? 'attaching' : attachment?.state;
     return {
       VolumeId: volume.volumeId,
       Size: volume.size,
@@ -1010,7 +1090,7 @@ export class Ec2Model {
               VolumeId: volume.volumeId,
               InstanceId: attachment.instanceId,
               Device: attachment.device,
-              State: attachment.state,
+              State: shown,
               AttachTime: attachment.attachTime,
               DeleteOnTermination: attachment.deleteOnTermination,
             },
@@ -1027,7 +1107,7 @@ export class Ec2Model {
   }
 
   private describeInstance(instance: ModelInstance): Instance {
-    const attached = [...this.volumesById.values()].filter((volume) => volume.attachment?.instanceId === instance.instanceId);
+    const attached = this.volumesOn(instance.instanceId);
     return {
       InstanceId: instance.instanceId,
       InstanceType: 'm6i.large',
@@ -1048,7 +1128,7 @@ export class Ec2Model {
   }
 
   private instanceFilterValues(instance: ModelInstance, name: string): string[] {
-    const attached = () => [...this.volumesById.values()].filter((volume) => volume.attachment?.instanceId === instance.instanceId);
+    const attached = () => this.volumesOn(instance.instanceId);
     switch (name) {
       case 'instance-id':
         return [instance.instanceId];
@@ -1120,8 +1200,8 @@ export class Ec2Model {
   }
 
   private attachmentAt(instanceId: string, device: string): ModelAttachment | undefined {
-    for (const volume of this.volumesById.values()) {
-      if (volume.attachment?.instanceId === instanceId && volume.attachment.device === device) return volume.attachment;
+    for (const volume of this.volumesOn(instanceId)) {
+      if (volume.attachment?.device === device) return volume.attachment;
     }
     return undefined;
   }
@@ -1192,6 +1272,12 @@ export interface Ec2ModelOptions {
   attachLatencyMs?: number;
   /** Time from DetachVolume to 'available' (before onDetached). Default: attachLatencyMs. */
   detachLatencyMs?: number;
+  /** Draws each attachment's latency instead of attachLatencyMs (a distribution). */
+  attachLatency?: () => number;
+  /** Draws each detachment's latency instead of detachLatencyMs. */
+  detachLatency?: () => number;
+  /** How long DescribeVolumes still shows a completed attachment as 'attaching' (eventual consistency). Default 0. */
+  describeLagMs?: number;
   /** Time from CreateVolume ('creating') to 'available'. Default 10. */
   createLatencyMs?: number;
   /** Time from CreateSnapshot ('pending') to 'completed' (progress 50% half way). Default 20. */
@@ -1217,7 +1303,15 @@ export interface Ec2ModelOptions {
   requireDetachInstanceId?: boolean;
 }
 
-export type BucketName = 'volumeMutating' | 'createVolume' | 'tags' | 'describeVolumes' | 'describeInstances' | 'describeTags' | 'modifyVolume' | 'createSnapshot' | 'describeSnapshots';
+export type BucketName = 'volumeMutating' | 'createVolume' | 'tags' | 'describeVolumes' | 'describeVolumesUnfiltered' | 'describeInstances' | 'describeTags' | 'modifyVolume' | 'createSnapshot' | 'describeSnapshots';
+
+/** One caller's calls of one command. */
+export interface CallerCounts {
+  calls: number;
+  throttled: number;
+  /** Answered without any error. */
+  answered: number;
+}
 export interface BucketLimit {
   capacity: number;
   refillPerSecond: number;
@@ -1261,11 +1355,17 @@ export interface InstanceView {
   tags: Record<string, string>;
 }
 
-const DEFAULT_BUCKETS: Record<BucketName, BucketLimit> = {
+/**
+ * AWS, "Request throttling for the Amazon EC2 API" (docs.aws.amazon.com/ec2/latest/devguide/ec2-api-throttling.html):
+ * a token bucket per action (or group) per account and Region; a request takes a token, one that
+ * finds none fails with RequestLimitExceeded and takes nothing. Sizes as issue 23 lists them.
+ */
+export const DEFAULT_BUCKETS: Readonly<Record<BucketName, BucketLimit>> = {
   volumeMutating: { capacity: 50, refillPerSecond: 5 },
   createVolume: { capacity: 100, refillPerSecond: 5 },
   tags: { capacity: 100, refillPerSecond: 10 },
   describeVolumes: { capacity: 100, refillPerSecond: 20 },
+  describeVolumesUnfiltered: { capacity: 50, refillPerSecond: 10 },
   describeInstances: { capacity: 100, refillPerSecond: 20 },
   describeTags: { capacity: 100, refillPerSecond: 20 },
   modifyVolume: { capacity: 50, refillPerSecond: 5 },
@@ -1467,6 +1567,8 @@ interface ModelAttachment {
   terminating?: boolean;
   /** A stuck detach waiting for Force. */
   stalled?: boolean;
+  /** When it turned 'attached' (model clock), for describeLagMs. */
+  attachedAt?: number;
 }
 
 interface ModelVolume {

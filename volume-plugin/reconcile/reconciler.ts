@@ -71,6 +71,9 @@ export function shortReason(message: string): string {
   return message.replace(/[^\p{L}\p{N} _.:/=+\-@]/gu, ' ').replace(/\s+/g, ' ').trim().slice(0, 200);
 }
 
+/** How soon a pass comes again after one that left volumes not ready (nextPassMs). */
+const RETRY_NOT_READY_MS = 10_000;
+
 export class Reconciler {
   private readonly seen = new Set<string>();
   private readonly failed = new Map<string, Failure>();
@@ -174,10 +177,21 @@ export class Reconciler {
       this.pass()
         .catch(() => undefined)
         .finally(() => {
-          if (this.timer) this.timer = setTimeout(tick, this.deps.intervalMs).unref();
+          if (this.timer) this.timer = setTimeout(tick, this.nextPassMs()).unref();
         });
     };
-    this.timer = setTimeout(tick, this.deps.intervalMs).unref();
+    this.timer = setTimeout(tick, this.nextPassMs()).unref();
+  }
+
+  /**
+   * The next pass comes after the interval; sooner while the last pass left volumes not ready for
+   * reasons a retry can mend (a Mount cut by its deadline while the account's EC2 budget was
+   * slow): the host is back ready soon after the budget allows, not up to a whole interval later.
+   * The facade's pacer keeps the retries from adding to the account's load (docs/design.md §6).
+   */
+  private nextPassMs(): number {
+    const retryable = [...this.failed.values()].some((f) => !f.refused);
+    return retryable ? Math.min(this.deps.intervalMs, RETRY_NOT_READY_MS) : this.deps.intervalMs;
   }
 
   async stop(): Promise<void> {

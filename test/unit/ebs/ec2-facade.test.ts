@@ -130,14 +130,15 @@ describe('device names and the pacer on their own', () => {
   });
 
   it('the pacer lets the burst through at once, then the rate; a caller that goes leaves the queue without a token', async () => {
-    const pacer = new Pacer(3, 100);
+    const pacer = new Pacer({ burst: 3, perSecond: 100, backoff: 4, recovery: 0.8, maxGapMs: 1_000 });
     const t0 = Date.now();
-    await Promise.all([pacer.take(), pacer.take(), pacer.take()]);
+    const send = () => pacer.take().then(() => pacer.succeeded());
+    await Promise.all([send(), send(), send()]);
     expect(Date.now() - t0).toBeLessThan(20);
     const gone = new AbortController();
     gone.abort(new Error('gone'));
     await expect(pacer.take(gone.signal)).rejects.toThrow('gone');
-    await pacer.take();
+    await send();
     expect(Date.now() - t0).toBeGreaterThanOrEqual(8);
   });
 });

@@ -2,11 +2,21 @@ import type { Volume } from '@aws-sdk/client-ec2';
 import { BerthError } from '../../../lib/errors.js';
 import { attachmentOf } from './ec2-shapes.js';
 import type { Ec2Timing } from './ec2-timing.js';
+import type { DeviceResolver } from '../../devices/nvme.js';
 import { pause } from './pacer.js';
 
+/** Whether the host shows a volume's NVMe namespace (serial = volume id) now; on Xen never (a device there does not say which volume it is). */
+export function attachedHereOf(devices: Pick<DeviceResolver, 'find'>): (volumeId: string) => Promise<boolean> {
+  return async (volumeId) => (await devices.find(volumeId).catch(() => undefined))?.how === 'nvme-serial';
+}
+
 /**
- * Waits on attachments by polling EC2 (docs/design.md §6): until a volume is attached to this
- * instance at the device asked (or reported stuck), or until it has no attachment. Every poll is a
+ * Waits on attachments (docs/design.md §6): until a volume is attached to this instance at the
+ * device asked (or reported stuck), or until it has no attachment. Where the host can see an
+ * attachment complete (`attachedHere`: the NVMe namespace whose serial is the volume id), it
+ * looks there every hostPollMs, a local read, and asks EC2 only as a safety net (first after
+ * safetyNetFirstMs): a hundred hosts waiting at once then cost EC2's shared describe budget
+ * almost nothing. Otherwise (Xen, tests without a host view) it polls EC2. Every EC2 poll is a
  * lookup by id, which the caller batches (one DescribeVolumes serves every waiter of a tick). Each
  * wait ends at its deadline or when the caller's signal aborts, whichever comes first.
  */
@@ -16,6 +26,8 @@ export class AttachmentWaits {
     private readonly instanceId: string,
     /** One volume by id (batched), undefined when EC2 does not know it. */
     private readonly volume: (volumeId: string, signal?: AbortSignal) => Promise<Volume | undefined>,
+    /** Whether this host shows the volume's own device now (NVMe serial); undefined where it cannot tell. */
+    private readonly attachedHere?: (volumeId: string) => Promise<boolean>,
   ) {}
 
   /**
@@ -37,12 +49,26 @@ export class AttachmentWaits {
     return backoff.wait;
   }
 
-  /** Waits until the volume is attached here at `device`, or reports it stuck. */
+  /** Waits until the volume is attached here at `device` (or shows on this host), or reports it stuck. */
   async attached(volumeId: string, device: string, deadline: number, signal?: AbortSignal): Promise<'attached' | 'stuck'> {
     const started = Date.now();
     const backoff = { wait: 0 };
+    const here = this.attachedHere;
+    let nextAsk = started + this.timing.safetyNetFirstMs;
     for (;;) {
-      await pause(Math.min(this.pollDelay(started, backoff), Math.max(0, deadline - Date.now())), signal);
+      if (here) {
+        // The host's view every hostPollMs; EC2 only when the safety net is due.
+        for (;;) {
+          if (await here(volumeId)) return 'attached';
+          const now = Date.now();
+          if (now >= nextAsk || now >= deadline) break;
+          await pause(Math.min(this.timing.hostPollMs, nextAsk - now, deadline - now), signal);
+        }
+        backoff.wait = Math.min(Math.max(backoff.wait, this.timing.safetyNetFirstMs) * this.timing.pollFactor, this.timing.maxPollMs);
+        nextAsk = Date.now() + backoff.wait;
+      } else {
+        await pause(Math.min(this.pollDelay(started, backoff), Math.max(0, deadline - Date.now())), signal);
+      }
       const v = await this.volume(volumeId, signal);
       signal?.throwIfAborted();
       if (!v) throw new BerthError('NOT_FOUND', `${volumeId} disappeared while attaching`);

@@ -217,6 +217,20 @@ export function createEbsBackend(deps: EbsBackendDeps): EbsBackend {
     return found[0];
   }
 
+  /** Detaches the volume after the idle period unless something uses it again meanwhile. */
+  function armIdleDetach(volumeId: string): void {
+    cancelIdle(volumeId);
+    const timer = setTimeout(() => {
+      idleTimers.delete(volumeId);
+      if (inUse.has(volumeId)) return;
+      detachIfHere(volumeId, `unused for ${deps.idleDetachMs / 1000} s`).catch((err: unknown) =>
+        log?.warn({ volumeId, err: errorMessage(err) }, 'idle detach failed; the next reconcile tries again'),
+      );
+    }, deps.idleDetachMs);
+    timer.unref();
+    idleTimers.set(volumeId, timer);
+  }
+
   function cancelIdle(volumeId: string): void {
     clearTimeout(idleTimers.get(volumeId));
     idleTimers.delete(volumeId);
@@ -429,7 +443,15 @@ export function createEbsBackend(deps: EbsBackendDeps): EbsBackend {
         return { devicePath: found.path, record: attached };
       } catch (err) {
         inUse.delete(record.id);
-        // Nothing uses a volume whose device could not be verified, or whose caller gave up: it must not stay attached.
+        // A caller that gave up (a Mount past dockerd's deadline while the account's budget was slow)
+        // leaves an attachment EC2 has accepted in place, for the idle period: the task's next Mount or
+        // the next reconcile pass uses it, instead of one more DetachVolume and AttachVolume on the
+        // account's shared bucket (docs/design.md §6). Nothing uses it meanwhile; the idle detach ends it.
+        if (attachedHere && signal?.aborted) {
+          armIdleDetach(record.id);
+          throw err;
+        }
+        // Nothing uses a volume whose device could not be verified: it must not stay attached.
         if (attachedHere) {
           await detachIfHere(record.id, `the attach did not complete: ${errorMessage(err)}`).catch((e: unknown) =>
             log?.error({ volumeId: record.id, err: errorMessage(e) }, 'could not detach after a failed attach; the next reconcile tries again'),
@@ -446,16 +468,7 @@ export function createEbsBackend(deps: EbsBackendDeps): EbsBackend {
         await detachIfHere(record.id, 'its host tag names another host');
         return;
       }
-      cancelIdle(record.id);
-      const timer = setTimeout(() => {
-        idleTimers.delete(record.id);
-        if (inUse.has(record.id)) return;
-        detachIfHere(record.id, `unused for ${deps.idleDetachMs / 1000} s`).catch((err: unknown) =>
-          log?.warn({ volumeId: record.id, err: errorMessage(err) }, 'idle detach failed; the next reconcile tries again'),
-        );
-      }, deps.idleDetachMs);
-      timer.unref();
-      idleTimers.set(record.id, timer);
+      armIdleDetach(record.id);
     },
 
     async detach(record) {

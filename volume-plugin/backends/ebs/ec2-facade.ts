@@ -4,7 +4,7 @@ import { BerthError, errorMessage } from '../../../lib/errors.js';
 import { Semaphore } from '../../../lib/semaphore.js';
 import { AttachmentWaits } from './attachment-waits.js';
 import { DeviceNames } from './device-names.js';
-import { ClientTokenSpent, codeOf, ec2Error, FailedVolumeDeleted, isDeviceInUse, isNotFound } from './ec2-errors.js';
+import { ClientTokenSpent, codeOf, ec2Error, FailedVolumeDeleted, isDeviceInUse, isNotFound, isServerFault, isThrottled } from './ec2-errors.js';
 import type { Ec2Port } from './ec2-port.js';
 import { attachmentOf, type InstanceInfo, tagsOf, type Tags } from './ec2-shapes.js';
 import { DEFAULT_EC2_TIMING, type Ec2Timing } from './ec2-timing.js';
@@ -43,6 +43,12 @@ export interface Ec2FacadeDeps {
    */
   maxConcurrentAttachments: number;
   timing?: Partial<Ec2Timing>;
+  /**
+   * Whether this host shows the volume's own block device now (the NVMe namespace whose serial is
+   * its id): attachment waits look there first and ask EC2 only as a safety net (attachment-waits.ts).
+   * Leave it out where the host cannot tell (Xen); the waits then poll EC2.
+   */
+  attachedHere?: (volumeId: string) => Promise<boolean>;
   logger?: Logger;
 }
 
@@ -70,13 +76,20 @@ export class Ec2Facade {
     this.log = deps.logger;
     this.mutations = new Semaphore(deps.maxConcurrentAttachments);
     this.timing = { ...DEFAULT_EC2_TIMING, ...deps.timing };
-    this.pacer = new Pacer(this.timing.mutationBurst, this.timing.mutationsPerSecond);
+    this.pacer = new Pacer({
+      burst: this.timing.mutationBurst,
+      perSecond: this.timing.mutationsPerSecond,
+      backoff: this.timing.mutationBackoff,
+      recovery: this.timing.mutationRecovery,
+      maxGapMs: this.timing.maxMutationGapMs,
+      initialWindow: this.timing.mutationInitialWindow,
+    });
     this.names = new DeviceNames(this.instanceId, async () =>
       (await this.volumesByTags({}, [{ Name: 'attachment.instance-id', Values: [this.instanceId] }])).flatMap((v) =>
         (v.Attachments ?? []).filter((a) => a.InstanceId === this.instanceId && a.Device).map((a) => a.Device!),
       ),
     );
-    this.waits = new AttachmentWaits(this.timing, this.instanceId, (id, signal) => this.volume(id, signal));
+    this.waits = new AttachmentWaits(this.timing, this.instanceId, (id, signal) => this.volume(id, signal), deps.attachedHere);
     // The volume-id filter, unlike VolumeIds, does not fail the whole call for one unknown id.
     this.byId = new MicroBatch(this.timing.batchWindowMs, async (ids) => {
       const out = new Map<string, Volume[]>();
@@ -95,6 +108,57 @@ export class Ec2Facade {
     });
   }
 
+  /**
+   * One AttachVolume/DetachVolume/DeleteVolume, paced (pacer.ts). A call EC2 refuses for the
+   * account's budget (RequestLimitExceeded) or while browning out (a server fault) changed nothing
+   * and is sent again, paced with a larger gap, until the caller's signal aborts or `deadline`
+   * passes: an agent never gives up while the budget is merely slow (docs/design.md §6).
+   */
+  private async mutate<T>(call: () => Promise<T>, signal: AbortSignal | undefined, deadline: number, what: string): Promise<T> {
+    for (let refused = 0; ; refused++) {
+      await this.pacer.take(signal);
+      const sentAt = Date.now();
+      if (sentAt >= deadline) {
+        this.pacer.done();
+        throw new BerthError(
+          'TIMEOUT',
+          `${what}: still waiting for the account's EC2 budget when its time ran out (EC2 refused ${refused} tries; this agent sends ${this.pacer.rate.toFixed(2)} mutations/s now, sharing the account with the other hosts)`,
+        );
+      }
+      try {
+        const out = await call();
+        this.pacer.succeeded();
+        return out;
+      } catch (err) {
+        if (!(isThrottled(err) || isServerFault(err))) {
+          this.pacer.done();
+          throw err;
+        }
+        this.pacer.throttled(sentAt);
+        if (signal?.aborted || Date.now() >= deadline) throw err;
+        this.log?.debug({ err: codeOf(err), callsPerSecond: this.pacer.rate }, 'EC2 refused a mutation for the account\'s budget; sending it again, slower');
+      }
+    }
+  }
+
+  /**
+   * A read (DescribeVolumes) that EC2 still refuses for the account's budget, or while browning
+   * out, after the SDK's own retries, is tried again after a jittered pause (1 s doubling, at most
+   * 10 s) until the caller's signal aborts or `until`: a Mount fails for throttling only when no
+   * retry within its deadline could have won (docs/design.md §6).
+   */
+  private async untilAccepted<T>(call: () => Promise<T>, signal: AbortSignal | undefined, until: number): Promise<T> {
+    for (let pauseMs = 1_000; ; pauseMs = Math.min(pauseMs * 2, this.timing.maxMutationGapMs)) {
+      try {
+        return await call();
+      } catch (err) {
+        const wait = pauseMs * (0.5 + Math.random());
+        if (!(isThrottled(err) || isServerFault(err)) || signal?.aborted || Date.now() + wait >= until) throw err;
+        await pause(wait, signal);
+      }
+    }
+  }
+
   /** The signal an EC2 call carries: the caller's, or NO_CALLER. */
   private signalOf(signal: AbortSignal | undefined): AbortSignal {
     return signal ?? NO_CALLER;
@@ -105,8 +169,10 @@ export class Ec2Facade {
     const Filters: Filter[] = [...Object.entries(tags).map(([k, v]) => ({ Name: `tag:${k}`, Values: [v] })), ...extra];
     const out: Volume[] = [];
     let NextToken: string | undefined;
+    const until = Date.now() + this.timing.attachTimeoutMs;
     do {
-      const page = await this.port.describeVolumes({ Filters, MaxResults: 500, ...(NextToken ? { NextToken } : {}) }, this.signalOf(signal)).catch((err: unknown) => {
+      const input = { Filters, MaxResults: 500, ...(NextToken ? { NextToken } : {}) };
+      const page = await this.untilAccepted(() => this.port.describeVolumes(input, this.signalOf(signal)), signal, until).catch((err: unknown) => {
         throw ec2Error(err, `listing volumes tagged ${JSON.stringify(tags)}`);
       });
       out.push(...(page.Volumes ?? []));
@@ -184,8 +250,7 @@ export class Ec2Facade {
 
   async deleteVolume(volumeId: string, signal?: AbortSignal): Promise<void> {
     // DeleteVolume draws on the same bucket as AttachVolume/DetachVolume.
-    await this.pacer.take(signal);
-    await this.port.deleteVolume({ VolumeId: volumeId }, this.signalOf(signal)).catch((err: unknown) => {
+    await this.mutate(() => this.port.deleteVolume({ VolumeId: volumeId }, this.signalOf(signal)), signal, Date.now() + this.timing.detachTimeoutMs, `deleting ${volumeId}`).catch((err: unknown) => {
       if (isNotFound(err)) return;
       throw ec2Error(err, `deleting ${volumeId}`);
     });
@@ -260,15 +325,18 @@ export class Ec2Facade {
     return this.mutations.run(async () => {
       signal?.throwIfAborted();
       await this.names.seed();
-      const deadline = Date.now() + this.timing.attachTimeoutMs;
+      let deadline = Date.now() + this.timing.attachTimeoutMs;
       for (let attempt = 1; ; attempt++) {
         // An attachment already under way here (agent restarted mid-attach) is waited for, not repeated.
         const resuming = attempt === 1 && attachingAt !== undefined;
         const device = resuming ? attachingAt : this.names.take();
         this.names.reserve(device);
         try {
-          if (!resuming) await this.pacer.take(signal);
-          if (!resuming) await this.port.attachVolume({ VolumeId: volumeId, InstanceId: this.instanceId, Device: device }, this.signalOf(signal));
+          if (!resuming) {
+            await this.mutate(() => this.port.attachVolume({ VolumeId: volumeId, InstanceId: this.instanceId, Device: device }, this.signalOf(signal)), signal, deadline, `attaching ${volumeId}`);
+            // The budget was for getting the call through; EC2 has it now, and its attachment gets a wait of its own.
+            deadline = Math.max(deadline, Date.now() + this.timing.stuckAttachingMs + this.timing.maxPollMs);
+          }
         } catch (err) {
           this.names.release(device);
           if (isDeviceInUse(err) && attempt < 20) {
@@ -310,8 +378,7 @@ export class Ec2Facade {
   /** DetachVolume names the instance: some EC2-compatible endpoints require it, and EC2 then refuses to detach it from any other. */
   private async detachAndWait(volumeId: string, instanceId: string, deadline: number, signal?: AbortSignal): Promise<void> {
     try {
-      await this.pacer.take(signal);
-      await this.port.detachVolume({ VolumeId: volumeId, InstanceId: instanceId }, this.signalOf(signal));
+      await this.mutate(() => this.port.detachVolume({ VolumeId: volumeId, InstanceId: instanceId }, this.signalOf(signal)), signal, deadline, `detaching ${volumeId}`);
     } catch (err) {
       signal?.throwIfAborted();
       // Already detached (IncorrectState) is what we wanted.

@@ -50,6 +50,28 @@ export interface Ec2Timing {
    */
   mutationBurst: number;
   mutationsPerSecond: number;
+  /**
+   * Sharing the account (docs/design.md §6): after a throttled (or 5xx) mutation the gap between
+   * this agent's mutations grows ×mutationBackoff, after an accepted one it shrinks ×mutationRecovery,
+   * never beyond maxMutationGapMs (pacer.ts).
+   */
+  mutationBackoff: number;
+  mutationRecovery: number;
+  maxMutationGapMs: number;
+  /** Mutations in flight at first, doubling with each accepted one up to mutationBurst (slow start, pacer.ts). */
+  mutationInitialWindow: number;
+  /**
+   * While an attachment is under way, how often this host looks for the volume's NVMe namespace
+   * (its serial is the volume id): a local sysfs read, no EC2 call. Seeing it is seeing the
+   * attachment complete; EC2 is asked only as the safety net below.
+   */
+  hostPollMs: number;
+  /**
+   * With the host watching, the first DescribeVolumes of an attachment wait comes this long
+   * after AttachVolume (then backing off by pollFactor): it catches what the host cannot see
+   * (an attachment that failed, or went to another instance), not the normal case.
+   */
+  safetyNetFirstMs: number;
 }
 
 export const DEFAULT_EC2_TIMING: Ec2Timing = {
@@ -71,5 +93,14 @@ export const DEFAULT_EC2_TIMING: Ec2Timing = {
   // of a client is the slowest) would otherwise find the bucket a fraction short.
   mutationBurst: 49,
   mutationsPerSecond: 5,
+  // ×2 per throttle (once per round), ×0.5 per accepted call, at most 10 s apart: chosen on bench/fleet.ts
+  // (docs/operations.md, "A fleet sharing one account", tried and dropped); a host never waits longer than
+  // 10 s for a budget that came back.
+  mutationBackoff: 2,
+  mutationRecovery: 0.5,
+  maxMutationGapMs: 10_000,
+  mutationInitialWindow: 2,
+  hostPollMs: 100,
+  safetyNetFirstMs: 10_000,
 };
 

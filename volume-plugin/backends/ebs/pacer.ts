@@ -8,37 +8,132 @@ export const pause = (ms: number, signal?: AbortSignal) =>
   });
 
 /**
- * Lets `burst` calls through at once, then `perSecond`, in arrival order: a local copy of EC2's
- * token bucket for AttachVolume/DetachVolume/DeleteVolume (docs/design.md §6). A caller whose
- * signal aborts while queued leaves the queue with the signal's reason and takes no token.
+ * Paces this agent's AttachVolume/DetachVolume/DeleteVolume (docs/design.md §6, "Sharing the
+ * account"). The bucket they draw on is the account's, shared with every other host and tool.
+ *
+ * On a quiet account it is a local copy of EC2's bucket: `burst` calls at once, then `perSecond`
+ * (a lone host attaches 50 volumes in one go). Once EC2 throttles a call (RequestLimitExceeded, or
+ * a server fault: EC2 browning out), the agent learns it has only a share: the gap between calls
+ * grows ×`backoff` (no burst any more) up to `maxGapMs`, and every wait is jittered (±50 %) so
+ * that hosts throttled together do not come back together; each call EC2 accepts shrinks the gap
+ * ×`recovery` until it is back at 1/`perSecond`, where the burst refills. The gap settles where
+ * most calls go through (many accepted per throttle), whatever the number of hosts sharing the
+ * bucket, instead of each host assuming the whole bucket. The queue is FIFO: one call at a time
+ * probes the account, the others wait behind it. A caller whose signal aborts while queued leaves
+ * the queue with the signal's reason and takes no token.
  */
+export interface PacerOptions {
+  /** Calls at once on a quiet account. */
+  burst: number;
+  /** Calls per second on a quiet account. */
+  perSecond: number;
+  /** Gap × this on each throttled call. */
+  backoff: number;
+  /** Gap × this on each accepted call (< 1). */
+  recovery: number;
+  /** The longest gap between two calls: an agent never sleeps longer through a budget that came back. */
+  maxGapMs: number;
+  /**
+   * Calls in flight at first (slow start): the window doubles with each accepted call up to
+   * `burst`, so a host that boots into a busy account learns it from a couple of refusals, not
+   * from a whole burst. Default `burst`.
+   */
+  initialWindow?: number;
+  /** [0, 1) random source for the jitter (tests pin it). */
+  random?: () => number;
+}
+
 export class Pacer {
   private tokens: number;
   private last = Date.now();
   private queue: Promise<void> = Promise.resolve();
+  private readonly quietGapMs: number;
+  /** Milliseconds between calls now: quietGapMs on a quiet account, more once throttled. */
+  private gapMs: number;
+  private readonly random: () => number;
+  /** When the gap last grew: calls sent before then were answered for the old rate and count once. */
+  private grewAt = -Infinity;
+  /** Calls sent and not answered yet, and how many may be (slow start). */
+  private inFlight = 0;
+  private window: number;
+  private readonly answered = new Set<() => void>();
 
-  constructor(
-    private readonly burst: number,
-    private readonly perSecond: number,
-  ) {
-    this.tokens = burst;
+  constructor(private readonly o: PacerOptions) {
+    this.tokens = o.burst;
+    this.quietGapMs = 1000 / o.perSecond;
+    this.gapMs = this.quietGapMs;
+    this.random = o.random ?? Math.random;
+    this.window = o.initialWindow ?? o.burst;
   }
 
+  /** Calls per second this agent allows itself now. */
+  get rate(): number {
+    return 1000 / this.gapMs;
+  }
+
+  /** Whether EC2 has throttled this agent lately (its gap is above the quiet one). */
+  get contended(): boolean {
+    return this.gapMs > this.quietGapMs;
+  }
+
+  /** Waits for a turn; the caller sends its call and then says how it went: succeeded() or throttled(), or done(). */
   take(signal?: AbortSignal): Promise<void> {
     const turn = this.queue.then(async () => {
       for (;;) {
         signal?.throwIfAborted();
+        if (this.inFlight >= this.window) {
+          await new Promise<void>((resolve) => {
+            const wake = () => {
+              this.answered.delete(wake);
+              signal?.removeEventListener('abort', wake);
+              resolve();
+            };
+            this.answered.add(wake);
+            signal?.addEventListener('abort', wake, { once: true });
+          });
+          continue;
+        }
         const now = Date.now();
-        this.tokens = Math.min(this.burst, this.tokens + ((now - this.last) / 1000) * this.perSecond);
+        const capacity = this.contended ? 1 : this.o.burst;
+        this.tokens = Math.min(capacity, this.tokens + (now - this.last) / this.gapMs);
         this.last = now;
         if (this.tokens >= 1) {
           this.tokens -= 1;
+          this.inFlight += 1;
           return;
         }
-        await pause(((1 - this.tokens) / this.perSecond) * 1000, signal);
+        const wait = (1 - this.tokens) * this.gapMs;
+        await pause(this.contended ? wait * (0.5 + this.random()) : wait, signal);
       }
     });
     this.queue = turn.catch(() => undefined);
     return turn;
+  }
+
+  /**
+   * EC2 refused a call sent at `sentAt` for the account's budget (or was browning out): take a
+   * smaller share. Refusals of calls sent before the last decrease were answers to the old rate,
+   * and do not shrink it again (a burst of 8 refused at once is one signal, not 8).
+   */
+  throttled(sentAt: number): void {
+    this.done();
+    this.window = 1;
+    this.tokens = Math.min(this.tokens, 0);
+    if (sentAt <= this.grewAt) return;
+    this.gapMs = Math.min(this.o.maxGapMs, this.gapMs * this.o.backoff);
+    this.grewAt = Date.now();
+  }
+
+  /** EC2 accepted a call: take a little more. */
+  succeeded(): void {
+    this.done();
+    this.window = Math.min(this.o.burst, this.window * 2);
+    this.gapMs = Math.max(this.quietGapMs, this.gapMs * this.o.recovery);
+  }
+
+  /** The call taken was answered otherwise (an error that says nothing of the budget), or not sent. */
+  done(): void {
+    this.inFlight = Math.max(0, this.inFlight - 1);
+    for (const wake of [...this.answered]) wake();
   }
 }

@@ -1,0 +1,51 @@
+import { afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { step } from '../helpers/step.js';
+import { runFleet, warmUpSdk, type FleetResult } from './fleet.js';
+import { VirtualClock } from './virtual-clock.js';
+
+/**
+ * The fleet simulation in small (bench/fleet.ts runs it at 1 000 hosts): hosts running berth's
+ * real EBS backend, reconciler and volume service share one account's EC2 buckets on a virtual
+ * clock. What an SRE would see after an AZ's hosts are replaced at once: every host ready, none
+ * stuck, no Mount failed for throttling, the account's describe budget left alone.
+ */
+let clock: VirtualClock | undefined;
+
+beforeAll(async () => {
+  await warmUpSdk();
+});
+
+afterEach(() => {
+  clock?.uninstall();
+  clock = undefined;
+});
+
+const describes = (r: FleetResult) => r.calls.get('DescribeVolumes')?.calls ?? 0;
+
+describe('fleet simulation: hosts sharing one account', () => {
+  it('12 hosts × 8 volumes replaced at once: every host ready near the floor the buckets allow, no Mount failed for throttling', async () => {
+    clock = VirtualClock.install();
+    const r = await step('replace 12 hosts × 8 volumes', () => runFleet({ hosts: 12, volumesPerHost: 8, agent: 'berth', scenario: 'replace', clock: clock!, steadyMs: 180_000 }));
+    expect(r.stuck).toBe(0);
+    expect(r.mountsFailedThrottled).toBe(0);
+    expect(r.allReadyMs).toBeDefined();
+    expect(r.allReadyMs!).toBeLessThan(1.5 * r.floor.ms);
+    expect(r.calls.get('AttachVolume')?.answered).toBe(96);
+    // Attachments are seen from each host's NVMe namespaces: a few describes per host, not 4 a second while attaching.
+    expect(describes(r)).toBeLessThan(12 * 20);
+    // Steady state: the reconcile pass's one DescribeVolumes a minute.
+    expect(r.steadyDescribesPerHostMinute).toBeLessThanOrEqual(2);
+  });
+
+  it('an EC2 brownout (every call throttled for 2 minutes) in the middle: no host gives up, and all are ready soon after it ends', async () => {
+    clock = VirtualClock.install();
+    const r = await step('replace with a brownout', () =>
+      runFleet({ hosts: 12, volumesPerHost: 8, agent: 'berth', scenario: 'brownout', clock: clock!, brownout: { atMs: 25_000, forMs: 120_000, kind: 'throttle' } }),
+    );
+    expect(r.stuck).toBe(0);
+    expect(r.mountsFailedThrottled).toBe(0);
+    expect(r.brownoutEndMs).toBe(145_000);
+    // Ready within a short while of the budget coming back (hosts wait at most 10 s between tries).
+    expect(r.allReadyMs!).toBeLessThan(r.floor.ms + 30_000);
+  });
+});
