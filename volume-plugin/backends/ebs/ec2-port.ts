@@ -15,6 +15,11 @@ import type {
   DescribeVolumesCommandOutput,
   DetachVolumeCommandInput,
   DetachVolumeCommandOutput,
+  // Online grow (berth resize): ModifyVolume and its progress.
+  DescribeVolumesModificationsCommandInput,
+  DescribeVolumesModificationsCommandOutput,
+  ModifyVolumeCommandInput,
+  ModifyVolumeCommandOutput,
 } from '@aws-sdk/client-ec2';
 
 /**
@@ -47,6 +52,9 @@ export interface Ec2Port {
   createTags(input: CreateTagsCommandInput, signal: AbortSignal): Promise<CreateTagsCommandOutput>;
   deleteTags(input: DeleteTagsCommandInput, signal: AbortSignal): Promise<DeleteTagsCommandOutput>;
   describeInstances(input: DescribeInstancesCommandInput, signal: AbortSignal): Promise<DescribeInstancesCommandOutput>;
+  // Online grow (berth resize, docs/design.md §6 "Online grow").
+  modifyVolume(input: ModifyVolumeCommandInput, signal: AbortSignal): Promise<ModifyVolumeCommandOutput>;
+  describeVolumesModifications(input: DescribeVolumesModificationsCommandInput, signal: AbortSignal): Promise<DescribeVolumesModificationsCommandOutput>;
 }
 
 /** A port method's name; the EC2 action is the same name capitalised (`attachVolume` → AttachVolume). */
@@ -62,6 +70,9 @@ export const EC2_PORT_METHODS: readonly Ec2PortMethod[] = [
   'createTags',
   'deleteTags',
   'describeInstances',
+  // Online grow.
+  'modifyVolume',
+  'describeVolumesModifications',
 ];
 
 /** The EC2 action a port method calls (`attachVolume` → `AttachVolume`). */

@@ -7,6 +7,9 @@ import {
   DescribeInstancesCommand,
   DescribeVolumesCommand,
   DetachVolumeCommand,
+  // Online grow.
+  DescribeVolumesModificationsCommand,
+  ModifyVolumeCommand,
   type EC2Client,
 } from '@aws-sdk/client-ec2';
 import type { Ec2Port } from './ec2-port.js';
@@ -28,4 +31,8 @@ export class SdkEc2 implements Ec2Port {
   createTags: Ec2Port['createTags'] = (input, signal) => this.client.send(new CreateTagsCommand(input), { abortSignal: signal });
   deleteTags: Ec2Port['deleteTags'] = (input, signal) => this.client.send(new DeleteTagsCommand(input), { abortSignal: signal });
   describeInstances: Ec2Port['describeInstances'] = (input, signal) => this.client.send(new DescribeInstancesCommand(input), { abortSignal: signal });
+  // Online grow.
+  modifyVolume: Ec2Port['modifyVolume'] = (input, signal) => this.client.send(new ModifyVolumeCommand(input), { abortSignal: signal });
+  describeVolumesModifications: Ec2Port['describeVolumesModifications'] = (input, signal) =>
+    this.client.send(new DescribeVolumesModificationsCommand(input), { abortSignal: signal });
 }
