@@ -90,6 +90,8 @@ describe.skipIf(noDockerReason)(`online grow under a running container${noDocker
     const seen = agent.manager.snapshot().find((v) => v.name === name)!;
     expect(seen).toMatchObject({ mounted: true, size: { deviceBytes: to, grownAt: expect.any(String) } });
     expect(seen.lastError).toBeUndefined();
+    // docker volume inspect says so too.
+    expect(JSON.parse(await docker(['volume', 'inspect', name]))[0].Status).toMatchObject({ size: `${to / MiB}MiB`, deviceSize: `${to / MiB}MiB`, grownOnlineAt: seen.size!.grownAt });
   }
 
   it('xfs: berth resize grows the volume and the running container sees it in df, with no restart', async () => {
