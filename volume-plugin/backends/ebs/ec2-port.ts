@@ -3,6 +3,8 @@ import type {
   AttachVolumeCommandOutput,
   CreateTagsCommandInput,
   CreateTagsCommandOutput,
+  CreateSnapshotCommandInput,
+  CreateSnapshotCommandOutput,
   CreateVolumeCommandInput,
   CreateVolumeCommandOutput,
   DeleteTagsCommandInput,
@@ -11,6 +13,8 @@ import type {
   DeleteVolumeCommandOutput,
   DescribeInstancesCommandInput,
   DescribeInstancesCommandOutput,
+  DescribeSnapshotsCommandInput,
+  DescribeSnapshotsCommandOutput,
   DescribeVolumesCommandInput,
   DescribeVolumesCommandOutput,
   DetachVolumeCommandInput,
@@ -55,6 +59,9 @@ export interface Ec2Port {
   // Online grow (berth resize, docs/design.md §6 "Online grow").
   modifyVolume(input: ModifyVolumeCommandInput, signal: AbortSignal): Promise<ModifyVolumeCommandOutput>;
   describeVolumesModifications(input: DescribeVolumesModificationsCommandInput, signal: AbortSignal): Promise<DescribeVolumesModificationsCommandOutput>;
+  // Zone moves (issue 22, zone-move.ts): a snapshot of the node's volume, restored in the target zone.
+  createSnapshot(input: CreateSnapshotCommandInput, signal: AbortSignal): Promise<CreateSnapshotCommandOutput>;
+  describeSnapshots(input: DescribeSnapshotsCommandInput, signal: AbortSignal): Promise<DescribeSnapshotsCommandOutput>;
 }
 
 /** A port method's name; the EC2 action is the same name capitalised (`attachVolume` → AttachVolume). */
@@ -73,6 +80,9 @@ export const EC2_PORT_METHODS: readonly Ec2PortMethod[] = [
   // Online grow.
   'modifyVolume',
   'describeVolumesModifications',
+  // zone moves
+  'createSnapshot',
+  'describeSnapshots',
 ];
 
 /** The EC2 action a port method calls (`attachVolume` → `AttachVolume`). */

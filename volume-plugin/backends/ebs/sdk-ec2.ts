@@ -1,10 +1,12 @@
 import {
   AttachVolumeCommand,
+  CreateSnapshotCommand,
   CreateTagsCommand,
   CreateVolumeCommand,
   DeleteTagsCommand,
   DeleteVolumeCommand,
   DescribeInstancesCommand,
+  DescribeSnapshotsCommand,
   DescribeVolumesCommand,
   DetachVolumeCommand,
   // Online grow.
@@ -35,4 +37,7 @@ export class SdkEc2 implements Ec2Port {
   modifyVolume: Ec2Port['modifyVolume'] = (input, signal) => this.client.send(new ModifyVolumeCommand(input), { abortSignal: signal });
   describeVolumesModifications: Ec2Port['describeVolumesModifications'] = (input, signal) =>
     this.client.send(new DescribeVolumesModificationsCommand(input), { abortSignal: signal });
+  // zone moves
+  createSnapshot: Ec2Port['createSnapshot'] = (input, signal) => this.client.send(new CreateSnapshotCommand(input), { abortSignal: signal });
+  describeSnapshots: Ec2Port['describeSnapshots'] = (input, signal) => this.client.send(new DescribeSnapshotsCommand(input), { abortSignal: signal });
 }
