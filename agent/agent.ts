@@ -75,6 +75,12 @@ export async function startAgent(config: Config, logger: Logger, options: AgentO
   const referenceTimer = engine ? setInterval(() => checkReferences('periodic'), config.BERTH_REFERENCE_CHECK_SECONDS * 1000) : undefined;
   referenceTimer?.unref();
   if (engine) checkReferences('start');
+  // Online grow (volume-plugin/online-grow.ts): one sysfs read per mounted volume, a lock only for one whose device grew.
+  let growing: Promise<void> | undefined;
+  const growTimer = setInterval(() => {
+    growing ??= manager.growMounted().finally(() => (growing = undefined));
+  }, config.BERTH_GROW_CHECK_SECONDS * 1000);
+  growTimer.unref();
 
   const plugin = await listenPlugin(pluginSocketPath(config), { driver: docker, answers: docker.answers, logger: logger.child({ component: 'plugin' }), registry });
   logger.info({ socket: plugin.socketPath, backend: kind, volumes: manager.snapshot().length }, 'plugin socket listening');
@@ -83,6 +89,7 @@ export async function startAgent(config: Config, logger: Logger, options: AgentO
     registry,
     logger,
     status: () => ({ backend: kind, plugin: config.BERTH_PLUGIN_NAME, socket: plugin.socketPath, volumes: manager.snapshot() }),
+    resize: (name, change) => manager.resize(name, change),
     plan: async () => {
       if (!ebs) return { backend: kind, items: [], note: 'the loop backend has no host tags: nothing to reconcile' };
       if (!reconciler) throw new Error(`EBS backend starting: ${ebs.pending ?? 'boot reconcile pending'}`);
@@ -117,6 +124,8 @@ export async function startAgent(config: Config, logger: Logger, options: AgentO
     async stop() {
       stopping = true;
       clearInterval(referenceTimer);
+      clearInterval(growTimer);
+      await growing;
       await reconciler?.stop();
       ebs?.current?.close();
       await certs?.stop();

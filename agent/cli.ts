@@ -10,7 +10,7 @@ import { processRunner } from '../lib/exec.js';
 import type { Backend, RetainedVolume } from '../volume-plugin/backends/backend.js';
 import { createLoopBackend } from '../volume-plugin/backends/loop.js';
 import type { VolumeStatus } from '../volume-plugin/service.js';
-import { assertVolumeName, formatSize } from '../volume-plugin/options.js';
+import { assertVolumeName, formatSize, parseSize } from '../volume-plugin/options.js';
 import { probeSocket } from '../volume-plugin/server.js';
 import { resolveBackendKind } from './backend-factory.js';
 import { ConfigError, hostPathsOf, loadInstalledConfig, pluginSocketPath, type Config } from './config.js';
@@ -46,6 +46,13 @@ const COMMANDS: Record<string, CommandSpec> = {
   reconcile: { usage: 'reconcile --dry-run', help: "what the agent's next reconcile pass would attach,\n                    mount, release or detach, and why", args: [0, 0], options: ['dry-run'] },
   wait: { usage: 'wait [--timeout SECONDS] [--pid PID]', help: 'wait until the agent answers on its plugin socket and\n                    health endpoint (exit 3 when it does not in time)', args: [0, 0], options: ['timeout', 'pid'] },
   config: { usage: 'config check', help: 'validate the configuration the agent would start with', args: [1, 1], needs: 'a subcommand' },
+  resize: {
+    usage: 'resize NAME [SIZE] [--type T] [--iops N] [--throughput N]',
+    help: 'grow a volume in place (and change its EBS type, IOPS,\n                    throughput); a mounted one is grown online',
+    args: [1, 2],
+    options: ['type', 'iops', 'throughput'],
+    needs: 'a volume name',
+  },
   // Zone moves (issue 22; docs/operations.md, "Move a node to another zone").
   move: {
     usage: 'move NAME --zone ZONE [--host HOST] [--from-snapshot latest|SNAPSHOT] | move NAME --status | move NAME --abort',
@@ -136,12 +143,12 @@ function httpJson(opts: { socketPath?: string; host?: string; port?: number; pat
   });
 }
 
-async function agentGet(env: CliEnv, path: string, timeoutMs = 10_000): Promise<{ status: number; json: unknown }> {
+async function agentGet(env: CliEnv, path: string, timeoutMs = 10_000, post?: { body: unknown }): Promise<{ status: number; json: unknown }> {
   const addr = env.config.BERTH_HEALTH_ADDR;
   const idx = addr.lastIndexOf(':');
   let res: { status: number; json: unknown };
   try {
-    res = await httpJson({ host: addr.slice(0, idx), port: Number(addr.slice(idx + 1)), path, method: 'GET', timeoutMs });
+    res = await httpJson({ host: addr.slice(0, idx), port: Number(addr.slice(idx + 1)), path, method: post ? 'POST' : 'GET', timeoutMs, ...(post ? { body: post.body } : {}) });
   } catch (err) {
     const code = (err as NodeJS.ErrnoException).code;
     if (code === 'ECONNREFUSED' || code === 'ENOENT') {
@@ -156,6 +163,38 @@ async function agentGet(env: CliEnv, path: string, timeoutMs = 10_000): Promise<
 
 async function agentStatus(env: CliEnv): Promise<AgentStatus> {
   return (await agentGet(env, '/status')).json as AgentStatus;
+}
+
+/** What the agent answers to a resize (volume-plugin/service.ts ResizeOutcome). */
+interface ResizeAnswer {
+  name: string;
+  sizeBytes: number;
+  state: 'done' | 'optimizing' | 'modifying';
+  detail?: string;
+  mounted: boolean;
+  grown: boolean;
+}
+
+async function resize(env: CliEnv, name: string, change: Record<string, string>): Promise<ResizeAnswer> {
+  // The agent answers within its own 120 s deadline (volume-plugin/budgets.ts); a little more here.
+  const res = await agentGet(env, '/volumes/resize', 130_000, { body: { name, change } });
+  const body = res.json as ResizeAnswer & { error?: string };
+  if (res.status === 400) throw new CliError(2, body.error ?? 'refused');
+  if (res.status !== 200) throw new CliError(1, body.error ?? `HTTP ${res.status}`);
+  return body;
+}
+
+function resizeLines(r: ResizeAnswer): string[] {
+  const size = formatSize(r.sizeBytes);
+  const now = r.state === 'modifying' ? `EBS is modifying it${r.detail ? ` (${r.detail})` : ''}` : (r.detail ?? r.state);
+  const fs = !r.mounted
+    ? 'not mounted: its filesystem grows at its next Mount'
+    : r.grown
+      ? 'its mounted filesystem was grown online'
+      : r.state === 'modifying'
+        ? 'the agent grows its mounted filesystem online once the device shows the new size'
+        : 'its mounted filesystem already had that size';
+  return [`${r.name}: ${size}; ${now}`, fs];
 }
 
 interface ReconcilePlan {
@@ -400,6 +439,9 @@ export async function run(argv: string[], envOrLoader: CliEnv | (() => CliEnv) =
         timeout: { type: 'string' },
         pid: { type: 'string' },
         yes: { type: 'boolean' },
+        type: { type: 'string' },
+        iops: { type: 'string' },
+        throughput: { type: 'string' },
         zone: { type: 'string' },
         host: { type: 'string' },
         'from-snapshot': { type: 'string' },
@@ -499,6 +541,26 @@ export async function run(argv: string[], envOrLoader: CliEnv | (() => CliEnv) =
       await waitServing(env, timeout, pid);
       const socket = pluginSocketPath(env.config);
       print({ serving: true, socket, healthAddr: env.config.BERTH_HEALTH_ADDR }, () => [`berth answers on ${socket} and ${env.config.BERTH_HEALTH_ADDR}`]);
+      return 0;
+    }
+    case 'resize': {
+      const [name, size] = rest as [string, string | undefined];
+      const change: Record<string, string> = {
+        ...(size !== undefined ? { size } : {}),
+        ...(values.type !== undefined ? { type: values.type } : {}),
+        ...(values.iops !== undefined ? { iops: values.iops } : {}),
+        ...(values.throughput !== undefined ? { throughput: values.throughput } : {}),
+      };
+      if (Object.keys(change).length === 0) throw new CliError(2, `resize needs a new size (e.g. 20GiB) or --type/--iops/--throughput; ${usage}`);
+      try {
+        assertVolumeName(name);
+        if (size !== undefined) parseSize(size);
+      } catch (err) {
+        throw new CliError(2, errorMessage(err));
+      }
+      progress(`resizing ${name}…`);
+      const answer = await resize(env, name, change);
+      print(answer, () => resizeLines(answer));
       return 0;
     }
     case 'move':

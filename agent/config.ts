@@ -47,6 +47,8 @@ export const TIME_BUDGETS = {
   idleDetachSeconds: 600,
   /** Periods: the engine reference check, the reconcile pass, the certificate poll. */
   referenceCheckSeconds: 60,
+  /** The online grow check: one sysfs read per mounted volume (volume-plugin/online-grow.ts). */
+  growCheckSeconds: 10,
   reconcileIntervalSeconds: 60,
   certPollSeconds: 60,
 } as const;
@@ -75,6 +77,7 @@ export const ConfigSchema = z.object({
     'Docker engine API socket (unix:///var/run/docker.sock) asked which volumes containers hold, to drop references dockerd will never Unmount; unset or off: no check',
   ),
   BERTH_REFERENCE_CHECK_SECONDS: setting(seconds(TIME_BUDGETS.referenceCheckSeconds), 'period of the check of volume references against the Docker engine'),
+  BERTH_GROW_CHECK_SECONDS: setting(seconds(TIME_BUDGETS.growCheckSeconds), "period of the check whether a mounted volume's device grew (its filesystem is then grown online)"),
 
   BERTH_SYSFS_ROOT: setting(z._default(z.string(), '/sys'), 'sysfs root: EC2 detection for BERTH_BACKEND=auto, NVMe serials of EBS volumes'),
   BERTH_DEV_ROOT: setting(z._default(z.string(), '/dev'), 'directory of block device nodes'),

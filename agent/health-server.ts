@@ -1,7 +1,7 @@
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { Logger } from 'pino';
 import type { Registry } from 'prom-client';
-import { errorMessage } from '../lib/errors.js';
+import { errorMessage, isBerthError } from '../lib/errors.js';
 import { localPeerUid } from '../lib/tcp-peer.js';
 
 /** A readiness check answers true when ready, or a sentence saying why not. */
@@ -14,6 +14,8 @@ export interface HealthServerDeps {
   status: () => Promise<unknown> | unknown;
   /** JSON for /reconcile/plan: what the next reconcile pass would do, and why. */
   plan?: () => Promise<unknown>;
+  /** POST /volumes/resize {"name","change"}: `berth resize` (the volume service's resize). */
+  resize?: (name: string, change: Record<string, string>) => Promise<unknown>;
   /** Who may read the details: default, root or the agent's own user on this host (lib/tcp-peer.ts). */
   isPrivileged?: (req: IncomingMessage) => Promise<boolean>;
 }
@@ -41,6 +43,31 @@ export interface HealthServer {
 }
 
 const json = (status: number, value: unknown) => ({ status, type: 'application/json', body: JSON.stringify(value) });
+
+/** HTTP status of a failed action, from berth's error code. */
+const STATUS_OF: Record<string, number> = { INVALID_ARGUMENT: 400, NOT_FOUND: 404, CONFLICT: 409, UNSAFE_DEVICE: 409, TIMEOUT: 504, UNAVAILABLE: 503, LIMIT_EXCEEDED: 429 };
+
+/** A small JSON request body (≤ 64 KiB, within 10 s). */
+function readJson(req: IncomingMessage): Promise<unknown> {
+  return new Promise((resolve, reject) => {
+    let data = '';
+    const timer = setTimeout(() => req.destroy(new Error('the request body did not arrive within 10 s')), 10_000);
+    req.setEncoding('utf8');
+    req.on('data', (chunk: string) => {
+      data += chunk;
+      if (data.length > 65_536) req.destroy(new Error('request body over 64 KiB'));
+    });
+    req.on('error', (err) => (clearTimeout(timer), reject(err)));
+    req.on('end', () => {
+      clearTimeout(timer);
+      try {
+        resolve(JSON.parse(data));
+      } catch {
+        reject(new Error('the request body is not JSON'));
+      }
+    });
+  });
+}
 
 /** /healthz (alive), /readyz (every readiness check passes), /metrics, /status on a local TCP port. */
 export function createHealthServer(deps: HealthServerDeps): HealthServer {
@@ -79,8 +106,37 @@ export function createHealthServer(deps: HealthServerDeps): HealthServer {
       }
     },
   };
+  /** Actions (POST): root or the agent's user only, like the details. */
+  const actions: Record<string, (req: IncomingMessage) => Promise<{ status: number; type: string; body: string }>> = {
+    '/volumes/resize': async (req) => {
+      if (!deps.resize) return json(404, { error: 'this agent cannot resize volumes' });
+      const body = (await readJson(req).catch((err: unknown) => ({ invalid: errorMessage(err) }))) as { name?: unknown; change?: unknown; invalid?: string };
+      const change = body.change;
+      const validChange = typeof change === 'object' && change !== null && !Array.isArray(change) && Object.values(change).every((v) => typeof v === 'string');
+      if (body.invalid || typeof body.name !== 'string' || !validChange) {
+        return json(400, { error: body.invalid ?? 'expected {"name": "<volume>", "change": {"size": "<size>", …}} with string values' });
+      }
+      try {
+        return json(200, await deps.resize(body.name, change as Record<string, string>));
+      } catch (err) {
+        const code = isBerthError(err) ? err.code : 'INTERNAL';
+        return json(STATUS_OF[code] ?? 500, { error: errorMessage(err), code });
+      }
+    },
+  };
   const handler = (req: IncomingMessage, res: ServerResponse) => {
     const path = (req.url ?? '/').split('?')[0]!;
+    if (req.method === 'POST' && Object.hasOwn(actions, path)) {
+      const action = actions[path]!;
+      void isPrivileged(req)
+        .then((privileged) => (privileged ? action(req) : json(403, { error: `${path} is for root on this host only (run it with sudo)` })))
+        .catch((err: unknown) => json(500, { error: errorMessage(err) }))
+        .then(({ status, type, body }) => {
+          res.writeHead(status, { 'Content-Type': type, 'Content-Length': Buffer.byteLength(body) });
+          res.end(body);
+        });
+      return;
+    }
     const route = req.method === 'GET' && Object.hasOwn(routes, path) ? routes[path] : undefined;
     const answer = !route
       ? Promise.resolve(json(404, { error: `no such endpoint: ${req.method} ${path.slice(0, 64)}` }))

@@ -36,6 +36,10 @@ describe('berth CLI errors', () => {
     [['retained', 'purge'], 2, /^berth: retained purge needs the name of the volume to delete \(there is no purge-all\)/],
     [['retained', 'purge', '../etc'], 2, /^berth: invalid volume name "..\/etc"/],
     [['wait', '--timeout', 'soon'], 2, /^berth: --timeout must be a positive number/],
+    [['resize'], 2, /^berth: resize needs a volume name; usage: berth resize NAME \[SIZE\] \[--type T\] \[--iops N\] \[--throughput N\]/],
+    [['resize', 'pg'], 2, /^berth: resize needs a new size \(e\.g\. 20GiB\) or --type\/--iops\/--throughput/],
+    [['resize', 'pg', 'big'], 2, /^berth: invalid size "big": use a number with a unit/],
+    [['resize', 'pg', '20GiB'], 3, /^berth: the agent is not running \(nothing answers on 127\.0\.0\.1:1\)/],
   ])('berth %j exits %i with one line and no stack trace', (args, code, message) => {
     const res = cli(args);
     expect(res.status).toBe(code);

@@ -38,7 +38,7 @@ function recorder(model: Ec2Model, client: EC2Client, snapshotTags: Map<string, 
       const input = args.input as Record<string, unknown>;
       const command = context.commandName ?? '';
       switch (command) {
-        case 'DescribeVolumesCommand': case 'DescribeInstancesCommand':
+        case 'DescribeVolumesCommand': case 'DescribeInstancesCommand': case 'DescribeVolumesModificationsCommand':
           seen.push({ action: `ec2:${command.replace(/Command$/, '')}`, resource: '*', ctx: {} });
           break;
         case 'CreateVolumeCommand': {
@@ -56,8 +56,8 @@ function recorder(model: Ec2Model, client: EC2Client, snapshotTags: Map<string, 
           if (instanceId) add(action, 'instance', instanceId);
           break;
         }
-        case 'DeleteVolumeCommand':
-          add('ec2:DeleteVolume', 'volume', String(input['VolumeId']));
+        case 'DeleteVolumeCommand': case 'ModifyVolumeCommand':
+          add(`ec2:${command.replace(/Command$/, '')}`, 'volume', String(input['VolumeId']));
           break;
         case 'CreateTagsCommand': case 'DeleteTagsCommand':
           for (const id of input['Resources'] as string[]) {
@@ -89,7 +89,7 @@ describe('host IAM policy against the EBS backend\'s calls', () => {
       // The device side is not what this test is about: the attachment's device "appears" at once.
       devices: { find: async () => undefined, waitFor: async (_id, device) => ({ path: device ?? '/dev/xvdf', name: 'xvdf' }) as never, attachedVolumeIds: async () => new Set<string>() },
       identity: { instanceId: me, az, region: REGION, hostId: 'shop-h1' },
-      cluster: 'shop', environment: 'prod', defaults: { sizeBytes: GiB, fs: 'ext4' }, tagPrefix: 'berth:', idleDetachMs: 60_000, moveWaitMs: 500, deviceWaitMs: 500,
+      cluster: 'shop', environment: 'prod', defaults: { sizeBytes: GiB, fs: 'ext4' }, tagPrefix: 'berth:', idleDetachMs: 60_000, moveWaitMs: 500, deviceWaitMs: 500, modifyPollMs: 5,
     });
     const options = { sizeBytes: GiB, fs: 'ext4' as const, onRemove: 'retain' as const };
 
@@ -103,6 +103,8 @@ describe('host IAM policy against the EBS backend\'s calls', () => {
     model.addVolume({ az, size: 1, tags: { 'berth:managed-by': 'berth', 'berth:cluster': 'shop', 'berth:environment': 'prod', 'berth:host': 'shop-h1', 'berth:volume': 'old' }, attachedTo: { instanceId: dead, device: '/dev/xvdg' } });
     const oldRecord = (await backend.find('old'))!;
     await backend.attach(oldRecord);
+    // berth resize: the modifications read, ModifyVolume, the wait for optimizing.
+    await backend.resize!(oldRecord, { ...oldRecord.options, sizeBytes: 2 * GiB });
     // Restore from a snapshot of the cluster, then delete on remove.
     const snap = model.addSnapshot({ size: 1 });
     snapshotTags.set(snap, { 'berth:cluster': 'shop', 'berth:environment': 'prod', 'berth:managed-by': 'berth' });

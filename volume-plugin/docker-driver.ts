@@ -23,6 +23,8 @@ export function volumeInfoOf(v: VolumeView): VolumeInfo {
       containerMounts: v.consumers,
       ...(v.unmountPending ? { unmountPending: true } : {}),
       ...(v.lastError ? { lastError: v.lastError } : {}),
+      // After an online grow (online-grow.ts): when, and the device size it grew to.
+      ...(v.size?.grownAt ? { grownOnlineAt: v.size.grownAt, deviceSize: formatSize(v.size.deviceBytes) } : {}),
     },
   };
 }

@@ -3,7 +3,7 @@ import type { Logger } from 'pino';
 import type { Registry } from 'prom-client';
 import { BerthError, errorMessage } from '../lib/errors.js';
 import { quote } from '../lib/quote.js';
-import type { Backend, VolumeRecord } from './backends/backend.js';
+import type { Backend, ResizeResult, VolumeRecord } from './backends/backend.js';
 import { DEADLINES, UNKNOWN_REFERENCE_RECHECK_MS, type CallKind } from './budgets.js';
 import type { CallOptions, Scope } from './call.js';
 import { EngineCheck, seenReferences, type EngineReferences, type SeenReferences } from './engine-check.js';
@@ -19,6 +19,7 @@ import {
   type OptionDefaults,
   type VolumeOptions,
 } from './options.js';
+import { OnlineGrow, type GrowFacts } from './online-grow.js';
 import { recoverAtStart } from './recovery.js';
 import { registerVolumeGauges } from './service-metrics.js';
 import { dict, held, refCount, StateStore, type PersistedState, type PersistedVolume } from './state-store.js';
@@ -69,6 +70,8 @@ export interface VolumeView {
   /** Mounted with no consumer, in the unmount grace (unmount-grace.ts). */
   unmountPending?: boolean;
   lastError?: string;
+  /** While mounted: the device's size as last read, and the last online grow (online-grow.ts). */
+  size?: GrowFacts;
   /** The backend's facts for people (docker volume inspect's Status); never decided on. */
   status: Readonly<Record<string, string>>;
 }
@@ -84,6 +87,20 @@ export interface VolumeStatus {
   lastError?: string;
   /** Mounted with no reference, in the unmount grace (unmount-grace.ts). */
   unmountPending?: boolean;
+  /** While mounted: the device's size as last read, and the last online grow (online-grow.ts). */
+  size?: GrowFacts;
+}
+
+/** What `resize` did: the backend's answer and whether the mounted filesystem was grown already. */
+export interface ResizeOutcome {
+  name: string;
+  /** The volume's size now asked for (bytes). */
+  sizeBytes: number;
+  state: ResizeResult['state'];
+  detail?: string;
+  mounted: boolean;
+  /** The mounted filesystem was grown to the new size within this call. */
+  grown: boolean;
 }
 
 /** A consumer id as stored in the state file: Docker's mount IDs are 64 hex digits; a CSI front end would derive one from its target path. */
@@ -119,6 +136,7 @@ export class VolumeService {
   private started = false;
   private readonly grace: UnmountGrace;
   private readonly engine: EngineCheck;
+  private readonly growth: OnlineGrow;
 
   constructor(private readonly deps: ServiceDeps) {
     this.log = deps.logger;
@@ -135,6 +153,20 @@ export class VolumeService {
       save: () => this.save(),
       log: deps.logger,
     });
+    const { backend } = deps;
+    this.growth = new OnlineGrow(
+      {
+        lock: this.lock,
+        volume: (name) => (Object.hasOwn(this.state.volumes, name) ? this.state.volumes[name] : undefined),
+        volumes: () => Object.entries(this.state.volumes),
+        mountpointOf: (name) => this.mountpointOf(name),
+        fs: deps.fs,
+        ...(backend.verifyDevice ? { verifyDevice: (record: VolumeRecord, devicePath: string) => backend.verifyDevice!(record, devicePath) } : {}),
+        save: () => this.save(),
+        log: deps.logger,
+      },
+      deps.registry,
+    );
     if (deps.registry) registerVolumeGauges(deps.registry, () => Object.values(this.state.volumes));
   }
 
@@ -459,7 +491,71 @@ export class VolumeService {
       ...(vol.unmountPending ? { unmountPending: true } : {}),
       ...(vol.devicePath ? { devicePath: vol.devicePath } : {}),
       ...(vol.lastError ? { lastError: vol.lastError } : {}),
+      ...this.sizeOf(name, vol),
     }));
+  }
+
+  private sizeOf(name: string, vol: PersistedVolume): { size?: GrowFacts } {
+    const size = vol.mounted ? this.growth.factsOf(name) : undefined;
+    return size ? { size } : {};
+  }
+
+  /**
+   * One online grow pass (online-grow.ts): every mounted volume whose device
+   * grew since the last pass gets its filesystem grown in place, under its
+   * lock. The agent runs it on a timer; it never rejects.
+   */
+  async growMounted(): Promise<void> {
+    await this.growth.check();
+  }
+
+  /**
+   * Makes the volume larger (and/or changes the backend's own options, e.g.
+   * EBS type, IOPS, throughput) in place, under its lock: `change` holds
+   * `size` and backend keys as strings, parsed like a Create's options. Grow
+   * only; the core's other keys (fs, mountOptions, onRemove) are refused; the
+   * backend refuses what its rules forbid, before it changes anything. A
+   * mounted volume whose device has its new size by the end is grown online
+   * at once; otherwise the online grow check does it when the device grows.
+   */
+  async resize(name: string, change: Record<string, string>, call: CallOptions = {}): Promise<ResizeOutcome> {
+    assertVolumeName(name);
+    const given = parseGivenOptions(change, this.deps.backend.options);
+    const fixed = (['fs', 'mountOptions', 'onRemove'] as const).filter((k) => given[k] !== undefined);
+    if (fixed.length > 0) throw new BerthError('INVALID_ARGUMENT', `resize changes the size and the backend's own options only, not ${fixed.join(', ')}`);
+    if (Object.keys(given).length === 0) throw new BerthError('INVALID_ARGUMENT', `resize ${name}: give a new size (or a backend option to change)`);
+    return this.withDeadline('create', `Resize ${name}`, call, (signal) =>
+      this.lock.run(
+        name,
+        async () => {
+          const vol = await this.known(name);
+          const { backend } = this.deps;
+          if (!backend.resize) throw new BerthError('INVALID_ARGUMENT', `the ${backend.options.backend} backend cannot resize a volume`);
+          const current = vol.record.options;
+          const { size, ...rest } = given;
+          if (size !== undefined && size < current.sizeBytes) {
+            throw new BerthError('INVALID_ARGUMENT', `volume ${name} is ${formatSize(current.sizeBytes)}; it can only grow, not shrink to ${formatSize(size)} (no data was touched)`);
+          }
+          const options = { ...current, ...rest, sizeBytes: size ?? current.sizeBytes } as VolumeOptions;
+          const unchanged = conflictingOptions(given, current).length === 0;
+          if (unchanged) throw new BerthError('INVALID_ARGUMENT', `volume ${name} already has ${Object.keys(change).join(', ')} as asked; nothing to change`);
+          const result = await backend.resize(vol.record, options, { signal });
+          vol.record = result.record;
+          await this.save();
+          this.log.info({ name, size: formatSize(options.sizeBytes), state: result.state, detail: result.detail }, 'volume resized');
+          const grown = result.state !== 'modifying' && vol.mounted ? (await this.growth.growLocked(name, 'resize')).grown : false;
+          return {
+            name,
+            sizeBytes: options.sizeBytes,
+            state: result.state,
+            ...(result.detail ? { detail: result.detail } : {}),
+            mounted: vol.mounted,
+            grown,
+          };
+        },
+        signal,
+      ),
+    );
   }
 
   private async known(name: string): Promise<PersistedVolume> {
@@ -530,11 +626,8 @@ export class VolumeService {
     vol.mounted = true;
     vol.devicePath = attached.devicePath;
     delete vol.lastError;
-    // A filesystem smaller than its device is still usable: a failed grow is reported, not fatal.
-    await fs.grow(attached.devicePath, mountpoint, kind, { justFormatted: formatted }).catch((err: unknown) => {
-      vol.lastError = `could not grow the filesystem: ${errorMessage(err)}`;
-      this.log.warn({ name, err: vol.lastError }, 'grow failed; volume mounted at its old size');
-    });
+    // A filesystem smaller than its device is still usable: a failed grow is reported (lastError), not fatal.
+    await this.growth.growLocked(name, 'mount', { justFormatted: formatted });
     this.log.info({ name, device: attached.devicePath, mountpoint }, 'volume mounted');
     return mountpoint;
   }
@@ -557,6 +650,7 @@ export class VolumeService {
     }
     vol.mounted = false;
     delete vol.devicePath;
+    this.growth.forget(name);
     if (device === 'release') {
       await this.deps.backend.release(vol.record);
       this.log.info({ name }, 'volume unmounted');
@@ -607,6 +701,7 @@ export class VolumeService {
       consumers: refCount(vol),
       ...(vol.unmountPending ? { unmountPending: true } : {}),
       ...(vol.lastError ? { lastError: vol.lastError } : {}),
+      ...this.sizeOf(name, vol),
       status: record.status,
     };
   }

@@ -16,6 +16,13 @@ describe('checkTransition', () => {
     const next = { ...base, hosts: ['h1'] };
     expect(() => checkTransition(base, next, regions)).toThrow(/n2 is placed on host h2, which this change removes/);
   });
+  it("grows a node's volume, never shrinks it (EBS ModifyVolume only grows)", () => {
+    const sized = { ...base, nodes: [{ name: 'n1', host: 'h1', sizeGiB: 20 }, base.nodes[1]!] };
+    expect(() => checkTransition(sized, { ...sized, nodes: [{ name: 'n1', host: 'h1', sizeGiB: 40 }, base.nodes[1]!] }, regions)).not.toThrow();
+    expect(() => checkTransition(sized, { ...sized, nodes: [{ name: 'n1', host: 'h1', sizeGiB: 10 }, base.nodes[1]!] }, regions)).toThrow(
+      /^node n1 has a 20 GiB volume; EBS volumes only grow, not shrink to 10 GiB$/,
+    );
+  });
   it('refuses a host left without nodes', () => {
     expect(() => checkTransition(base, { ...base, nodes: [base.nodes[0]!] }, regions)).toThrow(/h2 would carry no node/);
   });

@@ -92,6 +92,11 @@ export function checkTransition(current: ClusterSpec | undefined, next: ClusterS
     if (before && before.host !== n.host) {
       throw new ClusterInvariantError(`node ${n.name} is on host ${before.host}; moving it to ${n.host} is not a cluster change (its volume follows its host)`);
     }
+    // The node's EBS volume changes in place (the AWS provider's ModifyVolume), which only grows
+    // (ModifyVolume: "The target volume size must be greater than or equal to the existing size").
+    if (before?.sizeGiB !== undefined && n.sizeGiB !== undefined && n.sizeGiB < before.sizeGiB) {
+      throw new ClusterInvariantError(`node ${n.name} has a ${before.sizeGiB} GiB volume; EBS volumes only grow, not shrink to ${n.sizeGiB} GiB`);
+    }
   }
   // Every label the cluster publishes (its own and `<node>-<cluster>` per node) against the
   // regional stacks' `traefik-<region>`, for any region: a name the zone has refuses a second record.

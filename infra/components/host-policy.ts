@@ -57,7 +57,8 @@ export function hostEbsPolicy(args: HostPolicyArgs): { Version: '2012-10-17'; St
   return {
     Version: '2012-10-17',
     Statement: [
-      { Sid: 'DescribeIsReadOnly', Effect: 'Allow', Action: ['ec2:DescribeVolumes', 'ec2:DescribeInstances'], Resource: '*' },
+      // DescribeVolumesModifications (berth resize) has no resource-level permissions (Service Authorization Reference): '*'.
+      { Sid: 'DescribeIsReadOnly', Effect: 'Allow', Action: ['ec2:DescribeVolumes', 'ec2:DescribeInstances', 'ec2:DescribeVolumesModifications'], Resource: '*' },
       {
         Sid: 'AttachManagedVolumes', Effect: 'Allow',
         Action: ['ec2:AttachVolume', 'ec2:DetachVolume'],
@@ -103,6 +104,11 @@ export function hostEbsPolicy(args: HostPolicyArgs): { Version: '2012-10-17'; St
             Condition: { StringEquals: { ...managed, [`aws:ResourceTag/${k.host}`]: args.hostId } },
           }]
         : []),
+      // berth resize (online grow): the cluster's managed volumes of this host only.
+      {
+        Sid: 'ModifyOnlyVolumesOfThisHost', Effect: 'Allow', Action: ['ec2:ModifyVolume'], Resource: volumes,
+        Condition: { StringEquals: { ...managed, ...ownHost(`aws:ResourceTag/${k.host}`) } },
+      },
       {
         Sid: 'TagAtCreate', Effect: 'Allow', Action: ['ec2:CreateTags'], Resource: volumes,
         Condition: { StringEquals: { 'ec2:CreateAction': 'CreateVolume', ...own('RequestTag'), ...ownHost(`aws:RequestTag/${k.host}`) } },

@@ -25,6 +25,9 @@ import type {
   InstanceStateName,
   ModifyVolumeCommandInput,
   ModifyVolumeCommandOutput,
+  DescribeVolumesModificationsCommandInput,
+  DescribeVolumesModificationsCommandOutput,
+  VolumeModification,
   ServiceInputTypes,
   ServiceOutputTypes,
   Snapshot,
@@ -125,6 +128,17 @@ export class Ec2Model {
    * Called only for attachments whose onAttached was called.
    */
   onDetached?: (volumeId: string, device: string, instanceId: string) => void | Promise<void>;
+  /**
+   * Online grow: awaited when a modification reaches 'optimizing', the point from which EC2 says the new
+   * size is usable (EBS User Guide, "Monitor the progress of volume modifications"): a test grows the device
+   * the host sees (the loop image, the fake NVMe namespace) here, as the NVMe controller's
+   * namespace-attribute-changed event does on a Nitro host.
+   */
+  onOptimizing?: (volumeId: string, sizeGiB: number) => void | Promise<void>;
+  /** Time from ModifyVolume ('modifying') to 'optimizing'. Default: attachLatencyMs. */
+  modifyLatencyMs: number;
+  /** Time from 'optimizing' to 'completed'. Default: 4 × modifyLatencyMs. */
+  optimizeLatencyMs: number;
   /** Errors thrown by onAttached/onDetached. */
   readonly hookErrors: Error[] = [];
 
@@ -172,6 +186,8 @@ export class Ec2Model {
   private readonly timers = new Set<NodeJS.Timeout>();
   private seq = 0;
   private disposed = false;
+  /** Every modification of each volume, oldest first (DescribeVolumesModifications; the rate rules). */
+  private readonly modifications = new Map<string, VolumeModification[]>();
 
   constructor(opts: Ec2ModelOptions = {}) {
     this.region = opts.region ?? 'eu-west-1';
@@ -180,6 +196,8 @@ export class Ec2Model {
     this.attachLatencyMs = opts.attachLatencyMs ?? 50;
     this.detachLatencyMs = opts.detachLatencyMs ?? this.attachLatencyMs;
     this.createLatencyMs = opts.createLatencyMs ?? 10;
+    this.modifyLatencyMs = opts.modifyLatencyMs ?? this.attachLatencyMs;
+    this.optimizeLatencyMs = opts.optimizeLatencyMs ?? 4 * this.modifyLatencyMs;
     this.snapshotLatencyMs = opts.snapshotLatencyMs ?? 20;
     this.attachLatency = opts.attachLatency;
     this.detachLatency = opts.detachLatency;
@@ -580,6 +598,7 @@ export class Ec2Model {
     DetachVolume: (input: DetachVolumeCommandInput) => this.detachVolume(input),
     DeleteVolume: (input: DeleteVolumeCommandInput) => this.deleteVolume(input),
     ModifyVolume: (input: ModifyVolumeCommandInput) => this.modifyVolume(input),
+    DescribeVolumesModifications: (input: DescribeVolumesModificationsCommandInput) => this.describeVolumesModifications(input),
     CreateTags: (input: CreateTagsCommandInput) => this.createTags(input),
     DeleteTags: (input: DeleteTagsCommandInput) => this.deleteTags(input),
     DescribeInstances: (input: DescribeInstancesCommandInput) => this.describeInstances(input),
@@ -886,25 +905,69 @@ export class Ec2Model {
       input.Iops ?? (keepsType && (type === 'io1' || type === 'io2' || type === 'gp3') ? volume.iops : undefined),
       input.Throughput ?? (keepsType && type === 'gp3' ? volume.throughput : undefined),
     );
+    // The rate rules (ModifyVolume, API reference, read 2026-12-06): "you must wait for that modification to
+    // reach the completed state before you can initiate another modification for the same volume. You can
+    // modify a volume up to four times within a rolling 24-hour period". The error codes are the model's
+    // choice: EC2's error list names IncorrectModificationState for a volume being modified; the 24-hour
+    // limit's own code is not documented for EC2 (WorkspacesInstances calls it VolumeModificationRateExceeded).
+    const history = this.modifications.get(volume.volumeId) ?? [];
+    const open = history.find((m) => m.ModificationState !== 'completed' && m.ModificationState !== 'failed');
+    if (open) {
+      throw ec2Error('IncorrectModificationState', `Cannot modify volume ${volume.volumeId}: its modification started at ${open.StartTime?.toISOString()} is '${open.ModificationState}', not completed.`);
+    }
+    const dayAgo = this.now() - MODIFICATION_WINDOW_MS;
+    const recent = history.filter((m) => (m.StartTime?.getTime() ?? 0) > dayAgo);
+    if (recent.length >= MODIFICATIONS_PER_WINDOW) {
+      const next = new Date(recent[0]!.StartTime!.getTime() + MODIFICATION_WINDOW_MS);
+      throw ec2Error('VolumeModificationRateExceeded', `You've reached the maximum modification rate per volume limit (${MODIFICATIONS_PER_WINDOW} in 24 hours). Wait until ${next.toISOString()} before modifying volume ${volume.volumeId} again.`);
+    }
     if (input.DryRun) throw dryRun();
     const original = { size: volume.size, type: volume.type, iops: volume.iops, throughput: volume.throughput };
     Object.assign(volume, { size, type, iops: performance.iops, throughput: performance.throughput });
-    return {
-      VolumeModification: {
-        VolumeId: volume.volumeId,
-        ModificationState: 'modifying',
-        StartTime: new Date(this.now()),
-        Progress: 0,
-        OriginalSize: original.size,
-        OriginalVolumeType: original.type,
-        OriginalIops: original.iops,
-        OriginalThroughput: original.throughput,
-        TargetSize: size,
-        TargetVolumeType: type,
-        TargetIops: performance.iops,
-        TargetThroughput: performance.throughput,
-      },
+    const modification: VolumeModification = {
+      VolumeId: volume.volumeId,
+      ModificationState: 'modifying',
+      StartTime: new Date(this.now()),
+      Progress: 0,
+      OriginalSize: original.size,
+      OriginalVolumeType: original.type,
+      OriginalIops: original.iops,
+      OriginalThroughput: original.throughput,
+      TargetSize: size,
+      TargetVolumeType: type,
+      TargetIops: performance.iops,
+      TargetThroughput: performance.throughput,
     };
+    this.modifications.set(volume.volumeId, [...history, modification]);
+    // modifying → optimizing (the new size usable; onOptimizing) → completed, with the model's latencies.
+    void this.track(
+      this.delay(this.modifyLatencyMs).then(async () => {
+        modification.ModificationState = 'optimizing';
+        modification.Progress = 10;
+        try {
+          await this.onOptimizing?.(volume.volumeId, size);
+        } catch (err) {
+          this.hookErrors.push(err as Error);
+        }
+        await this.delay(this.optimizeLatencyMs);
+        modification.ModificationState = 'completed';
+        modification.Progress = 100;
+        modification.EndTime = new Date(this.now());
+      }),
+    );
+    return { VolumeModification: { ...modification } };
+  }
+
+  /** The modifications of the volumes asked for (VolumeIds), or of every volume; only the VolumeIds parameter is modelled. */
+  private describeVolumesModifications(input: DescribeVolumesModificationsCommandInput): Omit<DescribeVolumesModificationsCommandOutput, '$metadata'> {
+    if (input.Filters?.length) throw new Error('Ec2Model: DescribeVolumesModifications filters are not modelled');
+    const ids = input.VolumeIds ?? [...this.modifications.keys()];
+    for (const id of ids) {
+      this.findVolume(id);
+      // A volume never modified: EC2 answers NotFound (aws-ebs-csi-driver, pkg/cloud: isAWSErrorModificationNotFound).
+      if (!this.modifications.has(id)) throw ec2Error('InvalidVolumeModification.NotFound', `Modification for volume '${id}' does not exist.`);
+    }
+    return { VolumesModifications: ids.flatMap((id) => (this.modifications.get(id) ?? []).map((m) => ({ ...m }))) };
   }
 
   private createTags(input: CreateTagsCommandInput): object {
@@ -1284,6 +1347,10 @@ export interface Ec2ModelOptions {
   snapshotLatencyMs?: number;
   /** Delay before every call is answered. Default 0. */
   apiLatencyMs?: number;
+  /** Time from ModifyVolume ('modifying') to 'optimizing'. Default: attachLatencyMs. */
+  modifyLatencyMs?: number;
+  /** Time from 'optimizing' to 'completed'. Default: 4 × modifyLatencyMs. */
+  optimizeLatencyMs?: number;
   /** Token-bucket throttling with AWS's numbers. Default true. */
   throttling?: boolean;
   /** Override bucket sizes, e.g. for a bench. */
@@ -1375,6 +1442,10 @@ export const DEFAULT_BUCKETS: Readonly<Record<BucketName, BucketLimit>> = {
   describeSnapshots: { capacity: 100, refillPerSecond: 20 },
 };
 
+/** ModifyVolume's rate rule (API reference, read 2026-12-06): four modifications per volume in a rolling 24 hours. */
+const MODIFICATIONS_PER_WINDOW = 4;
+const MODIFICATION_WINDOW_MS = 24 * 3600_000;
+
 const BUCKET_OF: Record<string, BucketName> = {
   AttachVolume: 'volumeMutating',
   DetachVolume: 'volumeMutating',
@@ -1386,6 +1457,7 @@ const BUCKET_OF: Record<string, BucketName> = {
   DescribeInstances: 'describeInstances',
   DescribeTags: 'describeTags',
   ModifyVolume: 'modifyVolume',
+  DescribeVolumesModifications: 'describeVolumes',
   CreateSnapshot: 'createSnapshot',
   DescribeSnapshots: 'describeSnapshots',
 };

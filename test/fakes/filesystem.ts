@@ -62,9 +62,23 @@ export class FakeFilesystem implements FilesystemOps {
     if (!this.host.mounts.has(mountpoint)) throw new BerthError('INTERNAL', `sync: nothing is mounted at ${mountpoint}`);
   }
 
-  async grow(): Promise<{ grown: boolean }> {
+  /** Device sizes in bytes (a test grows a device by setting a larger one); unset: 1 GiB. */
+  readonly sizes = new Map<string, number>();
+  /** The size each mounted filesystem was last grown to (by mountpoint). */
+  readonly filesystemSizes = new Map<string, number>();
+
+  async deviceBytes(devicePath: string): Promise<number> {
+    if (!this.host.present.has(devicePath)) throw new BerthError('UNSAFE_DEVICE', `device ${devicePath} is not present`);
+    return this.sizes.get(devicePath) ?? 2 ** 30;
+  }
+
+  /** Grows the mounted filesystem to its device, as resize2fs / xfs_growfs do online. */
+  async grow(devicePath: string, mountpoint: string): Promise<{ grown: boolean }> {
     await this.faults.enter('grow');
-    return { grown: false };
+    const device = await this.deviceBytes(devicePath);
+    const before = this.filesystemSizes.get(mountpoint);
+    this.filesystemSizes.set(mountpoint, device);
+    return { grown: before !== undefined && device > before };
   }
 
   async isMounted(mountpoint: string, devicePath?: string): Promise<boolean> {

@@ -55,6 +55,20 @@ export interface RetainedVolume {
   devices: string[];
 }
 
+/** Where a resize stands when the backend answers (docs/design.md §6 "Online grow"). */
+export interface ResizeResult {
+  /** The record with the new options (size, and the backend's own keys). */
+  record: VolumeRecord;
+  /**
+   * `done`: the device has its new size now (loop); `optimizing`: EBS's modification is far enough for the
+   * new size to be usable; `modifying`: not yet: the agent's online grow check grows the filesystem once the
+   * device shows the new size.
+   */
+  state: 'done' | 'optimizing' | 'modifying';
+  /** A sentence for people, e.g. the modification's id and progress. */
+  detail?: string;
+}
+
 export interface Backend {
   readonly scope: Scope;
   /** The option keys this backend takes beyond the core's (options.ts), their parsers and stored schema. */
@@ -84,6 +98,17 @@ export interface Backend {
    * volumes that are not mounted. `mounted` holds the ids of volumes mounted now.
    */
   recover?(mounted: ReadonlySet<string>): Promise<void>;
+  /**
+   * Changes the volume in place to `options` (the record's own with a larger size and/or the backend's keys
+   * changed), under the backend's rules, each refused with a clear error before anything changes. Absent:
+   * this backend cannot resize.
+   */
+  resize?(record: VolumeRecord, options: VolumeOptions, call?: CallOptions): Promise<ResizeResult>;
+  /**
+   * Checks that the block device is still this volume's (the same check as attach's); throws UNSAFE_DEVICE
+   * when it is not. The online grow (online-grow.ts) grows nothing this does not vouch for.
+   */
+  verifyDevice?(record: VolumeRecord, devicePath: string): Promise<void>;
   /** Retained volumes whose data this backend keeps on this host; absent when it keeps none here (ebs: they are EBS volumes). */
   retained?(): Promise<RetainedVolume[]>;
   /**

@@ -97,5 +97,14 @@ export function deferredBackend<B extends Backend>(
     async remove(record, call) {
       return (await backend(call?.signal)).remove(record, call);
     },
+    async resize(record, options, call) {
+      const b = await backend(call?.signal);
+      if (!b.resize) throw new BerthError('INVALID_ARGUMENT', `the ${name} backend cannot resize a volume`);
+      return b.resize(record, options, call);
+    },
+    async verifyDevice(record, devicePath) {
+      if (!current?.verifyDevice) throw new BerthError('UNAVAILABLE', `the ${name} backend cannot verify ${devicePath} now: ${pending ?? 'starting'}`);
+      return current.verifyDevice(record, devicePath);
+    },
   };
 }

@@ -333,6 +333,54 @@ export function createLoopBackend(deps: LoopBackendDeps): Backend {
       await detachAll(imagePath(record.name));
     },
 
+    /**
+     * Grow only: the image is extended (sparse: no block is written), the sidecar records the size, and each
+     * loop device of the image is told its new capacity (`losetup --set-capacity`, LOOP_SET_CAPACITY), which
+     * the kernel shows at once in sysfs: the online grow check (or this resize's caller) grows the filesystem.
+     */
+    async resize(record, options, call = {}) {
+      const { name } = record;
+      const side = await readSidecar(name);
+      if (!side || side.retained) throw new BerthError('NOT_FOUND', `no volume named ${name}`);
+      const had = side.options as Record<string, unknown>;
+      const changed = Object.entries(options).filter(([k, v]) => k !== 'sizeBytes' && v !== had[k]).map(([k]) => k);
+      if (changed.length > 0) throw new BerthError('INVALID_ARGUMENT', `volume ${name}: the loop backend resizes only; it cannot change ${changed.join(', ')}`);
+      const image = imagePath(name);
+      const st = await imageStat(name);
+      if (!st) throw new BerthError('NOT_FOUND', `volume ${name}: its image file ${image} is missing; nothing to resize`);
+      if (options.sizeBytes < st.size) {
+        throw new BerthError('INVALID_ARGUMENT', `volume ${name}: its image is ${formatSize(st.size)}; it can only grow, not shrink to ${formatSize(options.sizeBytes)}`);
+      }
+      call.signal?.throwIfAborted();
+      const devices = (await devicesFor(image)).filter((d) => !DELETED.test(d.backingFile));
+      devices.forEach((d) => verify(d, image));
+      if (options.sizeBytes > st.size) {
+        const handle = await open(image, 'r+');
+        try {
+          await handle.truncate(options.sizeBytes);
+        } catch (err) {
+          const code = (err as NodeJS.ErrnoException).code;
+          if (code === 'EFBIG' || code === 'EINVAL') {
+            throw new BerthError('INVALID_ARGUMENT', `volume ${name}: size ${formatSize(options.sizeBytes)} is larger than the filesystem under ${imagesDir} allows for one file; unchanged`);
+          }
+          throw err;
+        } finally {
+          await handle.close();
+        }
+      }
+      // The image first, then its record: a crash between leaves a larger image, which the next resize or Mount settles.
+      const updated: Sidecar = { ...side, options: { ...side.options, sizeBytes: options.sizeBytes } };
+      await writeFileAtomic(sidecarPath(name), JSON.stringify(updated), 0o600);
+      for (const d of devices) await runner('losetup', ['--set-capacity', d.device], { timeoutMs: LOSETUP_MS });
+      logger?.info({ name, from: st.size, to: options.sizeBytes, devices: devices.map((d) => d.device) }, 'loop image enlarged');
+      return { record: await toRecord(updated), state: 'done', detail: `image ${image} is ${formatSize(options.sizeBytes)}` };
+    },
+
+    async verifyDevice(record, devicePath) {
+      const device = await loopDevice(devicePath);
+      verify(device ?? { device: devicePath, backingFile: '' }, imagePath(record.name));
+    },
+
     async detach(record) {
       await detachAll(imagePath(record.name));
     },

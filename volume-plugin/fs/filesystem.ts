@@ -274,6 +274,10 @@ export function createFilesystemOps(deps: FilesystemDeps): FilesystemOps & { pro
 
     isMounted,
 
+    async deviceBytes(devicePath) {
+      return deviceSizeBytes(devicePath, await assertBlockDevice(devicePath));
+    },
+
     async sync(mountpoint) {
       // -f, not --file-system: busybox's sync (a minimal image) knows only the short option.
       await runner('sync', ['-f', '--', mountpoint], { timeoutMs: LIMITS.mountMs });

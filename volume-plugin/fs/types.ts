@@ -44,6 +44,11 @@ export interface FilesystemOps {
   unmount(mountpoint: string): Promise<void>;
   /** Grows the mounted filesystem online to the device size when it is smaller. */
   grow(devicePath: string, mountpoint: string, fs: Filesystem, options?: Pick<MountOptions, 'justFormatted'>): Promise<{ grown: boolean }>;
+  /**
+   * The block device's size in bytes, from sysfs (`/sys/dev/block/<maj:min>/size`): one small read, no
+   * process, no filesystem read; the online grow check reads it for every mounted volume (online-grow.ts).
+   */
+  deviceBytes(devicePath: string): Promise<number>;
   /** Writes the mounted filesystem's dirty data and metadata to its device (syncfs(2)). */
   sync(mountpoint: string): Promise<void>;
   /** Whether mountinfo shows something (that device, when given) mounted at the mountpoint. */

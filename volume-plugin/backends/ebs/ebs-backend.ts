@@ -14,6 +14,7 @@ import { ClientTokenSpent, FailedVolumeDeleted } from './ec2-errors.js';
 import type { Ec2Facade } from './ec2-facade.js';
 import { attachmentOf, tagsOf, type Tags } from './ec2-shapes.js';
 import { createParamsOf, EBS_OPTIONS, optionsOf, tagValueOf, validateEbsOptions } from './ebs-options.js';
+import { modifyEbsVolume } from './modify-volume.js';
 import { liveVolumes, moveInProgress, parseJournal, pastCutover, type MoveJournal } from './zone-move.js';
 
 /**
@@ -50,6 +51,10 @@ export interface EbsBackendDeps {
   moveWaitMs: number;
   /** How long after EC2 reports an attachment its block device may take to appear. */
   deviceWaitMs: number;
+  /** How long `berth resize` waits for the modification to reach `optimizing` before answering `modifying`; default MODIFY_WAIT_MS. */
+  modifyWaitMs?: number;
+  /** How often that wait asks DescribeVolumesModifications; default 1 s. */
+  modifyPollMs?: number;
   /** How long find() remembers that a name is not berth's (dockerd asks every driver about names it does not know). */
   notFoundCacheMs?: number;
   /**
@@ -71,6 +76,11 @@ const FOREIGN_RECHECK_MS = 600_000;
 
 /** The ClientToken generation of each name whose token berth spent, in the state directory. */
 export const CLIENT_TOKENS_FILE = 'ebs-client-tokens.json';
+/**
+ * A resize waits this long for `optimizing` (usually seconds), well inside the call's 120 s deadline
+ * (budgets.ts); past it the answer is `modifying` and the agent's online grow check finishes the job.
+ */
+export const MODIFY_WAIT_MS = 60_000;
 
 /** How many times one Create rotates a spent ClientToken before it gives up. */
 const MAX_TOKEN_ROTATIONS = 8;
@@ -504,6 +514,28 @@ export function createEbsBackend(deps: EbsBackendDeps): EbsBackend {
       } else {
         await ec2.untag([id], [keys.host, keys.attachedTo, keys.state], signal);
         log?.info({ name, volumeId: id, detached }, detached ? 'volume retained: detached and untagged from this host' : 'volume retained: untagged from this host (it was not attached here)');
+      }
+    },
+
+    // Online grow (docs/design.md §6): ModifyVolume under EBS's rules (modify-volume.ts), then the wait for `optimizing`.
+    async resize(record, options, call = {}) {
+      const signal = call.signal ?? AbortSignal.timeout(deps.modifyWaitMs ?? MODIFY_WAIT_MS);
+      const v = await ec2.volume(record.id, signal);
+      if (!v) throw new BerthError('NOT_FOUND', `volume ${record.name} (${record.id}) is not at EC2 any more`);
+      const owner = tagsOf(v)[keys.host];
+      if (owner && owner !== identity.hostId) {
+        throw new BerthError('CONFLICT', `volume ${record.name} (${record.id}) belongs to host ${owner}; resize it there. Nothing was changed`);
+      }
+      const outcome = await modifyEbsVolume(ec2.port, { name: record.name, volume: v, current: toRecord(v).options, options, signal, waitMs: deps.modifyWaitMs ?? MODIFY_WAIT_MS, ...(deps.modifyPollMs ? { pollMs: deps.modifyPollMs } : {}) });
+      const after = toRecord((await ec2.volume(record.id, signal).catch(() => undefined)) ?? v);
+      log?.info({ name: record.name, volumeId: record.id, state: outcome.state }, `volume modified: ${outcome.detail}`);
+      return { record: { ...after, status: { ...record.status, ...after.status } }, state: outcome.state, detail: outcome.detail };
+    },
+
+    async verifyDevice(record, devicePath) {
+      const found = await devices.find(record.id);
+      if (found?.path !== devicePath) {
+        throw new BerthError('UNSAFE_DEVICE', `${devicePath} is not the device of ${record.id} (${found ? `that is ${found.path}` : 'no device shows that volume'}); not grown`);
       }
     },
 

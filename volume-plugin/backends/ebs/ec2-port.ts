@@ -19,6 +19,11 @@ import type {
   DescribeVolumesCommandOutput,
   DetachVolumeCommandInput,
   DetachVolumeCommandOutput,
+  // Online grow (berth resize): ModifyVolume and its progress.
+  DescribeVolumesModificationsCommandInput,
+  DescribeVolumesModificationsCommandOutput,
+  ModifyVolumeCommandInput,
+  ModifyVolumeCommandOutput,
 } from '@aws-sdk/client-ec2';
 
 /**
@@ -51,6 +56,9 @@ export interface Ec2Port {
   createTags(input: CreateTagsCommandInput, signal: AbortSignal): Promise<CreateTagsCommandOutput>;
   deleteTags(input: DeleteTagsCommandInput, signal: AbortSignal): Promise<DeleteTagsCommandOutput>;
   describeInstances(input: DescribeInstancesCommandInput, signal: AbortSignal): Promise<DescribeInstancesCommandOutput>;
+  // Online grow (berth resize, docs/design.md §6 "Online grow").
+  modifyVolume(input: ModifyVolumeCommandInput, signal: AbortSignal): Promise<ModifyVolumeCommandOutput>;
+  describeVolumesModifications(input: DescribeVolumesModificationsCommandInput, signal: AbortSignal): Promise<DescribeVolumesModificationsCommandOutput>;
   // Zone moves (issue 22, zone-move.ts): a snapshot of the node's volume, restored in the target zone.
   createSnapshot(input: CreateSnapshotCommandInput, signal: AbortSignal): Promise<CreateSnapshotCommandOutput>;
   describeSnapshots(input: DescribeSnapshotsCommandInput, signal: AbortSignal): Promise<DescribeSnapshotsCommandOutput>;
@@ -69,6 +77,9 @@ export const EC2_PORT_METHODS: readonly Ec2PortMethod[] = [
   'createTags',
   'deleteTags',
   'describeInstances',
+  // Online grow.
+  'modifyVolume',
+  'describeVolumesModifications',
   // zone moves
   'createSnapshot',
   'describeSnapshots',

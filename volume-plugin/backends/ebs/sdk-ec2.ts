@@ -9,6 +9,9 @@ import {
   DescribeSnapshotsCommand,
   DescribeVolumesCommand,
   DetachVolumeCommand,
+  // Online grow.
+  DescribeVolumesModificationsCommand,
+  ModifyVolumeCommand,
   type EC2Client,
 } from '@aws-sdk/client-ec2';
 import type { Ec2Port } from './ec2-port.js';
@@ -62,6 +65,10 @@ export class SdkEc2 implements Ec2Port {
   createTags: Ec2Port['createTags'] = (input, signal) => this.client.send(new CreateTagsCommand(input), { abortSignal: signal });
   deleteTags: Ec2Port['deleteTags'] = (input, signal) => this.client.send(new DeleteTagsCommand(input), { abortSignal: signal });
   describeInstances: Ec2Port['describeInstances'] = (input, signal) => this.client.send(new DescribeInstancesCommand(input), { abortSignal: signal });
+  // Online grow.
+  modifyVolume: Ec2Port['modifyVolume'] = (input, signal) => this.client.send(new ModifyVolumeCommand(input), { abortSignal: signal });
+  describeVolumesModifications: Ec2Port['describeVolumesModifications'] = (input, signal) =>
+    this.client.send(new DescribeVolumesModificationsCommand(input), { abortSignal: signal });
   // zone moves
   createSnapshot: Ec2Port['createSnapshot'] = (input, signal) => this.client.send(new CreateSnapshotCommand(input), { abortSignal: signal });
   describeSnapshots: Ec2Port['describeSnapshots'] = (input, signal) => this.client.send(new DescribeSnapshotsCommand(input), { abortSignal: signal });

@@ -1,0 +1,137 @@
+import { DescribeServicesCommand, DescribeTasksCommand, ECSClient, ListTasksCommand } from '@aws-sdk/client-ecs';
+import { DescribeInstancesCommand, DescribeVolumesCommand, EC2Client } from '@aws-sdk/client-ec2';
+import * as pulumi from '@pulumi/pulumi';
+import { mockClient } from 'aws-sdk-client-mock';
+import { afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { ebsUnitWorld, GiB, type EbsUnitWorld } from '../../test/fakes/ebs.js';
+import { FakeNvme } from '../../test/fakes/nvme.js';
+import { ofType, recordResources, settled, type Declared } from '../test/pulumi-mocks.js';
+import { resolveAll } from '../test/program-checks.js';
+import { AutomationWorkspace, type StackFactory, type UnitSettings, type UnitStack } from './automation-workspace.js';
+import { ClusterApi } from './cluster-api.js';
+import type { ClusterSpec } from './invariants.js';
+
+/**
+ * Online grow from the cluster API (issue 22 item 1): a node's new `sizeGiB` goes through the
+ * real unit program (under setMocks) into the node's EBS volume size; that change is applied to
+ * the EC2 model as the Pulumi AWS provider applies it (it bridges terraform-provider-aws:
+ * aws_ebs_volume's update sends ModifyVolume, then waitVolumeModificationComplete, whose targets
+ * are `optimizing` and `completed`, internal/service/ec2/wait.go: "The volume is useable once the
+ * state is optimizing"); the host's agent then notices the larger device and grows the mounted
+ * filesystem, with no call of its own to EC2.
+ */
+const settings: UnitSettings = { regions: ['eu-west-1', 'us-east-1'], regionalStack: 'acme/berth-regional/regional-{region}', zone: 'example.com', nodeImage: 'app:1', nodePort: 8080 };
+const spec: ClusterSpec = { name: 'shop', region: 'eu-west-1', hosts: ['shop-h1'], nodes: [{ name: 'db1', host: 'shop-h1', sizeGiB: 8 }] };
+
+/** Stacks without the CLI: `up` runs the stack's inline program (the real unit program) under the mocks with its config. */
+class InlineStacks implements StackFactory {
+  private readonly config = new Map<string, pulumi.automation.ConfigMap>();
+  private readonly outputs = new Map<string, pulumi.automation.OutputMap>();
+  private stack(args: pulumi.automation.InlineProgramArgs): UnitStack {
+    const name = args.stackName;
+    return {
+      name,
+      setAllConfig: (c) => (this.config.set(name, { ...this.config.get(name), ...c }), Promise.resolve()),
+      getAllConfig: () => Promise.resolve(this.config.get(name) ?? {}),
+      outputs: () => Promise.resolve(this.outputs.get(name) ?? {}),
+      up: async () => {
+        pulumi.runtime.setAllConfig(Object.fromEntries(Object.entries(this.config.get(name) ?? {}).map(([k, v]) => [k, v.value])));
+        const out = await resolveAll((await args.program()) as Record<string, unknown>);
+        await settled(declared);
+        this.outputs.set(name, Object.fromEntries(Object.entries(out).map(([k, v]) => [k, { value: v, secret: false }])));
+        return {} as pulumi.automation.UpResult;
+      },
+      destroy: () => Promise.resolve({} as pulumi.automation.DestroyResult),
+      workspace: { removeStack: () => Promise.resolve() },
+    };
+  }
+  createOrSelectStack(args: pulumi.automation.InlineProgramArgs) {
+    if (!this.config.has(args.stackName)) this.config.set(args.stackName, {});
+    return Promise.resolve(this.stack(args));
+  }
+  selectStack(args: pulumi.automation.InlineProgramArgs) {
+    if (!this.config.has(args.stackName)) return Promise.reject(Object.assign(new Error(`no stack named '${args.stackName}' found`), { name: 'StackNotFoundError' }));
+    return Promise.resolve(this.stack(args));
+  }
+  listStacks() {
+    return Promise.resolve([...this.config.keys()]);
+  }
+}
+
+let declared: Declared[] = [];
+beforeAll(() => {
+  declared = recordResources({
+    stacks: {
+      'acme/berth-regional/regional-eu-west-1': {
+        privateSubnetIds: ['subnet-a', 'subnet-b', 'subnet-c'], privateSubnetAzs: ['eu-west-1a', 'eu-west-1b', 'eu-west-1c'],
+        securityGroupId: 'sg-eu', artifactUri: 's3://berth-artifacts/berth/build-1.tar.gz', ebsKeyArn: 'arn:aws:kms:eu-west-1:1:key/ebs',
+        bucketKeyArn: 'arn:aws:kms:eu-west-1:1:key/b', environment: 'prod', zoneId: 'Z1', traefikIp: '203.0.113.10',
+      },
+    },
+    calls: {
+      'aws:index/getCallerIdentity:getCallerIdentity': () => ({ accountId: '111122223333', arn: 'arn', userId: 'u', id: '111122223333' }),
+      'aws:ssm/getParameter:getParameter': (i) => ({ name: i['name'], value: 'ami-0ecs2023', type: 'String' }),
+    },
+  });
+});
+
+let w: EbsUnitWorld | undefined;
+afterEach(() => w?.cleanup());
+
+/** The node volume's size as the last run of the unit program declared it. */
+const declaredSizeGiB = () => ofType(declared, 'aws:ebs/volume:Volume').filter((v) => v.name === 'shop-db1-data').at(-1)!.inputs['size'];
+
+describe('a node grown through the cluster API', () => {
+  it('becomes the EBS volume size in the unit program, ModifyVolume in the EC2 model (as the provider applies it), and a larger filesystem the agent grew', async () => {
+    // Readiness as the cluster API reads it (the host ready, the node's volume mounted, its task running).
+    const ec2 = mockClient(EC2Client);
+    ec2.on(DescribeInstancesCommand).resolves({ Reservations: [{ Instances: [{ InstanceId: 'i-1', Tags: [{ Key: 'berth:host', Value: 'shop-h1' }, { Key: 'berth:ready', Value: 'true' }] }] }] });
+    ec2.on(DescribeVolumesCommand).resolves({ Volumes: [{ VolumeId: 'vol-1', Tags: [{ Key: 'berth:volume', Value: 'shop-db1' }, { Key: 'berth:state', Value: 'mounted' }] }] });
+    const ecs = mockClient(ECSClient);
+    ecs.on(DescribeServicesCommand).resolves({ services: [{ serviceName: 'shop-db1', status: 'ACTIVE', taskDefinition: 'td:1', runningCount: 1 }] });
+    ecs.on(ListTasksCommand, { desiredStatus: 'RUNNING' }).resolves({ taskArns: ['t1'] });
+    ecs.on(ListTasksCommand, { desiredStatus: 'STOPPED' }).resolves({ taskArns: [] });
+    ecs.on(DescribeTasksCommand).resolves({ tasks: [{ taskArn: 't1', lastStatus: 'RUNNING', desiredStatus: 'RUNNING', taskDefinitionArn: 'td:1' }] });
+    try {
+      const api = new ClusterApi({
+        environment: 'prod', workspace: new AutomationWorkspace(settings, new InlineStacks()), regions: settings.regions, sleep: () => Promise.resolve(),
+        ec2: () => new EC2Client({ region: 'eu-west-1' }), ecs: () => new ECSClient({ region: 'eu-west-1' }),
+      });
+      await api.create(spec);
+      expect(declaredSizeGiB()).toBe(8);
+
+      // The host: its agent serves the node's volume, mounted, on the EBS backend over the EC2 model.
+      w = ebsUnitWorld({ modifyLatencyMs: 5, optimizeLatencyMs: 5 });
+      const world = w;
+      world.model.onOptimizing = (volumeId, sizeGiB) => void world.fs.sizes.set(FakeNvme.pathOf(volumeId), sizeGiB * GiB);
+      const agent = await world.service(world.backend());
+      await agent.create('shop-db1', { size: '8GiB' });
+      const volumeId = world.model.volumes()[0]!.volumeId;
+      world.fs.sizes.set(FakeNvme.pathOf(volumeId), 8 * GiB);
+      await agent.publish('shop-db1', 'task-1');
+      await agent.growMounted();
+
+      await api.update({ ...spec, nodes: [{ name: 'db1', host: 'shop-h1', sizeGiB: 16 }] });
+      expect(declaredSizeGiB()).toBe(16);
+      // The provider's update of aws_ebs_volume: ModifyVolume with the new size, then wait for optimizing or completed.
+      const signal = AbortSignal.timeout(5_000);
+      await world.port.modifyVolume({ VolumeId: volumeId, Size: declaredSizeGiB() as number }, signal);
+      await expect
+        .poll(async () => (await world.port.describeVolumesModifications({ VolumeIds: [volumeId] }, signal)).VolumesModifications![0]!.ModificationState)
+        .toMatch(/^(optimizing|completed)$/);
+
+      world.model.resetCalls();
+      await agent.growMounted();
+      expect(world.model.calls()).toBe(0);
+      expect(agent.describe('shop-db1')).toMatchObject({ mounted: true, consumers: 1, size: { deviceBytes: 16 * GiB, grownFromBytes: 8 * GiB } });
+      expect(world.fs.filesystemSizes.get(agent.mountpointOf('shop-db1'))).toBe(16 * GiB);
+
+      // A shrink never reaches the stack (the provider's ModifyVolume would fail half way through an update).
+      await expect(api.update({ ...spec, nodes: [{ name: 'db1', host: 'shop-h1', sizeGiB: 4 }] })).rejects.toThrow(/only grow, not shrink to 4 GiB/);
+      expect(declaredSizeGiB()).toBe(16);
+    } finally {
+      ec2.restore();
+      ecs.restore();
+    }
+  });
+});
