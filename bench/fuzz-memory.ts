@@ -10,7 +10,10 @@
  * same mix without the requests larger than 64 KiB (the 1 MiB bodies, the
  * 100 000-character strings, the 40 KiB headers). After each round: RSS,
  * anonymous memory (smaps_rollup: heap and malloc arenas), the V8 heap used
- * (/metrics), open fds and active resources; then idle figures 10 s later.
+ * (/metrics), open fds and active resources, right after and again 10 s
+ * later at idle. A leak shows as idle figures that rise round after round; a
+ * high-water mark as a first round that raises them and later rounds that do
+ * not.
  * Every answer is judged as the test judges it.
  *
  *   npm run build && node --import tsx bench/fuzz-memory.ts [--rounds 4] [--requests 10000] [--seed N]
@@ -42,6 +45,7 @@ const rounds = Number(values.rounds);
 const perRound = Number(values.requests);
 const seed = values.seed !== undefined ? Number(values.seed) : Math.floor(Math.random() * 2 ** 31);
 const LARGE = 64 * 1024;
+const IDLE_MS = 10_000;
 if (process.getuid?.() !== 0) {
   console.log('SKIPPED: needs root (loop devices, mount)');
   process.exit(0);
@@ -107,6 +111,7 @@ try {
     console.log(`\n${mix}: idle before ${show(await figures(pid, healthPort))}`);
     const r = rng(seed);
     let failures = 0;
+    const idleRss: number[] = [];
     const firstFailures: string[] = [];
     for (let round = 1; round <= rounds; round++) {
       const cases: Case[] = [];
@@ -134,10 +139,17 @@ try {
         }),
       );
       const large = cases.filter((c) => c.bytes.length > LARGE).length;
-      console.log(`  round ${round} (${large} requests over ${LARGE / 1024} KiB${skipped ? `, ${skipped} such generated and not sent` : ''}; ${((Date.now() - started) / 1000).toFixed(1)} s): after ${show(await figures(pid, healthPort))}`);
+      const after = await figures(pid, healthPort);
+      await sleep(IDLE_MS);
+      const idle = await figures(pid, healthPort);
+      console.log(
+        `  round ${round} (${large} requests over ${LARGE / 1024} KiB${skipped ? `, ${skipped} such generated and not sent` : ''}; ${((Date.now() - started - IDLE_MS) / 1000).toFixed(1)} s): ` +
+          `right after ${show(after)}; idle ${IDLE_MS / 1000} s later ${show(idle)}`,
+      );
+      idleRss.push(idle.rss);
     }
-    await sleep(10_000);
-    console.log(`  idle 10 s later: ${show(await figures(pid, healthPort))}`);
+    const grew = idleRss[idleRss.length - 1]! - idleRss[0]!;
+    console.log(`  idle RSS after round 1 → round ${rounds}: ${mb(idleRss[0]!)} → ${mb(idleRss[idleRss.length - 1]!)} (${grew >= 0 ? '+' : ''}${mb(grew)} over ${(rounds - 1) * perRound} more requests)`);
     console.log(`  bad answers: ${failures}${firstFailures.length ? ` (e.g. ${firstFailures.join(' | ')})` : ''}`);
     if (failures > 0) exitCode = 1;
   }

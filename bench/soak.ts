@@ -111,6 +111,30 @@ if (process.getuid?.() !== 0) {
   process.exit(0);
 }
 
+/*
+ * The bench and its agent run in a mount namespace of their own (private
+ * propagation): the volumes it mounts are then invisible to the rest of the
+ * machine. On a shared machine another process that makes a mount namespace
+ * (a private dockerd, unshare, a container's runtime) while a soak volume is
+ * mounted would otherwise hold a copy of that mount, and with / private the
+ * agent's unmount does not reach the copy: the device stays in use, and the
+ * next Mount's e2fsck refuses it ("is in use", exit 8). Seen in the first
+ * runs of this bench, traced to another helper's dockerd; the namespace also
+ * keeps the soak's mounts out of everyone else's.
+ */
+const NAMESPACED = 'BERTH_SOAK_IN_NAMESPACE';
+if (process.env[NAMESPACED] !== '1') {
+  const child = spawn('unshare', ['--mount', '--propagation', 'private', '--', process.execPath, ...process.execArgv, fileURLToPath(import.meta.url), ...process.argv.slice(2)], {
+    stdio: 'inherit',
+    env: { ...process.env, [NAMESPACED]: '1' },
+  });
+  // Ctrl-C reaches both processes; the inner one drains and cleans up, this one waits for it.
+  process.on('SIGINT', () => undefined);
+  process.on('SIGTERM', () => child.kill('SIGTERM'));
+  const code = await new Promise<number>((resolve) => child.on('exit', (c, sig) => resolve(c ?? (sig ? 1 : 0))));
+  process.exit(code);
+}
+
 // The agent's settings that shape the mix (each one explained at the top).
 const UNMOUNT_GRACE_SECONDS = 5;
 const IDLE_DETACH_SECONDS = 30;
