@@ -31,7 +31,9 @@
  * state dir, plugin socket, engine socket and health port, and touches
  * nothing else on the machine.
  *
- * Every `--sample-seconds` (default 30): RSS (/proc/<pid>/status), open file
+ * Every `--sample-seconds` (default 30): RSS (/proc/<pid>/status) and its
+ * anonymous part (/proc/<pid>/smaps_rollup; file-backed pages come and go
+ * with the machine's memory pressure, a leak is anonymous), open file
  * descriptors (/proc/<pid>/fd), V8 heap used and the event loop's active
  * resources by type (timers are `Timeout`; from the agent's root-only
  * /metrics: prom-client's process.getActiveResourcesInfo() gauge). At the
@@ -327,6 +329,8 @@ async function metrics(port: number): Promise<Map<string, number>> {
 interface Sample {
   t: number;
   rss: number;
+  /** Anonymous memory (smaps_rollup): the heap and malloc's arenas, without the file pages the kernel may drop under pressure. */
+  anon: number;
   heapUsed: number;
   fds: number;
   resources: number;
@@ -577,6 +581,7 @@ try {
     const s: Sample = {
       t: Date.now() - started,
       rss: rssOf(pid, (p) => readFileSync(p, 'utf8')),
+      anon: Number(/^Anonymous:\s+(\d+) kB/m.exec(readFileSync(`/proc/${pid}/smaps_rollup`, 'utf8'))?.[1] ?? NaN) * 1024,
       heapUsed: m.get('berth_nodejs_heap_size_used_bytes') ?? NaN,
       fds: readdirSync(`/proc/${pid}/fd`).length,
       resources: m.get('berth_nodejs_active_resources_total') ?? NaN,
@@ -594,7 +599,7 @@ try {
       });
       if (s) {
         const types = Object.entries(s.byType).map(([k, v]) => `${k} ${v}`).join(', ');
-        console.log(`${elapsed(started).padStart(8)}: RSS ${mb(s.rss)}, heap used ${mb(s.heapUsed)}, fds ${s.fds}, active resources ${s.resources} (${types}); containers ${containers.size}, load ${load()}`);
+        console.log(`${elapsed(started).padStart(8)}: RSS ${mb(s.rss)} (anonymous ${mb(s.anon)}), heap used ${mb(s.heapUsed)}, fds ${s.fds}, active resources ${s.resources} (${types}); containers ${containers.size}, load ${load()}`);
       }
       await nap(Math.min(sampleMs, Math.max(0, endAt - Date.now())));
     }
@@ -641,13 +646,14 @@ try {
     `  after the drain: ${refsLeft} references left in state.json (dead containers' included; expected 0); ${kernel.size} volumes mounted with no container (kept by the reconciler), ` +
       `state.json and mountinfo ${disagree.length ? `DISAGREE: ${disagree.join(', ')}` : 'agree'}`,
   );
-  console.log(`  idle after the drain: RSS ${mb(idle.rss)}, heap used ${mb(idle.heapUsed)}, fds ${idle.fds}, active resources ${idle.resources}, timers ${idle.timers}`);
+  console.log(`  idle after the drain: RSS ${mb(idle.rss)} (anonymous ${mb(idle.anon)}), heap used ${mb(idle.heapUsed)}, fds ${idle.fds}, active resources ${idle.resources}, timers ${idle.timers}`);
 
   const half = ranFor / 2;
   const first = samples.filter((s) => s.t <= half);
   const second = samples.filter((s) => s.t >= half);
   const figures: Array<{ what: string; of: (s: Sample) => number; unit: (x: number) => string; floor: number }> = [
     { what: 'RSS', of: (s) => s.rss, unit: mb, floor: 2e6 },
+    { what: 'RSS anonymous', of: (s) => s.anon, unit: mb, floor: 2e6 },
     { what: 'V8 heap used', of: (s) => s.heapUsed, unit: mb, floor: 2e6 },
     { what: 'open fds', of: (s) => s.fds, unit: (x) => x.toFixed(1), floor: 2 },
     { what: 'active resources', of: (s) => s.resources, unit: (x) => x.toFixed(1), floor: 3 },
