@@ -20,7 +20,9 @@
  *   at EC2 (infra made it), the periodic reconcile pass (every 10 s) mounts
  *   it, then Remove (retain) and the bench deletes it at EC2.
  * - the hot path: `--rate` requests/s of Get 60 % / Path 30 % / List 10 %,
- *   open loop over keep-alive connections, as dockerd asks them.
+ *   open loop over keep-alive connections, as dockerd asks them; and /readyz
+ *   every 2 s, as a load balancer or infra polls it (its not-ready answers
+ *   are printed).
  *
  * EC2 is the repo's stateful model (test/aws/ec2-model.ts: AWS's request
  * buckets, attach 1 s, detach 1 s) served over HTTP in EC2's wire protocol
@@ -605,7 +607,26 @@ try {
     }
   };
 
-  await Promise.all([sampler(), hotPath(), churn(), adopt(), ...Array.from({ length: holderCount }, holder)]);
+  // ---- /readyz as a load balancer or infra would poll it: nothing here should make it flap ----
+  const readyz = { asked: 0, notReady: 0, samples: [] as string[] };
+  const readiness = async () => {
+    while (running()) {
+      try {
+        const res = await fetch(`http://127.0.0.1:${healthPort}/readyz`, { signal: AbortSignal.timeout(10_000) });
+        const body = await res.text();
+        readyz.asked++;
+        if (res.status !== 200) {
+          readyz.notReady++;
+          if (readyz.samples.length < 3) readyz.samples.push(`${new Date().toISOString().slice(11, 19)} ${res.status} ${body.slice(0, 300)}`);
+        }
+      } catch (err) {
+        count('readyz', err);
+      }
+      await nap(2_000);
+    }
+  };
+
+  await Promise.all([sampler(), readiness(), hotPath(), churn(), adopt(), ...Array.from({ length: holderCount }, holder)]);
   stopping.abort();
   await take();
   const ranFor = Date.now() - started;
@@ -641,6 +662,7 @@ try {
   console.log(
     `  hot path: ${hot.sent} sent, ${hot.failed} failed, ${hot.skipped} not sent (${HOT_IN_FLIGHT} in flight already); p50 ${percentile(all, 50).toFixed(2)} ms, p99 first half ${percentile(hot.lat[0]!, 99).toFixed(2)} ms, second half ${percentile(hot.lat[1]!, 99).toFixed(2)} ms${hot.samples.length ? ` (e.g. ${hot.samples.join(' | ')})` : ''}`,
   );
+  console.log(`  /readyz every 2 s: ${readyz.notReady} of ${readyz.asked} answers not ready${readyz.samples.length ? ` (e.g. ${readyz.samples.join(' | ')})` : ''}`);
   console.log(`  engine API asked ${engineAsked} times; EC2 calls ${model.calls()} (throttled ${model.throttledCalls()}): ${['AttachVolume', 'DetachVolume', 'CreateVolume', 'DeleteVolume', 'DescribeVolumes', 'CreateTags'].map((c) => `${c} ${model.calls(c)}`).join(', ')}`);
   console.log(
     `  after the drain: ${refsLeft} references left in state.json (dead containers' included; expected 0); ${kernel.size} volumes mounted with no container (kept by the reconciler), ` +
