@@ -67,7 +67,7 @@ import { DeleteVolumeCommand } from '@aws-sdk/client-ec2';
 import { AGENT_NODE_FLAGS } from '../agent/node-flags.js';
 import { pluginSocketPath } from '../agent/config.js';
 import { mountAt, readMountinfo } from '../lib/mountinfo.js';
-import { nodeVolumeName, nodeVolumeTags, tagKeys } from '../lib/node-contract.js';
+import { MANAGED_BY, nodeVolumeName, tagKeys } from '../lib/node-contract.js';
 import { Endpoints } from '../volume-plugin/protocol.js';
 import { DEADLINES } from '../volume-plugin/service.js';
 import { startEc2HttpServer } from '../test/aws/ec2-http-server.js';
@@ -517,7 +517,8 @@ try {
     while (running()) {
       const node = `adopt${adoptN++}`;
       const name = nodeVolumeName('soak', node);
-      const volumeId = model.addVolume({ az: AZ, size: 1, tags: nodeVolumeTags({ cluster: 'soak', node, host: HOST }) });
+      // The tags berth finds a node's volume by (lib/node-contract.ts), as infra sets them.
+      const volumeId = model.addVolume({ az: AZ, size: 1, tags: { [TAGS.volume]: name, [TAGS.host]: HOST, [TAGS.cluster]: 'soak', [TAGS.managedBy]: MANAGED_BY } });
       try {
         const mountpoint = join(stateDir, 'mounts', name);
         const by = Date.now() + (3 * RECONCILE_SECONDS + 30) * 1000;
