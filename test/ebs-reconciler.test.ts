@@ -66,6 +66,23 @@ describe.skipIf(noLoopReason)(`EBS reconciler: typed facts, one list per pass, a
     expect(w.model.volume(root).attachment?.instanceId).toBe(w.instanceId);
   });
 
+  it('a volume removed after a pass read EC2 and before it acts is not a failure: the host stays ready', async () => {
+    w = await ebsWorld();
+    w.model.addVolume({ az: AZ, size: 1, tags: TAGS('kept') });
+    const { manager, reconciler } = await host(w);
+    await step('boot reconcile', reconciler.boot());
+    w.model.addVolume({ az: AZ, size: 1, tags: TAGS('gone') });
+    // docker volume rm lands between the pass's survey and its action on that name.
+    const ensureMounted = manager.ensureMounted.bind(manager);
+    manager.ensureMounted = async (name) => {
+      if (name === 'gone') await manager.remove(name);
+      return ensureMounted(name);
+    };
+    await step('a pass that finds the volume removed when it acts', reconciler.pass());
+    expect(reconciler.readiness()).toBe(true);
+    expect(manager.snapshot().map((v) => v.name)).toEqual(['kept']);
+  });
+
   it('a stray (attached here, tagged to another host) costs one lookup by id, and is detached', async () => {
     w = await ebsWorld();
     w.model.addVolume({ az: AZ, size: 1, tags: TAGS('mine') });

@@ -251,6 +251,11 @@ export class Reconciler {
       this.failed.delete(item.name);
       log.info({ reason: item.reason }, 'reconciled');
     } catch (err) {
+      // Removed (docker volume rm) after this pass read EC2: nothing is left to make ready (bench/soak.ts saw /readyz 503 until the next pass).
+      if (item.action === 'mount' && isBerthError(err, 'NOT_FOUND')) {
+        log.info({ reason: item.reason }, 'removed since this pass read EC2; nothing to mount');
+        return;
+      }
       const refused = item.action !== 'release' && item.action !== 'detach' && isBerthError(err, 'UNSAFE_DEVICE');
       this.failed.set(item.name, { message: errorMessage(err), refused, fingerprint: this.fingerprints.get(item.name) ?? item.volumeId });
       if (refused) log.error({ reason: item.reason, err: errorMessage(err) }, 'berth refused this volume\'s device and detached it; not retried until the volume changes (a Docker Mount still tries)');
