@@ -27,23 +27,7 @@ log() { echo "berth-bootstrap: $*" >&2; }
 
 #@include retry.sh
 
-# A host without its volume agent serves nothing: when this part fails, for whatever reason,
-# the instance powers off (two minutes' grace for the logs to ship) and, terminated by its
-# launch template's shutdown behaviour, is replaced by its group. /etc/berth/keep-failed-host
-# keeps it (to debug one).
-give_up() {
-  local rc=$?
-  trap - EXIT
-  [[ $rc -ne 0 ]] || exit 0
-  if [[ -e "$ROOT/etc/berth/keep-failed-host" ]]; then
-    log "bootstrap failed (exit $rc); $ROOT/etc/berth/keep-failed-host exists: this instance stays"
-  else
-    log "bootstrap failed (exit $rc): powering off; the Auto Scaling group replaces this instance"
-    shutdown -P +2 "berth bootstrap failed: the Auto Scaling group replaces this instance" || systemctl poweroff --no-block || true
-  fi
-  exit "$rc"
-}
-trap give_up EXIT
+#@include give-up.sh
 trap 'log "failed at line $LINENO"' ERR
 
 # Writes stdin to $1 with mode $2 only when the content differs.

@@ -1,4 +1,4 @@
-import { execFileSync } from 'node:child_process';
+import { execFileSync, spawnSync } from 'node:child_process';
 import { chmodSync, mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -88,6 +88,36 @@ describe('traefik-host.sh', () => {
     expect(readFileSync(join(root, 'etc/berth/certificates.env'), 'utf8')).toBe('BERTH_CERT_BUCKET=berth-environment-x\nBERTH_AWS_REGION=us-east-1\nBERTH_CERT_DOMAINS=example.com,*.example.com\nBERTH_CERT_FILE_OWNER=65532:65532\n');
     expect((statSync(join(root, 'etc/berth/certificates.env')).mode & 0o777).toString(8)).toBe('600');
     expect(readFileSync(join(root, 'etc/systemd/system/berth.service.d/certificates.conf'), 'utf8')).toContain('EnvironmentFile=/etc/berth/certificates.env');
+  });
+  it('powers the instance off when a step fails for good (the EIP cannot be taken), and keep-failed-host keeps it', () => {
+    const root = join(sandbox, 'fail-root');
+    const bin = join(sandbox, 'fail-bin');
+    const calls = join(sandbox, 'fail-calls.log');
+    mkdirSync(bin, { recursive: true });
+    mkdirSync(join(root, 'etc/berth'), { recursive: true });
+    const stub = (name: string, body: string) => {
+      writeFileSync(join(bin, name), `#!/bin/bash\necho "${name} $*" >>${calls}\n${body}\n`);
+      chmodSync(join(bin, name), 0o755);
+    };
+    stub('curl', 'if [[ "$*" == *api/token* ]]; then echo tok; else echo i-0123; fi');
+    stub('aws', 'if [[ "$*" == *associate-address* ]]; then exit 255; fi');
+    stub('shutdown', '');
+    stub('systemctl', '');
+    const file = join(sandbox, 'traefik-fail.sh');
+    writeFileSync(file, renderTemplate('traefik-host.sh', traefikValues));
+    const run = () => spawnSync('bash', [file], { env: { ...process.env, BERTH_ROOT: root, BERTH_RETRY_BUDGET_SECONDS: '2', PATH: `${bin}:${process.env['PATH'] ?? ''}` }, encoding: 'utf8' });
+    const first = run();
+    expect(first.status).not.toBe(0);
+    expect(first.stderr).toMatch(/associate eipalloc-0abc: failed \d+ times/);
+    expect(first.stderr).toMatch(/powering off; the Auto Scaling group replaces this instance/);
+    expect(readFileSync(calls, 'utf8')).toMatch(/^shutdown -P \+2 /m);
+    expect(readFileSync(calls, 'utf8')).not.toContain('modify-instance-attribute');
+    writeFileSync(calls, '');
+    writeFileSync(join(root, 'etc/berth/keep-failed-host'), '');
+    const kept = run();
+    expect(kept.status).not.toBe(0);
+    expect(kept.stderr).toMatch(/keep-failed-host exists: this instance stays/);
+    expect(readFileSync(calls, 'utf8')).not.toContain('shutdown');
   });
 });
 

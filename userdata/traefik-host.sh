@@ -17,6 +17,7 @@ CERT_DOMAINS='@@CERT_DOMAINS@@'
 IMDS="${BERTH_IMDS_ENDPOINT:-http://169.254.169.254}"
 
 log() { echo "berth-traefik-host: $*" >&2; }
+#@include give-up.sh
 trap 'log "failed at line $LINENO"' ERR
 
 #@include retry.sh

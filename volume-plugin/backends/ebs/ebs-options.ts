@@ -2,7 +2,7 @@ import type { Volume, VolumeType as Ec2VolumeType } from '@aws-sdk/client-ec2';
 import * as z from 'zod/mini';
 import '../../../lib/zod-english.js';
 import { BerthError } from '../../../lib/errors.js';
-import { bool, Filesystems, formatSize, positiveInt, type BackendOptions, type OptionDefaults, type VolumeOptions } from '../../options.js';
+import { bool, Filesystems, formatSize, ON_REMOVE_DEFAULT, positiveInt, type BackendOptions, type OptionDefaults, type VolumeOptions } from '../../options.js';
 
 /**
  * EBS rules for volume options (EC2 User Guide, "Amazon EBS volume types"),
@@ -137,7 +137,7 @@ export function optionsOf(volume: Volume, storedTag: string | undefined, default
       // fall through: a damaged tag must not make the volume unusable
     }
   }
-  const base: EbsVolumeOptions = stored ?? { sizeBytes: 0, fs: defaults.fs, onRemove: 'retain' };
+  const base: EbsVolumeOptions = stored ?? { sizeBytes: 0, fs: defaults.fs, onRemove: ON_REMOVE_DEFAULT };
   const type = (VolumeTypes as readonly string[]).includes(volume.VolumeType ?? '') ? (volume.VolumeType as VolumeType) : base.type;
   const limits = type ? EBS_LIMITS[type] : undefined;
   const out: EbsVolumeOptions = {
