@@ -67,7 +67,7 @@ export function createEbsFromConfig(config: Config, logger: Logger, aws: AwsOver
 }
 
 async function buildEbs(config: Config, log: Logger, aws: AwsOverrides, registry: Registry | undefined): Promise<EbsBackend> {
-  const [{ EC2Client }, { MetadataService }, { discoverIdentity, waitForCredentials }, { Ec2Facade }, { SdkEc2 }, { meteredEc2 }, { createEbsBackend }, { createDeviceResolver }] =
+  const [{ EC2Client }, { MetadataService }, { discoverIdentity, waitForCredentials, instanceType, networkInterfaceCount }, { Ec2Facade }, { SdkEc2 }, { meteredEc2 }, { createEbsBackend }, { createDeviceResolver }, { AttachmentSlots, learnAttachmentLimit }] =
     await Promise.all([
       import('@aws-sdk/client-ec2'),
       import('@aws-sdk/ec2-metadata-service'),
@@ -77,6 +77,7 @@ async function buildEbs(config: Config, log: Logger, aws: AwsOverrides, registry
       import('../volume-plugin/backends/ebs/ec2-metrics.js'),
       import('../volume-plugin/backends/ebs/ebs-backend.js'),
       import('../volume-plugin/devices/nvme.js'),
+      import('../volume-plugin/backends/ebs/attachment-slots.js'),
     ]);
   const endpoint = config.BERTH_EC2_ENDPOINT;
   const makeClient =
@@ -113,13 +114,33 @@ async function buildEbs(config: Config, log: Logger, aws: AwsOverrides, registry
   log.info(identity, 'host identity');
   // The EC2 port (ec2-port.ts) over the SDK, measured per action when the agent has a registry.
   const sdk = new SdkEc2(await clientFor(identity.region));
-  const ec2 = new Ec2Facade({
-    ec2: registry ? meteredEc2(sdk, registry) : sdk,
+  const port = registry ? meteredEc2(sdk, registry) : sdk;
+  // Attachment limits (docs/design.md §6): the type's limit from EC2 once; the interfaces from IMDS when counted.
+  let interfaces = 1;
+  const limit = await instanceType(imds)
+    .then((type) => learnAttachmentLimit(port, type, AbortSignal.timeout(30_000)))
+    .catch((err: unknown) => {
+      log.warn({ err: errorMessage(err) }, 'cannot learn this instance type\'s EBS attachment limit; attaches past it fail at EC2 (AttachmentLimitExceeded) instead of being refused here');
+      return undefined;
+    });
+  let facade: InstanceType<typeof Ec2Facade> | undefined;
+  const slots = limit
+    ? new AttachmentSlots(limit, {
+        attachedVolumeIds: async (signal) =>
+          (await facade!.volumesByTags({}, [{ Name: 'attachment.instance-id', Values: [identity.instanceId] }], signal)).map((v) => v.VolumeId!),
+        networkInterfaces: async () => (interfaces = await networkInterfaceCount(imds).catch(() => interfaces)),
+      })
+    : undefined;
+  if (limit) log.info({ ...limit }, 'EBS attachment limit of this instance type');
+  const ec2 = (facade = new Ec2Facade({
+    ec2: port,
     instanceId: identity.instanceId,
     maxConcurrentAttachments: config.BERTH_ATTACH_CONCURRENCY,
     ...(aws.ec2Timing ? { timing: aws.ec2Timing } : {}),
     logger: log,
-  });
+    ...(slots ? { slots } : {}),
+    ...(registry ? { registry } : {}),
+  }));
   return createEbsBackend({
     ec2,
     devices: createDeviceResolver({ sysfsRoot: config.BERTH_SYSFS_ROOT, devRoot: config.BERTH_DEV_ROOT }),

@@ -38,7 +38,7 @@ function recorder(model: Ec2Model, client: EC2Client, snapshotTags: Map<string, 
       const input = args.input as Record<string, unknown>;
       const command = context.commandName ?? '';
       switch (command) {
-        case 'DescribeVolumesCommand': case 'DescribeInstancesCommand':
+        case 'DescribeVolumesCommand': case 'DescribeInstancesCommand': case 'DescribeInstanceTypesCommand':
           seen.push({ action: `ec2:${command.replace(/Command$/, '')}`, resource: '*', ctx: {} });
           break;
         case 'CreateVolumeCommand': {

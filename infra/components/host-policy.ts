@@ -51,7 +51,7 @@ export function hostEbsPolicy(args: HostPolicyArgs): { Version: '2012-10-17'; St
   return {
     Version: '2012-10-17',
     Statement: [
-      { Sid: 'DescribeIsReadOnly', Effect: 'Allow', Action: ['ec2:DescribeVolumes', 'ec2:DescribeInstances'], Resource: '*' },
+      { Sid: 'DescribeIsReadOnly', Effect: 'Allow', Action: ['ec2:DescribeVolumes', 'ec2:DescribeInstances', 'ec2:DescribeInstanceTypes'], Resource: '*' },
       {
         Sid: 'AttachManagedVolumes', Effect: 'Allow',
         Action: ['ec2:AttachVolume', 'ec2:DetachVolume'],

@@ -9,6 +9,8 @@ import type {
   DeleteVolumeCommandInput,
   DescribeInstancesCommandInput,
   DescribeInstancesCommandOutput,
+  DescribeInstanceTypesCommandInput,
+  DescribeInstanceTypesCommandOutput,
   DescribeTagsCommandInput,
   DescribeTagsCommandOutput,
   DescribeVolumesCommandInput,
@@ -36,6 +38,8 @@ import { ec2Error, internalError, invalidParameter, missingParameter, throttled,
 import { checkFilterNames, matchesFilters, paginate, tagFilterValues, tagList } from './ec2-filters.js';
 import { checkTags, checkVolumeConfig, DEVICE_PATTERN, ID_PATTERN, MAX_TAGS, SIZE_LIMITS } from './ec2-rules.js';
 import { TokenBucket } from './token-bucket.js';
+import { INSTANCE_TYPES } from './instance-types.js';
+import { attachmentLimitOf } from '../../lib/attachment-limits.js';
 import { EC2_PORT_METHODS, ec2ActionOf, type Ec2Port } from '../../volume-plugin/backends/ebs/ec2-port.js';
 
 /**
@@ -228,7 +232,21 @@ export class Ec2Model {
   // ---- harness: set up and inspect the world (no throttling, not counted) ----
 
   /** Adds an instance (default 'running') and returns its id `i-` + 17 hex. */
-  addInstance(p: { az: string; state?: InstanceStateName; tags?: Record<string, string>; instanceId?: string }): string {
+  addInstance(p: {
+    az: string;
+    state?: InstanceStateName;
+    tags?: Record<string, string>;
+    instanceId?: string;
+    /**
+     * An instance type of INSTANCE_TYPES (test/aws/instance-types.ts): AttachVolume then enforces its
+     * attachment limit as EC2 does (shared: EBS volumes, network interfaces and NVMe instance store
+     * together; dedicated: EBS volumes only). Omitted: m6i.large in answers, no limit enforced.
+     */
+    instanceType?: string;
+    /** Network interfaces attached (shared limits count them). Default 1. */
+    networkInterfaces?: number;
+  }): string {
+    if (p.instanceType !== undefined && !INSTANCE_TYPES[p.instanceType]) throw new Error(`Ec2Model: instance type ${p.instanceType} is not in test/aws/instance-types.ts`);
     this.checkAz(p.az);
     const instanceId = p.instanceId ?? this.newId('i');
     if (!ID_PATTERN.i.test(instanceId)) throw new Error(`Ec2Model: instance id ${instanceId} is not i- and 17 hex digits`);
@@ -241,6 +259,8 @@ export class Ec2Model {
       tags: new Map(Object.entries(p.tags ?? {})),
       launchTime: new Date(this.now()),
       seq: this.seq++,
+      ...(p.instanceType !== undefined ? { instanceType: p.instanceType } : {}),
+      networkInterfaces: p.networkInterfaces ?? 1,
     });
     return instanceId;
   }
@@ -465,6 +485,7 @@ export class Ec2Model {
     CreateTags: (input: CreateTagsCommandInput) => this.createTags(input),
     DeleteTags: (input: DeleteTagsCommandInput) => this.deleteTags(input),
     DescribeInstances: (input: DescribeInstancesCommandInput) => this.describeInstances(input),
+    DescribeInstanceTypes: (input: DescribeInstanceTypesCommandInput) => this.describeInstanceTypes(input),
     DescribeTags: (input: DescribeTagsCommandInput) => this.describeTags(input),
   };
 
@@ -589,6 +610,11 @@ export class Ec2Model {
     if (this.attachmentAt(instance.instanceId, input.Device)) throw invalidParameter(`Attachment point ${input.Device} is already in use`);
     const attachedCount = [...this.volumesById.values()].filter((v) => v.attachment?.instanceId === instance.instanceId).length;
     if (attachedCount >= this.maxVolumesPerInstance) throw ec2Error('AttachmentLimitExceeded', 'Volume limit exceeded');
+    const limit = instance.instanceType !== undefined ? attachmentLimitOf(INSTANCE_TYPES[instance.instanceType]!) : undefined;
+    if (limit) {
+      const others = limit.kind === 'shared' ? instance.networkInterfaces + limit.instanceStore : 0;
+      if (attachedCount + others >= limit.maximum) throw ec2Error('AttachmentLimitExceeded', 'Volume limit exceeded');
+    }
     if (input.DryRun) throw dryRun();
 
     const attachment: ModelAttachment = {
@@ -855,11 +881,24 @@ export class Ec2Model {
     };
   }
 
+  /**
+   * DescribeInstanceTypes by InstanceTypes (the only way berth asks): the types of INSTANCE_TYPES;
+   * an unknown one fails the call with InvalidInstanceType, as EC2 answers for a name it does not
+   * offer. Filters are not modelled.
+   */
+  private describeInstanceTypes(input: DescribeInstanceTypesCommandInput): Omit<DescribeInstanceTypesCommandOutput, '$metadata'> {
+    if (input.Filters?.length) throw new Error('Ec2Model: DescribeInstanceTypes filters are not modelled');
+    const wanted = input.InstanceTypes ?? Object.keys(INSTANCE_TYPES);
+    const unknown = wanted.filter((t) => !INSTANCE_TYPES[t]);
+    if (unknown.length > 0) throw ec2Error('InvalidInstanceType', `The following supplied instance types do not exist: [${unknown.join(', ')}]`);
+    return { InstanceTypes: wanted.map((t) => structuredClone(INSTANCE_TYPES[t]!)) };
+  }
+
   private describeInstance(instance: ModelInstance): Instance {
     const attached = [...this.volumesById.values()].filter((volume) => volume.attachment?.instanceId === instance.instanceId);
     return {
       InstanceId: instance.instanceId,
-      InstanceType: 'm6i.large',
+      InstanceType: (instance.instanceType ?? 'm6i.large') as Instance['InstanceType'],
       State: { Code: STATE_CODES[instance.state], Name: instance.state },
       Placement: { AvailabilityZone: instance.az, Tenancy: 'default' },
       LaunchTime: instance.launchTime,
@@ -1039,7 +1078,7 @@ export interface Ec2ModelOptions {
   requireDetachInstanceId?: boolean;
 }
 
-export type BucketName = 'volumeMutating' | 'createVolume' | 'tags' | 'describeVolumes' | 'describeInstances' | 'describeTags' | 'modifyVolume';
+export type BucketName = 'volumeMutating' | 'createVolume' | 'tags' | 'describeVolumes' | 'describeInstances' | 'describeTags' | 'modifyVolume' | 'describeInstanceTypes';
 export interface BucketLimit {
   capacity: number;
   refillPerSecond: number;
@@ -1077,6 +1116,8 @@ const DEFAULT_BUCKETS: Record<BucketName, BucketLimit> = {
   describeInstances: { capacity: 100, refillPerSecond: 20 },
   describeTags: { capacity: 100, refillPerSecond: 20 },
   modifyVolume: { capacity: 50, refillPerSecond: 5 },
+  // Like the other Describe actions (EC2's "Request throttling" page: non-mutating actions, 100 refill 20/s).
+  describeInstanceTypes: { capacity: 100, refillPerSecond: 20 },
 };
 
 const BUCKET_OF: Record<string, BucketName> = {
@@ -1090,6 +1131,7 @@ const BUCKET_OF: Record<string, BucketName> = {
   DescribeInstances: 'describeInstances',
   DescribeTags: 'describeTags',
   ModifyVolume: 'modifyVolume',
+  DescribeInstanceTypes: 'describeInstanceTypes',
 };
 
 const VOLUME_FILTERS = new Set([
@@ -1217,6 +1259,8 @@ interface ModelInstance {
   tags: Map<string, string>;
   launchTime: Date;
   seq: number;
+  instanceType?: string;
+  networkInterfaces: number;
 }
 
 interface ModelAttachment {

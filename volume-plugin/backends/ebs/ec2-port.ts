@@ -11,6 +11,8 @@ import type {
   DeleteVolumeCommandOutput,
   DescribeInstancesCommandInput,
   DescribeInstancesCommandOutput,
+  DescribeInstanceTypesCommandInput,
+  DescribeInstanceTypesCommandOutput,
   DescribeVolumesCommandInput,
   DescribeVolumesCommandOutput,
   DetachVolumeCommandInput,
@@ -35,7 +37,7 @@ import type {
  * Implementations: `SdkEc2` (sdk-ec2.ts, over EC2Client); `Ec2Model.port()`
  * (test/aws/ec2-model.ts, the stateful in-memory fake). Methods are added, never
  * renamed (ModifyVolume, DescribeVolumesModifications, CreateSnapshot,
- * DescribeSnapshots and DescribeInstanceTypes join when online grow and zone
+ * DescribeSnapshots join when online grow and zone
  * moves need them).
  */
 export interface Ec2Port {
@@ -47,6 +49,8 @@ export interface Ec2Port {
   createTags(input: CreateTagsCommandInput, signal: AbortSignal): Promise<CreateTagsCommandOutput>;
   deleteTags(input: DeleteTagsCommandInput, signal: AbortSignal): Promise<DeleteTagsCommandOutput>;
   describeInstances(input: DescribeInstancesCommandInput, signal: AbortSignal): Promise<DescribeInstancesCommandOutput>;
+  // Attachment limits (issue 22 item 2): the instance type's EBS attachment limit and its kind.
+  describeInstanceTypes(input: DescribeInstanceTypesCommandInput, signal: AbortSignal): Promise<DescribeInstanceTypesCommandOutput>;
 }
 
 /** A port method's name; the EC2 action is the same name capitalised (`attachVolume` → AttachVolume). */
@@ -62,6 +66,8 @@ export const EC2_PORT_METHODS: readonly Ec2PortMethod[] = [
   'createTags',
   'deleteTags',
   'describeInstances',
+  // Attachment limits (issue 22 item 2).
+  'describeInstanceTypes',
 ];
 
 /** The EC2 action a port method calls (`attachVolume` → `AttachVolume`). */

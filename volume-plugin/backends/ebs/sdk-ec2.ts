@@ -5,6 +5,7 @@ import {
   DeleteTagsCommand,
   DeleteVolumeCommand,
   DescribeInstancesCommand,
+  DescribeInstanceTypesCommand,
   DescribeVolumesCommand,
   DetachVolumeCommand,
   type EC2Client,
@@ -28,4 +29,6 @@ export class SdkEc2 implements Ec2Port {
   createTags: Ec2Port['createTags'] = (input, signal) => this.client.send(new CreateTagsCommand(input), { abortSignal: signal });
   deleteTags: Ec2Port['deleteTags'] = (input, signal) => this.client.send(new DeleteTagsCommand(input), { abortSignal: signal });
   describeInstances: Ec2Port['describeInstances'] = (input, signal) => this.client.send(new DescribeInstancesCommand(input), { abortSignal: signal });
+  // Attachment limits (issue 22 item 2).
+  describeInstanceTypes: Ec2Port['describeInstanceTypes'] = (input, signal) => this.client.send(new DescribeInstanceTypesCommand(input), { abortSignal: signal });
 }
