@@ -1,6 +1,7 @@
 import type { EC2Client } from '@aws-sdk/client-ec2';
 import type { ECSClient } from '@aws-sdk/client-ecs';
 import type { automation } from '@pulumi/pulumi';
+import { checkAttachmentCapacity } from './attachment-capacity.js';
 import { checkTransition, ClusterInvariantError, withNodes, withoutNodes, type ClusterSpec, type NodeSpec } from './invariants.js';
 import { notReady, type NotReady } from './readiness.js';
 import { fromEngineEvent, type Operation, type ProgressEvent, type ProgressSink } from './progress.js';
@@ -224,7 +225,10 @@ export class ClusterApi {
 
   private async change(ctx: Context, current: ClusterSpec | undefined, next: ClusterSpec): Promise<{ deployed: ClusterSpec; attempts: number }> {
     checkTransition(current, next, this.deps.regions);
-    ctx.emit({ phase: 'validated', message: `cluster ${next.name}: ${next.hosts.length} host(s), ${next.nodes.length} node(s)` });
+    // Attachment limits (docs/design.md §6): no host gets more nodes than its type can attach.
+    const capacity = await checkAttachmentCapacity(this.deps.ec2(next.region), next);
+    const slots = capacity.checked ? `, up to ${capacity.slots} node(s) per ${capacity.limit.instanceType} host` : ` (attachment limit not checked: ${capacity.why})`;
+    ctx.emit({ phase: 'validated', message: `cluster ${next.name}: ${next.hosts.length} host(s), ${next.nodes.length} node(s)${slots}` });
     const attempts = await this.step(ctx, (onEvent) => this.deps.workspace.apply(next, { onEvent }));
     await this.waitReady(ctx, next, attempts);
     const deployed = (await this.deps.workspace.read(next.name))?.deployed;

@@ -2,6 +2,7 @@ import * as pulumi from '@pulumi/pulumi';
 import { multipartUserdata, renderBootstrap, renderTemplate } from '../../userdata/render.js';
 import { hostEbsPolicy, type PolicyStatement } from './host-policy.js';
 import { ecsAmiId, singleInstanceGroup } from './single-instance-group.js';
+import { DEFAULT_HOST_INSTANCE_TYPE } from './host-defaults.js';
 
 export interface HostArgs {
   /** berth cluster (tag berth:cluster). */
@@ -74,7 +75,7 @@ export class Host extends pulumi.ComponentResource {
       JSON.stringify(hostInstancePolicy({ region: args.region, accountId, cluster: args.cluster, hostId: args.hostId, artifactUri, ebsKmsKeyArn, bucketKmsKeyArn })));
     const { group } = singleInstanceGroup(name, {
       amiId: args.amiId ?? ecsAmiId(this),
-      instanceType: args.instanceType ?? 't3.medium',
+      instanceType: args.instanceType ?? DEFAULT_HOST_INSTANCE_TYPE,
       subnetId: args.subnetId,
       securityGroupIds: [args.securityGroupId],
       userData,

@@ -5,6 +5,7 @@ import { Cluster } from '../../components/cluster.js';
 import { Host } from '../../components/host.js';
 import { Node } from '../../components/node.js';
 import { accountId, config, stackOutput, stackRegion } from '../shared.js';
+import { DEFAULT_HOST_INSTANCE_TYPE } from '../../components/host-defaults.js';
 
 /**
  * Which private subnet (of `count`) a host lives in: a hash of its id, so a host never
@@ -64,7 +65,7 @@ export function unitProgram() {
       cluster: spec.name, hostId, region, accountId: accountId(), ecsClusterName: cluster.ecsClusterName,
       subnetId: pick(privateSubnetIds), securityGroupId: out<string>('securityGroupId'), artifactUri: out<string>('artifactUri'),
       logGroupName: cluster.logGroupName, ebsKmsKeyArn: out<string>('ebsKeyArn'), bucketKmsKeyArn: out<string>('bucketKeyArn'),
-      instanceType: spec.instanceType ?? c.get('instanceType') ?? 't3.medium', swapMiB: c.getNumber('swapMiB') ?? 2048,
+      instanceType: spec.instanceType ?? c.get('instanceType') ?? DEFAULT_HOST_INSTANCE_TYPE, swapMiB: c.getNumber('swapMiB') ?? 2048,
     }, { dependsOn: [cluster] });
     hosts.set(hostId, { host, az: pick(privateSubnetAzs) });
   }
