@@ -115,30 +115,29 @@ async function buildEbs(config: Config, log: Logger, aws: AwsOverrides, registry
   // The EC2 port (ec2-port.ts) over the SDK, measured per action when the agent has a registry.
   const sdk = new SdkEc2(await clientFor(identity.region));
   const port = registry ? meteredEc2(sdk, registry) : sdk;
-  // Attachment limits (docs/design.md §6): the type's limit from EC2 once; the interfaces from IMDS when counted.
+  // Attachment limits (docs/design.md §6): the type's limit learnt at the first attach; the interfaces from IMDS when counted.
   let interfaces = 1;
-  const limit = await instanceType(imds)
-    .then((type) => learnAttachmentLimit(port, type, AbortSignal.timeout(30_000)))
-    .catch((err: unknown) => {
-      log.warn({ err: errorMessage(err) }, 'cannot learn this instance type\'s EBS attachment limit; attaches past it fail at EC2 (AttachmentLimitExceeded) instead of being refused here');
-      return undefined;
-    });
   let facade: InstanceType<typeof Ec2Facade> | undefined;
-  const slots = limit
-    ? new AttachmentSlots(limit, {
-        attachedVolumeIds: async (signal) =>
-          (await facade!.volumesByTags({}, [{ Name: 'attachment.instance-id', Values: [identity.instanceId] }], signal)).map((v) => v.VolumeId!),
-        networkInterfaces: async () => (interfaces = await networkInterfaceCount(imds).catch(() => interfaces)),
-      })
-    : undefined;
-  if (limit) log.info({ ...limit }, 'EBS attachment limit of this instance type');
+  const slots = new AttachmentSlots(
+    async (signal) => {
+      const limit = await learnAttachmentLimit(port, await instanceType(imds), signal);
+      log.info({ ...limit }, limit ? 'EBS attachment limit of this instance type' : 'EC2 states no EBS attachment limit for this instance type; EC2 alone refuses attaches past it');
+      return limit;
+    },
+    {
+      attachedVolumeIds: async (signal) =>
+        (await facade!.volumesByTags({}, [{ Name: 'attachment.instance-id', Values: [identity.instanceId] }], signal)).map((v) => v.VolumeId!),
+      networkInterfaces: async () => (interfaces = await networkInterfaceCount(imds).catch(() => interfaces)),
+    },
+    (err) => log.warn({ err: errorMessage(err) }, 'cannot learn this instance type\'s EBS attachment limit; attaches past it fail at EC2 (AttachmentLimitExceeded) instead of being refused here; asked again in 10 min'),
+  );
   const ec2 = (facade = new Ec2Facade({
     ec2: port,
     instanceId: identity.instanceId,
     maxConcurrentAttachments: config.BERTH_ATTACH_CONCURRENCY,
     ...(aws.ec2Timing ? { timing: aws.ec2Timing } : {}),
     logger: log,
-    ...(slots ? { slots } : {}),
+    slots,
     ...(registry ? { registry } : {}),
   }));
   return createEbsBackend({

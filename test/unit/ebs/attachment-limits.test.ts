@@ -23,10 +23,8 @@ const OWNED = (name: string) => ({ 'berth:volume': name, 'berth:host': HOST, 'be
 /** The world's facade with the slots the agent builds (agent/backend-factory.ts), and its registry. */
 async function limitedFacade(world: EbsUnitWorld, interfaces: () => number) {
   const type = (await world.port.describeInstances({ InstanceIds: [world.instanceId] }, AbortSignal.timeout(5_000))).Reservations![0]!.Instances![0]!.InstanceType!;
-  const limit = await learnAttachmentLimit(world.port, type, AbortSignal.timeout(5_000));
-  expect(limit).toBeDefined();
   const holder: { facade?: Ec2Facade } = {};
-  const slots = new AttachmentSlots(limit!, {
+  const slots = new AttachmentSlots((signal) => learnAttachmentLimit(world.port, type, signal), {
     attachedVolumeIds: async (signal) => (await holder.facade!.volumesByTags({}, [{ Name: 'attachment.instance-id', Values: [world.instanceId] }], signal)).map((v) => v.VolumeId!),
     networkInterfaces: () => Promise.resolve(interfaces()),
   });
@@ -104,5 +102,23 @@ describe('attachment limits: the agent refuses past the limit, before EC2 does',
     await expect(learnAttachmentLimit(w.port, 'm6i.large', AbortSignal.timeout(5_000))).resolves.toMatchObject({ kind: 'shared', maximum: 28 });
     expect(w.model.calls('DescribeInstanceTypes')).toBe(1);
     await expect(learnAttachmentLimit(w.port, 'x9.huge', AbortSignal.timeout(5_000))).rejects.toMatchObject({ name: 'InvalidInstanceType' });
+  });
+
+  it('a limit that cannot be learnt (the role lacks ec2:DescribeInstanceTypes) checks nothing: the attach goes on and EC2 decides, and the failure is reported', async () => {
+    w = ebsUnitWorld({ instanceType: 'm6i.large' });
+    const failures: unknown[] = [];
+    const holder: { facade?: Ec2Facade } = {};
+    const slots = new AttachmentSlots(
+      (signal) => learnAttachmentLimit(w.port, 'm6i.large', signal),
+      { attachedVolumeIds: async () => (await holder.facade!.volumesByTags({}, [{ Name: 'attachment.instance-id', Values: [w.instanceId] }])).map((v) => v.VolumeId!), networkInterfaces: () => Promise.resolve(1) },
+      (err) => failures.push(err),
+    );
+    holder.facade = w.facade({ slots });
+    w.model.failNext('DescribeInstanceTypes', Object.assign(new Error('You are not authorized to perform this operation.'), { name: 'UnauthorizedOperation' }));
+    const id = w.model.addVolume({ az: AZ, size: 1 });
+    await holder.facade.attach(id);
+    expect(w.model.volume(id).attachment?.state).toBe('attached');
+    expect(slots.limit).toBeUndefined();
+    expect(failures).toMatchObject([{ name: 'UnauthorizedOperation' }]);
   });
 });

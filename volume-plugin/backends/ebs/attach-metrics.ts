@@ -27,13 +27,13 @@ export function attachMetrics(registry: Registry, slots: () => AttachmentSlots |
   const refusals = new Counter({ name: 'berth_ebs_attachment_limit_refusals_total', help: 'Attaches refused because the instance type had no attachment slot left', registers: [registry] });
   new Gauge({
     name: 'berth_ebs_attachment_slots_limit',
-    help: 'Attachment slots of this instance type (EbsInfo.MaximumEbsAttachments), by kind (shared: EBS, network interfaces and NVMe instance store; dedicated: EBS only); absent when EC2 states no limit',
+    help: 'Attachment slots of this instance type (EbsInfo.MaximumEbsAttachments), by kind (shared: EBS, network interfaces and NVMe instance store; dedicated: EBS only); absent until learnt at the first attach, or when EC2 states no limit',
     labelNames: ['kind'],
     registers: [registry],
     collect() {
       this.reset();
-      const s = slots();
-      if (s) this.set({ kind: s.limit.kind }, s.limit.maximum);
+      const limit = slots()?.limit;
+      if (limit) this.set({ kind: limit.kind }, limit.maximum);
     },
   });
   new Gauge({
