@@ -57,7 +57,7 @@ describe('attachment limits: the agent refuses past the limit, before EC2 does',
     const { facade, registry } = await limitedFacade(w, () => 2);
     const backend = w.backend({ ec2: facade });
     const service = await w.service(backend);
-    const reconciler = new Reconciler({ manager: service, backend, concurrency: 10, intervalMs: 3_600_000, logger: silentLogger });
+    const reconciler = new Reconciler({ manager: service, backend, concurrency: 10, intervalMs: 3_600_000, logger: silentLogger, registry });
     await reconciler.boot();
 
     const mounted = service.list().filter((v) => v.mounted);
@@ -71,6 +71,11 @@ describe('attachment limits: the agent refuses past the limit, before EC2 does',
     expect(await gauge(registry, 'berth_ebs_attachment_slots_limit')).toEqual([{ labels: { kind: 'shared' }, value: 28 }]);
     expect((await gauge(registry, 'berth_ebs_attachment_slots_used'))[0]!.value).toBe(28);
     expect((await gauge(registry, 'berth_ebs_attachment_limit_refusals_total'))[0]!.value).toBeGreaterThanOrEqual(1);
+    expect(await gauge(registry, 'berth_volumes_by_state')).toEqual([
+      { labels: { state: 'mounted' }, value: 24 },
+      { labels: { state: 'idle' }, value: 0 },
+      { labels: { state: 'error' }, value: 1 },
+    ]);
 
     // A node leaves this host (its volume is retained elsewhere): its slot frees, the next pass mounts the refused one.
     await service.remove(mounted[0]!.name);
