@@ -113,6 +113,15 @@ export class Reconciler {
           for (const [state, count] of Object.entries(byState())) this.set({ state }, count);
         },
       });
+      const ready = () => this.readiness() === true;
+      new Gauge({
+        name: 'berth_volumes_ready',
+        help: '1 when boot reconcile finished and every volume tagged to this host is mounted or idle (the verdict of /readyz and the instance ready tag), else 0',
+        registers: [deps.registry],
+        collect() {
+          this.set(ready() ? 1 : 0);
+        },
+      });
       const duplicates = () => this.duplicates.length;
       new Gauge({
         name: 'berth_ebs_duplicate_volume_names',

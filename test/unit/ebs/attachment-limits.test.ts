@@ -71,6 +71,7 @@ describe('attachment limits: the agent refuses past the limit, before EC2 does',
     expect(await gauge(registry, 'berth_ebs_attachment_slots_limit')).toEqual([{ labels: { kind: 'shared' }, value: 28 }]);
     expect((await gauge(registry, 'berth_ebs_attachment_slots_used'))[0]!.value).toBe(28);
     expect((await gauge(registry, 'berth_ebs_attachment_limit_refusals_total'))[0]!.value).toBeGreaterThanOrEqual(1);
+    expect((await gauge(registry, 'berth_volumes_ready'))[0]!.value).toBe(0);
     expect(await gauge(registry, 'berth_volumes_by_state')).toEqual([
       { labels: { state: 'mounted' }, value: 24 },
       { labels: { state: 'idle' }, value: 0 },
@@ -82,6 +83,7 @@ describe('attachment limits: the agent refuses past the limit, before EC2 does',
     await reconciler.pass();
     expect(service.list().find((v) => v.name === refused)?.mounted).toBe(true);
     expect(reconciler.readiness()).toBe(true);
+    expect((await gauge(registry, 'berth_volumes_ready'))[0]!.value).toBe(1);
     backend.close();
   });
 
