@@ -6,8 +6,8 @@
  * minute and writes the few series below as embedded metric format (EMF) log events into one log
  * group per cluster; CloudWatch turns them into metrics. Least privilege: the host role may only
  * write log events to that one group (no cloudwatch:PutMetricData, which cannot be scoped to a
- * resource); cheapest: the series are published with the cluster as their only dimension (one
- * custom metric per series per cluster, not per host), the EMF log events are kept one day, and
+ * resource); cheapest: the series are published with the environment and cluster as their only
+ * dimensions (one custom metric per series per cluster, not per host), the EMF log events are kept one day, and
  * histograms stay on the Prometheus side (Grafana, docs/dashboards/berth.grafana.json): the agent
  * drops histograms and sends a counter as its delta since the last scrape (CloudWatch User Guide,
  * "Prometheus metric type conversion by the CloudWatch agent"), so an alarm sums a counter's deltas. Which host
@@ -29,8 +29,11 @@ export const CLOUDWATCH_SERIES = [
 
 export type CloudWatchSeries = (typeof CLOUDWATCH_SERIES)[number];
 
-/** The EMF log group of a cluster's hosts. */
-export const metricsLogGroupName = (cluster: string) => `/berth/metrics/${cluster}`;
+/** The EMF log group of a cluster's hosts; names carry the environment (a second one can share the account and region). */
+export const metricsLogGroupName = (environment: string, cluster: string) => `/${environment}/metrics/${cluster}`;
+
+/** The dimensions every published series carries: the environment and the cluster (scrape labels). */
+export const METRIC_DIMENSIONS = ['environment', 'cluster'] as const;
 
 export interface AlarmSpec {
   readonly id: string;
@@ -84,8 +87,8 @@ export function traefikAlarms(region: string): AlarmSpec[] {
 }
 
 /** The CloudWatch dashboard body of a cluster (its widgets name CLOUDWATCH_SERIES only). */
-export function clusterDashboardBody(cluster: string, region: string): string {
-  const metric = (name: CloudWatchSeries, stat: string) => [METRICS_NAMESPACE, name, 'cluster', cluster, { stat }];
+export function clusterDashboardBody(environment: string, cluster: string, region: string): string {
+  const metric = (name: CloudWatchSeries, stat: string) => [METRICS_NAMESPACE, name, 'environment', environment, 'cluster', cluster, { stat }];
   const widget = (title: string, metrics: unknown[][], x: number, y: number) => ({
     type: 'metric', x, y, width: 12, height: 6, properties: { title, region, period: 300, view: 'timeSeries', metrics },
   });
@@ -105,18 +108,18 @@ export function clusterDashboardBody(cluster: string, region: string): string {
  * /opt/aws/amazon-cloudwatch-agent/etc/berth.json and the Prometheus scrape file it names).
  * `healthAddr`: BERTH_HEALTH_ADDR (the agent runs as root, which /metrics requires).
  */
-export function cloudWatchAgentConfig(p: { cluster: string; hostId: string; healthAddr: string; prometheusConfigPath: string }): { agentJson: string; prometheusYaml: string } {
+export function cloudWatchAgentConfig(p: { environment: string; cluster: string; hostId: string; healthAddr: string; prometheusConfigPath: string }): { agentJson: string; prometheusYaml: string } {
   const agent = {
     agent: { metrics_collection_interval: 60, run_as_user: 'root' },
     logs: {
       metrics_collected: {
         prometheus: {
-          log_group_name: metricsLogGroupName(p.cluster),
+          log_group_name: metricsLogGroupName(p.environment, p.cluster),
           prometheus_config_path: p.prometheusConfigPath,
           emf_processor: {
             metric_namespace: METRICS_NAMESPACE,
             metric_declaration: [
-              { source_labels: ['job'], label_matcher: '^berth$', dimensions: [['cluster']], metric_selectors: CLOUDWATCH_SERIES.map((s) => `^${s}$`) },
+              { source_labels: ['job'], label_matcher: '^berth$', dimensions: [[...METRIC_DIMENSIONS]], metric_selectors: CLOUDWATCH_SERIES.map((s) => `^${s}$`) },
             ],
           },
         },
@@ -132,6 +135,7 @@ export function cloudWatchAgentConfig(p: { cluster: string; hostId: string; heal
     '    static_configs:',
     `      - targets: ['${p.healthAddr}']`,
     '        labels:',
+    `          environment: '${p.environment}'`,
     `          cluster: '${p.cluster}'`,
     `          host: '${p.hostId}'`,
     '',
@@ -140,11 +144,11 @@ export function cloudWatchAgentConfig(p: { cluster: string; hostId: string; heal
 }
 
 /** The host role's statement for the CloudWatch agent: log events into the cluster's metrics group, nothing else. */
-export function cloudWatchAgentStatement(p: { region: string; accountId: string; cluster: string }) {
+export function cloudWatchAgentStatement(p: { region: string; accountId: string; environment: string; cluster: string }) {
   return {
     Sid: 'MetricsAsEmfLogEvents',
     Effect: 'Allow' as const,
     Action: ['logs:CreateLogStream', 'logs:PutLogEvents', 'logs:DescribeLogStreams'],
-    Resource: `arn:aws:logs:${p.region}:${p.accountId}:log-group:${metricsLogGroupName(p.cluster)}:*`,
+    Resource: `arn:aws:logs:${p.region}:${p.accountId}:log-group:${metricsLogGroupName(p.environment, p.cluster)}:*`,
   };
 }

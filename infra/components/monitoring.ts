@@ -5,10 +5,11 @@ import { clusterDashboardBody, METRICS_NAMESPACE, metricsLogGroupName, type Alar
 export * from './monitoring-specs.js';
 
 export interface MonitoringArgs {
+  readonly environment: pulumi.Input<string>;
   readonly cluster: string;
   readonly region: string;
   readonly alarms: readonly AlarmSpec[];
-  /** Declare the cluster's EMF log group and dashboard (node clusters); the Traefik host's cluster only alarms. */
+  /** Declare the cluster's CloudWatch dashboard (node clusters); the Traefik host has its alarm only. Default true. */
   readonly dashboard?: boolean;
   /** SNS topic ARNs the alarms notify; none by default. */
   readonly alarmActions?: pulumi.Input<string>[];
@@ -19,16 +20,21 @@ export class Monitoring extends pulumi.ComponentResource {
   constructor(name: string, args: MonitoringArgs, opts?: pulumi.ComponentResourceOptions) {
     super('berth:monitoring:Monitoring', name, {}, opts);
     const parent = { parent: this };
+    // The EMF log events are only the carrier of the metrics: one day is enough.
+    const env = pulumi.output(args.environment);
+    new aws.cloudwatch.LogGroup(`${name}-metrics`, { name: env.apply((e) => metricsLogGroupName(e, args.cluster)), retentionInDays: 1 }, parent);
     if (args.dashboard ?? true) {
-      new aws.cloudwatch.LogGroup(`${name}-metrics`, { name: metricsLogGroupName(args.cluster), retentionInDays: 1 }, parent);
-      new aws.cloudwatch.Dashboard(`${name}-dashboard`, { dashboardName: `berth-${args.cluster}`, dashboardBody: clusterDashboardBody(args.cluster, args.region) }, parent);
+      new aws.cloudwatch.Dashboard(`${name}-dashboard`, {
+        dashboardName: pulumi.interpolate`${env}-berth-${args.cluster}`,
+        dashboardBody: env.apply((e) => clusterDashboardBody(e, args.cluster, args.region)),
+      }, parent);
     }
     for (const a of args.alarms) {
       new aws.cloudwatch.MetricAlarm(`${name}-${a.id}`, {
-        name: `berth-${args.cluster}-${a.id}`,
+        name: pulumi.interpolate`${env}-berth-${args.cluster}-${a.id}`,
         namespace: METRICS_NAMESPACE,
         metricName: a.metric,
-        dimensions: { cluster: args.cluster },
+        dimensions: { environment: env, cluster: args.cluster },
         statistic: a.statistic,
         comparisonOperator: a.comparison,
         threshold: a.threshold,

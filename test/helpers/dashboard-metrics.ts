@@ -18,7 +18,7 @@ export function grafanaMetricNames(file = fileURLToPath(new URL('../../docs/dash
 
 /** Every metric the CloudWatch side names: the agent's published series, the alarms, the dashboard's widgets. */
 export function cloudWatchMetricNames(): Set<string> {
-  const body = JSON.parse(clusterDashboardBody('c', 'eu-west-1')) as { widgets: { properties: { metrics: unknown[][] } }[] };
+  const body = JSON.parse(clusterDashboardBody('prod', 'c', 'eu-west-1')) as { widgets: { properties: { metrics: unknown[][] } }[] };
   return new Set<string>([
     ...CLOUDWATCH_SERIES,
     ...[...clusterAlarms('c'), ...traefikAlarms('eu-west-1')].map((a) => a.metric),

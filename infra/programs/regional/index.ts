@@ -9,6 +9,7 @@ import { agentUpdatePolicy, ScheduledJob } from '../../components/scheduled-job.
 import { SecurityGroups } from '../../components/security-groups.js';
 import { SnapshotPolicy, type SnapshotPolicyArgs } from '../../components/snapshot-policy.js';
 import { TraefikHost, traefikHostId } from '../../components/traefik-host.js';
+import { Monitoring, traefikAlarms } from '../../components/monitoring.js';
 import { Vpc, VPC_LAYOUTS } from '../../components/vpc.js';
 import { accountId, availabilityZones, config, stackOutput, stackRegion, stringList } from '../shared.js';
 
@@ -95,6 +96,8 @@ export function regionalProgram() {
     zoneId, zoneName: zone, logGroupName: pulumi.interpolate`/${environment}/hosts/${hostId}`, artifactUri, certBucket: environmentBucket, certBucketRegion: stackOutput<string>(global, 'region'), certDomains, bucketKmsKeyArn: bucketKeyArn,
     ...(c.get('traefikInstanceType') ? { instanceType: c.require('traefikInstanceType') } : {}),
   });
+  // The certificate Traefik serves: an alarm before it expires (docs/operations.md, "Watch the fleet").
+  new Monitoring(`traefik-${region}-monitoring`, { environment, cluster: hostId, region, alarms: traefikAlarms(region), dashboard: false });
   new SnapshotPolicy(region, c.getObject<SnapshotPolicyArgs>('snapshots') ?? {});
 
   const renewerConfig = c.getObject<RenewerConfig>('renewer');

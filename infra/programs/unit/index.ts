@@ -6,6 +6,7 @@ import { Host } from '../../components/host.js';
 import { Node } from '../../components/node.js';
 import { accountId, config, stackOutput, stackRegion } from '../shared.js';
 import { DEFAULT_HOST_INSTANCE_TYPE } from '../../components/host-defaults.js';
+import { clusterAlarms, Monitoring } from '../../components/monitoring.js';
 
 /**
  * Which private subnet (of `count`) a host lives in: a hash of its id, so a host never
@@ -69,6 +70,8 @@ export function unitProgram() {
     }, { dependsOn: [cluster] });
     hosts.set(hostId, { host, az: pick(privateSubnetAzs) });
   }
+  // Dashboard and alarms of the cluster (docs/operations.md, "Watch the fleet").
+  new Monitoring(`${spec.name}-monitoring`, { environment, cluster: spec.name, region, alarms: clusterAlarms(spec.name) });
   const volumes: Record<string, pulumi.Output<string>> = {};
   for (const n of nodes) {
     const { host, az } = hosts.get(n.host)!;
