@@ -112,6 +112,8 @@ async function buildEbs(config: Config, log: Logger, aws: AwsOverrides, registry
     },
   });
   log.info(identity, 'host identity');
+  // An older bootstrap sets no environment: say what that scope means (docs/deploy.md, "Migrating from a release without environments").
+  if (config.BERTH_CLUSTER && !config.BERTH_ENVIRONMENT) log.warn({ cluster: config.BERTH_CLUSTER }, 'BERTH_ENVIRONMENT is not set: volumes of this cluster name in every environment of the account are in scope');
   // The EC2 port (ec2-port.ts) over the SDK, measured per action when the agent has a registry.
   const sdk = new SdkEc2(await clientFor(identity.region));
   const port = registry ? meteredEc2(sdk, registry) : sdk;
@@ -147,10 +149,13 @@ async function buildEbs(config: Config, log: Logger, aws: AwsOverrides, registry
     defaults: { sizeBytes: config.BERTH_DEFAULT_SIZE, fs: config.BERTH_DEFAULT_FS },
     tagPrefix: config.BERTH_TAG_PREFIX,
     ...(config.BERTH_CLUSTER ? { cluster: config.BERTH_CLUSTER } : {}),
+    ...(config.BERTH_ENVIRONMENT ? { environment: config.BERTH_ENVIRONMENT } : {}),
     idleDetachMs: config.BERTH_IDLE_DETACH_SECONDS * 1000,
     moveWaitMs: config.BERTH_MOVE_WAIT_SECONDS * 1000,
     deviceWaitMs: config.BERTH_DEVICE_WAIT_SECONDS * 1000,
     stateDir: hostPathsOf(config).stateDir,
+    // Zone moves of this host's volumes, from their journals, in the agent's registry (issue 22).
+    ...(registry ? { moves: (await import('../volume-plugin/backends/ebs/move-metrics.js')).observedMoveMetrics(registry) } : {}),
     logger: log,
   });
 }

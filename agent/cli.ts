@@ -15,6 +15,8 @@ import { probeSocket } from '../volume-plugin/server.js';
 import { resolveBackendKind } from './backend-factory.js';
 import { ConfigError, hostPathsOf, loadInstalledConfig, pluginSocketPath, type Config } from './config.js';
 import { checkInstall, missingTools, toolsFor } from './preflight.js';
+import { tagKeys } from '../lib/node-contract.js';
+import { createZoneMover, formatAge, type ZoneMover } from '../volume-plugin/backends/ebs/zone-move.js';
 
 /**
  * Operator CLI. Talks to the running agent over its local health endpoint
@@ -44,6 +46,14 @@ const COMMANDS: Record<string, CommandSpec> = {
   reconcile: { usage: 'reconcile --dry-run', help: "what the agent's next reconcile pass would attach,\n                    mount, release or detach, and why", args: [0, 0], options: ['dry-run'] },
   wait: { usage: 'wait [--timeout SECONDS] [--pid PID]', help: 'wait until the agent answers on its plugin socket and\n                    health endpoint (exit 3 when it does not in time)', args: [0, 0], options: ['timeout', 'pid'] },
   config: { usage: 'config check', help: 'validate the configuration the agent would start with', args: [1, 1], needs: 'a subcommand' },
+  // Zone moves (issue 22; docs/operations.md, "Move a node to another zone").
+  move: {
+    usage: 'move NAME --zone ZONE [--host HOST] [--from-snapshot latest|SNAPSHOT] | move NAME --status | move NAME --abort',
+    help: "move a stopped node's EBS volume to another zone: snapshot,\n                    restore there, retire the old one; run it again to resume",
+    args: [1, 1],
+    options: ['zone', 'host', 'from-snapshot', 'abort', 'status'],
+    needs: 'a volume name',
+  },
   retained: { usage: 'retained [ls | purge NAME [--yes]]', help: 'loop volumes removed with onRemove=retain whose images\n                    are kept; purge deletes one image for good', args: [0, 2], options: ['yes'] },
 };
 
@@ -79,6 +89,8 @@ export interface CliEnv {
   out: (line: string) => void;
   /** Asks the operator a question on a terminal; undefined when there is none. */
   ask?: (question: string) => Promise<string>;
+  /** The zone mover `berth move` uses; default: over EC2 with this host's credentials and region (zoneMoverOf). */
+  zoneMover?: (progress: (line: string) => void) => Promise<ZoneMover>;
 }
 
 function envFromProcess(out: (line: string) => void): CliEnv {
@@ -388,6 +400,11 @@ export async function run(argv: string[], envOrLoader: CliEnv | (() => CliEnv) =
         timeout: { type: 'string' },
         pid: { type: 'string' },
         yes: { type: 'boolean' },
+        zone: { type: 'string' },
+        host: { type: 'string' },
+        'from-snapshot': { type: 'string' },
+        abort: { type: 'boolean' },
+        status: { type: 'boolean' },
       },
     });
   } catch (err) {
@@ -484,6 +501,8 @@ export async function run(argv: string[], envOrLoader: CliEnv | (() => CliEnv) =
       print({ serving: true, socket, healthAddr: env.config.BERTH_HEALTH_ADDR }, () => [`berth answers on ${socket} and ${env.config.BERTH_HEALTH_ADDR}`]);
       return 0;
     }
+    case 'move':
+      return moveCommand(env, rest[0]!, values, usage, json, print);
     case 'retained': {
       const [sub = 'ls', name] = rest;
       if (sub === 'ls') {
@@ -513,6 +532,87 @@ export async function run(argv: string[], envOrLoader: CliEnv | (() => CliEnv) =
     default:
       throw new CliError(2, `unknown command "${command}"; see berth --help`);
   }
+}
+
+/**
+ * The zone mover over EC2: this host's credentials, the region from AWS_REGION or the instance
+ * metadata, the agent's tag prefix and cluster. The move runs in this process; it needs no agent.
+ */
+async function zoneMoverOf(config: Config, progress: (line: string) => void): Promise<ZoneMover> {
+  const [{ EC2Client }, { MetadataService }, { SdkEc2 }] = await Promise.all([
+    import('@aws-sdk/client-ec2'),
+    import('@aws-sdk/ec2-metadata-service'),
+    import('../volume-plugin/backends/ebs/sdk-ec2.js'),
+  ]);
+  let region = process.env.AWS_REGION ?? process.env.AWS_DEFAULT_REGION;
+  if (!region) {
+    const imds = new MetadataService({ ...(config.BERTH_IMDS_ENDPOINT ? { endpoint: config.BERTH_IMDS_ENDPOINT } : {}), httpOptions: { timeout: 2_000 }, retries: 2 });
+    region = await imds.request('/latest/meta-data/placement/region', {}).catch((err: unknown) => {
+      throw new CliError(3, `no region: set AWS_REGION, or run on an EC2 instance (instance metadata: ${errorMessage(err)})`);
+    });
+  }
+  const client = new EC2Client({ region, ...(config.BERTH_EC2_ENDPOINT ? { endpoint: config.BERTH_EC2_ENDPOINT } : {}), retryMode: 'adaptive', maxAttempts: 8 });
+  return createZoneMover({ ec2: new SdkEc2(client), keys: tagKeys(config.BERTH_TAG_PREFIX), ...(config.BERTH_CLUSTER ? { cluster: config.BERTH_CLUSTER } : {}), ...(config.BERTH_ENVIRONMENT ? { environment: config.BERTH_ENVIRONMENT } : {}), progress });
+}
+
+async function moveCommand(
+  env: CliEnv,
+  name: string,
+  values: { zone?: string; host?: string; 'from-snapshot'?: string; abort?: boolean; status?: boolean },
+  usage: string,
+  json: boolean,
+  print: (value: unknown, lines: () => string[]) => void,
+): Promise<number> {
+  try {
+    assertVolumeName(name);
+  } catch (err) {
+    throw new CliError(2, errorMessage(err));
+  }
+  const modes = [values.zone !== undefined, values.abort === true, values.status === true].filter(Boolean).length;
+  if (modes !== 1) throw new CliError(2, `move needs exactly one of --zone ZONE, --status or --abort; ${usage}`);
+  if ((values.host !== undefined || values['from-snapshot'] !== undefined) && values.zone === undefined) throw new CliError(2, `--host and --from-snapshot go with --zone; ${usage}`);
+  if (values.zone !== undefined && !/^[a-z]{2}(-[a-z]+)+-\d+[a-z]$/.test(values.zone)) throw new CliError(2, `--zone ${values.zone} is not an availability zone name (like eu-west-1b)`);
+  const snap = values['from-snapshot'];
+  if (snap !== undefined && snap !== 'latest' && !/^snap-[0-9a-f]{8,17}$/.test(snap)) throw new CliError(2, `--from-snapshot takes latest or a snapshot id (snap-…), not ${snap}`);
+  const say = json ? () => undefined : env.out;
+  const mover = await (env.zoneMover ?? ((p) => zoneMoverOf(env.config, p)))(say);
+  const fail = (err: unknown): never => {
+    const code = (err as { code?: string }).code;
+    throw new CliError(code === 'INVALID_ARGUMENT' ? 2 : 1, errorMessage(err));
+  };
+  if (values.status) {
+    const status = await mover.status(name).catch(fail);
+    print(status ?? { moving: false }, () => (status ? [`${name} (${status.volumeId}) is moving to ${status.journal.to}: step ${status.journal.step}${status.journal.snapshotId ? `, snapshot ${status.journal.snapshotId}` : ''}${status.journal.newVolumeId ? `, new volume ${status.journal.newVolumeId}` : ''}`] : [`${name} is not moving`]));
+    return 0;
+  }
+  if (values.abort) {
+    const done = await mover.abort(name).catch(fail);
+    print(done, () => [`move of ${name} aborted: ${done.volumeId} stays its volume${done.retired ? `; ${done.retired} (made by the move) is retired, not deleted` : ''}`]);
+    return 0;
+  }
+  let fromSnapshot: string | undefined;
+  if (snap !== undefined) {
+    // The operator is told the snapshot's age (the data a restore from it loses) before anything is done.
+    const plan = await mover.planFromSnapshot(name).catch(fail);
+    const told = `the latest completed snapshot of ${name} (${plan.volumeId} in ${plan.zone}) is ${plan.snapshotId}, taken ${plan.startTime.toISOString()}, ${formatAge(plan.ageMs)} ago: everything written to ${plan.volumeId} since then is lost by restoring from it`;
+    if (snap === 'latest') {
+      print({ plan, restored: false }, () => [told, `to restore from it: berth move ${name} --zone ${values.zone} --from-snapshot ${plan.snapshotId}`, 'nothing was changed']);
+      return 1;
+    }
+    if (snap !== plan.snapshotId) throw new CliError(1, `${told}; ${snap} is not it: nothing was changed`);
+    say(told);
+    fromSnapshot = snap;
+  }
+  const result = await mover.move({ name, zone: values.zone!, ...(values.host ? { host: values.host } : {}), ...(fromSnapshot ? { fromSnapshot } : {}) }).catch(fail);
+  print(result, () =>
+    result.already
+      ? [`${name} is already in ${result.to.zone} (${result.to.volumeId}); nothing was changed`]
+      : [
+          `moved ${name}: ${result.from.volumeId} (${result.from.zone}) -> ${result.to.volumeId} (${result.to.zone}), from snapshot ${result.snapshotId}`,
+          `${result.from.volumeId} is retired (tagged, not deleted) and kept until ${result.retainUntil}, as is the snapshot; start the node in ${result.to.zone}`,
+        ],
+  );
+  return 0;
 }
 
 // Run when executed (also through a symlink such as /usr/local/bin/berth), not when imported by tests.

@@ -2,7 +2,7 @@ import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import * as z from 'zod/mini';
 import '../lib/zod-english.js';
-import { DEFAULT_TAG_PREFIX } from '../lib/node-contract.js';
+import { DEFAULT_TAG_PREFIX, ENVIRONMENT_PATTERN } from '../lib/node-contract.js';
 import type { HostPaths } from '../volume-plugin/host-paths.js';
 import { DEADLINES } from '../volume-plugin/budgets.js';
 import { Filesystems, SizeSchema } from '../volume-plugin/options.js';
@@ -82,6 +82,11 @@ export const ConfigSchema = z.object({
   // ebs backend
   BERTH_HOST_ID: setting(z.optional(tagValue), "logical host id; default: the instance's <prefix>host tag, else its Auto Scaling group"),
   BERTH_CLUSTER: setting(z.optional(tagValue), 'scopes volume lookups and new volumes to this cluster tag'),
+  // The environment is part of a volume's identity (lib/node-contract.ts): infra sets it on every host.
+  BERTH_ENVIRONMENT: setting(
+    z.optional(z.string().check(z.regex(ENVIRONMENT_PATTERN, 'must be an environment name: 1-20 lowercase letters, digits or "-", starting with a letter'))),
+    'scopes volume lookups and new volumes to this environment tag (<prefix>environment) as well; unset: volumes of any environment',
+  ),
   BERTH_TAG_PREFIX: setting(
     z._default(z.string().check(z.regex(/^[\w.:/=+@-]{1,32}$/), z.refine((v) => !v.toLowerCase().startsWith('aws:'), 'aws: is reserved')), DEFAULT_TAG_PREFIX),
     'prefix of every tag berth reads or writes',

@@ -18,9 +18,10 @@ export const AGENT_NODE_FLAGS: readonly string[] = [
   '--no-short-builtin-calls', // no private copy of V8's builtins (~3 MB)
   '--optimize-for-size',
   '--max-lazy',
-  // Feedback (and so optimization) only for functions that run a lot: start-up code stays interpreted.
-  '--interrupt-budget-factor-for-feedback-allocation=100',
-  '--interrupt-budget-for-feedback-allocation=65536',
+  // (--interrupt-budget-factor-for-feedback-allocation and --interrupt-budget-for-feedback-allocation,
+  // feedback only for functions that run a lot, are gone: V8 12 (Node.js 22) and 13 (Node.js 24, the
+  // release's runtime, docs/deploy.md) refuse them and node exits "bad option". Their successor,
+  // --invocation-count-for-feedback-allocation, is not in Node.js 20's V8, which CI still runs.)
   // Local time from the C library, not ICU's time zone tables: any Date formatting
   // (toISOString too) otherwise pages in ~0.8 MB of ICU for times the agent writes in UTC.
   '--no-icu-timezone-data',

@@ -4,6 +4,7 @@
  * nodeRouterLabels; tests check those and the documented example task
  * definition with routerProblems, so both follow one set of rules.
  */
+import { tagKeys } from './node-contract.js';
 
 /** Entry points of the regional Traefik (traefik/traefik.yml) that route to nodes, and what kind of router each takes. */
 export const NODE_ENTRY_POINTS = {
@@ -22,14 +23,29 @@ export function exactHostPattern(host: string): string {
   return `^${host.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}$`;
 }
 
+/** The Docker label that says which environment a node's container belongs to (the contract's tag key). */
+export const environmentLabel = (): string => tagKeys().environment;
+
+/**
+ * The ECS provider constraint of an environment's Traefik (traefik/traefik.yml, filled in by
+ * traefik/entrypoint.sh): only containers labelled with this environment are routed. Traefik's
+ * `Label(key, value)` matches a label of exactly that key and value (traefik
+ * pkg/provider/constraints/constraints_labels.go).
+ */
+export function environmentConstraint(environment: string): string {
+  return `Label(\`${environmentLabel()}\`, \`${environment}\`)`;
+}
+
 /**
  * Labels routing `host` to the node's container ports: one router per entry
  * point, each with TLS on (the TLS store's default certificate) and its own
- * service naming the container port. `id` names routers and services and must
- * be unique in the region (Traefik discovers every cluster's tasks).
+ * service naming the container port, and the environment label the
+ * environment's Traefik is constrained to. `id` names routers and services and
+ * must be unique in the account (`nodeQualifiedId`): Traefik discovers every
+ * cluster's tasks.
  */
-export function nodeRouterLabels(id: string, host: string, routes: NodeRoutes): Record<string, string> {
-  const labels: Record<string, string> = { 'traefik.enable': 'true' };
+export function nodeRouterLabels(id: string, host: string, routes: NodeRoutes, environment: string): Record<string, string> {
+  const labels: Record<string, string> = { 'traefik.enable': 'true', [environmentLabel()]: environment };
   for (const [entryPoint, port] of Object.entries(routes) as Array<[NodeEntryPoint, number | undefined]>) {
     const spec = NODE_ENTRY_POINTS[entryPoint];
     if (!spec) throw new Error(`unknown Traefik entry point ${JSON.stringify(entryPoint)} (known: ${Object.keys(NODE_ENTRY_POINTS).join(', ')})`);
@@ -107,6 +123,7 @@ export function routerMatches(router: ParsedRouter, host: string): boolean {
 export function routerProblems(labels: Record<string, string>, entryPoints: readonly string[] = Object.keys(NODE_ENTRY_POINTS)): string[] {
   const out: string[] = [];
   if (labels['traefik.enable'] !== 'true') out.push('traefik.enable is not "true" (the ECS provider has exposedByDefault: false)');
+  if (!labels[environmentLabel()]) out.push(`no ${environmentLabel()} label (Traefik routes only containers of its own environment)`);
   const routers = parseRouterLabels(labels);
   if (routers.length === 0) out.push('no routers');
   const seen = new Map<string, string>();

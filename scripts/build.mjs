@@ -10,7 +10,8 @@
  *
  *   node scripts/build.mjs [outdir]      (default dist)
  */
-import { rmSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync, rmSync } from 'node:fs';
+import { createRequire } from 'node:module';
 import { resolve } from 'node:path';
 import { build } from 'esbuild';
 
@@ -25,7 +26,7 @@ const common = {
   bundle: true,
   platform: 'node',
   format: 'esm',
-  target: 'node20',
+  target: 'node22',
   // Packages' ES module builds first (the AWS SDK ships both): named exports of a
   // CommonJS build are not reliably visible through a bundled dynamic import().
   mainFields: ['module', 'main'],
@@ -43,6 +44,23 @@ const substitutes = new Map([
   ['prom-client', 'scripts/bundle/prom-client.cjs'],
   ['@opentelemetry/api', 'scripts/bundle/opentelemetry-api.cjs'],
 ]);
+// esbuild cannot see which names a CommonJS module exports: a name the agent's code imports
+// that its substitute lacks would build, and fail only when the agent runs that code.
+const requireHere = createRequire(import.meta.url);
+for (const [pkg, file] of substitutes) {
+  const has = new Set(Object.keys(requireHere(resolve(root, file))));
+  // Not git: the image build and the pipeline build from a copy without .git.
+  const sources = ['agent', 'volume-plugin', 'lib', 'traefik'].filter((d) => existsSync(resolve(root, d)))
+    .flatMap((d) => readdirSync(resolve(root, d), { recursive: true }).map((f) => `${d}/${f}`))
+    .filter((f) => f.endsWith('.ts') && !f.endsWith('.test.ts') && !f.includes('node_modules'));
+  for (const f of sources) {
+    const text = readFileSync(resolve(root, f), 'utf8');
+    for (const m of text.matchAll(new RegExp(`import\\s*\\{([^}]*)\\}\\s*from\\s*'${pkg}'`, 'g'))) {
+      const missing = m[1].split(',').map((n) => n.trim()).filter((n) => n && !n.startsWith('type ')).map((n) => n.split(/\s+as\s+/)[0]).filter((n) => !has.has(n));
+      if (missing.length) throw new Error(`${f} imports ${missing.join(', ')} from ${pkg}, which ${file} does not export: add it there`);
+    }
+  }
+}
 const agentSubstitutes = {
   name: 'agent-substitutes',
   setup(b) {

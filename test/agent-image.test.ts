@@ -59,7 +59,7 @@ describe.skipIf(noDockerReason)(`agent container image${noDockerReason ? ` (skip
     expect(img!.Config.Entrypoint).toEqual(AGENT_ENTRYPOINT);
     // The same node flags as the systemd unit (bench/plugin-hot-path.ts measures memory with those).
     const unit = readFileSync(join(import.meta.dirname, '..', 'userdata', 'berth.service'), 'utf8');
-    expect(/^ExecStart=\S+ (node .*)$/m.exec(unit)?.[1]?.replace('/opt/berth/dist/agent/main.js', '').trim().split(' ')).toEqual(AGENT_ENTRYPOINT.slice(0, -1));
+    expect(/^ExecStart=\S*\/node (.*)$/m.exec(unit)?.[1]?.replace('/opt/berth/dist/agent/main.js', '').trim().split(' ')).toEqual(AGENT_ENTRYPOINT.slice(1, -1));
     expect(img!.Config.Healthcheck?.Test.join(' ')).toContain('/healthz');
     expect(img!.Config.StopSignal).toBe('SIGTERM');
     expect(img!.Config.User).toBe('root');

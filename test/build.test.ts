@@ -14,8 +14,11 @@ import { sleep } from '../lib/sleep.js';
 
 const repoRoot = fileURLToPath(new URL('..', import.meta.url));
 
+// The plugin socket (which startChildAgent waits for) may be up a moment before the health
+// endpoint: on Node.js 24 the gap was wide enough to refuse the first /readyz (status 0 here).
 async function readyz(port: number): Promise<{ status: number; body: { checks?: Record<string, string> } }> {
-  const res = await fetch(`http://127.0.0.1:${port}/readyz`);
+  const res = await fetch(`http://127.0.0.1:${port}/readyz`).catch(() => undefined);
+  if (!res) return { status: 0, body: {} };
   return { status: res.status, body: (await res.json()) as { checks?: Record<string, string> } };
 }
 

@@ -1,4 +1,4 @@
-import { copyFileSync, existsSync, lstatSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, lstatSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { createServer, type Server } from 'node:net';
 import { join } from 'node:path';
 import { execa } from 'execa';
@@ -8,9 +8,9 @@ import { probeSocket } from '../volume-plugin/server.js';
 import { socketOf, uniquePluginName } from './helpers/agent.js';
 import { freePort, noRootReason } from './helpers/env.js';
 import { detachLoopDevicesUnder, tempDir } from './helpers/loop.js';
+import { oldNodeDir, stageRelease } from './helpers/release.js';
 import { step } from './helpers/step.js';
 
-const repoRoot = join(import.meta.dirname, '..');
 const standin = join(import.meta.dirname, 'helpers', 'bin', 'systemctl');
 
 /**
@@ -32,7 +32,7 @@ describe.skipIf(noRootReason)(`install-local.sh under systemd (systemctl stand-i
   const plugin = uniquePluginName('berth-insd');
   const socket = socketOf(plugin);
   const env = {
-    PATH: `${join(import.meta.dirname, 'helpers', 'bin')}:${process.env.PATH!}`,
+    PATH: `${join(import.meta.dirname, 'helpers', 'bin')}:${oldNodeDir(tmp.path)}:${process.env.PATH!}`,
     BERTH_PREFIX: prefix,
     BERTH_ENV_FILE: envFile,
     BERTH_BIN_DIR: bin,
@@ -62,9 +62,7 @@ describe.skipIf(noRootReason)(`install-local.sh under systemd (systemctl stand-i
   const healthz = async (port = healthPort) => (await fetch(`http://127.0.0.1:${port}/healthz`).catch(() => undefined))?.status;
 
   beforeAll(async () => {
-    await step('build', () => execa('node', ['scripts/build.mjs', join(src, 'dist')], { cwd: repoRoot, timeout: 120_000 }));
-    mkdirSync(join(src, 'userdata'), { recursive: true });
-    for (const f of ['package.json', 'userdata/install-local.sh', 'userdata/berth.service']) copyFileSync(join(repoRoot, f), join(src, f));
+    await step('release', () => stageRelease(src));
     mkdirSync(join(tmp.path, 'etc'));
     mkdirSync(unitDir, { recursive: true });
     healthPort = await freePort();
@@ -88,7 +86,7 @@ describe.skipIf(noRootReason)(`install-local.sh under systemd (systemctl stand-i
     expect(res.stdout).toMatch(/berth is ready \(systemd; logs: journalctl -u berth\)/);
     const unit = readFileSync(unitFile, 'utf8');
     expect(unit).toContain(`EnvironmentFile=-${envFile}\n`);
-    expect(unit).toContain(`ExecStart=/usr/bin/env node ${AGENT_NODE_FLAGS.join(' ')} ${prefix}/dist/agent/main.js\n`);
+    expect(unit).toContain(`ExecStart=${prefix}/bin/node ${AGENT_NODE_FLAGS.join(' ')} ${prefix}/dist/agent/main.js\n`);
     expect(unit).not.toMatch(/[ =]\/opt\/berth|[ =]\/etc\/berth/);
     for (const target of ['multi-user.target', 'docker.service']) expect(lstatSync(join(unitDir, `${target}.wants`, 'berth.service')).isSymbolicLink(), target).toBe(true);
     expect(await isActive()).toBe('active');

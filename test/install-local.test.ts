@@ -1,4 +1,4 @@
-import { copyFileSync, existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, readlinkSync, writeFileSync } from 'node:fs';
 import { createServer, type Server } from 'node:net';
 import { join } from 'node:path';
 import { execa } from 'execa';
@@ -8,8 +8,8 @@ import { socketOf, uniquePluginName } from './helpers/agent.js';
 import { freePort, noLoopReason, noRootReason } from './helpers/env.js';
 import { detachLoopDevicesUnder, tempDir } from './helpers/loop.js';
 import { unixPoster } from '../bench/lib.js';
+import { oldNodeDir, RELEASE_NODE_VERSION, stageRelease } from './helpers/release.js';
 
-const repoRoot = join(import.meta.dirname, '..');
 
 /**
  * The installer for real, in background mode (no systemd here): a checkout
@@ -30,7 +30,7 @@ describe.skipIf(noRootReason)(`install-local.sh on a host${noRootReason ? ` (ski
 
   const install = (...args: string[]) =>
     execa('bash', [join(src, 'userdata/install-local.sh'), ...(args.includes('--uninstall') ? [] : ['--no-build']), ...args], {
-      env: { PATH: process.env.PATH!, BERTH_PREFIX: prefix, BERTH_ENV_FILE: envFile, BERTH_BIN_DIR: bin, BERTH_INIT: 'background', BERTH_INSTALL_WAIT_SECONDS: '30' },
+      env: { PATH: `${oldNodeDir(tmp.path)}:${process.env.PATH!}`, BERTH_PREFIX: prefix, BERTH_ENV_FILE: envFile, BERTH_BIN_DIR: bin, BERTH_INIT: 'background', BERTH_INSTALL_WAIT_SECONDS: '30' },
       extendEnv: false,
       reject: false,
       timeout: 180_000,
@@ -47,9 +47,7 @@ describe.skipIf(noRootReason)(`install-local.sh on a host${noRootReason ? ` (ski
   const healthz = async (port = healthPort) => (await fetch(`http://127.0.0.1:${port}/healthz`).catch(() => undefined))?.status;
 
   beforeAll(async () => {
-    await execa('node', ['scripts/build.mjs', join(src, 'dist')], { cwd: repoRoot, timeout: 120_000 });
-    mkdirSync(join(src, 'userdata'), { recursive: true });
-    for (const f of ['package.json', 'userdata/install-local.sh', 'userdata/berth.service']) copyFileSync(join(repoRoot, f), join(src, f));
+    await stageRelease(src);
     mkdirSync(join(tmp.path, 'etc'));
     healthPort = await freePort();
     goodEnv = `# test host\nBERTH_BACKEND=loop\nBERTH_PLUGIN_NAME=${plugin}\nBERTH_STATE_DIR=${state}\nBERTH_HEALTH_ADDR=127.0.0.1:${healthPort}\nBERTH_DEFAULT_SIZE=64MiB\nBERTH_SHUTDOWN_GRACE_SECONDS=5\nBERTH_UNMOUNT_GRACE_SECONDS=300\n`;
@@ -72,6 +70,9 @@ describe.skipIf(noRootReason)(`install-local.sh on a host${noRootReason ? ` (ski
     const status = await execa(join(bin, 'berth'), ['status', '--json'], { env: { BERTH_ENV_FILE: envFile }, reject: false });
     expect(status.exitCode).toBe(0);
     expect(JSON.parse(status.stdout)).toMatchObject({ backend: 'loop', socket });
+    // The host's node is 18 (first on PATH, and it runs nothing): the agent runs on the release's own.
+    expect(readlinkSync(`/proc/${pid()}/exe`)).toBe(join(prefix, 'bin', 'node'));
+    expect((await execa(join(prefix, 'bin', 'node'), ['--version'])).stdout).toBe(`v${RELEASE_NODE_VERSION}`);
   }, 120_000);
 
   it('an agent killed with SIGKILL leaves a stale socket that does not fail the next install', async () => {

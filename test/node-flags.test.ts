@@ -22,7 +22,7 @@ describe('the agent runs with the node flags of agent/node-flags.ts everywhere',
   it('the systemd unit', () => {
     const unit = read('userdata/berth.service');
     expect(flagsBefore(unit, /^ExecStart=/)).toEqual(AGENT_NODE_FLAGS);
-    expect(unit).toContain(`ExecStart=/usr/bin/env node ${AGENT_NODE_FLAGS.join(' ')} ${AGENT_MAIN}\n`);
+    expect(unit).toContain(`ExecStart=/opt/berth/bin/node ${AGENT_NODE_FLAGS.join(' ')} ${AGENT_MAIN}\n`);
   });
 
   it('the agent image', () => {
@@ -36,8 +36,8 @@ describe('the agent runs with the node flags of agent/node-flags.ts everywhere',
     expect(arrays).toHaveLength(1);
     expect(arrays[0]![1]!.split(/\s+/)).toEqual(AGENT_NODE_FLAGS);
     // Both places that start main.js pass the array, not a copy of it.
-    expect(script).toMatch(/check_config\(\) \{ clean_env "\$2" node "\$\{node_flags\[@\]\}" "\$1\/dist\/agent\/main\.js" --check-config; \}/);
-    expect(script).toMatch(/exec node "\$\{@:3\}" "\$2"' _ "\$envfile" "\$prefix\/dist\/agent\/main\.js" "\$\{node_flags\[@\]\}"/);
+    expect(script).toMatch(/check_config\(\) \{ clean_env "\$2" "\$1\/bin\/node" "\$\{node_flags\[@\]\}" "\$1\/dist\/agent\/main\.js" --check-config; \}/);
+    expect(script).toMatch(/exec "\$3" "\$\{@:4\}" "\$2"' _ "\$envfile" "\$prefix\/dist\/agent\/main\.js" "\$rt" "\$\{node_flags\[@\]\}"/);
   });
 
   it('the managed plugin', () => {

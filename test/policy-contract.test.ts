@@ -80,8 +80,8 @@ describe('host IAM policy against the EBS backend\'s calls', () => {
   it('allows every call the backend makes in its flows, and grants no EC2 action it never makes', async () => {
     const model = new Ec2Model({ region: REGION, accountId: ACCOUNT, attachLatencyMs: 5 });
     const az = `${REGION}a`;
-    const me = model.addInstance({ az, tags: { 'berth:cluster': 'shop', 'berth:host': 'shop-h1' } });
-    const dead = model.addInstance({ az, state: 'stopped', tags: { 'berth:cluster': 'shop', 'berth:host': 'shop-h1' } });
+    const me = model.addInstance({ az, tags: { 'berth:cluster': 'shop', 'berth:environment': 'prod', 'berth:host': 'shop-h1' } });
+    const dead = model.addInstance({ az, state: 'stopped', tags: { 'berth:cluster': 'shop', 'berth:environment': 'prod', 'berth:host': 'shop-h1' } });
     const client = new EC2Client({ region: REGION, credentials: { accessKeyId: 'AKIDTEST', secretAccessKey: 'test' }, maxAttempts: 1 });
     model.installBehindSdkRetries(client);
     const snapshotTags = new Map<string, Record<string, string>>();
@@ -97,7 +97,7 @@ describe('host IAM policy against the EBS backend\'s calls', () => {
       // The device side is not what this test is about: the attachment's device "appears" at once.
       devices: { find: async () => undefined, waitFor: async (_id, device) => ({ path: device ?? '/dev/xvdf', name: 'xvdf' }) as never, attachedVolumeIds: async () => new Set<string>() },
       identity: { instanceId: me, az, region: REGION, hostId: 'shop-h1' },
-      cluster: 'shop', defaults: { sizeBytes: GiB, fs: 'ext4' }, tagPrefix: 'berth:', idleDetachMs: 60_000, moveWaitMs: 500, deviceWaitMs: 500,
+      cluster: 'shop', environment: 'prod', defaults: { sizeBytes: GiB, fs: 'ext4' }, tagPrefix: 'berth:', idleDetachMs: 60_000, moveWaitMs: 500, deviceWaitMs: 500,
     });
     const options = { sizeBytes: GiB, fs: 'ext4' as const, onRemove: 'retain' as const };
 
@@ -108,17 +108,17 @@ describe('host IAM policy against the EBS backend\'s calls', () => {
     await backend.detach(pg);
     await backend.remove(pg);
     // A volume still attached to this host's dead instance moves here.
-    model.addVolume({ az, size: 1, tags: { 'berth:managed-by': 'berth', 'berth:cluster': 'shop', 'berth:host': 'shop-h1', 'berth:volume': 'old' }, attachedTo: { instanceId: dead, device: '/dev/xvdg' } });
+    model.addVolume({ az, size: 1, tags: { 'berth:managed-by': 'berth', 'berth:cluster': 'shop', 'berth:environment': 'prod', 'berth:host': 'shop-h1', 'berth:volume': 'old' }, attachedTo: { instanceId: dead, device: '/dev/xvdg' } });
     const oldRecord = (await backend.find('old'))!;
     await backend.attach(oldRecord);
     // Restore from a snapshot of the cluster, then delete on remove.
     const snap = model.addSnapshot({ size: 1 });
-    snapshotTags.set(snap, { 'berth:cluster': 'shop', 'berth:managed-by': 'berth' });
+    snapshotTags.set(snap, { 'berth:cluster': 'shop', 'berth:environment': 'prod', 'berth:managed-by': 'berth' });
     const restored = await backend.create('restored', { ...options, onRemove: 'delete', snapshotId: snap } as never);
     await backend.remove(restored);
     backend.close();
 
-    const policy = hostEbsPolicy({ region: REGION, accountId: ACCOUNT, cluster: 'shop', hostId: 'shop-h1' });
+    const policy = hostEbsPolicy({ region: REGION, accountId: ACCOUNT, environment: 'prod', cluster: 'shop', hostId: 'shop-h1' });
     const denied = seen.filter((r) => !allows([policy], r.action, r.resource, r.ctx)).map((r) => `${r.action} on ${r.resource} ${JSON.stringify(r.ctx)}`);
     expect(seen.some((r) => r.resource.includes('::snapshot/')), 'the restore path ran').toBe(true);
     expect(slots.limit, 'the attachment limit was learnt').toMatchObject({ instanceType: 'm6i.large', maximum: 28 });

@@ -1,19 +1,15 @@
-import { spawn, execFileSync, type ChildProcess } from 'node:child_process';
 import { X509Certificate } from 'node:crypto';
-import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { Agent as HttpsAgent } from 'node:https';
-import { freePort } from './helpers/env.js';
+import { existsSync, mkdirSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { GetObjectCommand, S3Client } from '@aws-sdk/client-s3';
-import * as acme from 'acme-client';
 import S3rver from 's3rver';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Registry } from 'prom-client';
 import { silentLogger } from '../lib/logger.js';
 import { CertRefresher } from '../agent/cert-refresher.js';
-import { sleep } from '../lib/sleep.js';
 import { ChallTestSrvDns01 } from './helpers/challtestsrv-dns01.js';
+import { noPebbleReason, startPebble, type Pebble } from './helpers/pebble.js';
 import { renewIfDue } from '../traefik/renewer/renewer.js';
 import { Route53Client } from '@aws-sdk/client-route-53';
 import { Route53Dns01 } from '../traefik/renewer/dns-providers.js';
@@ -21,24 +17,15 @@ import { Route53Model } from './aws/route53-model.js';
 
 /**
  * The renewer against a real ACME server: Debian's pebble, with
- * pebble-challtestsrv as the DNS server it validates DNS-01 challenges against,
- * then the upload to an S3-compatible server and the refresher installing it.
+ * pebble-challtestsrv as the DNS server it validates DNS-01 challenges against
+ * (test/helpers/pebble.ts), then the upload to an S3-compatible server and the
+ * refresher installing it.
  */
-const haveTools = ['pebble', 'pebble-challtestsrv', 'openssl'].every((t) => {
-  try {
-    execFileSync('sh', ['-c', `command -v ${t}`], { stdio: 'ignore' });
-    return true;
-  } catch {
-    return false;
-  }
-});
-const skipReason = haveTools ? undefined : 'needs pebble, pebble-challtestsrv and openssl (apt-get install pebble openssl)';
-
 const DOMAINS = ['db.example.test', '*.db.example.test'];
 const BUCKET = 'env';
 
-describe.skipIf(skipReason)(`renewer with pebble${skipReason ? ` (skipped: ${skipReason})` : ''}`, () => {
-  const procs: ChildProcess[] = [];
+describe.skipIf(noPebbleReason)(`renewer with pebble${noPebbleReason ? ` (skipped: ${noPebbleReason})` : ''}`, () => {
+  let pebble: Pebble;
   let dir: string;
   let directoryUrl: string;
   let dns: ChallTestSrvDns01;
@@ -47,52 +34,11 @@ describe.skipIf(skipReason)(`renewer with pebble${skipReason ? ` (skipped: ${ski
   let s3: S3Client;
 
   beforeAll(async () => {
+    pebble = await startPebble();
+    directoryUrl = pebble.directoryUrl;
+    mgmtUrl = pebble.managementUrl;
+    dns = pebble.dns;
     dir = mkdtempSync(join(tmpdir(), 'berth-pebble-'));
-    // pebble ships no certificate for its own HTTPS listener: make a CA and a localhost certificate.
-    const ossl = (...args: string[]) => execFileSync('openssl', args, { cwd: dir, stdio: 'ignore' });
-    ossl('req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes', '-days', '2', '-subj', '/CN=berth test CA', '-keyout', 'ca.key', '-out', 'ca.pem');
-    ossl('req', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes', '-subj', '/CN=localhost', '-keyout', 'key.pem', '-out', 'req.csr');
-    writeFileSync(join(dir, 'ext.cnf'), 'subjectAltName=DNS:localhost,IP:127.0.0.1\n');
-    ossl('x509', '-req', '-in', 'req.csr', '-CA', 'ca.pem', '-CAkey', 'ca.key', '-CAcreateserial', '-days', '2', '-extfile', 'ext.cnf', '-out', 'cert.pem');
-    acme.axios.defaults.httpsAgent = new HttpsAgent({ ca: readFileSync(join(dir, 'ca.pem')) });
-
-    const [dnsPort, mgmtPort, acmePort, pebbleMgmt] = await Promise.all([freePort(), freePort(), freePort(), freePort()]);
-    procs.push(
-      spawn('pebble-challtestsrv', ['-dns01', `127.0.0.1:${dnsPort}`, '-http01', '', '-https01', '', '-tlsalpn01', '', '-management', `127.0.0.1:${mgmtPort}`], { stdio: 'ignore' }),
-    );
-    writeFileSync(
-      join(dir, 'pebble.json'),
-      JSON.stringify({
-        pebble: {
-          listenAddress: `127.0.0.1:${acmePort}`,
-          managementListenAddress: `127.0.0.1:${pebbleMgmt}`,
-          certificate: join(dir, 'cert.pem'),
-          privateKey: join(dir, 'key.pem'),
-          httpPort: 5002,
-          tlsPort: 5001,
-          ocspResponderURL: '',
-          externalAccountBindingRequired: false,
-        },
-      }),
-    );
-    procs.push(
-      spawn('pebble', ['-config', join(dir, 'pebble.json'), '-dnsserver', `127.0.0.1:${dnsPort}`], {
-        stdio: 'ignore',
-        env: { ...process.env, PEBBLE_VA_NOSLEEP: '1', PEBBLE_AUTHZREUSE: '0', PEBBLE_WFE_NONCEREJECT: '0' },
-      }),
-    );
-    directoryUrl = `https://127.0.0.1:${acmePort}/dir`;
-    mgmtUrl = `http://127.0.0.1:${mgmtPort}`;
-    dns = new ChallTestSrvDns01(mgmtUrl);
-    for (let i = 0; i < 100; i++) {
-      try {
-        await acme.axios.get(directoryUrl);
-        break;
-      } catch {
-        await sleep(100);
-      }
-    }
-
     mkdirSync(join(dir, 's3'));
     s3server = new S3rver({ address: '127.0.0.1', port: 0, directory: join(dir, 's3'), silent: true, configureBuckets: [{ name: BUCKET, configs: [] }] });
     const { port } = await s3server.run();
@@ -100,7 +46,7 @@ describe.skipIf(skipReason)(`renewer with pebble${skipReason ? ` (skipped: ${ski
   }, 60_000);
 
   afterAll(async () => {
-    for (const p of procs) p.kill('SIGTERM');
+    pebble?.stop();
     await s3server?.close();
     rmSync(dir, { recursive: true, force: true });
   });

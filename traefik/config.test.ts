@@ -1,9 +1,12 @@
-import { existsSync, readFileSync } from 'node:fs';
+import { spawnSync } from 'node:child_process';
+import { chmodSync, existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { parse } from 'yaml';
 import { ConfigSchema } from '../agent/config.js';
-import { parseRouterLabels, routerMatches, routerProblems } from '../lib/traefik-routes.js';
+import { environmentConstraint, environmentLabel, parseRouterLabels, routerMatches, routerProblems } from '../lib/traefik-routes.js';
+import { traefikConstraintAdmits } from '../test/helpers/traefik-constraints.js';
 
 const here = import.meta.dirname;
 const yaml = (f: string) => parse(readFileSync(join(here, f), 'utf8')) as Record<string, any>; // eslint-disable-line @typescript-eslint/no-explicit-any
@@ -31,6 +34,56 @@ describe('Traefik static configuration', () => {
     expect(dirname(berthDefault)).toBe(staticConf.providers.file.directory);
     const certDir = ConfigSchema.shape.BERTH_CERT_DIR.parse(undefined);
     expect(certDir.startsWith(staticConf.providers.file.directory)).toBe(false); // key and cert writes must not trigger reloads
+  });
+});
+
+describe('Traefik routes only its own environment', () => {
+  /** Runs traefik/entrypoint.sh with a stand-in `traefik` that records its arguments and the file they name. */
+  function entrypoint(environment: string | undefined) {
+    const dir = mkdtempSync(join(tmpdir(), 'berth-traefik-'));
+    try {
+      writeFileSync(join(dir, 'traefik'), `#!/bin/sh\nprintf '%s\\n' "$@" >"${dir}/args"\ncp "\${1#--configfile=}" "${dir}/seen.yml"\n`);
+      chmodSync(join(dir, 'traefik'), 0o755);
+      const env: Record<string, string> = {
+        PATH: `${dir}:/usr/bin:/bin`, BERTH_TRAEFIK_TEMPLATE: join(here, 'traefik.yml'), BERTH_TRAEFIK_CONFIG: join(dir, 'traefik.yml'),
+        ...(environment !== undefined ? { BERTH_ENVIRONMENT: environment } : {}),
+      };
+      const r = spawnSync('sh', [join(here, 'entrypoint.sh')], { env, encoding: 'utf8' });
+      const read = (f: string) => (existsSync(join(dir, f)) ? readFileSync(join(dir, f), 'utf8') : undefined);
+      return { status: r.status, stderr: r.stderr, args: read('args'), config: read('seen.yml') };
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  }
+
+  it('fills the environment into the ECS provider constraint and starts Traefik on that file', () => {
+    const r = entrypoint('prod');
+    expect(r.status).toBe(0);
+    expect(r.args).toMatch(/^--configfile=.*traefik\.yml\n$/);
+    const conf = parse(r.config!) as typeof staticConf;
+    expect(conf.providers.ecs.constraints).toBe(environmentConstraint('prod'));
+    // Everything else is the shipped file.
+    expect({ ...conf, providers: { ...conf.providers, ecs: { ...conf.providers.ecs, constraints: undefined } } })
+      .toEqual({ ...staticConf, providers: { ...staticConf.providers, ecs: { ...staticConf.providers.ecs, constraints: undefined } } });
+  });
+
+  it('refuses to start without an environment, or with one that could rewrite the file, rather than route every environment', () => {
+    for (const bad of [undefined, '', 'Prod', 'a/b', 'x`, `y', 'prod\nfoo']) {
+      const r = entrypoint(bad);
+      expect(r.status, String(bad)).toBe(64);
+      expect(r.stderr).toMatch(/BERTH_ENVIRONMENT must be this environment's name/);
+      expect(r.args).toBeUndefined();
+    }
+  });
+
+  it('the shipped file as it is routes no environment; filled in, only its own', () => {
+    const node = (environment: string) => ({ 'traefik.enable': 'true', [environmentLabel()]: environment });
+    const raw = staticConf.providers.ecs.constraints as string;
+    expect(['prod', 'staging'].some((e) => traefikConstraintAdmits(raw, node(e)))).toBe(false);
+    const prod = parse(entrypoint('prod').config!).providers.ecs.constraints as string;
+    expect(traefikConstraintAdmits(prod, node('prod'))).toBe(true);
+    expect(traefikConstraintAdmits(prod, node('staging'))).toBe(false);
+    expect(traefikConstraintAdmits(prod, { 'traefik.enable': 'true' })).toBe(false);
   });
 });
 

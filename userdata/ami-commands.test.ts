@@ -3,6 +3,7 @@ import { chmodSync, existsSync, lstatSync, mkdirSync, mkdtempSync, readFileSync,
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
+import { fakeRelease } from '../test/helpers/boot.js';
 import { renderBootstrap, renderTemplate } from './render.js';
 
 /**
@@ -16,11 +17,12 @@ import { renderBootstrap, renderTemplate } from './render.js';
 const BASE = [
   'bash', 'sh', 'cat', 'chmod', 'cp', 'cut', 'echo', 'env', 'ln', 'mkdir', 'mktemp', 'mv', 'rm', 'seq', 'sha256sum', 'sleep',
   'tar', 'gzip', 'basename', 'dirname', 'grep', 'sed', 'printf', 'test', 'true', 'false', 'stat', 'touch', 'date', 'head', 'tr', 'wc', 'sort', 'fallocate', 'mkswap', 'swapon',
+  'shutdown',
 ];
 /** Host services the sandbox cannot run (and coreutils' install, whose -o/-g need users this machine lacks): stand-ins recording their calls. */
-const HOST_STUBS = ['systemctl', 'curl', 'dnf', 'rpm', 'ip', 'iptables', 'sysctl', 'install'];
+const HOST_STUBS = ['systemctl', 'shutdown', 'curl', 'dnf', 'rpm', 'ip', 'iptables', 'sysctl', 'install'];
 /** What each package a script installs puts on PATH (AL2023 package names). */
-const PACKAGES: Readonly<Record<string, readonly string[]>> = { 'awscli-2': ['aws'], nodejs20: ['node', 'node-20'], 'amazon-cloudwatch-agent': [] };
+const PACKAGES: Readonly<Record<string, readonly string[]>> = { 'awscli-2': ['aws'], 'amazon-cloudwatch-agent': [] };
 
 const sandbox = mkdtempSync(join(tmpdir(), 'berth-ami-'));
 afterAll(() => rmSync(sandbox, { recursive: true, force: true }));
@@ -46,16 +48,10 @@ describe('userdata on the AL2023 ECS-optimized AMI', () => {
         writeFileSync(path, `#!/bin/bash\necho "$(/usr/bin/basename "$0") $*" >>${calls}\n${body}\n`);
         chmodSync(path, 0o755);
       };
-      const pkg = join(dir, 'pkg');
-      mkdirSync(join(pkg, 'userdata'), { recursive: true });
-      writeFileSync(join(pkg, 'userdata', 'berth.service'), '[Service]\nExecStart=/opt/berth/bin/berth\n');
-      const tarball = join(dir, 'berth.tar.gz');
-      execFileSync('tar', ['-czf', tarball, '-C', pkg, '.']);
+      const tarball = fakeRelease(dir);
       // What installing each package puts on PATH.
       const installed: Record<string, string> = {
-        aws: `if [[ "$1 $2" == "s3 cp" ]]; then /usr/bin/cp ${tarball} "\${@: -1}"; fi`,
-        node: 'if [[ "$1" == "-p" ]]; then echo 20; else echo v20.19.0; fi',
-        'node-20': 'echo v20.19.0',
+        aws: '',
       };
       const installers = Object.entries(PACKAGES).map(([p, cmds]) => `  ${p}) ${[...cmds.map((c) => `/usr/bin/rm -f ${bin}/${c}; /usr/bin/cp ${join(dir, 'pkg-bin', c)} ${bin}/${c};`), p === 'amazon-cloudwatch-agent' ? `/usr/bin/mkdir -p ${root}/opt/aws/amazon-cloudwatch-agent/bin; /usr/bin/cp ${join(dir, 'pkg-bin', 'cwagent-ctl')} ${root}/opt/aws/amazon-cloudwatch-agent/bin/amazon-cloudwatch-agent-ctl; /usr/bin/touch ${dir}/cwagent-installed;` : ''].join(' ')} ;;`).join('\n');
       mkdirSync(join(dir, 'pkg-bin'));
@@ -63,7 +59,17 @@ describe('userdata on the AL2023 ECS-optimized AMI', () => {
       stub(join(dir, 'pkg-bin', 'cwagent-ctl'), '');
       stub(join(bin, 'dnf'), `[[ "$1" == install ]] || exit 1\nfor p in "\${@:2}"; do case "$p" in -y) ;;\n${installers}\n  *) echo "no package $p" >&2; exit 1 ;;\nesac; done`);
       stub(join(bin, 'rpm'), `[[ -f ${dir}/cwagent-installed ]]`);
-      stub(join(bin, 'curl'), 'if [[ "$*" == *api/token* ]]; then echo tok; else echo i-0123; fi');
+      // IMDS (token, instance id, the instance profile's role and credentials) and S3 (the release, written to -o).
+      stub(join(bin, 'curl'), [
+        'case "$*" in',
+        '  *api/token*) echo tok ;;',
+        '  *security-credentials/berth-host*) printf \'{\\n  "AccessKeyId" : "ASIAX",\\n  "SecretAccessKey" : "s",\\n  "Token" : "t"\\n}\\n\' ;;',
+        '  *security-credentials/*) echo berth-host ;;',
+        '  *instance-id*) echo i-0123 ;;',
+        `  *--aws-sigv4*) while [[ "$1" != -o ]]; do shift; done; /usr/bin/cp ${tarball} "$2" ;;`,
+        '  *) exit 22 ;;',
+        'esac',
+      ].join('\n'));
       stub(join(bin, 'systemctl'), `if [[ "$*" == *"--now berth.service"* ]]; then /usr/bin/python3 -c 'import socket,sys; socket.socket(socket.AF_UNIX).bind(sys.argv[1])' ${root}/run/docker/plugins/berth.sock; fi`);
       for (const c of ['ip', 'iptables', 'sysctl']) stub(join(bin, c), '');
       // install -o/-g 65532 needs root and that user: drop the owner, keep the rest.
@@ -73,13 +79,13 @@ describe('userdata on the AL2023 ECS-optimized AMI', () => {
 
       const logGroup = '/prod/hosts/shop';
       const parts = host === 'berth host'
-        ? [renderTemplate('host-prep.sh', { LOG_GROUP: logGroup }), renderBootstrap({ CLUSTER: 'shop', HOST_ID: 'shop-h1', REGION: 'eu-west-1', ARTIFACT_URI: 's3://a/berth.tgz', SWAP_MIB: 0 })]
+        ? [renderTemplate('host-prep.sh', { LOG_GROUP: logGroup }), renderBootstrap({ ENVIRONMENT: 'prod', CLUSTER: 'shop', HOST_ID: 'shop-h1', REGION: 'eu-west-1', ARTIFACT_URI: 's3://a/berth.tgz', SWAP_MIB: 0 })]
         : [
             renderTemplate('host-prep.sh', { LOG_GROUP: logGroup }),
             renderTemplate('traefik-host.sh', { REGION: 'eu-west-1', ALLOCATION_ID: 'eipalloc-1', ROUTE_TABLE_IDS: 'rtb-1', VPC_CIDR: '10.1.0.0/16', CERT_BUCKET: 'b', CERT_REGION: 'eu-west-1', CERT_DOMAINS: 'example.com' }),
-            renderBootstrap({ CLUSTER: 'traefik-eu-west-1', HOST_ID: 'traefik-eu-west-1', REGION: 'eu-west-1', ARTIFACT_URI: 's3://a/berth.tgz', SWAP_MIB: 0 }),
+            renderBootstrap({ ENVIRONMENT: 'prod', CLUSTER: 'traefik-eu-west-1', HOST_ID: 'traefik-eu-west-1', REGION: 'eu-west-1', ARTIFACT_URI: 's3://a/berth.tgz', SWAP_MIB: 0 }),
           ];
-      const env = { PATH: `${bin}:${root}/usr/local/bin`, BERTH_ROOT: root, BASH_ENV: bashEnv, HOME: dir, TMPDIR: dir };
+      const env = { PATH: `${bin}:${root}/usr/local/bin`, BERTH_ROOT: root, BASH_ENV: bashEnv, HOME: dir, TMPDIR: dir, BERTH_RETRY_BUDGET_SECONDS: '0' };
       parts.forEach((body, i) => {
         const file = join(dir, `part-${i}.sh`);
         writeFileSync(file, body);
@@ -91,9 +97,11 @@ describe('userdata on the AL2023 ECS-optimized AMI', () => {
       });
       expect(existsSync(missing) ? readFileSync(missing, 'utf8').trim().split('\n') : []).toEqual([]);
       const log = readFileSync(calls, 'utf8');
-      expect(log).toContain('dnf install -y awscli-2');
-      // The AWS CLI is installed before the first part that calls it.
-      expect(log.indexOf('dnf install -y awscli-2')).toBeLessThan(log.indexOf('aws '));
+      // Nothing from a package repository for berth (its release brings its own Node.js); the AWS CLI only where a part calls it, before the first call.
+      expect(log).not.toMatch(host === 'berth host' ? /dnf install .*(nodejs|awscli)/ : /dnf install .*nodejs/);
+      if (host === 'Traefik host') expect(log.indexOf('dnf install -y awscli-2')).toBeLessThan(log.indexOf('aws '));
+      expect(log).toContain('curl -sSf --connect-timeout 5 --max-time 600 -o');
+      expect(log).not.toContain('shutdown');
     });
   }
 });

@@ -1,12 +1,15 @@
 import { execFileSync } from 'node:child_process';
-import { chmodSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { afterAll, describe, expect, it } from 'vitest';
+import { execa } from 'execa';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { loadConfig, parseEnvFile } from '../agent/config.js';
+import { startImdsServer, type ImdsServer } from '../test/aws/imds-server.js';
+import { fakeRelease, hostStubs, S3RVER_CREDENTIALS, startS3 } from '../test/helpers/boot.js';
 import { renderBootstrap } from './render.js';
 
-const values = { CLUSTER: 'shop', HOST_ID: 'shop-h1', REGION: 'eu-west-1', ARTIFACT_URI: 's3://artifacts/berth.tgz', SWAP_MIB: 0 };
+const values = { ENVIRONMENT: 'prod', CLUSTER: 'shop', HOST_ID: 'shop-h1', REGION: 'eu-west-1', ARTIFACT_URI: 's3://artifacts/berth.tgz', SWAP_MIB: 0 };
 const sandbox = mkdtempSync(join(tmpdir(), 'berth-infra-userdata-'));
 afterAll(() => rmSync(sandbox, { recursive: true, force: true }));
 
@@ -32,39 +35,87 @@ describe('bootstrap.sh', () => {
     writeFileSync(file, script);
     expect(() => execFileSync('/usr/bin/shellcheck', ['-s', 'bash', file], { encoding: 'utf8' })).not.toThrow();
   });
-  // No EC2 host here: aws/systemctl are stubs on PATH (the one place host commands are stubbed).
-  it('installs berth before starting ECS, and a second run changes nothing', () => {
-    const root = join(sandbox, 'root');
-    const bin = join(sandbox, 'bin');
-    const pkg = join(sandbox, 'pkg');
-    mkdirSync(join(pkg, 'userdata'), { recursive: true });
-    writeFileSync(join(pkg, 'userdata', 'berth.service'), '[Service]\nExecStart=/opt/berth/bin/berth\n');
-    const tarball = join(sandbox, 'berth.tar.gz');
-    execFileSync('tar', ['-czf', tarball, '-C', pkg, '.']);
-    mkdirSync(bin);
+  // No EC2 host here: IMDS and S3 are local servers (s3rver checks the request's SigV4
+  // signature), systemctl and shutdown are stand-ins on PATH; curl, tar and sha256sum are real.
+  let s3: { endpoint: string; close: () => Promise<void> } | undefined;
+  let imds: ImdsServer | undefined;
+  let strangerImds: ImdsServer | undefined;
+  beforeAll(async () => {
+    s3 = await startS3(sandbox, '127.0.0.1', 'artifacts', { 'berth.tgz': fakeRelease(sandbox), 'damaged.tgz': fakeRelease(sandbox, { damage: true }) });
+    imds = await startImdsServer({ instanceId: 'i-0boot', az: 'eu-west-1a', region: 'eu-west-1', credentials: S3RVER_CREDENTIALS });
+    // An instance profile S3 does not know: every signed GET is refused (403).
+    strangerImds = await startImdsServer({ instanceId: 'i-0stranger', az: 'eu-west-1a', region: 'eu-west-1' });
+  });
+  afterAll(async () => {
+    await s3?.close();
+    await imds?.close();
+    await strangerImds?.close();
+  });
+  const boot = (name: string, rendered: string, imdsEndpoint = imds!.endpoint) => {
+    const dir = join(sandbox, name);
+    const root = join(dir, 'root');
+    const bin = join(dir, 'bin');
+    const calls = join(dir, 'calls.log');
     mkdirSync(join(root, 'run/docker/plugins'), { recursive: true });
-    const calls = join(sandbox, 'calls.log');
-    writeFileSync(join(bin, 'aws'), `#!/bin/bash\necho "aws $*" >>${calls}\ncp ${tarball} "\${@: -1}"\n`);
-    writeFileSync(join(bin, 'systemctl'), `#!/bin/bash\necho "systemctl $*" >>${calls}\nif [[ "$*" == *berth.service* ]]; then python3 -c 'import socket,sys; socket.socket(socket.AF_UNIX).bind(sys.argv[1])' ${root}/run/docker/plugins/berth.sock 2>/dev/null || true; fi\n`);
-    chmodSync(join(bin, 'aws'), 0o755);
-    chmodSync(join(bin, 'systemctl'), 0o755);
-    const file = join(sandbox, 'rendered.sh');
-    writeFileSync(file, script);
-    const run = () => execFileSync('bash', [file], { env: { ...process.env, BERTH_ROOT: root, PATH: `${bin}:${process.env['PATH'] ?? ''}` }, encoding: 'utf8' });
-    run();
+    hostStubs(bin, calls, root);
+    const file = join(dir, 'rendered.sh');
+    writeFileSync(file, rendered);
+    const env = { ...process.env, BERTH_ROOT: root, PATH: `${bin}:${process.env['PATH'] ?? ''}`, BERTH_IMDS_ENDPOINT: imdsEndpoint, BERTH_S3_ENDPOINT: s3!.endpoint, BERTH_RETRY_BUDGET_SECONDS: '2' };
+    // Not spawnSync: the IMDS and S3 servers answer from this process's event loop.
+    const run = async () => { const r = await execa('bash', [file], { env, extendEnv: false, reject: false }); return { status: r.exitCode, stderr: r.stderr }; };
+    const callLog = () => (existsSync(calls) ? readFileSync(calls, 'utf8') : '');
+    return { root, run, callLog };
+  };
+
+  it('installs the release read from S3 with a signed GET before starting ECS, and a second run changes nothing', async () => {
+    const { root, run, callLog } = boot('good', script);
+    const res = await run();
+    expect(res.stderr).toContain('installed berth');
+    expect(res.status).toBe(0);
     const first = snapshot(root);
+    expect(readFileSync(join(root, 'opt/berth/userdata/berth.service'), 'utf8')).toContain('/opt/berth/bin/node');
     const env = readFileSync(join(root, 'etc/berth/berth.env'), 'utf8');
     // The file the agent reads, through the agent's own schema: a setting it refuses would stop berth at boot.
     const config = loadConfig(parseEnvFile(env));
     expect(config.BERTH_HOST_ID).toBe('shop-h1');
+    expect(config.BERTH_ENVIRONMENT).toBe('prod');
     expect(config.BERTH_BACKEND).toBe('ebs');
     // References a killed dockerd never Unmounts are dropped by asking the engine (docs/volumes.md, "References after a crash").
     expect(config.BERTH_DOCKER_HOST).toBe('unix:///var/run/docker.sock');
     expect((statSync(join(root, 'etc/berth/berth.env')).mode & 0o777).toString(8)).toBe('600');
     expect(readFileSync(join(root, 'etc/ecs/ecs.config'), 'utf8')).toContain('ECS_INSTANCE_ATTRIBUTES={"berth.host":"shop-h1"}');
-    const log = readFileSync(calls, 'utf8').split('\n');
+    const log = callLog().split('\n');
     expect(log.findIndex((l) => l.includes('berth.service'))).toBeLessThan(log.findIndex((l) => l.includes('ecs.service')));
-    run();
+    expect(callLog()).not.toContain('shutdown');
+    expect((await run()).status).toBe(0);
     expect(snapshot(root)).toEqual(first);
+  });
+
+  it('a release that does not match its own SHA256SUMS is not installed: ECS is not started and the instance powers off', async () => {
+    const { root, run, callLog } = boot('damaged', renderBootstrap({ ...values, ARTIFACT_URI: 's3://artifacts/damaged.tgz' }));
+    const res = await run();
+    expect(res.status).not.toBe(0);
+    expect(res.stderr).toMatch(/files differ from its SHA256SUMS/);
+    expect(res.stderr).toMatch(/powering off; the Auto Scaling group replaces this instance/);
+    expect(existsSync(join(root, 'opt/berth'))).toBe(false);
+    expect(existsSync(join(root, 'etc/ecs/ecs.config'))).toBe(false);
+    expect(callLog()).toMatch(/^shutdown -P \+2 /m);
+    expect(callLog()).not.toContain('ecs.service');
+  });
+
+  it('credentials S3 refuses are retried, then the instance powers off; keep-failed-host keeps it', async () => {
+    const { root, run, callLog } = boot('refused', script, strangerImds!.endpoint);
+    const res = await run();
+    expect(res.status).not.toBe(0);
+    expect(res.stderr).toMatch(/returned error: 403/);
+    expect(res.stderr).toMatch(/GET s3:\/\/artifacts\/berth\.tgz: failed \(try 1\); again in 1s/);
+    expect(res.stderr).toMatch(/GET s3:\/\/artifacts\/berth\.tgz: failed \d+ times in \d+s; giving up/);
+    expect(callLog()).toMatch(/^shutdown -P \+2 /m);
+    mkdirSync(join(root, 'etc/berth'), { recursive: true });
+    writeFileSync(join(root, 'etc/berth/keep-failed-host'), '');
+    const kept = await run();
+    expect(kept.status).not.toBe(0);
+    expect(kept.stderr).toMatch(/keep-failed-host exists: this instance stays/);
+    expect(callLog().match(/^shutdown /gm)).toHaveLength(1);
   });
 });

@@ -1,8 +1,11 @@
 #!/bin/bash
 # Host preparation, run by cloud-init before bootstrap.sh (rendered by infra through
-# userdata/render.ts): Node.js 20+ for berth, the AWS CLI the later parts call (the AL2023
-# ECS-optimized AMI is built from al2023-minimal, which has none), and the CloudWatch agent
-# shipping the ECS agent's and cloud-init's logs plus memory, swap and disk metrics.
+# userdata/render.ts): the CloudWatch agent shipping the ECS agent's and cloud-init's logs
+# plus memory, swap and disk metrics. berth needs nothing from here: its release brings its
+# own Node.js (bootstrap.sh). The AL2023 repositories dnf reads are S3 buckets in the region,
+# which the VPC's S3 gateway endpoint reaches without the NAT path; still, a host whose
+# package repository stays out of reach boots without the CloudWatch agent rather than
+# holding berth back (RETRY_BUDGET, below; this part's failure is logged, not fatal).
 set -euo pipefail
 
 ROOT="${BERTH_ROOT:-}"
@@ -12,16 +15,13 @@ CONFIG=/opt/aws/amazon-cloudwatch-agent/etc/berth.json
 log() { echo "berth-host-prep: $*" >&2; }
 trap 'log "failed at line $LINENO"' ERR
 
-node_major() { command -v node >/dev/null 2>&1 && node -p 'process.versions.node.split(".")[0]' 2>/dev/null || echo 0; }
-if [[ "$(node_major)" -lt 20 ]]; then
-  dnf install -y nodejs20
-  ln -sf /usr/bin/node-20 "$ROOT/usr/local/bin/node"
-fi
-[[ "$(node_major)" -ge 20 ]] || { log "Node.js 20 or later is not on PATH"; exit 1; }
+RETRY_BUDGET=120
+#@include retry.sh
 
-command -v aws >/dev/null 2>&1 || dnf install -y awscli-2
-command -v aws >/dev/null 2>&1 || { log "the AWS CLI is not on PATH after installing awscli-2"; exit 1; }
-rpm -q amazon-cloudwatch-agent >/dev/null 2>&1 || dnf install -y amazon-cloudwatch-agent
+if ! rpm -q amazon-cloudwatch-agent >/dev/null 2>&1 && ! retry "dnf install amazon-cloudwatch-agent" dnf install -y amazon-cloudwatch-agent; then
+  log "the CloudWatch agent is not installed: this host ships no logs or metrics"
+  exit 0
+fi
 install -d "$ROOT$(dirname "$CONFIG")"
 cat >"$ROOT$CONFIG" <<JSON
 {
@@ -49,4 +49,4 @@ cat >"$ROOT$CONFIG" <<JSON
 }
 JSON
 "$ROOT/opt/aws/amazon-cloudwatch-agent/bin/amazon-cloudwatch-agent-ctl" -a fetch-config -m ec2 -s -c "file:$ROOT$CONFIG"
-log "done: node $(node --version), CloudWatch agent shipping to $LOG_GROUP"
+log "done: CloudWatch agent shipping to $LOG_GROUP"

@@ -1,8 +1,11 @@
 #!/usr/bin/env bash
-# Installs berth from this checkout into /opt/berth and starts it: under systemd
-# when systemd runs this host, else as a background process (pid and log in the
-# state directory). Loop backend unless /etc/berth/berth.env says otherwise.
-# Idempotent: run it again to upgrade; running containers keep their mounts.
+# Installs berth into /opt/berth and starts it: under systemd when systemd runs
+# this host, else as a background process (pid and log in the state directory).
+# Loop backend unless /etc/berth/berth.env says otherwise. Idempotent: run it
+# again to upgrade; running containers keep their mounts. Runs from a release
+# (berth-<version>-linux-<arch>.tar.gz, unpacked: it brings its own Node.js in
+# bin/node, so the host's node, older or missing, does not matter) or from a
+# checkout, which it first builds into such a release (npm run release).
 #
 #   install-local.sh [--no-build]        install or upgrade (--no-build: use dist/ as it is)
 #   install-local.sh --uninstall [--purge]
@@ -27,7 +30,7 @@ unit=${BERTH_SYSTEMD_UNIT_DIR:-/etc/systemd/system}/berth.service
 
 die() { echo "install-local: $*" >&2; exit 1; }
 say() { echo "install-local: $*"; }
-usage() { sed -n '7,8s/^#  //p' "$0"; }
+usage() { sed -n '10,11s/^#  //p' "$0"; }
 
 mode=install build=1 purge=0
 for arg in "$@"; do
@@ -41,8 +44,8 @@ for arg in "$@"; do
 done
 [ "$purge" -eq 0 ] || [ "$mode" = uninstall ] || die "--purge goes with --uninstall"
 [ "$(id -u)" -eq 0 ] || die "run as root: sudo $0 $*"
-command -v node >/dev/null || die "Node.js 20 or newer is required"
-node -e 'process.exit(Number(process.versions.node.split(".")[0]) >= 20 ? 0 : 1)' || die "Node.js 20 or newer is required (found $(node --version))"
+# An unpacked release: nothing to build, its own runtime.
+[ ! -x "$src/bin/node" ] || build=0
 case $init in
   auto) if [ -d /run/systemd/system ]; then init=systemd; else init=background; fi ;;
   systemd | background) ;;
@@ -54,12 +57,15 @@ clean_env() { env -i PATH="$PATH" BERTH_ENV_FILE="$1" "${@:2}"; }
 # The configuration an install ($1) would run with from an env file ($2), as JSON; exit 2 when it is bad.
 # The node flags of agent/node-flags.ts (test/node-flags.test.ts keeps every copy equal). The
 # config check runs with them too: a node that refuses one (bad option) fails it before the old agent stops.
-node_flags=(--max-semi-space-size=1 --single-threaded --no-sparkplug --no-short-builtin-calls --optimize-for-size --max-lazy --interrupt-budget-factor-for-feedback-allocation=100 --interrupt-budget-for-feedback-allocation=65536 --no-icu-timezone-data)
-check_config() { clean_env "$2" node "${node_flags[@]}" "$1/dist/agent/main.js" --check-config; }
-field() { node -e 'process.stdout.write(String(JSON.parse(process.argv[1])[process.argv[2]] ?? ""))' "$1" "$2"; }
+node_flags=(--max-semi-space-size=1 --single-threaded --no-sparkplug --no-short-builtin-calls --optimize-for-size --max-lazy --no-icu-timezone-data)
+# Every install ($1) runs on its own bin/node (the release's runtime).
+check_config() { clean_env "$2" "$1/bin/node" "${node_flags[@]}" "$1/dist/agent/main.js" --check-config; }
+# Set once the runtime is known (a release's bin/node, or a checkout's node); JSON parsing only.
+node=
+field() { "$node" -e 'process.stdout.write(String(JSON.parse(process.argv[1])[process.argv[2]] ?? ""))' "$1" "$2"; }
 # The new build's CLI, also while the previous install is being started again.
-cli_dist="$prefix/dist"
-berth() { clean_env "$envfile" node "$cli_dist/agent/cli.js" "$@"; }
+cli_root="$prefix"
+berth() { clean_env "$envfile" "$cli_root/bin/node" "$cli_root/dist/agent/cli.js" "$@"; }
 
 stop_agent() { # $1: state dir of the running agent (background mode)
   if [ "$init" = systemd ]; then
@@ -90,14 +96,18 @@ start_agent() { # $1: state dir
       chmod 0644 "$unit.tmp" && mv "$unit.tmp" "$unit"
     fi
     systemctl daemon-reload
-    systemctl enable berth.service >/dev/null
+    # Quiet: systemd reports each symlink, and docker.service's absence (WantedBy=) on a host without Docker, on stderr.
+    systemctl --quiet enable berth.service
     # ExecStartPost (berth wait) makes this fail when the agent does not answer.
     systemctl start berth.service || { why="systemctl start berth.service failed"; return 1; }
     return 0
   fi
   mkdir -p "$1"
+  # An install made before releases carried their runtime has no bin/node (a rollback to one).
+  local rt="$prefix/bin/node"
+  [ -x "$rt" ] || rt=node
   # shellcheck disable=SC2016 # expanded by the inner shell
-  nohup env -i PATH="$PATH" bash -c 'set -a; . "$1"; set +a; exec node "${@:3}" "$2"' _ "$envfile" "$prefix/dist/agent/main.js" "${node_flags[@]}" >>"$1/agent.log" 2>&1 &
+  nohup env -i PATH="$PATH" bash -c 'set -a; . "$1"; set +a; exec "$3" "${@:4}" "$2"' _ "$envfile" "$prefix/dist/agent/main.js" "$rt" "${node_flags[@]}" >>"$1/agent.log" 2>&1 &
   agent_pid=$!
   echo "$agent_pid" > "$1/agent.pid"
 }
@@ -119,15 +129,16 @@ berth_mounts() { awk -v d="$1/mounts/" 'index($5, d) == 1 { print $5 }' /proc/se
 uninstall() {
   local check statedir socket mounted pending
   local build=
-  for b in "$prefix" "$src"; do [ -f "$b/dist/agent/main.js" ] && { build=$b; break; }; done
+  for b in "$prefix" "$src"; do [ -f "$b/dist/agent/main.js" ] && [ -x "$b/bin/node" ] && { build=$b; break; }; done
+  node=${build:+$build/bin/node}
   # Missing tools do not matter here: only where the configuration puts things.
   check=
   [ -z "$build" ] || check=$(check_config "$build" "$envfile") || true
   statedir=$( [ -z "$check" ] || field "$check" stateDir)
   socket=$( [ -z "$check" ] || field "$check" socket)
-  [ -n "$statedir" ] || die "cannot read the configuration (no build in $prefix or $src, or a bad $envfile, above): nothing removed"
+  [ -n "$statedir" ] || die "cannot read the configuration (no install in $prefix, no release in $src, or a bad $envfile, above): nothing removed"
   # A volume in its unmount grace (no container holds it) is not in use: stopping the agent unmounts it.
-  pending=$(berth status --json 2>/dev/null | node -e 'let s = ""; process.stdin.on("data", (d) => (s += d)).on("end", () => { try { for (const v of JSON.parse(s).volumes ?? []) if (v.unmountPending && v.refs === 0) console.log(v.mountpoint); } catch {} })') || true
+  pending=$(berth status --json 2>/dev/null | "$node" -e 'let s = ""; process.stdin.on("data", (d) => (s += d)).on("end", () => { try { for (const v of JSON.parse(s).volumes ?? []) if (v.unmountPending && v.refs === 0) console.log(v.mountpoint); } catch {} })') || true
   mounted=$(berth_mounts "$statedir" | grep -vxF -e "${pending:-/nonexistent}" || true)
   if [ -n "$mounted" ]; then
     die "berth volumes are mounted (stop their containers and docker volume rm them, then run this again); nothing removed:
@@ -168,10 +179,15 @@ if [ "$mode" = uninstall ]; then
   exit 0
 fi
 
+# A checkout is built into a release tree (dist/host: the bundle and the pinned Node.js runtime)
+# and installed from there; the node that runs npm only builds.
 if [ "$build" -eq 1 ]; then
   command -v npm >/dev/null || die "npm is required to build"
   echo "building berth from $src"
-  (cd "$src" && npm ci --no-audit --no-fund --loglevel=error && npm run --silent build)
+  (cd "$src" && npm ci --no-audit --no-fund --loglevel=error && npm run --silent release -- --stage "$src/dist/host")
+  src="$src/dist/host"
+elif [ ! -x "$src/bin/node" ] && [ -x "$src/dist/host/bin/node" ]; then
+  src="$src/dist/host"
 fi
 [ -f "$src/dist/agent/main.js" ] || die "no build in $src/dist (run without --no-build)"
 
@@ -185,13 +201,27 @@ stage="$prefix.new"
 rm -rf "$stage"
 mkdir -p "$stage"
 cp -r "$src/dist" "$src/package.json" "$src/userdata/berth.service" "$stage/"
+mkdir -p "$stage/bin"
+if [ -x "$src/bin/node" ]; then
+  cp -p "$src/bin/node" "$src/bin/berth" "$stage/bin/"
+else
+  # dist/ without a release's runtime (--no-build in a checkout): this host's node, if new enough.
+  host_node=$(command -v node) || die "no Node.js runtime: install from a release (npm run release), or without --no-build, or put Node.js 22 or newer on PATH"
+  ln -s "$(readlink -f "$host_node")" "$stage/bin/node"
+  # shellcheck disable=SC2016 # the wrapper's own expansions
+  printf '#!/bin/sh\nhere=$(dirname "$(readlink -f "$0")")\nexec "$here/node" "$here/../dist/agent/cli.js" "$@"\n' >"$stage/bin/berth"
+  chmod 0755 "$stage/bin/berth"
+fi
+node="$stage/bin/node"
+"$node" -e 'process.exit(Number(process.versions.node.split(".")[0]) >= 22 ? 0 : 1)' 2>/dev/null \
+  || { rm -rf "$stage"; die "Node.js 22 or newer is required (found $("$node" --version 2>&1)); a release brings its own"; }
 
 # Checked with the new build before anything running is touched.
 if ! check=$(check_config "$stage" "$envfile"); then
   rm -rf "$stage"
   die "the new build refuses $envfile (above); nothing changed, the running agent was not touched"
 fi
-clean_env "$envfile" node "$stage/dist/agent/cli.js" --version >/dev/null || { rm -rf "$stage"; die "the new CLI does not run; nothing changed"; }
+clean_env "$envfile" "$stage/bin/berth" --version >/dev/null || { rm -rf "$stage"; die "the new CLI does not run; nothing changed"; }
 statedir=$(field "$check" stateDir)
 plugin=$(field "$check" pluginName)
 
@@ -208,9 +238,9 @@ stop_agent "$old_statedir"
 rm -rf "$prefix.old"
 [ "$previous" -eq 0 ] || mv "$prefix" "$prefix.old"
 mv "$stage" "$prefix"
-chmod +x "$prefix/dist/agent/cli.js"
+node="$prefix/bin/node"
 mkdir -p "$bindir"
-ln -sfn "$prefix/dist/agent/cli.js" "$bindir/berth"
+ln -sfn "$prefix/bin/berth" "$bindir/berth"
 
 why=
 if start_agent "$statedir" && why=$(wait_serving 2>&1); then
@@ -225,7 +255,7 @@ stop_agent "$statedir"
 [ "$previous" -eq 1 ] || die "no previous install to roll back to; see $(where_logs "$statedir")"
 rm -rf "$prefix.failed"
 mv "$prefix" "$prefix.failed"
-cli_dist="$prefix.failed/dist"
+cli_root="$prefix.failed"
 mv "$prefix.old" "$prefix"
 restored=
 if [ -f "$prefix/berth.env.installed" ] && ! cmp -s "$prefix/berth.env.installed" "$envfile"; then

@@ -21,7 +21,7 @@ const traefikValues = {
 
 describe('renderBootstrap', () => {
   it('joins the ECS cluster given, or the berth cluster when none is', () => {
-    const base = { CLUSTER: 'shop', HOST_ID: 'shop-h1', REGION: 'eu-west-1', ARTIFACT_URI: 's3://a/berth.tgz', SWAP_MIB: 1024 };
+    const base = { ENVIRONMENT: 'prod', CLUSTER: 'shop', HOST_ID: 'shop-h1', REGION: 'eu-west-1', ARTIFACT_URI: 's3://a/berth.tgz', SWAP_MIB: 1024 };
     expect(renderBootstrap(base)).toContain("ECS_CLUSTER_NAME='shop'");
     expect(renderBootstrap({ ...base, ECS_CLUSTER: 'berth-eu-west-1' })).toContain("ECS_CLUSTER_NAME='berth-eu-west-1'");
   });

@@ -1,6 +1,8 @@
 import { readFileSync } from 'node:fs';
 
 export interface BootstrapValues {
+  /** The environment (`BERTH_ENVIRONMENT`): berth looks up and creates volumes of its cluster in this environment only. */
+  readonly ENVIRONMENT: string;
   readonly CLUSTER: string;
   readonly HOST_ID: string;
   readonly REGION: string;
@@ -13,11 +15,15 @@ export interface BootstrapValues {
 const SAFE = /^[A-Za-z0-9._:/@+,*-]+$/;
 
 /**
- * Renders a template of this directory: every `@@KEY@@` gets its value; refuses a missing
+ * Renders a template of this directory: `#@include <file>` lines take in that file, every `@@KEY@@` gets its value; refuses a missing
  * value and values that could break out of the single-quoted assignments.
  */
 export function renderTemplate(file: string, values: Readonly<Record<string, string | number>>): string {
-  const template = readFileSync(new URL(`./${file}`, import.meta.url), 'utf8');
+  // "#@include <file>" lines take in a file of this directory (one copy of what several parts share).
+  const template = readFileSync(new URL(`./${file}`, import.meta.url), 'utf8')
+    .replace(/^#@include ([a-z0-9-]+\.sh)$/gm, (_, inc: string) => readFileSync(new URL(`./${inc}`, import.meta.url), 'utf8').trimEnd())
+    // Comment lines are for readers of this directory, not for EC2's 16 KiB of userdata (shebangs and shellcheck directives stay).
+    .replace(/^[ \t]*#(?!!|[ \t]*shellcheck ).*\n/gm, '');
   return template.replace(/@@([A-Z_]+)@@/g, (_, key: string) => {
     const v = values[key];
     if (v === undefined) throw new Error(`${file} placeholder @@${key}@@ has no value`);

@@ -19,11 +19,20 @@ IMDS="${BERTH_IMDS_ENDPOINT:-http://169.254.169.254}"
 log() { echo "berth-traefik-host: $*" >&2; }
 trap 'log "failed at line $LINENO"' ERR
 
-token="$(curl -sSf -X PUT "$IMDS/latest/api/token" -H 'X-aws-ec2-metadata-token-ttl-seconds: 300')"
-instance="$(curl -sSf -H "X-aws-ec2-metadata-token: $token" "$IMDS/latest/meta-data/instance-id")"
+#@include retry.sh
 
-aws ec2 associate-address --region "$REGION" --allocation-id "$ALLOCATION_ID" --instance-id "$instance" --allow-reassociation >/dev/null
-aws ec2 modify-instance-attribute --region "$REGION" --instance-id "$instance" --no-source-dest-check
+# The AWS CLI for the EC2 calls below (AL2023 minimal has none); berth hosts do without it.
+command -v aws >/dev/null 2>&1 || retry "dnf install awscli-2" dnf install -y awscli-2
+command -v aws >/dev/null 2>&1 || { log "the AWS CLI is not on PATH after installing awscli-2"; exit 1; }
+
+imds_token() { token="$(curl -sSf --connect-timeout 2 --max-time 5 -X PUT "$IMDS/latest/api/token" -H 'X-aws-ec2-metadata-token-ttl-seconds: 300')"; }
+imds_instance() { instance="$(curl -sSf --connect-timeout 2 --max-time 5 -H "X-aws-ec2-metadata-token: $token" "$IMDS/latest/meta-data/instance-id")"; }
+token='' instance=''
+retry "IMDS session token" imds_token
+retry "instance id from IMDS" imds_instance
+
+retry "associate $ALLOCATION_ID" aws ec2 associate-address --region "$REGION" --allocation-id "$ALLOCATION_ID" --instance-id "$instance" --allow-reassociation >/dev/null
+retry "source/destination check off" aws ec2 modify-instance-attribute --region "$REGION" --instance-id "$instance" --no-source-dest-check
 log "Elastic IP $ALLOCATION_ID on $instance, source/destination check off"
 
 # NAT rules live in a oneshot unit so that they come back after a reboot.
@@ -58,9 +67,12 @@ UNIT
 systemctl daemon-reload
 systemctl enable --now berth-nat.service
 
+default_route() {
+  aws ec2 replace-route --region "$REGION" --route-table-id "$1" --destination-cidr-block 0.0.0.0/0 --instance-id "$instance" 2>/dev/null \
+    || aws ec2 create-route --region "$REGION" --route-table-id "$1" --destination-cidr-block 0.0.0.0/0 --instance-id "$instance" >/dev/null
+}
 for rt in ${ROUTE_TABLES//,/ }; do
-  aws ec2 replace-route --region "$REGION" --route-table-id "$rt" --destination-cidr-block 0.0.0.0/0 --instance-id "$instance" 2>/dev/null \
-    || aws ec2 create-route --region "$REGION" --route-table-id "$rt" --destination-cidr-block 0.0.0.0/0 --instance-id "$instance" >/dev/null
+  retry "default route of $rt" default_route "$rt"
   log "default route of $rt through $instance"
 done
 

@@ -125,7 +125,7 @@ describe('AutomationWorkspace', () => {
     expect(factory.calls).toEqual(['createOrSelect berth-unit/shop', 'setAllConfig shop', 'up shop']);
     expect(factory.stacks.get('shop')).toEqual(unitStackArgs(spec, settings).config);
     // up ran the unit program with that config: its outputs and resources are the real program's.
-    expect(factory.outputs.get('shop')).toMatchObject({ cluster: { value: 'shop' }, region: { value: 'eu-west-1' }, fqdns: { value: ['shop.example.com', 'db1.shop.example.com'] } });
+    expect(factory.outputs.get('shop')).toMatchObject({ cluster: { value: 'shop' }, region: { value: 'eu-west-1' }, fqdns: { value: ['shop.example.com', 'db1-shop.example.com'] } });
     const n = countByType(declared.slice(before));
     expect([n['aws:autoscaling/group:Group'], n['aws:ebs/volume:Volume'], n['aws:ecs/service:Service']]).toEqual([1, 1, 1]);
   });
@@ -183,10 +183,17 @@ describe('AutomationWorkspace', () => {
       ec2: () => new EC2Client({ region: 'eu-west-1' }), ecs: () => new ECSClient({ region: 'eu-west-1' }),
     });
     await api.create(spec);
-    expect(factory.calls).toEqual(['select shop', 'createOrSelect berth-unit/shop', 'setAllConfig shop', 'up shop', 'select shop']);
+    // Before anything is applied, the other stacks of the project are listed (their names are checked against the new ones).
+    expect(factory.calls).toEqual(['select shop', 'list berth-unit', 'createOrSelect berth-unit/shop', 'setAllConfig shop', 'up shop', 'select shop']);
     await expect(api.create(spec)).rejects.toThrow(/already exists/);
     await expect(api.update({ ...spec, hosts: [], nodes: [] })).rejects.toThrow(/at least one node/);
     expect(factory.calls.filter((c) => c.startsWith('up '))).toHaveLength(1);
+    // A cluster whose name is shop's node label: refused after reading shop's stack, and no stack of its own is made.
+    factory.calls.length = 0;
+    await expect(api.create({ name: 'db1-shop', region: 'eu-west-1', hosts: ['h1'], nodes: [{ name: 'n1', host: 'h1' }] }))
+      .rejects.toThrow(/^cluster db1-shop would publish db1-shop\.<zone>, which node db1 of cluster shop publishes/);
+    expect(factory.calls).toEqual(['select db1-shop', 'list berth-unit', 'select shop']);
+    expect([...factory.stacks.keys()]).toEqual(['shop']);
     ec2.restore();
     ecs.restore();
   });

@@ -1,5 +1,6 @@
 import * as pulumi from '@pulumi/pulumi';
 import { unitProgram } from '../programs/unit/index.js';
+import { configKey } from '../programs/shared.js';
 import type { ClusterWorkspace, StackState, StepOptions } from './cluster-api.js';
 import { assertName, type ClusterSpec } from './invariants.js';
 
@@ -54,16 +55,16 @@ export function unitStackArgs(spec: ClusterSpec, settings: UnitSettings): { stac
   if (!settings.regionalStack.includes('{region}')) throw new Error(`regionalStack "${settings.regionalStack}" must contain {region}`);
   const config: ConfigMap = {
     'aws:region': { value: spec.region },
-    'berth:cluster': { value: JSON.stringify(spec) },
-    'berth:regions': { value: JSON.stringify(settings.regions) },
-    'berth:regionalStack': { value: settings.regionalStack.replaceAll('{region}', spec.region) },
-    'berth:zone': { value: settings.zone },
+    [configKey('cluster')]: { value: JSON.stringify(spec) },
+    [configKey('regions')]: { value: JSON.stringify(settings.regions) },
+    [configKey('regionalStack')]: { value: settings.regionalStack.replaceAll('{region}', spec.region) },
+    [configKey('zone')]: { value: settings.zone },
   };
   const optional: Array<[string, string | number | undefined]> = [
     ['nodeImage', settings.nodeImage], ['nodePort', settings.nodePort], ['nodeSizeGiB', settings.nodeSizeGiB],
     ['instanceType', settings.instanceType], ['swapMiB', settings.swapMiB],
   ];
-  for (const [key, value] of optional) if (value !== undefined) config[`berth:${key}`] = { value: String(value) };
+  for (const [key, value] of optional) if (value !== undefined) config[configKey(key)] = { value: String(value) };
   // The cluster name is the stack name: a cluster exists once, whichever region it is in.
   return { stackName: spec.name, projectName: settings.projectName ?? 'berth-unit', config };
 }
@@ -103,9 +104,9 @@ export class AutomationWorkspace implements ClusterWorkspace {
   async read(cluster: string): Promise<StackState | undefined> {
     const stack = await this.select(cluster);
     if (!stack) return undefined;
-    const config = (await stack.getAllConfig())['berth:cluster'];
+    const config = (await stack.getAllConfig())[configKey('cluster')];
     const output = (await stack.outputs())['spec'];
-    if (!config && !output) throw new Error(`stack ${cluster} has no berth:cluster config; it was not made by the cluster API`);
+    if (!config && !output) throw new Error(`stack ${cluster} has no ${configKey('cluster')} config; it was not made by the cluster API`);
     const parse = (v: unknown) => (typeof v === 'string' ? (JSON.parse(v) as ClusterSpec) : undefined);
     return { deployed: parse(output?.value), desired: parse(config?.value) };
   }

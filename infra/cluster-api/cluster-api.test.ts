@@ -267,4 +267,64 @@ describe('ClusterApi', () => {
       expect(events[0]!.message).toMatch(/attachment limit not checked: EC2 states no EBS attachment limit for m4\.large/);
     });
   });
+  describe('names across the environment\'s clusters (one label each under the zone)', () => {
+    const one = (name: string, node: string): ClusterSpec => ({ name, region: 'eu-west-1', hosts: [`${name}-h1`], nodes: [{ name: node, host: `${name}-h1` }] });
+
+    it('refuses a create whose node label another cluster\'s node publishes (node a-b of c, node a of b-c), before any stack is touched', async () => {
+      deployed(one('c', 'a-b'));
+      const events: ProgressEvent[] = [];
+      const err = await api().create(one('b-c', 'a'), { onProgress: (e) => events.push(e) }).catch((e: ClusterOperationError) => e);
+      expect(err).toMatchObject({ name: 'ClusterOperationError', cluster: 'b-c', operation: 'create', attempts: 0, kind: 'invariant' });
+      expect((err as Error).message).toBe('node a of cluster b-c would publish a-b-c.<zone>, which node a-b of cluster c publishes (<node>-<cluster> joins names that may contain "-"); rename the node or the cluster');
+      expect(events.map((e) => e.phase)).toEqual(['failed']);
+      expect(applied).toEqual([]);
+      expect(stacks.has('b-c')).toBe(false);
+    });
+    it('refuses a cluster named like another cluster\'s node label, and adding that node beside such a cluster', async () => {
+      deployed(one('shop', 'db1'));
+      await expect(api().create(one('db1-shop', 'n1'))).rejects.toThrow(/^cluster db1-shop would publish db1-shop\.<zone>, which node db1 of cluster shop publishes/);
+      stacks.clear();
+      deployed(one('shop', 'db2'));
+      stacks.set('db1-shop', { deployed: one('db1-shop', 'n1'), desired: one('db1-shop', 'n1') });
+      await expect(api().addNodes('shop', [{ name: 'db1', host: 'shop-h1' }])).rejects.toThrow(/^node db1 of cluster shop would publish db1-shop\.<zone>, which cluster db1-shop publishes/);
+      expect(applied).toEqual([]);
+    });
+    it('counts the names a failed change asked for: applied again, that stack would publish them', async () => {
+      stacks.set('c', { deployed: undefined, desired: one('c', 'a-b') });
+      await expect(api().create(one('b-c', 'a'))).rejects.toThrow(/which node a-b of cluster c publishes/);
+      expect(applied).toEqual([]);
+    });
+    it('refuses a node whose label is a region\'s Traefik record, traefik-<region>', async () => {
+      await expect(api().create(one('west-1', 'traefik-eu'))).rejects.toThrow(/^node traefik-eu of cluster west-1: its DNS name would be traefik-eu-west-1\.<zone>, a region's Traefik host's/);
+      expect(applied).toEqual([]);
+    });
+    it('of two colliding changes running at once in this process, refuses the later one', async () => {
+      let release!: () => void;
+      const gate = new Promise<void>((r) => { release = r; });
+      const slow: ClusterWorkspace = { ...workspace, apply: async (s, o) => { await gate; return workspace.apply(s, o); } };
+      const shared = new ClusterApi({ environment: 'prod', workspace: slow, regions: ['eu-west-1'], ec2: () => new EC2Client({ region: 'eu-west-1' }), ecs: () => new ECSClient({ region: 'eu-west-1' }), sleep: () => { berthBecomesReady(); return Promise.resolve(); } });
+      const first = shared.create(one('c', 'a-b'));
+      const second = shared.create(one('b-c', 'a')).then(() => undefined, (e: Error) => e);
+      release();
+      await first;
+      expect((await second)?.message).toMatch(/node a of cluster b-c would publish a-b-c\.<zone>, which node a-b of cluster c publishes/);
+      expect(applied.map((s) => s.name)).toEqual(['c']);
+    });
+    it('creates clusters whose names share parts but no label, reading only the stacks that could publish one of the new labels', async () => {
+      const reads: string[] = [];
+      const counting: ClusterWorkspace = { ...workspace, read: (n) => { reads.push(n); return workspace.read(n); } };
+      const reading = new ClusterApi({ environment: 'prod', workspace: counting, regions: ['eu-west-1'], ec2: () => new EC2Client({ region: 'eu-west-1' }), ecs: () => new ECSClient({ region: 'eu-west-1' }), sleep: () => { berthBecomesReady(); return Promise.resolve(); } });
+      const others = (r: string[], self: string) => r.filter((n) => n !== self);
+      for (const [name, node] of [['shop', 'db1'], ['blue', 'db1'], ['eu', 'db1'], ['shop-eu', 'db1']] as const) {
+        reads.length = 0;
+        expect((await reading.create(one(name, node))).deployed).toEqual(one(name, node));
+        // shop-eu's labels (shop-eu, db1-shop-eu) could come only from a cluster named eu; shop and blue are not read.
+        expect(others(reads, name)).toEqual(name === 'shop-eu' ? ['eu'] : []);
+      }
+      expect(applied.map((s) => s.name)).toEqual(['shop', 'blue', 'eu', 'shop-eu']);
+      reads.length = 0;
+      await reading.update({ ...one('shop', 'db1'), instanceType: 't3.large' });
+      expect(others(reads, 'shop')).toEqual([]);
+    });
+  });
 });

@@ -2,7 +2,8 @@ import type { EC2Client } from '@aws-sdk/client-ec2';
 import type { ECSClient } from '@aws-sdk/client-ecs';
 import type { automation } from '@pulumi/pulumi';
 import { checkAttachmentCapacity } from './attachment-capacity.js';
-import { checkTransition, ClusterInvariantError, withNodes, withoutNodes, type ClusterSpec, type NodeSpec } from './invariants.js';
+import { mayPublishLabel } from '../../lib/node-contract.js';
+import { checkPublishedLabels, checkTransition, ClusterInvariantError, publishedLabels, withNodes, withoutNodes, type ClusterSpec, type NodeSpec } from './invariants.js';
 import { notReady, type NotReady } from './readiness.js';
 import { fromEngineEvent, type Operation, type ProgressEvent, type ProgressSink } from './progress.js';
 import { classifyFailure, ClusterOperationError, DEFAULT_RETRY, delayBefore, type RetryPolicy } from './retry.js';
@@ -107,6 +108,8 @@ export class ClusterApi {
   private readonly sleep: (ms: number) => Promise<void>;
   private readonly now: () => number;
   private readonly busy = new Map<string, Operation>();
+  /** The spec each running create or change of this process is applying, by cluster. */
+  private readonly changing = new Map<string, ClusterSpec>();
 
   constructor(private readonly deps: ClusterApiDeps) {
     this.timeoutMs = deps.readyTimeoutMs ?? 15 * 60_000;
@@ -225,15 +228,47 @@ export class ClusterApi {
 
   private async change(ctx: Context, current: ClusterSpec | undefined, next: ClusterSpec): Promise<{ deployed: ClusterSpec; attempts: number }> {
     checkTransition(current, next, this.deps.regions);
-    // Attachment limits (docs/design.md §6): no host gets more nodes than its type can attach.
-    const capacity = await checkAttachmentCapacity(this.deps.ec2(next.region), next);
-    const slots = capacity.checked ? `, up to ${capacity.slots} node(s) per ${capacity.limit.instanceType} host` : ` (attachment limit not checked: ${capacity.why})`;
-    ctx.emit({ phase: 'validated', message: `cluster ${next.name}: ${next.hosts.length} host(s), ${next.nodes.length} node(s)${slots}` });
-    const attempts = await this.step(ctx, (onEvent) => this.deps.workspace.apply(next, { onEvent }));
-    await this.waitReady(ctx, next, attempts);
-    const deployed = (await this.deps.workspace.read(next.name))?.deployed;
-    if (!same(deployed, next)) throw new Error(`cluster ${next.name}: the stack reports another spec than the one just deployed`);
-    return { deployed: next, attempts };
+    // Names are checked across the environment's clusters before anything is applied: first
+    // against the changes this process is running (synchronously, so of two colliding changes
+    // the later one is refused), then against every other stack's deployed and desired spec.
+    checkPublishedLabels(current, next, [...this.changing.values()]);
+    this.changing.set(next.name, next);
+    try {
+      checkPublishedLabels(current, next, await this.otherSpecs(next.name, current, next));
+      // Attachment limits (docs/design.md §6): no host gets more nodes than its type can attach.
+      const capacity = await checkAttachmentCapacity(this.deps.ec2(next.region), next);
+      const slots = capacity.checked ? `, up to ${capacity.slots} node(s) per ${capacity.limit.instanceType} host` : ` (attachment limit not checked: ${capacity.why})`;
+      ctx.emit({ phase: 'validated', message: `cluster ${next.name}: ${next.hosts.length} host(s), ${next.nodes.length} node(s)${slots}` });
+      const attempts = await this.step(ctx, (onEvent) => this.deps.workspace.apply(next, { onEvent }));
+      await this.waitReady(ctx, next, attempts);
+      const deployed = (await this.deps.workspace.read(next.name))?.deployed;
+      if (!same(deployed, next)) throw new Error(`cluster ${next.name}: the stack reports another spec than the one just deployed`);
+      return { deployed: next, attempts };
+    } finally {
+      this.changing.delete(next.name);
+    }
+  }
+
+
+  /**
+   * The specs of the environment's other clusters that could publish a label `next` adds: each
+   * such stack's deployed spec and, after a failed change, the one it was asked for (applied
+   * again, it would publish those). A change that adds no label (removing nodes, an image) reads
+   * nothing; one that does lists the stacks and reads only those whose cluster name could give
+   * one of its new labels (`mayPublishLabel`), so the cost does not grow with the fleet.
+   */
+  private async otherSpecs(cluster: string, current: ClusterSpec | undefined, next: ClusterSpec): Promise<ClusterSpec[]> {
+    const held = new Set(current ? publishedLabels(current).map((l) => l.label) : []);
+    const fresh = publishedLabels(next).filter((l) => !held.has(l.label));
+    if (fresh.length === 0) return [];
+    const specs: ClusterSpec[] = [];
+    for (const name of await this.deps.workspace.list()) {
+      if (name === cluster || !fresh.some((l) => mayPublishLabel(name, l.label))) continue;
+      const state = await this.deps.workspace.read(name);
+      if (state?.deployed) specs.push(state.deployed);
+      if (state?.desired && !same(state.desired, state.deployed)) specs.push(state.desired);
+    }
+    return specs;
   }
 
   /** Runs one Pulumi step, again after a retryable failure, within the retry policy. */

@@ -1,4 +1,5 @@
 import type { NodeHealthCheck } from '../components/node-task.js';
+import { clusterPublishedLabels, labelCollisions, labelOwner, nodeHostLabelProblem, type PublishedLabel } from '../../lib/node-contract.js';
 import type { NodeRoutes } from '../../lib/traefik-routes.js';
 import { isTraefikHostId } from '../components/traefik-names.js';
 
@@ -32,7 +33,7 @@ export class ClusterInvariantError extends Error {
   }
 }
 
-// A DNS label (used in `<node>.<zone>` records) is also a valid tag value and ECS attribute value.
+// A DNS label (part of the `<node>-<cluster>.<zone>` records) is also a valid tag value and ECS attribute value.
 const DNS_LABEL = /^[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?$/;
 
 export function assertName(kind: string, name: string): void {
@@ -72,6 +73,9 @@ export function checkTransition(current: ClusterSpec | undefined, next: ClusterS
   const nodeNames = new Set<string>();
   for (const n of next.nodes) {
     assertName('node', n.name);
+    // A node's DNS name is one label, `<node>-<cluster>` (so `*.<zone>` covers it): refused here, before anything is applied.
+    const tooLong = nodeHostLabelProblem(n.name, next.name);
+    if (tooLong) throw new ClusterInvariantError(tooLong);
     if (nodeNames.has(n.name)) throw new ClusterInvariantError(`node ${n.name} is listed twice`);
     nodeNames.add(n.name);
     if (!seen.has(n.host)) {
@@ -89,9 +93,38 @@ export function checkTransition(current: ClusterSpec | undefined, next: ClusterS
       throw new ClusterInvariantError(`node ${n.name} is on host ${before.host}; moving it to ${n.host} is not a cluster change (its volume follows its host)`);
     }
   }
+  // Every label the cluster publishes (its own and `<node>-<cluster>` per node) against the
+  // regional stacks' `traefik-<region>`, for any region: a name the zone has refuses a second record.
+  for (const l of publishedLabels(next)) {
+    if (isTraefikHostId(l.label)) {
+      throw new ClusterInvariantError(`${labelOwner(l)}: its DNS name would be ${l.label}.<zone>, a region's Traefik host's (traefik-<region>.<zone>, the regional stack's record); choose another ${l.node === undefined ? 'cluster' : 'node'} name`);
+    }
+  }
   const used = new Set(next.nodes.map((n) => n.host));
   const idle = next.hosts.filter((h) => !used.has(h));
   if (idle.length > 0) throw new ClusterInvariantError(`host(s) ${idle.join(', ')} would carry no node; hosts live only as long as their nodes`);
+}
+
+/** The labels a cluster spec publishes under its zone (`clusterPublishedLabels`, lib/node-contract.ts). */
+export function publishedLabels(spec: ClusterSpec): PublishedLabel[] {
+  return clusterPublishedLabels(spec.name, spec.nodes.map((n) => n.name));
+}
+
+/**
+ * Refuses a change that would publish a label another cluster of the environment publishes, or
+ * means to (`others`: the other clusters' deployed and desired specs). `-` joins names that may
+ * contain `-`, so node `a-b` of cluster `c`, node `a` of cluster `b-c` and cluster `a-b-c` all
+ * publish `a-b-c.<zone>`; Route 53 would refuse the second record only during `pulumi up`. Only
+ * labels `current` does not publish yet are checked: what is deployed already holds its records.
+ */
+export function checkPublishedLabels(current: ClusterSpec | undefined, next: ClusterSpec, others: readonly ClusterSpec[]): void {
+  const held = new Set(current ? publishedLabels(current).map((l) => l.label) : []);
+  const fresh = publishedLabels(next).filter((l) => !held.has(l.label));
+  const collisions = labelCollisions(fresh, others.filter((o) => o.name !== next.name).flatMap(publishedLabels));
+  if (collisions.length === 0) return;
+  throw new ClusterInvariantError(collisions
+    .map((c) => `${labelOwner(c.mine)} would publish ${c.label}.<zone>, which ${labelOwner(c.other)} publishes (<node>-<cluster> joins names that may contain "-")`)
+    .join('; ') + `; rename the ${collisions.some((c) => c.mine.node !== undefined) ? 'node or the cluster' : 'cluster'}`);
 }
 
 /**

@@ -33,9 +33,11 @@ const tagValue = (tags: Tag[] | undefined, key: string) => tags?.find((t) => t.K
 /** Everything not ready yet, with the reason; empty when the cluster is ready. */
 export async function notReady(clients: ReadinessClients, spec: ClusterSpec): Promise<NotReady[]> {
   const keys = tagKeys(clients.tagPrefix);
+  // A cluster is its name in its environment: another environment's `shop` is not this one.
+  const ownCluster = [{ Name: `tag:${keys.cluster}`, Values: [spec.name] }, { Name: `tag:${keys.environment}`, Values: [clients.environment] }];
   const out: NotReady[] = [];
   const inst = await clients.ec2.send(new DescribeInstancesCommand({
-    Filters: [{ Name: `tag:${keys.cluster}`, Values: [spec.name] }, { Name: 'instance-state-name', Values: ['running'] }],
+    Filters: [...ownCluster, { Name: 'instance-state-name', Values: ['running'] }],
   }));
   const instances = (inst.Reservations ?? []).flatMap((r) => r.Instances ?? []);
   for (const host of spec.hosts) {
@@ -43,7 +45,7 @@ export async function notReady(clients: ReadinessClients, spec: ClusterSpec): Pr
     if (!i) out.push({ kind: 'host', name: host, reason: 'no running instance' });
     else if (tagValue(i.Tags, keys.ready) !== READY) out.push({ kind: 'host', name: host, reason: `instance ${i.InstanceId} is not tagged ${keys.ready}=${READY} yet (berth is still mounting its volumes)` });
   }
-  const vols = await clients.ec2.send(new DescribeVolumesCommand({ Filters: [{ Name: `tag:${keys.cluster}`, Values: [spec.name] }] }));
+  const vols = await clients.ec2.send(new DescribeVolumesCommand({ Filters: ownCluster }));
   const services = await describeServices(clients.ecs, clients.environment, spec);
   for (const node of spec.nodes) {
     const v = (vols.Volumes ?? []).find((x) => tagValue(x.Tags, keys.volume) === nodeVolumeName(spec.name, node.name));

@@ -1,5 +1,6 @@
 import * as aws from '@pulumi/aws';
 import * as pulumi from '@pulumi/pulumi';
+import { tagKeys } from '../../lib/node-contract.js';
 
 /** Denies any request not made over TLS 1.2 or later, whoever makes it. */
 export function tlsOnlyPolicy(bucketArn: string) {
@@ -39,7 +40,7 @@ export class Buckets extends pulumi.ComponentResource {
     const make = (purpose: 'environment' | 'artifacts') => {
       const id = `${name}-${purpose}`;
       const parent = { parent: this };
-      const bucket = new aws.s3.Bucket(id, { bucketPrefix: `${id}-`, tags: { ...args.tags, 'berth:purpose': purpose } }, { parent: this, protect: true });
+      const bucket = new aws.s3.Bucket(id, { bucketPrefix: `${id}-`, tags: { ...args.tags, [tagKeys().purpose]: purpose } }, { parent: this, protect: true });
       new aws.s3.BucketOwnershipControls(id, { bucket: bucket.id, rule: { objectOwnership: 'BucketOwnerEnforced' } }, parent);
       const block = new aws.s3.BucketPublicAccessBlock(id, {
         bucket: bucket.id, blockPublicAcls: true, blockPublicPolicy: true, ignorePublicAcls: true, restrictPublicBuckets: true,

@@ -48,10 +48,10 @@ export function buildspec(image: ImageName): string {
   const release = image === 'agent'
     ? [
         'npm ci',
-        // dist/ is self-contained (scripts/build.mjs bundles the dependencies): no node_modules in the release.
-        'npm run build',
-        'tar -czf berth.tar.gz dist package.json userdata traefik/dynamic',
-        `aws s3 cp --only-show-errors berth.tar.gz "s3://$ARTIFACTS_BUCKET/${RELEASE_PREFIX}$SOURCE_TAG.tar.gz"`,
+        // What bootstrap.sh installs (scripts/release.mjs): the bundle, the systemd unit, Traefik's TLS
+        // options and its own Node.js, for the x86_64 instances hosts run on.
+        'npm run release -- --arch x64',
+        `aws s3 cp --only-show-errors dist/release/berth-*-linux-x64.tar.gz "s3://$ARTIFACTS_BUCKET/${RELEASE_PREFIX}$SOURCE_TAG.tar.gz"`,
       ]
     : [];
   const lines = [

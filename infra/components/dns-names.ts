@@ -1,11 +1,12 @@
-import { nodeHostName as contractNodeHostName } from '../../lib/node-contract.js';
+import { clusterHostLabel, clusterPublishedLabels, nodeHostLabelProblem, type PublishedLabel } from '../../lib/node-contract.js';
 
 /**
- * The DNS names a cluster gets. Node names are unique only within their cluster, and a node
- * lives in one region, so a node's name carries its cluster and is a plain record: two clusters
- * with a node `db1` never share a name, and no other region can add an alternative to it. The
- * cluster's own name is latency-routed: each region's stack adds its record under its region as
- * the set identifier.
+ * The DNS names a cluster gets, each one label under the zone so the zone's wildcard
+ * certificate `*.<zone>` covers it (RFC 6125 §6.4.3: a wildcard matches one label). Node names
+ * are unique only within their cluster, and a node lives in one region, so a node's name
+ * carries its cluster (`<node>-<cluster>`) and is a plain record: two clusters with a node `db1`
+ * never share a name, and no other region can add an alternative to it. The cluster's own name
+ * is latency-routed: each region's stack adds its record under its region as the set identifier.
  */
 
 function checked(fqdn: string): string {
@@ -18,10 +19,27 @@ function checked(fqdn: string): string {
 
 /** Where clients reach one node (Traefik routes it by Host): the contract's name, checked for DNS. */
 export function nodeHostName(node: string, cluster: string, zone: string): string {
-  return checked(contractNodeHostName(node, cluster, zone));
+  return publishedName(clusterPublishedLabels(cluster, [node])[1]!, zone);
 }
 
 /** `<cluster>.<zone>`: the cluster's latency-routed name. */
 export function clusterHostName(cluster: string, zone: string): string {
-  return checked(`${cluster}.${zone}`);
+  return checked(`${clusterHostLabel(cluster)}.${zone}`);
+}
+
+function publishedName(l: PublishedLabel, zone: string): string {
+  if (l.node !== undefined) {
+    const tooLong = nodeHostLabelProblem(l.node, l.cluster);
+    if (tooLong) throw new Error(tooLong);
+  }
+  return checked(`${l.label}.${zone}`);
+}
+
+/**
+ * Every name a cluster publishes, from the one label list the cluster API checks across
+ * clusters (`clusterPublishedLabels`, lib/node-contract.ts): the cluster's own name first, then
+ * one per node; `node` is undefined for the cluster's own.
+ */
+export function clusterPublishedNames(cluster: string, nodes: readonly string[], zone: string): Array<{ fqdn: string; node: string | undefined }> {
+  return clusterPublishedLabels(cluster, nodes).map((l) => ({ fqdn: publishedName(l, zone), node: l.node }));
 }

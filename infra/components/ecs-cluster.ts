@@ -1,5 +1,6 @@
 import * as aws from '@pulumi/aws';
 import * as pulumi from '@pulumi/pulumi';
+import { tagKeys } from '../../lib/node-contract.js';
 import { roleNamePrefix } from './naming.js';
 import { HOST_ATTRIBUTE } from './node-task.js';
 import { TRAEFIK_NETWORK_MODE } from './traefik-names.js';
@@ -14,6 +15,8 @@ export const TRAEFIK_TASK_ACTIONS = [
 ] as const;
 
 export interface EcsClusterArgs {
+  /** The environment: Traefik routes only node containers labelled with it (traefik/traefik.yml). */
+  readonly environment: pulumi.Input<string>;
   readonly region: string;
   /** ECS cluster of the Traefik host (`<environment>-traefik-<region>`); also its task family and log group `/<clusterName>`. */
   readonly clusterName: pulumi.Input<string>;
@@ -39,7 +42,7 @@ export class EcsCluster extends pulumi.ComponentResource {
     super('berth:compute:EcsCluster', name, {}, opts);
     const parent = { parent: this };
     const cluster = new aws.ecs.Cluster(`${name}-cluster`, {
-      name: args.clusterName, settings: [{ name: 'containerInsights', value: 'enabled' }],
+      name: args.clusterName, settings: [{ name: 'containerInsights', value: 'enabled' }], tags: { [tagKeys().environment]: args.environment },
     }, parent);
     const logGroup = new aws.cloudwatch.LogGroup(`${name}-traefik`, { name: pulumi.interpolate`/${args.clusterName}`, retentionInDays: args.logRetentionDays ?? 30 }, parent);
 
@@ -54,15 +57,16 @@ export class EcsCluster extends pulumi.ComponentResource {
       policy: JSON.stringify({ Version: '2012-10-17', Statement: [{ Sid: 'EcsDiscovery', Effect: 'Allow', Action: [...TRAEFIK_TASK_ACTIONS], Resource: '*' }] }),
     }, parent);
 
-    const containerDefinitions = pulumi.all([args.traefikImage, logGroup.name]).apply(([image, group]) => JSON.stringify([{
+    const containerDefinitions = pulumi.all([args.traefikImage, logGroup.name, args.environment]).apply(([image, group, environment]) => JSON.stringify([{
       name: 'traefik',
       image,
       essential: true,
       memoryReservation: 256,
       portMappings: TRAEFIK_PORTS.map((p) => ({ containerPort: p, hostPort: p, protocol: 'tcp' })),
       // Cluster discovery is in the image's traefik.yml (autoDiscoverClusters): with a static
-      // file present Traefik ignores TRAEFIK_* variables. The ECS provider takes its region from here.
-      environment: [{ name: 'AWS_REGION', value: args.region }],
+      // file present Traefik ignores TRAEFIK_* variables. The ECS provider takes its region from here;
+      // the image's entrypoint fills BERTH_ENVIRONMENT into the provider's constraint (traefik/entrypoint.sh).
+      environment: [{ name: 'AWS_REGION', value: args.region }, { name: 'BERTH_ENVIRONMENT', value: environment }],
       mountPoints: [
         { sourceVolume: 'certs', containerPath: '/etc/traefik/certs', readOnly: true },
         { sourceVolume: 'dynamic', containerPath: '/etc/traefik/dynamic', readOnly: true },

@@ -140,10 +140,11 @@ describe('BuildPipeline under setMocks', () => {
       expect(spec.phases.build.commands[0]).toContain(`-f Dockerfile.${image} `);
       expect(spec.phases.build.commands[1]).toBe('docker push "$REPOSITORY_URI:$SOURCE_TAG"');
       expect(JSON.stringify(spec)).not.toContain('CODEBUILD_BUILD_NUMBER');
-      // The agent build also packs what bootstrap.sh installs: the bundle, the systemd unit, Traefik's TLS options.
-      const tar = spec.phases.build.commands.find((c) => c.startsWith('tar '));
-      if (image === 'agent') expect(tar).toBe('tar -czf berth.tar.gz dist package.json userdata traefik/dynamic');
-      else expect(tar).toBeUndefined();
+      // The agent build also makes and uploads the release bootstrap.sh installs (scripts/release.mjs: it brings its own Node.js).
+      const release = spec.phases.build.commands.filter((c) => c.includes('release'));
+      if (image === 'agent') {
+        expect(release).toEqual(['npm run release -- --arch x64', 'aws s3 cp --only-show-errors dist/release/berth-*-linux-x64.tar.gz "s3://$ARTIFACTS_BUCKET/berth/$SOURCE_TAG.tar.gz"']);
+      } else expect(release).toEqual([]);
     }
     const rule = ofType(declared, 'aws:cloudwatch/eventRule:EventRule').find((r) => r.name === 'build-source')!;
     expect(JSON.parse(rule.inputs['eventPattern'] as string)).toMatchObject({ detail: { bucket: { name: ['berth-artifacts'] }, object: { key: ['source/berth.zip'] } } });

@@ -12,6 +12,8 @@ export interface PolicyStatement {
 export interface HostPolicyArgs {
   readonly region: string;
   readonly accountId: string;
+  /** The environment (`berth:environment`): every condition that names the cluster names it too. */
+  readonly environment: string;
   readonly cluster: string;
   /**
    * The host's logical id (its `berth:host` tag value). When given, berth on this host may
@@ -46,7 +48,11 @@ export function hostEbsPolicy(args: HostPolicyArgs): { Version: '2012-10-17'; St
   // EC2 snapshot ARNs have no account (arn:aws:ec2:<region>::snapshot/<id>).
   const snapshots = `arn:aws:ec2:${args.region}::snapshot/*`;
   const instances = `arn:aws:ec2:${args.region}:${args.accountId}:instance/*`;
-  const managed = { [`aws:ResourceTag/${k.managedBy}`]: MANAGED_BY, [`aws:ResourceTag/${k.cluster}`]: args.cluster };
+  // A cluster is known by its name within its environment: two environments may both have a cluster `shop`.
+  const own = (kind: 'ResourceTag' | 'RequestTag'): Record<string, string> => ({
+    [`aws:${kind}/${k.cluster}`]: args.cluster, [`aws:${kind}/${k.environment}`]: args.environment,
+  });
+  const managed = { [`aws:ResourceTag/${k.managedBy}`]: MANAGED_BY, ...own('ResourceTag') };
   const ownHost = (key: string): Record<string, string> => (args.hostId ? { [key]: args.hostId } : {});
   return {
     Version: '2012-10-17',
@@ -62,21 +68,21 @@ export function hostEbsPolicy(args: HostPolicyArgs): { Version: '2012-10-17'; St
         Sid: 'AttachToOwnClusterInstances', Effect: 'Allow',
         Action: ['ec2:AttachVolume', 'ec2:DetachVolume'],
         Resource: instances,
-        Condition: { StringEquals: { [`aws:ResourceTag/${k.cluster}`]: args.cluster } },
+        Condition: { StringEquals: own('ResourceTag') },
       },
       {
         Sid: 'CreateOnlyTaggedVolumes', Effect: 'Allow', Action: ['ec2:CreateVolume'], Resource: volumes,
-        Condition: { StringEquals: { [`aws:RequestTag/${k.managedBy}`]: MANAGED_BY, [`aws:RequestTag/${k.cluster}`]: args.cluster, ...ownHost(`aws:RequestTag/${k.host}`) } },
+        Condition: { StringEquals: { [`aws:RequestTag/${k.managedBy}`]: MANAGED_BY, ...own('RequestTag'), ...ownHost(`aws:RequestTag/${k.host}`) } },
       },
       // Restore (`snapshotId`): from snapshots of this cluster's volumes only (DLM copies the volume's tags).
       {
         Sid: 'CreateFromOwnClusterSnapshots', Effect: 'Allow', Action: ['ec2:CreateVolume'], Resource: snapshots,
-        Condition: { StringEquals: { [`aws:ResourceTag/${k.cluster}`]: args.cluster } },
+        Condition: { StringEquals: own('ResourceTag') },
       },
       {
         Sid: 'TagOnlyBerthStateOfClusterResources', Effect: 'Allow', Action: ['ec2:CreateTags'], Resource: [volumes, instances],
         Condition: {
-          StringEquals: { [`aws:ResourceTag/${k.cluster}`]: args.cluster },
+          StringEquals: own('ResourceTag'),
           // The host key may be set only to this host's id; without a host id it may not be set at all.
           ...(args.hostId ? { StringEqualsIfExists: { [`aws:RequestTag/${k.host}`]: args.hostId } } : {}),
           'ForAllValues:StringEquals': { 'aws:TagKeys': args.hostId ? mutable : mutable.filter((key) => key !== k.host) },
@@ -86,7 +92,7 @@ export function hostEbsPolicy(args: HostPolicyArgs): { Version: '2012-10-17'; St
         ? [{
             Sid: 'UntagOnlyVolumesOfThisHost', Effect: 'Allow' as const, Action: ['ec2:DeleteTags'], Resource: volumes,
             Condition: {
-              StringEquals: { [`aws:ResourceTag/${k.cluster}`]: args.cluster, [`aws:ResourceTag/${k.host}`]: args.hostId },
+              StringEquals: { ...own('ResourceTag'), [`aws:ResourceTag/${k.host}`]: args.hostId },
               'ForAllValues:StringEquals': { 'aws:TagKeys': removableTagKeys(args.tagPrefix) },
             },
           }]
@@ -99,7 +105,7 @@ export function hostEbsPolicy(args: HostPolicyArgs): { Version: '2012-10-17'; St
         : []),
       {
         Sid: 'TagAtCreate', Effect: 'Allow', Action: ['ec2:CreateTags'], Resource: volumes,
-        Condition: { StringEquals: { 'ec2:CreateAction': 'CreateVolume', [`aws:RequestTag/${k.cluster}`]: args.cluster, ...ownHost(`aws:RequestTag/${k.host}`) } },
+        Condition: { StringEquals: { 'ec2:CreateAction': 'CreateVolume', ...own('RequestTag'), ...ownHost(`aws:RequestTag/${k.host}`) } },
       },
     ],
   };

@@ -1,10 +1,13 @@
 import * as pulumi from '@pulumi/pulumi';
+import { hostInstanceTags } from '../../lib/node-contract.js';
 import { multipartUserdata, renderBootstrap, renderTemplate } from '../../userdata/render.js';
 import { hostEbsPolicy, type PolicyStatement } from './host-policy.js';
 import { ecsAmiId, singleInstanceGroup } from './single-instance-group.js';
 import { DEFAULT_HOST_INSTANCE_TYPE } from './host-defaults.js';
 
 export interface HostArgs {
+  /** The environment (tag berth:environment, `BERTH_ENVIRONMENT`): berth touches only its volumes. */
+  readonly environment: pulumi.Input<string>;
   /** berth cluster (tag berth:cluster). */
   readonly cluster: string;
   /** Logical host id (tag berth:host, ECS attribute berth.host); stable across instance replacement. */
@@ -29,9 +32,9 @@ export interface HostArgs {
 }
 
 /** The IAM policy of a host: berth's tag-conditioned EBS rights, its release, and the keys it needs. */
-export function hostInstancePolicy(a: { region: string; accountId: string; cluster: string; hostId: string; artifactUri: string; ebsKmsKeyArn?: string; bucketKmsKeyArn?: string }) {
+export function hostInstancePolicy(a: { region: string; accountId: string; environment: string; cluster: string; hostId: string; artifactUri: string; ebsKmsKeyArn?: string; bucketKmsKeyArn?: string }) {
   const statements: PolicyStatement[] = [
-    ...hostEbsPolicy({ region: a.region, accountId: a.accountId, cluster: a.cluster, hostId: a.hostId }).Statement,
+    ...hostEbsPolicy({ region: a.region, accountId: a.accountId, environment: a.environment, cluster: a.cluster, hostId: a.hostId }).Statement,
     { Sid: 'ReadRelease', Effect: 'Allow', Action: ['s3:GetObject'], Resource: a.artifactUri.replace(/^s3:\/\//, 'arn:aws:s3:::') },
   ];
   if (a.ebsKmsKeyArn) {
@@ -51,7 +54,7 @@ export function hostInstancePolicy(a: { region: string; accountId: string; clust
 
 /**
  * One berth host: an ASG of exactly one instance on the AL2023 ECS-optimized AMI in one
- * private subnet, tagged berth:cluster/berth:host at launch. Its userdata installs Node.js
+ * private subnet, tagged berth:cluster/berth:host/berth:environment at launch. Its userdata installs Node.js
  * and the CloudWatch agent, makes swap, then installs and starts berth before the ECS agent,
  * which registers with the unique attribute `berth.host = <hostId>` that node services are
  * pinned to.
@@ -64,22 +67,22 @@ export class Host extends pulumi.ComponentResource {
     super('berth:unit:Host', name, {}, opts);
     const swapMiB = args.swapMiB ?? 2048;
     if (!Number.isInteger(swapMiB) || swapMiB < 0) throw new Error(`Host ${args.hostId}: swapMiB must be a whole number ≥ 0, not ${swapMiB}`);
-    const userData = pulumi.all([args.artifactUri, args.ecsClusterName, args.logGroupName]).apply(([artifact, ecsCluster, logGroup]) => multipartUserdata([
+    const userData = pulumi.all([args.artifactUri, args.ecsClusterName, args.logGroupName, args.environment]).apply(([artifact, ecsCluster, logGroup, environment]) => multipartUserdata([
       { filename: '10-host-prep.sh', content: renderTemplate('host-prep.sh', { LOG_GROUP: logGroup }) },
       {
         filename: '20-berth.sh',
-        content: renderBootstrap({ CLUSTER: args.cluster, HOST_ID: args.hostId, REGION: args.region, ARTIFACT_URI: artifact, SWAP_MIB: swapMiB, ECS_CLUSTER: ecsCluster }),
+        content: renderBootstrap({ ENVIRONMENT: environment, CLUSTER: args.cluster, HOST_ID: args.hostId, REGION: args.region, ARTIFACT_URI: artifact, SWAP_MIB: swapMiB, ECS_CLUSTER: ecsCluster }),
       },
     ]));
-    const policy = pulumi.all([args.accountId, args.artifactUri, args.ebsKmsKeyArn, args.bucketKmsKeyArn]).apply(([accountId, artifactUri, ebsKmsKeyArn, bucketKmsKeyArn]) =>
-      JSON.stringify(hostInstancePolicy({ region: args.region, accountId, cluster: args.cluster, hostId: args.hostId, artifactUri, ebsKmsKeyArn, bucketKmsKeyArn })));
+    const policy = pulumi.all([args.accountId, args.artifactUri, args.ebsKmsKeyArn, args.bucketKmsKeyArn, args.environment]).apply(([accountId, artifactUri, ebsKmsKeyArn, bucketKmsKeyArn, environment]) =>
+      JSON.stringify(hostInstancePolicy({ region: args.region, accountId, environment, cluster: args.cluster, hostId: args.hostId, artifactUri, ebsKmsKeyArn, bucketKmsKeyArn })));
     const { group } = singleInstanceGroup(name, {
       amiId: args.amiId ?? ecsAmiId(this),
       instanceType: args.instanceType ?? DEFAULT_HOST_INSTANCE_TYPE,
       subnetId: args.subnetId,
       securityGroupIds: [args.securityGroupId],
       userData,
-      tags: { 'berth:cluster': args.cluster, 'berth:host': args.hostId },
+      tags: hostInstanceTags({ environment: args.environment, cluster: args.cluster, host: args.hostId }),
       policy,
       publicIp: false,
       // A new AMI or release takes effect when the host is next replaced; operators roll hosts one at a time.

@@ -1,5 +1,6 @@
 import * as aws from '@pulumi/aws';
 import * as pulumi from '@pulumi/pulumi';
+import { tagKeys } from '../../lib/node-contract.js';
 
 export const KEY_PURPOSES = ['ebs', 'ssm', 'secrets', 'buckets'] as const;
 export type KeyPurpose = (typeof KEY_PURPOSES)[number];
@@ -35,7 +36,7 @@ export class KmsKeys extends pulumi.ComponentResource {
     for (const purpose of purposes) {
       const key = new aws.kms.Key(`${name}-${purpose}`, {
         description: DESCRIPTIONS[purpose], enableKeyRotation: true, deletionWindowInDays: window,
-        tags: { ...args.tags, 'berth:key': purpose },
+        tags: { ...args.tags, [tagKeys().key]: purpose },
       }, { parent: this, protect: true });
       new aws.kms.Alias(`${name}-${purpose}`, { name: pulumi.interpolate`alias/${args.aliasPrefix}/${purpose}`, targetKeyId: key.keyId }, { parent: this });
       arns[purpose] = key.arn;

@@ -6,13 +6,23 @@ import { createHash } from 'node:crypto';
  * second environment in the same account and region (names carry the environment).
  */
 
-/** An environment's name (`berth:environment`, default the global stack's name): it prefixes repositories, aliases, log groups and clusters. */
-export function validateEnvironment(env: string): string {
-  if (!/^[a-z][a-z0-9-]{0,19}$/.test(env) || env.endsWith('-')) {
-    throw new Error(`environment "${env}" must be 1-20 lowercase letters, digits or "-", starting with a letter (it prefixes ECR repositories, KMS aliases and log groups)`);
-  }
-  return env;
+/** An environment's name (`berth:environment`, default the global stack's name): the contract's one rule. */
+export { validateEnvironment } from '../../lib/node-contract.js';
+
+/**
+ * ECS cluster names of an environment start with one of these: `<environment>-unit-` (one per
+ * berth cluster) and `<environment>-traefik-` (one per region). The environment name rule keeps
+ * them apart between environments; the agent-update job and its IAM policy are scoped by them.
+ */
+export function environmentEcsClusterPrefixes(environment: string): { unit: string; traefik: string } {
+  return { unit: `${environment}-unit-`, traefik: `${environment}-traefik-` };
 }
+
+/** ECS cluster name of a berth cluster; `unit` keeps unit clusters apart from the regional Traefik one. */
+export const unitEcsClusterName = (environment: string, cluster: string) => `${environmentEcsClusterPrefixes(environment).unit}${cluster}`;
+
+/** ECS cluster name of a region's Traefik host (also its task family and log group `/<name>`). */
+export const traefikEcsClusterName = (environment: string, region: string) => `${environmentEcsClusterPrefixes(environment).traefik}${region}`;
 
 const hash = (s: string, n: number) => createHash('sha256').update(s).digest('hex').slice(0, n);
 

@@ -3,9 +3,9 @@ import { nodeVolumeName, tagKeys } from '../../lib/node-contract.js';
 import { EBS_OPTIONS, validateEbsOptions } from '../../volume-plugin/backends/ebs/ebs-options.js';
 import { parseGivenOptions, resolveOptions } from '../../volume-plugin/options.js';
 import { parseRouterLabels, routerMatches, routerProblems } from '../../lib/traefik-routes.js';
-import { nodeTask } from './node-task.js';
+import { nodeTask, nodeTaskFamily } from './node-task.js';
 
-const args = { node: 'n1', host: 'shop-h1', cluster: 'shop', image: 'app:1', port: 8080, zone: 'example.com', sizeGiB: 50 };
+const args = { environment: 'prod', node: 'n1', host: 'shop-h1', cluster: 'shop', image: 'app:1', port: 8080, zone: 'example.com', sizeGiB: 50 };
 
 describe('nodeTask', () => {
   const t = nodeTask(args);
@@ -14,7 +14,7 @@ describe('nodeTask', () => {
       name: 'shop-n1',
       dockerVolumeConfiguration: {
         scope: 'shared', autoprovision: true, driver: 'berth', driverOpts: { size: '50GiB', type: 'gp3' },
-        labels: { 'berth:cluster': 'shop', 'berth:host': 'shop-h1' },
+        labels: { 'berth:cluster': 'shop', 'berth:host': 'shop-h1', 'berth:environment': 'prod' },
       },
     }]);
     expect(t.containerDefinitions[0]!.mountPoints).toEqual([{ sourceVolume: 'shop-n1', containerPath: '/data' }]);
@@ -46,13 +46,13 @@ describe('nodeTask', () => {
     expect(routerProblems(labels)).toEqual([]);
     const routers = parseRouterLabels(labels);
     expect(routers.map((r) => [r.kind, r.name, r.entrypoints, r.port])).toEqual([
-      ['http', 'shop-n1-api', ['http-api'], '8080'], ['http', 'shop-n1-ws', ['websocket'], '8080'], ['tcp', 'shop-n1-tcp', ['tcp'], '8080'],
+      ['http', 'prod_shop_n1-api', ['http-api'], '8080'], ['http', 'prod_shop_n1-ws', ['websocket'], '8080'], ['tcp', 'prod_shop_n1-tcp', ['tcp'], '8080'],
     ]);
     expect(routers.find((r) => r.kind === 'tcp')!.matcher!.fn).toBe('HostSNIRegexp');
     for (const r of routers) {
-      expect(routerMatches(r, 'n1.shop.example.com'), r.name).toBe(true);
-      expect(routerMatches(r, 'n1.other.example.com'), r.name).toBe(false);
-      expect(routerMatches(r, 'n1Xshop.example.com'), r.name).toBe(false);
+      expect(routerMatches(r, 'n1-shop.example.com'), r.name).toBe(true);
+      expect(routerMatches(r, 'n1-other.example.com'), r.name).toBe(false);
+      expect(routerMatches(r, 'n1-shopXexample.com'), r.name).toBe(false);
     }
   });
   it('routes only the entry points a node asks for, each to its own port', () => {
@@ -61,6 +61,17 @@ describe('nodeTask', () => {
     expect(parseRouterLabels(c.dockerLabels).map((r) => `${r.kind}:${r.entrypoints.join()}:${r.port}`)).toEqual(['tcp:tcp:5432']);
     expect(c.portMappings).toEqual([{ containerPort: 5432, protocol: 'tcp' }]);
     expect(() => nodeTask({ ...args, routes: { tcp: 70_000 } })).toThrow(/route tcp: port must be 1-65535/);
+  });
+  it('labels the container with its environment and names routers and family by environment, cluster and node', () => {
+    const labels = t.containerDefinitions[0]!.dockerLabels;
+    expect(labels['berth:environment']).toBe('prod');
+    const staging = nodeTask({ ...args, environment: 'staging' }).containerDefinitions[0]!.dockerLabels;
+    const names = (l: Record<string, string>) => parseRouterLabels(l).map((r) => r.name);
+    expect(names(staging).filter((n) => names(labels).includes(n))).toEqual([]);
+    expect(nodeTaskFamily(args)).toBe('prod_shop_n1');
+    // ECS: a family is up to 255 letters, digits, hyphens and underscores; the longest names fit.
+    const longest = nodeTaskFamily({ environment: 'e'.repeat(20), cluster: 'c'.repeat(63), node: 'n'.repeat(63) });
+    expect(longest).toMatch(/^[A-Za-z0-9_-]{1,255}$/);
   });
   it('has no container health check unless the node sets one', () => {
     expect(t.containerDefinitions[0]).not.toHaveProperty('healthCheck');

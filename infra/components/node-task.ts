@@ -1,4 +1,4 @@
-import { DEFAULT_DRIVER, HOST_ATTRIBUTE, nodeDriverOpts, nodeVolumeName, tagKeys } from '../../lib/node-contract.js';
+import { DEFAULT_DRIVER, HOST_ATTRIBUTE, nodeDriverOpts, nodeQualifiedId, nodeVolumeName, tagKeys } from '../../lib/node-contract.js';
 import { nodeHostName } from './dns-names.js';
 import { NODE_ENTRY_POINTS, nodeRouterLabels, type NodeRoutes } from '../../lib/traefik-routes.js';
 import { EBS_OPTIONS, validateEbsOptions } from '../../volume-plugin/backends/ebs/ebs-options.js';
@@ -8,6 +8,8 @@ export { HOST_ATTRIBUTE, nodeVolumeName };
 
 /** Container definitions and volume config for a node's one-task ECS service (docs/design.md §8). */
 export interface NodeTaskArgs {
+  /** The environment: part of the task family and router names, and the label Traefik is constrained to. */
+  readonly environment: string;
   readonly node: string;
   readonly host: string;
   readonly cluster: string;
@@ -64,6 +66,11 @@ export function nodeVolumeDriverOpts(node: string, volume: string, sizeGiB: numb
   return opts;
 }
 
+/** The task family of a node: `<environment>_<cluster>_<node>` (nodeQualifiedId), so environments and clusters never share one. */
+export function nodeTaskFamily(args: Pick<NodeTaskArgs, 'environment' | 'cluster' | 'node'>): string {
+  return nodeQualifiedId(args.environment, args.cluster, args.node);
+}
+
 export function nodeTask(args: NodeTaskArgs) {
   const sizeGiB = args.sizeGiB ?? 20;
   const mountPath = args.mountPath ?? '/data';
@@ -81,7 +88,7 @@ export function nodeTask(args: NodeTaskArgs) {
         autoprovision: true,
         driver: DEFAULT_DRIVER,
         driverOpts: nodeVolumeDriverOpts(args.node, volume, sizeGiB),
-        labels: { [keys.cluster]: args.cluster, [keys.host]: args.host },
+        labels: { [keys.cluster]: args.cluster, [keys.host]: args.host, [keys.environment]: args.environment },
       },
     }],
     containerDefinitions: [{
@@ -91,8 +98,8 @@ export function nodeTask(args: NodeTaskArgs) {
       portMappings: ports.map((containerPort) => ({ containerPort, protocol: 'tcp' })),
       mountPoints: [{ sourceVolume: volume, containerPath: mountPath }],
       ...(args.healthCheck ? { healthCheck: ecsHealthCheck(args.node, args.healthCheck) } : {}),
-      // Router names carry the cluster too: Traefik discovers every cluster's tasks in the region.
-      dockerLabels: nodeRouterLabels(volume, nodeHostName(args.node, args.cluster, args.zone), routes),
+      // Router names carry environment and cluster too: Traefik discovers every cluster's tasks in the region.
+      dockerLabels: nodeRouterLabels(nodeQualifiedId(args.environment, args.cluster, args.node), nodeHostName(args.node, args.cluster, args.zone), routes, args.environment),
     }],
     placementConstraints: [{ type: 'memberOf' as const, expression: `attribute:${HOST_ATTRIBUTE} == ${args.host}` }],
   };

@@ -14,7 +14,7 @@ beforeAll(() => {
 describe('Node under setMocks', () => {
   it('declares a tagged volume, a task with the berth volume and a service pinned to its host', async () => {
     const { Node } = await import('./node.js');
-    const node = new Node('n1', { node: 'n1', host: 'shop-h1', cluster: 'shop', image: 'app:1', port: 8080, zone: 'example.com', ecsCluster: 'c-eu', availabilityZone: 'eu-west-1a' });
+    const node = new Node('n1', { environment: 'prod', node: 'n1', host: 'shop-h1', cluster: 'shop', image: 'app:1', port: 8080, zone: 'example.com', ecsCluster: 'c-eu', availabilityZone: 'eu-west-1a' });
     await new Promise<void>((r) => pulumi.all([node.volumeId, node.serviceName]).apply(() => r()));
     for (let i = 0; i < 100 && !created.some((c) => c.type === 'aws:ecs/service:Service'); i++) await new Promise((r) => setTimeout(r, 20));
     const vol = created.find((c) => c.type === 'aws:ebs/volume:Volume')!;
@@ -28,7 +28,7 @@ describe('Node under setMocks', () => {
   it('keeps the volume and its data when the node is removed, without blocking the removal, and leaves the tags berth writes alone', async () => {
     const { Node } = await import('./node.js');
     const seen: pulumi.ResourceTransformationArgs[] = [];
-    const node = new Node('n2', { node: 'n2', host: 'shop-h1', cluster: 'shop', image: 'app:1', port: 8080, zone: 'example.com', ecsCluster: 'c-eu', availabilityZone: 'eu-west-1a' }, {
+    const node = new Node('n2', { environment: 'prod', node: 'n2', host: 'shop-h1', cluster: 'shop', image: 'app:1', port: 8080, zone: 'example.com', ecsCluster: 'c-eu', availabilityZone: 'eu-west-1a' }, {
       transformations: [(a) => { seen.push(a); return undefined; }],
     });
     await new Promise<void>((r) => node.volumeId.apply(() => r()));
@@ -42,7 +42,7 @@ describe('Node under setMocks', () => {
   });
   it('hands ECS a Docker volume that berth finds as the EBS volume infra declared, with options that agree with it', async () => {
     const { Node } = await import('./node.js');
-    const node = new Node('n3', { node: 'n3', host: 'shop-h2', cluster: 'shop', image: 'app:1', port: 8080, zone: 'example.com', ecsCluster: 'c-eu', availabilityZone: 'eu-west-1a', sizeGiB: 100 });
+    const node = new Node('n3', { environment: 'prod', node: 'n3', host: 'shop-h2', cluster: 'shop', image: 'app:1', port: 8080, zone: 'example.com', ecsCluster: 'c-eu', availabilityZone: 'eu-west-1a', sizeGiB: 100 });
     await new Promise<void>((r) => node.volumeId.apply(() => r()));
     for (let i = 0; i < 100 && !created.some((c) => c.type === 'aws:ecs/taskDefinition:TaskDefinition' && c.name === 'n3-task'); i++) await new Promise((r) => setTimeout(r, 20));
     const vol = created.find((c) => c.type === 'aws:ebs/volume:Volume' && c.name === 'n3-data')!.inputs;
@@ -60,7 +60,7 @@ describe('Node under setMocks', () => {
   });
   it('fails the program run (pulumi preview) on a size berth refuses', async () => {
     const { Node } = await import('./node.js');
-    expect(() => new Node('n4', { node: 'n4', host: 'shop-h1', cluster: 'shop', image: 'app:1', port: 8080, zone: 'example.com', ecsCluster: 'c-eu', availabilityZone: 'eu-west-1a', sizeGiB: 2.5 }))
+    expect(() => new Node('n4', { environment: 'prod', node: 'n4', host: 'shop-h1', cluster: 'shop', image: 'app:1', port: 8080, zone: 'example.com', ecsCluster: 'c-eu', availabilityZone: 'eu-west-1a', sizeGiB: 2.5 }))
       .toThrow(/node n4: berth would refuse its volume: volume shop-n4: size 2560MiB is not a whole number of GiB, which EBS needs \(e.g. 3GiB\)/);
   });
 });

@@ -1,9 +1,11 @@
 import * as aws from '@pulumi/aws';
 import * as pulumi from '@pulumi/pulumi';
 import { NODE_VOLUME_TYPE, nodeServiceName, nodeVolumeTags } from '../../lib/node-contract.js';
-import { nodeTask, nodeVolumeName, type NodeTaskArgs } from './node-task.js';
+import { nodeTask, nodeTaskFamily, type NodeTaskArgs } from './node-task.js';
 
-export interface NodeArgs extends NodeTaskArgs {
+export interface NodeArgs extends Omit<NodeTaskArgs, 'environment'> {
+  /** The environment (the regional stack's output). */
+  readonly environment: pulumi.Input<string>;
   readonly ecsCluster: pulumi.Input<string>;
   readonly availabilityZone: pulumi.Input<string>;
   readonly kmsKeyId?: pulumi.Input<string>;
@@ -21,10 +23,9 @@ export class Node extends pulumi.ComponentResource {
   constructor(name: string, args: NodeArgs, opts?: pulumi.ComponentResourceOptions) {
     super('berth:unit:Node', name, {}, opts);
     const sizeGiB = args.sizeGiB ?? 20;
-    const volumeName = nodeVolumeName(args.cluster, args.node);
     const volume = new aws.ebs.Volume(`${name}-data`, {
       availabilityZone: args.availabilityZone, size: sizeGiB, type: NODE_VOLUME_TYPE, encrypted: true, kmsKeyId: args.kmsKeyId,
-      tags: nodeVolumeTags({ cluster: args.cluster, node: args.node, host: args.host }),
+      tags: nodeVolumeTags({ environment: args.environment, cluster: args.cluster, node: args.node, host: args.host }),
     }, {
       parent: this,
       // `protect` would make every removal of the node fail; retaining keeps the data and lets it go.
@@ -34,16 +35,18 @@ export class Node extends pulumi.ComponentResource {
       // A new zone or key would replace the volume by a blank one: the data stays where it is instead.
       ignoreChanges: ['tags', 'tagsAll', 'availabilityZone', 'kmsKeyId', 'encrypted'],
     });
-    const task = nodeTask({ ...args, sizeGiB });
+    // Checked now (bad sizes, routes, health checks fail the preview), rendered once the environment is known.
+    const { placementConstraints } = nodeTask({ ...args, environment: 'check', sizeGiB });
+    const task = pulumi.output(args.environment).apply((environment) => ({ environment, ...nodeTask({ ...args, environment, sizeGiB }) }));
     const taskDef = new aws.ecs.TaskDefinition(`${name}-task`, {
-      family: volumeName, networkMode: 'bridge', requiresCompatibilities: ['EC2'], memory: '512',
-      containerDefinitions: JSON.stringify(task.containerDefinitions), volumes: task.volumes,
+      family: task.apply((t) => nodeTaskFamily({ environment: t.environment, cluster: args.cluster, node: args.node })), networkMode: 'bridge', requiresCompatibilities: ['EC2'], memory: '512',
+      containerDefinitions: task.apply((t) => JSON.stringify(t.containerDefinitions)), volumes: task.apply((t) => t.volumes),
     }, { parent: this });
     const service = new aws.ecs.Service(`${name}-svc`, {
       name: nodeServiceName(args.cluster, args.node), cluster: args.ecsCluster, taskDefinition: taskDef.arn, desiredCount: 1, launchType: 'EC2',
       // One task at a time: the volume can be attached to one host only.
       deploymentMinimumHealthyPercent: 0, deploymentMaximumPercent: 100,
-      placementConstraints: task.placementConstraints,
+      placementConstraints,
     }, { parent: this });
     this.volumeId = volume.id;
     this.serviceName = service.name;

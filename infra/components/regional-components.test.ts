@@ -41,15 +41,15 @@ describe('KmsKeys', () => {
 });
 
 describe('SnapshotPolicy', () => {
-  it('snapshots every volume tagged berth:managed-by=berth on a schedule, keeping a bounded number', async () => {
+  it('snapshots every node volume of its environment (tag berth:environment) on a schedule, keeping a bounded number', async () => {
     const { SnapshotPolicy } = await import('./snapshot-policy.js');
-    const p = new SnapshotPolicy('snap', { retain: 7 });
+    const p = new SnapshotPolicy('snap', { environment: 'prod', retain: 7 });
     await new Promise<void>((r) => p.policyArn.apply(() => r()));
     await settled(declared);
     const dlm = ofType(declared, 'aws:dlm/lifecyclePolicy:LifecyclePolicy')[0]!;
     expect(dlm.inputs).toMatchObject({
       state: 'ENABLED', executionRoleArn: 'arn:aws:mock:::snap-dlm',
-      policyDetails: { resourceTypes: ['VOLUME'], targetTags: { 'berth:managed-by': 'berth' }, schedules: [{ createRule: { interval: 24, intervalUnit: 'HOURS', times: '03:00' }, retainRule: { count: 7 }, copyTags: true }] },
+      policyDetails: { resourceTypes: ['VOLUME'], targetTags: { 'berth:environment': 'prod' }, schedules: [{ createRule: { interval: 24, intervalUnit: 'HOURS', times: '03:00' }, retainRule: { count: 7 }, copyTags: true }] },
     });
   });
   it('refuses schedules DLM does not accept', async () => {
@@ -63,7 +63,7 @@ describe('SnapshotPolicy', () => {
 describe('EcsCluster', () => {
   it('runs one Traefik task in bridge network mode with its ports published one to one, pinned to the Traefik host, with read-only discovery rights', async () => {
     const { EcsCluster } = await import('./ecs-cluster.js');
-    const c = new EcsCluster('ecs', { region: 'eu-west-1', clusterName: 'berth-eu-west-1', traefikImage: 'repo/berth/traefik:build-3', traefikHostId: 'traefik-eu-west-1' });
+    const c = new EcsCluster('ecs', { environment: 'prod', region: 'eu-west-1', clusterName: 'berth-eu-west-1', traefikImage: 'repo/berth/traefik:build-3', traefikHostId: 'traefik-eu-west-1' });
     await new Promise<void>((r) => pulumi.all([c.clusterName, c.traefikServiceName]).apply(() => r()));
     await settled(declared);
     const svc = named('aws:ecs/service:Service', 'ecs-traefik');
@@ -75,7 +75,7 @@ describe('EcsCluster', () => {
     const [container] = JSON.parse(td.inputs['containerDefinitions'] as string) as Array<{ image: string; portMappings: Array<{ hostPort: number; containerPort: number }>; environment: Array<{ name: string; value: string }>; mountPoints: Array<{ containerPath: string }> }>;
     expect(container!.image).toBe('repo/berth/traefik:build-3');
     expect(container!.portMappings.map((p) => [p.containerPort, p.hostPort])).toEqual([[8090, 8090], [8860, 8860], [4000, 4000], [9860, 9860]]);
-    expect(container!.environment).toEqual([{ name: 'AWS_REGION', value: 'eu-west-1' }]);
+    expect(container!.environment).toEqual([{ name: 'AWS_REGION', value: 'eu-west-1' }, { name: 'BERTH_ENVIRONMENT', value: 'prod' }]);
     expect(container!.mountPoints.map((m) => m.containerPath)).toEqual(['/etc/traefik/certs', '/etc/traefik/dynamic']);
     const task = statements(named('aws:iam/rolePolicy:RolePolicy', 'ecs-traefik-task'));
     expect(task.flatMap((s) => s.Action).every((a) => /^(ecs|ec2):(List|Describe)/.test(a))).toBe(true);
@@ -86,7 +86,7 @@ describe('TraefikHost', () => {
   it('launches one instance from the ECS AL2023 AMI, owns the EIP and its DNS name, and may only touch its own EIP, routes and tags', async () => {
     const { TraefikHost } = await import('./traefik-host.js');
     const t = new TraefikHost('edge', {
-      region: 'eu-west-1', accountId: '111122223333', vpcCidr: '10.1.0.0/16', publicSubnetId: 'subnet-pub0', securityGroupId: 'sg-1',
+      environment: 'staging', region: 'eu-west-1', accountId: '111122223333', vpcCidr: '10.1.0.0/16', publicSubnetId: 'subnet-pub0', securityGroupId: 'sg-1',
       privateRouteTableIds: ['rtb-priv'], ecsClusterName: 'berth-eu-west-1', zoneId: 'Z1', zoneName: 'example.com', logGroupName: '/staging/hosts/traefik-eu-west-1',
       artifactUri: 's3://berth-artifacts/berth/build-7.tar.gz', certBucket: 'berth-environment', certBucketRegion: 'eu-west-1', certDomains: ['example.com', '*.example.com'],
     });
@@ -146,6 +146,7 @@ describe('TraefikHost policy against its userdata', () => {
     // CLI call → the IAM requests EC2 authorizes (Service Authorization Reference, Amazon EC2).
     const ec2 = (type: string, id: string) => `arn:aws:ec2:eu-west-1:111122223333:${type}/${id}`;
     const traefik = { 'aws:ResourceTag/berth:role': 'traefik' }; // the EIP and the instance (ASG tags) carry it
+    const traefikInstance = { ...traefik, 'aws:ResourceTag/berth:environment': 'staging' }; // the instance also carries its environment
     const arg = (line: string, flag: string) => new RegExp(`${flag} (\\S+)`).exec(line)![1]!;
     const requests = readFileSync(calls, 'utf8').trim().split('\n').flatMap((line) => {
       const [service, op] = line.split(' ');
@@ -153,9 +154,9 @@ describe('TraefikHost policy against its userdata', () => {
       switch (op) {
         case 'associate-address': return [
           { action: 'ec2:AssociateAddress', resource: ec2('elastic-ip', arg(line, '--allocation-id')), ctx: traefik },
-          { action: 'ec2:AssociateAddress', resource: ec2('instance', arg(line, '--instance-id')), ctx: traefik },
+          { action: 'ec2:AssociateAddress', resource: ec2('instance', arg(line, '--instance-id')), ctx: traefikInstance },
         ];
-        case 'modify-instance-attribute': return [{ action: 'ec2:ModifyInstanceAttribute', resource: ec2('instance', arg(line, '--instance-id')), ctx: traefik }];
+        case 'modify-instance-attribute': return [{ action: 'ec2:ModifyInstanceAttribute', resource: ec2('instance', arg(line, '--instance-id')), ctx: traefikInstance }];
         case 'replace-route': case 'create-route': return [{ action: op === 'replace-route' ? 'ec2:ReplaceRoute' : 'ec2:CreateRoute', resource: ec2('route-table', arg(line, '--route-table-id')), ctx: {} }];
         default: throw new Error(`no IAM mapping for aws ${line}`);
       }

@@ -1,5 +1,6 @@
 import * as aws from '@pulumi/aws';
 import * as pulumi from '@pulumi/pulumi';
+import { tagKeys } from '../../lib/node-contract.js';
 
 /** ECR lifecycle: untagged layers go after `untaggedDays`, and only the newest `keep` tagged images stay. */
 export function imageLifecyclePolicy(keep: number, untaggedDays: number) {
@@ -43,7 +44,7 @@ export class Registries extends pulumi.ComponentResource {
         imageTagMutability: 'IMMUTABLE',
         imageScanningConfiguration: { scanOnPush: true },
         encryptionConfigurations: [args.kmsKeyArn ? { encryptionType: 'KMS', kmsKey: args.kmsKeyArn } : { encryptionType: 'AES256' }],
-        tags: { ...args.tags, 'berth:image': image },
+        tags: { ...args.tags, [tagKeys().image]: image },
       }, { parent: this });
       new aws.ecr.LifecyclePolicy(`${name}-${image}`, { repository: repo.name, policy }, { parent: this });
       urls[image] = repo.repositoryUrl;

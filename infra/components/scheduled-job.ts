@@ -1,6 +1,6 @@
 import * as aws from '@pulumi/aws';
 import * as pulumi from '@pulumi/pulumi';
-import { roleNamePrefix } from './naming.js';
+import { environmentEcsClusterPrefixes, roleNamePrefix } from './naming.js';
 
 /**
  * The Node.js runtime of every berth Lambda (the certificate renewer and the operations jobs):
@@ -57,13 +57,17 @@ export class ScheduledJob extends pulumi.ComponentResource {
 }
 
 /** What the daily ECS agent update may do: list the region's clusters and instances, update agents. */
-export function agentUpdatePolicy(region: string, accountId: string) {
+export function agentUpdatePolicy(region: string, accountId: string, environment: string) {
+  // Every ECS cluster of an environment starts with one of its prefixes (naming.ts); a container
+  // instance ARN carries its cluster's name (`container-instance/<cluster>/<id>`, ECS's long ARN
+  // format), so IAM itself keeps the job in its environment, and the job lists only those clusters.
+  const own = Object.values(environmentEcsClusterPrefixes(environment));
   return {
     Version: '2012-10-17',
     Statement: [
       { Sid: 'ListClusters', Effect: 'Allow', Action: ['ecs:ListClusters'], Resource: '*' },
-      { Sid: 'ListInstances', Effect: 'Allow', Action: ['ecs:ListContainerInstances'], Resource: `arn:aws:ecs:${region}:${accountId}:cluster/*` },
-      { Sid: 'UpdateAgents', Effect: 'Allow', Action: ['ecs:UpdateContainerAgent'], Resource: `arn:aws:ecs:${region}:${accountId}:container-instance/*` },
+      { Sid: 'ListInstances', Effect: 'Allow', Action: ['ecs:ListContainerInstances'], Resource: own.map((p) => `arn:aws:ecs:${region}:${accountId}:cluster/${p}*`) },
+      { Sid: 'UpdateAgents', Effect: 'Allow', Action: ['ecs:UpdateContainerAgent'], Resource: own.map((p) => `arn:aws:ecs:${region}:${accountId}:container-instance/${p}*/*`) },
     ],
   };
 }

@@ -29,7 +29,7 @@ describe('SecurityGroups under setMocks', () => {
 });
 
 describe('hostEbsPolicy', () => {
-  const doc = hostEbsPolicy({ region: 'eu-west-1', accountId: '123456789012', cluster: 'shop' });
+  const doc = hostEbsPolicy({ region: 'eu-west-1', accountId: '123456789012', environment: 'prod', cluster: 'shop' });
   const mutating = /^ec2:(Attach|Detach|Modify|Create|Delete)/;
   it('conditions every EBS mutating action on berth tags and never uses a bare *', () => {
     for (const s of doc.Statement) {
@@ -46,11 +46,11 @@ describe('hostEbsPolicy', () => {
     expect(actions.filter((a) => a.includes('*'))).toEqual([]);
   });
   it('lets a host delete only managed volumes tagged to itself, and remove only berth tags', () => {
-    const withHost = hostEbsPolicy({ region: 'eu-west-1', accountId: '123456789012', cluster: 'shop', hostId: 'h-7' });
+    const withHost = hostEbsPolicy({ region: 'eu-west-1', accountId: '123456789012', environment: 'prod', cluster: 'shop', hostId: 'h-7' });
     const deletes = withHost.Statement.filter((s) => s.Action.includes('ec2:DeleteVolume'));
     expect(deletes).toHaveLength(1);
     expect(deletes[0]!.Condition).toEqual({
-      StringEquals: { 'aws:ResourceTag/berth:managed-by': 'berth', 'aws:ResourceTag/berth:cluster': 'shop', 'aws:ResourceTag/berth:host': 'h-7' },
+      StringEquals: { 'aws:ResourceTag/berth:managed-by': 'berth', 'aws:ResourceTag/berth:cluster': 'shop', 'aws:ResourceTag/berth:environment': 'prod', 'aws:ResourceTag/berth:host': 'h-7' },
     });
     const untag = withHost.Statement.filter((s) => s.Action.includes('ec2:DeleteTags'));
     expect(untag).toHaveLength(1);

@@ -61,6 +61,9 @@ export function singleInstanceGroup(name: string, args: SingleInstanceGroupArgs,
     userData: pulumi.output(args.userData).apply((u) => Buffer.from(u, 'utf8').toString('base64')),
     networkInterfaces: [{ deviceIndex: 0, associatePublicIpAddress: String(args.publicIp), securityGroups: [...args.securityGroupIds], deleteOnTermination: 'true' }],
     metadataOptions: { httpEndpoint: 'enabled', httpTokens: 'required', httpPutResponseHopLimit: 1, instanceMetadataTags: 'disabled' },
+    // A bootstrap that fails for good powers the instance off (userdata/bootstrap.sh); terminated
+    // rather than stopped, the group replaces it at once (a stopped one waits for a health check).
+    instanceInitiatedShutdownBehavior: 'terminate',
     blockDeviceMappings: [{ deviceName: '/dev/xvda', ebs: { volumeSize: args.rootVolumeGiB ?? 30, volumeType: 'gp3', encrypted: 'true', deleteOnTermination: 'true' } }],
     tagSpecifications: ['volume', 'network-interface'].map((resourceType) => ({ resourceType, tags: { ...args.attachedResourceTags, Name: name } })),
     updateDefaultVersion: true,

@@ -1,11 +1,14 @@
 import * as aws from '@pulumi/aws';
 import * as pulumi from '@pulumi/pulumi';
+import { hostInstanceTags, tagKeys, TRAEFIK_ROLE } from '../../lib/node-contract.js';
 import { multipartUserdata, renderBootstrap, renderTemplate } from '../../userdata/render.js';
 import { hostEbsPolicy } from './host-policy.js';
 import { ecsAmiId, singleInstanceGroup } from './single-instance-group.js';
 import { traefikHostId } from './traefik-names.js';
 
 export interface TraefikHostArgs {
+  /** The environment (the global stack's): berth on this host runs in it, and the host is tagged with it. */
+  readonly environment: pulumi.Input<string>;
   readonly region: string;
   readonly accountId: pulumi.Input<string>;
   readonly vpcCidr: string;
@@ -33,6 +36,9 @@ export interface TraefikHostArgs {
 
 export { traefikHostId } from './traefik-names.js';
 
+/** The Traefik host's own DNS name, `traefik-<region>.<zone>`. */
+export const traefikHostFqdn = (hostId: string, zone: string) => `${hostId}.${zone}`;
+
 /**
  * The region's Traefik/NAT host: an ASG of one instance in a public subnet. At boot its
  * userdata takes over the region's Elastic IP, turns the source/destination check off, NATs
@@ -52,12 +58,13 @@ export class TraefikHost extends pulumi.ComponentResource {
     if (args.privateRouteTableIds.length === 0) throw new Error('TraefikHost: privateRouteTableIds must name the private route tables it NATs for');
     if (args.certDomains.length === 0) throw new Error('TraefikHost: certDomains must name the certificate\'s domains');
     const hostId = traefikHostId(args.region);
-    const role = { 'berth:role': 'traefik' };
+    const keys = tagKeys();
+    const role = { [keys.role]: TRAEFIK_ROLE };
     const eip = new aws.ec2.Eip(`${name}-eip`, { domain: 'vpc', tags: { ...role, Name: hostId } }, { parent: this, protect: true });
     new aws.cloudwatch.LogGroup(`${name}-logs`, { name: args.logGroupName, retentionInDays: 30 }, { parent: this });
 
-    const userData = pulumi.all([eip.id, pulumi.all([...args.privateRouteTableIds]), args.certBucket, args.certBucketRegion, args.artifactUri, args.ecsClusterName, args.logGroupName])
-      .apply(([allocation, tables, bucket, bucketRegion, artifact, ecsCluster, logGroup]) => multipartUserdata([
+    const userData = pulumi.all([eip.id, pulumi.all([...args.privateRouteTableIds]), args.certBucket, args.certBucketRegion, args.artifactUri, args.ecsClusterName, args.logGroupName, args.environment])
+      .apply(([allocation, tables, bucket, bucketRegion, artifact, ecsCluster, logGroup, environment]) => multipartUserdata([
         { filename: '10-host-prep.sh', content: renderTemplate('host-prep.sh', { LOG_GROUP: logGroup }) },
         {
           filename: '20-traefik-host.sh',
@@ -66,19 +73,21 @@ export class TraefikHost extends pulumi.ComponentResource {
             CERT_BUCKET: bucket, CERT_REGION: bucketRegion, CERT_DOMAINS: args.certDomains.join(','),
           }),
         },
-        { filename: '30-berth.sh', content: renderBootstrap({ CLUSTER: hostId, HOST_ID: hostId, REGION: args.region, ARTIFACT_URI: artifact, SWAP_MIB: 0, ECS_CLUSTER: ecsCluster }) },
+        { filename: '30-berth.sh', content: renderBootstrap({ ENVIRONMENT: environment, CLUSTER: hostId, HOST_ID: hostId, REGION: args.region, ARTIFACT_URI: artifact, SWAP_MIB: 0, ECS_CLUSTER: ecsCluster }) },
       ]));
 
-    const policy = pulumi.all([args.accountId, eip.id, pulumi.all([...args.privateRouteTableIds]), args.certBucket, args.artifactUri, args.bucketKmsKeyArn])
-      .apply(([account, allocation, tables, bucket, artifact, bucketKey]) => {
+    const policy = pulumi.all([args.accountId, eip.id, pulumi.all([...args.privateRouteTableIds]), args.certBucket, args.artifactUri, args.bucketKmsKeyArn, args.environment])
+      .apply(([account, allocation, tables, bucket, artifact, bucketKey, environment]) => {
         const ec2 = (type: string) => `arn:aws:ec2:${args.region}:${account}:${type}`;
-        const traefikOnly = { StringEquals: { 'aws:ResourceTag/berth:role': 'traefik' } };
-        const berth = hostEbsPolicy({ region: args.region, accountId: account, cluster: hostId, hostId });
+        const traefikOnly = { StringEquals: { [`aws:ResourceTag/${keys.role}`]: TRAEFIK_ROLE } };
+        // Instances carry the environment (network interfaces and the address are named by ARN or role only).
+        const ownTraefikInstance = { StringEquals: { [`aws:ResourceTag/${keys.role}`]: TRAEFIK_ROLE, [`aws:ResourceTag/${keys.environment}`]: environment } };
+        const berth = hostEbsPolicy({ region: args.region, accountId: account, environment, cluster: hostId, hostId });
         return JSON.stringify({
           Version: '2012-10-17',
           Statement: [
             { Sid: 'TakeOverElasticIp', Effect: 'Allow', Action: ['ec2:AssociateAddress'], Resource: [ec2(`elastic-ip/${allocation}`), ec2('instance/*'), ec2('network-interface/*')], Condition: traefikOnly },
-            { Sid: 'NatSourceDestCheck', Effect: 'Allow', Action: ['ec2:ModifyInstanceAttribute'], Resource: ec2('instance/*'), Condition: traefikOnly },
+            { Sid: 'NatSourceDestCheck', Effect: 'Allow', Action: ['ec2:ModifyInstanceAttribute'], Resource: ec2('instance/*'), Condition: ownTraefikInstance },
             { Sid: 'PrivateDefaultRoute', Effect: 'Allow', Action: ['ec2:CreateRoute', 'ec2:ReplaceRoute'], Resource: tables.map((t) => ec2(`route-table/${t}`)) },
             { Sid: 'ReadRelease', Effect: 'Allow', Action: ['s3:GetObject'], Resource: artifact.replace(/^s3:\/\//, 'arn:aws:s3:::') },
             { Sid: 'ReadCertificate', Effect: 'Allow', Action: ['s3:GetObject'], Resource: `arn:aws:s3:::${bucket}/tls/*` },
@@ -94,14 +103,14 @@ export class TraefikHost extends pulumi.ComponentResource {
       subnetId: args.publicSubnetId,
       securityGroupIds: [args.securityGroupId],
       userData,
-      tags: { ...role, 'berth:cluster': hostId, 'berth:host': hostId },
+      tags: { ...role, ...hostInstanceTags({ environment: args.environment, cluster: hostId, host: hostId }) },
       attachedResourceTags: role,
       policy,
       publicIp: true,
       refreshOnChange: true,
     }, this);
 
-    this.fqdn = `${hostId}.${args.zoneName}`;
+    this.fqdn = traefikHostFqdn(hostId, args.zoneName);
     new aws.route53.Record(`${name}-dns`, { zoneId: args.zoneId, name: this.fqdn, type: 'A', ttl: 60, records: [eip.publicIp] }, { parent: this });
     this.publicIp = eip.publicIp;
     this.allocationId = eip.id; // an EIP's id is its allocation id

@@ -19,7 +19,7 @@ describe('Host', () => {
   it('launches one tagged instance whose userdata starts berth before the ECS agent with a unique attribute', async () => {
     const { Host } = await import('./host.js');
     const h = new Host('shop-h1', {
-      cluster: 'shop', hostId: 'shop-h1', region: 'eu-west-1', accountId: '111122223333', ecsClusterName: 'berth-eu-west-1',
+      environment: 'prod', cluster: 'shop', hostId: 'shop-h1', region: 'eu-west-1', accountId: '111122223333', ecsClusterName: 'berth-eu-west-1',
       subnetId: 'subnet-priv1', securityGroupId: 'sg-1', artifactUri: 's3://berth-artifacts/berth/build-7.tar.gz', logGroupName: '/prod/hosts/shop',
       ebsKmsKeyArn: 'arn:aws:kms:eu-west-1:111122223333:key/ebs', swapMiB: 1024,
     });
@@ -35,6 +35,8 @@ describe('Host', () => {
     const lt = named('aws:ec2/launchTemplate:LaunchTemplate', 'shop-h1-lt');
     expect(lt.inputs['imageId']).toBe('ami-0ecs2023');
     expect(lt.inputs['networkInterfaces']).toMatchObject([{ associatePublicIpAddress: 'false' }]);
+    // A bootstrap that gives up powers off (userdata/bootstrap.sh): the instance terminates and its group replaces it.
+    expect(lt.inputs['instanceInitiatedShutdownBehavior']).toBe('terminate');
     const rootTags = (lt.inputs['tagSpecifications'] as Array<{ tags: Record<string, string> }>).map((t) => Object.keys(t.tags));
     for (const keys of rootTags) expect(keys).not.toContain('berth:host');
 
@@ -64,7 +66,7 @@ describe('Host', () => {
   it('refuses a negative swap size', async () => {
     const { Host } = await import('./host.js');
     expect(() => new Host('bad', {
-      cluster: 'c', hostId: 'h', region: 'eu-west-1', accountId: '1', ecsClusterName: 'e', subnetId: 's', securityGroupId: 'g', artifactUri: 's3://a/b', logGroupName: '/l', swapMiB: -1,
+      environment: 'prod', cluster: 'c', hostId: 'h', region: 'eu-west-1', accountId: '1', ecsClusterName: 'e', subnetId: 's', securityGroupId: 'g', artifactUri: 's3://a/b', logGroupName: '/l', swapMiB: -1,
     })).toThrow(/swapMiB/);
   });
 });
@@ -77,7 +79,7 @@ describe('Cluster', () => {
     await settled(declared);
     expect(ofType(declared, 'aws:ecs/cluster:Cluster').map((e) => e.inputs['name'])).toEqual(['prod-unit-shop']);
     const records = ofType(declared, 'aws:route53/record:Record').filter((d) => d.name.startsWith('shop-'));
-    expect(records.map((r) => r.inputs['name']).sort()).toEqual(['n1.shop.example.com', 'n2.shop.example.com', 'shop.example.com']);
+    expect(records.map((r) => r.inputs['name']).sort()).toEqual(['n1-shop.example.com', 'n2-shop.example.com', 'shop.example.com']);
     for (const r of records) expect(r.inputs).toMatchObject({ type: 'A', records: ['203.0.113.7'] });
     expect(records.find((r) => r.inputs['name'] === 'shop.example.com')!.inputs).toMatchObject({ setIdentifier: 'eu-west-1', latencyRoutingPolicies: [{ region: 'eu-west-1' }] });
     // A node lives in one region: no other region's stack may add a latency alternative to its name.
@@ -92,8 +94,8 @@ describe('Cluster', () => {
     for (const cluster of ['blue', 'green']) new Cluster(cluster, { environment: 'prod', cluster, region: 'eu-west-1', zoneId: 'Z1', zoneName: 'example.com', traefikIp: '203.0.113.7', nodes: ['db1'] });
     await settled(declared);
     const names = ofType(declared, 'aws:route53/record:Record').slice(before).map((r) => r.inputs['name']);
-    expect(names).toContain('db1.blue.example.com');
-    expect(names).toContain('db1.green.example.com');
+    expect(names).toContain('db1-blue.example.com');
+    expect(names).toContain('db1-green.example.com');
     expect(new Set(names).size).toBe(names.length);
   });
 });

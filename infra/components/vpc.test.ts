@@ -63,7 +63,7 @@ describe('Vpc under setMocks', () => {
 
   it('regional: 2 public + 3 private over 3 AZs, no NAT gateway and no Pulumi-owned default route in private subnets', async () => {
     const { Vpc, VPC_LAYOUTS } = await import('./vpc.js');
-    const vpc = new Vpc('r', { cidr: '10.2.0.0/16', layout: VPC_LAYOUTS.regional, availabilityZones: ['us-east-1a', 'us-east-1b', 'us-east-1d'] });
+    const vpc = new Vpc('r', { cidr: '10.2.0.0/16', layout: VPC_LAYOUTS.regional, availabilityZones: ['us-east-1a', 'us-east-1b', 'us-east-1d'], region: 'us-east-1' });
     const azs = await new Promise<string[]>((r) => pulumi.all(vpc.privateSubnetAzs).apply(r));
     await settled(declared);
     expect(azs).toEqual(['us-east-1a', 'us-east-1b', 'us-east-1d']);
@@ -73,5 +73,15 @@ describe('Vpc under setMocks', () => {
     const routes = ofVpc('r-', 'aws:ec2/route:Route').map((r) => [r.inputs['routeTableId'], r.inputs['destinationCidrBlock'], r.inputs['gatewayId']]);
     expect(routes).toEqual([['r-public-id', '0.0.0.0/0', 'r-igw-id']]);
     expect(ofVpc('r-', 'aws:ec2/routeTable:RouteTable').every((t) => t.inputs['routes'] === undefined)).toBe(true);
+  });
+
+  it('regional: hosts reach S3 through a gateway endpoint on both route tables, not through the NAT instance', async () => {
+    const endpoints = ofVpc('r-', 'aws:ec2/vpcEndpoint:VpcEndpoint');
+    expect(endpoints.map((e) => [e.inputs['serviceName'], e.inputs['vpcEndpointType'], e.inputs['vpcId']])).toEqual([['com.amazonaws.us-east-1.s3', 'Gateway', 'r-vpc-id']]);
+    expect([...(endpoints[0]!.inputs['routeTableIds'] as string[])].sort()).toEqual(['r-private-id', 'r-public-id']);
+    // The global VPC has a NAT gateway that is never replaced: no endpoint there.
+    expect(ofVpc('g-', 'aws:ec2/vpcEndpoint:VpcEndpoint')).toEqual([]);
+    const { Vpc, VPC_LAYOUTS } = await import('./vpc.js');
+    expect(() => new Vpc('x', { cidr: '10.3.0.0/16', layout: VPC_LAYOUTS.regional, availabilityZones: ['a', 'b', 'c'] })).toThrow(/give its region/);
   });
 });

@@ -1,6 +1,7 @@
 import * as aws from '@pulumi/aws';
 import * as pulumi from '@pulumi/pulumi';
 import { assertVpcCidr, parseCidr } from './cidr-map.js';
+import { tagKeys } from '../../lib/node-contract.js';
 
 /** How many subnets a VPC has and how its private subnets reach the internet. */
 export interface VpcLayout {
@@ -9,11 +10,18 @@ export interface VpcLayout {
   readonly availabilityZones: number;
   /** `gateway`: a NAT gateway with its EIP; `instance`: the Traefik host adds the default route at boot. */
   readonly nat: 'gateway' | 'instance';
+  /**
+   * An S3 gateway endpoint on the VPC's route tables: hosts in private subnets read their
+   * release (and the AL2023 package repositories, S3 buckets in the region) without the
+   * NAT path, which with `nat: instance` is down while the Traefik host is replaced
+   * (docs/deploy.md, "How a host boots"). Gateway endpoints cost nothing.
+   */
+  readonly s3Endpoint: boolean;
 }
 
 export const VPC_LAYOUTS = {
-  global: { publicSubnets: 2, privateSubnets: 2, availabilityZones: 2, nat: 'gateway' },
-  regional: { publicSubnets: 2, privateSubnets: 3, availabilityZones: 3, nat: 'instance' },
+  global: { publicSubnets: 2, privateSubnets: 2, availabilityZones: 2, nat: 'gateway', s3Endpoint: false },
+  regional: { publicSubnets: 2, privateSubnets: 3, availabilityZones: 3, nat: 'instance', s3Endpoint: true },
 } as const satisfies Record<string, VpcLayout>;
 
 const formatIp = (n: number) => [24, 16, 8, 0].map((s) => Math.floor(n / 2 ** s) % 256).join('.');
@@ -45,6 +53,8 @@ export interface VpcArgs {
   /** At least `layout.availabilityZones` zone names; subnet i goes to zone i mod that count. */
   readonly availabilityZones: pulumi.Input<readonly string[]>;
   readonly tags?: Readonly<Record<string, string>>;
+  /** The VPC's region: the S3 endpoint's service is `com.amazonaws.<region>.s3` (needed with `layout.s3Endpoint`). */
+  readonly region?: string;
 }
 
 /** A VPC with public and private subnets over several AZs, an internet gateway and, for `nat: gateway`, a NAT gateway. */
@@ -58,11 +68,14 @@ export class Vpc extends pulumi.ComponentResource {
   readonly publicRouteTableId: pulumi.Output<string>;
   readonly privateRouteTableId: pulumi.Output<string>;
   readonly natPublicIp: pulumi.Output<string> | undefined;
+  /** The S3 gateway endpoint, with `layout.s3Endpoint`. */
+  readonly s3EndpointId: pulumi.Output<string> | undefined;
 
   constructor(name: string, args: VpcArgs, opts?: pulumi.ComponentResourceOptions) {
     super('berth:network:Vpc', name, {}, opts);
     const { layout } = args;
     const blocks = carveSubnets(args.cidr, layout.publicSubnets, layout.privateSubnets);
+    if (layout.s3Endpoint && !/^[a-z]{2}(-[a-z]+)+-\d+$/.test(args.region ?? '')) throw new Error(`VPC ${name} has an S3 gateway endpoint: give its region (e.g. eu-west-1), not "${args.region ?? ''}"`);
     const tags = args.tags ?? {};
     const parent = { parent: this };
     const zoneOf = (i: number) => pulumi.output(args.availabilityZones).apply((zones) => {
@@ -84,7 +97,7 @@ export class Vpc extends pulumi.ComponentResource {
       const az = zoneOf(i);
       const s = new aws.ec2.Subnet(`${name}-${tier}-${i}`, {
         vpcId: vpc.id, cidrBlock, availabilityZone: az, mapPublicIpOnLaunch: tier === 'public',
-        tags: { ...tags, Name: `${name}-${tier}-${i}`, 'berth:tier': tier },
+        tags: { ...tags, Name: `${name}-${tier}-${i}`, [tagKeys().tier]: tier },
       }, parent);
       return { id: s.id, az };
     };
@@ -106,6 +119,17 @@ export class Vpc extends pulumi.ComponentResource {
       natPublicIp = eip.publicIp;
     }
 
+    // Both route tables: the private one (berth hosts) and the public one (the Traefik host,
+    // whose certificates come from S3). No endpoint policy: the default allows every bucket,
+    // which the hosts' IAM policies narrow; the AL2023 repositories are buckets too.
+    let s3EndpointId: pulumi.Output<string> | undefined;
+    if (layout.s3Endpoint) {
+      s3EndpointId = new aws.ec2.VpcEndpoint(`${name}-s3`, {
+        vpcId: vpc.id, serviceName: `com.amazonaws.${args.region!}.s3`, vpcEndpointType: 'Gateway',
+        routeTableIds: [privateRt.id, publicRt.id], tags: { ...tags, Name: `${name}-s3` },
+      }, parent).id;
+    }
+
     this.vpcId = vpc.id;
     this.cidr = args.cidr;
     this.publicSubnetIds = publics.map((s) => s.id);
@@ -114,10 +138,11 @@ export class Vpc extends pulumi.ComponentResource {
     this.publicRouteTableId = publicRt.id;
     this.privateRouteTableId = privateRt.id;
     this.natPublicIp = natPublicIp;
+    this.s3EndpointId = s3EndpointId;
     this.registerOutputs({
       vpcId: this.vpcId, publicSubnetIds: this.publicSubnetIds, privateSubnetIds: this.privateSubnetIds,
       privateSubnetAzs: this.privateSubnetAzs, publicRouteTableId: this.publicRouteTableId,
-      privateRouteTableId: this.privateRouteTableId, natPublicIp: this.natPublicIp,
+      privateRouteTableId: this.privateRouteTableId, natPublicIp: this.natPublicIp, s3EndpointId: this.s3EndpointId,
     });
   }
 }

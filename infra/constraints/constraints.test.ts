@@ -7,6 +7,7 @@ import { recordResources, settled, type Declared } from '../test/pulumi-mocks.js
 import { resolveAll } from '../test/program-checks.js';
 import { checkShape, inputShape, loadService, newestBotocore } from './botocore.js';
 import { crossFieldProblems, type DeclaredCall } from './cross-field.js';
+import { certificateProblems, publishedRecordNames } from './published-names.js';
 import { LAMBDA_RUNTIMES, READ_ON, runtimeNotices, runtimeProblems } from './lambda-runtimes.js';
 import { documentedProblems, NO_API_CALL, RESOURCE_CALLS, type ApiCall } from './resource-shapes.js';
 
@@ -21,7 +22,8 @@ const dataDir = botocore.dataDir;
 const RUNTIMES_BY_TABLE = { 'lambda Runtime': Object.keys(LAMBDA_RUNTIMES) };
 
 const LONG = 'h'.repeat(62) + '1'; // the longest host id the cluster invariants allow
-const spec = { name: 'shop', region: 'eu-west-1', hosts: [LONG, 'shop-h2'], nodes: [{ name: 'n'.repeat(63), host: LONG }, { name: 'db2', host: 'shop-h2' }] };
+// The longest node name cluster `shop` allows: `<node>-shop` is one DNS label of at most 63 (lib/node-contract.ts).
+const spec = { name: 'shop', region: 'eu-west-1', hosts: [LONG, 'shop-h2'], nodes: [{ name: 'n'.repeat(58), host: LONG }, { name: 'db2', host: 'shop-h2' }] };
 
 const programs = {
   global: { 'aws:region': 'eu-west-1', 'berth:operations': JSON.stringify({ codePath: '.build/lambdas', stateBucket: 'acme-pulumi-state' }) },
@@ -102,6 +104,14 @@ describe(`declared resources against AWS's API models (botocore ${botocore.versi
     const calls: DeclaredCall[] = declared.filter((d) => RESOURCE_CALLS[d.type]).flatMap((d) => callsOf(d).map((call) => ({ resource: `${d.type} ${d.name}`, name: d.name, call })));
     expect(calls.filter((c) => c.call.service === 'route53').length).toBeGreaterThan(2);
     expect(crossFieldProblems(calls)).toEqual([]);
+  });
+
+  it('publishes only names the regional certificate covers (published names vs berth:certDomains)', () => {
+    const calls: DeclaredCall[] = declared.filter((d) => RESOURCE_CALLS[d.type]).flatMap((d) => callsOf(d).map((call) => ({ resource: `${d.type} ${d.name}`, name: d.name, call })));
+    const certDomains = JSON.parse(programs.regional['berth:certDomains']) as string[];
+    expect(publishedRecordNames(calls).length).toBeGreaterThan(2);
+    expect(certificateProblems(calls, certDomains)).toEqual([]);
+    expect(certificateProblems(calls, ['example.com'])).not.toEqual([]);
   });
 
   it('runs every Lambda on a runtime Lambda still creates, by the dated table and this test\'s clock', () => {

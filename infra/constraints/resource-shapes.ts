@@ -113,6 +113,10 @@ export const RESOURCE_CALLS: Readonly<Record<string, Mapper>> = {
   })],
   'aws:ec2/routeTableAssociation:RouteTableAssociation': (d) => [call('ec2', 'AssociateRouteTable', { RouteTableId: d.inputs['routeTableId'], SubnetId: d.inputs['subnetId'] })],
   'aws:ec2/eip:Eip': (d) => [call('ec2', 'AllocateAddress', { Domain: d.inputs['domain'], TagSpecifications: tagSpec('elastic-ip', d.inputs['tags']) })],
+  'aws:ec2/vpcEndpoint:VpcEndpoint': (d) => [call('ec2', 'CreateVpcEndpoint', {
+    VpcId: d.inputs['vpcId'], VpcEndpointType: d.inputs['vpcEndpointType'], ServiceName: d.inputs['serviceName'], RouteTableIds: d.inputs['routeTableIds'],
+    TagSpecifications: tagSpec('vpc-endpoint', d.inputs['tags']),
+  })],
   'aws:ec2/natGateway:NatGateway': (d) => [call('ec2', 'CreateNatGateway', { SubnetId: d.inputs['subnetId'], AllocationId: d.inputs['allocationId'], TagSpecifications: tagSpec('natgateway', d.inputs['tags']) })],
   'aws:ec2/vpcPeeringConnection:VpcPeeringConnection': (d) => [call('ec2', 'CreateVpcPeeringConnection', { VpcId: d.inputs['vpcId'], PeerVpcId: d.inputs['peerVpcId'], PeerRegion: d.inputs['peerRegion'], TagSpecifications: tagSpec('vpc-peering-connection', d.inputs['tags']) })],
   'aws:ec2/vpcPeeringConnectionAccepter:VpcPeeringConnectionAccepter': (d) => [call('ec2', 'AcceptVpcPeeringConnection', { VpcPeeringConnectionId: d.inputs['vpcPeeringConnectionId'] })],

@@ -3,6 +3,7 @@ import { DeleteObjectsCommand, ListObjectsV2Command, S3Client, type DeleteObject
 import { mockClient } from 'aws-sdk-client-mock';
 import { describe, expect, it } from 'vitest';
 import { allows, type PolicyDocument, type RequestContext } from '../../test/aws/iam-policy.js';
+import { environmentEcsClusterPrefixes } from '../components/naming.js';
 import { agentUpdatePolicy, backupCleanupPolicy } from '../components/scheduled-job.js';
 import { updateAgents } from './ecs-agent-update.js';
 import { cleanupBackups } from './state-backup-cleanup.js';
@@ -33,7 +34,7 @@ describe('operations Lambdas against their declared policies', () => {
     ecs.on(ListClustersCommand).resolves({ clusterArns: [cluster] });
     ecs.on(ListContainerInstancesCommand).resolves({ containerInstanceArns: [instance] });
     ecs.on(UpdateContainerAgentCommand).resolves({});
-    await updateAgents(new ECSClient({ region }));
+    await updateAgents(new ECSClient({ region }), Object.values(environmentEcsClusterPrefixes('prod')));
     const requests: IamRequest[] = [
       ...ecs.commandCalls(ListClustersCommand).map(() => ({ action: 'ecs:ListClusters', resource: '*' })),
       ...ecs.commandCalls(ListContainerInstancesCommand).map((c) => ({ action: 'ecs:ListContainerInstances', resource: c.args[0].input.cluster! })),
@@ -41,7 +42,7 @@ describe('operations Lambdas against their declared policies', () => {
     ];
     ecs.restore();
     expect(requests.length).toBe(3);
-    expect(contract(agentUpdatePolicy(region, account), requests)).toEqual({ denied: [], unused: [] });
+    expect(contract(agentUpdatePolicy(region, account, 'prod'), requests)).toEqual({ denied: [], unused: [] });
   });
 
   it('the state backup cleanup', async () => {

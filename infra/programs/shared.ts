@@ -4,6 +4,9 @@ import * as pulumi from '@pulumi/pulumi';
 /** The config namespace of every berth program: `berth:<key>`. */
 export const config = () => new pulumi.Config('berth');
 
+/** A config key as the CLI and the Automation API name it (`berth:<key>`): config, not a tag. */
+export const configKey = (key: string): string => `berth:${key}`;
+
 /** The region the stack deploys to (`aws:region`). */
 export const stackRegion = (): string => new pulumi.Config('aws').require('region');
 

@@ -3,6 +3,8 @@ import type {
   AttachVolumeCommandInput,
   AttachVolumeCommandOutput,
   CreateTagsCommandInput,
+  CreateSnapshotCommandInput,
+  CreateSnapshotCommandOutput,
   CreateVolumeCommandInput,
   CreateVolumeCommandOutput,
   DeleteTagsCommandInput,
@@ -11,6 +13,8 @@ import type {
   DescribeInstancesCommandOutput,
   DescribeInstanceTypesCommandInput,
   DescribeInstanceTypesCommandOutput,
+  DescribeSnapshotsCommandInput,
+  DescribeSnapshotsCommandOutput,
   DescribeTagsCommandInput,
   DescribeTagsCommandOutput,
   DescribeVolumesCommandInput,
@@ -25,6 +29,7 @@ import type {
   ModifyVolumeCommandOutput,
   ServiceInputTypes,
   ServiceOutputTypes,
+  Snapshot,
   TagDescription,
   TagSpecification,
   Volume,
@@ -124,7 +129,13 @@ export class Ec2Model {
     failDescribeVolumes: 0,
     /** KMS key ids/ARNs/aliases the model treats as nonexistent. */
     unknownKmsKeys: new Set<string>(),
+    /** Volumes whose snapshots end in state 'error' instead of 'completed' (zone moves, issue 22). */
+    failingSnapshots: new Set<string>(),
+    /** Volumes whose snapshots stay 'pending' until removed from this set (and settle then). */
+    stuckSnapshots: new Set<string>(),
   };
+  /** Time from CreateSnapshot ('pending') to 'completed' (zone moves, issue 22). */
+  snapshotLatencyMs: number;
 
   private readonly failures = new Map<string, Error[]>();
   private readonly now: () => number;
@@ -152,6 +163,7 @@ export class Ec2Model {
     this.attachLatencyMs = opts.attachLatencyMs ?? 50;
     this.detachLatencyMs = opts.detachLatencyMs ?? this.attachLatencyMs;
     this.createLatencyMs = opts.createLatencyMs ?? 10;
+    this.snapshotLatencyMs = opts.snapshotLatencyMs ?? 20;
     this.apiLatencyMs = opts.apiLatencyMs ?? 0;
     this.throttling = opts.throttling ?? true;
     this.now = opts.now ?? Date.now;
@@ -346,11 +358,61 @@ export class Ec2Model {
     return volumeId;
   }
 
-  /** Adds a snapshot that CreateVolume can restore from; returns `snap-` + 17 hex. */
-  addSnapshot(p: { size: number; encrypted?: boolean; kmsKeyId?: string }): string {
+  /** Adds a completed snapshot that CreateVolume can restore from; returns `snap-` + 17 hex. */
+  addSnapshot(p: { size: number; encrypted?: boolean; kmsKeyId?: string; volumeId?: string; startTime?: Date; tags?: Record<string, string>; content?: string }): string {
     const snapshotId = this.newId('snap');
-    this.snapshots.set(snapshotId, { snapshotId, size: p.size, encrypted: p.encrypted ?? false, kmsKeyId: p.kmsKeyId });
+    this.snapshots.set(snapshotId, {
+      snapshotId,
+      seq: this.seq++,
+      volumeId: p.volumeId ?? 'vol-ffffffff',
+      size: p.size,
+      encrypted: p.encrypted ?? false,
+      kmsKeyId: p.kmsKeyId && this.kmsKeyArn(p.kmsKeyId),
+      state: 'completed',
+      progress: 100,
+      startTime: p.startTime ?? new Date(this.now()),
+      tags: new Map(Object.entries(p.tags ?? {})),
+      content: p.content,
+    });
     return snapshotId;
+  }
+
+  // ---- harness: content (zone moves, issue 22) ----
+  // EC2 keeps no notion of a volume's bytes that berth can see; the model keeps one marker string per
+  // volume so a test can show that data went volume → snapshot → volume: a snapshot holds its volume's
+  // content as it was at CreateSnapshot ("point-in-time", EBS User Guide, "Amazon EBS snapshots"), and a
+  // volume created from a snapshot starts with the snapshot's content.
+
+  /** Sets the marker of a volume's data (what a test "writes"). */
+  writeContent(volumeId: string, content: string): void {
+    const volume = this.volumesById.get(volumeId);
+    if (!volume) throw new Error(`Ec2Model: no volume ${volumeId}`);
+    volume.content = content;
+  }
+
+  /** The marker of a volume's data; undefined for a volume nothing was written to. */
+  content(volumeId: string): string | undefined {
+    const volume = this.volumesById.get(volumeId);
+    if (!volume) throw new Error(`Ec2Model: no volume ${volumeId}`);
+    return volume.content;
+  }
+
+  /** A copy of the model's record of one snapshot. */
+  snapshot(snapshotId: string): SnapshotView {
+    const snapshot = this.snapshots.get(snapshotId);
+    if (!snapshot) throw new Error(`Ec2Model: no snapshot ${snapshotId}`);
+    return snapshotViewOf(snapshot);
+  }
+
+  /** Copies of every snapshot, in creation order. */
+  snapshotList(): SnapshotView[] {
+    return [...this.snapshots.values()].map(snapshotViewOf);
+  }
+
+  /** Lets snapshots of a volume in faults.stuckSnapshots complete now (as EC2 would, later). */
+  releaseSnapshots(volumeId: string): void {
+    this.faults.stuckSnapshots.delete(volumeId);
+    for (const snapshot of this.snapshots.values()) if (snapshot.volumeId === volumeId && snapshot.state === 'pending') this.finishSnapshot(snapshot);
   }
 
   /** Sets tags on a volume or instance behind berth's back (drift). */
@@ -487,7 +549,113 @@ export class Ec2Model {
     DescribeInstances: (input: DescribeInstancesCommandInput) => this.describeInstances(input),
     DescribeInstanceTypes: (input: DescribeInstanceTypesCommandInput) => this.describeInstanceTypes(input),
     DescribeTags: (input: DescribeTagsCommandInput) => this.describeTags(input),
+    CreateSnapshot: (input: CreateSnapshotCommandInput) => this.createSnapshot(input),
+    DescribeSnapshots: (input: DescribeSnapshotsCommandInput) => this.describeSnapshots(input),
   };
+
+  // ---- snapshots (zone moves, issue 22) ----
+  // EC2 API Reference, CreateSnapshot: "Creates a snapshot of an EBS volume"; the answer is the snapshot
+  // in state 'pending'; it turns 'completed' (Progress '100%') or 'error' asynchronously. No ClientToken
+  // parameter exists (unlike CreateVolume): a retried call makes a second snapshot, so a caller finds its
+  // own by a tag it set (TagSpecifications, ResourceType 'snapshot'). The snapshot copies the volume's
+  // size, encryption and KMS key ("Snapshots that are taken from encrypted volumes are automatically
+  // encrypted"). A volume that is 'creating' or 'error' cannot be snapshotted (IncorrectState), and at
+  // most 5 snapshots of one volume may be pending at once (SnapshotCreationPerVolumeRateExceeded; EBS
+  // User Guide, "Create Amazon EBS snapshots": "a limit of five concurrent snapshots per volume" for
+  // the API; the model's choice of the documented console/API figure). The model keeps no region-wide
+  // snapshot quota. DescribeSnapshots: SnapshotIds (InvalidSnapshot.NotFound for a missing one), OwnerIds
+  // ('self' or the account id), Filters (below), MaxResults 5..1000 with NextToken.
+  private createSnapshot(input: CreateSnapshotCommandInput): Omit<CreateSnapshotCommandOutput, '$metadata'> {
+    if (!input.VolumeId) throw missingParameter('The request must contain the parameter volumeId');
+    const volume = this.findVolume(input.VolumeId);
+    if (volume.state === 'creating' || volume.state === 'error') throw ec2Error('IncorrectState', `The volume '${volume.volumeId}' is '${volume.state}'.`);
+    const pending = [...this.snapshots.values()].filter((s) => s.volumeId === volume.volumeId && s.state === 'pending').length;
+    if (pending >= 5) throw ec2Error('SnapshotCreationPerVolumeRateExceeded', 'The maximum per volume CreateSnapshot request rate has been exceeded. Use an increasing or variable sleep interval between requests.');
+    const tags = new Map<string, string>();
+    for (const specification of input.TagSpecifications ?? []) {
+      if (specification.ResourceType !== 'snapshot') throw invalidParameter(`'${specification.ResourceType}' is not a valid taggable resource type for this operation.`);
+      for (const [key, value] of checkTags(specification.Tags ?? [])) tags.set(key, value);
+    }
+    if (input.DryRun) throw dryRun();
+    const snapshot: ModelSnapshot = {
+      snapshotId: this.newId('snap'),
+      seq: this.seq++,
+      volumeId: volume.volumeId,
+      size: volume.size,
+      encrypted: volume.encrypted,
+      kmsKeyId: volume.kmsKeyId,
+      state: 'pending',
+      progress: 0,
+      startTime: new Date(this.now()),
+      description: input.Description,
+      tags,
+      content: volume.content,
+    };
+    this.snapshots.set(snapshot.snapshotId, snapshot);
+    this.track(
+      this.delay(this.snapshotLatencyMs / 2).then(async () => {
+        if (snapshot.state === 'pending') snapshot.progress = 50;
+        await this.delay(this.snapshotLatencyMs / 2);
+        if (!this.faults.stuckSnapshots.has(snapshot.volumeId)) this.finishSnapshot(snapshot);
+      }),
+    );
+    return this.describeSnapshot(snapshot);
+  }
+
+  private finishSnapshot(snapshot: ModelSnapshot): void {
+    if (snapshot.state !== 'pending') return;
+    if (this.faults.failingSnapshots.has(snapshot.volumeId)) {
+      snapshot.state = 'error';
+      snapshot.stateMessage = 'Snapshot creation failed';
+      return;
+    }
+    snapshot.state = 'completed';
+    snapshot.progress = 100;
+  }
+
+  private describeSnapshots(input: DescribeSnapshotsCommandInput): Omit<DescribeSnapshotsCommandOutput, '$metadata'> {
+    const filters = input.Filters ?? [];
+    checkFilterNames(filters, SNAPSHOT_FILTERS);
+    let snapshots = [...this.snapshots.values()];
+    if (input.SnapshotIds && input.SnapshotIds.length > 0) {
+      for (const id of input.SnapshotIds) {
+        if (!ID_PATTERN.snap.test(id)) throw ec2Error('InvalidSnapshotID.Malformed', `Invalid id: "${id}" (expecting "snap-...")`);
+        if (!this.snapshots.has(id)) throw ec2Error('InvalidSnapshot.NotFound', `The snapshot '${id}' does not exist.`);
+      }
+      const wanted = new Set(input.SnapshotIds);
+      snapshots = snapshots.filter((s) => wanted.has(s.snapshotId));
+    }
+    for (const owner of input.OwnerIds ?? []) {
+      if (owner !== 'self' && owner !== this.accountId) snapshots = [];
+    }
+    snapshots = snapshots.filter((s) => matchesFilters(filters, (name) => snapshotFilterValues(s, name, this.accountId)));
+    const page = paginate(snapshots, (s) => s.seq, {
+      maxResults: input.MaxResults,
+      nextToken: input.NextToken,
+      min: 5,
+      max: 1000,
+      idsGiven: Boolean(input.SnapshotIds?.length),
+      idsParameter: 'snapshotIds',
+    });
+    return { Snapshots: page.items.map((s) => this.describeSnapshot(s)), NextToken: page.nextToken };
+  }
+
+  private describeSnapshot(snapshot: ModelSnapshot): Snapshot {
+    return {
+      SnapshotId: snapshot.snapshotId,
+      VolumeId: snapshot.volumeId,
+      VolumeSize: snapshot.size,
+      State: snapshot.state,
+      StateMessage: snapshot.stateMessage,
+      Progress: `${snapshot.progress}%`,
+      StartTime: snapshot.startTime,
+      OwnerId: this.accountId,
+      Description: snapshot.description ?? '',
+      Encrypted: snapshot.encrypted,
+      KmsKeyId: snapshot.kmsKeyId,
+      Tags: snapshot.tags.size > 0 ? tagList(snapshot.tags) : undefined,
+    };
+  }
 
   private createVolume(input: CreateVolumeCommandInput): Omit<CreateVolumeCommandOutput, '$metadata'> {
     const { ClientToken, DryRun: _dryRun, ...params } = input;
@@ -522,6 +690,8 @@ export class Ec2Model {
       if (!ID_PATTERN.snap.test(input.SnapshotId)) throw ec2Error('InvalidSnapshotID.Malformed', `Invalid id: "${input.SnapshotId}" (expecting "snap-...")`);
       snapshot = this.snapshots.get(input.SnapshotId);
       if (!snapshot) throw ec2Error('InvalidSnapshot.NotFound', `The snapshot '${input.SnapshotId}' does not exist.`);
+      // A volume may be created from a snapshot only once it is completed (EC2 API Reference, CreateVolume).
+      if (snapshot.state !== 'completed') throw ec2Error('IncorrectState', `Snapshot is in invalid state - ${snapshot.state}`);
     }
     if (input.Size === undefined && !snapshot) throw missingParameter('The request must contain the parameter size or snapshotId');
     const size = input.Size ?? snapshot!.size;
@@ -550,6 +720,7 @@ export class Ec2Model {
       state: 'creating',
       createTime: new Date(this.now()),
       tags,
+      content: snapshot?.content,
     };
     this.volumesById.set(volume.volumeId, volume);
     const keyIsUnknown = kmsKey !== undefined && !this.kmsKeyKnown(kmsKey);
@@ -950,6 +1121,11 @@ export class Ec2Model {
   private taggableForApi(id: string): Map<string, string> {
     if (id.startsWith('vol-')) return this.findVolume(id).tags;
     if (id.startsWith('i-')) return this.findInstance(id).tags;
+    if (id.startsWith('snap-')) {
+      const snapshot = this.snapshots.get(id);
+      if (!snapshot) throw ec2Error('InvalidSnapshot.NotFound', `The snapshot '${id}' does not exist.`);
+      return snapshot.tags;
+    }
     throw ec2Error('InvalidID', `The ID '${id}' is not valid`);
   }
 
@@ -1057,6 +1233,8 @@ export interface Ec2ModelOptions {
   detachLatencyMs?: number;
   /** Time from CreateVolume ('creating') to 'available'. Default 10. */
   createLatencyMs?: number;
+  /** Time from CreateSnapshot ('pending') to 'completed' (progress 50% half way). Default 20. */
+  snapshotLatencyMs?: number;
   /** Delay before every call is answered. Default 0. */
   apiLatencyMs?: number;
   /** Token-bucket throttling with AWS's numbers. Default true. */
@@ -1078,7 +1256,7 @@ export interface Ec2ModelOptions {
   requireDetachInstanceId?: boolean;
 }
 
-export type BucketName = 'volumeMutating' | 'createVolume' | 'tags' | 'describeVolumes' | 'describeInstances' | 'describeTags' | 'modifyVolume' | 'describeInstanceTypes';
+export type BucketName = 'volumeMutating' | 'createVolume' | 'tags' | 'describeVolumes' | 'describeInstances' | 'describeTags' | 'modifyVolume' | 'createSnapshot' | 'describeSnapshots' | 'describeInstanceTypes';
 export interface BucketLimit {
   capacity: number;
   refillPerSecond: number;
@@ -1101,6 +1279,20 @@ export interface VolumeView {
   attachment?: { instanceId: string; device: string; state: 'attaching' | 'attached' | 'detaching'; deleteOnTermination: boolean };
 }
 
+/** What `snapshot()` returns. */
+export interface SnapshotView {
+  snapshotId: string;
+  volumeId: string;
+  size: number;
+  encrypted: boolean;
+  kmsKeyId?: string;
+  state: 'pending' | 'completed' | 'error';
+  progress: number;
+  startTime: Date;
+  tags: Record<string, string>;
+  content?: string;
+}
+
 export interface InstanceView {
   instanceId: string;
   az: string;
@@ -1118,6 +1310,10 @@ const DEFAULT_BUCKETS: Record<BucketName, BucketLimit> = {
   modifyVolume: { capacity: 50, refillPerSecond: 5 },
   // Like the other Describe actions (EC2's "Request throttling" page: non-mutating actions, 100 refill 20/s).
   describeInstanceTypes: { capacity: 100, refillPerSecond: 20 },
+  // The model's choice (EC2 documents no per-action numbers for these): CreateVolume's numbers for
+  // CreateSnapshot, the other Describe actions' for DescribeSnapshots.
+  createSnapshot: { capacity: 100, refillPerSecond: 5 },
+  describeSnapshots: { capacity: 100, refillPerSecond: 20 },
 };
 
 const BUCKET_OF: Record<string, BucketName> = {
@@ -1132,7 +1328,47 @@ const BUCKET_OF: Record<string, BucketName> = {
   DescribeTags: 'describeTags',
   ModifyVolume: 'modifyVolume',
   DescribeInstanceTypes: 'describeInstanceTypes',
+  CreateSnapshot: 'createSnapshot',
+  DescribeSnapshots: 'describeSnapshots',
 };
+
+const SNAPSHOT_FILTERS = new Set(['snapshot-id', 'volume-id', 'status', 'owner-id', 'encrypted', 'volume-size', 'progress', 'tag-key', 'tag-value']);
+
+function snapshotFilterValues(snapshot: ModelSnapshot, name: string, accountId: string): string[] {
+  switch (name) {
+    case 'snapshot-id':
+      return [snapshot.snapshotId];
+    case 'volume-id':
+      return [snapshot.volumeId];
+    case 'status':
+      return [snapshot.state];
+    case 'owner-id':
+      return [accountId];
+    case 'encrypted':
+      return [String(snapshot.encrypted)];
+    case 'volume-size':
+      return [String(snapshot.size)];
+    case 'progress':
+      return [`${snapshot.progress}%`];
+    default:
+      return tagFilterValues(name, snapshot.tags) ?? [];
+  }
+}
+
+function snapshotViewOf(snapshot: ModelSnapshot): SnapshotView {
+  return {
+    snapshotId: snapshot.snapshotId,
+    volumeId: snapshot.volumeId,
+    size: snapshot.size,
+    encrypted: snapshot.encrypted,
+    kmsKeyId: snapshot.kmsKeyId,
+    state: snapshot.state,
+    progress: snapshot.progress,
+    startTime: snapshot.startTime,
+    tags: Object.fromEntries(snapshot.tags),
+    content: snapshot.content,
+  };
+}
 
 const VOLUME_FILTERS = new Set([
   'volume-id',
@@ -1292,11 +1528,22 @@ interface ModelVolume {
   createTime: Date;
   tags: Map<string, string>;
   attachment?: ModelAttachment;
+  /** The marker of the volume's data (writeContent). */
+  content?: string;
 }
 
 interface ModelSnapshot {
   snapshotId: string;
+  seq: number;
+  volumeId: string;
   size: number;
   encrypted: boolean;
   kmsKeyId?: string;
+  state: 'pending' | 'completed' | 'error';
+  stateMessage?: string;
+  progress: number;
+  startTime: Date;
+  description?: string;
+  tags: Map<string, string>;
+  content?: string;
 }

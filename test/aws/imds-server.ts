@@ -23,6 +23,10 @@ export interface ImdsServerOptions {
    * "Instance metadata categories": network/interfaces/macs/mac). Default one interface.
    */
   macs?: string[];
+  /** The instance profile's key pair (a test S3 that checks signatures knows it); default a fresh random one each time. */
+  credentials?: { accessKeyId: string; secretAccessKey: string };
+  /** Address to listen on; default 127.0.0.1 (a test network namespace reaches another). */
+  host?: string;
 }
 
 export interface ImdsServer {
@@ -100,8 +104,8 @@ export async function startImdsServer(opts: ImdsServerOptions): Promise<ImdsServ
         Code: 'Success',
         LastUpdated: now.toISOString(),
         Type: 'AWS-HMAC',
-        AccessKeyId: `ASIA${randomBytes(8).toString('hex').toUpperCase()}`,
-        SecretAccessKey: randomBytes(30).toString('base64'),
+        AccessKeyId: opts.credentials?.accessKeyId ?? `ASIA${randomBytes(8).toString('hex').toUpperCase()}`,
+        SecretAccessKey: opts.credentials?.secretAccessKey ?? randomBytes(30).toString('base64'),
         Token: randomBytes(64).toString('base64'),
         Expiration: new Date(now.getTime() + 6 * 3600_000).toISOString(),
       };
@@ -148,12 +152,12 @@ export async function startImdsServer(opts: ImdsServerOptions): Promise<ImdsServ
     sockets.add(socket);
     socket.on('close', () => sockets.delete(socket));
   });
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  await new Promise<void>((resolve) => server.listen(0, opts.host ?? '127.0.0.1', resolve));
   const address = server.address();
   if (!address || typeof address === 'string') throw new Error('IMDS test server has no TCP address');
 
   return {
-    endpoint: `http://127.0.0.1:${address.port}`,
+    endpoint: `http://${address.address}:${address.port}`,
     get requests() {
       return requests;
     },

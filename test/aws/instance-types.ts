@@ -11,6 +11,7 @@ import type { InstanceTypeInfo } from '@aws-sdk/client-ec2';
  */
 export const INSTANCE_TYPES: Readonly<Record<string, InstanceTypeInfo>> = {
   't3.medium': shared('t3.medium', 3),
+  't3.large': shared('t3.large', 3),
   'm5.large': shared('m5.large', 3),
   'm6i.large': shared('m6i.large', 3),
   // 1 x 118 GB NVMe SSD instance store: it takes one of the 28 shared slots.

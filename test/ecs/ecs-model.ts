@@ -5,12 +5,17 @@ import {
   DescribeContainerInstancesCommand,
   DescribeServicesCommand,
   DescribeTasksCommand,
+  ListClustersCommand,
+  ListContainerInstancesCommand,
   ListTasksCommand,
+  UpdateContainerAgentCommand,
   type ContainerDefinition,
   type DescribeContainerInstancesCommandInput,
   type DescribeServicesCommandInput,
   type DescribeTasksCommandInput,
+  type ListContainerInstancesCommandInput,
   type ListTasksCommandInput,
+  type UpdateContainerAgentCommandInput,
   type PlacementConstraint,
   type Volume,
 } from '@aws-sdk/client-ecs';
@@ -95,7 +100,12 @@ export interface ModelContainerInstance {
   attributes: Record<string, string | undefined>;
   status: 'ACTIVE' | 'INACTIVE';
   agentConnected: boolean;
+  /** ECS agent version; UpdateContainerAgent moves it to LATEST_AGENT. */
+  agentVersion: string;
 }
+
+/** The agent version UpdateContainerAgent installs; an instance already on it has no update available. */
+export const LATEST_AGENT = '1.90.0';
 
 export class EcsModel {
   readonly region: string;
@@ -105,6 +115,8 @@ export class EcsModel {
   private readonly services = new Map<string, ModelService>();
   private readonly instances = new Map<string, ModelContainerInstance>();
   private readonly tasks = new Map<string, ModelTask>();
+  /** ECS clusters by name (CreateCluster: Pulumi's, or one a container instance registers into). */
+  private readonly clusters = new Set<string>();
 
   constructor(opts: { region?: string; accountId?: string } = {}) {
     this.region = opts.region ?? 'eu-west-1';
@@ -116,6 +128,17 @@ export class EcsModel {
   }
 
   // ---- control plane (what Pulumi's RegisterTaskDefinition/CreateService/... do) ----
+
+  /** CreateCluster (idempotent for a name, as ECS is). */
+  createCluster(name: string): string {
+    this.clusters.add(name);
+    return this.arn('cluster', name);
+  }
+
+  /** The agent version of a container instance. */
+  agentVersionOf(arn: string): string {
+    return this.instances.get(arn)!.agentVersion;
+  }
 
   registerTaskDefinition(input: TaskDefinitionInput): ModelTaskDefinition {
     const revision = (this.revisions.get(input.family) ?? 0) + 1;
@@ -181,9 +204,11 @@ export class EcsModel {
 
   // ---- container instances (what the agent's RegisterContainerInstance does) ----
 
-  registerContainerInstance(p: { cluster: string; ec2InstanceId: string; attributes: Record<string, string | undefined> }): string {
+  registerContainerInstance(p: { cluster: string; ec2InstanceId: string; attributes: Record<string, string | undefined>; agentVersion?: string }): string {
+    // The long ARN format: container-instance/<cluster>/<id> (ECS "Amazon Resource Names (ARNs) and IDs").
     const arn = this.arn('container-instance', `${p.cluster}/${randomBytes(16).toString('hex')}`);
-    this.instances.set(arn, { arn, cluster: p.cluster, ec2InstanceId: p.ec2InstanceId, attributes: { ...p.attributes }, status: 'ACTIVE', agentConnected: true });
+    this.clusters.add(p.cluster);
+    this.instances.set(arn, { arn, cluster: p.cluster, ec2InstanceId: p.ec2InstanceId, attributes: { ...p.attributes }, status: 'ACTIVE', agentConnected: true, agentVersion: p.agentVersion ?? LATEST_AGENT });
     this.schedule();
     return arn;
   }
@@ -281,6 +306,21 @@ export class EcsModel {
     stub.on(ListTasksCommand).callsFake((i: ListTasksCommandInput) => this.listTasks(i));
     stub.on(DescribeTasksCommand).callsFake((i: DescribeTasksCommandInput) => this.describeTasks(i));
     stub.on(DescribeContainerInstancesCommand).callsFake((i: DescribeContainerInstancesCommandInput) => this.describeContainerInstances(i));
+    // The agent-update job's calls (one page each: the model never holds 100 clusters or instances).
+    stub.on(ListClustersCommand).callsFake(() => ({ clusterArns: [...this.clusters].map((c) => this.arn('cluster', c)) }));
+    stub.on(ListContainerInstancesCommand).callsFake((i: ListContainerInstancesCommandInput) => ({
+      containerInstanceArns: [...this.instances.values()].filter((ci) => ci.cluster === this.clusterName(i.cluster) && (i.status === undefined || ci.status === i.status)).map((ci) => ci.arn),
+    }));
+    stub.on(UpdateContainerAgentCommand).callsFake((i: UpdateContainerAgentCommandInput) => this.updateContainerAgent(i));
+  }
+
+  /** UpdateContainerAgent: NoUpdateAvailableException when the agent is current, else the update (done at once here). */
+  private updateContainerAgent(i: UpdateContainerAgentCommandInput) {
+    const ci = this.instances.get(i.containerInstance!);
+    if (!ci || ci.cluster !== this.clusterName(i.cluster)) throw Object.assign(new Error(`container instance ${i.containerInstance} not found in ${i.cluster}`), { name: 'InvalidParameterException' });
+    if (ci.agentVersion === LATEST_AGENT) throw Object.assign(new Error('There is no update available for your container agent.'), { name: 'NoUpdateAvailableException' });
+    ci.agentVersion = LATEST_AGENT;
+    return { containerInstance: { containerInstanceArn: ci.arn, agentUpdateStatus: 'PENDING' } };
   }
 
   private clusterName(cluster: string | undefined): string {

@@ -2,6 +2,7 @@ import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
 import { existsSync, mkdirSync, openSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { tagKeys } from '../../lib/node-contract.js';
 import { sleep } from '../../lib/sleep.js';
 import { step } from '../helpers/step.js';
 import { startEc2HttpServer, type Ec2HttpServer } from '../aws/ec2-http-server.js';
@@ -102,7 +103,8 @@ export class Region {
     await docker(['commit', '--change', 'CMD ["sleep", "1000000"]', cid, NODE_IMAGE]);
     await docker(['rm', cid]);
 
-    const berth = this.startBerth(dir, imds.endpoint, p.cluster, tree);
+    // bootstrap.sh writes BERTH_ENVIRONMENT from the environment infra tags the host with.
+    const berth = this.startBerth(dir, imds.endpoint, p.cluster, tree, p.tags[tagKeys().environment]);
     const agent = new EcsAgent({
       model: this.ecs, cluster: p.ecsCluster, ec2InstanceId: instanceId, dockerHost: engine.host, pluginDir: join(dir, 'plugins'),
       instanceAttributes: { 'berth.host': hostId }, containerStopTimeoutSeconds: 1,
@@ -125,7 +127,7 @@ export class Region {
     }
   }
 
-  private startBerth(dir: string, imdsEndpoint: string, cluster: string, tree: FakeNvmeTree): ChildProcess {
+  private startBerth(dir: string, imdsEndpoint: string, cluster: string, tree: FakeNvmeTree, environment: string | undefined): ChildProcess {
     const env: Record<string, string> = { ...process.env as Record<string, string> };
     for (const k of Object.keys(env)) if (k.startsWith('AWS_') || k.startsWith('BERTH_')) delete env[k];
     const log = openSync(join(dir, 'berth.log'), 'a');
@@ -141,6 +143,7 @@ export class Region {
           BERTH_SYSFS_ROOT: tree.sysfsRoot,
           BERTH_DEV_ROOT: tree.devRoot,
           BERTH_CLUSTER: cluster,
+          ...(environment ? { BERTH_ENVIRONMENT: environment } : {}),
           BERTH_DEFAULT_SIZE: '1GiB',
           BERTH_RECONCILE_INTERVAL_SECONDS: '1',
           BERTH_MOVE_WAIT_SECONDS: '5',

@@ -47,7 +47,4 @@ export function isExported(name: string, families: ReadonlyMap<string, string>):
 export const PENDING_METRICS: Readonly<Record<string, string>> = {
   berth_volume_grow_total: 'online grow (helper grow22)',
   berth_volume_size_bytes: 'online grow (helper grow22)',
-  berth_volume_moves_in_progress: 'zone moves (helper move22)',
-  berth_volume_move_step: 'zone moves (helper move22)',
-  berth_volume_move_failures_total: 'zone moves (helper move22)',
 };

@@ -1,6 +1,7 @@
 import * as aws from '@pulumi/aws';
 import * as pulumi from '@pulumi/pulumi';
 import { CertificateRenewer } from '../../components/certificate-renewer.js';
+import { regionalCertificateProblems } from '../../constraints/published-names.js';
 import { validateCidrMap, type CidrMap } from '../../components/cidr-map.js';
 import { EcsCluster } from '../../components/ecs-cluster.js';
 import { KmsKeys } from '../../components/kms-keys.js';
@@ -8,10 +9,11 @@ import { PeeringMesh, type RegionNetwork } from '../../components/peering-mesh.j
 import { agentUpdatePolicy, ScheduledJob } from '../../components/scheduled-job.js';
 import { SecurityGroups } from '../../components/security-groups.js';
 import { SnapshotPolicy, type SnapshotPolicyArgs } from '../../components/snapshot-policy.js';
-import { TraefikHost, traefikHostId } from '../../components/traefik-host.js';
 import { Monitoring, traefikAlarms } from '../../components/monitoring.js';
+import { TraefikHost, traefikHostFqdn, traefikHostId } from '../../components/traefik-host.js';
+import { environmentEcsClusterPrefixes, traefikEcsClusterName } from '../../components/naming.js';
 import { Vpc, VPC_LAYOUTS } from '../../components/vpc.js';
-import { accountId, availabilityZones, config, stackOutput, stackRegion, stringList } from '../shared.js';
+import { accountId, availabilityZones, config, configKey, stackOutput, stackRegion, stringList } from '../shared.js';
 
 export interface RenewerConfig {
   readonly email: string;
@@ -45,12 +47,15 @@ export function regionalProgram() {
   const cidrs = c.requireObject<CidrMap>('cidrs');
   validateCidrMap(cidrs, regions);
   const position = regions.indexOf(region);
-  if (position < 0) throw new Error(`this stack's region ${region} is not in berth:regions (${regions.join(', ')})`);
+  if (position < 0) throw new Error(`this stack's region ${region} is not in ${configKey('regions')} (${regions.join(', ')})`);
   const zone = c.require('zone');
   const zoneId = c.require('zoneId');
   const release = c.require('release');
   const certDomains = stringList('certDomains', true);
   const prefix = c.get('regionalStackPrefix') ?? 'regional-';
+  // Every router has tls=true with the one certificate: refuse names it would not cover before anything is declared.
+  const uncovered = regionalCertificateProblems(zone, [traefikHostFqdn(traefikHostId(region), zone)], certDomains);
+  if (uncovered.length > 0) throw new Error(`${configKey('certDomains')}: ${uncovered.join('; ')}`);
 
   const global = new pulumi.StackReference(c.require('globalStack'));
   const artifactsBucket = stackOutput<string>(global, 'artifactsBucket');
@@ -60,7 +65,7 @@ export function regionalProgram() {
   const environment = stackOutput<string>(global, 'environment');
   const artifactUri = pulumi.interpolate`s3://${artifactsBucket}/berth/${release}.tar.gz`;
 
-  const vpc = new Vpc(region, { cidr: cidrs[region]!, layout: VPC_LAYOUTS.regional, availabilityZones: availabilityZones() });
+  const vpc = new Vpc(region, { cidr: cidrs[region]!, layout: VPC_LAYOUTS.regional, availabilityZones: availabilityZones(), region });
   const routeTableIds = [vpc.publicRouteTableId, vpc.privateRouteTableId];
 
   // Peer with every region deployed before this one; they peer with us from their own stacks never.
@@ -83,22 +88,22 @@ export function regionalProgram() {
 
   const keys = new KmsKeys(region, { aliasPrefix: environment });
   const groups = new SecurityGroups(region, { vpcId: vpc.vpcId, vpcCidr: cidrs[region]! });
-  const ecsClusterName = pulumi.interpolate`${environment}-traefik-${region}`;
+  const ecsClusterName = environment.apply((env) => traefikEcsClusterName(env, region));
   const hostId = traefikHostId(region);
   const traefikTag = c.get('traefikTag') ?? release;
   const ecs = new EcsCluster(region, {
-    region, clusterName: ecsClusterName, traefikHostId: hostId,
+    environment, region, clusterName: ecsClusterName, traefikHostId: hostId,
     traefikImage: pulumi.interpolate`${stackOutput<string>(global, 'traefikRepositoryUrl')}:${traefikTag}`,
   });
   const traefik = new TraefikHost(`traefik-${region}`, {
-    region, accountId: accountId(), vpcCidr: cidrs[region]!, publicSubnetId: vpc.publicSubnetIds[0]!,
+    environment, region, accountId: accountId(), vpcCidr: cidrs[region]!, publicSubnetId: vpc.publicSubnetIds[0]!,
     securityGroupId: groups.edgeGroupId, privateRouteTableIds: [vpc.privateRouteTableId], ecsClusterName: ecs.clusterName,
     zoneId, zoneName: zone, logGroupName: pulumi.interpolate`/${environment}/hosts/${hostId}`, artifactUri, certBucket: environmentBucket, certBucketRegion: stackOutput<string>(global, 'region'), certDomains, bucketKmsKeyArn: bucketKeyArn,
     ...(c.get('traefikInstanceType') ? { instanceType: c.require('traefikInstanceType') } : {}),
   });
   // The certificate Traefik serves: an alarm before it expires (docs/operations.md, "Watch the fleet").
   new Monitoring(`traefik-${region}-monitoring`, { environment, cluster: hostId, region, alarms: traefikAlarms(region), dashboard: false });
-  new SnapshotPolicy(region, c.getObject<SnapshotPolicyArgs>('snapshots') ?? {});
+  new SnapshotPolicy(region, { ...c.getObject<Omit<SnapshotPolicyArgs, 'environment'>>('snapshots'), environment });
 
   const renewerConfig = c.getObject<RenewerConfig>('renewer');
   let renewer: CertificateRenewer | undefined;
@@ -114,7 +119,8 @@ export function regionalProgram() {
   if (operations) {
     new ScheduledJob(`ecs-agent-update-${region}`, {
       description: `berth: daily ECS agent update in ${region}`, code: new pulumi.asset.FileArchive(operations.codePath), handler: 'ecs-agent-update.handler',
-      policy: accountId().apply((account) => JSON.stringify(agentUpdatePolicy(region, account))),
+      policy: pulumi.all([accountId(), environment]).apply(([account, env]) => JSON.stringify(agentUpdatePolicy(region, account, env))),
+      environment: { BERTH_ECS_CLUSTER_PREFIXES: environment.apply((env) => Object.values(environmentEcsClusterPrefixes(env)).join(',')) },
     });
   }
 
@@ -141,6 +147,8 @@ export function regionalProgram() {
     artifactUri,
     traefikIp: traefik.publicIp,
     traefikFqdn: traefik.fqdn,
+    /** The names the Traefik certificate covers: unit stacks check the names they publish against them. */
+    certDomains,
     renewerFunctionArn: renewer?.functionArn,
   };
 }

@@ -63,10 +63,15 @@ describe('regional program under setMocks', () => {
     expect(routes).toEqual(['rtb-eu-private>10.2.0.0/16', 'rtb-eu-public>10.2.0.0/16', 'us-east-1-private-id>10.1.0.0/16', 'us-east-1-public-id>10.1.0.0/16']);
     expect(ofType(declared, 'pulumi:providers:aws').map((p) => p.inputs['region'])).toEqual(['eu-west-1']);
   });
-  it('runs the certificate renewer and the daily ECS agent update, whose role can update agents only in this region', () => {
+  it('runs the certificate renewer and the daily ECS agent update, whose role can update agents only in this region and environment', () => {
     expect(ofType(declared, 'aws:lambda/function:Function').map((f) => f.inputs['handler']).sort()).toEqual(['ecs-agent-update.handler', 'traefik/renewer/handler.handler']);
     const policy = JSON.parse(ofType(declared, 'aws:iam/rolePolicy:RolePolicy').find((p) => p.name === 'ecs-agent-update-us-east-1-policy')!.inputs['policy'] as string) as { Statement: Array<{ Action: string[]; Resource: string }> };
-    expect(policy.Statement.find((s) => s.Action.includes('ecs:UpdateContainerAgent'))!.Resource).toBe('arn:aws:ecs:us-east-1:111122223333:container-instance/*');
+    const env = 'prod';
+    expect(policy.Statement.find((s) => s.Action.includes('ecs:UpdateContainerAgent'))!.Resource).toEqual([
+      `arn:aws:ecs:us-east-1:111122223333:container-instance/${env}-unit-*/*`, `arn:aws:ecs:us-east-1:111122223333:container-instance/${env}-traefik-*/*`,
+    ]);
+    const job = ofType(declared, 'aws:lambda/function:Function').find((f) => f.inputs['handler'] === 'ecs-agent-update.handler')!;
+    expect(job.inputs['environment']).toEqual({ variables: { BERTH_ECS_CLUSTER_PREFIXES: `${env}-unit-,${env}-traefik-` } });
   });
   it('opens only 8090, 8860 and 4000 to the internet', () => {
     const open = openToWorld(declared);

@@ -4,6 +4,7 @@ import { checkTransition, type ClusterSpec } from '../../cluster-api/invariants.
 import { Cluster } from '../../components/cluster.js';
 import { Host } from '../../components/host.js';
 import { Node } from '../../components/node.js';
+import { uncoveredNames } from '../../constraints/published-names.js';
 import { accountId, config, stackOutput, stackRegion } from '../shared.js';
 import { DEFAULT_HOST_INSTANCE_TYPE } from '../../components/host-defaults.js';
 import { clusterAlarms, Monitoring } from '../../components/monitoring.js';
@@ -59,11 +60,20 @@ export function unitProgram() {
   const cluster = new Cluster(spec.name, {
     environment, cluster: spec.name, region, zoneId: out<string>('zoneId'), zoneName: zone, traefikIp: out<string>('traefikIp'), nodes: nodes.map((n) => n.name),
   });
+  // The names this cluster publishes against the certificate the regional Traefik serves (an older
+  // regional stack has no `certDomains` output: its own preview checked the zone's wildcard then).
+  // An output of the stack, so the update waits for the check and fails with its sentence.
+  const certificateCovers = regional.getOutput('certDomains').apply((domains: unknown) => {
+    if (!Array.isArray(domains)) return undefined;
+    const uncovered = uncoveredNames(cluster.fqdns, domains as string[]);
+    if (uncovered.length > 0) throw new Error(`cluster ${spec.name}: ${uncovered.join('; ')}`);
+    return domains as string[];
+  });
   const hosts = new Map<string, { host: Host; az: pulumi.Output<string> }>();
   for (const hostId of spec.hosts) {
     const pick = <T>(list: pulumi.Output<T[]>) => list.apply((l) => l[subnetIndexFor(hostId, l.length)]!);
     const host = new Host(hostId, {
-      cluster: spec.name, hostId, region, accountId: accountId(), ecsClusterName: cluster.ecsClusterName,
+      environment, cluster: spec.name, hostId, region, accountId: accountId(), ecsClusterName: cluster.ecsClusterName,
       subnetId: pick(privateSubnetIds), securityGroupId: out<string>('securityGroupId'), artifactUri: out<string>('artifactUri'),
       logGroupName: cluster.logGroupName, ebsKmsKeyArn: out<string>('ebsKeyArn'), bucketKmsKeyArn: out<string>('bucketKeyArn'),
       instanceType: spec.instanceType ?? c.get('instanceType') ?? DEFAULT_HOST_INSTANCE_TYPE, swapMiB: c.getNumber('swapMiB') ?? 2048,
@@ -77,7 +87,7 @@ export function unitProgram() {
     const { host, az } = hosts.get(n.host)!;
     // dependsOn: the node goes before its host on delete, and never outlives it.
     const node = new Node(`${spec.name}-${n.name}`, {
-      node: n.name, host: n.host, cluster: spec.name, image: n.image, port: n.port, sizeGiB: n.sizeGiB, zone, routes: n.routes, healthCheck: n.healthCheck,
+      environment, node: n.name, host: n.host, cluster: spec.name, image: n.image, port: n.port, sizeGiB: n.sizeGiB, zone, routes: n.routes, healthCheck: n.healthCheck,
       ecsCluster: cluster.ecsClusterArn, availabilityZone: az, kmsKeyId: out<string>('ebsKeyArn'),
     }, { dependsOn: [host] });
     volumes[n.name] = node.volumeId;
@@ -89,5 +99,7 @@ export function unitProgram() {
     hosts: Object.fromEntries([...hosts].map(([id, h]) => [id, { group: h.host.groupName, availabilityZone: h.az }])),
     volumes,
     fqdns: cluster.fqdns,
+    /** The certificate names the published names were checked against (none for an older regional stack). */
+    certificateCovers,
   };
 }

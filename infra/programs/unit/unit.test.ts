@@ -60,7 +60,7 @@ describe('unit program under setMocks', () => {
       volumes: n['aws:ebs/volume:Volume'], taskDefinitions: n['aws:ecs/taskDefinition:TaskDefinition'], services: n['aws:ecs/service:Service'],
       records: n['aws:route53/record:Record'], ecsClusters: n['aws:ecs/cluster:Cluster'],
     }).toEqual({ asgs: 2, templates: 2, profiles: 2, volumes: 3, taskDefinitions: 3, services: 3, records: 4, ecsClusters: 1 });
-    expect(outputs['fqdns']).toEqual(['shop.example.com', 'db1.shop.example.com', 'db2.shop.example.com', 'db3.shop.example.com']);
+    expect(outputs['fqdns']).toEqual(['shop.example.com', 'db1-shop.example.com', 'db2-shop.example.com', 'db3-shop.example.com']);
   });
   it('puts each node volume in the AZ of its host subnet', () => {
     for (const [host, nodes] of [['shop-h1', ['db1']], ['shop-h2', ['db2', 'db3']]] as const) {

@@ -14,6 +14,7 @@ import { ClientTokenSpent, FailedVolumeDeleted } from './ec2-errors.js';
 import type { Ec2Facade } from './ec2-facade.js';
 import { attachmentOf, tagsOf, type Tags } from './ec2-shapes.js';
 import { createParamsOf, EBS_OPTIONS, optionsOf, tagValueOf, validateEbsOptions } from './ebs-options.js';
+import { liveVolumes, moveInProgress, parseJournal, pastCutover, type MoveJournal } from './zone-move.js';
 
 /**
  * EBS backend (docs/design.md §6). A volume is found by its tags, never by a name
@@ -41,6 +42,8 @@ export interface EbsBackendDeps {
   tagPrefix: string;
   /** Lookups and new volumes are scoped to this cluster when set. */
   cluster?: string;
+  /** ...and to this environment (`<prefix>environment`) when set: two environments may share cluster names. */
+  environment?: string;
   /** How long a volume no container uses stays attached, for a quick restart. */
   idleDetachMs: number;
   /** How long Mount waits for another running host to release a volume claimed from it. */
@@ -56,6 +59,8 @@ export interface EbsBackendDeps {
    */
   stateDir?: string;
   logger?: Logger;
+  /** Told the zone moves of this host's volumes under way, at each survey (move-metrics.ts, observedMoveMetrics). */
+  moves?: { observe(journals: readonly MoveJournal[]): void };
 }
 
 // The survey's shapes are reconcile's port (volume-plugin/reconcile/ports.ts); the backend fills them.
@@ -93,7 +98,11 @@ export interface EbsBackend extends Backend, SurveyingBackend {
 export function createEbsBackend(deps: EbsBackendDeps): EbsBackend {
   const { ec2, devices, identity, tagPrefix: p, logger: log } = deps;
   const keys = tagKeys(p);
-  const scope: Tags = { [keys.managedBy]: MANAGED_BY, ...(deps.cluster ? { [keys.cluster]: deps.cluster } : {}) };
+  const scope: Tags = {
+    [keys.managedBy]: MANAGED_BY,
+    ...(deps.cluster ? { [keys.cluster]: deps.cluster } : {}),
+    ...(deps.environment ? { [keys.environment]: deps.environment } : {}),
+  };
   /** Volumes a Mount holds; the idle timer never detaches these. */
   const inUse = new Set<string>();
   const idleTimers = new Map<string, NodeJS.Timeout>();
@@ -191,9 +200,14 @@ export function createEbsBackend(deps: EbsBackendDeps): EbsBackend {
     };
   }
 
-  /** Live (not deleted) volumes with this name in berth's scope; two is an error, never a guess. */
+  /**
+   * Live (not deleted) volumes with this name in berth's scope; two is an error, never a guess. A zone
+   * move's journal decides between its source and its new volume (zone-move.ts, liveVolumes): retired
+   * volumes are never live, and past the cut-over the new volume is, found by id before it carries the name.
+   */
   async function lookup(name: string, signal?: AbortSignal): Promise<Volume | undefined> {
-    const found = (await ec2.volumesNamed(scope, keys.volume, name, signal)).filter((v) => v.State !== 'deleting' && v.State !== 'deleted');
+    const named = (await ec2.volumesNamed(scope, keys.volume, name, signal)).filter((v) => v.State !== 'deleting' && v.State !== 'deleted');
+    const found = await liveVolumes(named, keys, (id) => ec2.volume(id, signal));
     if (found.length > 1) {
       throw new BerthError(
         'CONFLICT',
@@ -224,6 +238,8 @@ export function createEbsBackend(deps: EbsBackendDeps): EbsBackend {
     const groups = new Map<string, Volume[]>();
     for (const v of volumes) {
       if (v.State === 'deleting' || v.State === 'deleted') continue;
+      // Retired by a zone move, or a move's source past its cut-over: not the node's volume (zone-move.ts).
+      if (tagsOf(v)[keys.retired] || pastCutover(parseJournal(tagsOf(v)[keys.move]))) continue;
       const name = tagsOf(v)[keys.volume];
       if (!name) continue;
       groups.set(name, [...(groups.get(name) ?? []), v]);
@@ -273,6 +289,7 @@ export function createEbsBackend(deps: EbsBackendDeps): EbsBackend {
   async function hostTagged(): Promise<Volume[]> {
     const volumes = await ec2.volumesByTags({ ...scope, [keys.host]: identity.hostId });
     for (const v of volumes) notBerths.delete(tagsOf(v)[keys.volume] ?? '');
+    deps.moves?.observe(volumes.map((v) => moveInProgress(v, keys)).filter((j): j is MoveJournal => j !== undefined));
     return volumes;
   }
 
@@ -370,10 +387,18 @@ export function createEbsBackend(deps: EbsBackendDeps): EbsBackend {
         if (v.VolumeId !== record.id) {
           throw new BerthError('CONFLICT', `volume ${name} is now EBS volume ${v.VolumeId}, not ${record.id} as recorded here; remove it from Docker and create it again to adopt the new one`);
         }
+        // Never attach a volume mid-move (docs/design.md §6, "Zone moves"): the move needs it detached.
+        const moving = moveInProgress(v, keys);
+        if (moving) {
+          throw new BerthError(
+            'UNAVAILABLE',
+            `volume ${name} (${record.id}) is moving to zone ${moving.to}, step ${moving.step}; it cannot be mounted until the move ends (berth move ${name} --zone ${moving.to} resumes it, berth move ${name} --abort rolls it back)`,
+          );
+        }
         if (v.AvailabilityZone !== identity.az) {
           throw new BerthError(
             'CONFLICT',
-            `volume ${name} (${record.id}) is in ${v.AvailabilityZone}, this host in ${identity.az}; EBS volumes cannot attach across zones (move it with a snapshot, or run the node in ${v.AvailabilityZone})`,
+            `volume ${name} (${record.id}) is in ${v.AvailabilityZone}, this host in ${identity.az}; EBS volumes cannot attach across zones: stop the node and move its volume (berth move ${name} --zone ${identity.az}), or run the node in ${v.AvailabilityZone}`,
           );
         }
         if (v.State === 'error') throw new BerthError('UNAVAILABLE', `volume ${name} (${record.id}) is in state "error" at EC2`);

@@ -3,6 +3,8 @@ import type {
   AttachVolumeCommandOutput,
   CreateTagsCommandInput,
   CreateTagsCommandOutput,
+  CreateSnapshotCommandInput,
+  CreateSnapshotCommandOutput,
   CreateVolumeCommandInput,
   CreateVolumeCommandOutput,
   DeleteTagsCommandInput,
@@ -13,6 +15,8 @@ import type {
   DescribeInstancesCommandOutput,
   DescribeInstanceTypesCommandInput,
   DescribeInstanceTypesCommandOutput,
+  DescribeSnapshotsCommandInput,
+  DescribeSnapshotsCommandOutput,
   DescribeVolumesCommandInput,
   DescribeVolumesCommandOutput,
   DetachVolumeCommandInput,
@@ -51,6 +55,9 @@ export interface Ec2Port {
   describeInstances(input: DescribeInstancesCommandInput, signal: AbortSignal): Promise<DescribeInstancesCommandOutput>;
   // Attachment limits (issue 22 item 2): the instance type's EBS attachment limit and its kind.
   describeInstanceTypes(input: DescribeInstanceTypesCommandInput, signal: AbortSignal): Promise<DescribeInstanceTypesCommandOutput>;
+  // Zone moves (issue 22, zone-move.ts): a snapshot of the node's volume, restored in the target zone.
+  createSnapshot(input: CreateSnapshotCommandInput, signal: AbortSignal): Promise<CreateSnapshotCommandOutput>;
+  describeSnapshots(input: DescribeSnapshotsCommandInput, signal: AbortSignal): Promise<DescribeSnapshotsCommandOutput>;
 }
 
 /** A port method's name; the EC2 action is the same name capitalised (`attachVolume` → AttachVolume). */
@@ -68,6 +75,9 @@ export const EC2_PORT_METHODS: readonly Ec2PortMethod[] = [
   'describeInstances',
   // Attachment limits (issue 22 item 2).
   'describeInstanceTypes',
+  // zone moves
+  'createSnapshot',
+  'describeSnapshots',
 ];
 
 /** The EC2 action a port method calls (`attachVolume` → `AttachVolume`). */

@@ -1,11 +1,13 @@
 import {
   AttachVolumeCommand,
+  CreateSnapshotCommand,
   CreateTagsCommand,
   CreateVolumeCommand,
   DeleteTagsCommand,
   DeleteVolumeCommand,
   DescribeInstancesCommand,
   DescribeInstanceTypesCommand,
+  DescribeSnapshotsCommand,
   DescribeVolumesCommand,
   DetachVolumeCommand,
   type EC2Client,
@@ -31,4 +33,7 @@ export class SdkEc2 implements Ec2Port {
   describeInstances: Ec2Port['describeInstances'] = (input, signal) => this.client.send(new DescribeInstancesCommand(input), { abortSignal: signal });
   // Attachment limits (issue 22 item 2).
   describeInstanceTypes: Ec2Port['describeInstanceTypes'] = (input, signal) => this.client.send(new DescribeInstanceTypesCommand(input), { abortSignal: signal });
+  // zone moves
+  createSnapshot: Ec2Port['createSnapshot'] = (input, signal) => this.client.send(new CreateSnapshotCommand(input), { abortSignal: signal });
+  describeSnapshots: Ec2Port['describeSnapshots'] = (input, signal) => this.client.send(new DescribeSnapshotsCommand(input), { abortSignal: signal });
 }
