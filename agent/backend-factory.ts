@@ -67,7 +67,7 @@ export function createEbsFromConfig(config: Config, logger: Logger, aws: AwsOver
 }
 
 async function buildEbs(config: Config, log: Logger, aws: AwsOverrides, registry: Registry | undefined): Promise<EbsBackend> {
-  const [{ EC2Client }, { MetadataService }, { discoverIdentity, waitForCredentials }, { Ec2Facade }, { SdkEc2 }, { meteredEc2 }, { createEbsBackend }, { createDeviceResolver }, { attachedHereOf }] =
+  const [{ EC2Client }, { MetadataService }, { discoverIdentity, waitForCredentials, instanceType, networkInterfaceCount }, { Ec2Facade }, { SdkEc2 }, { meteredEc2 }, { createEbsBackend }, { createDeviceResolver }, { attachedHereOf }, { AttachmentSlots, learnAttachmentLimit }] =
     await Promise.all([
       import('@aws-sdk/client-ec2'),
       import('@aws-sdk/ec2-metadata-service'),
@@ -78,6 +78,7 @@ async function buildEbs(config: Config, log: Logger, aws: AwsOverrides, registry
       import('../volume-plugin/backends/ebs/ebs-backend.js'),
       import('../volume-plugin/devices/nvme.js'),
       import('../volume-plugin/backends/ebs/attachment-waits.js'),
+      import('../volume-plugin/backends/ebs/attachment-slots.js'),
     ]);
   const endpoint = config.BERTH_EC2_ENDPOINT;
   const makeClient =
@@ -117,15 +118,34 @@ async function buildEbs(config: Config, log: Logger, aws: AwsOverrides, registry
   // The EC2 port (ec2-port.ts) over the SDK, measured per action when the agent has a registry.
   const sdk = new SdkEc2(await clientFor(identity.region));
   const devices = createDeviceResolver({ sysfsRoot: config.BERTH_SYSFS_ROOT, devRoot: config.BERTH_DEV_ROOT });
-  const ec2 = new Ec2Facade({
-    ec2: registry ? meteredEc2(sdk, registry) : sdk,
+  const port = registry ? meteredEc2(sdk, registry) : sdk;
+  // Attachment limits (docs/design.md §6): the type's limit learnt at the first attach; the interfaces from IMDS when counted.
+  let interfaces = 1;
+  let facade: InstanceType<typeof Ec2Facade> | undefined;
+  const slots = new AttachmentSlots(
+    async (signal) => {
+      const limit = await learnAttachmentLimit(port, await instanceType(imds), signal);
+      log.info({ ...limit }, limit ? 'EBS attachment limit of this instance type' : 'EC2 states no EBS attachment limit for this instance type; EC2 alone refuses attaches past it');
+      return limit;
+    },
+    {
+      attachedVolumeIds: async (signal) =>
+        (await facade!.volumesByTags({}, [{ Name: 'attachment.instance-id', Values: [identity.instanceId] }], signal)).map((v) => v.VolumeId!),
+      networkInterfaces: async () => (interfaces = await networkInterfaceCount(imds).catch(() => interfaces)),
+    },
+    (err) => log.warn({ err: errorMessage(err) }, 'cannot learn this instance type\'s EBS attachment limit; attaches past it fail at EC2 (AttachmentLimitExceeded) instead of being refused here; asked again in 10 min'),
+  );
+  const ec2 = (facade = new Ec2Facade({
+    ec2: port,
     instanceId: identity.instanceId,
     maxConcurrentAttachments: config.BERTH_ATTACH_CONCURRENCY,
     ...(aws.ec2Timing ? { timing: aws.ec2Timing } : {}),
     // An attachment is seen complete when its NVMe namespace appears here (docs/design.md §6).
     attachedHere: attachedHereOf(devices),
     logger: log,
-  });
+    slots,
+    ...(registry ? { registry } : {}),
+  }));
   return createEbsBackend({
     ec2,
     devices,

@@ -132,6 +132,16 @@ export class CertRefresher {
       failures: new Counter({ name: 'berth_cert_refresh_failures_total', help: 'Rejected uploads and failed polls, by reason', labelNames: ['reason'] as const, registers }),
       requests: new Counter({ name: 'berth_cert_s3_requests_total', help: 'S3 GetObject requests by result', labelNames: ['result'] as const, registers }),
     };
+    // CloudWatch alarms have no clock in their math: the time left is exported as it is (docs/operations.md, "Watch the fleet").
+    const left = () => (this.served ? (this.served.validTo.getTime() - this.now().getTime()) / 1000 : undefined);
+    new Gauge({
+      name: 'berth_cert_expires_in_seconds',
+      help: 'Seconds until the served TLS certificate expires; 0 while none is served (an alarm on it then fires, as it should)',
+      registers,
+      collect() {
+        this.set(Math.max(0, left() ?? 0));
+      },
+    });
   }
 
   /** True once a valid certificate is served, else why not (for /readyz). */

@@ -105,3 +105,17 @@ export async function waitForCredentials(
     }
   }
 }
+
+/**
+ * The instance's type and how many network interfaces it has now (IMDS `instance-type` and
+ * `network/interfaces/macs/`, one `<mac>/` line per interface: EC2 User Guide, "Instance
+ * metadata categories"). Interfaces take attachment slots on shared-limit types (docs/design.md §6).
+ */
+export async function instanceType(imds: MetadataReader): Promise<string> {
+  return (await imds.request('latest/meta-data/instance-type', {})).trim();
+}
+
+export async function networkInterfaceCount(imds: MetadataReader): Promise<number> {
+  const macs = (await imds.request('latest/meta-data/network/interfaces/macs/', {})).split('\n').filter((l) => l.trim() !== '');
+  return Math.max(1, macs.length);
+}

@@ -6,6 +6,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { AGENT_NODE_FLAGS } from '../agent/node-flags.js';
 import { unixPoster } from '../bench/lib.js';
 import { startImdsServer, type ImdsServer } from './aws/imds-server.js';
+import { cloudWatchMetricNames, exportedFamilies, grafanaMetricNames, isExported, PENDING_METRICS } from './helpers/dashboard-metrics.js';
 import { socketOf, startChildAgent, stopChild, uniquePluginName } from './helpers/agent.js';
 import { freePort, noLoopReason } from './helpers/env.js';
 import { detachLoopDevicesUnder, tempDir } from './helpers/loop.js';
@@ -94,6 +95,47 @@ describe.skipIf(noLoopReason)('the built agent (scripts/build.mjs)', () => {
       await stopChild(child, 'SIGTERM');
     }
     expect(readFileSync(join(tmp.path, `agent-${name}.log`), 'utf8')).not.toMatch(/ERR_MODULE_NOT_FOUND|Cannot find (module|package)/);
+  });
+
+  it('every metric the Grafana dashboard, the CloudWatch dashboard and the alarms name is one the built agent exports (or one listed as pending, which it does not export yet)', async () => {
+    imds ??= await startImdsServer({ instanceId: 'i-0built000000000001', az: 'eu-west-1a', region: 'eu-west-1' });
+    const name = uniquePluginName('berth-built');
+    const port = await freePort();
+    const state = join(tmp.path, 'state-metrics');
+    // Everything a host can run: the EBS backend (EC2 unreachable: its metrics exist all the same) and the certificate refresher.
+    const child = await startChildAgent(name, state, {
+      BERTH_BACKEND: 'ebs',
+      BERTH_HOST_ID: 'h-built',
+      BERTH_IMDS_ENDPOINT: imds.endpoint,
+      BERTH_EC2_ENDPOINT: 'http://127.0.0.1:1',
+      BERTH_CERT_BUCKET: 'certs',
+      BERTH_S3_ENDPOINT: 'http://127.0.0.1:1',
+      BERTH_AWS_REGION: 'eu-west-1',
+      BERTH_CERT_DIR: join(state, 'certs'),
+      BERTH_CERT_DYNAMIC_FILE: join(state, 'certificates.yml'),
+      BERTH_HEALTH_ADDR: `127.0.0.1:${port}`,
+    }, main);
+    try {
+      let families = new Map<string, string>();
+      // The health endpoint opens once the refresher's first poll gave up on S3 (a few seconds).
+      for (let i = 0; i < 300 && !families.has('berth_volumes_ready'); i++) {
+        const text = await fetch(`http://127.0.0.1:${port}/metrics`).then((r) => r.text(), () => '');
+        families = exportedFamilies(text);
+        if (!families.has('berth_volumes_ready')) await sleep(100);
+      }
+      expect(families.has('berth_volumes_ready'), 'the agent serves /metrics with the reconciler\'s families').toBe(true);
+      const named = new Set([...grafanaMetricNames(), ...cloudWatchMetricNames()]);
+      expect(named.size).toBeGreaterThan(20);
+      const missing = [...named].filter((n) => !isExported(n, families) && !(n in PENDING_METRICS)).sort();
+      expect(missing, 'named by a dashboard or an alarm, not exported by the agent').toEqual([]);
+      const landed = Object.keys(PENDING_METRICS).filter((n) => isExported(n, families));
+      expect(landed, 'exported now: drop them from PENDING_METRICS (test/helpers/dashboard-metrics.ts)').toEqual([]);
+      // Histograms are named by their series in queries: the check sees through the suffixes.
+      expect(isExported('berth_ebs_attach_duration_seconds_bucket', families)).toBe(true);
+      expect(isExported('berth_ebs_attach_duration_bucket', families)).toBe(false);
+    } finally {
+      await stopChild(child, 'SIGTERM');
+    }
   });
 
   it('the CLI bundle runs on its own and reports the package version', async () => {

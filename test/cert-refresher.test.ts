@@ -59,6 +59,7 @@ describe('certificate refresher against an S3-compatible server (s3rver)', () =>
     await upload(good);
     const r = refresher();
     expect(r.readiness()).toMatch(/no valid TLS certificate/);
+    expect(await metric('berth_cert_expires_in_seconds')).toEqual(['berth_cert_expires_in_seconds 0']);
     expect(await r.refreshOnce()).toBe('updated');
     expect(r.readiness()).toBe(true);
     const dyn = readFileSync(dynamicFile, 'utf8');
@@ -71,6 +72,10 @@ describe('certificate refresher against an S3-compatible server (s3rver)', () =>
       expect.arrayContaining(['berth_cert_s3_requests_total{result="changed"} 1', 'berth_cert_s3_requests_total{result="not_modified"} 3']),
     );
     expect((await metric('berth_cert_expiry_timestamp_seconds'))[0]).toContain(String(Math.floor(Date.parse(new X509Certificate(good.certPem).validTo) / 1000)));
+    // The time left, for alarms without a clock (CloudWatch): the expiry less now, within this test's run.
+    const left = Number((await metric('berth_cert_expires_in_seconds'))[0]!.split(' ')[1]);
+    const expected = (Date.parse(new X509Certificate(good.certPem).validTo) - Date.now()) / 1000;
+    expect(Math.abs(left - expected)).toBeLessThan(60);
   });
 
   it('swaps certificates under a reloading TLS server with no failed handshake, within the poll interval', async () => {

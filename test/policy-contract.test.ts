@@ -6,6 +6,8 @@ import { Ec2Facade } from '../volume-plugin/backends/ebs/ec2-facade.js';
 import { Ec2Model } from './aws/ec2-model.js';
 import { allows, type RequestContext } from './aws/iam-policy.js';
 import { FAST_TIMING } from './helpers/ebs.js';
+import { AttachmentSlots, learnAttachmentLimit } from '../volume-plugin/backends/ebs/attachment-slots.js';
+import { SdkEc2 } from '../volume-plugin/backends/ebs/sdk-ec2.js';
 
 /**
  * The host's IAM policy against what berth's EBS backend really sends: every EC2 call of the
@@ -38,7 +40,7 @@ function recorder(model: Ec2Model, client: EC2Client, snapshotTags: Map<string, 
       const input = args.input as Record<string, unknown>;
       const command = context.commandName ?? '';
       switch (command) {
-        case 'DescribeVolumesCommand': case 'DescribeInstancesCommand': case 'DescribeVolumesModificationsCommand':
+        case 'DescribeVolumesCommand': case 'DescribeInstancesCommand': case 'DescribeVolumesModificationsCommand': case 'DescribeInstanceTypesCommand':
           seen.push({ action: `ec2:${command.replace(/Command$/, '')}`, resource: '*', ctx: {} });
           break;
         case 'CreateVolumeCommand': {
@@ -84,8 +86,14 @@ describe('host IAM policy against the EBS backend\'s calls', () => {
     model.installBehindSdkRetries(client);
     const snapshotTags = new Map<string, Record<string, string>>();
     const seen = recorder(model, client, snapshotTags);
+    // The attachment limit, learnt at the first attach as the agent learns it (agent/backend-factory.ts).
+    const holder: { facade?: Ec2Facade } = {};
+    const slots = new AttachmentSlots((signal) => learnAttachmentLimit(new SdkEc2(client), 'm6i.large', signal), {
+      attachedVolumeIds: async (signal) => (await holder.facade!.volumesByTags({}, [{ Name: 'attachment.instance-id', Values: [me] }], signal)).map((v) => v.VolumeId!),
+      networkInterfaces: () => Promise.resolve(1),
+    });
     const backend = createEbsBackend({
-      ec2: new Ec2Facade({ client, instanceId: me, timing: FAST_TIMING, maxConcurrentAttachments: 4 }),
+      ec2: (holder.facade = new Ec2Facade({ client, instanceId: me, timing: FAST_TIMING, maxConcurrentAttachments: 4, slots })),
       // The device side is not what this test is about: the attachment's device "appears" at once.
       devices: { find: async () => undefined, waitFor: async (_id, device) => ({ path: device ?? '/dev/xvdf', name: 'xvdf' }) as never, attachedVolumeIds: async () => new Set<string>() },
       identity: { instanceId: me, az, region: REGION, hostId: 'shop-h1' },
@@ -115,6 +123,7 @@ describe('host IAM policy against the EBS backend\'s calls', () => {
     const policy = hostEbsPolicy({ region: REGION, accountId: ACCOUNT, environment: 'prod', cluster: 'shop', hostId: 'shop-h1' });
     const denied = seen.filter((r) => !allows([policy], r.action, r.resource, r.ctx)).map((r) => `${r.action} on ${r.resource} ${JSON.stringify(r.ctx)}`);
     expect(seen.some((r) => r.resource.includes('::snapshot/')), 'the restore path ran').toBe(true);
+    expect(slots.limit, 'the attachment limit was learnt').toMatchObject({ instanceType: 'm6i.large', maximum: 28 });
     expect(denied).toEqual([]);
     const granted = new Set(policy.Statement.flatMap((s) => s.Action).filter((a) => a.startsWith('ec2:')));
     const used = new Set(seen.map((r) => r.action));

@@ -1,4 +1,5 @@
-import { DescribeInstancesCommand, DescribeVolumesCommand, EC2Client, type Tag } from '@aws-sdk/client-ec2';
+import { DescribeInstancesCommand, DescribeInstanceTypesCommand, DescribeVolumesCommand, EC2Client, type DescribeInstanceTypesCommandInput, type Tag } from '@aws-sdk/client-ec2';
+import { INSTANCE_TYPES } from '../../test/aws/instance-types.js';
 import { DescribeServicesCommand, DescribeTasksCommand, ECSClient, ListTasksCommand, type ListTasksCommandInput } from '@aws-sdk/client-ecs';
 import { mockClient } from 'aws-sdk-client-mock';
 import { beforeEach, describe, expect, it } from 'vitest';
@@ -77,6 +78,12 @@ beforeEach(() => {
   failures = [];
   ec2.reset();
   ec2.on(DescribeInstancesCommand).callsFake(() => ({ Reservations: [{ Instances: model.instances.map((i) => ({ InstanceId: i.id, Tags: i.tags })) }] }));
+  // DescribeInstanceTypes as EC2 answers for a few real types (test/aws/instance-types.ts).
+  ec2.on(DescribeInstanceTypesCommand).callsFake((i: DescribeInstanceTypesCommandInput) => {
+    const unknown = (i.InstanceTypes ?? []).filter((t) => !INSTANCE_TYPES[t]);
+    if (unknown.length > 0) throw Object.assign(new Error(`The following supplied instance types do not exist: [${unknown.join(', ')}]`), { name: 'InvalidInstanceType' });
+    return { InstanceTypes: (i.InstanceTypes ?? []).map((t) => INSTANCE_TYPES[t]!) };
+  });
   ec2.on(DescribeVolumesCommand).callsFake(() => ({ Volumes: model.volumes.map((v) => ({ VolumeId: v.id, Tags: v.tags })) }));
   ecs.reset();
   ecs.on(DescribeServicesCommand).callsFake((i: { services: string[] }) => ({
@@ -226,6 +233,39 @@ describe('ClusterApi', () => {
     expect(await api().list()).toEqual(['shop']);
     model.volumes[0]!.tags = model.volumes[0]!.tags.filter((t) => t.Key !== 'berth:state');
     expect(await api().status('shop')).toEqual({ name: 'shop', deployed: spec, pendingChange: undefined, ready: false, notReady: ['node n1: volume vol-n1 is not reported by berth yet, not mounted'] });
+  });
+
+  describe('attachment limits (docs/design.md §6)', () => {
+    const nodes = (count: number, host = 'h1') => Array.from({ length: count }, (_, i) => ({ name: `n${i + 1}`, host }));
+    it('refuses, before anything is applied, a spec that places more nodes on a host than its type can attach', async () => {
+      // t3.medium (the default): 28 shared slots, less the root volume and the primary interface.
+      const crowded: ClusterSpec = { ...spec, nodes: nodes(27) };
+      const err = (await api().create(crowded).catch((e: unknown) => e)) as ClusterOperationError;
+      expect(err.kind).toBe('invariant');
+      expect(err.message).toMatch(/host h1 would carry 27 nodes, but a t3\.medium host attaches at most 26 node volumes \(t3\.medium has 28 attachment slots shared by EBS volumes, network interfaces and NVMe instance store/);
+      expect(applied).toEqual([]);
+      // An instance type with NVMe instance store has one slot fewer; a dedicated limit counts EBS only.
+      await expect(api().create({ ...spec, instanceType: 'm6id.large', nodes: nodes(26) })).rejects.toThrow(/at most 25 node volumes/);
+      expect(applied).toEqual([]);
+      const events: ProgressEvent[] = [];
+      await api().create({ ...spec, instanceType: 'm7i.large', nodes: nodes(31) }, { onProgress: (e) => events.push(e) });
+      expect(events[0]!.message).toBe('cluster shop: 1 host(s), 31 node(s), up to 31 node(s) per m7i.large host');
+    });
+    it('adding nodes past the limit is refused and the deployed cluster is left as it is', async () => {
+      const full: ClusterSpec = { ...spec, nodes: nodes(26) };
+      deployed(full);
+      await expect(api().addNodes('shop', [{ name: 'extra', host: 'h1' }])).rejects.toThrow(/host h1 would carry 27 nodes/);
+      expect(applied).toEqual([]);
+      expect(stacks.get('shop')?.deployed).toEqual(full);
+    });
+    it('an instance type EC2 does not know is refused; one EC2 states no limit for is applied, and the progress says it was not checked', async () => {
+      await expect(api().create({ ...spec, instanceType: 'x9.huge' })).rejects.toThrow(/instance type x9\.huge does not exist in eu-west-1/);
+      expect(applied).toEqual([]);
+      ec2.on(DescribeInstanceTypesCommand).resolves({ InstanceTypes: [{ InstanceType: 'm4.large', EbsInfo: {} }] });
+      const events: ProgressEvent[] = [];
+      await api().create({ ...spec, instanceType: 'm4.large' }, { onProgress: (e) => events.push(e) });
+      expect(events[0]!.message).toMatch(/attachment limit not checked: EC2 states no EBS attachment limit for m4\.large/);
+    });
   });
   describe('names across the environment\'s clusters (one label each under the zone)', () => {
     const one = (name: string, node: string): ClusterSpec => ({ name, region: 'eu-west-1', hosts: [`${name}-h1`], nodes: [{ name: node, host: `${name}-h1` }] });

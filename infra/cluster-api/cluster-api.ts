@@ -1,6 +1,7 @@
 import type { EC2Client } from '@aws-sdk/client-ec2';
 import type { ECSClient } from '@aws-sdk/client-ecs';
 import type { automation } from '@pulumi/pulumi';
+import { checkAttachmentCapacity } from './attachment-capacity.js';
 import { mayPublishLabel } from '../../lib/node-contract.js';
 import { checkPublishedLabels, checkTransition, ClusterInvariantError, publishedLabels, withNodes, withoutNodes, type ClusterSpec, type NodeSpec } from './invariants.js';
 import { notReady, type NotReady } from './readiness.js';
@@ -234,7 +235,10 @@ export class ClusterApi {
     this.changing.set(next.name, next);
     try {
       checkPublishedLabels(current, next, await this.otherSpecs(next.name, current, next));
-      ctx.emit({ phase: 'validated', message: `cluster ${next.name}: ${next.hosts.length} host(s), ${next.nodes.length} node(s)` });
+      // Attachment limits (docs/design.md §6): no host gets more nodes than its type can attach.
+      const capacity = await checkAttachmentCapacity(this.deps.ec2(next.region), next);
+      const slots = capacity.checked ? `, up to ${capacity.slots} node(s) per ${capacity.limit.instanceType} host` : ` (attachment limit not checked: ${capacity.why})`;
+      ctx.emit({ phase: 'validated', message: `cluster ${next.name}: ${next.hosts.length} host(s), ${next.nodes.length} node(s)${slots}` });
       const attempts = await this.step(ctx, (onEvent) => this.deps.workspace.apply(next, { onEvent }));
       await this.waitReady(ctx, next, attempts);
       const deployed = (await this.deps.workspace.read(next.name))?.deployed;
@@ -244,6 +248,7 @@ export class ClusterApi {
       this.changing.delete(next.name);
     }
   }
+
 
   /**
    * The specs of the environment's other clusters that could publish a label `next` adds: each

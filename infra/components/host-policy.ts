@@ -58,7 +58,7 @@ export function hostEbsPolicy(args: HostPolicyArgs): { Version: '2012-10-17'; St
     Version: '2012-10-17',
     Statement: [
       // DescribeVolumesModifications (berth resize) has no resource-level permissions (Service Authorization Reference): '*'.
-      { Sid: 'DescribeIsReadOnly', Effect: 'Allow', Action: ['ec2:DescribeVolumes', 'ec2:DescribeInstances', 'ec2:DescribeVolumesModifications'], Resource: '*' },
+      { Sid: 'DescribeIsReadOnly', Effect: 'Allow', Action: ['ec2:DescribeVolumes', 'ec2:DescribeInstances', 'ec2:DescribeVolumesModifications', 'ec2:DescribeInstanceTypes'], Resource: '*' },
       {
         Sid: 'AttachManagedVolumes', Effect: 'Allow',
         Action: ['ec2:AttachVolume', 'ec2:DetachVolume'],

@@ -3,6 +3,7 @@ import { hostInstanceTags } from '../../lib/node-contract.js';
 import { multipartUserdata, renderBootstrap, renderTemplate } from '../../userdata/render.js';
 import { hostEbsPolicy, type PolicyStatement } from './host-policy.js';
 import { ecsAmiId, singleInstanceGroup } from './single-instance-group.js';
+import { DEFAULT_HOST_INSTANCE_TYPE } from './host-defaults.js';
 
 export interface HostArgs {
   /** The environment (tag berth:environment, `BERTH_ENVIRONMENT`): berth touches only its volumes. */
@@ -77,7 +78,7 @@ export class Host extends pulumi.ComponentResource {
       JSON.stringify(hostInstancePolicy({ region: args.region, accountId, environment, cluster: args.cluster, hostId: args.hostId, artifactUri, ebsKmsKeyArn, bucketKmsKeyArn })));
     const { group } = singleInstanceGroup(name, {
       amiId: args.amiId ?? ecsAmiId(this),
-      instanceType: args.instanceType ?? 't3.medium',
+      instanceType: args.instanceType ?? DEFAULT_HOST_INSTANCE_TYPE,
       subnetId: args.subnetId,
       securityGroupIds: [args.securityGroupId],
       userData,

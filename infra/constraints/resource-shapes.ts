@@ -148,6 +148,7 @@ export const RESOURCE_CALLS: Readonly<Record<string, Mapper>> = {
   ],
   'aws:cloudwatch/eventRule:EventRule': (d) => [call('events', 'PutRule', { Name: physicalName(d), ScheduleExpression: d.inputs['scheduleExpression'], EventPattern: d.inputs['eventPattern'], Description: d.inputs['description'] })],
   'aws:cloudwatch/eventTarget:EventTarget': (d, all) => [call('events', 'PutTargets', { Rule: nameOf(all, 'aws:cloudwatch/eventRule:EventRule', d.inputs['rule']), Targets: [{ Id: d.inputs['targetId'] ?? `${d.name}-0000000`, Arn: d.inputs['arn'], RoleArn: d.inputs['roleArn'] }] })],
+  'aws:cloudwatch/dashboard:Dashboard': (d) => [call('cloudwatch', 'PutDashboard', { DashboardName: d.inputs['dashboardName'], DashboardBody: d.inputs['dashboardBody'] })],
   'aws:cloudwatch/metricAlarm:MetricAlarm': (d) => [call('cloudwatch', 'PutMetricAlarm', {
     ...without(d.inputs, 'name', 'dimensions'), AlarmName: physicalName(d),
     Dimensions: Object.entries((d.inputs['dimensions'] as Record<string, string> | undefined) ?? {}).map(([Name, Value]) => ({ Name, Value })),

@@ -11,6 +11,8 @@ import type {
   DeleteVolumeCommandInput,
   DescribeInstancesCommandInput,
   DescribeInstancesCommandOutput,
+  DescribeInstanceTypesCommandInput,
+  DescribeInstanceTypesCommandOutput,
   DescribeSnapshotsCommandInput,
   DescribeSnapshotsCommandOutput,
   DescribeTagsCommandInput,
@@ -44,6 +46,8 @@ import { ec2Error, internalError, invalidParameter, missingParameter, throttled,
 import { checkFilterNames, matchesFilters, paginate, tagFilterValues, tagList } from './ec2-filters.js';
 import { checkTags, checkVolumeConfig, DEVICE_PATTERN, ID_PATTERN, MAX_TAGS, SIZE_LIMITS } from './ec2-rules.js';
 import { TokenBucket } from './token-bucket.js';
+import { INSTANCE_TYPES } from './instance-types.js';
+import { attachmentLimitOf } from '../../lib/attachment-limits.js';
 import { EC2_PORT_METHODS, ec2ActionOf, type Ec2Port } from '../../volume-plugin/backends/ebs/ec2-port.js';
 
 /**
@@ -282,7 +286,21 @@ export class Ec2Model {
   // ---- harness: set up and inspect the world (no throttling, not counted) ----
 
   /** Adds an instance (default 'running') and returns its id `i-` + 17 hex. */
-  addInstance(p: { az: string; state?: InstanceStateName; tags?: Record<string, string>; instanceId?: string }): string {
+  addInstance(p: {
+    az: string;
+    state?: InstanceStateName;
+    tags?: Record<string, string>;
+    instanceId?: string;
+    /**
+     * An instance type of INSTANCE_TYPES (test/aws/instance-types.ts): AttachVolume then enforces its
+     * attachment limit as EC2 does (shared: EBS volumes, network interfaces and NVMe instance store
+     * together; dedicated: EBS volumes only). Omitted: m6i.large in answers, no limit enforced.
+     */
+    instanceType?: string;
+    /** Network interfaces attached (shared limits count them). Default 1. */
+    networkInterfaces?: number;
+  }): string {
+    if (p.instanceType !== undefined && !INSTANCE_TYPES[p.instanceType]) throw new Error(`Ec2Model: instance type ${p.instanceType} is not in test/aws/instance-types.ts`);
     this.checkAz(p.az);
     const instanceId = p.instanceId ?? this.newId('i');
     if (!ID_PATTERN.i.test(instanceId)) throw new Error(`Ec2Model: instance id ${instanceId} is not i- and 17 hex digits`);
@@ -295,6 +313,8 @@ export class Ec2Model {
       tags: new Map(Object.entries(p.tags ?? {})),
       launchTime: new Date(this.now()),
       seq: this.seq++,
+      ...(p.instanceType !== undefined ? { instanceType: p.instanceType } : {}),
+      networkInterfaces: p.networkInterfaces ?? 1,
     });
     return instanceId;
   }
@@ -602,6 +622,7 @@ export class Ec2Model {
     CreateTags: (input: CreateTagsCommandInput) => this.createTags(input),
     DeleteTags: (input: DeleteTagsCommandInput) => this.deleteTags(input),
     DescribeInstances: (input: DescribeInstancesCommandInput) => this.describeInstances(input),
+    DescribeInstanceTypes: (input: DescribeInstanceTypesCommandInput) => this.describeInstanceTypes(input),
     DescribeTags: (input: DescribeTagsCommandInput) => this.describeTags(input),
     CreateSnapshot: (input: CreateSnapshotCommandInput) => this.createSnapshot(input),
     DescribeSnapshots: (input: DescribeSnapshotsCommandInput) => this.describeSnapshots(input),
@@ -839,6 +860,11 @@ export class Ec2Model {
     if (this.attachmentAt(instance.instanceId, input.Device)) throw invalidParameter(`Attachment point ${input.Device} is already in use`);
     const attachedCount = this.volumesOn(instance.instanceId).length;
     if (attachedCount >= this.maxVolumesPerInstance) throw ec2Error('AttachmentLimitExceeded', 'Volume limit exceeded');
+    const limit = instance.instanceType !== undefined ? attachmentLimitOf(INSTANCE_TYPES[instance.instanceType]!) : undefined;
+    if (limit) {
+      const others = limit.kind === 'shared' ? instance.networkInterfaces + limit.instanceStore : 0;
+      if (attachedCount + others >= limit.maximum) throw ec2Error('AttachmentLimitExceeded', 'Volume limit exceeded');
+    }
     if (input.DryRun) throw dryRun();
 
     const attachment: ModelAttachment = {
@@ -1169,11 +1195,24 @@ export class Ec2Model {
     };
   }
 
+  /**
+   * DescribeInstanceTypes by InstanceTypes (the only way berth asks): the types of INSTANCE_TYPES;
+   * an unknown one fails the call with InvalidInstanceType, as EC2 answers for a name it does not
+   * offer. Filters are not modelled.
+   */
+  private describeInstanceTypes(input: DescribeInstanceTypesCommandInput): Omit<DescribeInstanceTypesCommandOutput, '$metadata'> {
+    if (input.Filters?.length) throw new Error('Ec2Model: DescribeInstanceTypes filters are not modelled');
+    const wanted = input.InstanceTypes ?? Object.keys(INSTANCE_TYPES);
+    const unknown = wanted.filter((t) => !INSTANCE_TYPES[t]);
+    if (unknown.length > 0) throw ec2Error('InvalidInstanceType', `The following supplied instance types do not exist: [${unknown.join(', ')}]`);
+    return { InstanceTypes: wanted.map((t) => structuredClone(INSTANCE_TYPES[t]!)) };
+  }
+
   private describeInstance(instance: ModelInstance): Instance {
     const attached = this.volumesOn(instance.instanceId);
     return {
       InstanceId: instance.instanceId,
-      InstanceType: 'm6i.large',
+      InstanceType: (instance.instanceType ?? 'm6i.large') as Instance['InstanceType'],
       State: { Code: STATE_CODES[instance.state], Name: instance.state },
       Placement: { AvailabilityZone: instance.az, Tenancy: 'default' },
       LaunchTime: instance.launchTime,
@@ -1370,7 +1409,7 @@ export interface Ec2ModelOptions {
   requireDetachInstanceId?: boolean;
 }
 
-export type BucketName = 'volumeMutating' | 'createVolume' | 'tags' | 'describeVolumes' | 'describeVolumesUnfiltered' | 'describeInstances' | 'describeTags' | 'modifyVolume' | 'createSnapshot' | 'describeSnapshots';
+export type BucketName = 'volumeMutating' | 'createVolume' | 'tags' | 'describeVolumes' | 'describeVolumesUnfiltered' | 'describeInstances' | 'describeTags' | 'modifyVolume' | 'createSnapshot' | 'describeSnapshots' | 'describeInstanceTypes';
 
 /** One caller's calls of one command. */
 export interface CallerCounts {
@@ -1436,6 +1475,8 @@ export const DEFAULT_BUCKETS: Readonly<Record<BucketName, BucketLimit>> = {
   describeInstances: { capacity: 100, refillPerSecond: 20 },
   describeTags: { capacity: 100, refillPerSecond: 20 },
   modifyVolume: { capacity: 50, refillPerSecond: 5 },
+  // Like the other Describe actions (EC2's "Request throttling" page: non-mutating actions, 100 refill 20/s).
+  describeInstanceTypes: { capacity: 100, refillPerSecond: 20 },
   // The model's choice (EC2 documents no per-action numbers for these): CreateVolume's numbers for
   // CreateSnapshot, the other Describe actions' for DescribeSnapshots.
   createSnapshot: { capacity: 100, refillPerSecond: 5 },
@@ -1458,6 +1499,7 @@ const BUCKET_OF: Record<string, BucketName> = {
   DescribeTags: 'describeTags',
   ModifyVolume: 'modifyVolume',
   DescribeVolumesModifications: 'describeVolumes',
+  DescribeInstanceTypes: 'describeInstanceTypes',
   CreateSnapshot: 'createSnapshot',
   DescribeSnapshots: 'describeSnapshots',
 };
@@ -1625,6 +1667,8 @@ interface ModelInstance {
   tags: Map<string, string>;
   launchTime: Date;
   seq: number;
+  instanceType?: string;
+  networkInterfaces: number;
 }
 
 interface ModelAttachment {

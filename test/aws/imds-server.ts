@@ -15,6 +15,14 @@ export interface ImdsServerOptions {
   /** IMDSv2 only (default true): a GET without a valid token gets 401. false also answers IMDSv1 GETs. */
   tokenRequired?: boolean;
   accountId?: string;
+  /** /latest/meta-data/instance-type (and the identity document's instanceType). Default m6i.large. */
+  instanceType?: string;
+  /**
+   * MAC addresses of the instance's network interfaces, served as IMDS serves them: one
+   * `<mac>/` per line under /latest/meta-data/network/interfaces/macs/ (EC2 User Guide,
+   * "Instance metadata categories": network/interfaces/macs/mac). Default one interface.
+   */
+  macs?: string[];
   /** The instance profile's key pair (a test S3 that checks signatures knows it); default a fresh random one each time. */
   credentials?: { accessKeyId: string; secretAccessKey: string };
   /** Address to listen on; default 127.0.0.1 (a test network namespace reaches another). */
@@ -31,6 +39,8 @@ export interface ImdsServer {
   /** Answers with another instance id from now on (host replaced). */
   setInstanceId(instanceId: string): void;
   setTags(tags: Record<string, string> | undefined): void;
+  /** Network interfaces attached from now on (an ENI attached or detached while the instance runs). */
+  setMacs(macs: string[]): void;
   /** Makes credentials available (true) or 404 (false) from now on, whatever credentialsAfterMs said. */
   setCredentialsAvailable(available: boolean): void;
   /**
@@ -58,6 +68,8 @@ export async function startImdsServer(opts: ImdsServerOptions): Promise<ImdsServ
   const tokenRequired = opts.tokenRequired ?? true;
   let instanceId = opts.instanceId;
   let tags = opts.tags;
+  const instanceType = opts.instanceType ?? 'm6i.large';
+  let macs = opts.macs ?? ['0e:00:00:00:00:01'];
   let credentialsOverride: boolean | undefined;
   let down: false | 'reset' | 'hang' = false;
   let requests = 0;
@@ -67,9 +79,12 @@ export async function startImdsServer(opts: ImdsServerOptions): Promise<ImdsServ
   function metadata(path: string): string | object | undefined {
     const base = '/latest/meta-data/';
     const fixed: Record<string, string> = {
-      [base]: ['ami-id', 'iam/', 'instance-id', 'instance-type', 'placement/', 'tags/'].join('\n'),
+      [base]: ['ami-id', 'iam/', 'instance-id', 'instance-type', 'network/', 'placement/', 'tags/'].join('\n'),
       [`${base}instance-id`]: instanceId,
-      [`${base}instance-type`]: 'm6i.large',
+      [`${base}instance-type`]: instanceType,
+      [`${base}network/`]: 'interfaces/',
+      [`${base}network/interfaces/`]: 'macs/',
+      [`${base}network/interfaces/macs/`]: macs.map((m) => `${m}/`).join('\n'),
       [`${base}ami-id`]: 'ami-0123456789abcdef0',
       [`${base}placement/`]: ['availability-zone', 'region'].join('\n'),
       [`${base}placement/availability-zone`]: opts.az,
@@ -96,7 +111,7 @@ export async function startImdsServer(opts: ImdsServerOptions): Promise<ImdsServ
       };
     }
     if (path === '/latest/dynamic/instance-identity/document') {
-      return { accountId, availabilityZone: opts.az, region: opts.region, instanceId, instanceType: 'm6i.large', architecture: 'x86_64' };
+      return { accountId, availabilityZone: opts.az, region: opts.region, instanceId, instanceType, architecture: 'x86_64' };
     }
     return undefined;
   }
@@ -152,6 +167,9 @@ export async function startImdsServer(opts: ImdsServerOptions): Promise<ImdsServ
     },
     setTags(next) {
       tags = next;
+    },
+    setMacs(next) {
+      macs = next;
     },
     setCredentialsAvailable(available) {
       credentialsOverride = available;

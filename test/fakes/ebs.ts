@@ -40,7 +40,7 @@ export const UNIT_TIMING: Partial<Ec2Timing> = {
  * bound by the model's attach and detach, and the real volume service over the in-memory
  * filesystem. No root, no loop device, no dockerd.
  */
-export function ebsUnitWorld(opts: Ec2ModelOptions & { xen?: boolean } = {}) {
+export function ebsUnitWorld(opts: Ec2ModelOptions & { xen?: boolean; instanceType?: string; networkInterfaces?: number } = {}) {
   const stateDir = mkdtempSync(join(tmpdir(), 'berth-ebs-unit-'));
   // UNIT_TIMING polls 50× faster than production (5 ms ticks, not 250 ms): the describe buckets are
   // scaled by as much, so polling meets EC2's rule at the same ratio. Mutation buckets stay EC2's.
@@ -48,7 +48,12 @@ export function ebsUnitWorld(opts: Ec2ModelOptions & { xen?: boolean } = {}) {
   const model = new Ec2Model({ region: REGION, attachLatencyMs: 5, createLatencyMs: 2, ...opts, buckets });
   const host = new FakeHost();
   const nvme = new FakeNvme(host, opts.xen ? { xen: true } : {});
-  const instanceId = model.addInstance({ az: AZ, tags: { 'berth:host': HOST } });
+  const instanceId = model.addInstance({
+    az: AZ,
+    tags: { 'berth:host': HOST },
+    ...(opts.instanceType !== undefined ? { instanceType: opts.instanceType } : {}),
+    ...(opts.networkInterfaces !== undefined ? { networkInterfaces: opts.networkInterfaces } : {}),
+  });
   const world = {
     stateDir,
     model,

@@ -90,6 +90,8 @@ export class Reconciler {
   private lastError: string | undefined;
   private readonly log: Logger;
   private readonly passes?: Counter;
+  /** Volumes tagged to this host by the state the last pass published (mounted, idle, error). */
+  private byState: Record<'mounted' | 'idle' | 'error', number> = { mounted: 0, idle: 0, error: 0 };
 
   constructor(private readonly deps: ReconcilerDeps) {
     this.log = deps.logger;
@@ -102,6 +104,25 @@ export class Reconciler {
         registers: [deps.registry],
         collect() {
           this.set(failed.size);
+        },
+      });
+      const byState = () => this.byState;
+      new Gauge({
+        name: 'berth_volumes_by_state',
+        help: 'Volumes tagged to this host by the state the last reconcile published in their state tag (mounted, idle, error)',
+        labelNames: ['state'],
+        registers: [deps.registry],
+        collect() {
+          for (const [state, count] of Object.entries(byState())) this.set({ state }, count);
+        },
+      });
+      const ready = () => this.readiness() === true;
+      new Gauge({
+        name: 'berth_volumes_ready',
+        help: '1 when boot reconcile finished and every volume tagged to this host is mounted or idle (the verdict of /readyz and the instance ready tag), else 0',
+        registers: [deps.registry],
+        collect() {
+          this.set(ready() ? 1 : 0);
         },
       });
       const duplicates = () => this.duplicates.length;
@@ -300,11 +321,13 @@ export class Reconciler {
     const all: { id: string; tags: Tags }[] = [];
     const reasons: string[] = [];
     let mounted = 0;
+    const byState = { mounted: 0, idle: 0, error: 0 };
     for (const f of tagged) {
       const l = local.get(f.name);
       const failure = this.failed.get(f.name);
       const state = failure ? `${VOLUME_STATE.errorPrefix}${shortReason(failure.message)}` : l?.mounted ? VOLUME_STATE.mounted : VOLUME_STATE.idle;
       if (state === VOLUME_STATE.mounted) mounted++;
+      byState[failure ? 'error' : l?.mounted ? 'mounted' : 'idle']++;
       if (!failure && !l?.mounted && !this.seen.has(f.name)) reasons.push(`${f.name} (not mounted yet)`);
       // Mounted means attached here; otherwise as surveyed, unless this pass acted on it (a failed mount detaches).
       const here = l?.mounted === true || (f.attachment?.instanceId === me && !actedOn.has(f.name));
@@ -317,6 +340,7 @@ export class Reconciler {
         all.push({ id, tags: { [k.state]: `${VOLUME_STATE.errorPrefix}${shortReason(`duplicate ${k.volume}=${d.name}`)}` } });
       }
     }
+    this.byState = byState;
     this.verdict = reasons.length === 0 ? true : `volumes not ready: ${reasons.join('; ')}`;
     const volumes = all.filter((v) => this.published.get(v.id) !== JSON.stringify(v.tags));
     const instance = { [k.ready]: String(this.verdict === true), [k.readyCount]: String(mounted) };

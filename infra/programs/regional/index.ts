@@ -9,6 +9,7 @@ import { PeeringMesh, type RegionNetwork } from '../../components/peering-mesh.j
 import { agentUpdatePolicy, ScheduledJob } from '../../components/scheduled-job.js';
 import { SecurityGroups } from '../../components/security-groups.js';
 import { SnapshotPolicy, type SnapshotPolicyArgs } from '../../components/snapshot-policy.js';
+import { Monitoring, traefikAlarms } from '../../components/monitoring.js';
 import { TraefikHost, traefikHostFqdn, traefikHostId } from '../../components/traefik-host.js';
 import { environmentEcsClusterPrefixes, traefikEcsClusterName } from '../../components/naming.js';
 import { Vpc, VPC_LAYOUTS } from '../../components/vpc.js';
@@ -100,6 +101,8 @@ export function regionalProgram() {
     zoneId, zoneName: zone, logGroupName: pulumi.interpolate`/${environment}/hosts/${hostId}`, artifactUri, certBucket: environmentBucket, certBucketRegion: stackOutput<string>(global, 'region'), certDomains, bucketKmsKeyArn: bucketKeyArn,
     ...(c.get('traefikInstanceType') ? { instanceType: c.require('traefikInstanceType') } : {}),
   });
+  // The certificate Traefik serves: an alarm before it expires (docs/operations.md, "Watch the fleet").
+  new Monitoring(`traefik-${region}-monitoring`, { environment, cluster: hostId, region, alarms: traefikAlarms(region), dashboard: false });
   new SnapshotPolicy(region, { ...c.getObject<Omit<SnapshotPolicyArgs, 'environment'>>('snapshots'), environment });
 
   const renewerConfig = c.getObject<RenewerConfig>('renewer');

@@ -6,6 +6,8 @@ import { Host } from '../../components/host.js';
 import { Node } from '../../components/node.js';
 import { uncoveredNames } from '../../constraints/published-names.js';
 import { accountId, config, stackOutput, stackRegion } from '../shared.js';
+import { DEFAULT_HOST_INSTANCE_TYPE } from '../../components/host-defaults.js';
+import { clusterAlarms, Monitoring } from '../../components/monitoring.js';
 
 /**
  * Which private subnet (of `count`) a host lives in: a hash of its id, so a host never
@@ -74,10 +76,12 @@ export function unitProgram() {
       environment, cluster: spec.name, hostId, region, accountId: accountId(), ecsClusterName: cluster.ecsClusterName,
       subnetId: pick(privateSubnetIds), securityGroupId: out<string>('securityGroupId'), artifactUri: out<string>('artifactUri'),
       logGroupName: cluster.logGroupName, ebsKmsKeyArn: out<string>('ebsKeyArn'), bucketKmsKeyArn: out<string>('bucketKeyArn'),
-      instanceType: spec.instanceType ?? c.get('instanceType') ?? 't3.medium', swapMiB: c.getNumber('swapMiB') ?? 2048,
+      instanceType: spec.instanceType ?? c.get('instanceType') ?? DEFAULT_HOST_INSTANCE_TYPE, swapMiB: c.getNumber('swapMiB') ?? 2048,
     }, { dependsOn: [cluster] });
     hosts.set(hostId, { host, az: pick(privateSubnetAzs) });
   }
+  // Dashboard and alarms of the cluster (docs/operations.md, "Watch the fleet").
+  new Monitoring(`${spec.name}-monitoring`, { environment, cluster: spec.name, region, alarms: clusterAlarms(spec.name) });
   const volumes: Record<string, pulumi.Output<string>> = {};
   for (const n of nodes) {
     const { host, az } = hosts.get(n.host)!;

@@ -1,8 +1,11 @@
 import type { CreateVolumeCommandInput, EC2Client, Filter, Volume } from '@aws-sdk/client-ec2';
 import type { Logger } from 'pino';
-import { BerthError, errorMessage } from '../../../lib/errors.js';
+import type { Registry } from 'prom-client';
+import { BerthError, errorMessage, isBerthError } from '../../../lib/errors.js';
 import { Semaphore } from '../../../lib/semaphore.js';
+import type { AttachmentSlots } from './attachment-slots.js';
 import { AttachmentWaits } from './attachment-waits.js';
+import { attachMetrics, type AttachMetrics } from './attach-metrics.js';
 import { DeviceNames } from './device-names.js';
 import { ClientTokenSpent, codeOf, ec2Error, FailedVolumeDeleted, isDeviceInUse, isNotFound, isServerFault, isThrottled } from './ec2-errors.js';
 import type { Ec2Port } from './ec2-port.js';
@@ -50,6 +53,11 @@ export interface Ec2FacadeDeps {
    */
   attachedHere?: (volumeId: string) => Promise<boolean>;
   logger?: Logger;
+  // Attachment limits and attach/detach metrics (issue 22 items 2 and 4).
+  /** This instance's attachment slots: an attach past the type's limit is refused before AttachVolume. */
+  slots?: AttachmentSlots;
+  /** Attach and detach latency, detach pending, slots used/limit (attach-metrics.ts). */
+  registry?: Registry;
 }
 
 /** The signal of an EC2 call no single caller owns: it never aborts. */
@@ -68,12 +76,16 @@ export class Ec2Facade {
   private readonly byName = new Map<string, MicroBatch<Volume>>();
   private readonly byInstance: MicroBatch<InstanceInfo>;
   private readonly instanceCache = new Map<string, { at: number; info: InstanceInfo | undefined }>();
+  readonly slots: AttachmentSlots | undefined;
+  private readonly metrics: AttachMetrics | undefined;
 
   constructor(deps: Ec2FacadeDeps) {
     if (!deps.ec2 && !deps.client) throw new Error('Ec2Facade needs an EC2 port (ec2) or an EC2Client (client)');
     this.port = deps.ec2 ?? new SdkEc2(deps.client!);
     this.instanceId = deps.instanceId;
     this.log = deps.logger;
+    this.slots = deps.slots;
+    this.metrics = deps.registry ? attachMetrics(deps.registry, () => this.slots) : undefined;
     this.mutations = new Semaphore(deps.maxConcurrentAttachments);
     this.timing = { ...DEFAULT_EC2_TIMING, ...deps.timing };
     this.pacer = new Pacer({
@@ -324,6 +336,31 @@ export class Ec2Facade {
     // A Mount whose caller has gone leaves the queue of attachments at once (docs/design.md §3).
     return this.mutations.run(async () => {
       signal?.throwIfAborted();
+      // A new attachment needs a slot (docs/design.md §6, "Attachment limits"); one under way holds one.
+      if (attachingAt === undefined && this.slots) {
+        try {
+          await this.slots.claim(volumeId, signal);
+        } catch (err) {
+          if (isBerthError(err, 'LIMIT_EXCEEDED')) this.metrics?.refused();
+          throw err;
+        }
+      }
+      const started = performance.now();
+      try {
+        const device = await this.attachHeld(volumeId, attachingAt, signal);
+        this.slots?.confirm(volumeId);
+        this.metrics?.attached(performance.now() - started);
+        return device;
+      } catch (err) {
+        if (attachingAt === undefined) this.slots?.release(volumeId);
+        throw err;
+      }
+    }, signal);
+  }
+
+  /** attach() within its mutation slot and attachment slot. */
+  private async attachHeld(volumeId: string, attachingAt: string | undefined, signal: AbortSignal | undefined): Promise<string> {
+    {
       await this.names.seed();
       let deadline = Date.now() + this.timing.attachTimeoutMs;
       for (let attempt = 1; ; attempt++) {
@@ -354,12 +391,13 @@ export class Ec2Facade {
             return device;
           }
           this.log?.warn({ volumeId, device, afterMs: this.timing.stuckAttachingMs }, 'attachment stuck in "attaching"; detaching and trying again');
-          await this.detachAndWait(volumeId, this.instanceId, deadline, signal);
+          // The attachment slot stays claimed: the volume is attached again at once.
+          await this.detachAndWaitUnmetered(volumeId, this.instanceId, deadline, signal);
         } finally {
           this.names.release(device);
         }
       }
-    }, signal);
+    }
   }
 
   /**
@@ -377,6 +415,17 @@ export class Ec2Facade {
 
   /** DetachVolume names the instance: some EC2-compatible endpoints require it, and EC2 then refuses to detach it from any other. */
   private async detachAndWait(volumeId: string, instanceId: string, deadline: number, signal?: AbortSignal): Promise<void> {
+    const started = performance.now();
+    try {
+      await this.detachAndWaitUnmetered(volumeId, instanceId, deadline, signal);
+      if (instanceId === this.instanceId) this.slots?.release(volumeId);
+      this.metrics?.detached(performance.now() - started);
+    } finally {
+      this.metrics?.detachPending(performance.now() - started);
+    }
+  }
+
+  private async detachAndWaitUnmetered(volumeId: string, instanceId: string, deadline: number, signal?: AbortSignal): Promise<void> {
     try {
       await this.mutate(() => this.port.detachVolume({ VolumeId: volumeId, InstanceId: instanceId }, this.signalOf(signal)), signal, deadline, `detaching ${volumeId}`);
     } catch (err) {

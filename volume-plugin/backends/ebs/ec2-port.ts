@@ -13,6 +13,8 @@ import type {
   DeleteVolumeCommandOutput,
   DescribeInstancesCommandInput,
   DescribeInstancesCommandOutput,
+  DescribeInstanceTypesCommandInput,
+  DescribeInstanceTypesCommandOutput,
   DescribeSnapshotsCommandInput,
   DescribeSnapshotsCommandOutput,
   DescribeVolumesCommandInput,
@@ -44,7 +46,7 @@ import type {
  * Implementations: `SdkEc2` (sdk-ec2.ts, over EC2Client); `Ec2Model.port()`
  * (test/aws/ec2-model.ts, the stateful in-memory fake). Methods are added, never
  * renamed (ModifyVolume, DescribeVolumesModifications, CreateSnapshot,
- * DescribeSnapshots and DescribeInstanceTypes join when online grow and zone
+ * DescribeSnapshots join when online grow and zone
  * moves need them).
  */
 export interface Ec2Port {
@@ -59,6 +61,8 @@ export interface Ec2Port {
   // Online grow (berth resize, docs/design.md §6 "Online grow").
   modifyVolume(input: ModifyVolumeCommandInput, signal: AbortSignal): Promise<ModifyVolumeCommandOutput>;
   describeVolumesModifications(input: DescribeVolumesModificationsCommandInput, signal: AbortSignal): Promise<DescribeVolumesModificationsCommandOutput>;
+  // Attachment limits (issue 22 item 2): the instance type's EBS attachment limit and its kind.
+  describeInstanceTypes(input: DescribeInstanceTypesCommandInput, signal: AbortSignal): Promise<DescribeInstanceTypesCommandOutput>;
   // Zone moves (issue 22, zone-move.ts): a snapshot of the node's volume, restored in the target zone.
   createSnapshot(input: CreateSnapshotCommandInput, signal: AbortSignal): Promise<CreateSnapshotCommandOutput>;
   describeSnapshots(input: DescribeSnapshotsCommandInput, signal: AbortSignal): Promise<DescribeSnapshotsCommandOutput>;
@@ -80,6 +84,8 @@ export const EC2_PORT_METHODS: readonly Ec2PortMethod[] = [
   // Online grow.
   'modifyVolume',
   'describeVolumesModifications',
+  // Attachment limits (issue 22 item 2).
+  'describeInstanceTypes',
   // zone moves
   'createSnapshot',
   'describeSnapshots',

@@ -6,6 +6,7 @@ import {
   DeleteTagsCommand,
   DeleteVolumeCommand,
   DescribeInstancesCommand,
+  DescribeInstanceTypesCommand,
   DescribeSnapshotsCommand,
   DescribeVolumesCommand,
   DetachVolumeCommand,
@@ -69,6 +70,8 @@ export class SdkEc2 implements Ec2Port {
   modifyVolume: Ec2Port['modifyVolume'] = (input, signal) => this.client.send(new ModifyVolumeCommand(input), { abortSignal: signal });
   describeVolumesModifications: Ec2Port['describeVolumesModifications'] = (input, signal) =>
     this.client.send(new DescribeVolumesModificationsCommand(input), { abortSignal: signal });
+  // Attachment limits (issue 22 item 2).
+  describeInstanceTypes: Ec2Port['describeInstanceTypes'] = (input, signal) => this.client.send(new DescribeInstanceTypesCommand(input), { abortSignal: signal });
   // zone moves
   createSnapshot: Ec2Port['createSnapshot'] = (input, signal) => this.client.send(new CreateSnapshotCommand(input), { abortSignal: signal });
   describeSnapshots: Ec2Port['describeSnapshots'] = (input, signal) => this.client.send(new DescribeSnapshotsCommand(input), { abortSignal: signal });
