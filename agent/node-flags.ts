@@ -10,11 +10,19 @@
 export const AGENT_NODE_FLAGS: readonly string[] = [
   // A small young generation: a mostly idle daemon need not hold 16 MB of it.
   '--max-semi-space-size=1',
-  // V8's optimizing compiler (TurboFan) stays on: interpreted (--lite-mode), a plugin
-  // request cost ~3x the CPU (about 330-390 us against 115). These keep what it costs
-  // in memory small (bench/plugin-hot-path.ts; each one measured in docs/operations.md):
+  // An optimizing compiler stays on: interpreted (--lite-mode), a plugin request cost ~3x the
+  // CPU (about 330-390 us against 115 on Node.js 20). On Node.js 24 (the release's runtime,
+  // docs/deploy.md) it is Maglev, not TurboFan: TurboFan's own machine code, paged in from the
+  // node binary once it compiles, cost ~5 MB more (docs/operations.md, "On the release's Node.js 24").
+  // (On Node.js 20, where Maglev is off, this leaves the interpreter: CI only, no host runs it.)
+  '--max-opt=2',
+  // The bootstrap compiled at start instead of node's startup snapshot: ~4.5 MB less resident
+  // after a run on Node.js 24, ~0.15 s more to start (same section).
+  '--no-node-snapshot',
+  // These keep what the compiler costs in memory small (bench/plugin-hot-path.ts; each one
+  // measured in docs/operations.md):
   '--single-threaded', // compile and collect on the main thread: no helper threads' heaps
-  '--no-sparkplug', // no baseline code for every warm function, only TurboFan's for hot ones
+  '--no-sparkplug', // no baseline code for every warm function, only Maglev's for hot ones
   '--no-short-builtin-calls', // no private copy of V8's builtins (~3 MB)
   '--optimize-for-size',
   '--max-lazy',

@@ -1,7 +1,9 @@
 /**
  * Hot path: Get 60 % / Path 30 % / List 10 % over 100 volumes, open loop at
  * 500 and 2000 requests/s, against the agent as shipped (the built dist/ on
- * the loop backend, started with the node flags it ships with, agent/node-flags.ts) and,
+ * the loop backend, started with the node flags it ships with, agent/node-flags.ts, on
+ * the release's own Node.js, bin/node of `scripts/release.mjs --stage`; `--runtime this`
+ * runs it on the node running this script instead) and,
  * as the baseline in
  * the same run, a minimal Docker volume plugin written with Go's standard
  * library (bench/go/plugin/main.go: in-memory volumes, same endpoints and JSON
@@ -21,7 +23,7 @@
  * baseline and the generator (Debian: `apt-get install -y golang-go`); without
  * `go` on PATH the benchmark says so and exits without measuring.
  *
- *   npm run build && node --import tsx bench/plugin-hot-path.ts [--rates 500,2000] [--seconds 10] [--rounds 3] [--volumes 100]
+ *   npm run build && node --import tsx bench/plugin-hot-path.ts [--rates 500,2000] [--seconds 10] [--rounds 3] [--volumes 100] [--runtime release|this]
  *
  * AGENT_NODE_ARGS="…" replaces the shipped flags (to compare flag sets).
  */
@@ -44,6 +46,7 @@ const { values } = parseArgs({
     seconds: { type: 'string', default: '10' },
     rounds: { type: 'string', default: '3' },
     volumes: { type: 'string', default: '100' },
+    runtime: { type: 'string', default: 'release' },
   },
 });
 const rates = values.rates.split(',').map(Number);
@@ -106,7 +109,16 @@ try {
   for (let i = 0; i < 100 && !existsSync(goSock); i++) await sleep(50);
   if (!existsSync(goSock)) throw new Error('the Go plugin did not open its socket within 5 s');
 
-  agent = await startChildAgent(name, join(dir, 'state'), { BERTH_LOG_LEVEL: 'warn' }, true, nodeArgs);
+  // The agent as hosts run it: the release's node (docs/deploy.md, "Runtime") and the bundle staged beside it.
+  let agentNode = process.execPath;
+  let agentMain: string | true = true;
+  if (values.runtime === 'release') {
+    const stage = join(dir, 'release');
+    execFileSync(process.execPath, [join(goDir, '../../scripts/release.mjs'), '--stage', stage], { stdio: ['ignore', 'ignore', 'inherit'] });
+    agentNode = join(stage, 'bin/node');
+    agentMain = join(stage, 'dist/agent/main.js');
+  } else if (values.runtime !== 'this') throw new Error(`--runtime is release or this, not ${values.runtime}`);
+  agent = await startChildAgent(name, join(dir, 'state'), { BERTH_LOG_LEVEL: 'warn' }, agentMain, nodeArgs, agentNode);
   const berthSock = socketOf(name);
   const rss = () => rssOf(agent!.pid!, (p) => readFileSync(p, 'utf8'));
 
@@ -136,7 +148,7 @@ try {
   await drive(goSock, 500, 2);
   await drive(berthSock, 500, 2);
 
-  console.log(`agent node flags: ${nodeArgs.join(' ') || '(none)'}; ${volumes} volumes; ${seconds} s per run; load average at start: ${load()}`);
+  console.log(`agent on node ${execFileSync(agentNode, ['--version'], { encoding: 'utf8' }).trim()}, node flags: ${nodeArgs.join(' ') || '(none)'}; ${volumes} volumes; ${seconds} s per run; load average at start: ${load()}`);
   const ratios = new Map<number, number[]>(rates.map((r) => [r, []]));
   const cpu = { go: [] as number[], berth: [] as number[] };
   let errors = 0;

@@ -57,7 +57,7 @@ clean_env() { env -i PATH="$PATH" BERTH_ENV_FILE="$1" "${@:2}"; }
 # The configuration an install ($1) would run with from an env file ($2), as JSON; exit 2 when it is bad.
 # The node flags of agent/node-flags.ts (test/node-flags.test.ts keeps every copy equal). The
 # config check runs with them too: a node that refuses one (bad option) fails it before the old agent stops.
-node_flags=(--max-semi-space-size=1 --single-threaded --no-sparkplug --no-short-builtin-calls --optimize-for-size --max-lazy --no-icu-timezone-data)
+node_flags=(--max-semi-space-size=1 --max-opt=2 --no-node-snapshot --single-threaded --no-sparkplug --no-short-builtin-calls --optimize-for-size --max-lazy --no-icu-timezone-data)
 # Every install ($1) runs on its own bin/node (the release's runtime).
 check_config() { clean_env "$2" "$1/bin/node" "${node_flags[@]}" "$1/dist/agent/main.js" --check-config; }
 # Set once the runtime is known (a release's bin/node, or a checkout's node); JSON parsing only.

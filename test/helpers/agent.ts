@@ -53,7 +53,8 @@ export async function startInProcessAgent(
  * The agent as a child process, for kill -9 tests and benchmarks: the TypeScript
  * sources through tsx, or with `compiled` the built dist/ that production runs
  * (true: this checkout's dist/agent/main.js; a path: that built main.js).
- * Logs go to <stateDir>/../agent-<name>.log.
+ * Logs go to <stateDir>/../agent-<name>.log. `node` is the runtime that runs it (the
+ * release's bin/node for the benches; this process's node by default).
  */
 export async function startChildAgent(
   pluginName: string,
@@ -61,13 +62,14 @@ export async function startChildAgent(
   extra: Record<string, string> = {},
   compiled: boolean | string = false,
   nodeArgs: string[] = [],
+  node: string = process.execPath,
 ): Promise<ChildProcess> {
   const socket = socketOf(pluginName);
   const log = openSync(join(stateDir, '..', `agent-${pluginName}.log`), 'a');
   const built = typeof compiled === 'string' ? compiled : join(repoRoot, 'dist/agent/main.js');
   const entry = compiled ? [built] : ['--import', 'tsx', join(repoRoot, 'agent/main.ts')];
   if (compiled && !existsSync(entry[0]!)) throw new Error('dist/ is missing: run npm run build first');
-  const child = spawn(process.execPath, [...nodeArgs, ...entry], {
+  const child = spawn(node, [...nodeArgs, ...entry], {
     cwd: repoRoot,
     env: { ...process.env, ...agentEnv(pluginName, stateDir, extra) },
     stdio: ['ignore', log, log],
