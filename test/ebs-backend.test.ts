@@ -171,7 +171,7 @@ describe.skipIf(noLoopReason)(`EBS backend over the EC2 model and real devices${
       [{ iops: '3000', type: 'gp2' }, /iops cannot be set for gp2/],
       [{ type: 'io2', size: '10GiB' }, /io2 needs -o iops=<100–256000>/],
       [{ throughput: '500', type: 'io1', iops: '500', size: '10GiB' }, /throughput cannot be set for io1/],
-      [{ iops: '99000' }, /iops 99000 is outside 3000–16000 for gp3/],
+      [{ iops: '99000' }, /iops 99000 is outside 3000–80000 for gp3/],
       [{ size: '1500MiB' }, /not a whole number of GiB/],
       [{ size: '10GiB', type: 'st1' }, /outside 125–16384 GiB for st1/],
       [{ size: '2GiB', iops: '4000' }, /iops 4000 is more than 500 per GiB for gp3 \(2GiB allows 1000\)/],

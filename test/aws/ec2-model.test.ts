@@ -147,11 +147,13 @@ describe('Ec2Model: CreateVolume', () => {
 
   it.each([
     ['gp3', 16384, true],
-    ['gp3', 16385, false],
+    ['gp3', 65536, true],
+    ['gp3', 65537, false],
     ['gp3', 0, false],
     ['gp2', 16384, true],
     ['io1', 3, false],
-    ['io2', 16385, false],
+    ['io2', 65536, true],
+    ['io2', 65537, false],
     ['st1', 124, false],
     ['st1', 125, true],
     ['sc1', 16385, false],
@@ -167,14 +169,14 @@ describe('Ec2Model: CreateVolume', () => {
     [{ VolumeType: 'gp2', Iops: 3000 }, 'InvalidParameterCombination'],
     [{ VolumeType: 'st1', Size: 500, Iops: 500 }, 'InvalidParameterCombination'],
     [{ VolumeType: 'gp3', Iops: 2999 }, 'InvalidParameterValue'],
-    [{ VolumeType: 'gp3', Size: 100, Iops: 16001 }, 'InvalidParameterValue'],
+    [{ VolumeType: 'gp3', Size: 200, Iops: 80001 }, 'InvalidParameterValue'],
     [{ VolumeType: 'gp3', Size: 10, Iops: 6000 }, 'InvalidParameterValue'], // above 500 IOPS per GiB
     [{ VolumeType: 'io1', Size: 100 }, 'MissingParameter'],
     [{ VolumeType: 'io1', Size: 2000, Iops: 64001 }, 'InvalidParameterValue'],
     [{ VolumeType: 'io2', Size: 16000, Iops: 256001 }, 'InvalidParameterValue'],
     [{ VolumeType: 'io1', Size: 100, Iops: 1000, Throughput: 200 }, 'InvalidParameterCombination'],
     [{ VolumeType: 'gp3', Throughput: 124 }, 'InvalidParameterValue'],
-    [{ VolumeType: 'gp3', Size: 100, Iops: 16000, Throughput: 1001 }, 'InvalidParameterValue'],
+    [{ VolumeType: 'gp3', Size: 100, Iops: 16000, Throughput: 2001 }, 'InvalidParameterValue'],
     [{ VolumeType: 'gp3', Throughput: 1000 }, 'InvalidParameterValue'], // 3000 IOPS allow 750 MiB/s
   ] as const)('performance options %j fail with %s', async (params, code) => {
     await expectCode(ec2.send(new CreateVolumeCommand({ AvailabilityZone: AZ, Size: 10, ...params })), code);
@@ -182,9 +184,9 @@ describe('Ec2Model: CreateVolume', () => {
   });
 
   it('accepts the top of each range', async () => {
-    await expect(ec2.send(new CreateVolumeCommand({ AvailabilityZone: AZ, Size: 100, VolumeType: 'gp3', Iops: 16000, Throughput: 1000 }))).resolves.toMatchObject({
-      Iops: 16000,
-      Throughput: 1000,
+    await expect(ec2.send(new CreateVolumeCommand({ AvailabilityZone: AZ, Size: 160, VolumeType: 'gp3', Iops: 80000, Throughput: 2000 }))).resolves.toMatchObject({
+      Iops: 80000,
+      Throughput: 2000,
     });
     await expect(ec2.send(new CreateVolumeCommand({ AvailabilityZone: AZ, Size: 256, VolumeType: 'io2', Iops: 256000 }))).resolves.toMatchObject({ Iops: 256000 });
     await expect(ec2.send(new CreateVolumeCommand({ AvailabilityZone: AZ, Size: 1280, VolumeType: 'io1', Iops: 64000 }))).resolves.toMatchObject({ Iops: 64000 });
@@ -514,7 +516,7 @@ describe('Ec2Model: attach and detach', () => {
     expect(out.VolumeModification).toMatchObject({ OriginalSize: 10, TargetSize: 20 });
     expect((await describe1(volumeId)).Size).toBe(20);
     await expectCode(ec2.send(new ModifyVolumeCommand({ VolumeId: volumeId, Size: 5 })), 'InvalidParameterValue', /smaller/);
-    await expectCode(ec2.send(new ModifyVolumeCommand({ VolumeId: volumeId, Size: 20000 })), 'InvalidParameterValue');
+    await expectCode(ec2.send(new ModifyVolumeCommand({ VolumeId: volumeId, Size: 70000 })), 'InvalidParameterValue');
   });
 });
 

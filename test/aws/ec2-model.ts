@@ -77,9 +77,8 @@ import { EC2_PORT_METHODS, ec2ActionOf, type Ec2Port } from '../../volume-plugin
  * installBehindSdkRetries() the SDK's retry strategy runs for real.
  *
  * Choices where EC2 is looser or undocumented:
- * - io2 sizes stop at 16384 GiB (Block Express allows 65536; berth does not
- *   need it). Size limits: gp2/gp3 1-16384, io1/io2 4-16384, st1/sc1 125-16384,
- *   standard 1-1024 GiB.
+ * - Size limits (CreateVolume, botocore 1.43): gp2 1-16384, gp3 1-65536, io1 4-16384,
+ *   io2 4-65536, st1/sc1 125-16384, standard 1-1024 GiB.
  * - Unknown KMS keys: EC2 checks the key asynchronously ("the action can
  *   appear to complete, but eventually fails"). CreateVolume therefore
  *   succeeds with state 'creating', and the volume then turns to 'error'

@@ -12,11 +12,12 @@ export const ID_PATTERN = {
 export const DEVICE_PATTERN = /^\/dev\/(?:sd[a-z]{1,2}\d*|xvd[a-z]{1,2})$/;
 export const MAX_TAGS = 50;
 
+// CreateVolume's valid sizes, IOPS and throughput (botocore 1.43's ec2 model, read 2026-12-06).
 export const SIZE_LIMITS: Record<VolumeType, { min: number; max: number }> = {
   gp2: { min: 1, max: 16384 },
-  gp3: { min: 1, max: 16384 },
+  gp3: { min: 1, max: 65536 },
   io1: { min: 4, max: 16384 },
-  io2: { min: 4, max: 16384 },
+  io2: { min: 4, max: 65536 },
   st1: { min: 125, max: 16384 },
   sc1: { min: 125, max: 16384 },
   standard: { min: 1, max: 1024 },
@@ -24,7 +25,7 @@ export const SIZE_LIMITS: Record<VolumeType, { min: number; max: number }> = {
 
 /** IOPS range and the most IOPS per GiB, for types that take Iops. */
 const IOPS_LIMITS: Partial<Record<VolumeType, { min: number; max: number; perGiB: number }>> = {
-  gp3: { min: 3000, max: 16000, perGiB: 500 },
+  gp3: { min: 3000, max: 80000, perGiB: 500 },
   io1: { min: 100, max: 64000, perGiB: 50 },
   io2: { min: 100, max: 256000, perGiB: 1000 },
 };
@@ -54,8 +55,8 @@ export function checkVolumeConfig(type: string, size: number, iops: number | und
   }
   if (type !== 'gp3') return { iops: chosen };
   const chosenThroughput = throughput ?? 125;
-  if (!Number.isInteger(chosenThroughput) || chosenThroughput < 125 || chosenThroughput > 1000) {
-    throw invalidParameter(`Value (${chosenThroughput}) for parameter throughput is invalid. Expected a value between 125 and 1000.`);
+  if (!Number.isInteger(chosenThroughput) || chosenThroughput < 125 || chosenThroughput > 2000) {
+    throw invalidParameter(`Value (${chosenThroughput}) for parameter throughput is invalid. Expected a value between 125 and 2000.`);
   }
   if (chosenThroughput > 125 && chosenThroughput > chosen / 4) {
     throw invalidParameter(`Throughput (MiBps) to iops ratio of ${(chosenThroughput / chosen).toFixed(3)} is too high; maximum is 0.25 MiBps per iops.`);

@@ -77,7 +77,7 @@ describe('EBS resize (unit)', () => {
 
     it('an invalid IOPS for the type, and a throughput its IOPS cannot carry', async () => {
       const { service } = await servingWorld();
-      await expect(service.resize('pg', { iops: '20000' })).rejects.toThrow(/^volume pg: iops 20000 is outside 3000–16000 for gp3$/);
+      await expect(service.resize('pg', { iops: '90000' })).rejects.toThrow(/^volume pg: iops 90000 is outside 3000–80000 for gp3$/);
       await expect(service.resize('pg', { iops: '5000' })).rejects.toThrow(/^volume pg: iops 5000 is more than 500 per GiB for gp3 \(8GiB allows 4000\); make the volume larger or ask for fewer IOPS$/);
       await expect(service.resize('pg', { throughput: '1000' })).rejects.toThrow(/^volume pg: throughput 1000 MiB\/s is more than 0\.25 MiB\/s per provisioned IOPS \(3000 IOPS allow 750\); ask for more IOPS$/);
       await expect(service.resize('pg', { type: 'io2' })).rejects.toThrow(/^volume pg: io2 needs -o iops=<100–256000>$/);

@@ -66,11 +66,13 @@ interface TypeLimits {
   throughput?: { min: number; max: number; default: number };
 }
 
+// Sizes, IOPS and throughput: the EC2 API reference's CreateVolume (botocore 1.43's ec2 model,
+// read 2026-12-06): gp3 1–65,536 GiB, 3,000–80,000 IOPS, 125–2,000 MiB/s; io2 4–65,536 GiB.
 export const EBS_LIMITS: Record<VolumeType, TypeLimits> = {
-  gp3: { minGiB: 1, maxGiB: 16_384, iops: { min: 3_000, max: 16_000, default: 3_000, maxPerGiB: 500 }, throughput: { min: 125, max: 1_000, default: 125 } },
+  gp3: { minGiB: 1, maxGiB: 65_536, iops: { min: 3_000, max: 80_000, default: 3_000, maxPerGiB: 500 }, throughput: { min: 125, max: 2_000, default: 125 } },
   gp2: { minGiB: 1, maxGiB: 16_384 },
   io1: { minGiB: 4, maxGiB: 16_384, iops: { min: 100, max: 64_000, maxPerGiB: 50 } },
-  io2: { minGiB: 4, maxGiB: 16_384, iops: { min: 100, max: 256_000, maxPerGiB: 1_000 } },
+  io2: { minGiB: 4, maxGiB: 65_536, iops: { min: 100, max: 256_000, maxPerGiB: 1_000 } },
   st1: { minGiB: 125, maxGiB: 16_384 },
   sc1: { minGiB: 125, maxGiB: 16_384 },
 };
