@@ -4,7 +4,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { fakeRelease } from '../test/helpers/boot.js';
-import { renderBootstrap, renderTemplate } from './render.js';
+import { renderBootstrap, renderHostPrep, renderTemplate } from './render.js';
 
 /**
  * The userdata parts run in order on a machine that has only what the AL2023 ECS-optimized AMI
@@ -16,7 +16,7 @@ import { renderBootstrap, renderTemplate } from './render.js';
  */
 const BASE = [
   'bash', 'sh', 'cat', 'chmod', 'cp', 'cut', 'echo', 'env', 'ln', 'mkdir', 'mktemp', 'mv', 'rm', 'seq', 'sha256sum', 'sleep',
-  'tar', 'gzip', 'basename', 'dirname', 'grep', 'sed', 'printf', 'test', 'true', 'false', 'stat', 'touch', 'date', 'head', 'tr', 'wc', 'sort', 'fallocate', 'mkswap', 'swapon',
+  'tar', 'gzip', 'basename', 'dirname', 'grep', 'sed', 'printf', 'test', 'true', 'false', 'stat', 'touch', 'date', 'head', 'tr', 'wc', 'sort', 'fallocate', 'mkswap', 'swapon', 'base64',
   'shutdown',
 ];
 /** Host services the sandbox cannot run (and coreutils' install, whose -o/-g need users this machine lacks): stand-ins recording their calls. */
@@ -79,9 +79,9 @@ describe('userdata on the AL2023 ECS-optimized AMI', () => {
 
       const logGroup = '/prod/hosts/shop';
       const parts = host === 'berth host'
-        ? [renderTemplate('host-prep.sh', { LOG_GROUP: logGroup }), renderBootstrap({ ENVIRONMENT: 'prod', CLUSTER: 'shop', HOST_ID: 'shop-h1', REGION: 'eu-west-1', ARTIFACT_URI: 's3://a/berth.tgz', SWAP_MIB: 0 })]
+        ? [renderHostPrep({ LOG_GROUP: logGroup, cloudWatch: { agentJson: '{}', prometheusYaml: 'scrape_configs: []\n' } }), renderBootstrap({ ENVIRONMENT: 'prod', CLUSTER: 'shop', HOST_ID: 'shop-h1', REGION: 'eu-west-1', ARTIFACT_URI: 's3://a/berth.tgz', SWAP_MIB: 0 })]
         : [
-            renderTemplate('host-prep.sh', { LOG_GROUP: logGroup }),
+            renderHostPrep({ LOG_GROUP: logGroup, cloudWatch: { agentJson: '{}', prometheusYaml: 'scrape_configs: []\n' } }),
             renderTemplate('traefik-host.sh', { REGION: 'eu-west-1', ALLOCATION_ID: 'eipalloc-1', ROUTE_TABLE_IDS: 'rtb-1', VPC_CIDR: '10.1.0.0/16', CERT_BUCKET: 'b', CERT_REGION: 'eu-west-1', CERT_DOMAINS: 'example.com' }),
             renderBootstrap({ ENVIRONMENT: 'prod', CLUSTER: 'traefik-eu-west-1', HOST_ID: 'traefik-eu-west-1', REGION: 'eu-west-1', ARTIFACT_URI: 's3://a/berth.tgz', SWAP_MIB: 0 }),
           ];

@@ -11,6 +11,10 @@ set -euo pipefail
 ROOT="${BERTH_ROOT:-}"
 LOG_GROUP='@@LOG_GROUP@@'
 CONFIG=/opt/aws/amazon-cloudwatch-agent/etc/berth.json
+# berth's /metrics, scraped by the agent and written as EMF log events into the cluster's metrics
+# log group (docs/design.md §8; infra/components/cloudWatchAgentConfig renders both files).
+PROMETHEUS_CONFIG='@@PROMETHEUS_CONFIG@@'
+PROMETHEUS_AGENT_CONFIG=/opt/aws/amazon-cloudwatch-agent/etc/berth-prometheus.json
 
 log() { echo "berth-host-prep: $*" >&2; }
 trap 'log "failed at line $LINENO"' ERR
@@ -49,4 +53,12 @@ cat >"$ROOT$CONFIG" <<JSON
 }
 JSON
 "$ROOT/opt/aws/amazon-cloudwatch-agent/bin/amazon-cloudwatch-agent-ctl" -a fetch-config -m ec2 -s -c "file:$ROOT$CONFIG"
-log "done: CloudWatch agent shipping to $LOG_GROUP"
+# A second config file, appended to the first (amazon-cloudwatch-agent-ctl -a append-config; the
+# agent keeps a copy of each file in etc/amazon-cloudwatch-agent.d and merges them: CloudWatch
+# User Guide, "Manually create or edit the CloudWatch agent configuration file"). Its "agent"
+# section repeats the first's interval: conflicting values would stop the merge
+# (aws/amazon-cloudwatch-agent#133).
+printf '%s' '@@PROMETHEUS_YAML_ENCODED@@' | base64 -d >"$ROOT$PROMETHEUS_CONFIG"
+printf '%s' '@@PROMETHEUS_AGENT_JSON_ENCODED@@' | base64 -d >"$ROOT$PROMETHEUS_AGENT_CONFIG"
+"$ROOT/opt/aws/amazon-cloudwatch-agent/bin/amazon-cloudwatch-agent-ctl" -a append-config -m ec2 -s -c "file:$ROOT$PROMETHEUS_AGENT_CONFIG"
+log "done: CloudWatch agent shipping to $LOG_GROUP, berth's metrics from $PROMETHEUS_CONFIG"

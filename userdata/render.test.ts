@@ -3,7 +3,7 @@ import { chmodSync, mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, writ
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
-import { multipartUserdata, renderBootstrap, renderTemplate } from './render.js';
+import { CLOUDWATCH_PROMETHEUS_CONFIG_PATH, multipartUserdata, renderBootstrap, renderHostPrep, renderTemplate } from './render.js';
 
 const sandbox = mkdtempSync(join(tmpdir(), 'berth-render-'));
 afterAll(() => rmSync(sandbox, { recursive: true, force: true }));
@@ -13,6 +13,13 @@ const shellcheck = (name: string, script: string) => {
   writeFileSync(file, script);
   execFileSync('/usr/bin/shellcheck', ['-s', 'bash', file], { encoding: 'utf8' });
 };
+
+// Content with what a shell would act on ($, quotes, backslash, newlines): it must arrive byte for byte.
+const cloudWatch = {
+  agentJson: JSON.stringify({ logs: { metrics_collected: { prometheus: { log_group_name: '/prod/metrics/shop', prometheus_config_path: CLOUDWATCH_PROMETHEUS_CONFIG_PATH, x: "it's $HOME `id` \\" } } } }, null, 2),
+  prometheusYaml: "scrape_configs:\n  - job_name: berth\n    static_configs:\n      - targets: ['127.0.0.1:9470']\n",
+};
+const prepValues = { LOG_GROUP: '/berth/hosts/shop', cloudWatch };
 
 const traefikValues = {
   REGION: 'eu-west-1', ALLOCATION_ID: 'eipalloc-0abc', ROUTE_TABLE_IDS: 'rtb-1,rtb-2', VPC_CIDR: '10.1.0.0/16',
@@ -29,7 +36,7 @@ describe('renderBootstrap', () => {
 
 describe('renderTemplate', () => {
   it('renders host-prep.sh and traefik-host.sh with no placeholder left, and both pass shellcheck', () => {
-    const prep = renderTemplate('host-prep.sh', { LOG_GROUP: '/berth/hosts/shop' });
+    const prep = renderHostPrep(prepValues);
     const traefik = renderTemplate('traefik-host.sh', traefikValues);
     for (const s of [prep, traefik]) expect(s).not.toMatch(/@@/);
     shellcheck('host-prep.sh', prep);
@@ -37,7 +44,7 @@ describe('renderTemplate', () => {
   });
   it('names a missing value and refuses values that could escape their quotes', () => {
     expect(() => renderTemplate('traefik-host.sh', { ...traefikValues, VPC_CIDR: undefined as unknown as string })).toThrow(/@@VPC_CIDR@@ has no value/);
-    expect(() => renderTemplate('host-prep.sh', { LOG_GROUP: "x' ; curl evil" })).toThrow(/not allowed/);
+    expect(() => renderHostPrep({ ...prepValues, LOG_GROUP: "x' ; curl evil" })).toThrow(/not allowed/);
   });
 });
 
@@ -122,7 +129,7 @@ describe('traefik-host.sh', () => {
 });
 
 describe('host-prep.sh', () => {
-  it('writes a CloudWatch agent config that is valid JSON shipping to the log group, and starts the agent with it', () => {
+  it('writes a CloudWatch agent config that is valid JSON shipping to the log group, starts the agent with it, and appends berth\'s metrics config', () => {
     const root = join(sandbox, 'prep-root');
     const bin = join(sandbox, 'prep-bin');
     const calls = join(sandbox, 'prep-calls.log');
@@ -138,7 +145,7 @@ describe('host-prep.sh', () => {
     stub(join(bin, 'dnf'), 'exit 0');
     stub(join(ctlDir, 'amazon-cloudwatch-agent-ctl'), '');
     const file = join(sandbox, 'prep.sh');
-    writeFileSync(file, renderTemplate('host-prep.sh', { LOG_GROUP: '/berth/hosts/shop' }));
+    writeFileSync(file, renderHostPrep(prepValues));
     execFileSync('bash', [file], { env: { ...process.env, BERTH_ROOT: root, PATH: `${bin}:${process.env['PATH'] ?? ''}` }, encoding: 'utf8' });
     const config = JSON.parse(readFileSync(join(root, 'opt/aws/amazon-cloudwatch-agent/etc/berth.json'), 'utf8')) as {
       metrics: { append_dimensions: Record<string, string>; metrics_collected: Record<string, unknown> };
@@ -152,5 +159,13 @@ describe('host-prep.sh', () => {
     const log = readFileSync(calls, 'utf8');
     expect(log).not.toContain('dnf'); // Node 20 and the agent are there already: nothing installed
     expect(log).toContain(`amazon-cloudwatch-agent-ctl -a fetch-config -m ec2 -s -c file:${root}/opt/aws/amazon-cloudwatch-agent/etc/berth.json`);
+    // berth's metrics: both files as given (at most two padding newlines), the second config appended after the first.
+    const promAgent = readFileSync(join(root, 'opt/aws/amazon-cloudwatch-agent/etc/berth-prometheus.json'), 'utf8');
+    expect(promAgent.trimEnd()).toBe(cloudWatch.agentJson);
+    expect(JSON.parse(promAgent)).toEqual(JSON.parse(cloudWatch.agentJson));
+    expect(readFileSync(join(root, CLOUDWATCH_PROMETHEUS_CONFIG_PATH), 'utf8').trimEnd()).toBe(cloudWatch.prometheusYaml.trimEnd());
+    const append = `amazon-cloudwatch-agent-ctl -a append-config -m ec2 -s -c file:${root}/opt/aws/amazon-cloudwatch-agent/etc/berth-prometheus.json`;
+    expect(log).toContain(append);
+    expect(log.indexOf('-a fetch-config')).toBeLessThan(log.indexOf(append));
   });
 });

@@ -32,6 +32,32 @@ export function renderTemplate(file: string, values: Readonly<Record<string, str
   });
 }
 
+/** Where host-prep.sh writes the CloudWatch agent's Prometheus scrape configuration (the agent config names it). */
+export const CLOUDWATCH_PROMETHEUS_CONFIG_PATH = '/opt/aws/amazon-cloudwatch-agent/etc/berth-prometheus.yaml';
+
+/**
+ * base64 of a text file's content, with no '=' padding (the content gets trailing newlines up to
+ * a multiple of 3 bytes instead), so it passes renderTemplate's character check as it is.
+ */
+function base64Text(content: string): string {
+  const pad = (3 - (Buffer.byteLength(content) % 3)) % 3;
+  return Buffer.from(content + '\n'.repeat(pad)).toString('base64');
+}
+
+/**
+ * Renders userdata/host-prep.sh: the CloudWatch agent ships logs to `LOG_GROUP`, and with
+ * `cloudWatch` (infra/components/monitoring-specs.ts, cloudWatchAgentConfig) also scrapes berth's
+ * /metrics into the cluster's metrics log group. The two files travel as base64.
+ */
+export function renderHostPrep(values: { LOG_GROUP: string; cloudWatch: { agentJson: string; prometheusYaml: string } }): string {
+  return renderTemplate('host-prep.sh', {
+    LOG_GROUP: values.LOG_GROUP,
+    PROMETHEUS_CONFIG: CLOUDWATCH_PROMETHEUS_CONFIG_PATH,
+    PROMETHEUS_AGENT_JSON_ENCODED: base64Text(values.cloudWatch.agentJson),
+    PROMETHEUS_YAML_ENCODED: base64Text(values.cloudWatch.prometheusYaml),
+  });
+}
+
 /** Renders userdata/bootstrap.sh; refuses values that could break out of the single-quoted assignments. */
 export function renderBootstrap(values: BootstrapValues): string {
   return renderTemplate('bootstrap.sh', { ECS_CLUSTER: values.CLUSTER, ...values });

@@ -1,9 +1,22 @@
 import * as pulumi from '@pulumi/pulumi';
 import { hostInstanceTags } from '../../lib/node-contract.js';
-import { multipartUserdata, renderBootstrap, renderTemplate } from '../../userdata/render.js';
+import { CONFIG_DEFAULTS } from '../../agent/config.js';
+import { CLOUDWATCH_PROMETHEUS_CONFIG_PATH, multipartUserdata, renderBootstrap, renderHostPrep } from '../../userdata/render.js';
 import { hostEbsPolicy, type PolicyStatement } from './host-policy.js';
 import { ecsAmiId, singleInstanceGroup } from './single-instance-group.js';
 import { DEFAULT_HOST_INSTANCE_TYPE } from './host-defaults.js';
+import { cloudWatchAgentConfig, cloudWatchAgentStatement } from './monitoring-specs.js';
+
+/**
+ * host-prep.sh of a host whose berth publishes its metrics into `cluster`'s metrics log group
+ * (monitoring-specs.ts): berth on the host listens on BERTH_HEALTH_ADDR's default.
+ */
+export function hostPrepPart(a: { logGroup: string; environment: string; cluster: string; hostId: string }) {
+  const cloudWatch = cloudWatchAgentConfig({
+    environment: a.environment, cluster: a.cluster, hostId: a.hostId, healthAddr: CONFIG_DEFAULTS.BERTH_HEALTH_ADDR, prometheusConfigPath: CLOUDWATCH_PROMETHEUS_CONFIG_PATH,
+  });
+  return { filename: '10-host-prep.sh', content: renderHostPrep({ LOG_GROUP: a.logGroup, cloudWatch }) };
+}
 
 export interface HostArgs {
   /** The environment (tag berth:environment, `BERTH_ENVIRONMENT`): berth touches only its volumes. */
@@ -36,6 +49,7 @@ export function hostInstancePolicy(a: { region: string; accountId: string; envir
   const statements: PolicyStatement[] = [
     ...hostEbsPolicy({ region: a.region, accountId: a.accountId, environment: a.environment, cluster: a.cluster, hostId: a.hostId }).Statement,
     { Sid: 'ReadRelease', Effect: 'Allow', Action: ['s3:GetObject'], Resource: a.artifactUri.replace(/^s3:\/\//, 'arn:aws:s3:::') },
+    cloudWatchAgentStatement({ region: a.region, accountId: a.accountId, environment: a.environment, cluster: a.cluster }),
   ];
   if (a.ebsKmsKeyArn) {
     // EC2 uses the key on berth's behalf when it creates or attaches an encrypted volume.
@@ -68,7 +82,7 @@ export class Host extends pulumi.ComponentResource {
     const swapMiB = args.swapMiB ?? 2048;
     if (!Number.isInteger(swapMiB) || swapMiB < 0) throw new Error(`Host ${args.hostId}: swapMiB must be a whole number ≥ 0, not ${swapMiB}`);
     const userData = pulumi.all([args.artifactUri, args.ecsClusterName, args.logGroupName, args.environment]).apply(([artifact, ecsCluster, logGroup, environment]) => multipartUserdata([
-      { filename: '10-host-prep.sh', content: renderTemplate('host-prep.sh', { LOG_GROUP: logGroup }) },
+      hostPrepPart({ logGroup, environment, cluster: args.cluster, hostId: args.hostId }),
       {
         filename: '20-berth.sh',
         content: renderBootstrap({ ENVIRONMENT: environment, CLUSTER: args.cluster, HOST_ID: args.hostId, REGION: args.region, ARTIFACT_URI: artifact, SWAP_MIB: swapMiB, ECS_CLUSTER: ecsCluster }),

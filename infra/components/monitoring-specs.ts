@@ -104,8 +104,8 @@ export function clusterDashboardBody(environment: string, cluster: string, regio
 }
 
 /**
- * The CloudWatch agent's configuration on a host (written by userdata next to its own files:
- * /opt/aws/amazon-cloudwatch-agent/etc/berth.json and the Prometheus scrape file it names).
+ * The CloudWatch agent's configuration on a host (userdata/host-prep.sh writes it next to its own
+ * config as etc/berth-prometheus.json, and the Prometheus scrape file it names, and appends it).
  * `healthAddr`: BERTH_HEALTH_ADDR (the agent runs as root, which /metrics requires).
  */
 export function cloudWatchAgentConfig(p: { environment: string; cluster: string; hostId: string; healthAddr: string; prometheusConfigPath: string }): { agentJson: string; prometheusYaml: string } {

@@ -6,6 +6,7 @@ import * as pulumi from '@pulumi/pulumi';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { allows, type PolicyDocument } from '../../test/aws/iam-policy.js';
 import { ofType, recordResources, settled, userdataParts, type Declared } from '../test/pulumi-mocks.js';
+import { metricsLogGroupName } from './monitoring-specs.js';
 
 let declared: Declared[] = [];
 const amiQueries: string[] = [];
@@ -118,6 +119,10 @@ describe('TraefikHost', () => {
     expect(eip.Condition).toEqual({ StringEquals: { 'aws:ResourceTag/berth:role': 'traefik' } });
     expect(policy.find((s) => s.Sid === 'PrivateDefaultRoute')!.Resource).toEqual(['arn:aws:ec2:eu-west-1:111122223333:route-table/rtb-priv']);
     expect(policy.find((s) => s.Sid === 'ReadCertificate')!.Resource).toBe('arn:aws:s3:::berth-environment/tls/*');
+    // berth here publishes the certificate's expiry into the log group its alarm reads (Monitoring with cluster = the host id).
+    const metricsGroup = metricsLogGroupName('staging', 'traefik-eu-west-1');
+    expect(Buffer.from(/'([A-Za-z0-9+/]+)' \| base64 -d >"\$ROOT\$PROMETHEUS_AGENT_CONFIG"/.exec(parts[0]!.body)![1]!, 'base64').toString('utf8')).toContain(`"log_group_name": "${metricsGroup}"`);
+    expect(policy.find((s) => s.Sid === 'MetricsAsEmfLogEvents')!.Resource).toBe(`arn:aws:logs:eu-west-1:111122223333:log-group:${metricsGroup}:*`);
     for (const s of policy) expect(s.Action.filter((a) => a.includes('*')), s.Sid).toEqual([]);
   });
 });

@@ -2,6 +2,8 @@ import * as aws from '@pulumi/aws';
 import * as pulumi from '@pulumi/pulumi';
 import { hostInstanceTags, tagKeys, TRAEFIK_ROLE } from '../../lib/node-contract.js';
 import { multipartUserdata, renderBootstrap, renderTemplate } from '../../userdata/render.js';
+import { hostPrepPart } from './host.js';
+import { cloudWatchAgentStatement } from './monitoring-specs.js';
 import { hostEbsPolicy } from './host-policy.js';
 import { ecsAmiId, singleInstanceGroup } from './single-instance-group.js';
 import { traefikHostId } from './traefik-names.js';
@@ -65,7 +67,8 @@ export class TraefikHost extends pulumi.ComponentResource {
 
     const userData = pulumi.all([eip.id, pulumi.all([...args.privateRouteTableIds]), args.certBucket, args.certBucketRegion, args.artifactUri, args.ecsClusterName, args.logGroupName, args.environment])
       .apply(([allocation, tables, bucket, bucketRegion, artifact, ecsCluster, logGroup, environment]) => multipartUserdata([
-        { filename: '10-host-prep.sh', content: renderTemplate('host-prep.sh', { LOG_GROUP: logGroup }) },
+        // berth here (the certificate refresher) publishes berth_cert_expires_in_seconds for the certificate alarm.
+        hostPrepPart({ logGroup, environment, cluster: hostId, hostId }),
         {
           filename: '20-traefik-host.sh',
           content: renderTemplate('traefik-host.sh', {
@@ -93,6 +96,7 @@ export class TraefikHost extends pulumi.ComponentResource {
             { Sid: 'ReadCertificate', Effect: 'Allow', Action: ['s3:GetObject'], Resource: `arn:aws:s3:::${bucket}/tls/*` },
             ...(bucketKey ? [{ Sid: 'DecryptBucketObjects', Effect: 'Allow', Action: ['kms:Decrypt'], Resource: bucketKey }] : []),
             ...berth.Statement,
+            cloudWatchAgentStatement({ region: args.region, accountId: account, environment, cluster: hostId }),
           ],
         });
       });

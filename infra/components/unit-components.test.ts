@@ -3,7 +3,10 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { CONFIG_DEFAULTS } from '../../agent/config.js';
+import { allows, type PolicyDocument } from '../../test/aws/iam-policy.js';
 import { ofType, recordResources, settled, userdataParts, type Declared } from '../test/pulumi-mocks.js';
+import { metricsLogGroupName } from './monitoring-specs.js';
 
 let declared: Declared[] = [];
 beforeAll(() => {
@@ -53,6 +56,14 @@ describe('Host', () => {
     expect(berth).toContain("HOST_ID='shop-h1'");
     expect(berth.indexOf('systemctl enable --now berth.service')).toBeLessThan(berth.indexOf('ecs.service'));
     expect(parts[0]!.body).toContain("LOG_GROUP='/prod/hosts/shop'");
+    // The CloudWatch agent scrapes berth's /metrics into the log group the cluster's alarms read (monitoring-specs.ts).
+    const encoded = (name: string) => Buffer.from(new RegExp(`^printf '%s' '([A-Za-z0-9+/]+)' \\| base64 -d >"\\$ROOT\\$${name}"$`, 'm').exec(parts[0]!.body)![1]!, 'base64').toString('utf8');
+    const agent = JSON.parse(encoded('PROMETHEUS_AGENT_CONFIG')) as { logs: { metrics_collected: { prometheus: { log_group_name: string; prometheus_config_path: string } } } };
+    expect(agent.logs.metrics_collected.prometheus.log_group_name).toBe(metricsLogGroupName('prod', 'shop'));
+    expect(parts[0]!.body).toContain(`PROMETHEUS_CONFIG='${agent.logs.metrics_collected.prometheus.prometheus_config_path}'`);
+    const scrape = encoded('PROMETHEUS_CONFIG');
+    expect(scrape).toContain(`- targets: ['${CONFIG_DEFAULTS.BERTH_HEALTH_ADDR}']`);
+    expect(scrape).toContain("host: 'shop-h1'");
 
     const policy = (JSON.parse(named('aws:iam/rolePolicy:RolePolicy', 'shop-h1-policy').inputs['policy'] as string) as { Statement: Statement[] }).Statement;
     const mutating = /^ec2:(Attach|Detach|Modify|Create|Delete)/;
@@ -62,6 +73,15 @@ describe('Host', () => {
     expect(policy.find((s) => s.Sid === 'DeleteOnlyVolumesOfThisHost')!.Condition!['StringEquals']).toMatchObject({ 'aws:ResourceTag/berth:host': 'shop-h1' });
     expect(policy.find((s) => s.Sid === 'EbsKeyThroughEc2')!.Condition).toEqual({ StringEquals: { 'kms:ViaService': 'ec2.eu-west-1.amazonaws.com' } });
     expect(policy.find((s) => s.Sid === 'ReadRelease')!.Resource).toBe('arn:aws:s3:::berth-artifacts/berth/build-7.tar.gz');
+    // The agent may write its metrics' log events into that group only: not the host log group, not another cluster's or environment's.
+    const doc = JSON.parse(named('aws:iam/rolePolicy:RolePolicy', 'shop-h1-policy').inputs['policy'] as string) as PolicyDocument;
+    const stream = (group: string) => `arn:aws:logs:eu-west-1:111122223333:log-group:${group}:log-stream:i-0123`;
+    expect(allows([doc], 'logs:PutLogEvents', stream(metricsLogGroupName('prod', 'shop')), {})).toBe(true);
+    expect(allows([doc], 'logs:CreateLogStream', stream(metricsLogGroupName('prod', 'shop')), {})).toBe(true);
+    for (const other of ['/prod/hosts/shop', metricsLogGroupName('prod', 'other'), metricsLogGroupName('staging', 'shop')]) {
+      expect(allows([doc], 'logs:PutLogEvents', stream(other), {}), other).toBe(false);
+    }
+    expect(allows([doc], 'cloudwatch:PutMetricData', '*', {})).toBe(false);
   });
   it('refuses a negative swap size', async () => {
     const { Host } = await import('./host.js');
