@@ -26,7 +26,7 @@ describe('nodeTask', () => {
     expect(tagKeys().volume).toBe('berth:volume');
   });
   it('emits only driver options the plugin accepts, for every size infra allows', () => {
-    for (const sizeGiB of [1, 20, 100, 16_384]) {
+    for (const sizeGiB of [1, 20, 100, 16_384, 65_536]) {
       const conf = nodeTask({ ...args, sizeGiB }).volumes[0]!.dockerVolumeConfiguration;
       const options = resolveOptions(parseGivenOptions(conf.driverOpts, EBS_OPTIONS), { sizeBytes: 2 ** 30, fs: 'ext4' }, EBS_OPTIONS);
       expect(() => validateEbsOptions(nodeVolumeName('shop', 'n1'), options)).not.toThrow();
@@ -36,7 +36,7 @@ describe('nodeTask', () => {
   it('refuses a size berth would refuse, with berth\'s reason, before anything is declared', () => {
     expect(() => nodeTask({ ...args, sizeGiB: 1.5 })).toThrow(/node n1: berth would refuse its volume: .*not a whole number of GiB/);
     expect(() => nodeTask({ ...args, sizeGiB: 0 })).toThrow(/node n1: berth would refuse its volume/);
-    expect(() => nodeTask({ ...args, sizeGiB: 20_000 })).toThrow(/outside 1–16384 GiB for gp3/);
+    expect(() => nodeTask({ ...args, sizeGiB: 70_000 })).toThrow(/outside 1–65536 GiB for gp3/);
   });
   it('pins the task to its host attribute and nothing else', () => {
     expect(t.placementConstraints).toEqual([{ type: 'memberOf', expression: 'attribute:berth.host == shop-h1' }]);
