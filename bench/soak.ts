@@ -76,6 +76,7 @@ import { startImdsServer } from '../test/aws/imds-server.js';
 import { agentEnv, stopChild, uniquePluginName } from '../test/helpers/agent.js';
 import { AZ, GiB, HOST, modelClient, REGION } from '../test/helpers/ebs.js';
 import { createFakeNvmeTree } from '../test/helpers/fake-nvme.js';
+import { rng } from '../test/helpers/fuzz-requests.js';
 import { unmountUnder } from '../test/ecs/region.js';
 import { detachLoopDevicesUnder, loopDevicesUnder, tempDir } from '../test/helpers/loop.js';
 import { percentile, rssOf } from './lib.js';
@@ -147,18 +148,6 @@ const REFERENCE_CHECK_SECONDS = 5;
 const ATTACH_MS = 1_000;
 const HOT_IN_FLIGHT = 64;
 
-/** mulberry32: the same mix for the same seed. */
-function rng(s: number) {
-  let a = s >>> 0;
-  const next = () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 2 ** 32;
-  };
-  return { next, between: (lo: number, hi: number) => lo + next() * (hi - lo), chance: (p: number) => next() < p };
-}
 const r = rng(seed);
 
 const mb = (bytes: number) => `${(bytes / 1e6).toFixed(1)} MB`;

@@ -29,7 +29,8 @@ export function rng(seed: number) {
   const pick = <T>(xs: readonly T[]): T => xs[Math.floor(next() * xs.length)]!;
   const chance = (p: number) => next() < p;
   const alnum = (n: number) => Array.from({ length: n }, () => pick([...'abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789'])).join('');
-  return { next, int, pick, chance, alnum };
+  const between = (lo: number, hi: number) => lo + next() * (hi - lo);
+  return { next, int, pick, chance, between, alnum };
 }
 export type Rng = ReturnType<typeof rng>;
 
