@@ -46,6 +46,7 @@ import { ec2Error, internalError, invalidParameter, missingParameter, throttled,
 import { checkFilterNames, matchesFilters, paginate, tagFilterValues, tagList } from './ec2-filters.js';
 import { checkTags, checkVolumeConfig, DEVICE_PATTERN, ID_PATTERN, MAX_TAGS, SIZE_LIMITS } from './ec2-rules.js';
 import { TokenBucket } from './token-bucket.js';
+import { untilAborted } from '../../volume-plugin/backends/ebs/micro-batch.js';
 import { INSTANCE_TYPES } from './instance-types.js';
 import { attachmentLimitOf } from '../../lib/attachment-limits.js';
 import { EC2_PORT_METHODS, ec2ActionOf, type Ec2Port } from '../../volume-plugin/backends/ebs/ec2-port.js';
@@ -263,21 +264,7 @@ export class Ec2Model {
       (action: string) =>
       (input: unknown, signal: AbortSignal): Promise<unknown> => {
         if (signal.aborted) return Promise.reject(sdkAbortError(signal));
-        const answer = this.dispatch(action, input);
-        return new Promise((resolve, reject) => {
-          const onAbort = () => reject(sdkAbortError(signal));
-          signal.addEventListener('abort', onAbort, { once: true });
-          answer.then(
-            (value) => {
-              signal.removeEventListener('abort', onAbort);
-              resolve(value);
-            },
-            (err: unknown) => {
-              signal.removeEventListener('abort', onAbort);
-              reject(err as Error);
-            },
-          );
-        });
+        return untilAborted(this.dispatch(action, input), signal, sdkAbortError);
       };
     return Object.fromEntries(EC2_PORT_METHODS.map((method) => [method, call(ec2ActionOf(method))])) as unknown as Ec2Port;
   }

@@ -1,11 +1,14 @@
 import { sleep } from '../../../lib/sleep.js';
 
-/** Settles with `work`, or rejects with the signal's reason as soon as it aborts (work goes on for others). */
-export function untilAborted<T>(work: Promise<T>, signal?: AbortSignal): Promise<T> {
+/**
+ * Settles with `work`, or rejects as soon as the signal aborts (work goes on for others): with the
+ * signal's reason, or with what `abortError` makes of it.
+ */
+export function untilAborted<T>(work: Promise<T>, signal?: AbortSignal, abortError: (signal: AbortSignal) => Error = (s) => s.reason as Error): Promise<T> {
   if (!signal) return work;
-  if (signal.aborted) return Promise.reject(signal.reason as Error);
+  if (signal.aborted) return Promise.reject(abortError(signal));
   return new Promise<T>((resolve, reject) => {
-    const onAbort = () => reject(signal.reason as Error);
+    const onAbort = () => reject(abortError(signal));
     signal.addEventListener('abort', onAbort, { once: true });
     work.then(
       (value) => {
