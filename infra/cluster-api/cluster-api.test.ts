@@ -177,6 +177,19 @@ describe('ClusterApi', () => {
     await expect(api().addNodes('shop', [{ name: 'n1', host: 'h1' }])).rejects.toThrow(/n1 is listed twice/);
     expect(applied).toHaveLength(2);
   });
+  it('a stopped node (its service at 0 tasks, a zone move\'s first step) is ready without a task or a mounted volume', async () => {
+    const two: ClusterSpec = { ...spec, nodes: [{ name: 'n1', host: 'h1' }, { name: 'n2', host: 'h1' }] };
+    deployed(two);
+    const stopped: ClusterSpec = { ...two, nodes: [two.nodes[0]!, { name: 'n2', host: 'h1', stopped: true }] };
+    const result = await api(() => {
+      berthBecomesReady();
+      // ECS runs no task for it; berth unmounted its volume.
+      model.tasks = model.tasks.filter((t) => t.service !== 'shop-n2');
+      model.volumes.find((v) => v.id === 'vol-n2')!.tags = [{ Key: 'berth:cluster', Value: 'shop' }, { Key: 'berth:volume', Value: 'shop-n2' }, { Key: 'berth:state', Value: 'idle' }];
+    }, 30_000).update(stopped);
+    expect(result.deployed).toEqual(stopped);
+    expect((await api().status('shop'))!.notReady).toEqual([]);
+  });
   it('times out with the pending items named when berth never becomes ready', async () => {
     await expect(api(() => undefined, 5000).create(spec)).rejects.toThrow(/not ready after 5s: host h1: .*; node n1: volume vol-n1 is not reported by berth yet, not mounted; node n1: ECS service shop-n1: no task is running$/);
   });

@@ -8,7 +8,7 @@ import { SdkEc2 } from '../../volume-plugin/backends/ebs/sdk-ec2.js';
 import { createZoneMover } from '../../volume-plugin/backends/ebs/zone-move.js';
 import { subnetIndexFor } from '../programs/unit/index.js';
 import {
-  assertName, checkPublishedLabels, checkTransition, ClusterInvariantError, publishedLabels, withNodeMoved, withNodes, withNodeStopped, withoutNodes,
+  assertName, checkPublishedLabels, checkTransition, ClusterInvariantError, publishedLabels, withMovedVolumes, withNodeMoved, withNodes, withNodeStopped, withoutNodes,
   type ClusterSpec, type MovedVolume, type NodeSpec,
 } from './invariants.js';
 import { notReady, type NotReady } from './readiness.js';
@@ -152,7 +152,10 @@ export class ClusterApi {
 
   /** Replaces the cluster's spec with another one the invariants allow from what is deployed. */
   update(spec: ClusterSpec, options: OperationOptions = {}): Promise<OperationResult> {
-    return this.run(spec.name, 'update', options, async (ctx) => this.change(ctx, await this.deployed(spec.name), spec));
+    return this.run(spec.name, 'update', options, async (ctx) => {
+      const current = await this.deployed(spec.name);
+      return this.change(ctx, current, withMovedVolumes(current, spec));
+    });
   }
 
   /** Adds nodes; a node's host joins the cluster when it is not in it yet. */

@@ -111,6 +111,11 @@ export function checkTransition(current: ClusterSpec | undefined, next: ClusterS
     if (before && before.host !== n.host && (n.volume === undefined || n.volume.id === before.volume?.id)) {
       throw new ClusterInvariantError(`node ${n.name} is on host ${before.host}; moving it to ${n.host} is not a cluster change (its volume follows its host): use the cluster API's moveNode, which moves the volume too`);
     }
+    // Dropping or replacing a moved node's volume in place would make Pulumi create a blank volume
+    // (`<node>-data` again) or adopt another one: only a move changes it, with the host.
+    if (before?.volume && before.host === n.host && n.volume?.id !== before.volume.id) {
+      throw new ClusterInvariantError(`node ${n.name} has volume ${before.volume.id} since its zone move; a spec ${n.volume ? `with volume ${n.volume.id}` : 'without it'} would make Pulumi ${n.volume ? 'adopt another volume' : 'create a blank one'}: keep its \`volume\` as the cluster's status shows it (only moveNode changes it)`);
+    }
     if (n.volume !== undefined && !/^vol-[0-9a-f]{8,17}$/.test(n.volume.id)) throw new ClusterInvariantError(`node ${n.name}: volume id "${n.volume.id}" is not an EBS volume id (vol-…)`);
     // The node's EBS volume changes in place (the AWS provider's ModifyVolume), which only grows
     // (ModifyVolume: "The target volume size must be greater than or equal to the existing size").
@@ -207,4 +212,19 @@ export function withNodeMoved(current: ClusterSpec, name: string, to: string, vo
   const hosts = current.hosts.includes(to) ? [...current.hosts] : [...current.hosts, to];
   const used = new Set(nodes.map((n) => n.host));
   return { ...current, hosts: hosts.filter((h) => used.has(h)), nodes };
+}
+
+/**
+ * `next` with each node's moved volume (NodeSpec.volume) filled in from `current` where `next`
+ * leaves it out for the same node on the same host: a caller's spec need not repeat it.
+ */
+export function withMovedVolumes(current: ClusterSpec, next: ClusterSpec): ClusterSpec {
+  const before = new Map(current.nodes.map((n) => [n.name, n]));
+  return {
+    ...next,
+    nodes: next.nodes.map((n) => {
+      const b = before.get(n.name);
+      return n.volume === undefined && b?.volume !== undefined && b.host === n.host ? { ...n, volume: b.volume } : n;
+    }),
+  };
 }
