@@ -5,7 +5,7 @@ import { checkAttachmentCapacity } from './attachment-capacity.js';
 import { TIME_BUDGETS } from '../../agent/config.js';
 import { mayPublishLabel, nodeVolumeName, tagKeys } from '../../lib/node-contract.js';
 import { SdkEc2 } from '../../volume-plugin/backends/ebs/sdk-ec2.js';
-import { createZoneMover } from '../../volume-plugin/backends/ebs/zone-move.js';
+import { createZoneMover, type ZoneMoveDeps } from '../../volume-plugin/backends/ebs/zone-move.js';
 import { subnetIndexFor } from '../programs/unit/index.js';
 import {
   assertName, checkPublishedLabels, checkTransition, ClusterInvariantError, publishedLabels, withMovedVolumes, withNodeMoved, withNodes, withNodeStopped, withoutNodes,
@@ -58,8 +58,8 @@ export interface ClusterApiDeps {
    * the task, berth's unmount grace and its idle detach (agent/config.ts TIME_BUDGETS), and 5 minutes more.
    */
   readonly detachTimeoutMs?: number;
-  /** moveNode: poll interval of the move's snapshot and new volume (zone-move.ts). Default: `pollMs`. */
-  readonly movePollMs?: number;
+  /** moveNode: settings of the zone mover (zone-move.ts ZoneMoveDeps: its poll interval, default `pollMs`, and its other waits). */
+  readonly move?: Partial<Omit<ZoneMoveDeps, 'ec2' | 'keys' | 'cluster' | 'environment' | 'progress'>>;
 }
 
 /**
@@ -214,8 +214,8 @@ export class ClusterApi {
       const capacity = await checkAttachmentCapacity(this.deps.ec2(current.region), planned);
       const name = nodeVolumeName(cluster, node);
       const mover = createZoneMover({
-        ec2: new SdkEc2(this.deps.ec2(current.region)), keys: tagKeys(), cluster, environment: this.deps.environment, zones,
-        pollMs: this.deps.movePollMs ?? this.pollMs, now: this.now, progress: (line) => ctx.emit({ phase: 'moving', message: line.trim() }),
+        zones, pollMs: this.pollMs, now: this.now, ...this.deps.move,
+        ec2: new SdkEc2(this.deps.ec2(current.region)), keys: tagKeys(), cluster, environment: this.deps.environment, progress: (line) => ctx.emit({ phase: 'moving', message: line.trim() }),
       });
       const under = await mover.status(name);
       if (under && under.journal.to !== to) {

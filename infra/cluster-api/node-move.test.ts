@@ -3,7 +3,7 @@ import { EC2Client, type Volume } from '@aws-sdk/client-ec2';
 import { mockClient } from 'aws-sdk-client-mock';
 import { afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { nodeDriverOpts, tagKeys } from '../../lib/node-contract.js';
-import { liveVolumes } from '../../volume-plugin/backends/ebs/zone-move.js';
+import { liveVolumes, type ZoneMoveDeps } from '../../volume-plugin/backends/ebs/zone-move.js';
 import { ebsUnitWorld, HOST, type EbsUnitWorld } from '../../test/fakes/ebs.js';
 import { ofType, type Declared } from '../test/pulumi-mocks.js';
 import { importMismatch, InlineStacks, PulumiEbsVolumes, regionalOutputs, unitProgramMocks, type ApplyCrash } from '../test/unit-stacks.js';
@@ -36,6 +36,8 @@ const ZONES = (() => {
   return z;
 })();
 const EBS_KEY = 'arn:aws:kms:eu-west-1:123456789012:key/0b7c1e2a-1111-4222-8333-444455556666';
+// The mover's waits in milliseconds (`settleMs`: a mover's settle time of its claim and cut-over, where zone-move.ts has one).
+const MOVER = { pollMs: 2, settleMs: 5 } as Partial<ZoneMoveDeps>;
 const settings: UnitSettings = { regions: ['eu-west-1'], regionalStack: 'acme/berth-regional/regional-{region}', zone: 'example.com', nodeImage: 'app:1', nodePort: 8080 };
 const spec: ClusterSpec = { name: 'shop', region: 'eu-west-1', hosts: [SOURCE], nodes: [{ name: 'db1', host: SOURCE, sizeGiB: 8 }] };
 
@@ -134,7 +136,7 @@ async function deployed(opts: { detachTimeoutMs?: number } = {}) {
   const api = new ClusterApi({
     environment: ENV, workspace: new AutomationWorkspace(settings, stacks), regions: settings.regions,
     ec2: () => ec2 as unknown as EC2Client, ecs: () => new ECSClient({ region: 'eu-west-1' }),
-    sleep: () => new Promise((r) => setTimeout(r, 2)), pollMs: 2, movePollMs: 2, readyTimeoutMs: 5_000, retry: { attempts: 1, firstDelayMs: 1, maxDelayMs: 1 },
+    sleep: () => new Promise((r) => setTimeout(r, 2)), pollMs: 2, move: MOVER, readyTimeoutMs: 5_000, retry: { attempts: 1, firstDelayMs: 1, maxDelayMs: 1 },
     ...(opts.detachTimeoutMs !== undefined ? { detachTimeoutMs: opts.detachTimeoutMs } : {}),
   });
   await api.create(spec);
