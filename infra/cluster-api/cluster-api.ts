@@ -234,7 +234,7 @@ export class ClusterApi {
         ctx.emit({ phase: 'applying', message: `stopping node ${node} (its ECS service to 0 tasks)` });
         attempts += await this.step(ctx, (onEvent) => this.deps.workspace.apply(stopped, { onEvent }));
       }
-      await this.waitDetached(ctx, current.region, name);
+      await this.waitDetached(ctx, current.region, name, to);
 
       // 2. The move, by zone-move.ts (resumes a journalled one).
       const moved = await mover.move({ name, zone: to, host: toHost });
@@ -247,8 +247,12 @@ export class ClusterApi {
     });
   }
 
-  /** Waits until no live volume named `name` is attached (berth on the stopped node's host detached it). */
-  private async waitDetached(ctx: Context, region: string, name: string): Promise<void> {
+  /**
+   * Waits until no volume named `name` outside zone `to` is attached (berth on the stopped node's
+   * host detached it). One in `to` is the moved volume of an earlier run: berth on the target host
+   * may have attached it already (it is tagged to that host), which is where it belongs.
+   */
+  private async waitDetached(ctx: Context, region: string, name: string, to: string): Promise<void> {
     const keys = tagKeys();
     const timeoutMs = this.deps.detachTimeoutMs ?? (30 + TIME_BUDGETS.unmountGraceSeconds + TIME_BUDGETS.idleDetachSeconds + 300) * 1000;
     const deadline = this.now() + timeoutMs;
@@ -258,7 +262,7 @@ export class ClusterApi {
         Filters: [{ Name: `tag:${keys.volume}`, Values: [name] }, { Name: `tag:${keys.cluster}`, Values: [ctx.cluster] }, { Name: `tag:${keys.environment}`, Values: [this.deps.environment] }],
       }));
       const attached = (answer.Volumes ?? [])
-        .filter((v) => !v.Tags?.some((t) => t.Key === keys.retired))
+        .filter((v) => !v.Tags?.some((t) => t.Key === keys.retired) && v.AvailabilityZone !== to)
         .filter((v) => v.State === 'in-use' || (v.Attachments ?? []).some((a) => a.State !== 'detached'));
       if (attached.length === 0) return;
       const where = attached.map((v) => `${v.VolumeId} attached to ${v.Attachments?.[0]?.InstanceId ?? 'an instance'} (${v.Attachments?.[0]?.State ?? v.State})`).join(', ');
