@@ -87,7 +87,7 @@ export function unitProgram() {
     const { host, az } = hosts.get(n.host)!;
     // dependsOn: the node goes before its host on delete, and never outlives it.
     const node = new Node(`${spec.name}-${n.name}`, {
-      environment, node: n.name, host: n.host, cluster: spec.name, image: n.image, port: n.port, sizeGiB: n.sizeGiB, zone, routes: n.routes, healthCheck: n.healthCheck,
+      environment, node: n.name, host: n.host, cluster: spec.name, image: n.image, port: n.port, sizeGiB: n.sizeGiB, zone, routes: n.routes, healthCheck: n.healthCheck, volume: n.volume, stopped: n.stopped,
       ecsCluster: cluster.ecsClusterArn, availabilityZone: az, kmsKeyId: out<string>('ebsKeyArn'),
     }, { dependsOn: [host] });
     volumes[n.name] = node.volumeId;
@@ -98,6 +98,8 @@ export function unitProgram() {
     spec: JSON.stringify(spec),
     hosts: Object.fromEntries([...hosts].map(([id, h]) => [id, { group: h.host.groupName, availabilityZone: h.az }])),
     volumes,
+    /** The region's private subnet zones in order: with subnetIndexFor, the zone of any host (the cluster API's moveNode). */
+    zones: privateSubnetAzs,
     fqdns: cluster.fqdns,
     /** The certificate names the published names were checked against (none for an older regional stack). */
     certificateCovers,

@@ -56,7 +56,7 @@ const unwrap = (err: unknown): never => {
  * errors reach the caller as the SDK throws them.
  */
 export class SdkEc2 implements Ec2Port {
-  constructor(readonly client: EC2Client) {}
+  constructor(readonly client: Pick<EC2Client, 'send'>) {}
 
   describeVolumes: Ec2Port['describeVolumes'] = (input, signal) => this.client.send(new DescribeVolumesCommand(input), { abortSignal: signal });
   createVolume: Ec2Port['createVolume'] = (input, signal) => this.client.send(new CreateVolumeCommand(input), { abortSignal: signal });
