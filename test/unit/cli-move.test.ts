@@ -13,7 +13,7 @@ afterEach(() => model?.dispose());
 
 function cli(now = Date.now) {
   const lines: string[] = [];
-  const env: CliEnv = { config: CONFIG_DEFAULTS, out: (l) => lines.push(l), zoneMover: async (progress) => createZoneMover({ ec2: model.port(), keys: k, pollMs: 2, progress, now }) };
+  const env: CliEnv = { config: CONFIG_DEFAULTS, out: (l) => lines.push(l), zoneMover: async (progress) => createZoneMover({ ec2: model.port(), keys: k, pollMs: 2, settleMs: 2, progress, now }) };
   return { lines, run: (...argv: string[]) => run(argv, env) };
 }
 
