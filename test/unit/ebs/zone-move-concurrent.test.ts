@@ -201,4 +201,35 @@ describe('two movers of one volume (unit, EC2 model with tag lag)', () => {
     });
     expect([...outcomes].sort()).toEqual(['aborted', 'moved']);
   });
+
+  it('beyond the settle bound (an abort retired the new volume after its cut-over): the source is live, not none, the mover stops, --abort clears it and a new move works', async () => {
+    const w = world(0);
+    // The mover cut over, then an abort that read the journal before it retired the new volume.
+    let cut = false;
+    const ec2 = port(w);
+    const racing: Ec2Port = {
+      ...ec2,
+      createTags: async (input, signal) => {
+        const out = await ec2.createTags(input, signal);
+        const journal = input.Tags?.find((t) => t.Key === k.move)?.Value;
+        if (!cut && parseJournal(journal)?.step === 'cutover') {
+          cut = true;
+          const made = parseJournal(journal)!.newVolumeId!;
+          await w.model.port().createTags({ Resources: [made], Tags: [{ Key: k.retired, Value: new Date().toISOString() }] }, signal);
+        }
+        return out;
+      },
+    };
+    await expect(mover(racing).move({ name: NAME, zone: TO })).rejects.toThrow(/was retired by an abort during the cut-over; vol-\w+ stays its volume: run berth move c1-db1 --abort/);
+    expect(w.violations).toEqual([]);
+    expect(await live(w.model)).toEqual([w.source]);
+    expect(w.model.volume(w.source).tags[k.retired]).toBeUndefined();
+    await mover(port(w)).abort(NAME);
+    expect(w.model.volume(w.source).tags[k.move]).toBeUndefined();
+    const again = await mover(port(w)).move({ name: NAME, zone: TO });
+    expect(await live(w.model)).toEqual([again.to.volumeId]);
+    expect(w.model.content(again.to.volumeId)).toBe('pgdata as of the stop');
+    expect(w.violations).toEqual([]);
+    w.model.dispose();
+  });
 });

@@ -574,7 +574,15 @@ export function createZoneMover(deps: ZoneMoveDeps) {
       if (!found.source || !found.journal) throw new BerthError('NOT_FOUND', `volume ${name} is not moving`);
       const { source, journal: j } = found;
       if (pastCutover(j)) {
-        throw new BerthError('CONFLICT', `the move of ${name} to ${j.to} is past its cut-over (${j.newVolumeId} is the node's volume now); finish it (berth move ${name} --zone ${j.to}), then move it back if you must`);
+        // A cut-over whose new volume an abort retired (the race "Two movers" bounds) is undone: the source is live, only its journal goes.
+        const successor = j.newVolumeId ? await volume(j.newVolumeId, signal) : undefined;
+        if (successor && !tagsOf(successor)[k.retired]) {
+          throw new BerthError('CONFLICT', `the move of ${name} to ${j.to} is past its cut-over (${j.newVolumeId} is the node's volume now); finish it (berth move ${name} --zone ${j.to}), then move it back if you must`);
+        }
+        if (tagsOf(source)[k.retired]) throw new BerthError('CONFLICT', `volume ${name}: both ${source.VolumeId} and ${j.newVolumeId} are retired; untag one by hand (docs/operations.md, "Move a node to another zone")`);
+        await ec2.deleteTags({ Resources: [source.VolumeId!], Tags: [{ Key: k.move }] }, signalOf(signal));
+        say(`move of ${name}: its new volume ${j.newVolumeId} had been retired; ${source.VolumeId} stays its volume`);
+        return { volumeId: source.VolumeId! };
       }
       // The journal goes first, then, once that settled, what the move made is retired: a mover still
       // running finds its journal gone at its next fence and stops; one that cut over meanwhile wins.
