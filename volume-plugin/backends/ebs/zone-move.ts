@@ -284,27 +284,35 @@ export function createZoneMover(deps: ZoneMoveDeps) {
     return v ? parseJournal(tagsOf(v)[k.move]) : undefined;
   }
 
+  /** What this run made (a snapshot, a volume): named to the operator when the run stops. */
+  let madeHere: string[] = [];
+
   /** What the loser of two movers is told: the move that holds the journal, or that it is gone. */
   function lost(name: string, sourceId: string, holder: MoveJournal | undefined): BerthError {
-    if (!holder) return new BerthError('CONFLICT', `the move of ${name} (${sourceId}) was aborted while this run went on; ${sourceId} stays its volume (what this run made is retired, not deleted); run berth move again to start a new one`);
+    const made = madeHere.length ? `; ${madeHere.join(' and ')}, made by this run, ${madeHere.length > 1 ? 'are' : 'is'} kept and tagged until its retain-until, not deleted` : '';
+    if (!holder) return new BerthError('CONFLICT', `the move of ${name} (${sourceId}) was aborted while this run went on; ${sourceId} stays its volume; run berth move again to start a new one${made}`);
     return new BerthError(
       'CONFLICT',
-      `another move of ${name} (${sourceId}) is in progress since ${moveSince(holder.id)} (to ${holder.to}, step ${holder.step}); run it again to resume it (berth move ${name} --zone ${holder.to}), or --abort (berth move ${name} --abort); what this run made is retired, not deleted`,
+      `another move of ${name} (${sourceId}) is in progress since ${moveSince(holder.id)} (to ${holder.to}, step ${holder.step}); run it again to resume it (berth move ${name} --zone ${holder.to}), or --abort (berth move ${name} --abort)${made}`,
     );
   }
 
   /**
    * Before an irreversible step: the journal must still be this move's (another mover's claim, or an
    * abort, ends this run). A journal of this move that is further on (another run of the same move got
-   * there first) is adopted. A read that took longer than a quarter of the settle time is read again, so
-   * the write that follows lands within that of what it saw.
+   * there first) is adopted. A read that took longer than a quarter of the settle time is read again (up
+   * to three times), so the write that follows lands within that of what it saw.
    */
-  async function fence(name: string, sourceId: string, j: MoveJournal, signal?: AbortSignal): Promise<MoveJournal> {
-    for (;;) {
+  async function fence(name: string, sourceId: string, j: MoveJournal, signal?: AbortSignal, made?: string): Promise<MoveJournal> {
+    for (let attempt = 1; ; attempt++) {
       const started = performance.now();
       const fresh = await journalNow(sourceId, signal);
-      if (!fresh || fresh.id !== j.id) throw lost(name, sourceId, fresh);
-      if (performance.now() - started > settleMs / 4) continue;
+      if (!fresh || fresh.id !== j.id) {
+        // The volume this run made is not the node's (another move holds the journal, or none does): retired, kept.
+        if (made && fresh?.newVolumeId !== made) await retireLeftover(made, name, signal);
+        throw lost(name, sourceId, fresh);
+      }
+      if (performance.now() - started > settleMs / 4 && attempt < 3) continue;
       return further(j, fresh);
     }
   }
@@ -394,6 +402,7 @@ export function createZoneMover(deps: ZoneMoveDeps) {
         signalOf(signal),
       );
       snapshotId = snap.SnapshotId!;
+      madeHere.push(snapshotId);
     }
     await waitSnapshot(snapshotId, signal);
     mark('restore');
@@ -414,6 +423,7 @@ export function createZoneMover(deps: ZoneMoveDeps) {
     let made: Volume;
     try {
       made = await ec2.createVolume(params(snapshotId), signalOf(signal));
+      madeHere.push(made.VolumeId!);
     } catch (err) {
       if ((err as { name?: string }).name !== 'IdempotentParameterMismatch') throw err;
       // The move's token already made a volume from another snapshot of this move: another run of the
@@ -428,7 +438,7 @@ export function createZoneMover(deps: ZoneMoveDeps) {
     verify(source, ready, { ...j, snapshotId });
     // The source must still be detached: nothing may have written to it after the snapshot.
     if (!j.fromSnapshot) assertDetached((await volume(sourceId, signal)) ?? source, name);
-    const before = await fence(name, sourceId, j, signal);
+    const before = await fence(name, sourceId, j, signal, ready.VolumeId);
     if (pastCutover(before)) return before;
     const cut: MoveJournal = { ...j, step: 'cutover', snapshotId, newVolumeId: ready.VolumeId };
     // The cut-over: one tag on one resource; from this write on the new volume is the node's.
@@ -515,6 +525,7 @@ export function createZoneMover(deps: ZoneMoveDeps) {
       const { name, zone, signal } = req;
       if (deps.zones && !deps.zones.includes(zone)) throw new BerthError('INVALID_ARGUMENT', `zone ${zone} is not one of this region's: ${deps.zones.join(', ')}`);
       at = 'locate';
+      madeHere = [];
       return measured(async () => {
         const found = await locate(name, signal);
         if (found.source && found.journal) {
@@ -570,6 +581,7 @@ export function createZoneMover(deps: ZoneMoveDeps) {
      * cannot be rolled back (the new volume may have been written to): move it back instead.
      */
     async abort(name: string, signal?: AbortSignal): Promise<{ volumeId: string; retired?: string }> {
+      madeHere = [];
       const found = await locate(name, signal);
       if (!found.source || !found.journal) throw new BerthError('NOT_FOUND', `volume ${name} is not moving`);
       const { source, journal: j } = found;
