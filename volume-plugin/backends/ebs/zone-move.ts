@@ -435,6 +435,8 @@ export function createZoneMover(deps: ZoneMoveDeps) {
       snapshotId = theirs.SnapshotId!;
     }
     const ready = await waitVolume(made.VolumeId!, signal);
+    // Retired meanwhile: an abort took the move back (the fence says so); anything else is verify's.
+    if (tagsOf(ready)[k.retired]) await fence(name, sourceId, j, signal, ready.VolumeId);
     verify(source, ready, { ...j, snapshotId });
     // The source must still be detached: nothing may have written to it after the snapshot.
     if (!j.fromSnapshot) assertDetached((await volume(sourceId, signal)) ?? source, name);
