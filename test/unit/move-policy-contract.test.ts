@@ -105,6 +105,10 @@ describe('the operator move policy against berth move\'s calls', () => {
       const foreign = model.snapshotList().find((s) => s.volumeId === source)!.snapshotId;
       const restore = seen.find((r) => r.action === 'ec2:CreateVolume' && r.resource.endsWith(foreign))!;
       expect(allows([policy], restore.action, restore.resource, restore.ctx)).toBe(false);
+      // The cluster API's statements (no cluster): every cluster of its environment, no other environment.
+      const api = zoneMovePolicy({ region: REGION, accountId: ACCOUNT, environment: 'prod', sidPrefix: 'ClusterApiMove' });
+      const apiDenied = seen.filter((r) => !allows([api], r.action, r.resource, r.ctx)).map(describeRequest);
+      expect(apiDenied, `${cluster}/${environment}`).toEqual(environment === 'prod' ? [] : changes.map(describeRequest));
       model.dispose();
     }
   });
