@@ -115,6 +115,13 @@ export class Ec2Model {
    * namespace (onAttached) at once. Default 0.
    */
   describeLagMs: number;
+  /**
+   * EC2's eventual consistency for tags (EC2 Developer Guide, "Eventual consistency in the Amazon EC2
+   * API": a change "might not be immediately visible to all subsequent commands"; no bound is stated):
+   * DescribeVolumes (its Tags and tag filters) shows each volume's tags as they were this long ago, to
+   * every reader, the writer included. Tags given at CreateVolume are visible with the volume. Default 0.
+   */
+  tagLagMs: number;
   createLatencyMs: number;
   /** Delay before every call is answered, like a network round trip. */
   apiLatencyMs: number;
@@ -206,6 +213,7 @@ export class Ec2Model {
     this.attachLatency = opts.attachLatency;
     this.detachLatency = opts.detachLatency;
     this.describeLagMs = opts.describeLagMs ?? 0;
+    this.tagLagMs = opts.tagLagMs ?? 0;
     this.apiLatencyMs = opts.apiLatencyMs ?? 0;
     this.throttling = opts.throttling ?? true;
     this.now = opts.now ?? Date.now;
@@ -814,6 +822,7 @@ export class Ec2Model {
       const wanted = new Set(input.VolumeIds);
       volumes = volumes.filter((volume) => wanted.has(volume.volumeId));
     }
+    if (this.tagLagMs > 0) volumes = volumes.map((volume) => ({ ...volume, tags: this.visibleTags(volume) }));
     volumes = volumes.filter((volume) => matchesFilters(filters, (name) => volumeFilterValues(volume, name)));
     const page = paginate(volumes, (volume) => volume.seq, {
       maxResults: input.MaxResults,
@@ -993,6 +1002,7 @@ export class Ec2Model {
       if (keys.size > MAX_TAGS) throw ec2Error('TagLimitExceeded', 'The maximum number of Tags for a resource has been reached.');
     }
     if (input.DryRun) throw dryRun();
+    this.logTags(resources);
     for (const target of targets) for (const [key, value] of tags) target.set(key, value);
     return {};
   }
@@ -1002,6 +1012,7 @@ export class Ec2Model {
     if (resources.length === 0) throw missingParameter('The request must contain the parameter resourceIdSet');
     const targets = resources.map((id) => this.taggableForApi(id));
     if (input.DryRun) throw dryRun();
+    this.logTags(resources);
     for (const target of targets) {
       if (!input.Tags) {
         target.clear();
@@ -1146,6 +1157,24 @@ export class Ec2Model {
       set.add(volume);
       this.attachedTo.set(attachment.instanceId, set);
     }
+  }
+
+  /** Before a tag change (tagLagMs): the volumes' tags as they were until now. */
+  private logTags(resourceIds: readonly string[]): void {
+    if (this.tagLagMs <= 0) return;
+    for (const id of resourceIds) {
+      const volume = this.volumesById.get(id);
+      if (volume) (volume.tagLog ??= []).push({ until: this.now(), tags: new Map(volume.tags) });
+    }
+  }
+
+  /** The tags a reader sees now: as they were tagLagMs ago. */
+  private visibleTags(volume: ModelVolume): Map<string, string> {
+    const cutoff = this.now() - this.tagLagMs;
+    const log = volume.tagLog;
+    if (!log) return volume.tags;
+    while (log.length > 0 && log[0]!.until <= cutoff) log.shift();
+    return log[0]?.tags ?? volume.tags;
   }
 
   private describeVolume(volume: ModelVolume): Volume {
@@ -1366,6 +1395,8 @@ export interface Ec2ModelOptions {
   detachLatency?: () => number;
   /** How long DescribeVolumes still shows a completed attachment as 'attaching' (eventual consistency). Default 0. */
   describeLagMs?: number;
+  /** How old the volume tags DescribeVolumes shows are (eventual consistency of CreateTags/DeleteTags). Default 0. */
+  tagLagMs?: number;
   /** Time from CreateVolume ('creating') to 'available'. Default 10. */
   createLatencyMs?: number;
   /** Time from CreateSnapshot ('pending') to 'completed' (progress 50% half way). Default 20. */
@@ -1687,6 +1718,8 @@ interface ModelVolume {
   state: VolumeState;
   createTime: Date;
   tags: Map<string, string>;
+  /** Earlier tags and until when they held (tagLagMs), oldest first. */
+  tagLog?: Array<{ until: number; tags: Map<string, string> }>;
   attachment?: ModelAttachment;
   /** The marker of the volume's data (writeContent). */
   content?: string;
