@@ -9,7 +9,9 @@
  *   node scripts/test-on-runtime.mjs [vitest options and files]
  *
  * With arguments, only the root's vitest run gets them (e.g. `--project unit`); infra's runs
- * only without arguments.
+ * only without arguments, and only then is the Debian rootfs of test/systemd-host.test.ts
+ * made in the background from the start of the run (BERTH_TEST_EARLY_DEBOOTSTRAP=1,
+ * test/helpers/debian-rootfs-setup.ts).
  */
 import { spawnSync } from 'node:child_process';
 import { dirname, join, resolve } from 'node:path';
@@ -20,6 +22,7 @@ const node = runtimeNode();
 const vitest = join(root, 'node_modules', 'vitest', 'vitest.mjs');
 const env = { ...process.env, PATH: `${dirname(node)}:${process.env.PATH ?? ''}` };
 const extra = process.argv.slice(2);
+if (extra.length === 0) env.BERTH_TEST_EARLY_DEBOOTSTRAP = '1';
 const runs = [{ cwd: root, args: extra, what: 'vitest run' }];
 if (extra.length === 0) runs.push({ cwd: join(root, 'infra'), args: [], what: 'vitest run (infra/)' });
 for (const { cwd, args, what } of runs) {
