@@ -1,10 +1,9 @@
 import { spawn } from 'node:child_process';
-import { mkdtempSync, openSync, rmSync, writeFileSync } from 'node:fs';
+import { closeSync, mkdtempSync, openSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { execa } from 'execa';
 import type { TestProject } from 'vitest/node';
-import { sleep } from '../../lib/sleep.js';
 import { debootstrapArgs, noDebianRootfsReason } from './debian-rootfs.js';
 
 declare module 'vitest' {
@@ -43,7 +42,10 @@ export default function startEarlyDebootstrap(project: TestProject): (() => Prom
   project.provide('earlyDebootstrap', dir);
   return async () => {
     if (child.exitCode === null && child.signalCode === null && child.pid) process.kill(-child.pid, 'SIGTERM');
-    await Promise.race([ended, sleep(30_000)]);
+    let timer: NodeJS.Timeout | undefined;
+    await Promise.race([ended, new Promise((resolve) => (timer = setTimeout(resolve, 30_000)))]);
+    clearTimeout(timer); // a pending timer would keep vitest from exiting
+    closeSync(log);
     await unmountBelow(dir);
     rmSync(dir, { recursive: true, force: true });
   };
