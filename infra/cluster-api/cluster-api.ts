@@ -213,9 +213,10 @@ export class ClusterApi {
       checkTransition(current, planned, this.deps.regions);
       const capacity = await checkAttachmentCapacity(this.deps.ec2(current.region), planned);
       const name = nodeVolumeName(cluster, node);
+      // The mover has no retry of its own: the SDK retries EC2's refusals, as for berth move (agent/cli.ts).
       const mover = createZoneMover({
         zones, pollMs: this.pollMs, now: this.now, ...this.deps.move,
-        ec2: new SdkEc2(this.deps.ec2(current.region)), keys: tagKeys(), cluster, environment: this.deps.environment, progress: (line) => ctx.emit({ phase: 'moving', message: line.trim() }),
+        ec2: new SdkEc2(this.deps.ec2(current.region), { refusals: 'sdk' }), keys: tagKeys(), cluster, environment: this.deps.environment, progress: (line) => ctx.emit({ phase: 'moving', message: line.trim() }),
       });
       const under = await mover.status(name);
       if (under && under.journal.to !== to) {
