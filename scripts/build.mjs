@@ -38,13 +38,11 @@ const common = {
   banner: { js: "import { createRequire as __berthCreateRequire } from 'node:module'; const require = __berthCreateRequire(import.meta.url);" },
   logLevel: 'warning',
 };
-// Packages the agent's bundle takes in a smaller form (scripts/bundle/: each file says why;
-// the first two ~0.4 MB of the agent's resident memory, docs/operations.md "Where it stands";
-// thread-stream ~0.3 MiB on Node.js 24, "On the release's Node.js 24").
+// Two packages the agent's bundle takes in a smaller form (scripts/bundle/: each file says why;
+// together ~0.4 MB of the agent's resident memory, docs/operations.md "Where it stands").
 const substitutes = new Map([
   ['prom-client', 'scripts/bundle/prom-client.cjs'],
   ['@opentelemetry/api', 'scripts/bundle/opentelemetry-api.cjs'],
-  ['thread-stream', 'scripts/bundle/thread-stream.cjs'],
 ]);
 // esbuild cannot see which names a CommonJS module exports: a name the agent's code imports
 // that its substitute lacks would build, and fail only when the agent runs that code.
