@@ -17,6 +17,10 @@ describe('loadConfig', () => {
     );
   });
 
+  it("leaves the test harness's BERTH_TEST_* variables alone: a test run's environment reaches the agents it starts", () => {
+    expect(loadConfig({ BERTH_TEST_EARLY_DEBOOTSTRAP: '1', BERTH_TEST_LOGS: '1', BERTH_LOG_LEVEL: 'warn' }).BERTH_LOG_LEVEL).toBe('warn');
+  });
+
   it('reads a JSON file under the environment, camelCase or variable names', () => {
     const dir = mkdtempSync(join(tmpdir(), 'berth-cfg-'));
     const file = join(dir, 'berth.json');

@@ -136,6 +136,8 @@ export type Config = Readonly<z.infer<typeof ConfigSchema>>;
 
 /** Variables that say where configuration comes from, not settings themselves. */
 const SOURCE_VARIABLES = new Set(['BERTH_CONFIG_FILE', 'BERTH_ENV_FILE']);
+/** The test harness's variables (docs/testing.md): a test run's environment reaches the agents it starts. */
+const TEST_PREFIX = 'BERTH_TEST_';
 
 /** Where berth reads and writes on this host (volume-plugin/host-paths.ts); the defaults are the settings' defaults above. */
 export function hostPathsOf(config: Pick<Config, 'BERTH_SYSFS_ROOT' | 'BERTH_DEV_ROOT' | 'BERTH_STATE_DIR'>): HostPaths {
@@ -191,7 +193,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
   const file = env.BERTH_CONFIG_FILE ? fromFile(env.BERTH_CONFIG_FILE) : {};
   const input: Record<string, unknown> = { ...file };
   for (const [key, value] of Object.entries(env)) {
-    if (key.startsWith('BERTH_') && !SOURCE_VARIABLES.has(key) && value !== undefined && value !== '') input[key] = value;
+    if (key.startsWith('BERTH_') && !key.startsWith(TEST_PREFIX) && !SOURCE_VARIABLES.has(key) && value !== undefined && value !== '') input[key] = value;
   }
   const known = new Set(Object.keys(ConfigSchema.shape));
   const unknown = Object.keys(input).filter((k) => !known.has(k));
