@@ -1,4 +1,4 @@
-import { afterEach, describe, expect, it } from 'vitest';
+import { afterEach, describe, expect, it, onTestFinished } from 'vitest';
 import { isBerthError } from '../../../lib/errors.js';
 import { sleep } from '../../../lib/sleep.js';
 import { CLIENT_TOKENS_FILE } from '../../../volume-plugin/backends/ebs/ebs-backend.js';
@@ -323,5 +323,15 @@ describe('EBS backend (unit): one time budget per layer (issue 23)', () => {
     const t0 = Date.now();
     await expect(backend.create('late', { sizeBytes: GiB, fs: 'ext4', onRemove: 'retain' }, { signal: caller.signal })).rejects.toThrow('dockerd gave up');
     expect(Date.now() - t0).toBeLessThan(UNIT_TIMING.createTimeoutMs!);
+  });
+
+  it('a Create whose caller goes while its CreateVolume call is in flight gets the caller\'s reason, not the SDK\'s AbortError', async () => {
+    w = ebsUnitWorld({ apiLatencyMs: 300 });
+    const backend = w.backend();
+    const caller = new AbortController();
+    const world = w;
+    const watch = setInterval(() => world.model.calls('CreateVolume') > 0 && caller.abort(new Error('dockerd gave up')), 5);
+    onTestFinished(() => clearInterval(watch));
+    await expect(backend.create('late', { sizeBytes: GiB, fs: 'ext4', onRemove: 'retain' }, { signal: caller.signal })).rejects.toThrow('dockerd gave up');
   });
 });

@@ -234,6 +234,8 @@ export class Ec2Facade {
    */
   async createVolume(input: CreateVolumeCommandInput, what: string, signal?: AbortSignal): Promise<Volume> {
     const created = await this.port.createVolume(input, this.signalOf(signal)).catch((err: unknown) => {
+      // A caller gone while the call was in flight gets its own reason, not the SDK's AbortError (as attach does).
+      signal?.throwIfAborted();
       if (codeOf(err) === 'IdempotentParameterMismatch') throw new ClientTokenSpent(`creating ${what}: EC2 said the ClientToken was used with other parameters`, { cause: err });
       throw ec2Error(err, `creating ${what}`);
     });
