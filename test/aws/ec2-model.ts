@@ -170,6 +170,7 @@ export class Ec2Model {
 
   private readonly failures = new Map<string, Error[]>();
   private readonly now: () => number;
+  private readonly random: (() => number) | undefined;
   private readonly knownKmsKeys: ReadonlySet<string> | undefined;
   private readonly unknownKmsKeyOutcome: 'error' | 'deleted';
   private readonly maxVolumesPerInstance: number;
@@ -209,6 +210,7 @@ export class Ec2Model {
     this.apiLatencyMs = opts.apiLatencyMs ?? 0;
     this.throttling = opts.throttling ?? true;
     this.now = opts.now ?? Date.now;
+    this.random = opts.random;
     this.knownKmsKeys = opts.knownKmsKeys ? new Set(opts.knownKmsKeys) : undefined;
     this.unknownKmsKeyOutcome = opts.unknownKmsKeyOutcome ?? 'error';
     this.maxVolumesPerInstance = opts.maxVolumesPerInstance ?? Infinity;
@@ -1311,6 +1313,11 @@ export class Ec2Model {
   }
 
   private newId(prefix: 'vol' | 'i' | 'snap' | 'r'): string {
+    if (this.random) {
+      let hex = '';
+      while (hex.length < 17) hex += Math.floor(this.random() * 0x1_0000_0000).toString(16).padStart(8, '0');
+      return `${prefix}-${hex.slice(0, 17)}`;
+    }
     return `${prefix}-${randomBytes(9).toString('hex').slice(0, 17)}`;
   }
 
@@ -1382,6 +1389,8 @@ export interface Ec2ModelOptions {
   buckets?: Partial<Record<BucketName, BucketLimit>>;
   /** Clock for buckets and timestamps. Default Date.now. */
   now?: () => number;
+  /** Draws resource ids from this (a seeded generator makes a run repeatable). Default: node:crypto's randomBytes. */
+  random?: () => number;
   /** KMS keys that exist; default: every key not in faults.unknownKmsKeys. */
   knownKmsKeys?: readonly string[];
   /** What happens to a volume created with an unknown KMS key: 'error' (default) or 'deleted'. */

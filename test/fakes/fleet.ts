@@ -1,4 +1,5 @@
 import { mkdirSync, rmSync } from 'node:fs';
+import { createRequire, syncBuiltinESMExports } from 'node:module';
 import { join } from 'node:path';
 import { AttachVolumeCommand, DeleteVolumeCommand, DescribeVolumesCommand, EC2Client, type Volume } from '@aws-sdk/client-ec2';
 import { CONFIG_DEFAULTS } from '../../agent/config.js';
@@ -227,26 +228,83 @@ export async function warmUpSdk(): Promise<void> {
   model.dispose();
 }
 
-/** The state file's loads and saves in flight (real I/O on tmpfs), for VirtualClock.ioInFlight. */
+/**
+ * The state file's loads and saves in flight (real I/O on tmpfs), for VirtualClock.ioInFlight.
+ * On a virtual clock their completions are handed back in the order they started, one at a
+ * time with every promise settled in between (a real setImmediate), so which host's save
+ * finished first on the real disk never changes what the simulated hosts do next.
+ */
 let ioInFlight = 0;
+let ordered = false;
+let nextTicket = 0;
+let turn = 0;
+const finished = new Map<number, () => void>();
+const realSetImmediate = setImmediate;
+let handing = false;
+function handBack(): void {
+  if (handing || !finished.has(turn)) return;
+  handing = true;
+  realSetImmediate(() => {
+    handing = false;
+    const release = finished.get(turn)!;
+    finished.delete(turn);
+    turn += 1;
+    release();
+    handBack();
+  });
+}
+/** Counts `work` in ioInFlight and, on a virtual clock, hands its outcome back in turn. */
+async function countedIo<T>(work: () => Promise<T>): Promise<T> {
+  ioInFlight += 1;
+  const ticket = nextTicket++;
+  try {
+    return await work();
+  } finally {
+    if (ordered) {
+      await new Promise<void>((resolve) => {
+        finished.set(ticket, resolve);
+        handBack();
+      });
+    } else turn += 1;
+    ioInFlight -= 1;
+  }
+}
 for (const method of ['load', 'save'] as const) {
   const real = StateStore.prototype[method] as (this: StateStore, ...a: unknown[]) => Promise<unknown>;
-  (StateStore.prototype as unknown as Record<string, unknown>)[method] = async function (this: StateStore, ...a: unknown[]) {
-    ioInFlight += 1;
-    try {
-      return await real.apply(this, a);
-    } finally {
-      ioInFlight -= 1;
-    }
+  (StateStore.prototype as unknown as Record<string, unknown>)[method] = function (this: StateStore, ...a: unknown[]) {
+    return countedIo(() => real.apply(this, a));
   };
+}
+// The volume service's start creates its state directory (volume-plugin/service.ts): the same.
+{
+  const fsPromises = createRequire(import.meta.url)('node:fs/promises') as { mkdir: (...a: unknown[]) => Promise<unknown> };
+  const real = fsPromises.mkdir;
+  fsPromises.mkdir = (...a: unknown[]) => countedIo(() => real(...a));
+  syncBuiltinESMExports();
 }
 
 /** The real clock, taken before any VirtualClock is installed. */
 const realNow = performance.now.bind(performance);
 
+/**
+ * Runs one scenario. With a virtual clock the run is repeatable: the latency draws, the model's
+ * resource ids and every Math.random the agents draw (their jitter, the SDK's) come from
+ * generators seeded by `seed`, so the same options give the same figures.
+ */
 export async function runFleet(opts: FleetOptions): Promise<FleetResult> {
+  const mathRandom = Math.random;
+  if (opts.clock) Math.random = prng((opts.seed ?? 23) ^ 0x6a09e667);
+  try {
+    return await simulate(opts);
+  } finally {
+    Math.random = mathRandom;
+  }
+}
+
+async function simulate(opts: FleetOptions): Promise<FleetResult> {
   const realStart = realNow();
   if (opts.clock) opts.clock.ioInFlight = () => ioInFlight;
+  ordered = opts.clock !== undefined;
   const random = prng(opts.seed ?? 23);
   const scale = opts.latencyScale ?? 1;
   const buckets = { ...DEFAULT_BUCKETS, ...opts.buckets };
@@ -256,6 +314,7 @@ export async function runFleet(opts: FleetOptions): Promise<FleetResult> {
     attachLatency: lognormal(random, ATTACH_LATENCY, scale),
     detachLatency: lognormal(random, DETACH_LATENCY, scale),
     describeLagMs: DESCRIBE_LAG_MS * scale,
+    random: prng((opts.seed ?? 23) ^ 0xbb67ae85),
     // Volumes stay 'available' when their instance terminates (DeleteOnTermination false).
   });
   model.keepInputs = false;

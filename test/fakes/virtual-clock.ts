@@ -18,9 +18,9 @@ export class VirtualClock {
   private readonly undo: (() => void)[] = [];
   private readonly realSetImmediate = setImmediate;
 
-  private constructor() {
+  private constructor(startMs: number) {
     this.clock = FakeTimers.install({
-      now: Date.now(),
+      now: startMs,
       toFake: ['setTimeout', 'clearTimeout', 'setInterval', 'clearInterval', 'Date', 'performance', 'hrtime'],
       loopLimit: 10_000_000,
     });
@@ -53,9 +53,12 @@ export class VirtualClock {
     });
   }
 
-  /** Installs the clock for this process; call uninstall() when done. */
-  static install(): VirtualClock {
-    return new VirtualClock();
+  /**
+   * Installs the clock for this process; call uninstall() when done. It starts at a fixed
+   * instant (not the real time) so that a run's arithmetic on timestamps repeats exactly.
+   */
+  static install(startMs = Date.UTC(2026, 11, 1)): VirtualClock {
+    return new VirtualClock(startMs);
   }
 
   now(): number {
