@@ -2,6 +2,7 @@ import { mkdirSync, rmSync } from 'node:fs';
 import { createRequire, syncBuiltinESMExports } from 'node:module';
 import { join } from 'node:path';
 import { AttachVolumeCommand, DeleteVolumeCommand, DescribeVolumesCommand, EC2Client, type Volume } from '@aws-sdk/client-ec2';
+import { EC2_CLIENT_SETTINGS } from '../../agent/backend-factory.js';
 import { CONFIG_DEFAULTS } from '../../agent/config.js';
 import { BerthError, errorMessage, isBerthError } from '../../lib/errors.js';
 import { silentLogger } from '../../lib/logger.js';
@@ -215,13 +216,13 @@ interface SimHost {
   stop?: () => void;
 }
 
-const sdkClient = (retryMode: 'adaptive' | 'standard', maxAttempts: number) =>
-  new EC2Client({ region: REGION, credentials: { accessKeyId: 'AKIDFLEET', secretAccessKey: 'fleet' }, retryMode, maxAttempts });
+const sdkClient = (settings: { retryMode: 'adaptive' | 'standard'; maxAttempts: number }) =>
+  new EC2Client({ ...settings, region: REGION, credentials: { accessKeyId: 'AKIDFLEET', secretAccessKey: 'fleet' } });
 
 /** Sends one call of each kind through an SDK client in real time, so the SDK's lazy imports are done before a virtual clock runs. */
 export async function warmUpSdk(): Promise<void> {
   const model = new Ec2Model({ region: REGION });
-  const client = sdkClient('adaptive', 2);
+  const client = sdkClient({ retryMode: 'adaptive', maxAttempts: 2 });
   model.installBehindSdkRetries(client);
   await client.send(new DescribeVolumesCommand({ Filters: [{ Name: 'tag:x', Values: ['y'] }] }));
   await client.send(new AttachVolumeCommand({ VolumeId: 'vol-00000000000000000', InstanceId: 'i-00000000000000000', Device: '/dev/xvdba' })).catch(() => undefined);
@@ -375,8 +376,8 @@ async function simulate(opts: FleetOptions): Promise<FleetResult> {
   }
 
   async function startBerth(host: SimHost): Promise<void> {
-    // As agent/backend-factory.ts builds it: adaptive retry, 8 attempts.
-    const client = sdkClient('adaptive', 8);
+    // The client as the agent's backend factory builds it (its retry settings).
+    const client = sdkClient(EC2_CLIENT_SETTINGS);
     model.installBehindSdkRetries(client, 'agent');
     const ec2 = new Ec2Facade({
       ec2: new SdkEc2(client),
@@ -443,7 +444,7 @@ async function simulate(opts: FleetOptions): Promise<FleetResult> {
 
   /** The seed's approach: list by tag, then one volume at a time, every call with fixed retries. */
   async function startSeed(host: SimHost): Promise<void> {
-    const client = sdkClient('standard', SEED.cliMaxAttempts);
+    const client = sdkClient({ retryMode: 'standard', maxAttempts: SEED.cliMaxAttempts });
     model.installBehindSdkRetries(client, 'agent');
     const fs = new FakeFilesystem(host.fakeHost);
     const fixed = async <T>(work: () => Promise<T>): Promise<T> => {
