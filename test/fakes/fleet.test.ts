@@ -48,4 +48,22 @@ describe('fleet simulation: hosts sharing one account', () => {
     // Ready within a short while of the budget coming back (hosts wait at most 10 s between tries).
     expect(r.allReadyMs!).toBeLessThan(r.floor.ms + 30_000);
   });
+
+  it('a seeded run is repeatable: the same options give the same figures, host by host and call by call', async () => {
+    // What makes bench/fleet.ts's figures comparable from one change to the next (docs/operations.md).
+    const once = async () => {
+      clock = VirtualClock.install();
+      try {
+        const r = await runFleet({ hosts: 10, volumesPerHost: 6, agent: 'berth', scenario: 'replace', clock, seed: 7 });
+        return { allReadyMs: r.allReadyMs, hosts: r.hosts, mountsFailed: r.mountsFailed, calls: [...r.calls].sort(), otherCalls: [...r.otherCalls].sort() };
+      } finally {
+        clock.uninstall();
+        clock = undefined;
+      }
+    };
+    const first = await step('first run', once);
+    const second = await step('second run', once);
+    expect(first.hosts.every((h) => h.readyMs !== undefined)).toBe(true);
+    expect(second).toEqual(first);
+  });
 });
