@@ -90,6 +90,7 @@ for (const scenario of scenarios) {
         brownout: { atMs: (Number(values['brownout-at']) * 1000) / scale, forMs: (Number(values['brownout-for']) * 1000) / scale, kind: values['brownout-kind'] as 'throttle' | '5xx' },
         steadyMs: scenario === 'replace' ? (Number(values.steady) * 1000) / scale : 0,
         ...(clock ? { clock } : {}),
+        progress: (l) => console.error(`${scenario} ${agent}${l}`),
         ...(values.timing ? { timing: JSON.parse(values.timing) as Partial<Ec2Timing> } : {}),
       };
       results.set(agent, await runFleet(opts));

@@ -68,6 +68,8 @@ export interface FleetOptions {
   hostView?: boolean;
   /** Where the hosts' state files go (tmpfs). */
   stateRoot?: string;
+  /** Called every 30 s of real time with how far the run is (a long bench says it is alive). */
+  progress?: (line: string) => void;
 }
 
 export interface HostResult {
@@ -243,6 +245,8 @@ let nextTicket = 0;
 let turn = 0;
 const finished = new Map<number, () => void>();
 const realSetImmediate = setImmediate;
+const realSetInterval = setInterval;
+const realClearInterval = clearInterval;
 let handing = false;
 function handBack(): void {
   if (handing || !finished.has(turn)) return;
@@ -539,6 +543,13 @@ async function simulate(opts: FleetOptions): Promise<FleetResult> {
     for (const h of hosts) run(replace(h));
   }
 
+  const progress = opts.progress;
+  const progressTimer = progress
+    ? realSetInterval(() => {
+        const calls = [...model.callsBy('agent').values()].reduce((a, c) => a + c.calls, 0);
+        progress(`  … ${((now() - t0) / 1000).toFixed(0)} s simulated, ${readyHosts} of ${hosts.length} hosts ready, ${calls} calls, ${((realNow() - realStart) / 1000).toFixed(0)} s real`);
+      }, 30_000).unref()
+    : undefined;
   const limitMs = opts.limitMs ?? 3 * floor.ms + 600_000;
   // Checked after every timer the clock runs: a count, not a scan of the hosts.
   const allReady = () => readyHosts === hosts.length;
@@ -558,6 +569,7 @@ async function simulate(opts: FleetOptions): Promise<FleetResult> {
     steadyDescribesPerHostMinute = (after - before) / hosts.length / (opts.steadyMs / 60_000);
   }
 
+  if (progressTimer) realClearInterval(progressTimer);
   for (const stop of stops) stop();
   model.dispose();
   rmSync(stateRoot, { recursive: true, force: true });
