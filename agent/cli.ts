@@ -614,7 +614,7 @@ async function zoneMoverOf(config: Config, progress: (line: string) => void): Pr
     });
   }
   const client = new EC2Client({ region, ...(config.BERTH_EC2_ENDPOINT ? { endpoint: config.BERTH_EC2_ENDPOINT } : {}), retryMode: 'adaptive', maxAttempts: 8 });
-  return createZoneMover({ ec2: new SdkEc2(client), keys: tagKeys(config.BERTH_TAG_PREFIX), ...(config.BERTH_CLUSTER ? { cluster: config.BERTH_CLUSTER } : {}), ...(config.BERTH_ENVIRONMENT ? { environment: config.BERTH_ENVIRONMENT } : {}), progress });
+  return createZoneMover({ ec2: new SdkEc2(client, { refusals: 'sdk' }), keys: tagKeys(config.BERTH_TAG_PREFIX), ...(config.BERTH_CLUSTER ? { cluster: config.BERTH_CLUSTER } : {}), ...(config.BERTH_ENVIRONMENT ? { environment: config.BERTH_ENVIRONMENT } : {}), progress });
 }
 
 async function moveCommand(

@@ -212,7 +212,7 @@ describe.skipIf(noLoopReason)(`EBS backend over the EC2 model and real devices${
       w.model.faults.throttleAll = true;
       const err = await manager.create('t', {}).catch((e: unknown) => e);
       expect(isBerthError(err, 'LIMIT_EXCEEDED')).toBe(true);
-      expect((err as Error).message).toMatch(/RequestLimitExceeded.*still throttled after the SDK's retries/);
+      expect((err as Error).message).toMatch(/RequestLimitExceeded.*still refused it when its time ran out/);
       w.model.faults.throttleAll = false;
       expect(await manager.list()).toEqual([]);
     });

@@ -46,8 +46,7 @@ describe('EC2 facade over the port: mutations paced at EC2\'s bucket', () => {
   it('without the pacer the same attaches are throttled by the model (the check above can fail)', async () => {
     w = ebsUnitWorld({ buckets: { volumeMutating: { capacity: 10, refillPerSecond: 50 } } });
     const ids = Array.from({ length: 30 }, () => w.model.addVolume({ az: AZ, size: 1 }));
-    const signal = new AbortController().signal;
-    const results = await Promise.allSettled(ids.map((id, i) => w.port.attachVolume({ VolumeId: id, InstanceId: w.instanceId, Device: DEVICE_NAMES[i]! }, signal)));
+    const results = await Promise.allSettled(ids.map((id, i) => w.port.attachVolume({ VolumeId: id, InstanceId: w.instanceId, Device: DEVICE_NAMES[i]! }, new AbortController().signal)));
     expect(results.filter((r) => r.status === 'rejected').map((r) => (r.reason as Error).name)).toContain('RequestLimitExceeded');
   });
 

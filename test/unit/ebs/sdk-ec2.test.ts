@@ -34,6 +34,23 @@ describe('SdkEc2 (the EC2 port over SDK v3)', () => {
     await expect(port.describeVolumes({}, controller.signal)).rejects.toMatchObject({ name: 'AbortError' });
     ec2.destroy();
   });
+
+  it('a read EC2 refuses for the budget reaches the caller after one attempt (the facade retries it, paced); the zone move\'s port leaves it to the SDK', async () => {
+    const model = new Ec2Model({ region: 'eu-west-1' });
+    model.faults.throttleAll = true;
+    const signal = new AbortController().signal;
+    const facadeClient = new EC2Client({ region: 'eu-west-1', credentials: { accessKeyId: 'AKIDTEST', secretAccessKey: 'test' }, retryMode: 'adaptive', maxAttempts: 8 });
+    model.installBehindSdkRetries(facadeClient, 'facade');
+    await expect(new SdkEc2(facadeClient).describeVolumes({ Filters: [{ Name: 'tag:x', Values: ['y'] }] }, signal)).rejects.toMatchObject({ name: 'RequestLimitExceeded' });
+    await expect(new SdkEc2(facadeClient).createTags({ Resources: ['vol-1'], Tags: [{ Key: 'a', Value: 'b' }] }, signal)).rejects.toMatchObject({ name: 'RequestLimitExceeded' });
+    expect(model.callsBy('facade').get('DescribeVolumes')).toMatchObject({ calls: 1, throttled: 1 });
+    expect(model.callsBy('facade').get('CreateTags')).toMatchObject({ calls: 1, throttled: 1 });
+    const cliClient = new EC2Client({ region: 'eu-west-1', credentials: { accessKeyId: 'AKIDTEST', secretAccessKey: 'test' }, maxAttempts: 2 });
+    model.installBehindSdkRetries(cliClient, 'cli');
+    await expect(new SdkEc2(cliClient, { refusals: 'sdk' }).describeVolumes({ Filters: [{ Name: 'tag:x', Values: ['y'] }] }, signal)).rejects.toMatchObject({ name: 'RequestLimitExceeded' });
+    expect(model.callsBy('cli').get('DescribeVolumes')).toMatchObject({ calls: 2, throttled: 2 });
+    model.dispose();
+  });
 });
 
 describe('Ec2Model.port() (the in-memory fake EC2 on the port)', () => {

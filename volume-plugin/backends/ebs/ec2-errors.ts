@@ -17,7 +17,7 @@ export function ec2Error(err: unknown, doing: string): BerthError {
   if (err instanceof BerthError) return err;
   const code = codeOf(err);
   const why = `${doing}: EC2 said ${code ? `${code}: ` : ''}${errorMessage(err)}`;
-  if (isThrottled(err)) return new BerthError('LIMIT_EXCEEDED', `${why} (still throttled after the SDK's retries; berth tries again on the next call or reconcile)`, { cause: err });
+  if (isThrottled(err)) return new BerthError('LIMIT_EXCEEDED', `${why} (EC2 still refused it when its time ran out; berth tries again on the next call or reconcile)`, { cause: err });
   if (isNotFound(err)) return new BerthError('NOT_FOUND', why, { cause: err });
   if (code === 'InvalidVolume.ZoneMismatch' || code === 'VolumeInUse' || code === 'IncorrectState' || code === 'IncorrectInstanceState') return new BerthError('CONFLICT', why, { cause: err });
   if (isServerFault(err) || code === '' || code === 'TimeoutError') return new BerthError('UNAVAILABLE', why, { cause: err });

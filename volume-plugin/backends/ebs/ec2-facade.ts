@@ -12,7 +12,7 @@ import type { Ec2Port } from './ec2-port.js';
 import { attachmentOf, type InstanceInfo, tagsOf, type Tags } from './ec2-shapes.js';
 import { DEFAULT_EC2_TIMING, type Ec2Timing } from './ec2-timing.js';
 import { MicroBatch } from './micro-batch.js';
-import { Pacer, pause } from './pacer.js';
+import { Pacer, pause, RetryGate } from './pacer.js';
 import { SdkEc2 } from './sdk-ec2.js';
 
 // What other modules imported from here before the split; each has one home now.
@@ -60,8 +60,13 @@ export interface Ec2FacadeDeps {
   registry?: Registry;
 }
 
-/** The signal of an EC2 call no single caller owns: it never aborts. */
-const NO_CALLER: AbortSignal = new AbortController().signal;
+/**
+ * The signal of an EC2 call no single caller owns: it never aborts. A new one per call: the SDK
+ * listens on a call's signal while the call is under way (its retry loop races the signal), so
+ * one signal shared by every such call collected a listener per call in flight (a hundred hosts'
+ * lookups in the fleet simulation: MaxListenersExceededWarning), though none was leaked.
+ */
+const noCaller = (): AbortSignal => new AbortController().signal;
 
 export class Ec2Facade {
   readonly timing: Ec2Timing;
@@ -70,6 +75,8 @@ export class Ec2Facade {
   private readonly log: Logger | undefined;
   private readonly mutations: Semaphore;
   private readonly pacer: Pacer;
+  /** The account-aware retry of this agent's reads and tags (pacer.ts). */
+  private readonly gate: RetryGate;
   private readonly names: DeviceNames;
   private readonly waits: AttachmentWaits;
   private readonly byId: MicroBatch<Volume>;
@@ -96,6 +103,7 @@ export class Ec2Facade {
       maxGapMs: this.timing.maxMutationGapMs,
       initialWindow: this.timing.mutationInitialWindow,
     });
+    this.gate = new RetryGate({ firstMs: this.timing.readRetryFirstMs, maxMs: this.timing.readRetryMaxMs, refused: (err) => isThrottled(err) || isServerFault(err) });
     this.names = new DeviceNames(this.instanceId, async () =>
       (await this.volumesByTags({}, [{ Name: 'attachment.instance-id', Values: [this.instanceId] }])).flatMap((v) =>
         (v.Attachments ?? []).filter((a) => a.InstanceId === this.instanceId && a.Device).map((a) => a.Device!),
@@ -154,26 +162,20 @@ export class Ec2Facade {
   }
 
   /**
-   * A read (DescribeVolumes) that EC2 still refuses for the account's budget, or while browning
-   * out, after the SDK's own retries, is tried again after a jittered pause (1 s doubling, at most
-   * 10 s) until the caller's signal aborts or `until`: a Mount fails for throttling only when no
-   * retry within its deadline could have won (docs/design.md §6).
+   * A read or tag call (DescribeVolumes, DescribeInstances, CreateTags, DeleteTags) that EC2 refuses
+   * for the account's budget, or while browning out, is tried again behind this agent's one
+   * account-aware backoff (RetryGate: one call at a time tries while EC2 refuses, jittered, 1 s
+   * doubling to 10 s) until the caller's signal aborts or `until`; the SDK does not retry these
+   * refusals itself (sdk-ec2.ts). A Mount fails for throttling only when no retry within its
+   * deadline could have won (docs/design.md §6).
    */
-  private async untilAccepted<T>(call: () => Promise<T>, signal: AbortSignal | undefined, until: number): Promise<T> {
-    for (let pauseMs = 1_000; ; pauseMs = Math.min(pauseMs * 2, this.timing.maxMutationGapMs)) {
-      try {
-        return await call();
-      } catch (err) {
-        const wait = pauseMs * (0.5 + Math.random());
-        if (!(isThrottled(err) || isServerFault(err)) || signal?.aborted || Date.now() + wait >= until) throw err;
-        await pause(wait, signal);
-      }
-    }
+  private untilAccepted<T>(call: () => Promise<T>, signal: AbortSignal | undefined, until: number): Promise<T> {
+    return this.gate.run(call, signal, until);
   }
 
-  /** The signal an EC2 call carries: the caller's, or NO_CALLER. */
+  /** The signal an EC2 call carries: the caller's, or one that never aborts (noCaller). */
   private signalOf(signal: AbortSignal | undefined): AbortSignal {
-    return signal ?? NO_CALLER;
+    return signal ?? noCaller();
   }
 
   /** Every volume carrying these tags (and matching the extra filters), all pages. */
@@ -273,7 +275,8 @@ export class Ec2Facade {
     if (resourceIds.length === 0 || Object.keys(tags).length === 0) return;
     for (let i = 0; i < resourceIds.length; i += 1000) {
       const Resources = resourceIds.slice(i, i + 1000);
-      await this.port.createTags({ Resources, Tags: Object.entries(tags).map(([Key, Value]) => ({ Key, Value })) }, this.signalOf(signal)).catch((err: unknown) => {
+      const input = { Resources, Tags: Object.entries(tags).map(([Key, Value]) => ({ Key, Value })) };
+      await this.untilAccepted(() => this.port.createTags(input, this.signalOf(signal)), signal, Date.now() + this.timing.attachTimeoutMs).catch((err: unknown) => {
         throw ec2Error(err, `tagging ${Resources.join(', ')}`);
       });
     }
@@ -281,7 +284,8 @@ export class Ec2Facade {
 
   async untag(resourceIds: string[], keys: string[], signal?: AbortSignal): Promise<void> {
     if (resourceIds.length === 0 || keys.length === 0) return;
-    await this.port.deleteTags({ Resources: resourceIds, Tags: keys.map((Key) => ({ Key })) }, this.signalOf(signal)).catch((err: unknown) => {
+    const input = { Resources: resourceIds, Tags: keys.map((Key) => ({ Key })) };
+    await this.untilAccepted(() => this.port.deleteTags(input, this.signalOf(signal)), signal, Date.now() + this.timing.attachTimeoutMs).catch((err: unknown) => {
       throw ec2Error(err, `removing tags ${keys.join(', ')} from ${resourceIds.join(', ')}`);
     });
   }
@@ -311,8 +315,10 @@ export class Ec2Facade {
   private async describeInstances(ids: string[]): Promise<InstanceInfo[]> {
     const out: InstanceInfo[] = [];
     let NextToken: string | undefined;
+    const until = Date.now() + this.timing.attachTimeoutMs;
     do {
-      const page = await this.port.describeInstances({ Filters: [{ Name: 'instance-id', Values: ids }], ...(NextToken ? { NextToken } : {}) }, NO_CALLER).catch((err: unknown) => {
+      const input = { Filters: [{ Name: 'instance-id', Values: ids }], ...(NextToken ? { NextToken } : {}) };
+      const page = await this.untilAccepted(() => this.port.describeInstances(input, noCaller()), undefined, until).catch((err: unknown) => {
         throw ec2Error(err, `describing instances ${ids.join(', ')}`);
       });
       for (const r of page.Reservations ?? []) {

@@ -6,9 +6,11 @@ import { EC2_PORT_METHODS, ec2ActionOf, type Ec2Port } from './ec2-port.js';
  * The EC2 port, measured: each call's duration, its errors by EC2 code and its throttles, per EC2
  * action, named as aws-ebs-csi-driver names the same measures (docs/metrics.md:
  * aws_ebs_csi_api_request_duration_seconds, …_errors_total, …_throttles_total) under berth's prefix.
- * One port call is one SDK `send`, retries included: a call that ended throttled after the SDK's
- * retries counts as a throttle (not an error); the attempts the SDK made past the first are counted
- * in …_retries_total (from the answer's or the error's `$metadata.attempts`).
+ * One port call is one SDK `send`, the SDK's retries included: a call that ended throttled counts as
+ * a throttle (not an error); the attempts the SDK made past the first are counted in
+ * …_retries_total (from the answer's or the error's `$metadata.attempts`). The SDK does not retry
+ * refusals of the mutations, reads and tags the facade makes (sdk-ec2.ts): the facade does, and
+ * each refused try is one throttle here.
  */
 export function meteredEc2(port: Ec2Port, registry: Registry, now: () => number = () => performance.now()): Ec2Port {
   const duration = new Histogram({
@@ -19,7 +21,7 @@ export function meteredEc2(port: Ec2Port, registry: Registry, now: () => number 
     registers: [registry],
   });
   const errors = new Counter({ name: 'berth_ec2_api_request_errors_total', help: 'EC2 API calls that failed, by action and EC2 error code (throttles apart)', labelNames: ['request', 'error'], registers: [registry] });
-  const throttles = new Counter({ name: 'berth_ec2_api_request_throttles_total', help: 'EC2 API calls still throttled after the SDK\'s retries, by action', labelNames: ['request'], registers: [registry] });
+  const throttles = new Counter({ name: 'berth_ec2_api_request_throttles_total', help: 'EC2 API calls refused for throttling (RequestLimitExceeded) that reached berth, by action', labelNames: ['request'], registers: [registry] });
   const retries = new Counter({ name: 'berth_ec2_api_request_retries_total', help: 'Attempts the SDK made past the first, by action', labelNames: ['request'], registers: [registry] });
   const attemptsOf = (x: unknown) => (x as { $metadata?: { attempts?: number } } | undefined)?.$metadata?.attempts ?? 1;
 

@@ -61,6 +61,13 @@ export interface Ec2Timing {
   /** Mutations in flight at first, doubling with each accepted one up to mutationBurst (slow start, pacer.ts). */
   mutationInitialWindow: number;
   /**
+   * A read or tag call EC2 refuses (RequestLimitExceeded, or a server fault) is tried again after
+   * readRetryFirstMs, doubling to readRetryMaxMs, one call of the agent at a time while EC2 refuses
+   * (RetryGate, pacer.ts): the SDK's own retries of these refusals are off (sdk-ec2.ts).
+   */
+  readRetryFirstMs: number;
+  readRetryMaxMs: number;
+  /**
    * While an attachment is under way, how often this host looks for the volume's NVMe namespace
    * (its serial is the volume id): a local sysfs read, no EC2 call. Seeing it is seeing the
    * attachment complete; EC2 is asked only as the safety net below.
@@ -100,6 +107,9 @@ export const DEFAULT_EC2_TIMING: Ec2Timing = {
   mutationRecovery: 0.5,
   maxMutationGapMs: 10_000,
   mutationInitialWindow: 2,
+  readRetryFirstMs: 1_000,
+  // As the mutations' longest gap, and for the same reason: no agent sleeps longer through a budget that came back.
+  readRetryMaxMs: 10_000,
   hostPollMs: 100,
   safetyNetFirstMs: 10_000,
 };

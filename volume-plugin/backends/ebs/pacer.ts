@@ -137,3 +137,112 @@ export class Pacer {
     for (const wake of [...this.answered]) wake();
   }
 }
+
+/** Whether EC2 refused a call for the account's budget (RequestLimitExceeded) or was browning out (a server fault): the calls to retry later. */
+export type Refusal = (err: unknown) => boolean;
+
+export interface RetryGateOptions {
+  /** The pause after the first refusal; it doubles with each refusal after it. */
+  firstMs: number;
+  /** The longest pause: an agent never sleeps longer through a budget that came back. */
+  maxMs: number;
+  refused: Refusal;
+  /** [0, 1) random source for the jitter (tests pin it). */
+  random?: () => number;
+}
+
+/**
+ * The account-aware retry of an agent's reads and tags (docs/design.md §6, "Sharing the account"):
+ * one per agent, shared by every caller. While EC2 accepts them, calls go straight through. Once EC2
+ * refuses one (RequestLimitExceeded, or a server fault: browning out), the agent's calls line up:
+ * one at a time tries the account, after a pause jittered ±50 % that doubles with each refusal
+ * (firstMs, at most maxMs), and the first call accepted opens the line again. In a brownout an
+ * agent then sends one call per pause, whatever the number of its callers, instead of each caller's
+ * call and the SDK's 8 attempts under it. A caller waits in the line until its signal aborts (it
+ * leaves with the signal's reason, having sent nothing) or until `until`, when it fails with the
+ * last refusal.
+ */
+export class RetryGate {
+  /** 0 while EC2 accepts calls; the next pause while it refuses them. */
+  private pauseMs = 0;
+  private line: Promise<void> = Promise.resolve();
+  private lastRefusal: unknown;
+  private grewAt = -Infinity;
+  private readonly random: () => number;
+
+  constructor(private readonly o: RetryGateOptions) {
+    this.random = o.random ?? Math.random;
+  }
+
+  /** Whether EC2 refused the last call tried (the line is closed). */
+  get closed(): boolean {
+    return this.pauseMs > 0;
+  }
+
+  async run<T>(call: () => Promise<T>, signal: AbortSignal | undefined, until: number): Promise<T> {
+    for (;;) {
+      signal?.throwIfAborted();
+      if (!this.closed) {
+        const sentAt = Date.now();
+        try {
+          return await call();
+        } catch (err) {
+          if (!this.o.refused(err)) throw err;
+          this.refusedNow(err, sentAt);
+          if (signal?.aborted || Date.now() >= until) throw err;
+          continue;
+        }
+      }
+      // Closed: wait for a turn; the turn's holder is the one call trying the account.
+      const before = this.line;
+      let release!: () => void;
+      this.line = new Promise<void>((resolve) => (release = resolve));
+      try {
+        await untilAbortedOrDone(before, signal);
+      } catch (err) {
+        void before.then(release);
+        throw err;
+      }
+      try {
+        if (!this.closed) continue;
+        const wait = this.pauseMs * (0.5 + this.random());
+        if (Date.now() + wait >= until) throw this.lastRefusal;
+        await pause(wait, signal);
+        const sentAt = Date.now();
+        try {
+          const out = await call();
+          this.pauseMs = 0;
+          return out;
+        } catch (err) {
+          if (!this.o.refused(err)) throw err;
+          this.refusedNow(err, sentAt);
+          if (signal?.aborted || Date.now() >= until) throw err;
+        }
+      } finally {
+        release();
+      }
+    }
+  }
+
+  /** A refusal of a call sent at `sentAt`; calls sent before the pause last grew were answers to the old pause and count once. */
+  private refusedNow(err: unknown, sentAt: number): void {
+    this.lastRefusal = err;
+    if (this.pauseMs > 0 && sentAt < this.grewAt) return;
+    this.pauseMs = this.pauseMs === 0 ? this.o.firstMs : Math.min(this.o.maxMs, this.pauseMs * 2);
+    this.grewAt = Date.now();
+  }
+}
+
+/** Resolves when `p` settles, or rejects with the signal's reason when it aborts first. */
+function untilAbortedOrDone(p: Promise<void>, signal: AbortSignal | undefined): Promise<void> {
+  if (!signal) return p;
+  signal.throwIfAborted();
+  return new Promise<void>((resolve, reject) => {
+    const onAbort = () => reject(signal.reason as Error);
+    signal.addEventListener('abort', onAbort, { once: true });
+    void p.then(() => {
+      signal.removeEventListener('abort', onAbort);
+      resolve();
+    });
+  });
+}
