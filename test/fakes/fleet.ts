@@ -547,7 +547,7 @@ async function simulate(opts: FleetOptions): Promise<FleetResult> {
   const progressTimer = progress
     ? realSetInterval(() => {
         const calls = [...model.callsBy('agent').values()].reduce((a, c) => a + c.calls, 0);
-        progress(`  … ${((now() - t0) / 1000).toFixed(0)} s simulated, ${readyHosts} of ${hosts.length} hosts ready, ${calls} calls, ${((realNow() - realStart) / 1000).toFixed(0)} s real`);
+        progress(`  … ${((now() - t0) / 1000).toFixed(0)} s ${opts.clock ? 'simulated' : 'in'}, ${readyHosts} of ${hosts.length} hosts ready, ${calls} calls, ${((realNow() - realStart) / 1000).toFixed(0)} s real`);
       }, 30_000).unref()
     : undefined;
   const limitMs = opts.limitMs ?? 3 * floor.ms + 600_000;
