@@ -71,7 +71,7 @@ const unwrap = (err: unknown): never => {
  * the caller's signal as `abortSignal`. Retries of failed calls are the client's
  * (the agent builds it in adaptive retry mode, agent/backend-factory.ts), except
  * for the mutating calls (once(), above) and for refusals of the facade's reads
- * and tags (refusalsOut(), above), which the facade retries; errors reach the
+ * and tags (refusalsOut(), below), which the facade retries; errors reach the
  * caller as the SDK throws them.
  */
 export class SdkEc2 implements Ec2Port {
