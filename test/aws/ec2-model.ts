@@ -238,8 +238,8 @@ export class Ec2Model {
 
   /**
    * The alternative to install(): answers from inside the client's middleware
-   * stack, after the SDK's retry middleware (finalizeRequest step, before
-   * signing and any HTTP). The SDK's own retry
+   * stack, after the SDK's retry middleware (finalizeRequest step, low
+   * priority: after retry and signing, before any HTTP). The SDK's own retry
    * strategy (standard or adaptive, maxAttempts) then runs for real against
    * the model's throttling and faults; each attempt is one model call. Use it
    * to test that the facade's SDK retry configuration copes; install() is for
@@ -247,13 +247,12 @@ export class Ec2Model {
    */
   installBehindSdkRetries(client: EC2Client, caller?: string): () => void {
     const name = `berth-ec2-model-${randomBytes(4).toString('hex')}`;
-    client.middlewareStack.addRelativeTo(
-      ((_next: unknown, context: { commandName?: string }) => async (args: { input: unknown }) => {
+    client.middlewareStack.add(
+      (_next, context) => async (args) => {
         const output = await this.dispatch(context.commandName ?? '', args.input, caller);
         return { output: output as ServiceOutputTypes, response: {} };
-      }) as unknown as Parameters<EC2Client['middlewareStack']['addRelativeTo']>[0],
-      // After the retry middleware (finalizeRequest), before signing: a signature no one checks is the SDK's largest cost per call in a fleet run.
-      { relation: 'before', toMiddleware: 'httpSigningMiddleware', name },
+      },
+      { step: 'finalizeRequest', priority: 'low', name },
     );
     return () => void client.middlewareStack.remove(name);
   }
