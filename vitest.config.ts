@@ -30,6 +30,8 @@ export default defineConfig({
           include: ['test/**/*.test.ts'],
           exclude: unit,
           fileParallelism: false,
+          // With BERTH_TEST_EARLY_DEBOOTSTRAP=1 (npm test): the Debian rootfs of test/systemd-host.test.ts is made in the background from the start of the run.
+          globalSetup: ['test/helpers/debian-rootfs-setup.ts'],
           // Runs after the unit group: vitest runs groups in order, and refuses two groups with different worker counts at one order.
           sequence: { groupOrder: 1 },
         },

@@ -11,7 +11,7 @@
  *   node scripts/build.mjs [outdir]      (default dist)
  */
 import { existsSync, readdirSync, readFileSync, rmSync } from 'node:fs';
-import { createRequire } from 'node:module';
+import { builtinModules, createRequire } from 'node:module';
 import { resolve } from 'node:path';
 import { build } from 'esbuild';
 
@@ -69,6 +69,27 @@ const agentSubstitutes = {
     b.onResolve({ filter: bareNames }, (args) => ({ path: resolve(root, substitutes.get(args.path)) }));
   },
 };
+// Node's built-in modules as CommonJS requires, not ES imports. An ES import of a built-in
+// reads every export to build its namespace, and that runs the lazy getters node puts on
+// them: on Node.js 24, `import … from 'node:http'` loads undici (for http.WebSocket), and with
+// it crypto, tls, http2, zlib and worker_threads; `node:fs`, `node:process`, `node:util` and
+// `node:buffer` load more of the same kind. A require() leaves the getters alone. Code that
+// uses one of those exports still loads it on first use. Measured in docs/operations.md
+// ("On the release's Node.js 24").
+const builtinsAsRequire = {
+  name: 'builtins-as-require',
+  setup(b) {
+    const ids = new Set(builtinModules);
+    const builtin = (path) => ids.has(path.replace(/^node:/, ''));
+    b.onResolve({ filter: /^[a-z_:/]+$/ }, (args) =>
+      // Only ES imports: the require() of the stand-in below stays external, as usual.
+      (args.kind === 'import-statement' || args.kind === 'dynamic-import') && builtin(args.path)
+        ? { path: args.path.replace(/^node:/, ''), namespace: 'builtin-as-require' }
+        : undefined,
+    );
+    b.onLoad({ filter: /.*/, namespace: 'builtin-as-require' }, (args) => ({ contents: `module.exports = require('node:${args.path}');`, loader: 'js' }));
+  },
+};
 // The agent and the CLI share chunks. The Lambda handler is built on its own: in one
 // build with them, its `import { z } from 'zod'` kept all of zod (64 locales, JSON
 // schema) in the chunk the agent loads at start, 500 KB of source the agent
@@ -78,7 +99,7 @@ await build({
   entryPoints: ['agent/main.ts', 'agent/cli.ts'],
   splitting: true,
   chunkNames: 'chunks/[name]-[hash]',
-  plugins: [agentSubstitutes],
+  plugins: [agentSubstitutes, builtinsAsRequire],
 });
 await build({ ...common, entryPoints: ['traefik/renewer/handler.ts'], splitting: true, chunkNames: 'traefik/renewer/chunks/[name]-[hash]' });
 console.log(`built ${outdir}`);

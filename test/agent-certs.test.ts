@@ -2,25 +2,25 @@ import { mkdirSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { PutObjectCommand, S3Client } from '@aws-sdk/client-s3';
-import S3rver from 's3rver';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { sleep } from '../lib/sleep.js';
 import { startInProcessAgent, uniquePluginName } from './helpers/agent.js';
 import { makeCert } from './helpers/certs.js';
 import { noLoopReason } from './helpers/env.js';
+import { S3RVER_CREDENTIALS, startS3rver, type S3rverServer } from './helpers/s3server.js';
 
 /** The agent wired from its BERTH_CERT_* settings: readiness waits for a certificate, then serves it. */
 describe.skipIf(noLoopReason)(`agent with the certificate refresher configured${noLoopReason ? ` (skipped: ${noLoopReason})` : ''}`, () => {
   let dir: string;
-  let s3server: S3rver;
+  let s3server: S3rverServer;
   let endpoint: string;
   const saved = { ...process.env };
 
   beforeAll(async () => {
     dir = mkdtempSync(join(tmpdir(), 'berth-agent-certs-'));
-    s3server = new S3rver({ address: '127.0.0.1', port: 0, directory: join(dir, 's3'), silent: true, configureBuckets: [{ name: 'env', configs: [] }] });
-    endpoint = `http://127.0.0.1:${(await s3server.run()).port}`;
-    Object.assign(process.env, { AWS_ACCESS_KEY_ID: 'S3RVER', AWS_SECRET_ACCESS_KEY: 'S3RVER' });
+    s3server = await startS3rver(dir, ['env']);
+    endpoint = s3server.endpoint;
+    Object.assign(process.env, { AWS_ACCESS_KEY_ID: S3RVER_CREDENTIALS.accessKeyId, AWS_SECRET_ACCESS_KEY: S3RVER_CREDENTIALS.secretAccessKey });
   });
   afterAll(async () => {
     process.env = saved;

@@ -6,7 +6,6 @@ import { join } from 'node:path';
 import { GetObjectCommand, PutObjectCommand, S3Client, S3ServiceException } from '@aws-sdk/client-s3';
 import { mockClient } from 'aws-sdk-client-mock';
 import { Registry } from 'prom-client';
-import S3rver from 's3rver';
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { silentLogger } from '../lib/logger.js';
 import { CertRefresher } from '../agent/cert-refresher.js';
@@ -14,13 +13,14 @@ import { sleep } from '../lib/sleep.js';
 import { makeCert, type TestCert } from './helpers/certs.js';
 import { noRootReason } from './helpers/env.js';
 import { handshake, startReloadingTlsServer } from './helpers/tls-server.js';
+import { startS3rver, type S3rverServer } from './helpers/s3server.js';
 
 const BUCKET = 'env-bucket';
 const DOMAINS = ['db.example.test', '*.db.example.test'];
 const fp = (c: TestCert) => new X509Certificate(c.certPem).fingerprint256;
 
 describe('certificate refresher against an S3-compatible server (s3rver)', () => {
-  let s3server: S3rver;
+  let s3server: S3rverServer;
   let s3: S3Client;
   let root: string;
   let certDir: string;
@@ -31,9 +31,8 @@ describe('certificate refresher against an S3-compatible server (s3rver)', () =>
 
   beforeAll(async () => {
     root = mkdtempSync(join(tmpdir(), 'berth-s3-'));
-    s3server = new S3rver({ address: '127.0.0.1', port: 0, directory: join(root, 's3'), silent: true, configureBuckets: [{ name: BUCKET, configs: [] }] });
-    const { port } = await s3server.run();
-    s3 = new S3Client({ endpoint: `http://127.0.0.1:${port}`, forcePathStyle: true, region: 'us-east-1', credentials: { accessKeyId: 'S3RVER', secretAccessKey: 'S3RVER' } });
+    s3server = await startS3rver(root, [BUCKET]);
+    s3 = s3server.s3;
   });
   afterAll(async () => {
     await s3server.close();

@@ -4,7 +4,7 @@ import { execa } from 'execa';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Agent } from '../agent/agent.js';
 import { startInProcessAgent, uniquePluginName } from './helpers/agent.js';
-import { commandStep, docker, ensureBusyboxImage, privateDockerd, TEST_IMAGE } from './helpers/docker.js';
+import { commandStep, docker, ensureBusyboxImage, makeMachineDir, privateDockerd, TEST_IMAGE, type PrivateDockerd } from './helpers/docker.js';
 import { step } from './helpers/step.js';
 import { noComposeReason } from './helpers/env.js';
 import { detachLoopDevicesUnder, tempDir } from './helpers/loop.js';
@@ -12,22 +12,30 @@ import { detachLoopDevicesUnder, tempDir } from './helpers/loop.js';
 const composeFile = join(import.meta.dirname, '..', 'examples', 'compose', 'docker-compose.yml');
 const skip = noComposeReason;
 
-/** examples/compose with the real docker-compose, the real engine (a private one) and berth in this process. */
+/**
+ * examples/compose with the real docker-compose, the real engine (a private one, with a plugin
+ * directory of its own: helpers/docker.ts makeMachineDir) and berth in this process.
+ */
 describe.skipIf(skip)(`Docker Compose with a berth volume${skip ? ` (skipped: ${skip})` : ''}`, () => {
-  const engine = privateDockerd();
+  let engine: PrivateDockerd;
   const driver = uniquePluginName('berth-compose');
   let dir: ReturnType<typeof tempDir>;
+  let stateDir: string;
   let agent: Agent;
 
   beforeAll(async () => {
     dir = tempDir('berth-compose');
+    const machine = join(dir.path, 'machine');
+    const pluginDir = makeMachineDir(machine);
+    stateDir = join(machine, 'state');
+    engine = privateDockerd({ pluginDir });
     await engine.start();
     await ensureBusyboxImage(engine.host);
-    ({ agent } = await startInProcessAgent(driver, join(dir.path, 'state')));
+    ({ agent } = await startInProcessAgent(driver, stateDir, { BERTH_PLUGIN_DIR: pluginDir }));
   });
   afterAll(async () => {
     await agent?.stop();
-    await engine.destroy();
+    await engine?.destroy();
     detachLoopDevicesUnder(dir.path);
     dir.cleanup();
   });
@@ -56,13 +64,13 @@ describe.skipIf(skip)(`Docker Compose with a berth volume${skip ? ` (skipped: ${
 
     await compose(project, ['down', '-v']);
     expect(await d(['volume', 'ls', '-q'])).not.toContain(`${project}_data`);
-    expect(existsSync(join(dir.path, 'state', 'images', `${project}_data.img`))).toBe(true);
+    expect(existsSync(join(stateDir, 'images', `${project}_data.img`))).toBe(true);
   });
 
   it('down -v deletes the data of a volume created with onRemove=delete', async () => {
     const project = `q${driver.slice(-8)}`;
     await compose(project, ['up', '-d'], 'delete');
     await compose(project, ['down', '-v'], 'delete');
-    expect(existsSync(join(dir.path, 'state', 'images', `${project}_data.img`))).toBe(false);
+    expect(existsSync(join(stateDir, 'images', `${project}_data.img`))).toBe(false);
   });
 });

@@ -1,9 +1,10 @@
+import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import type { Agent } from '../agent/agent.js';
 import { sleep } from '../lib/sleep.js';
 import { startChildAgent, startInProcessAgent, stopChild, uniquePluginName } from './helpers/agent.js';
-import { docker as runDocker, ensureBusyboxImage, privateDockerd, TEST_IMAGE } from './helpers/docker.js';
+import { docker as runDocker, ensureBusyboxImage, makeMachineDir, privateDockerd, TEST_IMAGE, type PrivateDockerd } from './helpers/docker.js';
 import { noDockerReason } from './helpers/env.js';
 import { detachLoopDevicesUnder, sh, tempDir } from './helpers/loop.js';
 
@@ -12,26 +13,38 @@ import { detachLoopDevicesUnder, sh, tempDir } from './helpers/loop.js';
  * backend. The file runs its own dockerd: dockerd keeps every legacy plugin it
  * ever activated and makes `docker volume ls` wait ~15 s on each one whose
  * socket is gone, so sharing an engine with other tests' dead drivers would
- * make timings meaningless. One driver name serves the whole file.
+ * make timings meaningless; for the same reason its plugin directory is one of its own
+ * (helpers/docker.ts makeMachineDir), not the host's /run/docker/plugins, where other tests
+ * leave dead agents' sockets. One driver name serves the whole file; each test keeps its
+ * state in a directory of its own under the machine directory.
  */
 
 const mounted = (mp: string) => sh('findmnt', ['-rn', '-o', 'TARGET']).split('\n').includes(mp);
 
 describe.skipIf(noDockerReason)(`berth with the real Docker engine${noDockerReason ? ` (skipped: ${noDockerReason})` : ''}`, () => {
-  let dir: ReturnType<typeof tempDir>;
+  let root: ReturnType<typeof tempDir>;
+  let pluginDir: string;
+  let dir: string;
+  let tests = 0;
   const cleanups: Array<() => Promise<unknown> | unknown> = [];
 
-  const engine = privateDockerd();
+  let engine: PrivateDockerd;
   const driver = uniquePluginName();
   const docker = (args: string[], opts: { host?: string } = {}) => runDocker(args, { host: opts.host ?? engine.host });
   const inspect = async (volume: string) =>
     JSON.parse(await docker(['volume', 'inspect', volume]))[0] as Record<string, unknown> & { Status: Record<string, unknown> };
 
   beforeAll(async () => {
+    root = tempDir('berth-e2e');
+    pluginDir = makeMachineDir(join(root.path, 'machine'));
+    engine = privateDockerd({ pluginDir });
     await engine.start();
     await ensureBusyboxImage(engine.host);
   });
-  afterAll(() => engine.destroy());
+  afterAll(async () => {
+    await engine?.destroy();
+    root?.cleanup();
+  });
   afterEach(async () => {
     while (cleanups.length) {
       try {
@@ -40,18 +53,18 @@ describe.skipIf(noDockerReason)(`berth with the real Docker engine${noDockerReas
         // best effort: later cleanups still run
       }
     }
-    detachLoopDevicesUnder(dir.path);
-    dir.cleanup();
+    detachLoopDevicesUnder(dir);
   });
 
   function setup() {
-    dir = tempDir('berth-e2e');
+    dir = join(root.path, 'machine', `test-${++tests}`);
+    mkdirSync(dir);
     const vol = (n: string) => `${n}-${driver.slice(-8)}`;
-    return { driver, vol, stateDir: join(dir.path, 'state') };
+    return { driver, vol, stateDir: join(dir, 'state') };
   }
 
   async function inProcess(driver: string, stateDir: string): Promise<Agent> {
-    const { agent } = await startInProcessAgent(driver, stateDir);
+    const { agent } = await startInProcessAgent(driver, stateDir, { BERTH_PLUGIN_DIR: pluginDir });
     cleanups.push(() => agent.stop());
     return agent;
   }
@@ -129,7 +142,7 @@ describe.skipIf(noDockerReason)(`berth with the real Docker engine${noDockerReas
 
   it('survives SIGKILL while a container uses a volume: data kept, inspect works, the later Unmount really unmounts', async () => {
     const { driver, vol, stateDir } = setup();
-    let child = await startChildAgent(driver, stateDir);
+    let child = await startChildAgent(driver, stateDir, { BERTH_PLUGIN_DIR: pluginDir });
     cleanups.push(() => stopChild(child, 'SIGTERM'));
     const v = vol('kill');
     await docker(['volume', 'create', '-d', driver, v]);
@@ -145,7 +158,7 @@ describe.skipIf(noDockerReason)(`berth with the real Docker engine${noDockerReas
     await sleep(500);
     expect(Number(await docker(['exec', c, 'cat', '/d/counter']))).toBeGreaterThan(before); // still writing to the volume
 
-    child = await startChildAgent(driver, stateDir);
+    child = await startChildAgent(driver, stateDir, { BERTH_PLUGIN_DIR: pluginDir });
     expect((await inspect(v)).Status).toMatchObject({ mounted: true, containerMounts: 1 });
     await docker(['rm', '-f', c]);
     expect(mounted(mp)).toBe(false);
@@ -154,7 +167,7 @@ describe.skipIf(noDockerReason)(`berth with the real Docker engine${noDockerReas
 
   it('keeps serving after berth restarts while dockerd runs (SIGTERM leaves mounts in place)', async () => {
     const { driver, vol, stateDir } = setup();
-    let child = await startChildAgent(driver, stateDir);
+    let child = await startChildAgent(driver, stateDir, { BERTH_PLUGIN_DIR: pluginDir });
     cleanups.push(() => stopChild(child, 'SIGTERM'));
     const v = vol('restart');
     await docker(['volume', 'create', '-d', driver, '-o', 'size=128MiB', v]);
@@ -164,7 +177,7 @@ describe.skipIf(noDockerReason)(`berth with the real Docker engine${noDockerReas
 
     expect(await stopChild(child, 'SIGTERM')).toBe(0);
     expect(mounted(join(stateDir, 'mounts', v))).toBe(true);
-    child = await startChildAgent(driver, stateDir);
+    child = await startChildAgent(driver, stateDir, { BERTH_PLUGIN_DIR: pluginDir });
 
     expect(await docker(['volume', 'ls', '-q'])).toContain(v);
     expect(await docker(['run', '--rm', '--network', 'none', '-v', `${v}:/d`, TEST_IMAGE, 'cat', '/d/f'])).toBe('kept');

@@ -1,4 +1,4 @@
-import { existsSync, readdirSync } from 'node:fs';
+import { existsSync, mkdirSync, readdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { execa } from 'execa';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -6,7 +6,7 @@ import { loadConfig } from '../agent/config.js';
 import { MIN_SAFE_TIMEOUT_SECONDS, timeoutWarning } from '../scripts/build-plugin.js';
 import { PLUGIN_SOCKET, PLUGIN_STATE_DIR, pluginConfig } from '../scripts/plugin-config.js';
 import { AGENT_IMAGE, buildAgentImage } from './helpers/agent-image.js';
-import { commandStep, docker, ensureBusyboxImage, privateDockerd, TEST_IMAGE } from './helpers/docker.js';
+import { commandStep, docker, ensureBusyboxImage, privateDockerd, TEST_IMAGE, type PrivateDockerd } from './helpers/docker.js';
 import { step } from './helpers/step.js';
 import { freePort, noComposeReason } from './helpers/env.js';
 import { sh, tempDir } from './helpers/loop.js';
@@ -54,11 +54,13 @@ describe('managed plugin config.json', () => {
 /**
  * Dockerfile.agent's image turned into a managed plugin by scripts/build-plugin.ts
  * and enabled on a private dockerd (its own data-root and exec-root: the shared
- * engine and the legacy-socket tests are not disturbed); then the Compose
+ * engine and the legacy-socket tests are not disturbed; and an empty legacy plugin
+ * directory of its own, so that its `docker volume ls` does not wait on the dead
+ * agents' sockets other tests leave in /run/docker/plugins); then the Compose
  * story of test/e2e-compose.test.ts against the driver berth:local.
  */
 describe.skipIf(skip)(`berth:local as a managed plugin${skip ? ` (skipped: ${skip})` : ''}`, () => {
-  const engine = privateDockerd();
+  let engine: PrivateDockerd;
   const plugin = 'berth:local';
   let dir: ReturnType<typeof tempDir>;
   let images: string;
@@ -69,6 +71,8 @@ describe.skipIf(skip)(`berth:local as a managed plugin${skip ? ` (skipped: ${ski
   beforeAll(async () => {
     dir = tempDir('berth-managed');
     images = join(dir.path, 'images');
+    engine = privateDockerd({ pluginDir: join(dir.path, 'legacy-plugins') });
+    mkdirSync(join(dir.path, 'legacy-plugins'));
     await buildAgentImage();
     await engine.start();
     await ensureBusyboxImage(engine.host);
@@ -79,13 +83,11 @@ describe.skipIf(skip)(`berth:local as a managed plugin${skip ? ` (skipped: ${ski
     expect(res.stderr).not.toMatch(/--timeout .* is short/);
   }, 900_000);
 
-  // Long: an engine asks every legacy plugin it has ever seen in /run/docker/plugins
-  // (other tests' and benchmarks' agents) when it lists volumes, and waits out the gone ones.
   afterAll(async () => {
     for (const p of projects) await compose(p, ['down', '-v']).catch(() => undefined);
     await d(['plugin', 'disable', '--force', plugin]).catch(() => undefined);
     await d(['plugin', 'rm', '--force', plugin]).catch(() => undefined);
-    await engine.destroy();
+    await engine?.destroy();
     if (dir) {
       if (existsSync(images)) {
         for (const f of readdirSync(images).filter((n) => n.endsWith('.img'))) {

@@ -3,13 +3,16 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Agent } from '../agent/agent.js';
 import { sleep } from '../lib/sleep.js';
 import { startInProcessAgent, uniquePluginName } from './helpers/agent.js';
-import { docker, ensureBusyboxImage, privateDockerd, TEST_IMAGE } from './helpers/docker.js';
+import { docker, ensureBusyboxImage, makeMachineDir, privateDockerd, TEST_IMAGE, type PrivateDockerd } from './helpers/docker.js';
 import { noDockerReason } from './helpers/env.js';
 import { detachLoopDevicesUnder, tempDir } from './helpers/loop.js';
 
-/** A one-node swarm on a private dockerd (swarm mode must not touch the shared engine). */
+/**
+ * A one-node swarm on a private dockerd (swarm mode must not touch the shared engine), with a
+ * plugin directory of its own (helpers/docker.ts makeMachineDir).
+ */
 describe.skipIf(noDockerReason)(`Docker Swarm service with a berth volume${noDockerReason ? ` (skipped: ${noDockerReason})` : ''}`, () => {
-  const engine = privateDockerd();
+  let engine: PrivateDockerd;
   const driver = uniquePluginName('berth-swarm');
   let dir: ReturnType<typeof tempDir>;
   let agent: Agent;
@@ -17,14 +20,17 @@ describe.skipIf(noDockerReason)(`Docker Swarm service with a berth volume${noDoc
 
   beforeAll(async () => {
     dir = tempDir('berth-swarm');
+    const machine = join(dir.path, 'machine');
+    const pluginDir = makeMachineDir(machine);
+    engine = privateDockerd({ pluginDir });
     await engine.start();
     await ensureBusyboxImage(engine.host);
     await d(['swarm', 'init', '--advertise-addr', '127.0.0.1']);
-    ({ agent } = await startInProcessAgent(driver, join(dir.path, 'state')));
+    ({ agent } = await startInProcessAgent(driver, join(machine, 'state'), { BERTH_PLUGIN_DIR: pluginDir }));
   });
   afterAll(async () => {
     await agent?.stop();
-    await engine.destroy();
+    await engine?.destroy();
     detachLoopDevicesUnder(dir.path);
     dir.cleanup();
   });
@@ -46,8 +52,9 @@ describe.skipIf(noDockerReason)(`Docker Swarm service with a berth volume${noDoc
     // an engine reports a legacy plugin once it has used it: create the volume first.
     await d(['volume', 'create', '-d', driver, '-o', 'size=256MiB', volume]);
     for (let i = 0; i < 300 && !(await d(['node', 'inspect', 'self', '--format', '{{json .Description.Engine.Plugins}}'])).includes(`"${driver}"`); i++) await sleep(100);
+    // --init: an init as PID 1 passes on SIGTERM, so scaling to 0 does not wait out the 10 s stop grace (as compose's init: true).
     await d([
-      'service', 'create', '--detach', '--no-resolve-image', '--name', service, '--replicas', '0',
+      'service', 'create', '--detach', '--no-resolve-image', '--init', '--name', service, '--replicas', '0',
       '--mount', `type=volume,source=${volume},target=/data,volume-driver=${driver},volume-opt=size=256MiB`,
       TEST_IMAGE, 'sh', '-c', 'echo start >> /data/log; exec sleep 3600',
     ]);

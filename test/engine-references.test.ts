@@ -4,38 +4,50 @@ import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import type { Agent } from '../agent/agent.js';
 import { sleep } from '../lib/sleep.js';
 import { startInProcessAgent, uniquePluginName } from './helpers/agent.js';
-import { docker as runDocker, ensureBusyboxImage, privateDockerd, TEST_IMAGE } from './helpers/docker.js';
+import { docker as runDocker, ensureBusyboxImage, makeMachineDir, privateDockerd, TEST_IMAGE, type PrivateDockerd } from './helpers/docker.js';
 import { noDockerReason } from './helpers/env.js';
 import { detachLoopDevicesUnder, loopDevicesUnder, sh, tempDir } from './helpers/loop.js';
 
 /**
  * References reconciled with the engine (BERTH_DOCKER_HOST): a reference no
- * container holds is dropped, so a dockerd crash does not pin a volume forever.
+ * container holds is dropped, so a dockerd crash does not pin a volume forever. The engine is a
+ * private one with a plugin directory of its own (helpers/docker.ts makeMachineDir); each test
+ * keeps its state in a directory of its own under it.
  */
 describe.skipIf(noDockerReason)(`references reconciled with the Docker engine${noDockerReason ? ` (skipped: ${noDockerReason})` : ''}`, () => {
-  const engine = privateDockerd();
+  let engine: PrivateDockerd;
   const driver = uniquePluginName();
-  let dir: ReturnType<typeof tempDir>;
+  let root: ReturnType<typeof tempDir>;
+  let pluginDir: string;
+  let tests = 0;
+  /** A new state directory under the engine's machine directory (mounts below it reach the engine). */
+  const newStateDir = () => join(root.path, 'machine', `test-${++tests}`, 'state');
+  let stateDir: string;
   let agent: Agent | undefined;
   const docker = (args: string[]) => runDocker(args, { host: engine.host });
   const mounted = (mp: string) => sh('findmnt', ['-rn', '-o', 'TARGET']).split('\n').includes(mp);
   const vol = (n: string) => `${n}-${driver.slice(-8)}`;
 
   beforeAll(async () => {
+    root = tempDir('berth-engine');
+    pluginDir = makeMachineDir(join(root.path, 'machine'));
+    engine = privateDockerd({ pluginDir });
     await engine.start();
     await ensureBusyboxImage(engine.host);
   }, 120_000);
-  afterAll(() => engine.destroy(), 60_000);
+  afterAll(async () => {
+    await engine?.destroy();
+    root?.cleanup();
+  }, 60_000);
   afterEach(async () => {
     await agent?.stop();
     agent = undefined;
     await docker(['rm', '-f', ...(await docker(['ps', '-aq'])).split('\n').filter(Boolean)]).catch(() => undefined);
-    detachLoopDevicesUnder(dir.path);
-    dir.cleanup();
+    detachLoopDevicesUnder(stateDir);
   });
 
   async function startAgent(stateDir: string): Promise<Agent> {
-    ({ agent } = await startInProcessAgent(driver, stateDir, { BERTH_DOCKER_HOST: engine.host, BERTH_REFERENCE_CHECK_SECONDS: '1' }));
+    ({ agent } = await startInProcessAgent(driver, stateDir, { BERTH_DOCKER_HOST: engine.host, BERTH_REFERENCE_CHECK_SECONDS: '1', BERTH_PLUGIN_DIR: pluginDir }));
     return agent;
   }
 
@@ -45,8 +57,8 @@ describe.skipIf(noDockerReason)(`references reconciled with the Docker engine${n
   }
 
   it('dockerd SIGKILLed while a container uses a volume: after its restart the reference is dropped, the volume unmounted and removable', async () => {
-    dir = tempDir('berth-engine');
-    const a = await startAgent(join(dir.path, 'state'));
+    stateDir = newStateDir();
+    const a = await startAgent(stateDir);
     const v = vol('crash');
     await docker(['volume', 'create', '-d', driver, v]);
     const container = await docker(['run', '-d', '--network', 'none', '-v', `${v}:/data`, TEST_IMAGE, 'sleep', '600']);
@@ -59,14 +71,13 @@ describe.skipIf(noDockerReason)(`references reconciled with the Docker engine${n
     await engine.start();
     await until('the reference is dropped and the volume unmounted', () => a.manager.snapshot().find((s) => s.name === v)?.refs === 0 && !mounted(mp));
     await docker(['rm', '-f', container]);
-    await until('its loop device is gone', () => loopDevicesUnder(dir.path).length === 0, 10_000);
+    await until('its loop device is gone', () => loopDevicesUnder(stateDir).length === 0, 10_000);
     await docker(['volume', 'rm', v]);
     expect(await docker(['volume', 'ls', '-q'])).not.toContain(v);
   }, 180_000);
 
   it('state file lost while a container runs: its later stop really unmounts the volume', async () => {
-    dir = tempDir('berth-engine');
-    const stateDir = join(dir.path, 'state');
+    stateDir = newStateDir();
     let a = await startAgent(stateDir);
     const v = vol('lost');
     await docker(['volume', 'create', '-d', driver, v]);
@@ -80,7 +91,7 @@ describe.skipIf(noDockerReason)(`references reconciled with the Docker engine${n
     expect(mounted(mp)).toBe(true);
     await docker(['stop', '-t', '1', container]);
     // The check unmounts, then detaches: seen from outside, the two are apart by a losetup call.
-    await until('the volume is unmounted and its loop device detached', () => !mounted(mp) && loopDevicesUnder(dir.path).length === 0);
+    await until('the volume is unmounted and its loop device detached', () => !mounted(mp) && loopDevicesUnder(stateDir).length === 0);
     await docker(['rm', container]);
     await docker(['volume', 'rm', v]);
   }, 180_000);

@@ -7,7 +7,7 @@ import type { Config } from '../agent/config.js';
 import { sleep } from '../lib/sleep.js';
 import { loopLayout } from '../volume-plugin/backends/loop.js';
 import { startInProcessAgent, uniquePluginName } from './helpers/agent.js';
-import { docker as runDocker, ensureBusyboxImage, privateDockerd, TEST_IMAGE } from './helpers/docker.js';
+import { docker as runDocker, ensureBusyboxImage, makeMachineDir, privateDockerd, TEST_IMAGE, type PrivateDockerd } from './helpers/docker.js';
 import { noDockerReason, noSysResourceReason } from './helpers/env.js';
 import { detachLoopDevicesUnder, tempDir } from './helpers/loop.js';
 import { step } from './helpers/step.js';
@@ -19,10 +19,11 @@ const MiB = 2 ** 20;
  * a volume under a running container grows, and the container sees the new
  * size in `df` without a restart: through `berth resize`, and when the device
  * grows behind berth's back (as EBS ModifyVolume from Pulumi does), which the
- * agent notices by itself. Real dockerd (its own, as e2e-docker.test.ts), loop backend.
+ * agent notices by itself. Real dockerd (its own, with its own plugin directory, as
+ * e2e-docker.test.ts), loop backend.
  */
 describe.skipIf(noDockerReason)(`online grow under a running container${noDockerReason ? ` (skipped: ${noDockerReason})` : ''}`, () => {
-  const engine = privateDockerd();
+  let engine: PrivateDockerd;
   const driver = uniquePluginName();
   const docker = (args: string[]) => runDocker(args, { host: engine.host });
   const vol = (n: string) => `${n}-${driver.slice(-8)}`;
@@ -32,17 +33,20 @@ describe.skipIf(noDockerReason)(`online grow under a running container${noDocker
   const containers: string[] = [];
 
   beforeAll(async () => {
-    await step('start a private dockerd', () => engine.start());
-    await ensureBusyboxImage(engine.host);
     dir = tempDir('berth-grow');
-    ({ agent, config } = await startInProcessAgent(driver, join(dir.path, 'state'), { BERTH_GROW_CHECK_SECONDS: '1' }));
+    const machine = join(dir.path, 'machine');
+    const pluginDir = makeMachineDir(machine);
+    engine = privateDockerd({ pluginDir });
+    await engine.start();
+    await ensureBusyboxImage(engine.host);
+    ({ agent, config } = await startInProcessAgent(driver, join(machine, 'state'), { BERTH_GROW_CHECK_SECONDS: '1', BERTH_PLUGIN_DIR: pluginDir }));
   }, 180_000);
   afterEach(async () => {
     if (containers.length) await docker(['rm', '-f', ...containers.splice(0)]).catch(() => undefined);
   });
   afterAll(async () => {
     await agent?.stop();
-    await engine.destroy();
+    await engine?.destroy();
     detachLoopDevicesUnder(dir.path);
     dir.cleanup();
   }, 60_000);

@@ -4,7 +4,8 @@ import { hostEbsPolicy } from '../infra/components/host-policy.js';
 import { createEbsBackend } from '../volume-plugin/backends/ebs/ebs-backend.js';
 import { Ec2Facade } from '../volume-plugin/backends/ebs/ec2-facade.js';
 import { Ec2Model } from './aws/ec2-model.js';
-import { allows, type RequestContext } from './aws/iam-policy.js';
+import { allows } from './aws/iam-policy.js';
+import { describeRequest, iamRecorder } from './aws/iam-requests.js';
 import { FAST_TIMING } from './helpers/ebs.js';
 import { AttachmentSlots, learnAttachmentLimit } from '../volume-plugin/backends/ebs/attachment-slots.js';
 import { SdkEc2 } from '../volume-plugin/backends/ebs/sdk-ec2.js';
@@ -21,61 +22,6 @@ const REGION = 'eu-west-1';
 const ACCOUNT = '111122223333';
 const GiB = 1024 ** 3;
 
-interface IamRequest { action: string; resource: string; ctx: RequestContext }
-
-/** `snapshotTags`: the model keeps no snapshot tags; DLM's snapshots carry the volume's (copyTags). */
-function recorder(model: Ec2Model, client: EC2Client, snapshotTags: Map<string, Record<string, string>>): IamRequest[] {
-  const seen: IamRequest[] = [];
-  const arn = (type: string, id: string) => (type === 'snapshot' ? `arn:aws:ec2:${REGION}::snapshot/${id}` : `arn:aws:ec2:${REGION}:${ACCOUNT}:${type}/${id}`);
-  const resourceTags = (id: string): RequestContext => {
-    const tags = id.startsWith('vol-') ? model.volume(id).tags : id.startsWith('i-') ? model.instance(id).tags : snapshotTags.get(id) ?? {};
-    return Object.fromEntries(Object.entries(tags).map(([k, v]) => [`aws:ResourceTag/${k}`, v]));
-  };
-  const requestTags = (tags: Array<{ Key?: string; Value?: string }>): RequestContext => ({
-    'aws:TagKeys': tags.map((t) => t.Key!), ...Object.fromEntries(tags.map((t) => [`aws:RequestTag/${t.Key!}`, t.Value ?? ''])),
-  });
-  const add = (action: string, type: string, id: string, ctx: RequestContext = {}) => seen.push({ action, resource: arn(type, id), ctx: { ...resourceTags(id), ...ctx } });
-  client.middlewareStack.add(
-    (next, context) => async (args) => {
-      const input = args.input as Record<string, unknown>;
-      const command = context.commandName ?? '';
-      switch (command) {
-        case 'DescribeVolumesCommand': case 'DescribeInstancesCommand': case 'DescribeVolumesModificationsCommand': case 'DescribeInstanceTypesCommand':
-          seen.push({ action: `ec2:${command.replace(/Command$/, '')}`, resource: '*', ctx: {} });
-          break;
-        case 'CreateVolumeCommand': {
-          const tags = ((input['TagSpecifications'] as Array<{ Tags: Array<{ Key: string; Value: string }> }> | undefined) ?? []).flatMap((s) => s.Tags);
-          seen.push({ action: 'ec2:CreateVolume', resource: arn('volume', '*'), ctx: requestTags(tags) });
-          if (input['SnapshotId']) add('ec2:CreateVolume', 'snapshot', String(input['SnapshotId']));
-          if (tags.length > 0) seen.push({ action: 'ec2:CreateTags', resource: arn('volume', '*'), ctx: { ...requestTags(tags), 'ec2:CreateAction': 'CreateVolume' } });
-          break;
-        }
-        case 'AttachVolumeCommand': case 'DetachVolumeCommand': {
-          const action = `ec2:${command.replace(/Command$/, '')}`;
-          const volumeId = String(input['VolumeId']);
-          add(action, 'volume', volumeId);
-          const instanceId = (input['InstanceId'] as string | undefined) ?? model.volume(volumeId).attachment?.instanceId;
-          if (instanceId) add(action, 'instance', instanceId);
-          break;
-        }
-        case 'DeleteVolumeCommand': case 'ModifyVolumeCommand':
-          add(`ec2:${command.replace(/Command$/, '')}`, 'volume', String(input['VolumeId']));
-          break;
-        case 'CreateTagsCommand': case 'DeleteTagsCommand':
-          for (const id of input['Resources'] as string[]) {
-            add(`ec2:${command.replace(/Command$/, '')}`, id.startsWith('vol-') ? 'volume' : 'instance', id, requestTags(input['Tags'] as Array<{ Key: string; Value?: string }>));
-          }
-          break;
-        default:
-          throw new Error(`policy-contract: ${command} has no IAM mapping here: add it`);
-      }
-      return next(args);
-    },
-    { step: 'finalizeRequest', priority: 'high', name: 'berth-iam-recorder' },
-  );
-  return seen;
-}
-
 describe('host IAM policy against the EBS backend\'s calls', () => {
   it('allows every call the backend makes in its flows, and grants no EC2 action it never makes', async () => {
     const model = new Ec2Model({ region: REGION, accountId: ACCOUNT, attachLatencyMs: 5 });
@@ -84,8 +30,7 @@ describe('host IAM policy against the EBS backend\'s calls', () => {
     const dead = model.addInstance({ az, state: 'stopped', tags: { 'berth:cluster': 'shop', 'berth:environment': 'prod', 'berth:host': 'shop-h1' } });
     const client = new EC2Client({ region: REGION, credentials: { accessKeyId: 'AKIDTEST', secretAccessKey: 'test' }, maxAttempts: 1 });
     model.installBehindSdkRetries(client);
-    const snapshotTags = new Map<string, Record<string, string>>();
-    const seen = recorder(model, client, snapshotTags);
+    const seen = iamRecorder(model, client);
     // The attachment limit, learnt at the first attach as the agent learns it (agent/backend-factory.ts).
     const holder: { facade?: Ec2Facade } = {};
     const slots = new AttachmentSlots((signal) => learnAttachmentLimit(new SdkEc2(client), 'm6i.large', signal), {
@@ -114,14 +59,14 @@ describe('host IAM policy against the EBS backend\'s calls', () => {
     // berth resize: the modifications read, ModifyVolume, the wait for optimizing.
     await backend.resize!(oldRecord, { ...oldRecord.options, sizeBytes: 2 * GiB });
     // Restore from a snapshot of the cluster, then delete on remove.
-    const snap = model.addSnapshot({ size: 1 });
-    snapshotTags.set(snap, { 'berth:cluster': 'shop', 'berth:environment': 'prod', 'berth:managed-by': 'berth' });
+    // DLM's snapshots carry the volume's tags (copyTags).
+    const snap = model.addSnapshot({ size: 1, tags: { 'berth:cluster': 'shop', 'berth:environment': 'prod', 'berth:managed-by': 'berth' } });
     const restored = await backend.create('restored', { ...options, onRemove: 'delete', snapshotId: snap } as never);
     await backend.remove(restored);
     backend.close();
 
     const policy = hostEbsPolicy({ region: REGION, accountId: ACCOUNT, environment: 'prod', cluster: 'shop', hostId: 'shop-h1' });
-    const denied = seen.filter((r) => !allows([policy], r.action, r.resource, r.ctx)).map((r) => `${r.action} on ${r.resource} ${JSON.stringify(r.ctx)}`);
+    const denied = seen.filter((r) => !allows([policy], r.action, r.resource, r.ctx)).map(describeRequest);
     expect(seen.some((r) => r.resource.includes('::snapshot/')), 'the restore path ran').toBe(true);
     expect(slots.limit, 'the attachment limit was learnt').toMatchObject({ instanceType: 'm6i.large', maximum: 28 });
     expect(denied).toEqual([]);

@@ -1,10 +1,9 @@
 import { X509Certificate } from 'node:crypto';
-import { mkdirSync, mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { checkServerIdentity } from 'node:tls';
-import { GetObjectCommand, S3Client } from '@aws-sdk/client-s3';
-import S3rver from 's3rver';
+import { GetObjectCommand, type S3Client } from '@aws-sdk/client-s3';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { deploymentMocks, publishedNames, type Deployment } from '../infra/test/published-names.js';
 import type { Declared } from '../infra/test/pulumi-mocks.js';
@@ -12,6 +11,7 @@ import { silentLogger } from '../lib/logger.js';
 import { renewIfDue } from '../traefik/renewer/renewer.js';
 import { noPebbleReason, startPebble, type Pebble } from './helpers/pebble.js';
 import { step } from './helpers/step.js';
+import { startS3rver, type S3rverServer } from './helpers/s3server.js';
 
 /**
  * Every name berth publishes answers TLS under the certificate berth obtains: the Route 53
@@ -36,17 +36,15 @@ describe.skipIf(noPebbleReason)(`published names vs the issued certificate${noPe
   let declared: Declared[];
   let pebble: Pebble;
   let dir: string;
-  let s3server: S3rver;
+  let s3server: S3rverServer;
   let s3: S3Client;
 
   beforeAll(async () => {
     declared = deploymentMocks(deployment);
     pebble = await startPebble();
     dir = mkdtempSync(join(tmpdir(), 'berth-names-'));
-    mkdirSync(join(dir, 's3'));
-    s3server = new S3rver({ address: '127.0.0.1', port: 0, directory: join(dir, 's3'), silent: true, configureBuckets: [{ name: BUCKET, configs: [] }] });
-    const { port } = await s3server.run();
-    s3 = new S3Client({ endpoint: `http://127.0.0.1:${port}`, forcePathStyle: true, region: 'us-east-1', credentials: { accessKeyId: 'S3RVER', secretAccessKey: 'S3RVER' } });
+    s3server = await startS3rver(dir, [BUCKET]);
+    s3 = s3server.s3;
   }, 60_000);
 
   afterAll(async () => {

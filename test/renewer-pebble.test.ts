@@ -2,14 +2,14 @@ import { X509Certificate } from 'node:crypto';
 import { existsSync, mkdirSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { GetObjectCommand, S3Client } from '@aws-sdk/client-s3';
-import S3rver from 's3rver';
+import { GetObjectCommand, type S3Client } from '@aws-sdk/client-s3';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Registry } from 'prom-client';
 import { silentLogger } from '../lib/logger.js';
 import { CertRefresher } from '../agent/cert-refresher.js';
 import { ChallTestSrvDns01 } from './helpers/challtestsrv-dns01.js';
 import { noPebbleReason, startPebble, type Pebble } from './helpers/pebble.js';
+import { startS3rver, type S3rverServer } from './helpers/s3server.js';
 import { renewIfDue } from '../traefik/renewer/renewer.js';
 import { Route53Client } from '@aws-sdk/client-route-53';
 import { Route53Dns01 } from '../traefik/renewer/dns-providers.js';
@@ -30,7 +30,7 @@ describe.skipIf(noPebbleReason)(`renewer with pebble${noPebbleReason ? ` (skippe
   let directoryUrl: string;
   let dns: ChallTestSrvDns01;
   let mgmtUrl: string;
-  let s3server: S3rver;
+  let s3server: S3rverServer;
   let s3: S3Client;
 
   beforeAll(async () => {
@@ -39,10 +39,8 @@ describe.skipIf(noPebbleReason)(`renewer with pebble${noPebbleReason ? ` (skippe
     mgmtUrl = pebble.managementUrl;
     dns = pebble.dns;
     dir = mkdtempSync(join(tmpdir(), 'berth-pebble-'));
-    mkdirSync(join(dir, 's3'));
-    s3server = new S3rver({ address: '127.0.0.1', port: 0, directory: join(dir, 's3'), silent: true, configureBuckets: [{ name: BUCKET, configs: [] }] });
-    const { port } = await s3server.run();
-    s3 = new S3Client({ endpoint: `http://127.0.0.1:${port}`, forcePathStyle: true, region: 'us-east-1', credentials: { accessKeyId: 'S3RVER', secretAccessKey: 'S3RVER' } });
+    s3server = await startS3rver(dir, [BUCKET]);
+    s3 = s3server.s3;
   }, 60_000);
 
   afterAll(async () => {

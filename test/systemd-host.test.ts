@@ -1,40 +1,19 @@
-import { existsSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { execa, type ResultPromise } from 'execa';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { noRootReason } from './helpers/env.js';
+import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
+import { makeDebianRootfs, noDebianRootfsReason } from './helpers/debian-rootfs.js';
 import { tempDir } from './helpers/loop.js';
 import { RELEASE_NODE_VERSION, stageRelease } from './helpers/release.js';
 import { step } from './helpers/step.js';
 
-const has = (cmd: string) => ['/usr/sbin', '/usr/bin', '/sbin', '/bin'].some((d) => existsSync(join(d, cmd)));
-
-/** The Debian mirror this machine's apt uses (deb822 `URIs:` or a one-line `deb` entry). */
-function aptMirror(): string | undefined {
-  const files = [
-    '/etc/apt/sources.list',
-    ...(existsSync('/etc/apt/sources.list.d') ? readdirSync('/etc/apt/sources.list.d').map((f) => join('/etc/apt/sources.list.d', f)) : []),
-  ].filter(existsSync);
-  for (const f of files) {
-    const text = readFileSync(f, 'utf8');
-    const uri = /^URIs:\s*(\S+)/m.exec(text)?.[1] ?? /^deb\s+(?:\[[^\]]*\]\s+)?(\S+)\s+bookworm\s/m.exec(text)?.[1];
-    if (uri && !uri.includes('security')) return uri;
-  }
-  return undefined;
-}
-
-const mirror = aptMirror();
-/** systemd as init, and the tools the agent's configuration check asks for. */
-const DEBIAN_PACKAGES = 'systemd,systemd-sysv,dbus,util-linux,mount,e2fsprogs,xfsprogs';
-const skipReason = noRootReason
-  ?? (has('debootstrap') && has('systemd-nspawn') && has('nsenter') ? undefined : 'needs debootstrap and systemd-nspawn (apt-get install debootstrap systemd-container)')
-  ?? (mirror ? undefined : 'no Debian mirror in /etc/apt');
+const skipReason = noDebianRootfsReason;
 
 /**
  * The unit and the installer's systemd path under a real systemd as PID 1: a Debian 12 rootfs
  * made with debootstrap from this machine's apt mirror (no node in it), booted with
  * systemd-nspawn (own PID, mount and network namespaces), the release installed in it with
- * userdata/install-local.sh. Nothing is kept between runs: debootstrap costs ~40-60 s.
+ * userdata/install-local.sh. Nothing is kept between runs (test/helpers/debian-rootfs.ts).
  */
 describe.skipIf(skipReason)(`berth.service under systemd as PID 1${skipReason ? ` (skipped: ${skipReason})` : ''}`, () => {
   const tmp = tempDir('berth-systemd');
@@ -49,11 +28,8 @@ describe.skipIf(skipReason)(`berth.service under systemd as PID 1${skipReason ? 
   const mainPid = async () => Number((await inside(['systemctl', 'show', '-p', 'MainPID', '--value', 'berth.service'])).stdout);
 
   beforeAll(async () => {
-    // BERTH_TEST_DEBIAN_ROOTFS: a copy of one made the same way (local runs; CI makes it every time).
-    const made = process.env.BERTH_TEST_DEBIAN_ROOTFS;
-    await step('debootstrap', () => (made
-      ? execa('cp', ['-a', made, rootfs])
-      : execa('debootstrap', ['--variant=minbase', `--include=${DEBIAN_PACKAGES}`, 'bookworm', rootfs, mirror!], { timeout: 600_000 })), 600_000);
+    // Made with the run (npm test), or BERTH_TEST_DEBIAN_ROOTFS copied (local runs), or made now.
+    await step('the Debian rootfs', () => makeDebianRootfs(rootfs, inject('earlyDebootstrap')), 600_000);
     await step('release into the rootfs', () => stageRelease(join(rootfs, 'root/berth-release')));
     mkdirSync(join(rootfs, 'etc/berth'), { recursive: true });
     writeFileSync(join(rootfs, 'etc/berth/berth.env'), 'BERTH_BACKEND=loop\nBERTH_DEFAULT_SIZE=64MiB\nBERTH_SHUTDOWN_GRACE_SECONDS=5\n', { mode: 0o600 });

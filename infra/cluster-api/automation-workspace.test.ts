@@ -133,7 +133,8 @@ describe('AutomationWorkspace', () => {
     const ws = new AutomationWorkspace(settings, factory);
     expect(await ws.read('shop')).toBeUndefined();
     await ws.apply(spec);
-    expect(await ws.read('shop')).toEqual({ deployed: spec, desired: spec });
+    // ...and the region's zones, in the order the program places hosts by (moveNode's zone of a host).
+    expect(await ws.read('shop')).toEqual({ deployed: spec, desired: spec, zones: ['eu-west-1a', 'eu-west-1b', 'eu-west-1c'] });
   });
   it('after a failed up, read says what is deployed, not what was asked for', async () => {
     const ws = new AutomationWorkspace(settings, factory);
@@ -141,7 +142,7 @@ describe('AutomationWorkspace', () => {
     const bigger: ClusterSpec = { ...spec, hosts: [...spec.hosts, 'shop-h2'], nodes: [...spec.nodes, { name: 'db2', host: 'shop-h2' }] };
     factory.failUp = new Error('error: creating EC2 Launch Template: UnauthorizedOperation');
     await expect(ws.apply(bigger)).rejects.toThrow(/UnauthorizedOperation/);
-    expect(await ws.read('shop')).toEqual({ deployed: spec, desired: bigger });
+    expect(await ws.read('shop')).toEqual({ deployed: spec, desired: bigger, zones: ['eu-west-1a', 'eu-west-1b', 'eu-west-1c'] });
   });
   it('passes Pulumi engine events of up to the caller, and lists the project stacks', async () => {
     const ws = new AutomationWorkspace(settings, factory);

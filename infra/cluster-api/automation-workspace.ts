@@ -105,10 +105,12 @@ export class AutomationWorkspace implements ClusterWorkspace {
     const stack = await this.select(cluster);
     if (!stack) return undefined;
     const config = (await stack.getAllConfig())[configKey('cluster')];
-    const output = (await stack.outputs())['spec'];
+    const outputs = await stack.outputs();
+    const output = outputs['spec'];
     if (!config && !output) throw new Error(`stack ${cluster} has no ${configKey('cluster')} config; it was not made by the cluster API`);
     const parse = (v: unknown) => (typeof v === 'string' ? (JSON.parse(v) as ClusterSpec) : undefined);
-    return { deployed: parse(output?.value), desired: parse(config?.value) };
+    const zones = outputs['zones']?.value as unknown;
+    return { deployed: parse(output?.value), desired: parse(config?.value), ...(Array.isArray(zones) ? { zones: zones as string[] } : {}) };
   }
 
   list(): Promise<string[]> {

@@ -3,6 +3,7 @@ import { INSTANCE_TYPES } from '../../test/aws/instance-types.js';
 import { DescribeServicesCommand, DescribeTasksCommand, ECSClient, ListTasksCommand, type ListTasksCommandInput } from '@aws-sdk/client-ecs';
 import { mockClient } from 'aws-sdk-client-mock';
 import { beforeEach, describe, expect, it } from 'vitest';
+import { subnetIndexFor } from '../programs/unit/index.js';
 import { ClusterApi, type ClusterWorkspace, type StackState } from './cluster-api.js';
 import type { ClusterSpec } from './invariants.js';
 import type { ProgressEvent } from './progress.js';
@@ -177,6 +178,19 @@ describe('ClusterApi', () => {
     await expect(api().addNodes('shop', [{ name: 'n1', host: 'h1' }])).rejects.toThrow(/n1 is listed twice/);
     expect(applied).toHaveLength(2);
   });
+  it('a stopped node (its service at 0 tasks, a zone move\'s first step) is ready without a task or a mounted volume', async () => {
+    const two: ClusterSpec = { ...spec, nodes: [{ name: 'n1', host: 'h1' }, { name: 'n2', host: 'h1' }] };
+    deployed(two);
+    const stopped: ClusterSpec = { ...two, nodes: [two.nodes[0]!, { name: 'n2', host: 'h1', stopped: true }] };
+    const result = await api(() => {
+      berthBecomesReady();
+      // ECS runs no task for it; berth unmounted its volume.
+      model.tasks = model.tasks.filter((t) => t.service !== 'shop-n2');
+      model.volumes.find((v) => v.id === 'vol-n2')!.tags = [{ Key: 'berth:cluster', Value: 'shop' }, { Key: 'berth:volume', Value: 'shop-n2' }, { Key: 'berth:state', Value: 'idle' }];
+    }, 30_000).update(stopped);
+    expect(result.deployed).toEqual(stopped);
+    expect((await api().status('shop'))!.notReady).toEqual([]);
+  });
   it('times out with the pending items named when berth never becomes ready', async () => {
     await expect(api(() => undefined, 5000).create(spec)).rejects.toThrow(/not ready after 5s: host h1: .*; node n1: volume vol-n1 is not reported by berth yet, not mounted; node n1: ECS service shop-n1: no task is running$/);
   });
@@ -237,6 +251,21 @@ describe('ClusterApi', () => {
 
   describe('attachment limits (docs/design.md §6)', () => {
     const nodes = (count: number, host = 'h1') => Array.from({ length: count }, (_, i) => ({ name: `n${i + 1}`, host }));
+    it('refuses a zone move to a host that has no slot left, before the node is stopped', async () => {
+      // h1 and the full host in different subnets (the unit program's placement), so the zones differ.
+      const full = ['h2', 'h3', 'h4', 'h5', 'h6'].find((h) => subnetIndexFor(h, 3) !== subnetIndexFor('h1', 3))!;
+      const s: ClusterSpec = { ...spec, hosts: ['h1', full], nodes: [{ name: 'db', host: 'h1' }, ...nodes(26, full)] };
+      deployed(s);
+      stacks.set('shop', { deployed: s, desired: s, zones: ['eu-west-1a', 'eu-west-1b', 'eu-west-1c'] });
+      const err = (await api().moveNode('shop', 'db', full).catch((e: unknown) => e)) as ClusterOperationError;
+      expect(err.kind).toBe('invariant');
+      expect(err.message).toMatch(new RegExp(`host ${full} would carry 27 nodes, but a t3\\.medium host attaches at most 26 node volumes`));
+      expect(applied).toEqual([]);
+      // A stack without the zones output: the zone of a host is not known.
+      stacks.set('shop', { deployed: s, desired: s });
+      await expect(api().moveNode('shop', 'db', full)).rejects.toThrow(new RegExp(`the zone of host ${full} is not known: cluster shop's stack has no "zones" output`));
+      expect(applied).toEqual([]);
+    });
     it('refuses, before anything is applied, a spec that places more nodes on a host than its type can attach', async () => {
       // t3.medium (the default): 28 shared slots, less the root volume and the primary interface.
       const crowded: ClusterSpec = { ...spec, nodes: nodes(27) };

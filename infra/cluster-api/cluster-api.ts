@@ -1,9 +1,16 @@
-import type { EC2Client } from '@aws-sdk/client-ec2';
+import { CreateTagsCommand, DescribeVolumesCommand, type EC2Client, type Volume } from '@aws-sdk/client-ec2';
 import type { ECSClient } from '@aws-sdk/client-ecs';
 import type { automation } from '@pulumi/pulumi';
 import { checkAttachmentCapacity } from './attachment-capacity.js';
-import { mayPublishLabel } from '../../lib/node-contract.js';
-import { checkPublishedLabels, checkTransition, ClusterInvariantError, publishedLabels, withNodes, withoutNodes, type ClusterSpec, type NodeSpec } from './invariants.js';
+import { TIME_BUDGETS } from '../../agent/config.js';
+import { mayPublishLabel, nodeVolumeName, tagKeys } from '../../lib/node-contract.js';
+import { SdkEc2 } from '../../volume-plugin/backends/ebs/sdk-ec2.js';
+import { createZoneMover, type ZoneMoveDeps } from '../../volume-plugin/backends/ebs/zone-move.js';
+import { subnetIndexFor } from '../programs/unit/index.js';
+import {
+  assertName, checkPublishedLabels, checkTransition, ClusterInvariantError, publishedLabels, withMovedVolumes, withNodeMoved, withNodes, withNodeStopped, withoutNodes,
+  type ClusterSpec, type MovedVolume, type NodeSpec,
+} from './invariants.js';
 import { notReady, type NotReady } from './readiness.js';
 import { fromEngineEvent, type Operation, type ProgressEvent, type ProgressSink } from './progress.js';
 import { classifyFailure, ClusterOperationError, DEFAULT_RETRY, delayBefore, type RetryPolicy } from './retry.js';
@@ -19,6 +26,8 @@ export interface StackState {
   readonly deployed: ClusterSpec | undefined;
   /** The spec last handed to the stack (its config); differs from `deployed` after a failed update. */
   readonly desired: ClusterSpec | undefined;
+  /** The region's private subnet zones in order (the stack's `zones` output): a host's zone is `zones[subnetIndexFor(host, n)]`. Absent for a stack deployed before zone moves. */
+  readonly zones?: readonly string[];
 }
 
 /** What the API needs from Pulumi; the production one wraps an Automation API LocalWorkspace stack per cluster. */
@@ -44,7 +53,20 @@ export interface ClusterApiDeps {
   readonly retry?: RetryPolicy;
   readonly sleep?: (ms: number) => Promise<void>;
   readonly now?: () => number;
+  /**
+   * moveNode: how long to wait for the stopped node's volume to be detached. Default: ECS stopping
+   * the task, berth's unmount grace and its idle detach (agent/config.ts TIME_BUDGETS), and 5 minutes more.
+   */
+  readonly detachTimeoutMs?: number;
+  /** moveNode: settings of the zone mover (zone-move.ts ZoneMoveDeps: its poll interval, default `pollMs`, and its other waits). */
+  readonly move?: Partial<Omit<ZoneMoveDeps, 'ec2' | 'keys' | 'cluster' | 'environment' | 'progress'>>;
 }
+
+/**
+ * Stands for the volume a zone move is about to make, in the checks moveNode makes before anything
+ * changes (the final spec's invariants and attachment capacity do not depend on its id).
+ */
+const PLANNED_VOLUME: MovedVolume = { id: 'vol-00000000000000000', snapshotId: 'snap-00000000000000000' };
 
 export interface OperationOptions {
   /** Called with each progress event as it happens; a throwing sink does not stop the operation. */
@@ -130,7 +152,10 @@ export class ClusterApi {
 
   /** Replaces the cluster's spec with another one the invariants allow from what is deployed. */
   update(spec: ClusterSpec, options: OperationOptions = {}): Promise<OperationResult> {
-    return this.run(spec.name, 'update', options, async (ctx) => this.change(ctx, await this.deployed(spec.name), spec));
+    return this.run(spec.name, 'update', options, async (ctx) => {
+      const current = await this.deployed(spec.name);
+      return this.change(ctx, current, withMovedVolumes(current, spec));
+    });
   }
 
   /** Adds nodes; a node's host joins the cluster when it is not in it yet. */
@@ -147,6 +172,125 @@ export class ClusterApi {
       const current = await this.deployed(cluster);
       return this.change(ctx, current, withoutNodes(current, names));
     });
+  }
+
+  /**
+   * Moves node `node` to host `toHost` in another availability zone, its EBS volume with it
+   * (docs/operations.md, "Move a node to another zone"; docs/design.md §6, "Zone moves"):
+   * refuses up front what cannot work; stops the node (its service at 0 tasks, an apply of the
+   * unit program) and waits until berth has detached its volume; moves the volume with zone-move.ts
+   * (the code of `berth move`; the new volume tagged to `toHost`); then applies the unit program with
+   * the node on `toHost` and the moved volume, which Pulumi adopts (import) while forgetting the old
+   * one (retained, as the move retired it), and waits until the node runs there. Safe to run again
+   * after this process died at any point: each step resumes from what EC2 and the stack say.
+   */
+  moveNode(cluster: string, node: string, toHost: string, options: OperationOptions = {}): Promise<OperationResult> {
+    return this.run(cluster, 'move-node', options, async (ctx) => {
+      const state = await this.deps.workspace.read(cluster);
+      const current = state?.deployed;
+      if (!current) throw new ClusterInvariantError(`cluster ${cluster} does not exist`);
+      assertName('host', toHost);
+      const n = current.nodes.find((x) => x.name === node);
+      if (!n) throw new ClusterInvariantError(`cluster ${cluster} has no node ${node}`);
+      if (n.host === toHost) {
+        // Done by an earlier run up to its last apply: only the wait for the node is left.
+        ctx.emit({ phase: 'validated', message: `node ${node} is on host ${toHost} already` });
+        await this.waitReady(ctx, current, 0);
+        return { deployed: current, attempts: 0 };
+      }
+      const zones = state.zones ?? [];
+      const zoneOf = (host: string) => (zones.length > 0 ? zones[subnetIndexFor(host, zones.length)] : undefined);
+      const from = zoneOf(n.host);
+      const to = zoneOf(toHost);
+      if (!from || !to) {
+        throw new ClusterInvariantError(`the zone of host ${toHost} is not known: cluster ${cluster}'s stack has no "zones" output (it was deployed before zone moves); apply the cluster once (update with its spec), then move`);
+      }
+      if (from === to) {
+        throw new ClusterInvariantError(`host ${toHost} is in ${to}, where node ${node} and its volume are already (host ${n.host}); moveNode moves a node to a host in another zone`);
+      }
+      // The final spec's invariants and the target host's attachment capacity, before anything changes.
+      const planned = withNodeMoved(current, node, toHost, PLANNED_VOLUME);
+      checkTransition(current, planned, this.deps.regions);
+      const capacity = await checkAttachmentCapacity(this.deps.ec2(current.region), planned);
+      const name = nodeVolumeName(cluster, node);
+      // The mover has no retry of its own: the SDK retries EC2's refusals, as for berth move (agent/cli.ts).
+      const mover = createZoneMover({
+        zones, pollMs: this.pollMs, now: this.now, ...this.deps.move,
+        ec2: new SdkEc2(this.deps.ec2(current.region), { refusals: 'sdk' }), keys: tagKeys(), cluster, environment: this.deps.environment, progress: (line) => ctx.emit({ phase: 'moving', message: line.trim() }),
+      });
+      const under = await mover.status(name);
+      if (under && under.journal.to !== to) {
+        throw new ClusterInvariantError(
+          `volume ${name} (${under.volumeId}) is already moving to ${under.journal.to} (step ${under.journal.step}); finish that move (berth move ${name} --zone ${under.journal.to}) or abort it (berth move ${name} --abort) first`,
+        );
+      }
+      const slots = capacity.checked ? `, host ${toHost} has room (up to ${capacity.slots} node(s) per ${capacity.limit.instanceType} host)` : ` (attachment limit not checked: ${capacity.why})`;
+      ctx.emit({ phase: 'validated', message: `moving node ${node} from host ${n.host} (${from}) to host ${toHost} (${to})${under ? `, resuming the move at step ${under.journal.step}` : ''}${slots}` });
+
+      // 1. Stop the node; berth on its host unmounts and detaches the volume.
+      let attempts = 0;
+      const stopped = withNodeStopped(current, node);
+      if (n.stopped !== true) {
+        checkTransition(current, stopped, this.deps.regions);
+        ctx.emit({ phase: 'applying', message: `stopping node ${node} (its ECS service to 0 tasks)` });
+        attempts += await this.step(ctx, (onEvent) => this.deps.workspace.apply(stopped, { onEvent }));
+      }
+      await this.waitDetached(ctx, current.region, name, to);
+
+      // 2. The move, by zone-move.ts (resumes a journalled one).
+      const moved = await mover.move({ name, zone: to, host: toHost });
+      const volume = await this.adoptable(current.region, moved.to.volumeId, toHost);
+      ctx.emit({ phase: 'moving', message: `volume ${name} is ${volume.moved.id} in ${to} now${moved.already ? '' : `; ${moved.from.volumeId} is retired, kept until ${moved.retainUntil}`}` });
+
+      // 3. The node on its new host with the moved volume, which Pulumi imports.
+      const result = await this.change(ctx, stopped, withNodeMoved(stopped, node, toHost, volume.moved, volume.sizeGiB));
+      return { deployed: result.deployed, attempts: attempts + result.attempts };
+    });
+  }
+
+  /**
+   * Waits until no volume named `name` outside zone `to` is attached (berth on the stopped node's
+   * host detached it). One in `to` is the moved volume of an earlier run: berth on the target host
+   * may have attached it already (it is tagged to that host), which is where it belongs.
+   */
+  private async waitDetached(ctx: Context, region: string, name: string, to: string): Promise<void> {
+    const keys = tagKeys();
+    const timeoutMs = this.deps.detachTimeoutMs ?? (30 + TIME_BUDGETS.unmountGraceSeconds + TIME_BUDGETS.idleDetachSeconds + 300) * 1000;
+    const deadline = this.now() + timeoutMs;
+    let said = '';
+    for (;;) {
+      const answer = await this.deps.ec2(region).send(new DescribeVolumesCommand({
+        Filters: [{ Name: `tag:${keys.volume}`, Values: [name] }, { Name: `tag:${keys.cluster}`, Values: [ctx.cluster] }, { Name: `tag:${keys.environment}`, Values: [this.deps.environment] }],
+      }));
+      const attached = (answer.Volumes ?? [])
+        .filter((v) => !v.Tags?.some((t) => t.Key === keys.retired) && v.AvailabilityZone !== to)
+        .filter((v) => v.State === 'in-use' || (v.Attachments ?? []).some((a) => a.State !== 'detached'));
+      if (attached.length === 0) return;
+      const where = attached.map((v) => `${v.VolumeId} attached to ${v.Attachments?.[0]?.InstanceId ?? 'an instance'} (${v.Attachments?.[0]?.State ?? v.State})`).join(', ');
+      if (this.now() >= deadline) {
+        throw new ClusterOperationError(ctx.cluster, ctx.operation, 0, 'not-ready', undefined,
+          `volume ${name} is still attached after ${Math.round(timeoutMs / 1000)} s: ${where}; the node stays stopped. berth detaches an unused volume after BERTH_IDLE_DETACH_SECONDS: check that the node's task stopped and berth runs on its host, then run the move again`);
+      }
+      if (where !== said) ctx.emit({ phase: 'waiting', message: `waiting for berth to detach volume ${name}: ${where}`, pending: [where] });
+      said = where;
+      await this.sleep(this.pollMs);
+    }
+  }
+
+  /**
+   * The moved volume as the unit program must declare it for the import to match; its host tag set
+   * to `host` (a move journalled by `berth move` without --host kept the old host's).
+   */
+  private async adoptable(region: string, volumeId: string, host: string): Promise<{ moved: MovedVolume; sizeGiB: number }> {
+    const keys = tagKeys();
+    const ec2 = this.deps.ec2(region);
+    const v: Volume | undefined = (await ec2.send(new DescribeVolumesCommand({ VolumeIds: [volumeId] }))).Volumes?.[0];
+    if (!v?.VolumeId || !v.SnapshotId || v.Size === undefined) throw new Error(`the moved volume ${volumeId} is not there as EC2 describes it`);
+    if (!v.Tags?.some((t) => t.Key === keys.host && t.Value === host)) await ec2.send(new CreateTagsCommand({ Resources: [volumeId], Tags: [{ Key: keys.host, Value: host }] }));
+    return {
+      moved: { id: v.VolumeId, snapshotId: v.SnapshotId, ...(v.Iops !== undefined ? { iops: v.Iops } : {}), ...(v.Throughput !== undefined ? { throughput: v.Throughput } : {}) },
+      sizeGiB: v.Size,
+    };
   }
 
   /** Deletes the whole cluster, nodes before hosts; deleting a cluster that has no stack succeeds. */

@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { mayPublishLabel } from '../../lib/node-contract.js';
-import { checkPublishedLabels, checkTransition, publishedLabels, type ClusterSpec } from './invariants.js';
+import { checkPublishedLabels, checkTransition, publishedLabels, withMovedVolumes, withNodeMoved, withNodeStopped, type ClusterSpec } from './invariants.js';
 
 const regions = ['eu-west-1', 'us-east-1'];
 const base: ClusterSpec = { name: 'shop', region: 'eu-west-1', hosts: ['h1', 'h2'], nodes: [{ name: 'n1', host: 'h1' }, { name: 'n2', host: 'h2' }] };
@@ -22,6 +22,19 @@ describe('checkTransition', () => {
     expect(() => checkTransition(sized, { ...sized, nodes: [{ name: 'n1', host: 'h1', sizeGiB: 10 }, base.nodes[1]!] }, regions)).toThrow(
       /^node n1 has a 20 GiB volume; EBS volumes only grow, not shrink to 10 GiB$/,
     );
+  });
+  it('moves a node to another host only with the volume a zone move made; never drops or swaps a moved volume in place', () => {
+    expect(() => checkTransition(base, { ...base, nodes: [{ name: 'n1', host: 'h2' }, base.nodes[1]!] }, regions)).toThrow(/node n1 is on host h1; moving it to h2 .* use the cluster API's moveNode/);
+    const vol = { id: 'vol-0123456789abcdef0', snapshotId: 'snap-0123456789abcdef0', iops: 3000, throughput: 125 };
+    const moved = withNodeMoved(withNodeStopped(base, 'n1'), 'n1', 'h3', vol, 8);
+    expect(moved).toEqual({ ...base, hosts: ['h2', 'h3'], nodes: [{ name: 'n1', host: 'h3', volume: vol, sizeGiB: 8 }, base.nodes[1]!] });
+    expect(() => checkTransition(base, moved, regions)).not.toThrow();
+    // A later spec that leaves the volume out gets it back; one that drops or swaps it is refused.
+    const later = { ...moved, nodes: [{ name: 'n1', host: 'h3', sizeGiB: 16 }, base.nodes[1]!] };
+    expect(withMovedVolumes(moved, later).nodes[0]).toEqual({ name: 'n1', host: 'h3', sizeGiB: 16, volume: vol });
+    expect(() => checkTransition(moved, later, regions)).toThrow(/node n1 has volume vol-0123456789abcdef0 since its zone move; a spec without it would make Pulumi create a blank one/);
+    expect(() => checkTransition(moved, { ...moved, nodes: [{ ...moved.nodes[0]!, volume: { ...vol, id: 'vol-00000000000000001' } }, base.nodes[1]!] }, regions)).toThrow(/would make Pulumi adopt another volume/);
+    expect(() => checkTransition(base, { ...moved, nodes: [{ ...moved.nodes[0]!, volume: { ...vol, id: 'vol-x' } }, base.nodes[1]!] }, regions)).toThrow(/volume id "vol-x" is not an EBS volume id/);
   });
   it('refuses a host left without nodes', () => {
     expect(() => checkTransition(base, { ...base, nodes: [base.nodes[0]!] }, regions)).toThrow(/h2 would carry no node/);

@@ -24,6 +24,23 @@ export interface NodeSpec {
   readonly routes?: NodeRoutes;
   /** The container's health check; none by default. */
   readonly healthCheck?: NodeHealthCheck;
+  /** Its ECS service at 0 tasks: the container stops, berth unmounts and later detaches the volume (a zone move's first step). */
+  readonly stopped?: boolean;
+  /**
+   * The node's EBS volume after a zone move (the cluster API's `moveNode` writes it): the unit
+   * program adopts (imports) this volume with inputs equal to what the move created, under a
+   * logical name that changes with it, so Pulumi forgets the old volume (retained) and never makes
+   * a blank one (docs/design.md §6, "Zone moves").
+   */
+  readonly volume?: MovedVolume;
+}
+
+/** What the move created, as the unit program must declare it for the import to match (CreateVolume from the move's snapshot). */
+export interface MovedVolume {
+  readonly id: string;
+  readonly snapshotId: string;
+  readonly iops?: number;
+  readonly throughput?: number;
 }
 
 export class ClusterInvariantError extends Error {
@@ -89,9 +106,17 @@ export function checkTransition(current: ClusterSpec | undefined, next: ClusterS
   }
   for (const n of next.nodes) {
     const before = current?.nodes.find((c) => c.name === n.name);
-    if (before && before.host !== n.host) {
-      throw new ClusterInvariantError(`node ${n.name} is on host ${before.host}; moving it to ${n.host} is not a cluster change (its volume follows its host)`);
+    // A host in another zone needs the volume moved first (moveNode); the final apply of that move
+    // is the one change of host allowed, recognised by the moved volume it carries.
+    if (before && before.host !== n.host && (n.volume === undefined || n.volume.id === before.volume?.id)) {
+      throw new ClusterInvariantError(`node ${n.name} is on host ${before.host}; moving it to ${n.host} is not a cluster change (its volume follows its host): use the cluster API's moveNode, which moves the volume too`);
     }
+    // Dropping or replacing a moved node's volume in place would make Pulumi create a blank volume
+    // (`<node>-data` again) or adopt another one: only a move changes it, with the host.
+    if (before?.volume && before.host === n.host && n.volume?.id !== before.volume.id) {
+      throw new ClusterInvariantError(`node ${n.name} has volume ${before.volume.id} since its zone move; a spec ${n.volume ? `with volume ${n.volume.id}` : 'without it'} would make Pulumi ${n.volume ? 'adopt another volume' : 'create a blank one'}: keep its \`volume\` as the cluster's status shows it (only moveNode changes it)`);
+    }
+    if (n.volume !== undefined && !/^vol-[0-9a-f]{8,17}$/.test(n.volume.id)) throw new ClusterInvariantError(`node ${n.name}: volume id "${n.volume.id}" is not an EBS volume id (vol-…)`);
     // The node's EBS volume changes in place (the AWS provider's ModifyVolume), which only grows
     // (ModifyVolume: "The target volume size must be greater than or equal to the existing size").
     if (before?.sizeGiB !== undefined && n.sizeGiB !== undefined && n.sizeGiB < before.sizeGiB) {
@@ -165,4 +190,41 @@ export function withoutNodes(current: ClusterSpec, names: readonly string[]): Cl
   const nodes = current.nodes.filter((n) => !names.includes(n.name));
   const used = new Set(nodes.map((n) => n.host));
   return { ...current, hosts: current.hosts.filter((h) => used.has(h)), nodes };
+}
+
+/** The spec with node `name` stopped (its service at 0 tasks): a zone move's first apply. */
+export function withNodeStopped(current: ClusterSpec, name: string): ClusterSpec {
+  if (!current.nodes.some((n) => n.name === name)) throw new ClusterInvariantError(`cluster ${current.name} has no node ${name}`);
+  return { ...current, nodes: current.nodes.map((n) => (n.name === name ? { ...n, stopped: true } : n)) };
+}
+
+/**
+ * The spec after a zone move of node `name` to host `to`: the node on `to` (which joins the cluster
+ * when new), running, with the volume the move made and its size; a host left without nodes leaves.
+ */
+export function withNodeMoved(current: ClusterSpec, name: string, to: string, volume: MovedVolume, sizeGiB?: number): ClusterSpec {
+  if (!current.nodes.some((n) => n.name === name)) throw new ClusterInvariantError(`cluster ${current.name} has no node ${name}`);
+  const nodes = current.nodes.map((n) => {
+    if (n.name !== name) return n;
+    const { stopped: _stopped, ...rest } = n;
+    return { ...rest, host: to, volume, ...(sizeGiB !== undefined ? { sizeGiB } : {}) };
+  });
+  const hosts = current.hosts.includes(to) ? [...current.hosts] : [...current.hosts, to];
+  const used = new Set(nodes.map((n) => n.host));
+  return { ...current, hosts: hosts.filter((h) => used.has(h)), nodes };
+}
+
+/**
+ * `next` with each node's moved volume (NodeSpec.volume) filled in from `current` where `next`
+ * leaves it out for the same node on the same host: a caller's spec need not repeat it.
+ */
+export function withMovedVolumes(current: ClusterSpec, next: ClusterSpec): ClusterSpec {
+  const before = new Map(current.nodes.map((n) => [n.name, n]));
+  return {
+    ...next,
+    nodes: next.nodes.map((n) => {
+      const b = before.get(n.name);
+      return n.volume === undefined && b?.volume !== undefined && b.host === n.host ? { ...n, volume: b.volume } : n;
+    }),
+  };
 }

@@ -1,13 +1,12 @@
 import { DescribeServicesCommand, DescribeTasksCommand, ECSClient, ListTasksCommand } from '@aws-sdk/client-ecs';
 import { DescribeInstancesCommand, DescribeVolumesCommand, EC2Client } from '@aws-sdk/client-ec2';
-import * as pulumi from '@pulumi/pulumi';
 import { mockClient } from 'aws-sdk-client-mock';
 import { afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { ebsUnitWorld, GiB, type EbsUnitWorld } from '../../test/fakes/ebs.js';
 import { FakeNvme } from '../../test/fakes/nvme.js';
-import { ofType, recordResources, settled, type Declared } from '../test/pulumi-mocks.js';
-import { resolveAll } from '../test/program-checks.js';
-import { AutomationWorkspace, type StackFactory, type UnitSettings, type UnitStack } from './automation-workspace.js';
+import { ofType, type Declared } from '../test/pulumi-mocks.js';
+import { InlineStacks, unitProgramMocks } from '../test/unit-stacks.js';
+import { AutomationWorkspace, type UnitSettings } from './automation-workspace.js';
 import { ClusterApi } from './cluster-api.js';
 import type { ClusterSpec } from './invariants.js';
 
@@ -23,56 +22,9 @@ import type { ClusterSpec } from './invariants.js';
 const settings: UnitSettings = { regions: ['eu-west-1', 'us-east-1'], regionalStack: 'acme/berth-regional/regional-{region}', zone: 'example.com', nodeImage: 'app:1', nodePort: 8080 };
 const spec: ClusterSpec = { name: 'shop', region: 'eu-west-1', hosts: ['shop-h1'], nodes: [{ name: 'db1', host: 'shop-h1', sizeGiB: 8 }] };
 
-/** Stacks without the CLI: `up` runs the stack's inline program (the real unit program) under the mocks with its config. */
-class InlineStacks implements StackFactory {
-  private readonly config = new Map<string, pulumi.automation.ConfigMap>();
-  private readonly outputs = new Map<string, pulumi.automation.OutputMap>();
-  private stack(args: pulumi.automation.InlineProgramArgs): UnitStack {
-    const name = args.stackName;
-    return {
-      name,
-      setAllConfig: (c) => (this.config.set(name, { ...this.config.get(name), ...c }), Promise.resolve()),
-      getAllConfig: () => Promise.resolve(this.config.get(name) ?? {}),
-      outputs: () => Promise.resolve(this.outputs.get(name) ?? {}),
-      up: async () => {
-        pulumi.runtime.setAllConfig(Object.fromEntries(Object.entries(this.config.get(name) ?? {}).map(([k, v]) => [k, v.value])));
-        const out = await resolveAll((await args.program()) as Record<string, unknown>);
-        await settled(declared);
-        this.outputs.set(name, Object.fromEntries(Object.entries(out).map(([k, v]) => [k, { value: v, secret: false }])));
-        return {} as pulumi.automation.UpResult;
-      },
-      destroy: () => Promise.resolve({} as pulumi.automation.DestroyResult),
-      workspace: { removeStack: () => Promise.resolve() },
-    };
-  }
-  createOrSelectStack(args: pulumi.automation.InlineProgramArgs) {
-    if (!this.config.has(args.stackName)) this.config.set(args.stackName, {});
-    return Promise.resolve(this.stack(args));
-  }
-  selectStack(args: pulumi.automation.InlineProgramArgs) {
-    if (!this.config.has(args.stackName)) return Promise.reject(Object.assign(new Error(`no stack named '${args.stackName}' found`), { name: 'StackNotFoundError' }));
-    return Promise.resolve(this.stack(args));
-  }
-  listStacks() {
-    return Promise.resolve([...this.config.keys()]);
-  }
-}
-
 let declared: Declared[] = [];
 beforeAll(() => {
-  declared = recordResources({
-    stacks: {
-      'acme/berth-regional/regional-eu-west-1': {
-        privateSubnetIds: ['subnet-a', 'subnet-b', 'subnet-c'], privateSubnetAzs: ['eu-west-1a', 'eu-west-1b', 'eu-west-1c'],
-        securityGroupId: 'sg-eu', artifactUri: 's3://berth-artifacts/berth/build-1.tar.gz', ebsKeyArn: 'arn:aws:kms:eu-west-1:1:key/ebs',
-        bucketKeyArn: 'arn:aws:kms:eu-west-1:1:key/b', environment: 'prod', zoneId: 'Z1', traefikIp: '203.0.113.10',
-      },
-    },
-    calls: {
-      'aws:index/getCallerIdentity:getCallerIdentity': () => ({ accountId: '111122223333', arn: 'arn', userId: 'u', id: '111122223333' }),
-      'aws:ssm/getParameter:getParameter': (i) => ({ name: i['name'], value: 'ami-0ecs2023', type: 'String' }),
-    },
-  });
+  declared = unitProgramMocks();
 });
 
 let w: EbsUnitWorld | undefined;
@@ -94,7 +46,7 @@ describe('a node grown through the cluster API', () => {
     ecs.on(DescribeTasksCommand).resolves({ tasks: [{ taskArn: 't1', lastStatus: 'RUNNING', desiredStatus: 'RUNNING', taskDefinitionArn: 'td:1' }] });
     try {
       const api = new ClusterApi({
-        environment: 'prod', workspace: new AutomationWorkspace(settings, new InlineStacks()), regions: settings.regions, sleep: () => Promise.resolve(),
+        environment: 'prod', workspace: new AutomationWorkspace(settings, new InlineStacks(() => declared)), regions: settings.regions, sleep: () => Promise.resolve(),
         ec2: () => new EC2Client({ region: 'eu-west-1' }), ecs: () => new ECSClient({ region: 'eu-west-1' }),
       });
       await api.create(spec);

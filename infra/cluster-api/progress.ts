@@ -1,7 +1,7 @@
 import type { automation } from '@pulumi/pulumi';
 
 /** The operations the cluster API runs; each reports progress under its name. */
-export type Operation = 'create' | 'update' | 'add-nodes' | 'remove-nodes' | 'delete';
+export type Operation = 'create' | 'update' | 'add-nodes' | 'remove-nodes' | 'move-node' | 'delete';
 
 /**
  * One line of progress a UI can show as it arrives. `phase` says where the operation is;
@@ -10,7 +10,7 @@ export type Operation = 'create' | 'update' | 'add-nodes' | 'remove-nodes' | 'de
 export interface ProgressEvent {
   readonly cluster: string;
   readonly operation: Operation;
-  readonly phase: 'validated' | 'applying' | 'resource' | 'diagnostic' | 'retrying' | 'waiting' | 'ready' | 'succeeded' | 'failed';
+  readonly phase: 'validated' | 'applying' | 'resource' | 'diagnostic' | 'retrying' | 'waiting' | 'moving' | 'ready' | 'succeeded' | 'failed';
   readonly message: string;
   /** Milliseconds since the epoch. */
   readonly at: number;

@@ -47,7 +47,8 @@ export async function notReady(clients: ReadinessClients, spec: ClusterSpec): Pr
   }
   const vols = await clients.ec2.send(new DescribeVolumesCommand({ Filters: ownCluster }));
   const services = await describeServices(clients.ecs, clients.environment, spec);
-  for (const node of spec.nodes) {
+  // A stopped node (`stopped`, a zone move's first step) runs no task and has its volume unmounted on purpose.
+  for (const node of spec.nodes.filter((n) => n.stopped !== true)) {
     const v = (vols.Volumes ?? []).find((x) => tagValue(x.Tags, keys.volume) === nodeVolumeName(spec.name, node.name));
     const state = tagValue(v?.Tags, keys.state);
     if (!v) out.push({ kind: 'node', name: node.name, reason: `no EBS volume tagged ${keys.volume}=${nodeVolumeName(spec.name, node.name)}` });
@@ -62,7 +63,7 @@ export async function notReady(clients: ReadinessClients, spec: ClusterSpec): Pr
 type Service = { serviceName?: string; status?: string; runningCount?: number; taskDefinition?: string; events?: { message?: string }[] };
 
 async function describeServices(ecs: Pick<ECSClient, 'send'>, environment: string, spec: ClusterSpec): Promise<Map<string, Service>> {
-  const names = spec.nodes.map((n) => nodeServiceName(spec.name, n.name));
+  const names = spec.nodes.filter((n) => n.stopped !== true).map((n) => nodeServiceName(spec.name, n.name));
   const found = new Map<string, Service>();
   // DescribeServices takes at most 10 services per call.
   for (let i = 0; i < names.length; i += 10) {

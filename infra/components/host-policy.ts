@@ -116,3 +116,19 @@ export function hostEbsPolicy(args: HostPolicyArgs): { Version: '2012-10-17'; St
     ],
   };
 }
+
+/**
+ * A customer managed EBS key used on berth's behalf: EC2 creates a grant when it attaches or creates an
+ * encrypted volume, and decrypts and re-encrypts through the key (`kms:ViaService`). The host's policy and
+ * the move policy (move-policy.ts) both take these.
+ */
+export function ebsKeyStatements(region: string, keyArn: string, sidPrefix = ''): PolicyStatement[] {
+  return [
+    { Sid: `${sidPrefix}EbsKeyGrants`, Effect: 'Allow', Action: ['kms:CreateGrant'], Resource: keyArn, Condition: { Bool: { 'kms:GrantIsForAWSResource': 'true' } } },
+    {
+      Sid: `${sidPrefix}EbsKeyThroughEc2`, Effect: 'Allow',
+      Action: ['kms:Decrypt', 'kms:DescribeKey', 'kms:GenerateDataKeyWithoutPlaintext', 'kms:ReEncryptFrom', 'kms:ReEncryptTo'],
+      Resource: keyArn, Condition: { StringEquals: { 'kms:ViaService': `ec2.${region}.amazonaws.com` } },
+    },
+  ];
+}

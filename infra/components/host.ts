@@ -2,7 +2,7 @@ import * as pulumi from '@pulumi/pulumi';
 import { hostInstanceTags } from '../../lib/node-contract.js';
 import { CONFIG_DEFAULTS } from '../../agent/config.js';
 import { CLOUDWATCH_PROMETHEUS_CONFIG_PATH, multipartUserdata, renderBootstrap, renderHostPrep } from '../../userdata/render.js';
-import { hostEbsPolicy, type PolicyStatement } from './host-policy.js';
+import { ebsKeyStatements, hostEbsPolicy, type PolicyStatement } from './host-policy.js';
 import { ecsAmiId, singleInstanceGroup } from './single-instance-group.js';
 import { DEFAULT_HOST_INSTANCE_TYPE } from './host-defaults.js';
 import { cloudWatchAgentConfig, cloudWatchAgentStatement } from './monitoring-specs.js';
@@ -51,17 +51,8 @@ export function hostInstancePolicy(a: { region: string; accountId: string; envir
     { Sid: 'ReadRelease', Effect: 'Allow', Action: ['s3:GetObject'], Resource: a.artifactUri.replace(/^s3:\/\//, 'arn:aws:s3:::') },
     cloudWatchAgentStatement({ region: a.region, accountId: a.accountId, environment: a.environment, cluster: a.cluster }),
   ];
-  if (a.ebsKmsKeyArn) {
-    // EC2 uses the key on berth's behalf when it creates or attaches an encrypted volume.
-    statements.push(
-      { Sid: 'EbsKeyGrants', Effect: 'Allow', Action: ['kms:CreateGrant'], Resource: a.ebsKmsKeyArn, Condition: { Bool: { 'kms:GrantIsForAWSResource': 'true' } } },
-      {
-        Sid: 'EbsKeyThroughEc2', Effect: 'Allow',
-        Action: ['kms:Decrypt', 'kms:DescribeKey', 'kms:GenerateDataKeyWithoutPlaintext', 'kms:ReEncryptFrom', 'kms:ReEncryptTo'],
-        Resource: a.ebsKmsKeyArn, Condition: { StringEquals: { 'kms:ViaService': `ec2.${a.region}.amazonaws.com` } },
-      },
-    );
-  }
+  // EC2 uses the key on berth's behalf when it creates or attaches an encrypted volume.
+  if (a.ebsKmsKeyArn) statements.push(...ebsKeyStatements(a.region, a.ebsKmsKeyArn));
   if (a.bucketKmsKeyArn) statements.push({ Sid: 'DecryptRelease', Effect: 'Allow', Action: ['kms:Decrypt'], Resource: a.bucketKmsKeyArn });
   return { Version: '2012-10-17' as const, Statement: statements };
 }

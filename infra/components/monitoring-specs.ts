@@ -59,7 +59,7 @@ export function clusterAlarms(cluster: string): AlarmSpec[] {
     },
     {
       id: 'ec2-throttled', metric: 'berth_ec2_api_request_throttles_total', statistic: 'Sum', comparison: 'GreaterThanThreshold', threshold: 0, periodSeconds: 300, evaluationPeriods: 3,
-      description: `EC2 calls of cluster ${cluster}'s hosts stayed throttled after the SDK's retries for 15 minutes: the account's EC2 API budget is spent (who else calls EC2 in this region?)`,
+      description: `EC2 refused calls of cluster ${cluster}'s hosts for throttling in each of the last 15 minutes (every refused try counts; berth retries them, paced): the account's EC2 API budget is spent. Expected while a whole zone's hosts are replaced; otherwise, who else calls EC2 in this region?`,
       missing: 'notBreaching',
     },
     {
@@ -96,7 +96,7 @@ export function clusterDashboardBody(environment: string, cluster: string, regio
     widgets: [
       widget('Ready (minimum over hosts: 1 = every volume mounted or idle)', [metric('berth_volumes_ready', 'Minimum')], 0, 0),
       widget('Volumes the last reconcile could not make ready', [metric('berth_reconcile_volume_errors', 'Maximum')], 12, 0),
-      widget('EC2 calls throttled after retries', [metric('berth_ec2_api_request_throttles_total', 'Sum')], 0, 6),
+      widget('EC2 calls refused for throttling', [metric('berth_ec2_api_request_throttles_total', 'Sum')], 0, 6),
       widget('Attachment slots used (busiest host) and attaches refused for the limit', [metric('berth_ebs_attachment_slots_used', 'Maximum'), metric('berth_ebs_attachment_limit_refusals_total', 'Sum')], 12, 6),
       widget('Volume moves in progress', [metric('berth_volume_moves_in_progress', 'Maximum')], 0, 12),
     ],

@@ -63,4 +63,22 @@ describe('Node under setMocks', () => {
     expect(() => new Node('n4', { environment: 'prod', node: 'n4', host: 'shop-h1', cluster: 'shop', image: 'app:1', port: 8080, zone: 'example.com', ecsCluster: 'c-eu', availabilityZone: 'eu-west-1a', sizeGiB: 2.5 }))
       .toThrow(/node n4: berth would refuse its volume: volume shop-n4: size 2560MiB is not a whole number of GiB, which EBS needs \(e.g. 3GiB\)/);
   });
+  it('after a zone move adopts the moved volume (import, under a name of its own, inputs as the move made it, still retained) and a stopped node runs no task', async () => {
+    const { Node } = await import('./node.js');
+    const seen: pulumi.ResourceTransformationArgs[] = [];
+    const volume = { id: 'vol-0123456789abcdef0', snapshotId: 'snap-0123456789abcdef0', iops: 3000, throughput: 125 };
+    const node = new Node('n5', {
+      environment: 'prod', node: 'n5', host: 'shop-h2', cluster: 'shop', image: 'app:1', port: 8080, zone: 'example.com', ecsCluster: 'c-eu', availabilityZone: 'eu-west-1b', sizeGiB: 8, volume, stopped: true,
+    }, { transformations: [(a) => { seen.push(a); return undefined; }] });
+    await new Promise<void>((r) => node.volumeId.apply(() => r()));
+    for (let i = 0; i < 100 && !created.some((c) => c.type === 'aws:ecs/service:Service' && c.name === 'n5-svc'); i++) await new Promise((r) => setTimeout(r, 20));
+    const vol = created.find((c) => c.type === 'aws:ebs/volume:Volume' && c.name === 'n5-data-vol-0123456789abcdef0')!;
+    expect(vol.importId).toBe(volume.id);
+    expect(vol.inputs).toMatchObject({ availabilityZone: 'eu-west-1b', size: 8, type: 'gp3', encrypted: true, snapshotId: volume.snapshotId, iops: 3000, throughput: 125 });
+    expect(created.some((c) => c.name === 'n5-data')).toBe(false);
+    const opts = seen.find((a) => a.type === 'aws:ebs/volume:Volume')!.opts;
+    expect((opts as pulumi.CustomResourceOptions).import).toBe(volume.id);
+    expect(opts.retainOnDelete).toBe(true);
+    expect(created.find((c) => c.type === 'aws:ecs/service:Service' && c.name === 'n5-svc')!.inputs['desiredCount']).toBe(0);
+  });
 });

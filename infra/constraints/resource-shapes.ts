@@ -73,6 +73,7 @@ export const NO_API_CALL = new Set(['pulumi:pulumi:Stack', 'pulumi:pulumi:StackR
 export const RESOURCE_CALLS: Readonly<Record<string, Mapper>> = {
   // IAM
   'aws:iam/role:Role': (d) => [call('iam', 'CreateRole', { RoleName: physicalName(d), AssumeRolePolicyDocument: typeof d.inputs['assumeRolePolicy'] === 'string' ? d.inputs['assumeRolePolicy'] : JSON.stringify(d.inputs['assumeRolePolicy']), Path: d.inputs['path'], Description: d.inputs['description'], Tags: d.inputs['tags'] })],
+  'aws:iam/policy:Policy': (d) => [call('iam', 'CreatePolicy', { PolicyName: physicalName(d), PolicyDocument: d.inputs['policy'], Description: d.inputs['description'], Path: d.inputs['path'] })],
   'aws:iam/rolePolicy:RolePolicy': (d) => [call('iam', 'PutRolePolicy', { RoleName: d.inputs['role'], PolicyName: physicalName(d), PolicyDocument: d.inputs['policy'] })],
   'aws:iam/rolePolicyAttachment:RolePolicyAttachment': (d, all) => [call('iam', 'AttachRolePolicy', { RoleName: nameOf(all, 'aws:iam/role:Role', d.inputs['role']), PolicyArn: d.inputs['policyArn'] })],
   'aws:iam/instanceProfile:InstanceProfile': (d) => [call('iam', 'CreateInstanceProfile', { InstanceProfileName: physicalName(d), Path: d.inputs['path'] })],

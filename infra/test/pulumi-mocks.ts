@@ -5,6 +5,8 @@ export interface Declared {
   type: string;
   name: string;
   inputs: Record<string, unknown>;
+  /** The `import` option's id, when the resource was declared with one. */
+  importId?: string;
 }
 
 export interface MockOptions {
@@ -12,6 +14,8 @@ export interface MockOptions {
   readonly stacks?: Readonly<Record<string, Record<string, unknown>>>;
   /** Answers for provider functions, by token (e.g. `aws:ssm/getParameter:getParameter`). */
   readonly calls?: Readonly<Record<string, (inputs: Record<string, unknown>) => Record<string, unknown>>>;
+  /** Answers a resource's registration instead of the echo (a test's model of a provider); undefined: the echo. */
+  readonly resource?: (args: pulumi.runtime.MockResourceArgs) => pulumi.runtime.MockResourceResult | undefined;
 }
 
 /**
@@ -24,7 +28,9 @@ export function recordResources(options: MockOptions = {}): Declared[] {
   void pulumi.runtime.setMocks(
     {
       newResource: (a) => {
-        declared.push({ type: a.type, name: a.name, inputs: a.inputs as Record<string, unknown> });
+        declared.push({ type: a.type, name: a.name, inputs: a.inputs as Record<string, unknown>, ...(a.id ? { importId: a.id } : {}) });
+        const answer = options.resource?.(a);
+        if (answer) return answer;
         if (a.type === 'pulumi:pulumi:StackReference') {
           const stack = String(a.inputs.name ?? a.name);
           const outputs = options.stacks?.[stack];

@@ -281,6 +281,28 @@ describe('Ec2Model: tags', () => {
     expect(model.instance(instanceId).tags).toEqual({});
   });
 
+  it('tagLagMs: DescribeVolumes shows tag changes (Tags and tag filters) that long after, to every reader; tags given at creation come with the volume', async () => {
+    let t = 1_000_000;
+    setup({ tagLagMs: 1_000, now: () => t });
+    const volumeId = await createAvailable({ TagSpecifications: [{ ResourceType: 'volume', Tags: [{ Key: 'berth:volume', Value: 'pg' }] }] });
+    expect((await describe1(volumeId)).Tags).toEqual([{ Key: 'berth:volume', Value: 'pg' }]);
+    await ec2.send(new CreateTagsCommand({ Resources: [volumeId], Tags: [{ Key: 'berth:move', Value: 'a' }] }));
+    t += 400;
+    await ec2.send(new CreateTagsCommand({ Resources: [volumeId], Tags: [{ Key: 'berth:move', Value: 'b' }] }));
+    const moving = () => ec2.send(new DescribeVolumesCommand({ Filters: [{ Name: 'tag:berth:move', Values: ['a', 'b'] }] }));
+    expect((await describe1(volumeId)).Tags).toEqual([{ Key: 'berth:volume', Value: 'pg' }]);
+    expect((await moving()).Volumes).toEqual([]);
+    expect(model.volume(volumeId).tags['berth:move']).toBe('b'); // the model's own view is current
+    t += 600; // the first write is 1 s old, the second 0.6 s
+    expect((await describe1(volumeId)).Tags).toContainEqual({ Key: 'berth:move', Value: 'a' });
+    t += 400;
+    expect((await describe1(volumeId)).Tags).toContainEqual({ Key: 'berth:move', Value: 'b' });
+    await ec2.send(new DeleteTagsCommand({ Resources: [volumeId], Tags: [{ Key: 'berth:move' }] }));
+    expect((await moving()).Volumes?.map((v) => v.VolumeId)).toEqual([volumeId]);
+    t += 1_000;
+    expect((await moving()).Volumes).toEqual([]);
+  });
+
   it('an unknown id fails the whole call and tags nothing', async () => {
     const volumeId = await createAvailable();
     await expectCode(

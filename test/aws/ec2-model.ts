@@ -116,6 +116,13 @@ export class Ec2Model {
    * namespace (onAttached) at once. Default 0.
    */
   describeLagMs: number;
+  /**
+   * EC2's eventual consistency for tags (EC2 Developer Guide, "Eventual consistency in the Amazon EC2
+   * API": a change "might not be immediately visible to all subsequent commands"; no bound is stated):
+   * DescribeVolumes (its Tags and tag filters) shows each volume's tags as they were this long ago, to
+   * every reader, the writer included. Tags given at CreateVolume are visible with the volume. Default 0.
+   */
+  tagLagMs: number;
   createLatencyMs: number;
   /** Delay before every call is answered, like a network round trip. */
   apiLatencyMs: number;
@@ -210,6 +217,7 @@ export class Ec2Model {
     this.attachLatency = opts.attachLatency;
     this.detachLatency = opts.detachLatency;
     this.describeLagMs = opts.describeLagMs ?? 0;
+    this.tagLagMs = opts.tagLagMs ?? 0;
     this.apiLatencyMs = opts.apiLatencyMs ?? 0;
     this.throttling = opts.throttling ?? true;
     this.now = opts.now ?? Date.now;
@@ -815,6 +823,7 @@ export class Ec2Model {
       if (missing.length > 1) throw ec2Error('InvalidVolume.NotFound', `The volumes '${missing.join(', ')}' do not exist.`);
       volumes = [...new Set(input.VolumeIds)].map((id) => this.volumesById.get(id)!).sort((a, b) => a.seq - b.seq);
     } else volumes = this.candidates(filters) ?? [...this.volumesById.values()];
+    if (this.tagLagMs > 0) volumes = volumes.map((volume) => ({ ...volume, tags: this.visibleTags(volume) }));
     volumes = volumes.filter((volume) => matchesFilters(filters, (name) => volumeFilterValues(volume, name)));
     const page = paginate(volumes, (volume) => volume.seq, {
       maxResults: input.MaxResults,
@@ -994,6 +1003,7 @@ export class Ec2Model {
       if (keys.size > MAX_TAGS) throw ec2Error('TagLimitExceeded', 'The maximum number of Tags for a resource has been reached.');
     }
     if (input.DryRun) throw dryRun();
+    this.logTags(resources);
     for (const target of targets) for (const [key, value] of tags) target.set(key, value);
     return {};
   }
@@ -1003,6 +1013,7 @@ export class Ec2Model {
     if (resources.length === 0) throw missingParameter('The request must contain the parameter resourceIdSet');
     const targets = resources.map((id) => this.taggableForApi(id));
     if (input.DryRun) throw dryRun();
+    this.logTags(resources);
     for (const target of targets) {
       if (!input.Tags) {
         target.clear();
@@ -1136,7 +1147,8 @@ export class Ec2Model {
 
   /**
    * The volumes that can match `filters`, in creation order, from the smallest index a filter
-   * narrows to (volume-id, attachment.instance-id, or tag:<key> with values without wildcards);
+   * narrows to (volume-id, attachment.instance-id, or tag:<key> with values without wildcards
+   * while tags show at once);
    * undefined when no filter is indexed. The filters are still applied to each one: this only
    * skips volumes that cannot match, and the order is volumesById's (creation, i.e. seq).
    */
@@ -1150,7 +1162,8 @@ export class Ec2Model {
       let sources: Iterable<ModelVolume>[];
       if (name === 'volume-id') sources = [values.flatMap((id) => this.volumesById.get(id) ?? [])];
       else if (name === 'attachment.instance-id') sources = values.flatMap((id) => this.attachedTo.get(id) ?? []);
-      else if (name.startsWith('tag:') && name.length > 4) {
+      // The tag index has the tags as they are now; with tagLagMs a reader sees older ones, so tag filters narrow nothing then.
+      else if (name.startsWith('tag:') && name.length > 4 && this.tagLagMs <= 0) {
         const byValue = this.volumesByTag.get(name.slice(4));
         sources = values.flatMap((value) => byValue?.get(value) ?? []);
       } else continue;
@@ -1193,6 +1206,24 @@ export class Ec2Model {
       set.add(volume);
       this.attachedTo.set(attachment.instanceId, set);
     }
+  }
+
+  /** Before a tag change (tagLagMs): the volumes' tags as they were until now. */
+  private logTags(resourceIds: readonly string[]): void {
+    if (this.tagLagMs <= 0) return;
+    for (const id of resourceIds) {
+      const volume = this.volumesById.get(id);
+      if (volume) (volume.tagLog ??= []).push({ until: this.now(), tags: new Map(volume.tags) });
+    }
+  }
+
+  /** The tags a reader sees now: as they were tagLagMs ago. */
+  private visibleTags(volume: ModelVolume): Map<string, string> {
+    const cutoff = this.now() - this.tagLagMs;
+    const log = volume.tagLog;
+    if (!log) return volume.tags;
+    while (log.length > 0 && log[0]!.until <= cutoff) log.shift();
+    return log[0]?.tags ?? volume.tags;
   }
 
   private describeVolume(volume: ModelVolume): Volume {
@@ -1418,6 +1449,8 @@ export interface Ec2ModelOptions {
   detachLatency?: () => number;
   /** How long DescribeVolumes still shows a completed attachment as 'attaching' (eventual consistency). Default 0. */
   describeLagMs?: number;
+  /** How old the volume tags DescribeVolumes shows are (eventual consistency of CreateTags/DeleteTags). Default 0. */
+  tagLagMs?: number;
   /** Time from CreateVolume ('creating') to 'available'. Default 10. */
   createLatencyMs?: number;
   /** Time from CreateSnapshot ('pending') to 'completed' (progress 50% half way). Default 20. */
@@ -1741,6 +1774,8 @@ interface ModelVolume {
   state: VolumeState;
   createTime: Date;
   tags: Map<string, string>;
+  /** Earlier tags and until when they held (tagLagMs), oldest first. */
+  tagLog?: Array<{ until: number; tags: Map<string, string> }>;
   attachment?: ModelAttachment;
   /** The marker of the volume's data (writeContent). */
   content?: string;

@@ -9,7 +9,7 @@ import { startEc2HttpServer, type Ec2HttpServer } from '../aws/ec2-http-server.j
 import { Ec2Model } from '../aws/ec2-model.js';
 import { startImdsServer, type ImdsServer } from '../aws/imds-server.js';
 import { agentEnv } from '../helpers/agent.js';
-import { docker as runDocker, ensureBusyboxImage, privateDockerd, TEST_IMAGE, type PrivateDockerd } from '../helpers/docker.js';
+import { docker as runDocker, ensureBusyboxImage, makeMachineDir, privateDockerd, TEST_IMAGE, type PrivateDockerd } from '../helpers/docker.js';
 import { createFakeNvmeTree, type FakeNvmeTree } from '../helpers/fake-nvme.js';
 import { detachLoopDevicesUnder, tempDir } from '../helpers/loop.js';
 import { EcsAgent } from './ecs-agent.js';
@@ -187,16 +187,7 @@ export class Region {
   }
 }
 
-/**
- * A directory playing one machine's /run/docker/plugins (`<dir>/plugins`) and
- * berth's state: a shared mount, so berth's mounts below it reach the mount
- * namespace of an engine started with `privateDockerd({ pluginDir })`.
- */
-export function makeMachineDir(dir: string): void {
-  mkdirSync(join(dir, 'plugins'), { recursive: true });
-  execFileSync('mount', ['--bind', dir, dir]);
-  execFileSync('mount', ['--make-shared', dir]);
-}
+export { makeMachineDir };
 
 /** Unmounts everything at and below `dir`, deepest first. */
 export function unmountUnder(dir: string): void {

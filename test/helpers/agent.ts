@@ -64,7 +64,7 @@ export async function startChildAgent(
   nodeArgs: string[] = [],
   node: string = process.execPath,
 ): Promise<ChildProcess> {
-  const socket = socketOf(pluginName);
+  const socket = pluginSocketPath({ ...CONFIG_DEFAULTS, BERTH_PLUGIN_NAME: pluginName, ...(extra.BERTH_PLUGIN_DIR ? { BERTH_PLUGIN_DIR: extra.BERTH_PLUGIN_DIR } : {}) });
   const log = openSync(join(stateDir, '..', `agent-${pluginName}.log`), 'a');
   const built = typeof compiled === 'string' ? compiled : join(repoRoot, 'dist/agent/main.js');
   const entry = compiled ? [built] : ['--import', 'tsx', join(repoRoot, 'agent/main.ts')];

@@ -1,11 +1,10 @@
 import { execFileSync } from 'node:child_process';
 import { chmodSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { PutObjectCommand, S3Client } from '@aws-sdk/client-s3';
-import S3rver from 's3rver';
+import { PutObjectCommand } from '@aws-sdk/client-s3';
+import { S3RVER_CREDENTIALS, startS3rver } from './s3server.js';
 
-/** s3rver's one account (lib/models/account.js): the key pair it checks every signature against. */
-export const S3RVER_CREDENTIALS = { accessKeyId: 'S3RVER', secretAccessKey: 'S3RVER' };
+export { S3RVER_CREDENTIALS };
 
 /**
  * A release tarball as scripts/release.mjs lays it out, small: bin/node (says it is the
@@ -26,15 +25,11 @@ export function fakeRelease(dir: string, opts: { damage?: boolean } = {}): strin
   return tarball;
 }
 
-/** s3rver (it checks SigV4 signatures and x-amz-content-sha256) on `address`, holding `objects` (key → file) in bucket `bucket`. */
+/** s3rver (test/helpers/s3server.ts) on `address`, holding `objects` (key → file) in bucket `bucket`. */
 export async function startS3(dir: string, address: string, bucket: string, objects: Record<string, string>): Promise<{ endpoint: string; close: () => Promise<void> }> {
-  const server = new S3rver({ address, port: 0, directory: join(dir, 's3'), silent: true, configureBuckets: [{ name: bucket, configs: [] }] });
-  const { port } = await server.run();
-  const endpoint = `http://${address}:${port}`;
-  const s3 = new S3Client({ endpoint, region: 'eu-west-1', forcePathStyle: true, credentials: S3RVER_CREDENTIALS });
-  for (const [key, file] of Object.entries(objects)) await s3.send(new PutObjectCommand({ Bucket: bucket, Key: key, Body: readFileSync(file) }));
-  s3.destroy();
-  return { endpoint, close: () => server.close() };
+  const server = await startS3rver(dir, [bucket], { address, region: 'eu-west-1' });
+  for (const [key, file] of Object.entries(objects)) await server.s3.send(new PutObjectCommand({ Bucket: bucket, Key: key, Body: readFileSync(file) }));
+  return { endpoint: server.endpoint, close: () => server.close() };
 }
 
 /**

@@ -57,6 +57,23 @@ async function importBusybox(host?: string): Promise<string> {
   return TEST_IMAGE;
 }
 
+/**
+ * A directory playing one machine's /run/docker/plugins (`<dir>/plugins`, returned) and
+ * berth's state: a shared mount (a bind onto itself), so berth's mounts below it reach the
+ * mount namespace of an engine started with `privateDockerd({ pluginDir })`. Such an engine
+ * sees only the plugin sockets of its own test: dockerd tries every socket it finds in its
+ * plugin directory on each `docker volume ls` and waits ~15-30 s on each one whose agent is
+ * gone, which other tests (crash-matrix.test.ts kills agents) leave in the host's. Below a
+ * tempDir (test/helpers/loop.ts), whose cleanup unmounts it.
+ */
+export function makeMachineDir(dir: string): string {
+  const plugins = join(dir, 'plugins');
+  mkdirSync(plugins, { recursive: true });
+  execFileSync('mount', ['--bind', dir, dir]);
+  execFileSync('mount', ['--make-shared', dir]);
+  return plugins;
+}
+
 /** A private dockerd, for tests that restart the engine or change its mode (swarm) without disturbing others. */
 export interface PrivateDockerd {
   host: string;

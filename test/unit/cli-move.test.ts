@@ -11,9 +11,9 @@ const TAGS = { [k.volume]: 'c1-db1', [k.host]: 'h1', [k.managedBy]: 'berth' };
 let model: Ec2Model;
 afterEach(() => model?.dispose());
 
-function cli(now = Date.now) {
+function cli(now = Date.now, settleMs = 2) {
   const lines: string[] = [];
-  const env: CliEnv = { config: CONFIG_DEFAULTS, out: (l) => lines.push(l), zoneMover: async (progress) => createZoneMover({ ec2: model.port(), keys: k, pollMs: 2, progress, now }) };
+  const env: CliEnv = { config: CONFIG_DEFAULTS, out: (l) => lines.push(l), zoneMover: async (progress) => createZoneMover({ ec2: model.port(), keys: k, pollMs: 2, settleMs, progress, now }) };
   return { lines, run: (...argv: string[]) => run(argv, env) };
 }
 
@@ -54,5 +54,20 @@ describe('berth move (unit)', () => {
     expect(await c.run('move', 'c1-db1', '--zone', 'eu-west-1b', '--from-snapshot', snap)).toBe(0);
     expect(model.volume(old).tags[k.retired]).toBeDefined();
     expect(model.calls('CreateSnapshot')).toBe(0);
+  });
+
+  it('two operators moving one node at once (within EC2\'s tag lag): one moves it, the other is told who holds the move since when, and exits 1', async () => {
+    model = new Ec2Model({ throttling: false, snapshotLatencyMs: 4, createLatencyMs: 2, tagLagMs: 40 });
+    const old = model.addVolume({ az: 'eu-west-1a', size: 50, tags: TAGS });
+    const [one, two] = [cli(Date.now, 150), cli(Date.now, 150)];
+    const results = await Promise.allSettled([one.run('move', 'c1-db1', '--zone', 'eu-west-1b'), two.run('move', 'c1-db1', '--zone', 'eu-west-1b')]);
+    expect(results.filter((r) => r.status === 'fulfilled').map((r) => (r as PromiseFulfilledResult<number>).value)).toEqual([0]);
+    const loser = (results.find((r) => r.status === 'rejected') as PromiseRejectedResult).reason as CliError;
+    expect(loser).toBeInstanceOf(CliError);
+    expect(loser.exitCode).toBe(1);
+    expect(loser.message).toMatch(new RegExp(`^another move of c1-db1 \\(${old}\\) is in progress since \\d{4}-\\d\\d-\\d\\dT\\d\\d:\\d\\d:\\d\\dZ \\(to eu-west-1b, step snapshot\\); run it again to resume it \\(berth move c1-db1 --zone eu-west-1b\\), or --abort \\(berth move c1-db1 --abort\\)$`));
+    await model.settled();
+    expect(model.volumes().filter((v) => !v.tags[k.retired])).toHaveLength(1);
+    expect(model.snapshotList()).toHaveLength(1);
   });
 });

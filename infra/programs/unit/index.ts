@@ -1,4 +1,5 @@
 import { createHash } from 'node:crypto';
+import * as aws from '@pulumi/aws';
 import * as pulumi from '@pulumi/pulumi';
 import { checkTransition, type ClusterSpec } from '../../cluster-api/invariants.js';
 import { Cluster } from '../../components/cluster.js';
@@ -8,6 +9,8 @@ import { uncoveredNames } from '../../constraints/published-names.js';
 import { accountId, config, stackOutput, stackRegion } from '../shared.js';
 import { DEFAULT_HOST_INSTANCE_TYPE } from '../../components/host-defaults.js';
 import { clusterAlarms, Monitoring } from '../../components/monitoring.js';
+import { zoneMovePolicy } from '../../components/move-policy.js';
+import { fitName } from '../../components/naming.js';
 
 /**
  * Which private subnet (of `count`) a host lives in: a hash of its id, so a host never
@@ -80,6 +83,14 @@ export function unitProgram() {
     }, { dependsOn: [cluster] });
     hosts.set(hostId, { host, az: pick(privateSubnetAzs) });
   }
+  // Who may move this cluster's nodes to another zone (`berth move`): a managed policy the operators'
+  // role is given, nothing attached here (docs/deploy.md, "Who may move a node").
+  const movePolicy = new aws.iam.Policy(`${spec.name}-move`, {
+    name: environment.apply((env) => fitName(`${env}-${spec.name}-berth-move`, 128)),
+    description: `berth move: zone moves of the volumes of berth cluster ${spec.name}`,
+    policy: pulumi.all([environment, accountId(), out<string>('ebsKeyArn')]).apply(([env, account, ebsKmsKeyArn]) =>
+      JSON.stringify(zoneMovePolicy({ region, accountId: account, environment: env, cluster: spec.name, ebsKmsKeyArn }))),
+  });
   // Dashboard and alarms of the cluster (docs/operations.md, "Watch the fleet").
   new Monitoring(`${spec.name}-monitoring`, { environment, cluster: spec.name, region, alarms: clusterAlarms(spec.name) });
   const volumes: Record<string, pulumi.Output<string>> = {};
@@ -87,7 +98,7 @@ export function unitProgram() {
     const { host, az } = hosts.get(n.host)!;
     // dependsOn: the node goes before its host on delete, and never outlives it.
     const node = new Node(`${spec.name}-${n.name}`, {
-      environment, node: n.name, host: n.host, cluster: spec.name, image: n.image, port: n.port, sizeGiB: n.sizeGiB, zone, routes: n.routes, healthCheck: n.healthCheck,
+      environment, node: n.name, host: n.host, cluster: spec.name, image: n.image, port: n.port, sizeGiB: n.sizeGiB, zone, routes: n.routes, healthCheck: n.healthCheck, volume: n.volume, stopped: n.stopped,
       ecsCluster: cluster.ecsClusterArn, availabilityZone: az, kmsKeyId: out<string>('ebsKeyArn'),
     }, { dependsOn: [host] });
     volumes[n.name] = node.volumeId;
@@ -98,7 +109,11 @@ export function unitProgram() {
     spec: JSON.stringify(spec),
     hosts: Object.fromEntries([...hosts].map(([id, h]) => [id, { group: h.host.groupName, availabilityZone: h.az }])),
     volumes,
+    /** The region's private subnet zones in order: with subnetIndexFor, the zone of any host (the cluster API's moveNode). */
+    zones: privateSubnetAzs,
     fqdns: cluster.fqdns,
+    /** The managed policy that lets an operator run `berth move` on this cluster's nodes (docs/deploy.md). */
+    movePolicyArn: movePolicy.arn,
     /** The certificate names the published names were checked against (none for an older regional stack). */
     certificateCovers,
   };

@@ -92,6 +92,18 @@ describe('unit program under setMocks', () => {
     expect(openToWorld(declared)).toEqual([]);
     expect(unconditionedEbsMutations(declared)).toEqual([]);
   });
+  it('declares the operators\' move policy of the cluster (berth move), scoped to its environment and cluster, and outputs its ARN', () => {
+    const policies = ofType(declared, 'aws:iam/policy:Policy').filter((p) => p.name === 'shop-move');
+    expect(policies).toHaveLength(1);
+    expect(policies[0]!.inputs['name']).toBe('prod-shop-berth-move');
+    const doc = JSON.parse(policies[0]!.inputs['policy'] as string) as { Statement: Array<{ Action: string[]; Condition?: object }> };
+    expect(doc.Statement.flatMap((s) => s.Action)).toEqual(expect.arrayContaining(['ec2:CreateSnapshot', 'ec2:CreateVolume', 'ec2:CreateTags', 'ec2:DeleteTags', 'kms:CreateGrant']));
+    for (const s of doc.Statement.filter((x) => x.Action.some((a) => /^ec2:(Create|Delete)/.test(a)))) {
+      expect(JSON.stringify(s.Condition), JSON.stringify(s)).toMatch(/berth:environment":"prod"/);
+      expect(JSON.stringify(s.Condition), JSON.stringify(s)).toMatch(/berth:cluster":"shop"/);
+    }
+    expect(outputs['movePolicyArn']).toBeDefined();
+  });
   it('refuses a spec that breaks the cluster invariants or lacks a node image, before declaring anything', async () => {
     const { unitProgram } = await import('./index.js');
     const before = declared.length;

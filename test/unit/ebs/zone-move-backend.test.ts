@@ -40,7 +40,7 @@ describe('EBS backend during a zone move (unit)', () => {
   it('after a move into this zone the node mounts its new volume by name; the retired one is never used', async () => {
     w = ebsUnitWorld();
     const old = w.model.addVolume({ az: FAR, size: 8, type: 'gp3', tags: TAGS });
-    const moved = await createZoneMover({ ec2: w.port, keys: k, pollMs: 2 }).move({ name: 'db1', zone: AZ });
+    const moved = await createZoneMover({ ec2: w.port, keys: k, pollMs: 2, settleMs: 2 }).move({ name: 'db1', zone: AZ });
     const fresh = await w.service(w.backend());
     await fresh.publish('db1', C1);
     expect(w.model.volume(moved.to.volumeId).attachment).toMatchObject({ instanceId: w.instanceId, state: 'attached' });

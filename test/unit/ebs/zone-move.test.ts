@@ -65,7 +65,7 @@ function hostPort(crashAfter = Infinity, counter = { calls: 0 }): Ec2Port {
   ) as unknown as Ec2Port;
 }
 
-const mover = (ec2: Ec2Port, metrics?: MoveMetrics) => createZoneMover({ ec2, keys: k, cluster: 'c1', environment: 'prod', zones: model.availabilityZones, pollMs: 2, metrics });
+const mover = (ec2: Ec2Port, metrics?: MoveMetrics) => createZoneMover({ ec2, keys: k, cluster: 'c1', environment: 'prod', zones: model.availabilityZones, pollMs: 2, settleMs: 2, metrics });
 
 /** What must hold once a move finished, however often it was killed on the way. */
 async function expectMoved(source: string) {
@@ -96,7 +96,7 @@ describe('zone move (unit, EC2 model)', () => {
   it('snapshots, restores in the target zone with the same size, type, IOPS, throughput, encryption, KMS key and tags, and retires the old volume', async () => {
     const source = world();
     const lines: string[] = [];
-    const result = await createZoneMover({ ec2: hostPort(), keys: k, zones: model.availabilityZones, pollMs: 2, progress: (l) => lines.push(l) }).move({ name: 'c1-db1', zone: TO });
+    const result = await createZoneMover({ ec2: hostPort(), keys: k, zones: model.availabilityZones, pollMs: 2, settleMs: 2, progress: (l) => lines.push(l) }).move({ name: 'c1-db1', zone: TO });
     expect(result).toMatchObject({ name: 'c1-db1', from: { volumeId: source, zone: FROM }, to: { zone: TO }, already: false });
     await expectMoved(source);
     expect(lines.join('\n')).toMatch(/step snapshot[\s\S]*step restore[\s\S]*step cutover[\s\S]*step done/);
@@ -191,7 +191,7 @@ describe('zone move (unit, EC2 model)', () => {
     const source = model.addVolume({ az: FROM, size: 20, type: 'gp3', tags: NODE_TAGS });
     model.addSnapshot({ size: 20, volumeId: source, startTime: new Date(t - 5 * 3_600_000), content: 'five hours ago' });
     const latest = model.addSnapshot({ size: 20, volumeId: source, startTime: new Date(t - 3 * 3_600_000), content: 'three hours ago' });
-    const ec2 = createZoneMover({ ec2: model.port(), keys: k, pollMs: 2, now: () => t });
+    const ec2 = createZoneMover({ ec2: model.port(), keys: k, pollMs: 2, settleMs: 2, now: () => t });
     const plan = await ec2.planFromSnapshot('c1-db1');
     expect(plan).toMatchObject({ volumeId: source, zone: FROM, snapshotId: latest, ageMs: 3 * 3_600_000 });
     expect(model.calls('CreateTags') + model.calls('CreateVolume') + model.calls('CreateSnapshot')).toBe(0);

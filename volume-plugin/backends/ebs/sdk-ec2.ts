@@ -81,7 +81,7 @@ export class SdkEc2 implements Ec2Port {
    * caller without a retry of its own (the operator's zone move, agent/cli.ts).
    */
   constructor(
-    readonly client: EC2Client,
+    readonly client: Pick<EC2Client, 'send'>,
     options: { refusals?: 'caller' | 'sdk' } = {},
   ) {
     this.refusalsToCaller = (options.refusals ?? 'caller') === 'caller';

@@ -68,6 +68,12 @@ export function parseJournal(text: string | undefined): MoveJournal | undefined 
   return { step, to: f.to, id: f.id, snapshotId: f.snap, newVolumeId: f.new, fromSnapshot: f['from-snapshot'] === '1', host: f.host };
 }
 
+/** Of two journals of one move, the one further on (its fields over the other's). */
+function further(mine: MoveJournal, seen: MoveJournal): MoveJournal {
+  if (MOVE_STEPS.indexOf(seen.step) <= MOVE_STEPS.indexOf(mine.step)) return mine;
+  return { ...mine, ...Object.fromEntries(Object.entries(seen).filter(([, v]) => v !== undefined && v !== false)) } as MoveJournal;
+}
+
 /** Whether a source volume's journal has passed the cut-over (its successor is live, not it). */
 export const pastCutover = (j: MoveJournal | undefined) => j !== undefined && MOVE_STEPS.indexOf(j.step) >= MOVE_STEPS.indexOf('cutover');
 
@@ -83,15 +89,16 @@ export async function liveVolumes(named: Volume[], keys: TagKeys, describe: (vol
     const tags = tagsOf(v);
     if (tags[keys.retired]) continue;
     const journal = parseJournal(tags[keys.move]);
-    if (!pastCutover(journal)) {
+    const successorId = pastCutover(journal) ? journal!.newVolumeId : undefined;
+    const successor = successorId ? (named.find((x) => x.VolumeId === successorId) ?? (await describe(successorId))) : undefined;
+    // Before the cut-over the source is live; after it, its successor, unless that one was retired (an
+    // abort that raced the cut-over: docs/design.md §6, "Two movers") or is gone: then still the source.
+    if (!successor || tagsOf(successor)[keys.retired]) {
       live.push(v);
       continue;
     }
-    if (journal!.newVolumeId && !ids.has(journal!.newVolumeId)) {
-      const successor = await describe(journal!.newVolumeId);
-      // Shown with the name it is about to carry (the mover's next step tags it so).
-      if (successor && !tagsOf(successor)[keys.retired]) live.push({ ...successor, Tags: [...(successor.Tags ?? []).filter((t) => t.Key !== keys.volume), { Key: keys.volume, Value: tags[keys.volume] }] });
-    }
+    // Shown with the name it is about to carry (the mover's next step tags it so).
+    if (!ids.has(successorId)) live.push({ ...successor, Tags: [...(successor.Tags ?? []).filter((t) => t.Key !== keys.volume), { Key: keys.volume, Value: tags[keys.volume] }] });
   }
   return live;
 }
@@ -123,6 +130,12 @@ export interface ZoneMoveDeps {
   zones?: readonly string[];
   /** Poll interval while waiting for the snapshot and the new volume. Default 5 s. */
   pollMs?: number;
+  /**
+   * How long a mover waits after its claim, its cut-over (and an abort after removing the journal)
+   * before it reads the journal back; must exceed twice EC2's tag read-after-write lag (docs/design.md
+   * §6, "Two movers"). Default MOVE_SETTLE_MS.
+   */
+  settleMs?: number;
   now?: () => number;
   /** Told each step as it starts (the CLI prints it). */
   progress?: (line: string) => void;
@@ -163,10 +176,25 @@ export interface SnapshotPlan {
 
 const DAY_MS = 86_400_000;
 
+/**
+ * The default settle time of a claim and a cut-over (ZoneMoveDeps.settleMs). EC2 states no bound on
+ * its eventual consistency (EC2 Developer Guide, "Eventual consistency in the Amazon EC2 API", advises
+ * waits "starting with a couple of seconds"); 20 s keeps two movers apart while the lag is under ~8 s,
+ * and costs a move 40 s of its minutes.
+ */
+export const MOVE_SETTLE_MS = 20_000;
+
+/** The start of a move from its id (`20261206T215043123Z-…`), ISO; the id itself when it is not one. */
+export function moveSince(id: string): string {
+  const m = /^(\d{4})(\d\d)(\d\d)T(\d\d)(\d\d)(\d\d)(\d{3})Z/.exec(id);
+  return m ? `${m[1]}-${m[2]}-${m[3]}T${m[4]}:${m[5]}:${m[6]}Z` : id;
+}
+
 export function createZoneMover(deps: ZoneMoveDeps) {
   const { ec2, keys: k } = deps;
   const now = deps.now ?? Date.now;
   const pollMs = deps.pollMs ?? 5_000;
+  const settleMs = deps.settleMs ?? MOVE_SETTLE_MS;
   const say = (line: string) => deps.progress?.(line);
   const scopeFilters = [
     { Name: `tag:${k.managedBy}`, Values: [MANAGED_BY] },
@@ -250,6 +278,51 @@ export function createZoneMover(deps: ZoneMoveDeps) {
     }
   }
 
+  /** The source's journal as EC2 answers now (by id: nothing cached). */
+  async function journalNow(sourceId: string, signal?: AbortSignal): Promise<MoveJournal | undefined> {
+    const v = await volume(sourceId, signal);
+    return v ? parseJournal(tagsOf(v)[k.move]) : undefined;
+  }
+
+  /** What this run made (a snapshot, a volume): named to the operator when the run stops. */
+  let madeHere: string[] = [];
+
+  /** What the loser of two movers is told: the move that holds the journal, or that it is gone. */
+  function lost(name: string, sourceId: string, holder: MoveJournal | undefined): BerthError {
+    const made = madeHere.length ? `; ${madeHere.join(' and ')}, made by this run, ${madeHere.length > 1 ? 'are' : 'is'} kept and tagged until its retain-until, not deleted` : '';
+    if (!holder) return new BerthError('CONFLICT', `the move of ${name} (${sourceId}) was aborted while this run went on; ${sourceId} stays its volume; run berth move again to start a new one${made}`);
+    return new BerthError(
+      'CONFLICT',
+      `another move of ${name} (${sourceId}) is in progress since ${moveSince(holder.id)} (to ${holder.to}, step ${holder.step}); run it again to resume it (berth move ${name} --zone ${holder.to}), or --abort (berth move ${name} --abort)${made}`,
+    );
+  }
+
+  /**
+   * Before an irreversible step: the journal must still be this move's (another mover's claim, or an
+   * abort, ends this run). A journal of this move that is further on (another run of the same move got
+   * there first) is adopted. A read that took longer than a quarter of the settle time is read again (up
+   * to three times), so the write that follows lands within that of what it saw.
+   */
+  async function fence(name: string, sourceId: string, j: MoveJournal, signal?: AbortSignal, made?: string): Promise<MoveJournal> {
+    for (let attempt = 1; ; attempt++) {
+      const started = performance.now();
+      const fresh = await journalNow(sourceId, signal);
+      if (!fresh || fresh.id !== j.id) {
+        // The volume this run made is not the node's (another move holds the journal, or none does): retired, kept.
+        if (made && fresh?.newVolumeId !== made) await retireLeftover(made, name, signal);
+        throw lost(name, sourceId, fresh);
+      }
+      if (performance.now() - started > settleMs / 4 && attempt < 3) continue;
+      return further(j, fresh);
+    }
+  }
+
+  /** A volume this run made that the journal does not name: retired (kept, never deleted) so the retention finds it. */
+  async function retireLeftover(volumeId: string, name: string, signal?: AbortSignal): Promise<void> {
+    const retainUntil = new Date(now() + MOVE_RETENTION_DAYS * DAY_MS).toISOString().slice(0, 10);
+    await tag(volumeId, { [k.retired]: new Date(now()).toISOString(), [k.retiredVolume]: name, [k.retainUntil]: retainUntil }, signal);
+  }
+
   const tokenOf = (sourceId: string, moveId: string) => createHash('sha256').update(`move\0${sourceId}\0${moveId}`).digest('hex').slice(0, 64);
 
   /** The new volume must be what the source was, in the target zone, from the move's snapshot; anything else stops the move before the cut-over. */
@@ -293,63 +366,115 @@ export function createZoneMover(deps: ZoneMoveDeps) {
     }
   };
 
-  /** Runs (or resumes) the journalled steps from the journal's step to the end. */
-  async function drive(name: string, source: Volume, j: MoveJournal, signal?: AbortSignal): Promise<MoveResult> {
-    if (j.step === 'snapshot') {
-      let snap = j.snapshotId ? undefined : await findSnapshot(source.VolumeId!, j.id, signal);
-      if (!j.snapshotId && !snap) {
-        assertDetached((await volume(source.VolumeId!, signal)) ?? source, name);
-        const retainUntil = new Date(now() + MOVE_RETENTION_DAYS * DAY_MS).toISOString().slice(0, 10);
-        snap = await ec2.createSnapshot(
-          {
-            VolumeId: source.VolumeId,
-            Description: `berth: ${name} moving to ${j.to}`,
-            TagSpecifications: [
-              {
-                ResourceType: 'snapshot',
-                Tags: [
-                  { Key: k.moveOf, Value: `${source.VolumeId} ${j.id}` },
-                  { Key: k.retiredVolume, Value: name },
-                  { Key: k.managedBy, Value: MANAGED_BY },
-                  { Key: k.retainUntil, Value: retainUntil },
-                ],
-              },
-            ],
-          },
-          signalOf(signal),
-        );
-      }
-      const snapshotId = j.snapshotId ?? snap!.SnapshotId!;
-      await waitSnapshot(snapshotId, signal);
-      j = { ...j, step: 'restore', snapshotId };
-      await journal(source, j, signal);
-    }
-    if (j.step === 'restore') {
-      const fresh = await ec2.createVolume(
+  /**
+   * Snapshot, restore, verify, cut over: from a journal before the cut-over to one at it (or past it,
+   * when another run of the same move got there first). The snapshot is not journalled (a resumed move
+   * finds it by its move-of tag), so no write of this run can put the journal back before a cut-over
+   * another run made; the cut-over is written after a fence and read back after the settle time.
+   */
+  async function toCutover(name: string, source: Volume, j: MoveJournal, signal?: AbortSignal): Promise<MoveJournal> {
+    const sourceId = source.VolumeId!;
+    let snapshotId = j.snapshotId ?? (await findSnapshot(sourceId, j.id, signal))?.SnapshotId;
+    if (!snapshotId) {
+      const ahead = await fence(name, sourceId, j, signal);
+      if (pastCutover(ahead)) return ahead;
+      assertDetached((await volume(sourceId, signal)) ?? source, name);
+      const retainUntil = new Date(now() + MOVE_RETENTION_DAYS * DAY_MS).toISOString().slice(0, 10);
+      const sourceTags = tagsOf(source);
+      const snap = await ec2.createSnapshot(
         {
-          AvailabilityZone: j.to,
-          SnapshotId: j.snapshotId,
-          Size: source.Size,
-          VolumeType: source.VolumeType,
-          ...(source.VolumeType === 'gp3' || source.VolumeType === 'io1' || source.VolumeType === 'io2' ? { Iops: source.Iops } : {}),
-          ...(source.VolumeType === 'gp3' ? { Throughput: source.Throughput } : {}),
-          ...(source.Encrypted ? { Encrypted: true, KmsKeyId: source.KmsKeyId } : {}),
-          ClientToken: tokenOf(source.VolumeId!, j.id),
-          TagSpecifications: [{ ResourceType: 'volume', Tags: Object.entries(newVolumeTags(source, j)).map(([Key, Value]) => ({ Key, Value })) }],
+          VolumeId: sourceId,
+          Description: `berth: ${name} moving to ${j.to}`,
+          TagSpecifications: [
+            {
+              ResourceType: 'snapshot',
+              Tags: [
+                { Key: k.moveOf, Value: `${sourceId} ${j.id}` },
+                { Key: k.retiredVolume, Value: name },
+                { Key: k.managedBy, Value: MANAGED_BY },
+                { Key: k.retainUntil, Value: retainUntil },
+                // The source's cluster and environment: what the move policy scopes CreateSnapshot and a restore from it by.
+                ...[k.cluster, k.environment].filter((key) => sourceTags[key] !== undefined).map((Key) => ({ Key, Value: sourceTags[Key]! })),
+              ],
+            },
+          ],
         },
         signalOf(signal),
       );
-      const ready = await waitVolume(fresh.VolumeId!, signal);
-      verify(source, ready, j);
-      // The source must still be detached: nothing may have written to it after the snapshot.
-      if (!j.fromSnapshot) assertDetached((await volume(source.VolumeId!, signal)) ?? source, name);
-      j = { ...j, step: 'cutover', newVolumeId: ready.VolumeId };
-      // The cut-over: one tag on one resource; from this write on the new volume is the node's.
-      await journal(source, j, signal);
+      snapshotId = snap.SnapshotId!;
+      madeHere.push(snapshotId);
     }
+    await waitSnapshot(snapshotId, signal);
+    mark('restore');
+    say(`step restore: ${sourceId}, snapshot ${snapshotId}`);
+    const ahead = await fence(name, sourceId, j, signal);
+    if (pastCutover(ahead)) return ahead;
+    const params = (snap: string) => ({
+      AvailabilityZone: j.to,
+      SnapshotId: snap,
+      Size: source.Size,
+      VolumeType: source.VolumeType,
+      ...(source.VolumeType === 'gp3' || source.VolumeType === 'io1' || source.VolumeType === 'io2' ? { Iops: source.Iops } : {}),
+      ...(source.VolumeType === 'gp3' ? { Throughput: source.Throughput } : {}),
+      ...(source.Encrypted ? { Encrypted: true, KmsKeyId: source.KmsKeyId } : {}),
+      ClientToken: tokenOf(sourceId, j.id),
+      TagSpecifications: [{ ResourceType: 'volume' as const, Tags: Object.entries(newVolumeTags(source, j)).map(([Key, Value]) => ({ Key, Value })) }],
+    });
+    let made: Volume;
+    try {
+      made = await ec2.createVolume(params(snapshotId), signalOf(signal));
+      madeHere.push(made.VolumeId!);
+    } catch (err) {
+      if ((err as { name?: string }).name !== 'IdempotentParameterMismatch') throw err;
+      // The move's token already made a volume from another snapshot of this move: another run of the
+      // same move got there first (its snapshot was not yet visible to this one). That volume is the move's.
+      const theirs = await madeBy(sourceId, j.id, signal);
+      if (!theirs) throw lost(name, sourceId, await journalNow(sourceId, signal));
+      say(`  another run of this move made ${theirs.VolumeId} from ${theirs.SnapshotId}; continuing with it (${snapshotId} is kept, tagged until its retain-until)`);
+      made = theirs;
+      snapshotId = theirs.SnapshotId!;
+    }
+    const ready = await waitVolume(made.VolumeId!, signal);
+    // Retired meanwhile: an abort took the move back (the fence says so); anything else is verify's.
+    if (tagsOf(ready)[k.retired]) await fence(name, sourceId, j, signal, ready.VolumeId);
+    verify(source, ready, { ...j, snapshotId });
+    // The source must still be detached: nothing may have written to it after the snapshot.
+    if (!j.fromSnapshot) assertDetached((await volume(sourceId, signal)) ?? source, name);
+    const before = await fence(name, sourceId, j, signal, ready.VolumeId);
+    if (pastCutover(before)) return before;
+    const cut: MoveJournal = { ...j, step: 'cutover', snapshotId, newVolumeId: ready.VolumeId };
+    // The cut-over: one tag on one resource; from this write on the new volume is the node's.
+    await journal(source, cut, signal);
+    await sleep(settleMs, signal);
+    const back = await journalNow(sourceId, signal);
+    if (!back || back.id !== j.id || back.newVolumeId !== ready.VolumeId) {
+      if (back?.newVolumeId !== ready.VolumeId) await retireLeftover(ready.VolumeId!, name, signal);
+      throw lost(name, sourceId, back);
+    }
+    return further(cut, back);
+  }
+
+  /** The volume a move's ClientToken made, by its move-of tag (given at creation), waiting out the settle time for it to show. */
+  async function madeBy(sourceId: string, moveId: string, signal?: AbortSignal): Promise<Volume | undefined> {
+    const until = performance.now() + settleMs;
+    for (;;) {
+      const found = (await volumesTagged(k.moveOf, `${sourceId} ${moveId}`, signal)).find((v) => !tagsOf(v)[k.retired]);
+      if (found || performance.now() >= until) return found;
+      await sleep(Math.min(pollMs, settleMs), signal);
+    }
+  }
+
+  /** Runs (or resumes) the journalled steps from the journal's step to the end. */
+  async function drive(name: string, source: Volume, j: MoveJournal, signal?: AbortSignal): Promise<MoveResult> {
+    if (!pastCutover(j)) j = await toCutover(name, source, j, signal);
     const retainUntil = new Date(now() + MOVE_RETENTION_DAYS * DAY_MS).toISOString().slice(0, 10);
     if (j.step === 'cutover') {
       await tag(j.newVolumeId!, { [k.volume]: name, ...(j.host ? { [k.host]: j.host } : {}) }, signal);
+      // An abort that raced the cut-over retired the new volume: the source stays the node (liveVolumes).
+      const successor = await volume(j.newVolumeId!, signal);
+      if (!successor || tagsOf(successor)[k.retired]) {
+        throw new BerthError('CONFLICT', `the new volume ${j.newVolumeId} of ${name} was retired by an abort during the cut-over; ${source.VolumeId} stays its volume: run berth move ${name} --abort, then move it again`);
+      }
       // Retired first (readers skip it from here on), then its name and host tags go.
       await tag(source.VolumeId!, { [k.retired]: new Date(now()).toISOString(), [k.retiredVolume]: name, [k.retainUntil]: retainUntil }, signal);
       j = { ...j, step: 'retire' };
@@ -402,6 +527,7 @@ export function createZoneMover(deps: ZoneMoveDeps) {
       const { name, zone, signal } = req;
       if (deps.zones && !deps.zones.includes(zone)) throw new BerthError('INVALID_ARGUMENT', `zone ${zone} is not one of this region's: ${deps.zones.join(', ')}`);
       at = 'locate';
+      madeHere = [];
       return measured(async () => {
         const found = await locate(name, signal);
         if (found.source && found.journal) {
@@ -440,7 +566,13 @@ export function createZoneMover(deps: ZoneMoveDeps) {
         };
         at = 'snapshot';
         say(`moving ${name} (${source.VolumeId}, ${source.AvailabilityZone}) to ${zone}`);
+        // The claim: EC2 has no conditional tag write, so the journal is written, left to settle, and read
+        // back; of two movers that both wrote one, the one whose write came last reads its own back, the
+        // other is told and stops before it made anything (docs/design.md §6, "Two movers").
         await journal(source, j, signal);
+        await sleep(settleMs, signal);
+        const back = await journalNow(source.VolumeId!, signal);
+        if (back?.id !== j.id) throw lost(name, source.VolumeId!, back);
         return drive(name, source, j, signal);
       }, () => at);
     },
@@ -451,20 +583,34 @@ export function createZoneMover(deps: ZoneMoveDeps) {
      * cannot be rolled back (the new volume may have been written to): move it back instead.
      */
     async abort(name: string, signal?: AbortSignal): Promise<{ volumeId: string; retired?: string }> {
+      madeHere = [];
       const found = await locate(name, signal);
       if (!found.source || !found.journal) throw new BerthError('NOT_FOUND', `volume ${name} is not moving`);
       const { source, journal: j } = found;
       if (pastCutover(j)) {
-        throw new BerthError('CONFLICT', `the move of ${name} to ${j.to} is past its cut-over (${j.newVolumeId} is the node's volume now); finish it (berth move ${name} --zone ${j.to}), then move it back if you must`);
+        // A cut-over whose new volume an abort retired (the race "Two movers" bounds) is undone: the source is live, only its journal goes.
+        const successor = j.newVolumeId ? await volume(j.newVolumeId, signal) : undefined;
+        if (successor && !tagsOf(successor)[k.retired]) {
+          throw new BerthError('CONFLICT', `the move of ${name} to ${j.to} is past its cut-over (${j.newVolumeId} is the node's volume now); finish it (berth move ${name} --zone ${j.to}), then move it back if you must`);
+        }
+        if (tagsOf(source)[k.retired]) throw new BerthError('CONFLICT', `volume ${name}: both ${source.VolumeId} and ${j.newVolumeId} are retired; untag one by hand (docs/operations.md, "Move a node to another zone")`);
+        await ec2.deleteTags({ Resources: [source.VolumeId!], Tags: [{ Key: k.move }] }, signalOf(signal));
+        say(`move of ${name}: its new volume ${j.newVolumeId} had been retired; ${source.VolumeId} stays its volume`);
+        return { volumeId: source.VolumeId! };
       }
-      const made = (await volumesTagged(k.moveOf, `${source.VolumeId} ${j.id}`, signal))[0];
-      if (made) {
-        const retainUntil = new Date(now() + MOVE_RETENTION_DAYS * DAY_MS).toISOString().slice(0, 10);
-        await tag(made.VolumeId!, { [k.retired]: new Date(now()).toISOString(), [k.retiredVolume]: name, [k.retainUntil]: retainUntil }, signal);
-      }
+      // The journal goes first, then, once that settled, what the move made is retired: a mover still
+      // running finds its journal gone at its next fence and stops; one that cut over meanwhile wins.
       await ec2.deleteTags({ Resources: [source.VolumeId!], Tags: [{ Key: k.move }] }, signalOf(signal));
-      say(`move of ${name} aborted at step ${j.step}; ${source.VolumeId} stays its volume${made ? `, ${made.VolumeId} retired` : ''}`);
-      return { volumeId: source.VolumeId!, ...(made ? { retired: made.VolumeId! } : {}) };
+      await sleep(settleMs, signal);
+      const back = await journalNow(source.VolumeId!, signal);
+      if (back && pastCutover(back) && back.id === j.id) {
+        throw new BerthError('CONFLICT', `the move of ${name} reached its cut-over while it was being aborted (another berth move of it is running): ${back.newVolumeId} is the node's volume now; let it finish (berth move ${name} --zone ${back.to}), then move it back if you must`);
+      }
+      if (back) throw lost(name, source.VolumeId!, back);
+      const made = (await volumesTagged(k.moveOf, `${source.VolumeId} ${j.id}`, signal)).filter((v) => !tagsOf(v)[k.retired]);
+      for (const v of made) await retireLeftover(v.VolumeId!, name, signal);
+      say(`move of ${name} aborted at step ${j.step}; ${source.VolumeId} stays its volume${made.length ? `, ${made.map((v) => v.VolumeId).join(', ')} retired` : ''}`);
+      return { volumeId: source.VolumeId!, ...(made.length ? { retired: made[0]!.VolumeId! } : {}) };
     },
 
     /** The latest completed snapshot of the node's live volume and its age; changes nothing. */
