@@ -27,6 +27,17 @@ export async function resolveBackendKind(config: Config): Promise<'loop' | 'ebs'
   return (await looksLikeEc2(config.BERTH_SYSFS_ROOT)) ? 'ebs' : 'loop';
 }
 
+/**
+ * The agent's EC2 client settings (one source: the fleet simulation, test/fakes/fleet.ts, builds
+ * its hosts' clients from them). The SDK retries throttled and failed calls, slowing down for the
+ * account's rate limits.
+ */
+export const EC2_CLIENT_SETTINGS = {
+  retryMode: 'adaptive',
+  maxAttempts: 8,
+  requestHandler: { connectionTimeout: 5_000, requestTimeout: 30_000 },
+} as const;
+
 /** What tests (and benchmarks) may put in place of the real AWS endpoints. */
 export interface AwsOverrides {
   /** Builds the EC2 client for the host's region; default: SDK client with adaptive retry. */
@@ -87,10 +98,7 @@ async function buildEbs(config: Config, log: Logger, aws: AwsOverrides, registry
       new EC2Client({
         region,
         ...(endpoint ? { endpoint } : {}),
-        // The SDK retries throttled and failed calls, slowing down for the account's rate limits.
-        retryMode: 'adaptive',
-        maxAttempts: 8,
-        requestHandler: { connectionTimeout: 5_000, requestTimeout: 30_000 },
+        ...EC2_CLIENT_SETTINGS,
       }));
   const imds = aws.imds ?? new MetadataService({ ...(config.BERTH_IMDS_ENDPOINT ? { endpoint: config.BERTH_IMDS_ENDPOINT } : {}), httpOptions: { timeout: 2_000 }, retries: 2 });
   let client: EC2Client | undefined;

@@ -64,7 +64,7 @@ function line(agent: string, r: FleetResult): string {
     `  stuck ${r.stuck}  Mounts failed ${r.mountsFailed} (throttling ${r.mountsFailedThrottled})` +
     `  calls ${total}, throttled ${throttled} (${total ? ((100 * throttled) / total).toFixed(1) : '0'} %): ${perAction}` +
     (r.steadyDescribesPerHostMinute !== undefined ? `  steady DescribeVolumes/host/min ${r.steadyDescribesPerHostMinute.toFixed(2)}` : '') +
-    `  [${r.realSeconds.toFixed(0)} s real]`
+    `  [${r.realSeconds.toFixed(0)} s real, ${r.cpuSeconds.toFixed(0)} s CPU: ${((1000 * r.cpuSeconds) / r.hosts.length).toFixed(0)} ms per host]`
   );
 }
 
@@ -90,6 +90,7 @@ for (const scenario of scenarios) {
         brownout: { atMs: (Number(values['brownout-at']) * 1000) / scale, forMs: (Number(values['brownout-for']) * 1000) / scale, kind: values['brownout-kind'] as 'throttle' | '5xx' },
         steadyMs: scenario === 'replace' ? (Number(values.steady) * 1000) / scale : 0,
         ...(clock ? { clock } : {}),
+        progress: (l) => console.error(`${scenario} ${agent}${l}`),
         ...(values.timing ? { timing: JSON.parse(values.timing) as Partial<Ec2Timing> } : {}),
       };
       results.set(agent, await runFleet(opts));

@@ -3,6 +3,7 @@ import type {
   AttachVolumeCommandInput,
   AttachVolumeCommandOutput,
   CreateTagsCommandInput,
+  Filter,
   CreateSnapshotCommandInput,
   CreateSnapshotCommandOutput,
   CreateVolumeCommandInput,
@@ -177,6 +178,7 @@ export class Ec2Model {
 
   private readonly failures = new Map<string, Error[]>();
   private readonly now: () => number;
+  private readonly random: (() => number) | undefined;
   private readonly knownKmsKeys: ReadonlySet<string> | undefined;
   private readonly unknownKmsKeyOutcome: 'error' | 'deleted';
   private readonly maxVolumesPerInstance: number;
@@ -185,6 +187,8 @@ export class Ec2Model {
   private readonly volumesById = new Map<string, ModelVolume>();
   /** Instance id → the volumes attached to it (any attachment state). */
   private readonly attachedTo = new Map<string, Set<ModelVolume>>();
+  /** Volumes by tag key and value, kept by their IndexedTags (a volume deleted since stays until its tags change: look it up in volumesById). */
+  private readonly volumesByTag = new Map<string, Map<string, Set<ModelVolume>>>();
   private readonly snapshots = new Map<string, ModelSnapshot>();
   private readonly clientTokens = new Map<string, { params: string; volumeId: string; response: Volume }>();
   private readonly callCounts = new Map<string, number>();
@@ -217,6 +221,7 @@ export class Ec2Model {
     this.apiLatencyMs = opts.apiLatencyMs ?? 0;
     this.throttling = opts.throttling ?? true;
     this.now = opts.now ?? Date.now;
+    this.random = opts.random;
     this.knownKmsKeys = opts.knownKmsKeys ? new Set(opts.knownKmsKeys) : undefined;
     this.unknownKmsKeyOutcome = opts.unknownKmsKeyOutcome ?? 'error';
     this.maxVolumesPerInstance = opts.maxVolumesPerInstance ?? Infinity;
@@ -388,7 +393,7 @@ export class Ec2Model {
       this.setAttachment(volume, attachment);
       if (this.onAttached) attachment.attachHook = this.track(this.runHook(this.onAttached, volume, attachment));
     }
-    this.volumesById.set(volumeId, volume);
+    this.register(volume);
     return volumeId;
   }
 
@@ -791,7 +796,7 @@ export class Ec2Model {
       tags,
       content: snapshot?.content,
     };
-    this.volumesById.set(volume.volumeId, volume);
+    this.register(volume);
     const keyIsUnknown = kmsKey !== undefined && !this.kmsKeyKnown(kmsKey);
     this.track(
       this.delay(this.createLatencyMs).then(() => {
@@ -809,19 +814,15 @@ export class Ec2Model {
   private describeVolumes(input: DescribeVolumesCommandInput): Omit<DescribeVolumesCommandOutput, '$metadata'> {
     const filters = input.Filters ?? [];
     checkFilterNames(filters, VOLUME_FILTERS);
-    // Only the volumes a volume-id filter names can match it (an index: a fleet run describes 8 000 volumes by id).
-    const byId = filters.find((f) => f.Name === 'volume-id');
-    let volumes = byId
-      ? (byId.Values ?? []).flatMap((id) => this.volumesById.get(id) ?? []).sort((a, b) => a.seq - b.seq)
-      : [...this.volumesById.values()];
+    // Only the volumes an indexed filter names can match it (a fleet run describes 8 000 volumes by id, by tag, by instance).
+    let volumes: ModelVolume[];
     if (input.VolumeIds && input.VolumeIds.length > 0) {
       for (const id of input.VolumeIds) this.checkId('vol', id);
       const missing = input.VolumeIds.filter((id) => !this.volumesById.has(id));
       if (missing.length === 1) throw ec2Error('InvalidVolume.NotFound', `The volume '${missing[0]}' does not exist.`);
       if (missing.length > 1) throw ec2Error('InvalidVolume.NotFound', `The volumes '${missing.join(', ')}' do not exist.`);
-      const wanted = new Set(input.VolumeIds);
-      volumes = volumes.filter((volume) => wanted.has(volume.volumeId));
-    }
+      volumes = [...new Set(input.VolumeIds)].map((id) => this.volumesById.get(id)!).sort((a, b) => a.seq - b.seq);
+    } else volumes = this.candidates(filters) ?? [...this.volumesById.values()];
     if (this.tagLagMs > 0) volumes = volumes.map((volume) => ({ ...volume, tags: this.visibleTags(volume) }));
     volumes = volumes.filter((volume) => matchesFilters(filters, (name) => volumeFilterValues(volume, name)));
     const page = paginate(volumes, (volume) => volume.seq, {
@@ -1144,6 +1145,54 @@ export class Ec2Model {
 
   // ---- helpers ----
 
+  /**
+   * The volumes that can match `filters`, in creation order, from the smallest index a filter
+   * narrows to (volume-id, attachment.instance-id, or tag:<key> with values without wildcards
+   * while tags show at once);
+   * undefined when no filter is indexed. The filters are still applied to each one: this only
+   * skips volumes that cannot match, and the order is volumesById's (creation, i.e. seq).
+   */
+  private candidates(filters: readonly Filter[]): ModelVolume[] | undefined {
+    let best: Iterable<ModelVolume>[] | undefined;
+    let bestSize = Infinity;
+    for (const filter of filters) {
+      const values = filter.Values ?? [];
+      if (values.some((v) => /[*?\\]/.test(v))) continue;
+      const name = filter.Name ?? '';
+      let sources: Iterable<ModelVolume>[];
+      if (name === 'volume-id') sources = [values.flatMap((id) => this.volumesById.get(id) ?? [])];
+      else if (name === 'attachment.instance-id') sources = values.flatMap((id) => this.attachedTo.get(id) ?? []);
+      // The tag index has the tags as they are now; with tagLagMs a reader sees older ones, so tag filters narrow nothing then.
+      else if (name.startsWith('tag:') && name.length > 4 && this.tagLagMs <= 0) {
+        const byValue = this.volumesByTag.get(name.slice(4));
+        sources = values.flatMap((value) => byValue?.get(value) ?? []);
+      } else continue;
+      const size = sources.reduce((n, source) => n + (source instanceof Set ? source.size : (source as ModelVolume[]).length), 0);
+      if (size < bestSize) {
+        best = sources;
+        bestSize = size;
+      }
+    }
+    if (!best) return undefined;
+    const found = new Set<ModelVolume>();
+    for (const source of best) for (const volume of source) if (this.volumesById.get(volume.volumeId) === volume) found.add(volume);
+    return [...found].sort((a, b) => a.seq - b.seq);
+  }
+
+  /** Adds a new volume, its tags indexed from now on. */
+  private register(volume: ModelVolume): void {
+    volume.tags = new IndexedTags(volume.tags, (key, old, value) => {
+      if (old !== undefined) this.volumesByTag.get(key)?.get(old)?.delete(volume);
+      if (value === undefined) return;
+      let byValue = this.volumesByTag.get(key);
+      if (!byValue) this.volumesByTag.set(key, (byValue = new Map()));
+      let set = byValue.get(value);
+      if (!set) byValue.set(value, (set = new Set()));
+      set.add(volume);
+    });
+    this.volumesById.set(volume.volumeId, volume);
+  }
+
   /** Volumes with an attachment (any state) to this instance, from the index setAttachment keeps. */
   private volumesOn(instanceId: string): ModelVolume[] {
     return [...(this.attachedTo.get(instanceId) ?? [])].sort((a, b) => a.seq - b.seq);
@@ -1340,6 +1389,11 @@ export class Ec2Model {
   }
 
   private newId(prefix: 'vol' | 'i' | 'snap' | 'r'): string {
+    if (this.random) {
+      let hex = '';
+      while (hex.length < 17) hex += Math.floor(this.random() * 0x1_0000_0000).toString(16).padStart(8, '0');
+      return `${prefix}-${hex.slice(0, 17)}`;
+    }
     return `${prefix}-${randomBytes(9).toString('hex').slice(0, 17)}`;
   }
 
@@ -1413,6 +1467,8 @@ export interface Ec2ModelOptions {
   buckets?: Partial<Record<BucketName, BucketLimit>>;
   /** Clock for buckets and timestamps. Default Date.now. */
   now?: () => number;
+  /** Draws resource ids from this (a seeded generator makes a run repeatable). Default: node:crypto's randomBytes. */
+  random?: () => number;
   /** KMS keys that exist; default: every key not in faults.unknownKmsKeys. */
   knownKmsKeys?: readonly string[];
   /** What happens to a volume created with an unknown KMS key: 'error' (default) or 'deleted'. */
@@ -1739,4 +1795,30 @@ interface ModelSnapshot {
   description?: string;
   tags: Map<string, string>;
   content?: string;
+}
+
+/** A volume's tags that tell the model's tag index of every change (set, delete, clear). */
+class IndexedTags extends Map<string, string> {
+  private readonly changed: (key: string, old: string | undefined, value: string | undefined) => void;
+
+  constructor(initial: ReadonlyMap<string, string>, changed: (key: string, old: string | undefined, value: string | undefined) => void) {
+    super();
+    this.changed = changed;
+    for (const [key, value] of initial) this.set(key, value);
+  }
+
+  override set(key: string, value: string): this {
+    this.changed(key, super.get(key), value);
+    return super.set(key, value);
+  }
+
+  override delete(key: string): boolean {
+    if (super.has(key)) this.changed(key, super.get(key), undefined);
+    return super.delete(key);
+  }
+
+  override clear(): void {
+    for (const [key, value] of this) this.changed(key, value, undefined);
+    super.clear();
+  }
 }

@@ -56,4 +56,22 @@ describe('fleet simulation: hosts sharing one account', () => {
     // SDK's 8 attempts under it (296 refused before).
     expect(r.calls.get('DescribeVolumes')!.throttled).toBeLessThan(12 * 20);
   });
+
+  it('a seeded run is repeatable: the same options give the same figures, host by host and call by call', async () => {
+    // What makes bench/fleet.ts's figures comparable from one change to the next (docs/operations.md).
+    const once = async () => {
+      clock = VirtualClock.install();
+      try {
+        const r = await runFleet({ hosts: 10, volumesPerHost: 6, agent: 'berth', scenario: 'replace', clock, seed: 7 });
+        return { allReadyMs: r.allReadyMs, hosts: r.hosts, mountsFailed: r.mountsFailed, calls: [...r.calls].sort(), otherCalls: [...r.otherCalls].sort() };
+      } finally {
+        clock.uninstall();
+        clock = undefined;
+      }
+    };
+    const first = await step('first run', once);
+    const second = await step('second run', once);
+    expect(first.hosts.every((h) => h.readyMs !== undefined)).toBe(true);
+    expect(second).toEqual(first);
+  });
 });

@@ -1,6 +1,8 @@
 import { mkdirSync, rmSync } from 'node:fs';
+import { createRequire, syncBuiltinESMExports } from 'node:module';
 import { join } from 'node:path';
 import { AttachVolumeCommand, DeleteVolumeCommand, DescribeVolumesCommand, EC2Client, type Volume } from '@aws-sdk/client-ec2';
+import { EC2_CLIENT_SETTINGS } from '../../agent/backend-factory.js';
 import { CONFIG_DEFAULTS } from '../../agent/config.js';
 import { BerthError, errorMessage, isBerthError } from '../../lib/errors.js';
 import { silentLogger } from '../../lib/logger.js';
@@ -66,6 +68,8 @@ export interface FleetOptions {
   hostView?: boolean;
   /** Where the hosts' state files go (tmpfs). */
   stateRoot?: string;
+  /** Called every 30 s of real time with how far the run is (a long bench says it is alive). */
+  progress?: (line: string) => void;
 }
 
 export interface HostResult {
@@ -93,6 +97,8 @@ export interface FleetResult {
   /** Brownout: when it ended, and the floor of the attachments left then. */
   brownoutEndMs?: number;
   realSeconds: number;
+  /** The CPU time the run took (user + system, this process): what the machine's load does not change. */
+  cpuSeconds: number;
 }
 
 export interface Floor {
@@ -214,39 +220,99 @@ interface SimHost {
   stop?: () => void;
 }
 
-const sdkClient = (retryMode: 'adaptive' | 'standard', maxAttempts: number) =>
-  new EC2Client({ region: REGION, credentials: { accessKeyId: 'AKIDFLEET', secretAccessKey: 'fleet' }, retryMode, maxAttempts });
+const sdkClient = (settings: { retryMode: 'adaptive' | 'standard'; maxAttempts: number }) =>
+  new EC2Client({ ...settings, region: REGION, credentials: { accessKeyId: 'AKIDFLEET', secretAccessKey: 'fleet' } });
 
 /** Sends one call of each kind through an SDK client in real time, so the SDK's lazy imports are done before a virtual clock runs. */
 export async function warmUpSdk(): Promise<void> {
   const model = new Ec2Model({ region: REGION });
-  const client = sdkClient('adaptive', 2);
+  const client = sdkClient({ retryMode: 'adaptive', maxAttempts: 2 });
   model.installBehindSdkRetries(client);
   await client.send(new DescribeVolumesCommand({ Filters: [{ Name: 'tag:x', Values: ['y'] }] }));
   await client.send(new AttachVolumeCommand({ VolumeId: 'vol-00000000000000000', InstanceId: 'i-00000000000000000', Device: '/dev/xvdba' })).catch(() => undefined);
   model.dispose();
 }
 
-/** The state file's loads and saves in flight (real I/O on tmpfs), for VirtualClock.ioInFlight. */
+/**
+ * The state file's loads and saves in flight (real I/O on tmpfs), for VirtualClock.ioInFlight.
+ * On a virtual clock their completions are handed back in the order they started, one at a
+ * time with every promise settled in between (a real setImmediate), so which host's save
+ * finished first on the real disk never changes what the simulated hosts do next.
+ */
 let ioInFlight = 0;
+let ordered = false;
+let nextTicket = 0;
+let turn = 0;
+const finished = new Map<number, () => void>();
+const realSetImmediate = setImmediate;
+const realSetInterval = setInterval;
+const realClearInterval = clearInterval;
+let handing = false;
+function handBack(): void {
+  if (handing || !finished.has(turn)) return;
+  handing = true;
+  realSetImmediate(() => {
+    handing = false;
+    const release = finished.get(turn)!;
+    finished.delete(turn);
+    turn += 1;
+    release();
+    handBack();
+  });
+}
+/** Counts `work` in ioInFlight and, on a virtual clock, hands its outcome back in turn. */
+async function countedIo<T>(work: () => Promise<T>): Promise<T> {
+  ioInFlight += 1;
+  const ticket = nextTicket++;
+  try {
+    return await work();
+  } finally {
+    if (ordered) {
+      await new Promise<void>((resolve) => {
+        finished.set(ticket, resolve);
+        handBack();
+      });
+    } else turn += 1;
+    ioInFlight -= 1;
+  }
+}
 for (const method of ['load', 'save'] as const) {
   const real = StateStore.prototype[method] as (this: StateStore, ...a: unknown[]) => Promise<unknown>;
-  (StateStore.prototype as unknown as Record<string, unknown>)[method] = async function (this: StateStore, ...a: unknown[]) {
-    ioInFlight += 1;
-    try {
-      return await real.apply(this, a);
-    } finally {
-      ioInFlight -= 1;
-    }
+  (StateStore.prototype as unknown as Record<string, unknown>)[method] = function (this: StateStore, ...a: unknown[]) {
+    return countedIo(() => real.apply(this, a));
   };
+}
+// The volume service's start creates its state directory (volume-plugin/service.ts): the same.
+{
+  const fsPromises = createRequire(import.meta.url)('node:fs/promises') as { mkdir: (...a: unknown[]) => Promise<unknown> };
+  const real = fsPromises.mkdir;
+  fsPromises.mkdir = (...a: unknown[]) => countedIo(() => real(...a));
+  syncBuiltinESMExports();
 }
 
 /** The real clock, taken before any VirtualClock is installed. */
 const realNow = performance.now.bind(performance);
 
+/**
+ * Runs one scenario. With a virtual clock the run is repeatable: the latency draws, the model's
+ * resource ids and every Math.random the agents draw (their jitter, the SDK's) come from
+ * generators seeded by `seed`, so the same options give the same figures.
+ */
 export async function runFleet(opts: FleetOptions): Promise<FleetResult> {
+  const mathRandom = Math.random;
+  if (opts.clock) Math.random = prng((opts.seed ?? 23) ^ 0x6a09e667);
+  try {
+    return await simulate(opts);
+  } finally {
+    Math.random = mathRandom;
+  }
+}
+
+async function simulate(opts: FleetOptions): Promise<FleetResult> {
   const realStart = realNow();
+  const cpuStart = process.cpuUsage();
   if (opts.clock) opts.clock.ioInFlight = () => ioInFlight;
+  ordered = opts.clock !== undefined;
   const random = prng(opts.seed ?? 23);
   const scale = opts.latencyScale ?? 1;
   const buckets = { ...DEFAULT_BUCKETS, ...opts.buckets };
@@ -256,6 +322,7 @@ export async function runFleet(opts: FleetOptions): Promise<FleetResult> {
     attachLatency: lognormal(random, ATTACH_LATENCY, scale),
     detachLatency: lognormal(random, DETACH_LATENCY, scale),
     describeLagMs: DESCRIBE_LAG_MS * scale,
+    random: prng((opts.seed ?? 23) ^ 0xbb67ae85),
     // Volumes stay 'available' when their instance terminates (DeleteOnTermination false).
   });
   model.keepInputs = false;
@@ -292,6 +359,11 @@ export async function runFleet(opts: FleetOptions): Promise<FleetResult> {
 
   const now = () => Date.now();
   const t0 = now();
+  let readyHosts = 0;
+  const ready = (host: SimHost) => {
+    if (host.readyAt === undefined) readyHosts += 1;
+    host.readyAt = now();
+  };
   let mountsFailed = 0;
   let mountsFailedThrottled = 0;
   const stops: (() => void)[] = [];
@@ -316,8 +388,8 @@ export async function runFleet(opts: FleetOptions): Promise<FleetResult> {
   }
 
   async function startBerth(host: SimHost): Promise<void> {
-    // As agent/backend-factory.ts builds it: adaptive retry, 8 attempts.
-    const client = sdkClient('adaptive', 8);
+    // The client as the agent's backend factory builds it (its retry settings).
+    const client = sdkClient(EC2_CLIENT_SETTINGS);
     model.installBehindSdkRetries(client, 'agent');
     const ec2 = new Ec2Facade({
       ec2: new SdkEc2(client),
@@ -379,12 +451,12 @@ export async function runFleet(opts: FleetOptions): Promise<FleetResult> {
     await tasks;
     // Ready: every task's volume mounted and /readyz answering ready (the next pass makes it so).
     while (!stopped && (mounted < host.names.length || reconciler.readiness() !== true)) await sleep(1_000);
-    host.readyAt = now();
+    ready(host);
   }
 
   /** The seed's approach: list by tag, then one volume at a time, every call with fixed retries. */
   async function startSeed(host: SimHost): Promise<void> {
-    const client = sdkClient('standard', SEED.cliMaxAttempts);
+    const client = sdkClient({ retryMode: 'standard', maxAttempts: SEED.cliMaxAttempts });
     model.installBehindSdkRetries(client, 'agent');
     const fs = new FakeFilesystem(host.fakeHost);
     const fixed = async <T>(work: () => Promise<T>): Promise<T> => {
@@ -416,7 +488,7 @@ export async function runFleet(opts: FleetOptions): Promise<FleetResult> {
       await fs.ensureMountpoint(mountpoint);
       await fs.mount(device.path, mountpoint, 'ext4');
     }
-    host.readyAt = now();
+    ready(host);
   }
 
   // The other tool in the account: steady mutating calls (DeleteVolume of a volume it no longer has,
@@ -471,8 +543,16 @@ export async function runFleet(opts: FleetOptions): Promise<FleetResult> {
     for (const h of hosts) run(replace(h));
   }
 
+  const progress = opts.progress;
+  const progressTimer = progress
+    ? realSetInterval(() => {
+        const calls = [...model.callsBy('agent').values()].reduce((a, c) => a + c.calls, 0);
+        progress(`  … ${((now() - t0) / 1000).toFixed(0)} s ${opts.clock ? 'simulated' : 'in'}, ${readyHosts} of ${hosts.length} hosts ready, ${calls} calls, ${((realNow() - realStart) / 1000).toFixed(0)} s real`);
+      }, 30_000).unref()
+    : undefined;
   const limitMs = opts.limitMs ?? 3 * floor.ms + 600_000;
-  const allReady = () => hosts.every((h) => h.readyAt !== undefined);
+  // Checked after every timer the clock runs: a count, not a scan of the hosts.
+  const allReady = () => readyHosts === hosts.length;
   if (opts.clock) await opts.clock.runUntil(allReady, limitMs);
   else {
     const end = now() + limitMs;
@@ -489,6 +569,7 @@ export async function runFleet(opts: FleetOptions): Promise<FleetResult> {
     steadyDescribesPerHostMinute = (after - before) / hosts.length / (opts.steadyMs / 60_000);
   }
 
+  if (progressTimer) realClearInterval(progressTimer);
   for (const stop of stops) stop();
   model.dispose();
   rmSync(stateRoot, { recursive: true, force: true });
@@ -517,6 +598,7 @@ export async function runFleet(opts: FleetOptions): Promise<FleetResult> {
     steadyDescribesPerHostMinute,
     ...(brownoutEndMs !== undefined ? { brownoutEndMs } : {}),
     realSeconds: (realNow() - realStart) / 1000,
+    cpuSeconds: cpuSecondsSince(cpuStart),
   };
 }
 
@@ -560,6 +642,11 @@ export function floorOf(opts: Pick<FleetOptions, 'hosts' | 'volumesPerHost' | 's
         : `the last host's boot ${(lastBoot / 1000).toFixed(0)} s + a median attach ${(attach / 1000).toFixed(1)} s (the buckets do not bind: ${n} attachments)`,
   };
 }
+
+const cpuSecondsSince = (start: NodeJS.CpuUsage) => {
+  const used = process.cpuUsage(start);
+  return (used.user + used.system) / 1e6;
+};
 
 /** Why a call failed, for the bench's notes. */
 export const describeError = (err: unknown) => (isBerthError(err) ? `${err.code}: ${err.message}` : errorMessage(err));
