@@ -12,7 +12,7 @@ import { createLoopBackend } from '../volume-plugin/backends/loop.js';
 import type { VolumeStatus } from '../volume-plugin/service.js';
 import { assertVolumeName, formatSize, parseSize } from '../volume-plugin/options.js';
 import { probeSocket } from '../volume-plugin/server.js';
-import { resolveBackendKind } from './backend-factory.js';
+import { EC2_CLIENT_SETTINGS, resolveBackendKind } from './backend-factory.js';
 import { ConfigError, hostPathsOf, loadInstalledConfig, pluginSocketPath, type Config } from './config.js';
 import { checkInstall, missingTools, toolsFor } from './preflight.js';
 import { tagKeys } from '../lib/node-contract.js';
@@ -613,7 +613,7 @@ async function zoneMoverOf(config: Config, progress: (line: string) => void): Pr
       throw new CliError(3, `no region: set AWS_REGION, or run on an EC2 instance (instance metadata: ${errorMessage(err)})`);
     });
   }
-  const client = new EC2Client({ region, ...(config.BERTH_EC2_ENDPOINT ? { endpoint: config.BERTH_EC2_ENDPOINT } : {}), retryMode: 'adaptive', maxAttempts: 8 });
+  const client = new EC2Client({ region, ...(config.BERTH_EC2_ENDPOINT ? { endpoint: config.BERTH_EC2_ENDPOINT } : {}), ...EC2_CLIENT_SETTINGS });
   return createZoneMover({ ec2: new SdkEc2(client, { refusals: 'sdk' }), keys: tagKeys(config.BERTH_TAG_PREFIX), ...(config.BERTH_CLUSTER ? { cluster: config.BERTH_CLUSTER } : {}), ...(config.BERTH_ENVIRONMENT ? { environment: config.BERTH_ENVIRONMENT } : {}), progress });
 }
 

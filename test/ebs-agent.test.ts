@@ -6,6 +6,7 @@ import { afterEach, describe, expect, it } from 'vitest';
 import type { Agent } from '../agent/agent.js';
 import type { Ec2Timing } from '../volume-plugin/backends/ebs/ec2-facade.js';
 import { readMountinfo } from '../lib/mountinfo.js';
+import { EC2_CLIENT_SETTINGS } from '../agent/backend-factory.js';
 import { HOST_PATHS } from './helpers/manager.js';
 import { sleep } from '../lib/sleep.js';
 import { startImdsServer, type ImdsServer } from './aws/imds-server.js';
@@ -116,7 +117,7 @@ describe.skipIf(noLoopReason)(`EBS agent: boot reconcile, drift repair, readines
     imds = await startImdsServer({ instanceId: w.instanceId, az: AZ, region: REGION, tags: { 'berth:host': HOST }, credentialsAfterMs: 3_000 });
     // A client with no credentials of its own: the SDK's default chain finds them in IMDS, as on EC2.
     const { EC2Client } = await import('@aws-sdk/client-ec2');
-    const client = new EC2Client({ region: REGION, retryMode: 'adaptive', maxAttempts: 8 });
+    const client = new EC2Client({ region: REGION, ...EC2_CLIENT_SETTINGS });
     w.model.installBehindSdkRetries(client);
     const saved = { ...process.env };
     for (const k of ['AWS_ACCESS_KEY_ID', 'AWS_SECRET_ACCESS_KEY', 'AWS_SESSION_TOKEN', 'AWS_PROFILE', 'AWS_CONTAINER_CREDENTIALS_FULL_URI', 'AWS_CONTAINER_CREDENTIALS_RELATIVE_URI']) delete process.env[k];

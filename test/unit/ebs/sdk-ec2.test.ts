@@ -1,6 +1,7 @@
 import { EC2Client } from '@aws-sdk/client-ec2';
 import { mockClient } from 'aws-sdk-client-mock';
 import { describe, expect, it } from 'vitest';
+import { EC2_CLIENT_SETTINGS } from '../../../agent/backend-factory.js';
 import { EC2_PORT_METHODS, ec2ActionOf, type Ec2Port } from '../../../volume-plugin/backends/ebs/ec2-port.js';
 import { SdkEc2 } from '../../../volume-plugin/backends/ebs/sdk-ec2.js';
 import { Ec2Model } from '../../aws/ec2-model.js';
@@ -39,7 +40,7 @@ describe('SdkEc2 (the EC2 port over SDK v3)', () => {
     const model = new Ec2Model({ region: 'eu-west-1' });
     model.faults.throttleAll = true;
     const signal = new AbortController().signal;
-    const facadeClient = new EC2Client({ region: 'eu-west-1', credentials: { accessKeyId: 'AKIDTEST', secretAccessKey: 'test' }, retryMode: 'adaptive', maxAttempts: 8 });
+    const facadeClient = new EC2Client({ region: 'eu-west-1', credentials: { accessKeyId: 'AKIDTEST', secretAccessKey: 'test' }, ...EC2_CLIENT_SETTINGS });
     model.installBehindSdkRetries(facadeClient, 'facade');
     await expect(new SdkEc2(facadeClient).describeVolumes({ Filters: [{ Name: 'tag:x', Values: ['y'] }] }, signal)).rejects.toMatchObject({ name: 'RequestLimitExceeded' });
     await expect(new SdkEc2(facadeClient).createTags({ Resources: ['vol-1'], Tags: [{ Key: 'a', Value: 'b' }] }, signal)).rejects.toMatchObject({ name: 'RequestLimitExceeded' });
