@@ -1,4 +1,4 @@
-import { execFileSync } from 'node:child_process';
+import { execFileSync, spawn } from 'node:child_process';
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
@@ -101,8 +101,30 @@ describe.skipIf(noLoopReason)(`filesystem operations on real loop devices${noLoo
     }
     const mp = join(dir.path, 'mnt');
     await fs.ensureMountpoint(mp);
-    await expect(fs.mount(device, mp, 'ext4')).rejects.toThrow();
+    await expect(fs.mount(device, mp, 'ext4')).rejects.toThrow(/repair it by hand before mounting/);
     expect(await fs.isMounted(mp)).toBe(false);
+  });
+
+  it('a sound filesystem another program holds exclusively is not mounted, and the error says the device is in use, not that it needs repair', async () => {
+    const { device } = loop();
+    await fs.prepare(device, 'ext4');
+    // What a mount in another mount namespace does to e2fsck: the device is busy (O_EXCL), e2fsck exits 8.
+    const holder = spawn('python3', ['-c', `import os, sys\nfd = os.open(${JSON.stringify(device)}, os.O_RDONLY | os.O_EXCL)\nprint('held', flush=True)\nsys.stdin.read()`], { stdio: ['pipe', 'pipe', 'inherit'] });
+    try {
+      await new Promise<void>((resolve, reject) => {
+        holder.stdout.once('data', () => resolve());
+        holder.once('exit', (code) => reject(new Error(`the holder exited with ${code}`)));
+      });
+      const mp = join(dir.path, 'mnt');
+      await fs.ensureMountpoint(mp);
+      const err = await fs.mount(device, mp, 'ext4').catch((e: unknown) => e as Error);
+      expect(err).toBeInstanceOf(Error);
+      expect((err as Error).message).toMatch(/e2fsck exit 8\b.*could not open it, nothing was changed: the device is in use elsewhere/);
+      expect((err as Error).message).not.toMatch(/repair/);
+      expect(await fs.isMounted(mp)).toBe(false);
+    } finally {
+      holder.kill();
+    }
   });
 
   it('the first Mount of an image berth just made runs no blkid, and after its own mkfs no fsck and no size read; every later Mount checks again', async () => {

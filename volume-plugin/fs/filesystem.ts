@@ -102,13 +102,26 @@ export function createFilesystemOps(deps: FilesystemDeps): FilesystemOps & { pro
     return entry.majorMinor === majorMinorOf(rdev);
   }
 
+  /**
+   * What to do about a failed check (e2fsck(8) exit bits): 4 is errors left in the filesystem; 8, an
+   * operational error, is either a filesystem e2fsck cannot read (a bad superblock) or a device held by
+   * someone else (mounted in another mount namespace, or opened exclusively), where the filesystem may
+   * be fine and repairing it is the wrong advice.
+   */
+  function fsckAdvice(exitCode: number, output: string): string {
+    if (!(exitCode & 4) && /Device or resource busy|is in use/i.test(output)) {
+      return 'e2fsck could not open it, nothing was changed: the device is in use elsewhere (mounted in another mount namespace, or opened exclusively by another program); find what holds it before mounting';
+    }
+    return 'repair it by hand before mounting';
+  }
+
   async function fsckExt4(devicePath: string): Promise<void> {
     // e2fsck -p: 0 clean, 1 errors corrected, 2 corrected and a reboot is advised (root fs only);
     // 4 and up means errors left or an operational failure: do not mount.
     const res = await runner('e2fsck', ['-p', devicePath], { timeoutMs: LIMITS.fsckMs, okExitCodes: [0, 1, 2, 4, 8, 12, 16, 32] });
     if (res.exitCode >= 4) {
       const detail = (res.stdout + '\n' + res.stderr).trim().split('\n').slice(-2).join(' | ');
-      throw new BerthError('UNSAFE_DEVICE', `filesystem check of ${devicePath} failed (e2fsck exit ${res.exitCode}): ${detail}; repair it by hand before mounting`);
+      throw new BerthError('UNSAFE_DEVICE', `filesystem check of ${devicePath} failed (e2fsck exit ${res.exitCode}): ${detail}; ${fsckAdvice(res.exitCode, res.stdout + res.stderr)}`);
     }
     if (res.exitCode > 0) logger?.warn({ devicePath, exitCode: res.exitCode }, 'e2fsck corrected errors');
   }
