@@ -1,10 +1,10 @@
-import { DescribeServicesCommand, DescribeTasksCommand, ECSClient, ListTasksCommand } from '@aws-sdk/client-ecs';
-import { DescribeInstancesCommand, DescribeVolumesCommand, EC2Client } from '@aws-sdk/client-ec2';
+import { ECSClient } from '@aws-sdk/client-ecs';
+import { EC2Client } from '@aws-sdk/client-ec2';
 import * as pulumi from '@pulumi/pulumi';
-import { mockClient } from 'aws-sdk-client-mock';
 import { beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { countByType, recordResources, settled, type Declared } from '../test/pulumi-mocks.js';
 import { resolveAll } from '../test/program-checks.js';
+import { mockShopReady } from '../test/ready-cluster.js';
 import { ClusterApi } from './cluster-api.js';
 import { AutomationWorkspace, unitStackArgs, type StackFactory, type UnitSettings, type UnitStack } from './automation-workspace.js';
 import type { ClusterSpec } from './invariants.js';
@@ -171,14 +171,7 @@ describe('AutomationWorkspace', () => {
     expect(factory.stacks.has('shop')).toBe(false);
   });
   it('serves ClusterApi: create applies a new stack, a second create is refused, an invalid shrink never reaches the stack', async () => {
-    const ec2 = mockClient(EC2Client);
-    ec2.on(DescribeInstancesCommand).resolves({ Reservations: [{ Instances: [{ InstanceId: 'i-1', Tags: [{ Key: 'berth:host', Value: 'shop-h1' }, { Key: 'berth:ready', Value: 'true' }] }] }] });
-    ec2.on(DescribeVolumesCommand).resolves({ Volumes: [{ VolumeId: 'vol-1', Tags: [{ Key: 'berth:volume', Value: 'shop-db1' }, { Key: 'berth:state', Value: 'mounted' }] }] });
-    const ecs = mockClient(ECSClient);
-    ecs.on(DescribeServicesCommand).resolves({ services: [{ serviceName: 'shop-db1', status: 'ACTIVE', taskDefinition: 'td:1', runningCount: 1 }] });
-    ecs.on(ListTasksCommand, { desiredStatus: 'RUNNING' }).resolves({ taskArns: ['t1'] });
-    ecs.on(ListTasksCommand, { desiredStatus: 'STOPPED' }).resolves({ taskArns: [] });
-    ecs.on(DescribeTasksCommand).resolves({ tasks: [{ taskArn: 't1', lastStatus: 'RUNNING', desiredStatus: 'RUNNING', taskDefinitionArn: 'td:1' }] });
+    const ready = mockShopReady();
     const api = new ClusterApi({ environment: 'prod',
       workspace: new AutomationWorkspace(settings, factory), regions: settings.regions, sleep: () => Promise.resolve(),
       ec2: () => new EC2Client({ region: 'eu-west-1' }), ecs: () => new ECSClient({ region: 'eu-west-1' }),
@@ -195,7 +188,6 @@ describe('AutomationWorkspace', () => {
       .rejects.toThrow(/^cluster db1-shop would publish db1-shop\.<zone>, which node db1 of cluster shop publishes/);
     expect(factory.calls).toEqual(['select db1-shop', 'list berth-unit', 'select shop']);
     expect([...factory.stacks.keys()]).toEqual(['shop']);
-    ec2.restore();
-    ecs.restore();
+    ready.restore();
   });
 });

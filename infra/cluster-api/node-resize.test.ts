@@ -1,12 +1,12 @@
-import { DescribeServicesCommand, DescribeTasksCommand, ECSClient, ListTasksCommand } from '@aws-sdk/client-ecs';
-import { DescribeInstancesCommand, DescribeVolumesCommand, EC2Client } from '@aws-sdk/client-ec2';
-import { mockClient } from 'aws-sdk-client-mock';
+import { ECSClient } from '@aws-sdk/client-ecs';
+import { EC2Client } from '@aws-sdk/client-ec2';
 import { afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { ebsUnitWorld, GiB, type EbsUnitWorld } from '../../test/fakes/ebs.js';
 import { FakeNvme } from '../../test/fakes/nvme.js';
 import { ofType, type Declared } from '../test/pulumi-mocks.js';
 import { InlineStacks, unitProgramMocks } from '../test/unit-stacks.js';
 import { AutomationWorkspace, type UnitSettings } from './automation-workspace.js';
+import { mockShopReady } from '../test/ready-cluster.js';
 import { ClusterApi } from './cluster-api.js';
 import type { ClusterSpec } from './invariants.js';
 
@@ -36,14 +36,7 @@ const declaredSizeGiB = () => ofType(declared, 'aws:ebs/volume:Volume').filter((
 describe('a node grown through the cluster API', () => {
   it('becomes the EBS volume size in the unit program, ModifyVolume in the EC2 model (as the provider applies it), and a larger filesystem the agent grew', async () => {
     // Readiness as the cluster API reads it (the host ready, the node's volume mounted, its task running).
-    const ec2 = mockClient(EC2Client);
-    ec2.on(DescribeInstancesCommand).resolves({ Reservations: [{ Instances: [{ InstanceId: 'i-1', Tags: [{ Key: 'berth:host', Value: 'shop-h1' }, { Key: 'berth:ready', Value: 'true' }] }] }] });
-    ec2.on(DescribeVolumesCommand).resolves({ Volumes: [{ VolumeId: 'vol-1', Tags: [{ Key: 'berth:volume', Value: 'shop-db1' }, { Key: 'berth:state', Value: 'mounted' }] }] });
-    const ecs = mockClient(ECSClient);
-    ecs.on(DescribeServicesCommand).resolves({ services: [{ serviceName: 'shop-db1', status: 'ACTIVE', taskDefinition: 'td:1', runningCount: 1 }] });
-    ecs.on(ListTasksCommand, { desiredStatus: 'RUNNING' }).resolves({ taskArns: ['t1'] });
-    ecs.on(ListTasksCommand, { desiredStatus: 'STOPPED' }).resolves({ taskArns: [] });
-    ecs.on(DescribeTasksCommand).resolves({ tasks: [{ taskArn: 't1', lastStatus: 'RUNNING', desiredStatus: 'RUNNING', taskDefinitionArn: 'td:1' }] });
+    const ready = mockShopReady();
     try {
       const api = new ClusterApi({
         environment: 'prod', workspace: new AutomationWorkspace(settings, new InlineStacks(() => declared)), regions: settings.regions, sleep: () => Promise.resolve(),
@@ -82,8 +75,7 @@ describe('a node grown through the cluster API', () => {
       await expect(api.update({ ...spec, nodes: [{ name: 'db1', host: 'shop-h1', sizeGiB: 4 }] })).rejects.toThrow(/only grow, not shrink to 4 GiB/);
       expect(declaredSizeGiB()).toBe(16);
     } finally {
-      ec2.restore();
-      ecs.restore();
+      ready.restore();
     }
   });
 });
