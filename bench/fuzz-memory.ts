@@ -30,7 +30,7 @@ import { AGENT_NODE_FLAGS } from '../agent/node-flags.js';
 import { sleep } from '../lib/sleep.js';
 import { Endpoints } from '../volume-plugin/protocol.js';
 import { socketOf, startChildAgent, stopChild, uniquePluginName } from '../test/helpers/agent.js';
-import { exchange, FUZZ_IN_FLIGHT, generate, HOLDER, judge, KEEP, rng, type Case } from '../test/helpers/fuzz-requests.js';
+import { FUZZ_IN_FLIGHT, generate, HOLDER, KEEP, rng, sendAll, type Case } from '../test/helpers/fuzz-requests.js';
 import { detachLoopDevicesUnder, tempDir } from '../test/helpers/loop.js';
 import { rssOf, unixPoster } from './lib.js';
 
@@ -122,22 +122,10 @@ try {
         else cases.push(c);
       }
       const started = Date.now();
-      let next = 0;
-      await Promise.all(
-        Array.from({ length: FUZZ_IN_FLIGHT }, async () => {
-          while (next < cases.length) {
-            const c = cases[next++]!;
-            const problem = await exchange(socket, c).then(
-              (raw) => judge(c, raw),
-              (err: unknown) => `transport: ${(err as Error).message}`,
-            );
-            if (problem) {
-              failures++;
-              if (firstFailures.length < 3) firstFailures.push(`${c.what.slice(0, 100)}: ${problem.slice(0, 200)}`);
-            }
-          }
-        }),
-      );
+      for (const { c, problem } of await sendAll(socket, cases)) {
+        failures++;
+        if (firstFailures.length < 3) firstFailures.push(`${c.what.slice(0, 100)}: ${problem.slice(0, 200)}`);
+      }
       const large = cases.filter((c) => c.bytes.length > LARGE).length;
       const after = await figures(pid, healthPort);
       await sleep(IDLE_MS);

@@ -6,7 +6,7 @@ import { loadConfig } from '../agent/config.js';
 import { createLogger } from '../lib/logger.js';
 import { agentEnv, uniquePluginName } from './helpers/agent.js';
 import { noLoopReason } from './helpers/env.js';
-import { exchange, FUZZ_IN_FLIGHT, generate, HOLDER, http, judge, KEEP, rng } from './helpers/fuzz-requests.js';
+import { exchange, generate, HOLDER, http, judge, KEEP, rng, sendAll } from './helpers/fuzz-requests.js';
 import { detachLoopDevicesUnder, loopDevicesUnder, sh, tempDir } from './helpers/loop.js';
 
 /**
@@ -70,22 +70,9 @@ describe.skipIf(noLoopReason)(`plugin socket under ${REQUESTS} generated hostile
     expect(before.state[KEEP]).toMatchObject({ mounted: true, mounts: { [HOLDER]: 1 } });
     const r = rng(SEED);
     const cases = Array.from({ length: REQUESTS }, (_, i) => generate(r, i));
-    const failures: string[] = [];
     const started = Date.now();
     const cpu = process.cpuUsage();
-    let next = 0;
-    await Promise.all(
-      Array.from({ length: FUZZ_IN_FLIGHT }, async () => {
-        while (next < cases.length) {
-          const c = cases[next++]!;
-          const problem = await exchange(agent.plugin.socketPath, c).then(
-            (raw) => judge(c, raw),
-            (err: unknown) => `transport: ${(err as Error).message}`,
-          );
-          if (problem) failures.push(`${c.what}: ${problem}`);
-        }
-      }),
-    );
+    const failures = (await sendAll(agent.plugin.socketPath, cases)).map(({ c, problem }) => `${c.what}: ${problem}`);
     const seconds = (Date.now() - started) / 1000;
     const used = process.cpuUsage(cpu);
     console.log(

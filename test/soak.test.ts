@@ -9,7 +9,7 @@ import { sleep } from '../lib/sleep.js';
 import { Endpoints } from '../volume-plugin/protocol.js';
 import { socketOf, startChildAgent, stopChild, uniquePluginName } from './helpers/agent.js';
 import { noLoopReason } from './helpers/env.js';
-import { exchange, FUZZ_IN_FLIGHT, generate, HOLDER, judge, KEEP, rng } from './helpers/fuzz-requests.js';
+import { generate, HOLDER, KEEP, rng, sendAll } from './helpers/fuzz-requests.js';
 import { detachLoopDevicesUnder, loopDevicesUnder, tempDir } from './helpers/loop.js';
 import { step } from './helpers/step.js';
 
@@ -162,20 +162,7 @@ describe.skipIf(noLoopReason)(`short soak: the agent's descriptors and event-loo
       const fuzz = (async () => {
         const r = rng(20261206);
         const cases = Array.from({ length: FUZZ_REQUESTS }, (_, i) => generate(r, i));
-        const bad: string[] = [];
-        let next = 0;
-        await Promise.all(
-          Array.from({ length: FUZZ_IN_FLIGHT }, async () => {
-            while (next < cases.length) {
-              const c = cases[next++]!;
-              const problem = await exchange(socketPath, c).then(
-                (raw) => judge(c, raw),
-                (err: unknown) => `transport: ${(err as Error).message}`,
-              );
-              if (problem) bad.push(`${c.what.slice(0, 100)}: ${problem}`);
-            }
-          }),
-        );
+        const bad = (await sendAll(socketPath, cases)).map(({ c, problem }) => `${c.what.slice(0, 100)}: ${problem}`);
         expect(bad.slice(0, 5)).toEqual([]);
       })();
       await Promise.all([mounts, hot, fuzz]);

@@ -237,6 +237,25 @@ export function exchange(socketPath: string, c: Case): Promise<string> {
   });
 }
 
+/** Sends every case, FUZZ_IN_FLIGHT at once, and returns the ones whose answer (or transport) was wrong, in the order seen. */
+export async function sendAll(socketPath: string, cases: readonly Case[]): Promise<Array<{ c: Case; problem: string }>> {
+  const bad: Array<{ c: Case; problem: string }> = [];
+  let next = 0;
+  await Promise.all(
+    Array.from({ length: FUZZ_IN_FLIGHT }, async () => {
+      while (next < cases.length) {
+        const c = cases[next++]!;
+        const problem = await exchange(socketPath, c).then(
+          (raw) => judge(c, raw),
+          (err: unknown) => `transport: ${(err as Error).message}`,
+        );
+        if (problem) bad.push({ c, problem });
+      }
+    }),
+  );
+  return bad;
+}
+
 /** The answer's problem, or undefined when it is what the case expects. */
 export function judge(c: Case, raw: string): string | undefined {
   const status = Number(/^HTTP\/1\.1 (\d{3}) /.exec(raw)?.[1]);
