@@ -17,6 +17,7 @@ import { DEFAULT_EC2_TIMING, type Ec2Timing } from '../volume-plugin/backends/eb
 import { Pacer } from '../volume-plugin/backends/ebs/pacer.js';
 import { TokenBucket } from '../test/aws/token-bucket.js';
 import { VirtualClock } from '../test/fakes/virtual-clock.js';
+import { rng } from '../test/helpers/rng.js';
 
 const { values } = parseArgs({
   options: {
@@ -29,20 +30,8 @@ const { values } = parseArgs({
   },
 });
 
-/** mulberry32, as test/fakes/fleet.ts: the same draws for every setting tried. */
-function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
-
 async function run(hosts: number, volumes: number, timing: Ec2Timing): Promise<string> {
-  const random = prng(Number(values.seed));
+  const random = rng(Number(values.seed)).next;
   const clock = VirtualClock.install();
   try {
     const t0 = Date.now();

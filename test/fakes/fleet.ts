@@ -24,6 +24,7 @@ import { TokenBucket } from '../aws/token-bucket.js';
 import { FakeFilesystem } from './filesystem.js';
 import { FakeHost } from './host.js';
 import type { VirtualClock } from './virtual-clock.js';
+import { rng } from '../helpers/rng.js';
 
 /**
  * A fleet of hosts sharing one AWS account (issue 23): N hosts, each running berth's real EBS
@@ -130,18 +131,6 @@ const REGION = 'eu-west-1';
 const AZ = 'eu-west-1a';
 const PREFIX = 'berth:';
 const keys = tagKeys(PREFIX);
-
-/** mulberry32: a small seeded PRNG, so berth and the seed see the same latencies. */
-function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 function lognormal(random: () => number, d: { medianMs: number; sigma: number; minMs: number; maxMs: number }, scale: number): () => number {
   return () => {
@@ -300,7 +289,7 @@ const realNow = performance.now.bind(performance);
  */
 export async function runFleet(opts: FleetOptions): Promise<FleetResult> {
   const mathRandom = Math.random;
-  if (opts.clock) Math.random = prng((opts.seed ?? 23) ^ 0x6a09e667);
+  if (opts.clock) Math.random = rng((opts.seed ?? 23) ^ 0x6a09e667).next;
   try {
     return await simulate(opts);
   } finally {
@@ -313,7 +302,7 @@ async function simulate(opts: FleetOptions): Promise<FleetResult> {
   const cpuStart = process.cpuUsage();
   if (opts.clock) opts.clock.ioInFlight = () => ioInFlight;
   ordered = opts.clock !== undefined;
-  const random = prng(opts.seed ?? 23);
+  const random = rng(opts.seed ?? 23).next;
   const scale = opts.latencyScale ?? 1;
   const buckets = { ...DEFAULT_BUCKETS, ...opts.buckets };
   const model = new Ec2Model({
@@ -322,7 +311,7 @@ async function simulate(opts: FleetOptions): Promise<FleetResult> {
     attachLatency: lognormal(random, ATTACH_LATENCY, scale),
     detachLatency: lognormal(random, DETACH_LATENCY, scale),
     describeLagMs: DESCRIBE_LAG_MS * scale,
-    random: prng((opts.seed ?? 23) ^ 0xbb67ae85),
+    random: rng((opts.seed ?? 23) ^ 0xbb67ae85).next,
     // Volumes stay 'available' when their instance terminates (DeleteOnTermination false).
   });
   model.keepInputs = false;

@@ -1,6 +1,9 @@
 import { connect } from 'node:net';
 import { sleep } from '../../lib/sleep.js';
 import { VOLUME_NAME } from '../../volume-plugin/options.js';
+import type { Rng } from './rng.js';
+
+export { rng, type Rng } from './rng.js';
 
 /**
  * Generated hostile requests for the plugin socket (test/fuzz-plugin.test.ts
@@ -14,25 +17,6 @@ export const FUZZ_IN_FLIGHT = 32;
 
 /** The longest refusal sentence an answer may carry. */
 export const ERR_MAX = 2048;
-
-/** mulberry32: small, fast, and the same sequence for the same seed everywhere. */
-export function rng(seed: number) {
-  let a = seed >>> 0;
-  const next = () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 2 ** 32;
-  };
-  const int = (lo: number, hi: number) => lo + Math.floor(next() * (hi - lo + 1));
-  const pick = <T>(xs: readonly T[]): T => xs[Math.floor(next() * xs.length)]!;
-  const chance = (p: number) => next() < p;
-  const alnum = (n: number) => Array.from({ length: n }, () => pick([...'abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789'])).join('');
-  const between = (lo: number, hi: number) => lo + next() * (hi - lo);
-  return { next, int, pick, chance, between, alnum };
-}
-export type Rng = ReturnType<typeof rng>;
 
 export type Expect = 'err' | 'ok';
 export interface Case {
