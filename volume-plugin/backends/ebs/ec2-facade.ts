@@ -175,9 +175,15 @@ export class Ec2Facade {
     return this.gate.run(call, signal, until);
   }
 
-  /** The signal an EC2 call carries: the caller's, or one that never aborts (noCaller). */
-  private signalOf(signal: AbortSignal | undefined): AbortSignal {
-    return signal ?? noCaller();
+  /**
+   * One port call with the caller's signal, or one that never aborts (noCaller). A caller gone while
+   * the call was in flight gets its own reason, not the SDK's AbortError.
+   */
+  private send<T>(call: (signal: AbortSignal) => Promise<T>, signal: AbortSignal | undefined): Promise<T> {
+    return call(signal ?? noCaller()).catch((err: unknown) => {
+      signal?.throwIfAborted();
+      throw err;
+    });
   }
 
   /** Every volume carrying these tags (and matching the extra filters), all pages. */
@@ -188,7 +194,7 @@ export class Ec2Facade {
     const until = Date.now() + this.timing.attachTimeoutMs;
     do {
       const input = { Filters, MaxResults: 500, ...(NextToken ? { NextToken } : {}) };
-      const page = await this.untilAccepted(() => this.port.describeVolumes(input, this.signalOf(signal)), signal, until).catch((err: unknown) => {
+      const page = await this.untilAccepted(() => this.send((s) => this.port.describeVolumes(input, s), signal), signal, until).catch((err: unknown) => {
         throw ec2Error(err, `listing volumes tagged ${JSON.stringify(tags)}`);
       });
       out.push(...(page.Volumes ?? []));
@@ -233,9 +239,7 @@ export class Ec2Facade {
    * for the token with an earlier volume that is gone (a replay), or refuses the token.
    */
   async createVolume(input: CreateVolumeCommandInput, what: string, signal?: AbortSignal): Promise<Volume> {
-    const created = await this.port.createVolume(input, this.signalOf(signal)).catch((err: unknown) => {
-      // A caller gone while the call was in flight gets its own reason, not the SDK's AbortError (as attach does).
-      signal?.throwIfAborted();
+    const created = await this.send((s) => this.port.createVolume(input, s), signal).catch((err: unknown) => {
       if (codeOf(err) === 'IdempotentParameterMismatch') throw new ClientTokenSpent(`creating ${what}: EC2 said the ClientToken was used with other parameters`, { cause: err });
       throw ec2Error(err, `creating ${what}`);
     });
@@ -268,7 +272,7 @@ export class Ec2Facade {
 
   async deleteVolume(volumeId: string, signal?: AbortSignal): Promise<void> {
     // DeleteVolume draws on the same bucket as AttachVolume/DetachVolume.
-    await this.mutate(() => this.port.deleteVolume({ VolumeId: volumeId }, this.signalOf(signal)), signal, Date.now() + this.timing.detachTimeoutMs, `deleting ${volumeId}`).catch((err: unknown) => {
+    await this.mutate(() => this.send((s) => this.port.deleteVolume({ VolumeId: volumeId }, s), signal), signal, Date.now() + this.timing.detachTimeoutMs, `deleting ${volumeId}`).catch((err: unknown) => {
       if (isNotFound(err)) return;
       throw ec2Error(err, `deleting ${volumeId}`);
     });
@@ -280,7 +284,7 @@ export class Ec2Facade {
     for (let i = 0; i < resourceIds.length; i += 1000) {
       const Resources = resourceIds.slice(i, i + 1000);
       const input = { Resources, Tags: Object.entries(tags).map(([Key, Value]) => ({ Key, Value })) };
-      await this.untilAccepted(() => this.port.createTags(input, this.signalOf(signal)), signal, Date.now() + this.timing.attachTimeoutMs).catch((err: unknown) => {
+      await this.untilAccepted(() => this.send((s) => this.port.createTags(input, s), signal), signal, Date.now() + this.timing.attachTimeoutMs).catch((err: unknown) => {
         throw ec2Error(err, `tagging ${Resources.join(', ')}`);
       });
     }
@@ -289,7 +293,7 @@ export class Ec2Facade {
   async untag(resourceIds: string[], keys: string[], signal?: AbortSignal): Promise<void> {
     if (resourceIds.length === 0 || keys.length === 0) return;
     const input = { Resources: resourceIds, Tags: keys.map((Key) => ({ Key })) };
-    await this.untilAccepted(() => this.port.deleteTags(input, this.signalOf(signal)), signal, Date.now() + this.timing.attachTimeoutMs).catch((err: unknown) => {
+    await this.untilAccepted(() => this.send((s) => this.port.deleteTags(input, s), signal), signal, Date.now() + this.timing.attachTimeoutMs).catch((err: unknown) => {
       throw ec2Error(err, `removing tags ${keys.join(', ')} from ${resourceIds.join(', ')}`);
     });
   }
@@ -380,7 +384,7 @@ export class Ec2Facade {
         this.names.reserve(device);
         try {
           if (!resuming) {
-            await this.mutate(() => this.port.attachVolume({ VolumeId: volumeId, InstanceId: this.instanceId, Device: device }, this.signalOf(signal)), signal, deadline, `attaching ${volumeId}`);
+            await this.mutate(() => this.send((s) => this.port.attachVolume({ VolumeId: volumeId, InstanceId: this.instanceId, Device: device }, s), signal), signal, deadline, `attaching ${volumeId}`);
             // The budget was for getting the call through; EC2 has it now, and its attachment gets a wait of its own.
             deadline = Math.max(deadline, Date.now() + this.timing.stuckAttachingMs + this.timing.maxPollMs);
           }
@@ -437,7 +441,7 @@ export class Ec2Facade {
 
   private async detachAndWaitUnmetered(volumeId: string, instanceId: string, deadline: number, signal?: AbortSignal): Promise<void> {
     try {
-      await this.mutate(() => this.port.detachVolume({ VolumeId: volumeId, InstanceId: instanceId }, this.signalOf(signal)), signal, deadline, `detaching ${volumeId}`);
+      await this.mutate(() => this.send((s) => this.port.detachVolume({ VolumeId: volumeId, InstanceId: instanceId }, s), signal), signal, deadline, `detaching ${volumeId}`);
     } catch (err) {
       signal?.throwIfAborted();
       // Already detached (IncorrectState) is what we wanted.
