@@ -13,6 +13,7 @@ import { attachmentOf, type InstanceInfo, tagsOf, type Tags } from './ec2-shapes
 import { DEFAULT_EC2_TIMING, type Ec2Timing } from './ec2-timing.js';
 import { MicroBatch } from './micro-batch.js';
 import { Pacer, pause, RetryGate } from './pacer.js';
+import type { ScheduleStore } from './schedule-store.js';
 import { SdkEc2 } from './sdk-ec2.js';
 
 // What other modules imported from here before the split; each has one home now.
@@ -60,6 +61,11 @@ export interface Ec2FacadeDeps {
   slots?: AttachmentSlots;
   /** Attach and detach latency, detach pending, slots used/limit (attach-metrics.ts). */
   registry?: Registry;
+  /**
+   * The fleet's shared EC2 schedule (schedule-store.ts; issue 23): where set, this agent takes its
+   * turns on the account's buckets from it. Unset: it paces itself alone (pacer.ts).
+   */
+  scheduleStore?: ScheduleStore;
 }
 
 /**
