@@ -1,7 +1,7 @@
 import type { CreateVolumeCommandInput, EC2Client, Filter, Volume } from '@aws-sdk/client-ec2';
 import type { Logger } from 'pino';
 import type { Registry } from 'prom-client';
-import { BerthError, errorMessage, isBerthError } from '../../../lib/errors.js';
+import { BerthError, errorMessage, isBerthError, StillWaiting } from '../../../lib/errors.js';
 import { Semaphore } from '../../../lib/semaphore.js';
 import type { AttachmentSlots } from './attachment-slots.js';
 import { AttachmentWaits } from './attachment-waits.js';
@@ -351,8 +351,11 @@ export class Ec2Facade {
    * `attachingAt`: the volume is already 'attaching' here at that name.
    * The wait ends at attachTimeoutMs or when `signal` aborts (with the signal's reason), whichever
    * comes first; the attachment may then be under way, and the caller detaches it (ebs-backend.ts).
+   * `sent` is called once an attachment may be under way (an AttachVolume EC2 did not refuse for
+   * its budget, or the one `attachingAt` names): until then a failure left nothing to undo, and an
+   * attach that EC2 refused until its time ran out fails with StillWaiting.
    */
-  async attach(volumeId: string, attachingAt?: string, signal?: AbortSignal): Promise<string> {
+  async attach(volumeId: string, attachingAt?: string, signal?: AbortSignal, sent?: () => void): Promise<string> {
     // A Mount whose caller has gone leaves the queue of attachments at once (docs/design.md §3).
     return this.mutations.run(async () => {
       signal?.throwIfAborted();
@@ -367,7 +370,7 @@ export class Ec2Facade {
       }
       const started = performance.now();
       try {
-        const device = await this.attachHeld(volumeId, attachingAt, signal);
+        const device = await this.attachHeld(volumeId, attachingAt, signal, sent);
         this.slots?.confirm(volumeId);
         this.metrics?.attached(performance.now() - started);
         return device;
@@ -379,7 +382,7 @@ export class Ec2Facade {
   }
 
   /** attach() within its mutation slot and attachment slot. */
-  private async attachHeld(volumeId: string, attachingAt: string | undefined, signal: AbortSignal | undefined): Promise<string> {
+  private async attachHeld(volumeId: string, attachingAt: string | undefined, signal: AbortSignal | undefined, sent?: () => void): Promise<string> {
     {
       await this.names.seed();
       let deadline = Date.now() + this.timing.attachTimeoutMs;
@@ -390,10 +393,17 @@ export class Ec2Facade {
         this.names.reserve(device);
         try {
           if (!resuming) {
-            await this.mutate(() => this.send((s) => this.port.attachVolume({ VolumeId: volumeId, InstanceId: this.instanceId, Device: device }, s), signal), signal, deadline, `attaching ${volumeId}`);
+            const attachVolume = (s: AbortSignal) =>
+              this.port.attachVolume({ VolumeId: volumeId, InstanceId: this.instanceId, Device: device }, s).catch((err: unknown) => {
+                // Anything but a refusal (the budget, a brownout's fault, a device name in use: nothing changed) may have attached it.
+                if (!(isThrottled(err) || isServerFault(err) || isDeviceInUse(err))) sent?.();
+                throw err;
+              });
+            await this.mutate(() => this.send(attachVolume, signal), signal, deadline, `attaching ${volumeId}`);
             // The budget was for getting the call through; EC2 has it now, and its attachment gets a wait of its own.
             deadline = Math.max(deadline, Date.now() + this.timing.stuckAttachingMs + this.timing.maxPollMs);
           }
+          sent?.();
         } catch (err) {
           this.names.release(device);
           if (isDeviceInUse(err) && attempt < 20) {
@@ -402,6 +412,8 @@ export class Ec2Facade {
             continue;
           }
           signal?.throwIfAborted();
+          // The pacer's time ran out while EC2 kept refusing (mutate's TIMEOUT): nothing is attached; a later try goes through.
+          if (isBerthError(err, 'TIMEOUT')) throw new StillWaiting(err.code, err.message, { cause: err });
           throw ec2Error(err, `attaching ${volumeId} to ${this.instanceId} at ${device}`);
         }
         try {
