@@ -99,6 +99,9 @@ export class Reconciler {
   /** The last survey, and when it was read: a pass that only retries volumes waiting for the budget starts from it. */
   private surveyed: { at: number; survey: HostSurvey } | undefined;
   private timer: NodeJS.Timeout | undefined;
+  /** The periodic pass's timer callback (start()), and the unsubscribe from the core's work notifications. */
+  private tick: (() => void) | undefined;
+  private unsubscribe: (() => void) | undefined;
   private running: Promise<PlanItem[]> | undefined;
   private booted = false;
   private lastError: string | undefined;
@@ -225,7 +228,25 @@ export class Reconciler {
           if (this.timer) this.timer = setTimeout(tick, this.nextPassMs()).unref();
         });
     };
+    this.tick = tick;
     this.timer = setTimeout(tick, this.nextPassMs()).unref();
+    // A Mount that made the last of the volumes the last pass left not ready: the verdict (and the tags) follow at
+    // once, not at the next retry; that pass retries from the last survey when they were waiting for EC2's budget.
+    this.unsubscribe = this.deps.manager.subscribe?.({
+      workStarted: () => undefined,
+      workEnded: (name) => {
+        if (this.failed.get(name)?.refused === false) this.passNowIfAllMounted();
+      },
+      reset: () => undefined,
+    });
+  }
+
+  private passNowIfAllMounted(): void {
+    if (!this.timer || !this.tick || this.running) return;
+    const mounted = new Set(this.deps.manager.list().filter((v) => v.mounted).map((v) => v.name));
+    if ([...this.failed].some(([name, f]) => !f.refused && !mounted.has(name))) return;
+    clearTimeout(this.timer);
+    this.timer = setTimeout(this.tick, 0).unref();
   }
 
   /**
@@ -242,6 +263,8 @@ export class Reconciler {
   async stop(): Promise<void> {
     clearTimeout(this.timer);
     this.timer = undefined;
+    this.unsubscribe?.();
+    this.unsubscribe = undefined;
     await this.running?.catch(() => undefined);
   }
 

@@ -1,10 +1,13 @@
 import { afterEach, describe, expect, it } from 'vitest';
 import { isBerthError, StillWaiting } from '../../../lib/errors.js';
 import { silentLogger } from '../../../lib/logger.js';
+import { tagKeys } from '../../../lib/node-contract.js';
 import { sleep } from '../../../lib/sleep.js';
+import type { VolumeRecord } from '../../../volume-plugin/backends/backend.js';
 import { attachedHereOf } from '../../../volume-plugin/backends/ebs/attachment-waits.js';
 import type { Ec2Port } from '../../../volume-plugin/backends/ebs/ec2-port.js';
 import { DEFAULT_EC2_TIMING } from '../../../volume-plugin/backends/ebs/ec2-timing.js';
+import type { HostSurvey, ReconcileService, SurveyingBackend, Tags } from '../../../volume-plugin/reconcile/ports.js';
 import { Reconciler } from '../../../volume-plugin/reconcile/reconciler.js';
 import { StateStore } from '../../../volume-plugin/state-store.js';
 import { throttled } from '../../aws/ec2-errors.js';
@@ -153,5 +156,61 @@ describe('an attach EC2 refused for its budget', () => {
     await reconciler.pass();
     expect(reconciler.readiness()).toBe(true);
     expect(w.model.volume(id).tags['berth:state']).toBe('mounted');
+  });
+});
+
+describe('the reconciler while volumes wait for the budget (over fakes of its ports)', () => {
+  it('retries them from the last survey, without reading EC2 or rewriting tags for new counts; a Mount that mounts the last of them makes the host ready at once', async () => {
+    const keys = tagKeys('berth:');
+    const recordOf = (name: string): VolumeRecord => ({ name, id: `vol-${name}`, options: { sizeBytes: 1, fs: 'ext4', onRemove: 'retain' }, createdAt: '1970-01-01T00:00:00.000Z', status: {} });
+    const survey: HostSurvey = { tagged: ['a', 'b'].map((name) => ({ name, volumeId: `vol-${name}`, hostTag: 'h', attachment: undefined, record: recordOf(name) })), duplicates: [], strays: [] };
+    const local = new Map([['a', false], ['b', false]]);
+    let tries = 0;
+    let surveys = 0;
+    let listener: { workEnded(name: string): void } | undefined;
+    const published: { instance: Tags; volumes: { id: string; tags: Tags }[] }[] = [];
+    const service: ReconcileService = {
+      list: () => [...local].map(([name, mounted]) => ({ name, mounted })),
+      ensureMounted: async (name) => {
+        throw new StillWaiting('TIMEOUT', `attaching vol-${name}: still waiting for the account's EC2 budget (EC2 refused ${++tries} tries)`);
+      },
+      releaseIfUnused: async () => true,
+      detachIfUnused: async () => true,
+      refresh: async () => undefined,
+      subscribe: (l) => {
+        listener = l;
+        return () => (listener = undefined);
+      },
+    };
+    const backend: SurveyingBackend = {
+      identity: { instanceId: 'i-me', hostId: 'h' },
+      tagKeys: keys,
+      survey: async () => (surveys++, survey),
+      publishReadiness: async (instance, volumes) => void published.push({ instance, volumes }),
+    };
+    const reconciler = new Reconciler({ manager: service, backend, concurrency: 2, intervalMs: 60_000, logger: silentLogger });
+    await reconciler.boot();
+    reconciler.start();
+    expect(published).toEqual([
+      { instance: { [keys.ready]: 'false', [keys.readyCount]: '0' }, volumes: ['a', 'b'].map((n) => ({ id: `vol-${n}`, tags: { [keys.attachedTo]: '', [keys.state]: 'attaching' } })) },
+    ]);
+    await reconciler.pass();
+    await reconciler.pass();
+    // Both tried again each pass, from the boot's survey; the new counts are in /readyz, not in new tags.
+    expect([tries, surveys, published.length]).toEqual([6, 1, 1]);
+    expect(reconciler.readiness()).toMatch(/a \(attaching vol-a: still waiting for the account's EC2 budget \(EC2 refused 5 tries\)\)/);
+
+    // The tasks' Mounts get them (the next retry is 10 s away).
+    local.set('a', true);
+    listener!.workEnded('a');
+    local.set('b', true);
+    const mountedAt = Date.now();
+    listener!.workEnded('b');
+    while (reconciler.readiness() !== true && Date.now() - mountedAt < 5_000) await sleep(5);
+    expect(Date.now() - mountedAt).toBeLessThan(1_000);
+    expect(surveys).toBe(1);
+    expect(published.at(-1)!.instance).toEqual({ [keys.ready]: 'true', [keys.readyCount]: '2' });
+    await reconciler.stop();
+    expect(listener).toBeUndefined();
   });
 });
