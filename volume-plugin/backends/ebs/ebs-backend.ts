@@ -10,7 +10,7 @@ import type { DeviceResolver } from '../../devices/nvme.js';
 import type { OptionDefaults } from '../../options.js';
 import type { AttachedDevice, Backend, VolumeRecord } from '../backend.js';
 import type { HostSurvey, SurveyingBackend, VolumeFacts } from '../../reconcile/ports.js';
-import { ClientTokenSpent, FailedVolumeDeleted } from './ec2-errors.js';
+import { AttachNotSent, ClientTokenSpent, FailedVolumeDeleted } from './ec2-errors.js';
 import type { Ec2Facade } from './ec2-facade.js';
 import { attachmentOf, tagsOf, type Tags } from './ec2-shapes.js';
 import { createParamsOf, EBS_OPTIONS, optionsOf, tagValueOf, validateEbsOptions } from './ebs-options.js';
@@ -449,7 +449,7 @@ export function createEbsBackend(deps: EbsBackendDeps): EbsBackend {
       const { name } = record;
       cancelIdle(record.id);
       inUse.add(record.id);
-      /** Set once an attachment here is made or may be under way: a failure after that detaches it again. */
+      /** Set once an attachment here is made or under way: a failure after that detaches it again. */
       let attachedHere = false;
       /** Set once this attach changed something at EC2 or waited for a change: what it looked up is stale then. */
       let changed = false;
@@ -492,16 +492,14 @@ export function createEbsBackend(deps: EbsBackendDeps): EbsBackend {
         }
         let device: string;
         signal?.throwIfAborted();
+        attachedHere = true;
         if (a && a.instanceId === identity.instanceId && a.state === 'attached') {
-          attachedHere = true;
           device = a.device;
         } else if (a && a.instanceId === identity.instanceId) {
           // Attaching here already (e.g. the agent was restarted mid-attach): let it finish.
-          attachedHere = true;
           device = await ec2.attach(record.id, a.device, signal);
         } else {
-          // Until EC2 takes the AttachVolume (not refused for its budget) nothing is attached: nothing to undo.
-          device = await ec2.attach(record.id, undefined, signal, () => (attachedHere = true));
+          device = await ec2.attach(record.id, undefined, signal);
         }
         waiting.delete(name);
         const found = await devices.waitFor(record.id, device, deps.deviceWaitMs, { signal });
@@ -511,9 +509,11 @@ export function createEbsBackend(deps: EbsBackendDeps): EbsBackend {
       } catch (caught) {
         inUse.delete(record.id);
         let err = caught;
-        // The caller's deadline passed while this attach still waited for EC2 (its budget, a lookup, a turn) with nothing
-        // sent or changed: a wait, not a fault (StillWaiting), with the caller's own code and sentence.
-        if (signal?.aborted && err === signal.reason && !changed && !attachedHere) {
+        // EC2 never took the AttachVolume (its budget, a brownout, the caller gone while it waited for a turn): nothing to undo.
+        if (err instanceof AttachNotSent) attachedHere = false;
+        // The caller's deadline passed while this attach still waited for EC2 (a lookup) with nothing sent or
+        // changed: a wait, not a fault (StillWaiting), with the caller's own code and sentence.
+        else if (signal?.aborted && err === signal.reason && !changed && !attachedHere) {
           err = new StillWaiting(isBerthError(err) ? err.code : 'TIMEOUT', errorMessage(err), { cause: err });
         }
         // Turned away having changed nothing: the next try starts from the same answer.

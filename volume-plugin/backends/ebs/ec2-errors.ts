@@ -43,3 +43,11 @@ export class FailedVolumeDeleted extends BerthError {
     super('INVALID_ARGUMENT', message);
   }
 }
+
+/**
+ * An attach that never got an AttachVolume through to EC2 (refused for the account's budget, or
+ * during a brownout, until its time ran out; or its caller gone while it still waited for a turn):
+ * nothing is attached, so the caller has nothing to undo and nothing to describe to find out. The
+ * code and sentence are those of the error it stands for (Ec2Facade.attach).
+ */
+export class AttachNotSent extends StillWaiting {}
