@@ -7,6 +7,7 @@ import type { VolumeRecord } from '../../../volume-plugin/backends/backend.js';
 import { attachedHereOf } from '../../../volume-plugin/backends/ebs/attachment-waits.js';
 import type { Ec2Port } from '../../../volume-plugin/backends/ebs/ec2-port.js';
 import { DEFAULT_EC2_TIMING } from '../../../volume-plugin/backends/ebs/ec2-timing.js';
+import { formatJournal } from '../../../volume-plugin/backends/ebs/zone-move.js';
 import type { HostSurvey, ReconcileService, SurveyingBackend, Tags } from '../../../volume-plugin/reconcile/ports.js';
 import { Reconciler } from '../../../volume-plugin/reconcile/reconciler.js';
 import { StateStore } from '../../../volume-plugin/state-store.js';
@@ -156,6 +157,25 @@ describe('an attach EC2 refused for its budget', () => {
     await reconciler.pass();
     expect(reconciler.readiness()).toBe(true);
     expect(w.model.volume(id).tags['berth:state']).toBe('mounted');
+  });
+});
+
+describe('what a waiting attach keeps of its lookup', () => {
+  it('each survey refreshes it: a zone move journalled meanwhile stops the next try before any AttachVolume', async () => {
+    w = ebsUnitWorld();
+    const id = w.model.addVolume({ az: AZ, size: 1, tags: TAGS('pg') });
+    const { crowd, port } = crowdedPort(w.port);
+    const backend = w.backend({ ec2: w.facade({ ec2: port, timing: { ...UNIT_TIMING, attachTimeoutMs: 300, mutationsPerSecond: 1_000, maxMutationGapMs: 20 }, attachedHere: attachedHereOf(w.nvme) }) });
+    const service = await w.service(backend);
+    expect(await service.publish('pg', 'c1').catch((e: unknown) => e)).toBeInstanceOf(StillWaiting);
+    // An operator starts moving the node's volume to another zone; the host reads EC2 again (its survey).
+    w.model.setTags(id, { 'berth:move': formatJournal({ step: 'snapshot', to: 'eu-west-1b', id: '20261207T013000Z' }) });
+    await backend.survey();
+    crowd.crowded = false;
+    const attaches = w.model.calls('AttachVolume');
+    await expect(service.publish('pg', 'c1')).rejects.toThrow(/moving to zone eu-west-1b, step snapshot/);
+    expect(w.model.calls('AttachVolume')).toBe(attaches);
+    expect(w.model.volume(id).attachment).toBeUndefined();
   });
 });
 
