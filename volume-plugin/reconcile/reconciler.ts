@@ -359,7 +359,8 @@ export class Reconciler {
         return;
       }
       const refused = item.action !== 'release' && item.action !== 'detach' && isBerthError(err, 'UNSAFE_DEVICE');
-      const waiting = err instanceof StillWaiting;
+      // A mount waiting for EC2's budget; a release or detach is retried on fresh facts as before (another host may be waiting for it).
+      const waiting = (item.action === 'mount' || item.action === 'remount') && err instanceof StillWaiting;
       this.failed.set(item.name, { message: errorMessage(err), refused, waiting, fingerprint: this.fingerprints.get(item.name) ?? item.volumeId });
       if (refused) log.error({ reason: item.reason, err: errorMessage(err) }, 'berth refused this volume\'s device and detached it; not retried until the volume changes (a Docker Mount still tries)');
       else if (waiting) log.warn({ reason: item.reason, err: errorMessage(err) }, 'still waiting for EC2 (the account\'s API budget); retried soon');
