@@ -171,13 +171,15 @@ export function reserveIn(name: Ec2Bucket, b: BucketState, k: number, now: numbe
 
 /**
  * A call sent at `sentAt` was refused: the bucket's rate is halved from what it is now (at least
- * a tenth of EC2's refill), from now. Undefined when the call was sent before the last cut (it
+ * a tenth of EC2's refill), from now, and its bank is spent. Undefined when the call was sent before the last cut (it
  * answers the old rate, and that round was counted).
  */
 export function cutIn(name: Ec2Bucket, b: BucketState, sentAt: number, now: number): BucketState | undefined {
   if (sentAt <= b.cutAt) return undefined;
   const max = EC2_ACCOUNT_BUCKETS[name].perSecond;
-  return { next: b.next, served: servedAt(name, b, now), at: now, rate: Math.max(max * SCHEDULE.floorFraction, rateAt(name, b, now) * SCHEDULE.cutFactor), cutAt: now };
+  const served = servedAt(name, b, now);
+  // EC2's bucket is evidently empty: the bank goes too (the next ticket comes at the new rate, not at once).
+  return { next: Math.max(b.next, Math.floor(served)), served, at: now, rate: Math.max(max * SCHEDULE.floorFraction, rateAt(name, b, now) * SCHEDULE.cutFactor), cutAt: now };
 }
 
 /** The store failed (threw, timed out): the agent paces itself for a while. */
