@@ -423,7 +423,8 @@ export class FleetSchedule {
   /** Changes the document by CAS: `change` from the current state (re-read after a lost race) until it wins or says there is nothing to change. */
   private async swap(change: (s: Schedule) => Schedule | undefined, live: () => boolean): Promise<Schedule | undefined> {
     let delay: number = SCHEDULE.raceFirstMs;
-    if (!this.doc) await this.read();
+    // A document older than a shared read would most likely lose the race: a GET is cheaper than a lost PUT.
+    if (!this.doc || Date.now() - this.readAt > SCHEDULE.shareReadMs) await this.read();
     for (;;) {
       if (!live()) return undefined;
       const changed = change(this.doc ?? emptySchedule());
@@ -433,6 +434,7 @@ export class FleetSchedule {
       if (version !== undefined) {
         this.doc = changed;
         this.version = version;
+        this.readAt = Date.now();
         return changed;
       }
       this.counts.lostRaces += 1;
