@@ -65,6 +65,7 @@ function line(agent: string, r: FleetResult): string {
     `  ${agent.padEnd(5)} all ready ${s(r.allReadyMs).padStart(9)} (${ratio} the floor)  per host p50 ${s(ready.length ? percentile(ready, 50) : undefined)} p99 ${s(ready.length ? percentile(ready, 99) : undefined)}` +
     `  stuck ${r.stuck}  Mounts failed ${r.mountsFailed} (throttling ${r.mountsFailedThrottled})` +
     `  calls ${total}, throttled ${throttled} (${total ? ((100 * throttled) / total).toFixed(1) : '0'} %): ${perAction}` +
+    (r.otherCalls.size ? `  the other tool: ${[...r.otherCalls].sort(([x], [y]) => x.localeCompare(y)).map(([k, c]) => `${k} ${c.calls}/${c.throttled}`).join(', ')}` : '') +
     (r.schedule ? `  schedule store: ${r.schedule.reads} reads, ${r.schedule.writes} writes, ${r.schedule.lostRaces} lost races${r.schedule.failed ? `, ${r.schedule.failed} failed` : ''}` : '') +
     (r.steadyDescribesPerHostMinute !== undefined ? `  steady DescribeVolumes/host/min ${r.steadyDescribesPerHostMinute.toFixed(2)}` : '') +
     `  [${r.realSeconds.toFixed(0)} s real, ${r.cpuSeconds.toFixed(0)} s CPU: ${((1000 * r.cpuSeconds) / r.hosts.length).toFixed(0)} ms per host]`

@@ -67,8 +67,11 @@ describe("the schedule's queue math", () => {
     const b = reserveIn('mutating', freshBucket('mutating', T0), 200, T0).bucket;
     const cut = cutIn('mutating', b, T0 + 900, T0 + 1_000)!;
     expect(cut.rate).toBe(2.5);
-    // Refusals of calls sent before that cut answer the old rate: no second cut.
+    // Refusals of calls sent before that cut answer the old rate: no second cut; nor a call sent
+    // after it by a host whose copy of the document had not seen it yet (its last cut: none).
     expect(cutIn('mutating', cut, T0 + 999, T0 + 1_100)).toBeUndefined();
+    expect(cutIn('mutating', cut, T0 + 1_050, T0 + 1_100, 0)).toBeUndefined();
+    expect(cutIn('mutating', cut, T0 + 1_050, T0 + 1_100, cut.cutAt)).toBeDefined();
     let low: BucketState = cut;
     for (let i = 0; i < 6; i++) low = cutIn('mutating', low, low.cutAt + 1, low.cutAt + 2)!;
     expect(low.rate).toBe(0.5);
@@ -156,6 +159,23 @@ describe("one agent's side of the schedule", () => {
     expect(store.counts.writes).toBe(writes);
   });
 
+  it("a pooled ticket whose time came before the bucket's last cut is dropped: sent now it would exceed the cut rate", async () => {
+    clock = VirtualClock.install();
+    const store = new MemoryScheduleStore({ latencyScale: 0 });
+    const s = new FleetSchedule({ store });
+    await settle(Promise.all(Array.from({ length: 45 }, () => s.turn('mutating', undefined, Date.now() + 60_000, 'attaching'))));
+    const leaving = new AbortController();
+    const gone = s.turn('mutating', leaving.signal, Date.now() + 60_000, 'attaching');
+    await clock.advance(50);
+    leaving.abort(new Error('gone'));
+    await expect(gone).rejects.toThrow('gone');
+    // Ticket 46 was due at +200 ms; EC2 refuses a call at +1 s: the cut spends the bank.
+    await clock.advance(1_000);
+    await settle(s.refused('mutating', Date.now(), s.seenCut('mutating')));
+    // Not 46: a new ticket after what the bucket had served when it was cut (45 + 1.05 s × 5/s).
+    expect(await settle(s.turn('mutating', undefined, Date.now() + 60_000, 'attaching'))).toBe(51);
+  });
+
   it('a turn that had not come by the deadline fails with a stable TIMEOUT that says the host keeps its place', async () => {
     clock = VirtualClock.install();
     const store = new MemoryScheduleStore({ latencyScale: 0 });
@@ -184,7 +204,7 @@ describe("one agent's side of the schedule", () => {
     const sentAt = Date.now();
     await clock.advance(100);
     // Two of a's calls and one of b's, all sent at the same time, refused: one cut.
-    await settle(Promise.all([a.refused('mutating', sentAt), a.refused('mutating', sentAt), b.refused('mutating', sentAt)]));
+    await settle(Promise.all([a.refused('mutating', sentAt, 0), a.refused('mutating', sentAt, 0), b.refused('mutating', sentAt, 0)]));
     const doc = parseSchedule(store.current!.body);
     expect(typeof doc !== 'string' && doc.buckets.mutating!.rate).toBe(2.5);
     expect(await settle(a.congested('mutating'))).toBe(true);

@@ -208,11 +208,12 @@ export class Ec2Facade {
     for (let ticketed = !straight; ; ticketed = true) {
       if (ticketed && (await schedule.turn(bucket, signal, deadline, what)) === undefined) return undefined;
       const sentAt = Date.now();
+      const seenCutAt = schedule.seenCut(bucket);
       try {
         return { value: await call() };
       } catch (err) {
         if (!(isThrottled(err) || isServerFault(err))) throw err;
-        await schedule.refused(bucket, sentAt);
+        await schedule.refused(bucket, sentAt, seenCutAt);
         if (signal?.aborted || Date.now() >= deadline) throw err;
         this.log?.debug({ err: codeOf(err), bucket }, "EC2 refused a call for the account's budget; it takes a new turn in the account's schedule");
       }

@@ -171,11 +171,12 @@ export function reserveIn(name: Ec2Bucket, b: BucketState, k: number, now: numbe
 
 /**
  * A call sent at `sentAt` was refused: the bucket's rate is halved from what it is now (at least
- * a tenth of EC2's refill), from now, and its bank is spent. Undefined when the call was sent before the last cut (it
- * answers the old rate, and that round was counted).
+ * a tenth of EC2's refill), from now, and its bank is spent. Undefined when the call answers the
+ * old rate, a round already counted: it was sent before the last cut, or by a host whose copy of
+ * the document had not seen that cut yet (`seenCutAt`, the cut its sender knew of).
  */
-export function cutIn(name: Ec2Bucket, b: BucketState, sentAt: number, now: number): BucketState | undefined {
-  if (sentAt <= b.cutAt) return undefined;
+export function cutIn(name: Ec2Bucket, b: BucketState, sentAt: number, now: number, seenCutAt = b.cutAt): BucketState | undefined {
+  if (sentAt <= b.cutAt || seenCutAt < b.cutAt) return undefined;
   const max = EC2_ACCOUNT_BUCKETS[name].perSecond;
   const served = servedAt(name, b, now);
   // EC2's bucket is evidently empty: the bank goes too (the next ticket comes at the new rate, not at once).
@@ -272,7 +273,7 @@ export class FleetSchedule {
   async turn(name: Ec2Bucket, signal: AbortSignal | undefined, deadline: number, what: string): Promise<number | undefined> {
     if (!this.shared) return undefined;
     const started = Date.now();
-    let ticket = this.pool.get(name)?.shift();
+    let ticket = this.pooled(name);
     try {
       ticket ??= await this.reserve(name, signal);
       for (;;) {
@@ -299,14 +300,15 @@ export class FleetSchedule {
   }
 
   /**
-   * EC2 refused a call of the bucket sent at `sentAt`: the fleet's rate for it is cut (once per
-   * round). The store failing here is a fallback, not an error of the call.
+   * EC2 refused a call of the bucket sent at `sentAt`, by a view of the document whose last cut
+   * was `seenCutAt` (seenCut() when the call was sent): the fleet's rate for it is cut, once per
+   * round. The store failing here is a fallback, not an error of the call.
    */
-  async refused(name: Ec2Bucket, sentAt: number): Promise<void> {
+  async refused(name: Ec2Bucket, sentAt: number, seenCutAt: number): Promise<void> {
     this.refusedAt.set(name, Date.now());
     if (!this.shared) return;
     const before = this.cutting.get(name) ?? Promise.resolve();
-    const mine = before.then(() => this.cut(name, sentAt));
+    const mine = before.then(() => this.cut(name, sentAt, seenCutAt));
     this.cutting.set(
       name,
       mine.catch(() => undefined),
@@ -332,6 +334,26 @@ export class FleetSchedule {
     }
     const b = this.doc?.buckets[name];
     return b !== undefined && b.cutAt > 0 && Date.now() - b.cutAt < SCHEDULE.congestedForMs;
+  }
+
+  /**
+   * The lowest ticket in this host's pool, keeping the host's place in the queue; a ticket whose
+   * time came before the bucket's last cut is dropped (sent now, it would exceed the cut rate:
+   * its slot was in the old regime), and the call reserves a new one.
+   */
+  private pooled(name: Ec2Bucket): number | undefined {
+    const pool = this.pool.get(name);
+    const b = this.doc?.buckets[name];
+    while (pool?.length) {
+      const ticket = pool.shift()!;
+      if (!b || b.cutAt === 0 || ticket > b.served) return ticket;
+    }
+    return undefined;
+  }
+
+  /** The last cut of the bucket as this host's copy of the document shows it (for refused()). */
+  seenCut(name: Ec2Bucket): number {
+    return this.doc?.buckets[name]?.cutAt ?? 0;
   }
 
   private giveBack(name: Ec2Bucket, ticket: number): void {
@@ -512,11 +534,11 @@ export class FleetSchedule {
     }
   }
 
-  private async cut(name: Ec2Bucket, sentAt: number): Promise<void> {
+  private async cut(name: Ec2Bucket, sentAt: number, seenCutAt: number): Promise<void> {
     const now = () => Date.now();
     await this.swap(
       (s) => {
-        const b = cutIn(name, s.buckets[name] ?? freshBucket(name, now()), sentAt, now());
+        const b = cutIn(name, s.buckets[name] ?? freshBucket(name, now()), sentAt, now(), seenCutAt);
         return b ? { ...s, buckets: { ...s.buckets, [name]: b } } : undefined;
       },
       () => true,
