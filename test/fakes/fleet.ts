@@ -34,7 +34,9 @@ import { MemoryScheduleStore } from './schedule-store.js';
  * attach/detach latencies drawn from distributions, DescribeVolumes lagging the attachment, and
  * instance termination detaching the volumes. Containers (ECS tasks) Mount their volumes as
  * the host comes up, with dockerd's Mount deadline; a failed Mount is retried as ECS restarts
- * the task. The same scenarios run the seed's approach (`agent: 'seed'`) for comparison.
+ * the task. berth's agents share the account's EC2 schedule (fleet-schedule.ts) through one
+ * in-memory store (schedule-store.ts) unless `schedule: false`. The same scenarios run the
+ * seed's approach (`agent: 'seed'`) for comparison.
  *
  * Time: a VirtualClock (virtual-clock.ts), or the real clock (`clock` undefined).
  */
