@@ -27,7 +27,9 @@ export { DEFAULT_EC2_TIMING, type Ec2Timing } from './ec2-timing.js';
  * What berth does with EC2, over the EC2 port (ec2-port.ts). Retries of failed calls are the
  * SDK's (adaptive retry mode, set on the client), except refusals for the account's budget and
  * server faults of the calls made here, which this module retries itself (sdk-ec2.ts): mutations
- * paced (pacer.ts, Pacer), reads and tags behind one retry gate (pacer.ts, RetryGate). It composes
+ * paced (pacer.ts, Pacer), reads and tags behind one retry gate (pacer.ts, RetryGate); or, where a
+ * schedule store is set, each on its turn in the account's shared EC2 schedule (fleet-schedule.ts,
+ * falling back to the pacer and the gate while the store fails). It composes
  * what the SDK does not, each piece in a module of its own: batched lookups (micro-batch.ts),
  * mutations paced at the share of EC2's bucket this agent learns (pacer.ts), device-name rotation (device-names.ts), attachment waits
  * (attachment-waits.ts), stuck-attachment recovery, a bound on concurrent mutations, and errors
