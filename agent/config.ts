@@ -109,7 +109,7 @@ export const ConfigSchema = z.object({
     "S3 bucket of the account's shared EC2 schedule (<prefix><region>.json, changed by conditional writes); unset: this agent paces its EC2 calls alone",
   ),
   BERTH_EC2_SCHEDULE_PREFIX: setting(
-    z._default(z.string().check(z.regex(/^([A-Za-z0-9!_.*'()-]+\/)*$/, 'must be empty or end with "/" (e.g. ec2-schedule/)')), DEFAULT_EC2_SCHEDULE_PREFIX),
+    z._default(z.string().check(z.regex(/^([A-Za-z0-9!_.*'()-]+\/)*$/, 'must end with "/" (e.g. ec2-schedule/)')), DEFAULT_EC2_SCHEDULE_PREFIX),
     'key prefix of the EC2 schedule in BERTH_EC2_SCHEDULE_BUCKET',
   ),
 
