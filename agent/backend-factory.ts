@@ -162,7 +162,13 @@ async function buildEbs(config: Config, log: Logger, aws: AwsOverrides, registry
     (err) => log.warn({ err: errorMessage(err) }, 'cannot learn this instance type\'s EBS attachment limit; attaches past it fail at EC2 (AttachmentLimitExceeded) instead of being refused here; asked again in 10 min'),
   );
   // The account's EC2 schedule (docs/design.md §6, "Sharing the account"): shared with every host when a bucket is set.
-  const scheduleStore = config.BERTH_EC2_SCHEDULE_BUCKET ? await createScheduleStore(config, identity.region, log) : undefined;
+  // A store that cannot even be built (say, a Region name no key can be made of) leaves this agent pacing alone, never the backend down.
+  const scheduleStore = config.BERTH_EC2_SCHEDULE_BUCKET
+    ? await createScheduleStore(config, identity.region, log).catch((err: unknown) => {
+        log.warn({ err: errorMessage(err) }, 'no shared EC2 schedule: this agent paces its EC2 calls alone');
+        return undefined;
+      })
+    : undefined;
   const ec2 = (facade = new Ec2Facade({
     ec2: port,
     instanceId: identity.instanceId,
