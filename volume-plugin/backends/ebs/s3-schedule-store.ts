@@ -104,7 +104,7 @@ export class S3ScheduleStore implements ScheduleStore {
       // Without s3:ListBucket (the host role has none) S3 answers a missing key with 403 AccessDenied, not 404
       // (S3 API reference, GetObject, "Permissions"). The self-check read its own object under the same grant,
       // so a 403 here is "none yet", unless a create that followed it was refused because the object exists.
-      if (refusal === 'denied' && this.deniedRead === 'no') {
+      if (refusal === 'denied' && this.deniedRead !== 'exists') {
         this.deniedRead = 'absent';
         return undefined;
       }
