@@ -88,6 +88,8 @@ export interface HostResult {
   hostId: string;
   /** From the replacement's start to every task's Mount done and the agent ready; undefined when stuck. */
   readyMs: number | undefined;
+  /** From its agent's start on the new instance (after the boot, which no agent controls) to ready. */
+  ownMs: number | undefined;
 }
 
 export interface FleetResult {
@@ -213,6 +215,8 @@ interface SimHost {
   devices: FleetDevices;
   fakeHost: FakeHost;
   readyAt?: number;
+  /** When the agent started on the current instance. */
+  agentAt?: number;
   stop?: () => void;
 }
 
@@ -380,6 +384,7 @@ async function simulate(opts: FleetOptions): Promise<FleetResult> {
     byInstance.set(host.instanceId, host);
     host.fakeHost.mounts.clear();
     await sleep(BOOT_MS.minMs * scale + random() * (BOOT_MS.maxMs - BOOT_MS.minMs) * scale);
+    host.agentAt = now();
     if (opts.agent === 'berth') await startBerth(host);
     else await startSeed(host);
   }
@@ -592,7 +597,11 @@ async function simulate(opts: FleetOptions): Promise<FleetResult> {
     resultFloor = { ms, how: `brownout ended at ${(brownoutEndMs / 1000).toFixed(0)} s with ${left} attachments left: ${left} − ${m.capacity} burst at ${m.refillPerSecond}/s + a median attach` };
   }
 
-  const hostResults = hosts.map((h) => ({ hostId: h.hostId, readyMs: h.readyAt === undefined ? undefined : h.readyAt - t0 }));
+  const hostResults = hosts.map((h) => ({
+    hostId: h.hostId,
+    readyMs: h.readyAt === undefined ? undefined : h.readyAt - t0,
+    ownMs: h.readyAt === undefined || h.agentAt === undefined ? undefined : h.readyAt - h.agentAt,
+  }));
   const stuck = hostResults.filter((h) => h.readyMs === undefined).length;
   const { clock: _clock, ...options } = opts;
   return {
