@@ -168,16 +168,9 @@ async function bootReconcile(
 
 /** Loaded only when configured: the S3 SDK costs ~15 MB that a volume-only host need not pay. */
 async function createCertRefresherFromConfig(config: Config, logger: Logger, registry: Registry): Promise<CertRefresher> {
-  const [{ S3Client }, { CertRefresher }] = await Promise.all([import('@aws-sdk/client-s3'), import('./cert-refresher.js')]);
-  const endpoint = config.BERTH_S3_ENDPOINT;
-  const s3 = new S3Client({
-    ...(config.BERTH_AWS_REGION ? { region: config.BERTH_AWS_REGION } : {}),
-    ...(endpoint ? { endpoint, forcePathStyle: true } : {}),
-    retryMode: 'adaptive',
-    maxAttempts: 3,
-    // A hung S3 must cost one poll, not the refresher.
-    requestHandler: { connectionTimeout: 5_000, requestTimeout: 15_000 },
-  });
+  const [{ createS3Client }, { CertRefresher }] = await Promise.all([import('./s3-client.js'), import('./cert-refresher.js')]);
+  // A hung S3 must cost one poll, not the refresher.
+  const s3 = await createS3Client(config, { maxAttempts: 3, connectionTimeoutMs: 5_000, requestTimeoutMs: 15_000 });
   return new CertRefresher({
     s3,
     bucket: config.BERTH_CERT_BUCKET!,

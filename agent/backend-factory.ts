@@ -2,6 +2,7 @@ import { readFile } from 'node:fs/promises';
 import type { EC2Client } from '@aws-sdk/client-ec2';
 import type { Logger } from 'pino';
 import type { Registry } from 'prom-client';
+import { ec2ScheduleKey } from '../lib/ec2-schedule-object.js';
 import { errorMessage } from '../lib/errors.js';
 import type { Runner } from '../lib/exec.js';
 import { sleep } from '../lib/sleep.js';
@@ -10,6 +11,7 @@ import { deferredBackend, type DeferredBackend } from '../volume-plugin/backends
 import type { EbsBackend } from '../volume-plugin/backends/ebs/ebs-backend.js';
 import { EBS_OPTIONS, validateEbsOptions } from '../volume-plugin/backends/ebs/ebs-options.js';
 import type { Ec2Timing } from '../volume-plugin/backends/ebs/ec2-timing.js';
+import type { ScheduleStore } from '../volume-plugin/backends/ebs/schedule-store.js';
 import { createLoopBackend } from '../volume-plugin/backends/loop.js';
 import { BACKEND_READY_WAIT_MS } from '../volume-plugin/budgets.js';
 import { hostPathsOf, type Config } from './config.js';
@@ -75,6 +77,22 @@ export function createEbsFromConfig(config: Config, logger: Logger, aws: AwsOver
     }
   })();
   return deferred;
+}
+
+/**
+ * The S3 store of the account's EC2 schedule, `s3://<BERTH_EC2_SCHEDULE_BUCKET>/<prefix><region>.json`,
+ * through the agent's one S3 client builder. One attempt per call: the store bounds each call to 2 s,
+ * and a refused or slow store leaves the facade pacing this host alone.
+ */
+export async function createScheduleStore(config: Config, region: string, log: Logger): Promise<ScheduleStore> {
+  const [{ createS3Client }, { S3ScheduleStore, SCHEDULE_STORE_CALL_MS }] = await Promise.all([
+    import('./s3-client.js'),
+    import('../volume-plugin/backends/ebs/s3-schedule-store.js'),
+  ]);
+  const s3 = await createS3Client(config, { maxAttempts: 1, connectionTimeoutMs: SCHEDULE_STORE_CALL_MS, requestTimeoutMs: SCHEDULE_STORE_CALL_MS });
+  const store = new S3ScheduleStore({ s3, bucket: config.BERTH_EC2_SCHEDULE_BUCKET!, key: ec2ScheduleKey(config.BERTH_EC2_SCHEDULE_PREFIX, region) });
+  log.info({ schedule: store.where }, 'EC2 calls are paced with the account\'s shared schedule');
+  return store;
 }
 
 async function buildEbs(config: Config, log: Logger, aws: AwsOverrides, registry: Registry | undefined): Promise<EbsBackend> {
@@ -143,6 +161,14 @@ async function buildEbs(config: Config, log: Logger, aws: AwsOverrides, registry
     },
     (err) => log.warn({ err: errorMessage(err) }, 'cannot learn this instance type\'s EBS attachment limit; attaches past it fail at EC2 (AttachmentLimitExceeded) instead of being refused here; asked again in 10 min'),
   );
+  // The account's EC2 schedule (docs/design.md §6, "Sharing the account"): shared with every host when a bucket is set.
+  // A store that cannot even be built (say, a Region name no key can be made of) leaves this agent pacing alone, never the backend down.
+  const scheduleStore = config.BERTH_EC2_SCHEDULE_BUCKET
+    ? await createScheduleStore(config, identity.region, log).catch((err: unknown) => {
+        log.warn({ err: errorMessage(err) }, 'no shared EC2 schedule: this agent paces its EC2 calls alone');
+        return undefined;
+      })
+    : undefined;
   const ec2 = (facade = new Ec2Facade({
     ec2: port,
     instanceId: identity.instanceId,
@@ -152,6 +178,7 @@ async function buildEbs(config: Config, log: Logger, aws: AwsOverrides, registry
     attachedHere: attachedHereOf(devices),
     logger: log,
     slots,
+    ...(scheduleStore ? { scheduleStore } : {}),
     ...(registry ? { registry } : {}),
   }));
   return createEbsBackend({

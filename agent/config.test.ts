@@ -17,6 +17,16 @@ describe('loadConfig', () => {
     );
   });
 
+  it('shares the EC2 schedule only when a bucket is set, under ec2-schedule/ unless told, and refuses a bad bucket or prefix', () => {
+    const unset = loadConfig({});
+    expect(unset.BERTH_EC2_SCHEDULE_BUCKET).toBeUndefined();
+    expect(unset.BERTH_EC2_SCHEDULE_PREFIX).toBe('ec2-schedule/');
+    expect(loadConfig({ BERTH_EC2_SCHEDULE_BUCKET: 'berth-environment-1a2b', BERTH_EC2_SCHEDULE_PREFIX: 'berth/schedules/' })).toMatchObject({ BERTH_EC2_SCHEDULE_BUCKET: 'berth-environment-1a2b', BERTH_EC2_SCHEDULE_PREFIX: 'berth/schedules/' });
+    expect(() => loadConfig({ BERTH_EC2_SCHEDULE_BUCKET: 's3://bucket', BERTH_EC2_SCHEDULE_PREFIX: 'schedules' })).toThrow(
+      /BERTH_EC2_SCHEDULE_BUCKET: must be an S3 bucket name[\s\S]*BERTH_EC2_SCHEDULE_PREFIX: must end with "\/"/,
+    );
+  });
+
   it("leaves the test harness's BERTH_TEST_* variables alone: a test run's environment reaches the agents it starts", () => {
     expect(loadConfig({ BERTH_TEST_EARLY_DEBOOTSTRAP: '1', BERTH_TEST_LOGS: '1', BERTH_LOG_LEVEL: 'warn' }).BERTH_LOG_LEVEL).toBe('warn');
   });

@@ -2,6 +2,7 @@ import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import * as z from 'zod/mini';
 import '../lib/zod-english.js';
+import { DEFAULT_EC2_SCHEDULE_PREFIX } from '../lib/ec2-schedule-object.js';
 import { DEFAULT_TAG_PREFIX, ENVIRONMENT_PATTERN } from '../lib/node-contract.js';
 import type { HostPaths } from '../volume-plugin/host-paths.js';
 import { DEADLINES } from '../volume-plugin/budgets.js';
@@ -102,6 +103,15 @@ export const ConfigSchema = z.object({
   BERTH_MOVE_WAIT_SECONDS: setting(seconds(TIME_BUDGETS.moveWaitSeconds), 'how long Mount waits for another running host to release a volume'),
   BERTH_DEVICE_WAIT_SECONDS: setting(seconds(TIME_BUDGETS.deviceWaitSeconds), 'how long after EC2 reports an attachment its block device may take to appear'),
   BERTH_RECONCILE_INTERVAL_SECONDS: setting(seconds(TIME_BUDGETS.reconcileIntervalSeconds), 'period of the reconcile pass that repairs drift and refreshes readiness tags'),
+  // The account's EC2 schedule (docs/design.md §6, "Sharing the account"): off unless a bucket is set.
+  BERTH_EC2_SCHEDULE_BUCKET: setting(
+    z.optional(z.string().check(z.regex(/^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$/, 'must be an S3 bucket name'))),
+    "S3 bucket of the account's shared EC2 schedule (<prefix><region>.json, changed by conditional writes); unset: this agent paces its EC2 calls alone",
+  ),
+  BERTH_EC2_SCHEDULE_PREFIX: setting(
+    z._default(z.string().check(z.regex(/^([A-Za-z0-9!_.*'()-]+\/)*$/, 'must end with "/" (e.g. ec2-schedule/)')), DEFAULT_EC2_SCHEDULE_PREFIX),
+    'key prefix of the EC2 schedule in BERTH_EC2_SCHEDULE_BUCKET',
+  ),
 
   // certificate refresher: off unless a bucket is set
   BERTH_CERT_BUCKET: setting(z.optional(z.string()), 'S3 bucket holding the TLS certificate; unset disables the refresher'),
@@ -121,8 +131,8 @@ export const ConfigSchema = z.object({
     'uid:gid that owns the written pair: the user Traefik runs as (Dockerfile.traefik: 65532)',
   ),
   BERTH_CERT_POLL_SECONDS: setting(seconds(TIME_BUDGETS.certPollSeconds), 'how often S3 is asked for a new certificate'),
-  BERTH_S3_ENDPOINT: setting(z.optional(z.url()), 'S3 endpoint override (S3-compatible stores, tests)'),
-  BERTH_AWS_REGION: setting(z.optional(z.string()), 'region of the S3 client; default from the AWS SDK environment'),
+  BERTH_S3_ENDPOINT: setting(z.optional(z.url()), 'S3 endpoint override (S3-compatible stores, tests); the certificate refresher and the EC2 schedule'),
+  BERTH_AWS_REGION: setting(z.optional(z.string()), "region of the S3 client (the buckets' region); default from the AWS SDK environment"),
 }).check(
   z.refine((c) => c.BERTH_HEALTH_ALLOW_REMOTE === true || typeof c.BERTH_HEALTH_ADDR !== 'string' || isLoopback(c.BERTH_HEALTH_ADDR), {
     path: ['BERTH_HEALTH_ADDR'],

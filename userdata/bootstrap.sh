@@ -19,6 +19,9 @@ REGION='@@REGION@@'
 ARTIFACT='@@ARTIFACT_URI@@'
 SWAP_MIB='@@SWAP_MIB@@'
 ECS_CLUSTER_NAME='@@ECS_CLUSTER@@'
+# The account's EC2 schedule (docs/design.md §6, "Sharing the account"): the environment bucket and its Region; empty: berth paces alone.
+SCHEDULE_BUCKET='@@SCHEDULE_BUCKET@@'
+SCHEDULE_REGION='@@SCHEDULE_REGION@@'
 IMDS="${BERTH_IMDS_ENDPOINT:-http://169.254.169.254}"
 # Tests only: path-style S3 at this base URL instead of https://<bucket>.s3.<region>.amazonaws.com.
 S3_ENDPOINT="${BERTH_S3_ENDPOINT:-}"
@@ -95,7 +98,8 @@ if [[ "$(cat "$ROOT/opt/berth/.artifact-sha256" 2>/dev/null || true)" != "$new_s
 fi
 rm -rf "$work"
 
-put /etc/berth/berth.env 0600 <<ENV
+{
+  cat <<ENV
 BERTH_BACKEND=ebs
 BERTH_HOST_ID=$HOST_ID
 BERTH_CLUSTER=$CLUSTER
@@ -103,6 +107,9 @@ BERTH_ENVIRONMENT=$ENVIRONMENT
 BERTH_DOCKER_HOST=unix:///var/run/docker.sock
 AWS_REGION=$REGION
 ENV
+  # The S3 client's Region is the bucket's (the global stack's), which need not be the host's.
+  [[ -z "$SCHEDULE_BUCKET" ]] || printf 'BERTH_EC2_SCHEDULE_BUCKET=%s\nBERTH_AWS_REGION=%s\n' "$SCHEDULE_BUCKET" "$SCHEDULE_REGION"
+} | put /etc/berth/berth.env 0600
 put /etc/systemd/system/berth.service 0644 <"$ROOT/opt/berth/userdata/berth.service"
 
 systemctl daemon-reload

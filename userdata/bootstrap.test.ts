@@ -9,7 +9,10 @@ import { startImdsServer, type ImdsServer } from '../test/aws/imds-server.js';
 import { fakeRelease, hostStubs, S3RVER_CREDENTIALS, startS3 } from '../test/helpers/boot.js';
 import { renderBootstrap } from './render.js';
 
-const values = { ENVIRONMENT: 'prod', CLUSTER: 'shop', HOST_ID: 'shop-h1', REGION: 'eu-west-1', ARTIFACT_URI: 's3://artifacts/berth.tgz', SWAP_MIB: 0 };
+const values = {
+  ENVIRONMENT: 'prod', CLUSTER: 'shop', HOST_ID: 'shop-h1', REGION: 'eu-west-1', ARTIFACT_URI: 's3://artifacts/berth.tgz', SWAP_MIB: 0,
+  SCHEDULE_BUCKET: 'berth-environment-x', SCHEDULE_REGION: 'us-east-1',
+};
 const sandbox = mkdtempSync(join(tmpdir(), 'berth-infra-userdata-'));
 afterAll(() => rmSync(sandbox, { recursive: true, force: true }));
 
@@ -82,6 +85,9 @@ describe('bootstrap.sh', () => {
     expect(config.BERTH_BACKEND).toBe('ebs');
     // References a killed dockerd never Unmounts are dropped by asking the engine (docs/volumes.md, "References after a crash").
     expect(config.BERTH_DOCKER_HOST).toBe('unix:///var/run/docker.sock');
+    // The account's EC2 schedule in the environment bucket, read with an S3 client in the bucket's Region.
+    expect(config.BERTH_EC2_SCHEDULE_BUCKET).toBe('berth-environment-x');
+    expect(config.BERTH_AWS_REGION).toBe('us-east-1');
     expect((statSync(join(root, 'etc/berth/berth.env')).mode & 0o777).toString(8)).toBe('600');
     expect(readFileSync(join(root, 'etc/ecs/ecs.config'), 'utf8')).toContain('ECS_INSTANCE_ATTRIBUTES={"berth.host":"shop-h1"}');
     const log = callLog().split('\n');
@@ -89,6 +95,16 @@ describe('bootstrap.sh', () => {
     expect(callLog()).not.toContain('shutdown');
     expect((await run()).status).toBe(0);
     expect(snapshot(root)).toEqual(first);
+  });
+
+  it('without a schedule bucket (an older regional stack) the agent is configured to pace its EC2 calls alone', async () => {
+    const { SCHEDULE_BUCKET: _b, SCHEDULE_REGION: _r, ...older } = values;
+    const { root, run } = boot('no-schedule', renderBootstrap(older));
+    expect((await run()).status).toBe(0);
+    const config = loadConfig(parseEnvFile(readFileSync(join(root, 'etc/berth/berth.env'), 'utf8')));
+    expect(config.BERTH_EC2_SCHEDULE_BUCKET).toBeUndefined();
+    expect(config.BERTH_AWS_REGION).toBeUndefined();
+    expect(config.BERTH_HOST_ID).toBe('shop-h1');
   });
 
   it('a release that does not match its own SHA256SUMS is not installed: ECS is not started and the instance powers off', async () => {

@@ -10,6 +10,12 @@ export interface BootstrapValues {
   readonly SWAP_MIB: number;
   /** ECS cluster the host joins; the berth cluster name when omitted. */
   readonly ECS_CLUSTER?: string;
+  /**
+   * The environment bucket, where the account's EC2 schedule lives (`BERTH_EC2_SCHEDULE_BUCKET`), and its
+   * Region (`BERTH_AWS_REGION`). Omitted: the agent paces its EC2 calls alone.
+   */
+  readonly SCHEDULE_BUCKET?: string;
+  readonly SCHEDULE_REGION?: string;
 }
 
 const SAFE = /^[A-Za-z0-9._:/@+,*-]+$/;
@@ -27,7 +33,8 @@ export function renderTemplate(file: string, values: Readonly<Record<string, str
   return template.replace(/@@([A-Z_]+)@@/g, (_, key: string) => {
     const v = values[key];
     if (v === undefined) throw new Error(`${file} placeholder @@${key}@@ has no value`);
-    if (!SAFE.test(String(v))) throw new Error(`value for ${key} ("${String(v)}") has characters not allowed in userdata`);
+    // An empty value is safe in single quotes: the template tests for it ("none").
+    if (v !== '' && !SAFE.test(String(v))) throw new Error(`value for ${key} ("${String(v)}") has characters not allowed in userdata`);
     return String(v);
   });
 }
@@ -60,7 +67,8 @@ export function renderHostPrep(values: { LOG_GROUP: string; cloudWatch: { agentJ
 
 /** Renders userdata/bootstrap.sh; refuses values that could break out of the single-quoted assignments. */
 export function renderBootstrap(values: BootstrapValues): string {
-  return renderTemplate('bootstrap.sh', { ECS_CLUSTER: values.CLUSTER, ...values });
+  if ((values.SCHEDULE_BUCKET === undefined) !== (values.SCHEDULE_REGION === undefined)) throw new Error('bootstrap.sh: SCHEDULE_BUCKET and SCHEDULE_REGION go together');
+  return renderTemplate('bootstrap.sh', { ECS_CLUSTER: values.CLUSTER, SCHEDULE_BUCKET: '', SCHEDULE_REGION: '', ...values });
 }
 
 export interface UserdataPart {

@@ -1,5 +1,6 @@
 import * as aws from '@pulumi/aws';
 import * as pulumi from '@pulumi/pulumi';
+import { DEFAULT_EC2_SCHEDULE_PREFIX } from '../../lib/ec2-schedule-object.js';
 import { tagKeys } from '../../lib/node-contract.js';
 
 /** Denies any request not made over TLS 1.2 or later, whoever makes it. */
@@ -57,11 +58,18 @@ export class Buckets extends pulumi.ComponentResource {
       }, parent);
       new aws.s3.BucketLifecycleConfiguration(id, {
         bucket: bucket.id,
-        rules: [{
-          id: 'expire-old-versions', status: 'Enabled', filter: {},
-          noncurrentVersionExpiration: { noncurrentDays: keepDays },
-          abortIncompleteMultipartUpload: { daysAfterInitiation: 7 },
-        }],
+        rules: [
+          {
+            id: 'expire-old-versions', status: 'Enabled', filter: {},
+            noncurrentVersionExpiration: { noncurrentDays: keepDays },
+            abortIncompleteMultipartUpload: { daysAfterInitiation: 7 },
+          },
+          // Every berth host rewrites its Region's EC2 schedule (docs/design.md §6): thousands of versions
+          // in an AZ replacement, none worth keeping. Where rules overlap, S3 applies the shorter expiry.
+          ...(purpose === 'environment'
+            ? [{ id: 'expire-old-ec2-schedules', status: 'Enabled', filter: { prefix: DEFAULT_EC2_SCHEDULE_PREFIX }, noncurrentVersionExpiration: { noncurrentDays: 1 } }]
+            : []),
+        ],
       }, parent);
       // After the public access block: S3 refuses a policy while the block is being applied.
       new aws.s3.BucketPolicy(id, { bucket: bucket.id, policy: bucket.arn.apply((arn) => JSON.stringify(tlsOnlyPolicy(arn))) }, { parent: this, dependsOn: [block] });

@@ -31,6 +31,10 @@ describe('Buckets under setMocks', () => {
     for (const sse of per('aws:s3/bucketServerSideEncryptionConfiguration:BucketServerSideEncryptionConfiguration')) {
       expect(sse.inputs['rules']).toEqual([{ applyServerSideEncryptionByDefault: { sseAlgorithm: 'aws:kms', kmsMasterKeyId: 'arn:aws:kms:eu-west-1:111:key/k' }, bucketKeyEnabled: true }]);
     }
+    const rules = per('aws:s3/bucketLifecycleConfiguration:BucketLifecycleConfiguration').map((l) => (l.inputs['rules'] as Array<{ id: string; filter: { prefix?: string }; noncurrentVersionExpiration: { noncurrentDays: number } }>).map((r) => [r.id, r.filter.prefix ?? '', r.noncurrentVersionExpiration.noncurrentDays]));
+    // The hosts' EC2 schedule is rewritten thousands of times in a zone replacement: its old versions go after a day.
+    expect(rules).toContainEqual([['expire-old-versions', '', 90], ['expire-old-ec2-schedules', 'ec2-schedule/', 1]]);
+    expect(rules).toContainEqual([['expire-old-versions', '', 90]]);
     const policies = per('aws:s3/bucketPolicy:BucketPolicy');
     expect(policies).toHaveLength(2);
     for (const p of policies) {

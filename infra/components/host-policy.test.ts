@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { allows, type RequestContext } from '../../test/aws/iam-policy.js';
-import { hostEbsPolicy } from './host-policy.js';
+import { ec2ScheduleStatements, hostEbsPolicy } from './host-policy.js';
 
 /** What a compromised host could do with its instance profile, evaluated as IAM evaluates it. */
 const policy = hostEbsPolicy({ region: 'eu-west-1', accountId: '111122223333', environment: 'prod', cluster: 'shop', hostId: 'shop-h1' });
@@ -71,5 +71,37 @@ describe('host policy: restore from a snapshot', () => {
     const ctx = { 'aws:ResourceTag/acme:cluster': 'shop', 'aws:ResourceTag/acme:environment': 'prod', 'aws:ResourceTag/acme:managed-by': 'berth' };
     expect(allows([acme], 'ec2:AttachVolume', volume, ctx)).toBe(true);
     expect(allows([acme], 'ec2:AttachVolume', volume, { 'aws:ResourceTag/berth:cluster': 'shop', 'aws:ResourceTag/berth:managed-by': 'berth' })).toBe(false);
+  });
+});
+
+describe('host policy: the account\'s EC2 schedule', () => {
+  const prod = { Statement: ec2ScheduleStatements({ bucket: 'env-prod', bucketRegion: 'us-east-1', region: 'eu-west-1', kmsKeyArn: 'arn:aws:kms:us-east-1:111122223333:key/b' }) };
+  const may = (action: string, resource: string, ctx: RequestContext = {}) => allows([prod], action, resource, ctx);
+  it('reads and writes its Region\'s schedule and the store\'s check object, nothing else of the bucket', () => {
+    for (const key of ['ec2-schedule/eu-west-1.json', 'ec2-schedule/eu-west-1.json.check']) {
+      for (const action of ['s3:GetObject', 's3:PutObject']) expect(may(action, `arn:aws:s3:::env-prod/${key}`), `${action} ${key}`).toBe(true);
+      expect(may('s3:DeleteObject', `arn:aws:s3:::env-prod/${key}`)).toBe(false);
+    }
+    expect(may('s3:PutObject', 'arn:aws:s3:::env-prod/ec2-schedule/us-east-1.json')).toBe(false); // another Region's
+    expect(may('s3:PutObject', 'arn:aws:s3:::env-prod/ec2-schedule/eu-west-1.jsonx')).toBe(false);
+    expect(may('s3:PutObject', 'arn:aws:s3:::env-prod/other/eu-west-1.json')).toBe(false);
+    expect(may('s3:GetObject', 'arn:aws:s3:::env-prod/tls/key.pem')).toBe(false);
+    expect(may('s3:ListBucket', 'arn:aws:s3:::env-prod')).toBe(false);
+  });
+  it('two environments of one account each write only their own schedule (their own bucket)', () => {
+    const staging = { Statement: ec2ScheduleStatements({ bucket: 'env-staging', bucketRegion: 'us-east-1', region: 'eu-west-1' }) };
+    expect(may('s3:PutObject', 'arn:aws:s3:::env-staging/ec2-schedule/eu-west-1.json')).toBe(false);
+    expect(allows([staging], 's3:PutObject', 'arn:aws:s3:::env-prod/ec2-schedule/eu-west-1.json')).toBe(false);
+    expect(allows([staging], 's3:PutObject', 'arn:aws:s3:::env-staging/ec2-schedule/eu-west-1.json')).toBe(true);
+  });
+  it('uses the bucket\'s key only through S3 and for this bucket\'s objects', () => {
+    const key = 'arn:aws:kms:us-east-1:111122223333:key/b';
+    const viaS3 = { 'kms:ViaService': 's3.us-east-1.amazonaws.com', 'kms:EncryptionContext:aws:s3:arn': 'arn:aws:s3:::env-prod' };
+    expect(may('kms:GenerateDataKey', key, viaS3)).toBe(true);
+    expect(may('kms:Decrypt', key, viaS3)).toBe(true);
+    expect(may('kms:Decrypt', key, { ...viaS3, 'kms:EncryptionContext:aws:s3:arn': 'arn:aws:s3:::env-staging' })).toBe(false);
+    expect(may('kms:Decrypt', key, { ...viaS3, 'kms:ViaService': 'ec2.us-east-1.amazonaws.com' })).toBe(false);
+    expect(may('kms:Encrypt', key, viaS3)).toBe(false);
+    expect(ec2ScheduleStatements({ bucket: 'env-prod', bucketRegion: 'us-east-1', region: 'eu-west-1' }).flatMap((s) => s.Action)).toEqual(['s3:GetObject', 's3:PutObject']);
   });
 });

@@ -1,3 +1,4 @@
+import { DEFAULT_EC2_SCHEDULE_PREFIX, ec2ScheduleCheckKey, ec2ScheduleKey } from '../../lib/ec2-schedule-object.js';
 import { MANAGED_BY, tagKeys } from '../../lib/node-contract.js';
 
 /** IAM policy for a host's instance profile: berth may touch only volumes it manages, in its own cluster. */
@@ -130,5 +131,40 @@ export function ebsKeyStatements(region: string, keyArn: string, sidPrefix = '')
       Action: ['kms:Decrypt', 'kms:DescribeKey', 'kms:GenerateDataKeyWithoutPlaintext', 'kms:ReEncryptFrom', 'kms:ReEncryptTo'],
       Resource: keyArn, Condition: { StringEquals: { 'kms:ViaService': `ec2.${region}.amazonaws.com` } },
     },
+  ];
+}
+
+export interface Ec2ScheduleAccess {
+  /** The environment bucket (`BERTH_EC2_SCHEDULE_BUCKET`): one per environment, so environments never share a schedule. */
+  readonly bucket: string;
+  /** The bucket's Region (the global stack's): where S3 calls KMS from. */
+  readonly bucketRegion: string;
+  /** The host's Region: its schedule is `<prefix><region>.json`, EC2's buckets being per account and Region. */
+  readonly region: string;
+  /** The bucket's SSE-KMS key, when it has one. */
+  readonly kmsKeyArn?: string;
+}
+
+/**
+ * The account's EC2 schedule (docs/design.md §6, "Sharing the account"; docs/deploy.md): a host may read and
+ * write exactly its Region's schedule object and the store's self-check object, nothing else (no list,
+ * no delete, no other prefix or Region). S3 asks KMS on the writer's behalf for SSE-KMS: GenerateDataKey on
+ * PutObject, Decrypt on GetObject (S3 User Guide, "Using SSE-KMS"), through S3 (`kms:ViaService`) and for
+ * this bucket's objects only: with an S3 Bucket Key (buckets.ts enables one with KMS) the encryption context
+ * is the bucket's ARN, not the object's (S3 User Guide, "Configuring your bucket to use an S3 Bucket Key");
+ * the object ARNs are allowed too, for a bucket without one.
+ */
+export function ec2ScheduleStatements(a: Ec2ScheduleAccess): PolicyStatement[] {
+  const key = ec2ScheduleKey(DEFAULT_EC2_SCHEDULE_PREFIX, a.region);
+  const bucketArn = `arn:aws:s3:::${a.bucket}`;
+  const objects = [`${bucketArn}/${key}`, `${bucketArn}/${ec2ScheduleCheckKey(key)}`];
+  return [
+    { Sid: 'Ec2ScheduleReadWrite', Effect: 'Allow', Action: ['s3:GetObject', 's3:PutObject'], Resource: objects },
+    ...(a.kmsKeyArn
+      ? [{
+          Sid: 'Ec2ScheduleKeyThroughS3', Effect: 'Allow' as const, Action: ['kms:GenerateDataKey', 'kms:Decrypt'], Resource: a.kmsKeyArn,
+          Condition: { StringEquals: { 'kms:ViaService': `s3.${a.bucketRegion}.amazonaws.com`, 'kms:EncryptionContext:aws:s3:arn': [bucketArn, ...objects] } },
+        }]
+      : []),
   ];
 }

@@ -2,7 +2,7 @@ import * as pulumi from '@pulumi/pulumi';
 import { hostInstanceTags } from '../../lib/node-contract.js';
 import { CONFIG_DEFAULTS } from '../../agent/config.js';
 import { CLOUDWATCH_PROMETHEUS_CONFIG_PATH, multipartUserdata, renderBootstrap, renderHostPrep } from '../../userdata/render.js';
-import { ebsKeyStatements, hostEbsPolicy, type PolicyStatement } from './host-policy.js';
+import { ebsKeyStatements, ec2ScheduleStatements, hostEbsPolicy, type PolicyStatement } from './host-policy.js';
 import { ecsAmiId, singleInstanceGroup } from './single-instance-group.js';
 import { DEFAULT_HOST_INSTANCE_TYPE } from './host-defaults.js';
 import { cloudWatchAgentConfig, cloudWatchAgentStatement } from './monitoring-specs.js';
@@ -37,15 +37,23 @@ export interface HostArgs {
   readonly logGroupName: pulumi.Input<string>;
   /** Key of the node volumes; berth attaches (and may create) volumes encrypted with it. */
   readonly ebsKmsKeyArn?: pulumi.Input<string>;
-  /** Key of the artifacts bucket. */
+  /** Key of the artifacts and environment buckets. */
   readonly bucketKmsKeyArn?: pulumi.Input<string>;
+  /**
+   * The environment bucket and its Region: berth shares the account's EC2 schedule there (docs/design.md §6,
+   * "Sharing the account"). Undefined (an older regional stack): the host's berth paces its EC2 calls alone.
+   */
+  readonly scheduleBucket?: pulumi.Input<{ bucket: string; region: string } | undefined>;
   readonly instanceType?: string;
   readonly swapMiB?: number;
   readonly amiId?: pulumi.Input<string>;
 }
 
 /** The IAM policy of a host: berth's tag-conditioned EBS rights, its release, and the keys it needs. */
-export function hostInstancePolicy(a: { region: string; accountId: string; environment: string; cluster: string; hostId: string; artifactUri: string; ebsKmsKeyArn?: string; bucketKmsKeyArn?: string }) {
+export function hostInstancePolicy(a: {
+  region: string; accountId: string; environment: string; cluster: string; hostId: string; artifactUri: string; ebsKmsKeyArn?: string; bucketKmsKeyArn?: string;
+  scheduleBucket?: { bucket: string; region: string } | undefined;
+}) {
   const statements: PolicyStatement[] = [
     ...hostEbsPolicy({ region: a.region, accountId: a.accountId, environment: a.environment, cluster: a.cluster, hostId: a.hostId }).Statement,
     { Sid: 'ReadRelease', Effect: 'Allow', Action: ['s3:GetObject'], Resource: a.artifactUri.replace(/^s3:\/\//, 'arn:aws:s3:::') },
@@ -54,6 +62,12 @@ export function hostInstancePolicy(a: { region: string; accountId: string; envir
   // EC2 uses the key on berth's behalf when it creates or attaches an encrypted volume.
   if (a.ebsKmsKeyArn) statements.push(...ebsKeyStatements(a.region, a.ebsKmsKeyArn));
   if (a.bucketKmsKeyArn) statements.push({ Sid: 'DecryptRelease', Effect: 'Allow', Action: ['kms:Decrypt'], Resource: a.bucketKmsKeyArn });
+  // The account's EC2 schedule: this Region's object in the environment bucket, nothing else (docs/deploy.md).
+  if (a.scheduleBucket) {
+    statements.push(...ec2ScheduleStatements({
+      bucket: a.scheduleBucket.bucket, bucketRegion: a.scheduleBucket.region, region: a.region, ...(a.bucketKmsKeyArn ? { kmsKeyArn: a.bucketKmsKeyArn } : {}),
+    }));
+  }
   return { Version: '2012-10-17' as const, Statement: statements };
 }
 
@@ -72,15 +86,18 @@ export class Host extends pulumi.ComponentResource {
     super('berth:unit:Host', name, {}, opts);
     const swapMiB = args.swapMiB ?? 2048;
     if (!Number.isInteger(swapMiB) || swapMiB < 0) throw new Error(`Host ${args.hostId}: swapMiB must be a whole number ≥ 0, not ${swapMiB}`);
-    const userData = pulumi.all([args.artifactUri, args.ecsClusterName, args.logGroupName, args.environment]).apply(([artifact, ecsCluster, logGroup, environment]) => multipartUserdata([
+    const userData = pulumi.all([args.artifactUri, args.ecsClusterName, args.logGroupName, args.environment, args.scheduleBucket]).apply(([artifact, ecsCluster, logGroup, environment, schedule]) => multipartUserdata([
       hostPrepPart({ logGroup, environment, cluster: args.cluster, hostId: args.hostId }),
       {
         filename: '20-berth.sh',
-        content: renderBootstrap({ ENVIRONMENT: environment, CLUSTER: args.cluster, HOST_ID: args.hostId, REGION: args.region, ARTIFACT_URI: artifact, SWAP_MIB: swapMiB, ECS_CLUSTER: ecsCluster }),
+        content: renderBootstrap({
+          ENVIRONMENT: environment, CLUSTER: args.cluster, HOST_ID: args.hostId, REGION: args.region, ARTIFACT_URI: artifact, SWAP_MIB: swapMiB, ECS_CLUSTER: ecsCluster,
+          ...(schedule ? { SCHEDULE_BUCKET: schedule.bucket, SCHEDULE_REGION: schedule.region } : {}),
+        }),
       },
     ]));
-    const policy = pulumi.all([args.accountId, args.artifactUri, args.ebsKmsKeyArn, args.bucketKmsKeyArn, args.environment]).apply(([accountId, artifactUri, ebsKmsKeyArn, bucketKmsKeyArn, environment]) =>
-      JSON.stringify(hostInstancePolicy({ region: args.region, accountId, environment, cluster: args.cluster, hostId: args.hostId, artifactUri, ebsKmsKeyArn, bucketKmsKeyArn })));
+    const policy = pulumi.all([args.accountId, args.artifactUri, args.ebsKmsKeyArn, args.bucketKmsKeyArn, args.environment, args.scheduleBucket]).apply(([accountId, artifactUri, ebsKmsKeyArn, bucketKmsKeyArn, environment, scheduleBucket]) =>
+      JSON.stringify(hostInstancePolicy({ region: args.region, accountId, environment, cluster: args.cluster, hostId: args.hostId, artifactUri, ebsKmsKeyArn, bucketKmsKeyArn, scheduleBucket })));
     const { group } = singleInstanceGroup(name, {
       amiId: args.amiId ?? ecsAmiId(this),
       instanceType: args.instanceType ?? DEFAULT_HOST_INSTANCE_TYPE,

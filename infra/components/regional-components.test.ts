@@ -119,6 +119,10 @@ describe('TraefikHost', () => {
     expect(eip.Condition).toEqual({ StringEquals: { 'aws:ResourceTag/berth:role': 'traefik' } });
     expect(policy.find((s) => s.Sid === 'PrivateDefaultRoute')!.Resource).toEqual(['arn:aws:ec2:eu-west-1:111122223333:route-table/rtb-priv']);
     expect(policy.find((s) => s.Sid === 'ReadCertificate')!.Resource).toBe('arn:aws:s3:::berth-environment/tls/*');
+    // berth here runs the EBS backend too: it shares the account's EC2 schedule, its Region's object only.
+    expect(parts[2]!.body).toContain("SCHEDULE_BUCKET='berth-environment'");
+    expect(parts[2]!.body).toContain("SCHEDULE_REGION='eu-west-1'");
+    expect(policy.find((s) => s.Sid === 'Ec2ScheduleReadWrite')!.Resource).toEqual(['arn:aws:s3:::berth-environment/ec2-schedule/eu-west-1.json', 'arn:aws:s3:::berth-environment/ec2-schedule/eu-west-1.json.check']);
     // berth here publishes the certificate's expiry into the log group its alarm reads (Monitoring with cluster = the host id).
     const metricsGroup = metricsLogGroupName('staging', 'traefik-eu-west-1');
     expect(Buffer.from(/'([A-Za-z0-9+/]+)' \| base64 -d >"\$ROOT\$PROMETHEUS_AGENT_CONFIG"/.exec(parts[0]!.body)![1]!, 'base64').toString('utf8')).toContain(`"log_group_name": "${metricsGroup}"`);

@@ -4,7 +4,7 @@ import { hostInstanceTags, tagKeys, TRAEFIK_ROLE } from '../../lib/node-contract
 import { multipartUserdata, renderBootstrap, renderTemplate } from '../../userdata/render.js';
 import { hostPrepPart } from './host.js';
 import { cloudWatchAgentStatement } from './monitoring-specs.js';
-import { hostEbsPolicy } from './host-policy.js';
+import { ec2ScheduleStatements, hostEbsPolicy } from './host-policy.js';
 import { ecsAmiId, singleInstanceGroup } from './single-instance-group.js';
 import { traefikHostId } from './traefik-names.js';
 
@@ -76,11 +76,18 @@ export class TraefikHost extends pulumi.ComponentResource {
             CERT_BUCKET: bucket, CERT_REGION: bucketRegion, CERT_DOMAINS: args.certDomains.join(','),
           }),
         },
-        { filename: '30-berth.sh', content: renderBootstrap({ ENVIRONMENT: environment, CLUSTER: hostId, HOST_ID: hostId, REGION: args.region, ARTIFACT_URI: artifact, SWAP_MIB: 0, ECS_CLUSTER: ecsCluster }) },
+        // berth here runs the EBS backend too: it shares the account's EC2 schedule in the same (environment) bucket.
+        {
+          filename: '30-berth.sh',
+          content: renderBootstrap({
+            ENVIRONMENT: environment, CLUSTER: hostId, HOST_ID: hostId, REGION: args.region, ARTIFACT_URI: artifact, SWAP_MIB: 0, ECS_CLUSTER: ecsCluster,
+            SCHEDULE_BUCKET: bucket, SCHEDULE_REGION: bucketRegion,
+          }),
+        },
       ]));
 
-    const policy = pulumi.all([args.accountId, eip.id, pulumi.all([...args.privateRouteTableIds]), args.certBucket, args.artifactUri, args.bucketKmsKeyArn, args.environment])
-      .apply(([account, allocation, tables, bucket, artifact, bucketKey, environment]) => {
+    const policy = pulumi.all([args.accountId, eip.id, pulumi.all([...args.privateRouteTableIds]), args.certBucket, args.artifactUri, args.bucketKmsKeyArn, args.environment, args.certBucketRegion])
+      .apply(([account, allocation, tables, bucket, artifact, bucketKey, environment, bucketRegion]) => {
         const ec2 = (type: string) => `arn:aws:ec2:${args.region}:${account}:${type}`;
         const traefikOnly = { StringEquals: { [`aws:ResourceTag/${keys.role}`]: TRAEFIK_ROLE } };
         // Instances carry the environment (network interfaces and the address are named by ARN or role only).
@@ -96,6 +103,7 @@ export class TraefikHost extends pulumi.ComponentResource {
             { Sid: 'ReadCertificate', Effect: 'Allow', Action: ['s3:GetObject'], Resource: `arn:aws:s3:::${bucket}/tls/*` },
             ...(bucketKey ? [{ Sid: 'DecryptBucketObjects', Effect: 'Allow', Action: ['kms:Decrypt'], Resource: bucketKey }] : []),
             ...berth.Statement,
+            ...ec2ScheduleStatements({ bucket, bucketRegion, region: args.region, ...(bucketKey ? { kmsKeyArn: bucketKey } : {}) }),
             cloudWatchAgentStatement({ region: args.region, accountId: account, environment, cluster: hostId }),
           ],
         });

@@ -41,10 +41,10 @@ describe('fleet simulation: hosts sharing one account', () => {
     expect(r.steadyDescribesPerHostMinute).toBeLessThanOrEqual(2);
   });
 
-  it('an EC2 brownout (every call throttled for 2 minutes) in the middle: no host gives up, and all are ready soon after it ends', async () => {
+  it('an EC2 brownout (every call throttled for 2 minutes) in the middle, each agent pacing itself (no schedule): no host gives up, and all are ready soon after it ends', async () => {
     clock = VirtualClock.install();
     const r = await step('replace with a brownout', () =>
-      runFleet({ hosts: 12, volumesPerHost: 8, agent: 'berth', scenario: 'brownout', clock: clock!, brownout: { atMs: 25_000, forMs: 120_000, kind: 'throttle' } }),
+      runFleet({ hosts: 12, volumesPerHost: 8, agent: 'berth', scenario: 'brownout', clock: clock!, schedule: false, brownout: { atMs: 25_000, forMs: 120_000, kind: 'throttle' } }),
     );
     expect(r.stuck).toBe(0);
     expect(r.mountsFailedThrottled).toBe(0);
@@ -55,6 +55,34 @@ describe('fleet simulation: hosts sharing one account', () => {
     // doubling to 10 s (about 15 tries an agent in the 2 minutes), not each caller's read with the
     // SDK's 8 attempts under it (296 refused before).
     expect(r.calls.get('DescribeVolumes')!.throttled).toBeLessThan(12 * 20);
+  });
+
+  it("the same brownout on the account's shared schedule: the whole fleet probes at a tenth of each bucket's refill, and all are ready soon after it ends", async () => {
+    clock = VirtualClock.install();
+    const r = await step('replace with a brownout, shared schedule', () =>
+      runFleet({ hosts: 12, volumesPerHost: 8, agent: 'berth', scenario: 'brownout', clock: clock!, brownout: { atMs: 25_000, forMs: 120_000, kind: 'throttle' } }),
+    );
+    expect(r.stuck).toBe(0);
+    expect(r.mountsFailedThrottled).toBe(0);
+    // The rate doubles every 10 s from a tenth of the refill: back at 5/s 33 s after the brownout.
+    expect(r.allReadyMs!).toBeLessThan(r.floor.ms + 30_000);
+    // Refusals at the fleet's floor rate (DescribeVolumes 2/s, CreateTags 1/s for 120 s), however many
+    // hosts and callers wait: not each refused call's next try as soon as the store answers.
+    expect(r.calls.get('DescribeVolumes')!.throttled).toBeLessThan(1.1 * 2 * 120);
+    expect(r.calls.get('CreateTags')!.throttled).toBeLessThan(1.1 * 1 * 120);
+    expect(r.schedule!.failed).toBe(0);
+  });
+
+  it("the schedule's store failing for 2 minutes mid-replacement: the agents pace themselves meanwhile, and every host is ready near the floor", async () => {
+    clock = VirtualClock.install();
+    const r = await step('replace with the store out', () =>
+      runFleet({ hosts: 12, volumesPerHost: 8, agent: 'berth', scenario: 'replace', clock: clock!, scheduleOutage: { atMs: 25_000, forMs: 120_000 } }),
+    );
+    expect(r.stuck).toBe(0);
+    expect(r.mountsFailedThrottled).toBe(0);
+    expect(r.allReadyMs!).toBeLessThan(1.5 * r.floor.ms);
+    expect(r.schedule!.failed).toBeGreaterThan(0);
+    expect(r.calls.get('AttachVolume')?.answered).toBe(96);
   });
 
   it('a seeded run is repeatable: the same options give the same figures, host by host and call by call', async () => {

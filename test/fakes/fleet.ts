@@ -24,7 +24,8 @@ import { TokenBucket } from '../aws/token-bucket.js';
 import { FakeFilesystem } from './filesystem.js';
 import { FakeHost } from './host.js';
 import type { VirtualClock } from './virtual-clock.js';
-import { rng } from '../helpers/rng.js';
+import { lognormal, rng } from '../helpers/rng.js';
+import { MemoryScheduleStore } from './schedule-store.js';
 
 /**
  * A fleet of hosts sharing one AWS account (issue 23): N hosts, each running berth's real EBS
@@ -33,7 +34,9 @@ import { rng } from '../helpers/rng.js';
  * attach/detach latencies drawn from distributions, DescribeVolumes lagging the attachment, and
  * instance termination detaching the volumes. Containers (ECS tasks) Mount their volumes as
  * the host comes up, with dockerd's Mount deadline; a failed Mount is retried as ECS restarts
- * the task. The same scenarios run the seed's approach (`agent: 'seed'`) for comparison.
+ * the task. berth's agents share the account's EC2 schedule (fleet-schedule.ts) through one
+ * in-memory store (schedule-store.ts) unless `schedule: false`. The same scenarios run the
+ * seed's approach (`agent: 'seed'`) for comparison.
  *
  * Time: a VirtualClock (virtual-clock.ts), or the real clock (`clock` undefined).
  */
@@ -67,6 +70,14 @@ export interface FleetOptions {
   timing?: Partial<Ec2Timing>;
   /** false: the agents do not watch their NVMe namespaces (as on Xen) and poll EC2 for attachments. */
   hostView?: boolean;
+  /**
+   * berth's agents take their turns from the account's shared EC2 schedule (fleet-schedule.ts), kept
+   * in one in-memory store for the fleet (schedule-store.ts, S3's latencies). Default true: infra
+   * sets a store for every host. false: each agent paces itself alone (pacer.ts).
+   */
+  schedule?: boolean;
+  /** The schedule's store is unavailable from atMs (after the start) for forMs. */
+  scheduleOutage?: { atMs: number; forMs: number };
   /** Where the hosts' state files go (tmpfs). */
   stateRoot?: string;
   /** Called every 30 s of real time with how far the run is (a long bench says it is alive). */
@@ -77,6 +88,8 @@ export interface HostResult {
   hostId: string;
   /** From the replacement's start to every task's Mount done and the agent ready; undefined when stuck. */
   readyMs: number | undefined;
+  /** From its agent's start on the new instance (after the boot, which no agent controls) to ready. */
+  ownMs: number | undefined;
 }
 
 export interface FleetResult {
@@ -95,6 +108,8 @@ export interface FleetResult {
   otherCalls: Map<string, CallerCounts>;
   /** DescribeVolumes per host per minute once every host was ready and nothing changed (steadyMs). */
   steadyDescribesPerHostMinute: number | undefined;
+  /** The shared schedule's store: reads, writes, writes that lost the race, calls that failed (outage). */
+  schedule?: { reads: number; writes: number; lostRaces: number; failed: number };
   /** Brownout: when it ended, and the floor of the attachments left then. */
   brownoutEndMs?: number;
   realSeconds: number;
@@ -132,12 +147,6 @@ const AZ = 'eu-west-1a';
 const PREFIX = 'berth:';
 const keys = tagKeys(PREFIX);
 
-function lognormal(random: () => number, d: { medianMs: number; sigma: number; minMs: number; maxMs: number }, scale: number): () => number {
-  return () => {
-    const z = Math.sqrt(-2 * Math.log(1 - random())) * Math.cos(2 * Math.PI * random());
-    return scale * Math.min(d.maxMs, Math.max(d.minMs, d.medianMs * Math.exp(d.sigma * z)));
-  };
-}
 
 /**
  * The NVMe namespaces of one host: a volume's appears when EC2 completes its attachment to this
@@ -206,6 +215,8 @@ interface SimHost {
   devices: FleetDevices;
   fakeHost: FakeHost;
   readyAt?: number;
+  /** When the agent started on the current instance. */
+  agentAt?: number;
   stop?: () => void;
 }
 
@@ -315,6 +326,7 @@ async function simulate(opts: FleetOptions): Promise<FleetResult> {
     // Volumes stay 'available' when their instance terminates (DeleteOnTermination false).
   });
   model.keepInputs = false;
+  const scheduleStore = opts.agent === 'berth' && opts.schedule !== false ? new MemoryScheduleStore({ random: rng((opts.seed ?? 23) ^ 0x3c6ef372).next, latencyScale: scale }) : undefined;
   const stateRoot = opts.stateRoot ?? join('/dev/shm', `berth-fleet-${process.pid}-${Date.now()}`);
   mkdirSync(stateRoot, { recursive: true });
   const data = new Map<string, Filesystem>();
@@ -372,6 +384,7 @@ async function simulate(opts: FleetOptions): Promise<FleetResult> {
     byInstance.set(host.instanceId, host);
     host.fakeHost.mounts.clear();
     await sleep(BOOT_MS.minMs * scale + random() * (BOOT_MS.maxMs - BOOT_MS.minMs) * scale);
+    host.agentAt = now();
     if (opts.agent === 'berth') await startBerth(host);
     else await startSeed(host);
   }
@@ -386,6 +399,7 @@ async function simulate(opts: FleetOptions): Promise<FleetResult> {
       maxConcurrentAttachments: CONFIG_DEFAULTS.BERTH_ATTACH_CONCURRENCY,
       ...(opts.timing ? { timing: opts.timing } : {}),
       ...(opts.hostView === false ? {} : { attachedHere: attachedHereOf(host.devices) }),
+      ...(scheduleStore ? { scheduleStore } : {}),
     });
     const backend: EbsBackend = createEbsBackend({
       ec2,
@@ -498,6 +512,18 @@ async function simulate(opts: FleetOptions): Promise<FleetResult> {
     run(every(other.describesPerSecond, () => client.send(new DescribeVolumesCommand({ Filters: [{ Name: 'tag:team', Values: ['other'] }] }))));
   }
 
+  if (scheduleStore && opts.scheduleOutage) {
+    const outage = opts.scheduleOutage;
+    run(
+      (async () => {
+        await sleep(outage.atMs);
+        scheduleStore.unavailable = true;
+        await sleep(outage.forMs);
+        scheduleStore.unavailable = false;
+      })(),
+    );
+  }
+
   const floor = floorOf(opts, buckets);
   let brownoutEndMs: number | undefined;
   let attachesAtBrownoutEnd = 0;
@@ -571,7 +597,11 @@ async function simulate(opts: FleetOptions): Promise<FleetResult> {
     resultFloor = { ms, how: `brownout ended at ${(brownoutEndMs / 1000).toFixed(0)} s with ${left} attachments left: ${left} − ${m.capacity} burst at ${m.refillPerSecond}/s + a median attach` };
   }
 
-  const hostResults = hosts.map((h) => ({ hostId: h.hostId, readyMs: h.readyAt === undefined ? undefined : h.readyAt - t0 }));
+  const hostResults = hosts.map((h) => ({
+    hostId: h.hostId,
+    readyMs: h.readyAt === undefined ? undefined : h.readyAt - t0,
+    ownMs: h.readyAt === undefined || h.agentAt === undefined ? undefined : h.readyAt - h.agentAt,
+  }));
   const stuck = hostResults.filter((h) => h.readyMs === undefined).length;
   const { clock: _clock, ...options } = opts;
   return {
@@ -586,6 +616,7 @@ async function simulate(opts: FleetOptions): Promise<FleetResult> {
     otherCalls: model.callsBy('other'),
     steadyDescribesPerHostMinute,
     ...(brownoutEndMs !== undefined ? { brownoutEndMs } : {}),
+    ...(scheduleStore ? { schedule: { ...scheduleStore.counts } } : {}),
     realSeconds: (realNow() - realStart) / 1000,
     cpuSeconds: cpuSecondsSince(cpuStart),
   };

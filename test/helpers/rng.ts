@@ -18,3 +18,11 @@ export function rng(seed: number) {
   return { next, int, pick, chance, between, alnum };
 }
 export type Rng = ReturnType<typeof rng>;
+
+/** A lognormal draw around `medianMs` (clamped to [minMs, maxMs]), × scale: latencies of the fleet simulation. */
+export function lognormal(random: () => number, d: { medianMs: number; sigma: number; minMs: number; maxMs: number }, scale = 1): () => number {
+  return () => {
+    const z = Math.sqrt(-2 * Math.log(1 - random())) * Math.cos(2 * Math.PI * random());
+    return scale * Math.min(d.maxMs, Math.max(d.minMs, d.medianMs * Math.exp(d.sigma * z)));
+  };
+}

@@ -145,6 +145,9 @@ export function regionalProgram() {
     secretsKeyArn: keys.keyArns.secrets!,
     bucketKeyArn,
     artifactUri,
+    /** The environment bucket and its Region: unit stacks' hosts share the account's EC2 schedule there (docs/deploy.md). */
+    environmentBucket,
+    environmentBucketRegion: stackOutput<string>(global, 'region'),
     traefikIp: traefik.publicIp,
     traefikFqdn: traefik.fqdn,
     /** The names the Traefik certificate covers: unit stacks check the names they publish against them. */

@@ -72,13 +72,16 @@ export function unitProgram() {
     if (uncovered.length > 0) throw new Error(`cluster ${spec.name}: ${uncovered.join('; ')}`);
     return domains as string[];
   });
+  // The account's EC2 schedule in the environment bucket; an older regional stack has no such output: its hosts pace alone.
+  const scheduleBucket = pulumi.all([regional.getOutput('environmentBucket'), regional.getOutput('environmentBucketRegion')]).apply(([bucket, bucketRegion]: unknown[]) =>
+    typeof bucket === 'string' && bucket !== '' && typeof bucketRegion === 'string' && bucketRegion !== '' ? { bucket, region: bucketRegion } : undefined);
   const hosts = new Map<string, { host: Host; az: pulumi.Output<string> }>();
   for (const hostId of spec.hosts) {
     const pick = <T>(list: pulumi.Output<T[]>) => list.apply((l) => l[subnetIndexFor(hostId, l.length)]!);
     const host = new Host(hostId, {
       environment, cluster: spec.name, hostId, region, accountId: accountId(), ecsClusterName: cluster.ecsClusterName,
       subnetId: pick(privateSubnetIds), securityGroupId: out<string>('securityGroupId'), artifactUri: out<string>('artifactUri'),
-      logGroupName: cluster.logGroupName, ebsKmsKeyArn: out<string>('ebsKeyArn'), bucketKmsKeyArn: out<string>('bucketKeyArn'),
+      logGroupName: cluster.logGroupName, ebsKmsKeyArn: out<string>('ebsKeyArn'), bucketKmsKeyArn: out<string>('bucketKeyArn'), scheduleBucket,
       instanceType: spec.instanceType ?? c.get('instanceType') ?? DEFAULT_HOST_INSTANCE_TYPE, swapMiB: c.getNumber('swapMiB') ?? 2048,
     }, { dependsOn: [cluster] });
     hosts.set(hostId, { host, az: pick(privateSubnetAzs) });

@@ -29,6 +29,7 @@ beforeAll(() => {
         environment: 'prod', zone: 'example.com', zoneId: 'Z0EXAMPLE', privateSubnetIds: subnets, privateSubnetAzs: azs,
         securityGroupId: 'sg-eu', artifactUri: 's3://berth-artifacts-0001/berth/build-42.tar.gz', ebsKeyArn: 'arn:aws:kms:eu-west-1:111122223333:key/ebs',
         bucketKeyArn: 'arn:aws:kms:eu-west-1:111122223333:key/buckets', traefikIp: '203.0.113.10',
+        environmentBucket: 'berth-environment-0001', environmentBucketRegion: 'us-east-1',
       },
     },
     calls: {
@@ -91,6 +92,25 @@ describe('unit program under setMocks', () => {
     }
     expect(openToWorld(declared)).toEqual([]);
     expect(unconditionedEbsMutations(declared)).toEqual([]);
+  });
+  it('lets each host read and write its Region\'s EC2 schedule in the environment bucket, and tells berth where it is', () => {
+    for (const host of spec.hosts) {
+      const lt = ofType(declared, 'aws:ec2/launchTemplate:LaunchTemplate').find((t) => t.name === `${host}-lt`)!;
+      const berthPart = userdataParts(lt.inputs['userData'] as string)[1]!.body;
+      expect(berthPart, host).toContain("SCHEDULE_BUCKET='berth-environment-0001'");
+      expect(berthPart, host).toContain("SCHEDULE_REGION='us-east-1'");
+      const doc = JSON.parse(ofType(declared, 'aws:iam/rolePolicy:RolePolicy').find((p) => p.name === `${host}-policy`)!.inputs['policy'] as string) as { Statement: Array<{ Sid: string; Action: string[]; Resource: unknown; Condition?: unknown }> };
+      // Besides the release it boots from: exactly the schedule's two objects, no list, no delete.
+      const s3 = doc.Statement.filter((st) => st.Sid !== 'ReadRelease' && st.Action.some((a) => a.startsWith('s3:')));
+      expect(s3, host).toEqual([{
+        Sid: 'Ec2ScheduleReadWrite', Effect: 'Allow', Action: ['s3:GetObject', 's3:PutObject'],
+        Resource: ['arn:aws:s3:::berth-environment-0001/ec2-schedule/eu-west-1.json', 'arn:aws:s3:::berth-environment-0001/ec2-schedule/eu-west-1.json.check'],
+      }]);
+      expect(doc.Statement.find((st) => st.Sid === 'Ec2ScheduleKeyThroughS3'), host).toMatchObject({
+        Action: ['kms:GenerateDataKey', 'kms:Decrypt'], Resource: 'arn:aws:kms:eu-west-1:111122223333:key/buckets',
+        Condition: { StringEquals: { 'kms:ViaService': 's3.us-east-1.amazonaws.com' } },
+      });
+    }
   });
   it('declares the operators\' move policy of the cluster (berth move), scoped to its environment and cluster, and outputs its ARN', () => {
     const policies = ofType(declared, 'aws:iam/policy:Policy').filter((p) => p.name === 'shop-move');

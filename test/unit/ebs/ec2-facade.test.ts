@@ -4,6 +4,7 @@ import { DEVICE_NAMES, DeviceNames } from '../../../volume-plugin/backends/ebs/d
 import { Pacer } from '../../../volume-plugin/backends/ebs/pacer.js';
 import { MicroBatch } from '../../../volume-plugin/backends/ebs/micro-batch.js';
 import { AZ, ebsUnitWorld, GiB, type EbsUnitWorld } from '../../fakes/ebs.js';
+import { MemoryScheduleStore } from '../../fakes/schedule-store.js';
 
 /**
  * What berth adds above the EC2 port (pacing, batching, device names, attachment waits), run over
@@ -139,5 +140,52 @@ describe('device names and the pacer on their own', () => {
     await expect(pacer.take(gone.signal)).rejects.toThrow('gone');
     await send();
     expect(Date.now() - t0).toBeGreaterThanOrEqual(8);
+  });
+});
+
+describe("EC2 facade over the port: the account's shared schedule (fleet-schedule.ts)", () => {
+  it('two hosts sharing one schedule take their turns from it: one reservation each, every attach through, none refused', async () => {
+    w = ebsUnitWorld();
+    const store = new MemoryScheduleStore({ latencyScale: 0 });
+    const other = w.model.addInstance({ az: AZ });
+    const mine = Array.from({ length: 4 }, () => w.model.addVolume({ az: AZ, size: 1 }));
+    const theirs = Array.from({ length: 4 }, () => w.model.addVolume({ az: AZ, size: 1 }));
+    const a = w.facade({ scheduleStore: store });
+    const b = w.facade({ scheduleStore: store, instanceId: other });
+    await Promise.all([...mine.map((id) => a.attach(id)), ...theirs.map((id) => b.attach(id))]);
+    expect(w.model.calls('AttachVolume')).toBe(8);
+    expect(w.model.throttledCalls()).toBe(0);
+    expect(store.counts.writes - store.counts.lostRaces).toBe(2);
+    expect(JSON.parse(store.current!.body)).toMatchObject({ v: 1, buckets: { mutating: { next: 8 } } });
+  });
+
+  it("an attach EC2 refuses cuts the account's rate in the schedule, and goes through with a new turn once EC2 accepts again", async () => {
+    w = ebsUnitWorld();
+    const store = new MemoryScheduleStore({ latencyScale: 0 });
+    const [first, id] = [w.model.addVolume({ az: AZ, size: 1 }), w.model.addVolume({ az: AZ, size: 1 })];
+    const ec2 = w.facade({ scheduleStore: store });
+    await ec2.attach(first);
+    const refusedBefore = w.model.throttledCalls();
+    w.model.faults.throttleAll = true;
+    setTimeout(() => (w.model.faults.throttleAll = false), 100);
+    await ec2.attach(id);
+    expect(w.model.volume(id).attachment).toMatchObject({ instanceId: w.instanceId, state: 'attached' });
+    expect(w.model.throttledCalls()).toBeGreaterThan(refusedBefore);
+    const doc = JSON.parse(store.current!.body) as { buckets: { mutating: { rate: number; cutAt: number } } };
+    expect(doc.buckets.mutating.rate).toBeLessThan(5);
+    expect(doc.buckets.mutating.cutAt).toBeGreaterThan(0);
+    // Reads are congested for this agent now (its own refusal): they would take tickets too.
+    expect(await ec2.schedule!.congested('mutating')).toBe(true);
+  });
+
+  it('with the store unreachable the facade paces itself as without one, and the attaches go through', async () => {
+    w = ebsUnitWorld();
+    const store = new MemoryScheduleStore({ latencyScale: 0 });
+    store.unavailable = true;
+    const ids = Array.from({ length: 3 }, () => w.model.addVolume({ az: AZ, size: 1 }));
+    const ec2 = w.facade({ scheduleStore: store });
+    await Promise.all(ids.map((id) => ec2.attach(id)));
+    expect(w.model.calls('AttachVolume')).toBe(3);
+    expect(ec2.schedule!.shared).toBe(false);
   });
 });

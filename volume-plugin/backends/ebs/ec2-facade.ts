@@ -7,6 +7,7 @@ import type { AttachmentSlots } from './attachment-slots.js';
 import { AttachmentWaits } from './attachment-waits.js';
 import { attachMetrics, type AttachMetrics } from './attach-metrics.js';
 import { DeviceNames } from './device-names.js';
+import { type Ec2Bucket, FleetSchedule } from './fleet-schedule.js';
 import { AttachNotSent, ClientTokenSpent, codeOf, ec2Error, FailedVolumeDeleted, isDeviceInUse, isNotFound, isServerFault, isThrottled } from './ec2-errors.js';
 import type { Ec2Port } from './ec2-port.js';
 import { attachmentOf, type InstanceInfo, tagsOf, type Tags } from './ec2-shapes.js';
@@ -26,7 +27,9 @@ export { DEFAULT_EC2_TIMING, type Ec2Timing } from './ec2-timing.js';
  * What berth does with EC2, over the EC2 port (ec2-port.ts). Retries of failed calls are the
  * SDK's (adaptive retry mode, set on the client), except refusals for the account's budget and
  * server faults of the calls made here, which this module retries itself (sdk-ec2.ts): mutations
- * paced (pacer.ts, Pacer), reads and tags behind one retry gate (pacer.ts, RetryGate). It composes
+ * paced (pacer.ts, Pacer), reads and tags behind one retry gate (pacer.ts, RetryGate); or, where a
+ * schedule store is set, each on its turn in the account's shared EC2 schedule (fleet-schedule.ts,
+ * falling back to the pacer and the gate while the store fails). It composes
  * what the SDK does not, each piece in a module of its own: batched lookups (micro-batch.ts),
  * mutations paced at the share of EC2's bucket this agent learns (pacer.ts), device-name rotation (device-names.ts), attachment waits
  * (attachment-waits.ts), stuck-attachment recovery, a bound on concurrent mutations, and errors
@@ -93,6 +96,8 @@ export class Ec2Facade {
   private readonly instanceCache = new Map<string, { at: number; info: InstanceInfo | undefined }>();
   readonly slots: AttachmentSlots | undefined;
   private readonly metrics: AttachMetrics | undefined;
+  /** The account's shared EC2 schedule (fleet-schedule.ts), when a store is set. */
+  readonly schedule: FleetSchedule | undefined;
 
   constructor(deps: Ec2FacadeDeps) {
     if (!deps.ec2 && !deps.client) throw new Error('Ec2Facade needs an EC2 port (ec2) or an EC2Client (client)');
@@ -111,6 +116,9 @@ export class Ec2Facade {
       maxGapMs: this.timing.maxMutationGapMs,
       initialWindow: this.timing.mutationInitialWindow,
     });
+    this.schedule = deps.scheduleStore
+      ? new FleetSchedule({ store: deps.scheduleStore, ...(deps.logger ? { logger: deps.logger } : {}), ...(deps.registry ? { registry: deps.registry } : {}) })
+      : undefined;
     this.gate = new RetryGate({ firstMs: this.timing.readRetryFirstMs, maxMs: this.timing.readRetryMaxMs, refused: (err) => isThrottled(err) || isServerFault(err) });
     this.names = new DeviceNames(this.instanceId, async () =>
       (await this.volumesByTags({}, [{ Name: 'attachment.instance-id', Values: [this.instanceId] }])).flatMap((v) =>
@@ -143,6 +151,9 @@ export class Ec2Facade {
    * passes: an agent never gives up while the budget is merely slow (docs/design.md §6).
    */
   private async mutate<T>(call: () => Promise<T>, signal: AbortSignal | undefined, deadline: number, what: string): Promise<T> {
+    // With the account's schedule, mutations always take a ticket (fleet-schedule.ts); without it, or while its store fails, the pacer.
+    const scheduled = await this.onSchedule('mutating', call, signal, deadline, what, false);
+    if (scheduled) return scheduled.value;
     for (let refused = 0; ; refused++) {
       await this.pacer.take(signal);
       const sentAt = Date.now();
@@ -177,8 +188,38 @@ export class Ec2Facade {
    * refusals itself (sdk-ec2.ts). A Mount fails for throttling only when no retry within its
    * deadline could have won (docs/design.md §6).
    */
-  private untilAccepted<T>(call: () => Promise<T>, signal: AbortSignal | undefined, until: number): Promise<T> {
+  private async untilAccepted<T>(bucket: Ec2Bucket, call: () => Promise<T>, signal: AbortSignal | undefined, until: number, what: string): Promise<T> {
+    // With the account's schedule: straight while the bucket is not congested, with a ticket while it is (fleet-schedule.ts).
+    if (this.schedule?.shared) {
+      const scheduled = await this.onSchedule(bucket, call, signal, until, what, !(await this.schedule.congested(bucket)));
+      if (scheduled) return scheduled.value;
+    }
     return this.gate.run(call, signal, until);
+  }
+
+  /**
+   * A call on the account's schedule (docs/design.md §6, "Sharing the account"): it waits for its
+   * ticket's turn (unless `straight`: sent at once), and a refusal (RequestLimitExceeded, or a
+   * server fault) cuts the bucket's rate for the whole fleet and takes a new ticket, until the
+   * caller's signal or `deadline`. Undefined when the schedule's store failed, before or while
+   * waiting: the caller then paces the call itself.
+   */
+  private async onSchedule<T>(bucket: Ec2Bucket, call: () => Promise<T>, signal: AbortSignal | undefined, deadline: number, what: string, straight: boolean): Promise<{ value: T } | undefined> {
+    const schedule = this.schedule;
+    if (!schedule) return undefined;
+    for (let ticketed = !straight; ; ticketed = true) {
+      if (ticketed && (await schedule.turn(bucket, signal, deadline, what)) === undefined) return undefined;
+      const sentAt = Date.now();
+      const seenCutAt = schedule.seenCut(bucket);
+      try {
+        return { value: await call() };
+      } catch (err) {
+        if (!(isThrottled(err) || isServerFault(err))) throw err;
+        await schedule.refused(bucket, sentAt, seenCutAt);
+        if (signal?.aborted || Date.now() >= deadline) throw err;
+        this.log?.debug({ err: codeOf(err), bucket }, "EC2 refused a call for the account's budget; it takes a new turn in the account's schedule");
+      }
+    }
   }
 
   /**
@@ -200,7 +241,7 @@ export class Ec2Facade {
     const until = Date.now() + this.timing.attachTimeoutMs;
     do {
       const input = { Filters, MaxResults: 500, ...(NextToken ? { NextToken } : {}) };
-      const page = await this.untilAccepted(() => this.send((s) => this.port.describeVolumes(input, s), signal), signal, until).catch((err: unknown) => {
+      const page = await this.untilAccepted('describeVolumes', () => this.send((s) => this.port.describeVolumes(input, s), signal), signal, until, `listing volumes tagged ${JSON.stringify(tags)}`).catch((err: unknown) => {
         throw ec2Error(err, `listing volumes tagged ${JSON.stringify(tags)}`);
       });
       out.push(...(page.Volumes ?? []));
@@ -290,7 +331,7 @@ export class Ec2Facade {
     for (let i = 0; i < resourceIds.length; i += 1000) {
       const Resources = resourceIds.slice(i, i + 1000);
       const input = { Resources, Tags: Object.entries(tags).map(([Key, Value]) => ({ Key, Value })) };
-      await this.untilAccepted(() => this.send((s) => this.port.createTags(input, s), signal), signal, Date.now() + this.timing.attachTimeoutMs).catch((err: unknown) => {
+      await this.untilAccepted('tags', () => this.send((s) => this.port.createTags(input, s), signal), signal, Date.now() + this.timing.attachTimeoutMs, `tagging ${Resources.join(', ')}`).catch((err: unknown) => {
         throw ec2Error(err, `tagging ${Resources.join(', ')}`);
       });
     }
@@ -299,7 +340,7 @@ export class Ec2Facade {
   async untag(resourceIds: string[], keys: string[], signal?: AbortSignal): Promise<void> {
     if (resourceIds.length === 0 || keys.length === 0) return;
     const input = { Resources: resourceIds, Tags: keys.map((Key) => ({ Key })) };
-    await this.untilAccepted(() => this.send((s) => this.port.deleteTags(input, s), signal), signal, Date.now() + this.timing.attachTimeoutMs).catch((err: unknown) => {
+    await this.untilAccepted('tags', () => this.send((s) => this.port.deleteTags(input, s), signal), signal, Date.now() + this.timing.attachTimeoutMs, `removing tags ${keys.join(', ')} from ${resourceIds.join(', ')}`).catch((err: unknown) => {
       throw ec2Error(err, `removing tags ${keys.join(', ')} from ${resourceIds.join(', ')}`);
     });
   }
@@ -332,7 +373,7 @@ export class Ec2Facade {
     const until = Date.now() + this.timing.attachTimeoutMs;
     do {
       const input = { Filters: [{ Name: 'instance-id', Values: ids }], ...(NextToken ? { NextToken } : {}) };
-      const page = await this.untilAccepted(() => this.port.describeInstances(input, noCaller()), undefined, until).catch((err: unknown) => {
+      const page = await this.untilAccepted('describeInstances', () => this.port.describeInstances(input, noCaller()), undefined, until, `describing instances ${ids.join(', ')}`).catch((err: unknown) => {
         throw ec2Error(err, `describing instances ${ids.join(', ')}`);
       });
       for (const r of page.Reservations ?? []) {
