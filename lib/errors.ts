@@ -22,6 +22,17 @@ export class BerthError extends Error {
   }
 }
 
+/**
+ * Nothing was done because EC2 had no room for the call in time: it refused it for the account's
+ * API budget, or while browning out (a server fault), until the caller's time ran out
+ * (docs/design.md §6, "Sharing the account"). The same request later goes through and nothing
+ * needs undoing. The code and sentence are those the error would have had anyway (a throttled
+ * call is LIMIT_EXCEEDED, a pacer that ran out of time TIMEOUT); the class says it is a wait, not
+ * a fault: the reconciler publishes such a volume as `attaching`, not as an error an operator
+ * must act on, and the EBS backend keeps what it looked up for the next try.
+ */
+export class StillWaiting extends BerthError {}
+
 export function isBerthError(err: unknown, code?: ErrorCode): err is BerthError {
   return err instanceof BerthError && (code === undefined || err.code === code);
 }

@@ -26,8 +26,11 @@ export const HOST_ATTRIBUTE = 'berth.host';
 
 /** Value of `<prefix>ready` on an instance once every volume tagged to its host is mounted. */
 export const READY = 'true';
-/** Values of `<prefix>state` on a volume. */
-export const VOLUME_STATE = { mounted: 'mounted', idle: 'idle', errorPrefix: 'error:' } as const;
+/**
+ * Values of `<prefix>state` on a volume: `attaching` while berth waits for EC2 to take its attach
+ * (the account's API budget, a brownout: waiting helps), `error:<reason>` when it failed otherwise.
+ */
+export const VOLUME_STATE = { mounted: 'mounted', idle: 'idle', attaching: 'attaching', errorPrefix: 'error:' } as const;
 
 /** Every tag key berth reads or writes, for one prefix. */
 export function tagKeys(prefix: string = DEFAULT_TAG_PREFIX) {

@@ -436,12 +436,15 @@ export class VolumeService {
   /** Attach and mount with no container reference (boot reconcile). */
   async ensureMounted(name: string): Promise<string> {
     assertVolumeName(name);
-    return this.lock.run(name, async () => {
-      const vol = await this.known(name);
-      const mountpoint = await this.mountLocked(name, vol, AbortSignal.timeout(this.deadlines.mount));
-      await this.save();
-      return mountpoint;
-    });
+    return this.lock.run(name, () =>
+      // A Mount's deadline from when the work starts (after the lock); the reason says whose deadline it was.
+      this.withDeadline('mount', `mounting ${name} for the reconciler`, {}, async (signal) => {
+        const vol = await this.known(name);
+        const mountpoint = await this.mountLocked(name, vol, signal);
+        await this.save();
+        return mountpoint;
+      }),
+    );
   }
 
   /** Unmount and detach a volume no container uses; false when one does. */

@@ -21,6 +21,8 @@ export interface ReconcileService {
   detachIfUnused(record: VolumeRecord, reason: string): Promise<boolean>;
   /** Takes the backend's volumes (as the pass just listed them) into the local view. */
   refresh(records?: readonly VolumeRecord[]): Promise<void>;
+  /** Tells the listener when work on a name (a Mount, say) starts and ends; returns the unsubscribe (VolumeService's, view-changes.ts). */
+  subscribe?(listener: { workStarted(name: string): void; workEnded(name: string): void; reset(): void }): () => void;
 }
 
 /** A volume's attachment as the cloud reports it. */

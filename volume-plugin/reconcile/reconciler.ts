@@ -1,6 +1,6 @@
 import type { Logger } from 'pino';
 import { Counter, Gauge, type Registry } from 'prom-client';
-import { errorMessage, isBerthError } from '../../lib/errors.js';
+import { errorMessage, isBerthError, StillWaiting } from '../../lib/errors.js';
 import { VOLUME_STATE } from '../../lib/node-contract.js';
 import { Semaphore } from '../../lib/semaphore.js';
 import type { VolumeRecord } from '../backends/backend.js';
@@ -60,11 +60,17 @@ interface Failure {
   refused: boolean;
   /** The volume as it was when it failed (id and options); a change clears a refusal. */
   fingerprint: string;
+  /**
+   * EC2 had no room for it in time (StillWaiting: the account's budget, a brownout): nothing was
+   * done and a later try goes through. Published as `attaching`, not as an error.
+   */
+  waiting: boolean;
 }
 
 const fingerprintOf = (r: VolumeRecord) => `${r.id} ${JSON.stringify(r.options)}`;
 
-const attachedTo = (f: VolumeFacts, instanceId: string) => f.attachment?.instanceId === instanceId && f.attachment.state === 'attached';
+/** Attached to this instance, or attaching to it (DescribeVolumes reports a completed attachment a little after the host sees it). */
+const attachedTo = (f: VolumeFacts, instanceId: string) => f.attachment?.instanceId === instanceId && (f.attachment.state === 'attached' || f.attachment.state === 'attaching');
 
 /** Tag values allow letters, digits, spaces and _ . : / = + - @, up to 256 characters. */
 export function shortReason(message: string): string {
@@ -73,6 +79,12 @@ export function shortReason(message: string): string {
 
 /** How soon a pass comes again after one that left volumes not ready (nextPassMs). */
 const RETRY_NOT_READY_MS = 10_000;
+/**
+ * While every volume not ready is waiting for EC2's budget (StillWaiting), the passes that retry
+ * them read EC2 this seldom (at least the interval): they retry from the last survey, and the
+ * budget the host waits for is not spent on asking again (docs/design.md §6, "The reconciler").
+ */
+export const WAITING_SURVEY_MS = 300_000;
 
 export class Reconciler {
   private readonly seen = new Set<string>();
@@ -84,14 +96,19 @@ export class Reconciler {
   /** The last pass's verdict: what /readyz answers and what the instance's ready tag says. */
   private verdict: true | string = true;
   private readonly published = new Map<string, string>();
+  /** The last survey, and when it was read: a pass that only retries volumes waiting for the budget starts from it. */
+  private surveyed: { at: number; survey: HostSurvey } | undefined;
   private timer: NodeJS.Timeout | undefined;
+  /** The periodic pass's timer callback (start()), and the unsubscribe from the core's work notifications. */
+  private tick: (() => void) | undefined;
+  private unsubscribe: (() => void) | undefined;
   private running: Promise<PlanItem[]> | undefined;
   private booted = false;
   private lastError: string | undefined;
   private readonly log: Logger;
   private readonly passes?: Counter;
   /** Volumes tagged to this host by the state the last pass published (mounted, idle, error). */
-  private byState: Record<'mounted' | 'idle' | 'error', number> = { mounted: 0, idle: 0, error: 0 };
+  private byState: Record<'mounted' | 'idle' | 'attaching' | 'error', number> = { mounted: 0, idle: 0, attaching: 0, error: 0 };
 
   constructor(private readonly deps: ReconcilerDeps) {
     this.log = deps.logger;
@@ -109,7 +126,7 @@ export class Reconciler {
       const byState = () => this.byState;
       new Gauge({
         name: 'berth_volumes_by_state',
-        help: 'Volumes tagged to this host by the state the last reconcile published in their state tag (mounted, idle, error)',
+        help: 'Volumes tagged to this host by the state the last reconcile published in their state tag (mounted, idle, attaching, error)',
         labelNames: ['state'],
         registers: [deps.registry],
         collect() {
@@ -148,10 +165,20 @@ export class Reconciler {
 
   /** What a pass would do now, and why; changes nothing. */
   async plan(): Promise<PlanItem[]> {
-    return this.planOf(await this.deps.backend.survey());
+    const mountedBefore = this.mountedNow();
+    return this.planOf(await this.deps.backend.survey(), mountedBefore);
   }
 
-  private planOf(survey: HostSurvey): PlanItem[] {
+  private mountedNow(): ReadonlySet<string> {
+    return new Set(this.deps.manager.list().filter((v) => v.mounted).map((v) => v.name));
+  }
+
+  /**
+   * `mountedBefore`: the names mounted here when the survey was asked for. Only those can have lost
+   * their attachment behind berth's back: a volume a Mount attached since may not show attached in
+   * that survey yet (EC2's answer lags the host's view), and is not remounted for it.
+   */
+  private planOf(survey: HostSurvey, mountedBefore: ReadonlySet<string>): PlanItem[] {
     const { manager, backend } = this.deps;
     const me = backend.identity.instanceId;
     this.noteDuplicates(survey.duplicates);
@@ -162,7 +189,7 @@ export class Reconciler {
       const failure = this.failed.get(f.name);
       const l = local.get(f.name);
       if (failure?.refused && failure.fingerprint === fingerprintOf(f.record) && !l?.mounted) continue;
-      if (l?.mounted && !attachedTo(f, me)) {
+      if (l?.mounted && mountedBefore.has(f.name) && !attachedTo(f, me)) {
         const where = f.attachment ? `${f.attachment.state} to ${f.attachment.instanceId}` : 'not attached';
         out.push({ name: f.name, volumeId: f.volumeId, action: 'remount', reason: `mounted here but EC2 says ${where} (detached behind berth's back)` });
       } else if (!l?.mounted && !this.seen.has(f.name)) {
@@ -201,7 +228,25 @@ export class Reconciler {
           if (this.timer) this.timer = setTimeout(tick, this.nextPassMs()).unref();
         });
     };
+    this.tick = tick;
     this.timer = setTimeout(tick, this.nextPassMs()).unref();
+    // A Mount that made the last of the volumes the last pass left not ready: the verdict (and the tags) follow at
+    // once, not at the next retry; that pass retries from the last survey when they were waiting for EC2's budget.
+    this.unsubscribe = this.deps.manager.subscribe?.({
+      workStarted: () => undefined,
+      workEnded: (name) => {
+        if (this.failed.get(name)?.refused === false) this.passNowIfAllMounted();
+      },
+      reset: () => undefined,
+    });
+  }
+
+  private passNowIfAllMounted(): void {
+    if (!this.timer || !this.tick || this.running) return;
+    const mounted = new Set(this.deps.manager.list().filter((v) => v.mounted).map((v) => v.name));
+    if ([...this.failed].some(([name, f]) => !f.refused && !mounted.has(name))) return;
+    clearTimeout(this.timer);
+    this.timer = setTimeout(this.tick, 0).unref();
   }
 
   /**
@@ -218,7 +263,34 @@ export class Reconciler {
   async stop(): Promise<void> {
     clearTimeout(this.timer);
     this.timer = undefined;
+    this.unsubscribe?.();
+    this.unsubscribe = undefined;
     await this.running?.catch(() => undefined);
+  }
+
+  /**
+   * The last survey, when this pass only retries volumes waiting for EC2's budget: every volume the
+   * last pass could not make ready is waiting (none failed otherwise), and the survey is younger
+   * than WAITING_SURVEY_MS (or the interval, if longer). Else undefined: the pass reads EC2.
+   */
+  private retryFrom(): HostSurvey | undefined {
+    const last = this.surveyed;
+    if (!last || !this.booted) return undefined;
+    const failures = [...this.failed.values()].filter((f) => !f.refused);
+    if (failures.length === 0 || failures.some((f) => !f.waiting)) return undefined;
+    return Date.now() - last.at < Math.max(this.deps.intervalMs, WAITING_SURVEY_MS) ? last.survey : undefined;
+  }
+
+  /** A retry from the last survey: mount again what waits for EC2's budget, nothing else (no decision on facts that old). */
+  private retryPlan(survey: HostSurvey): PlanItem[] {
+    const local = new Map(this.deps.manager.list().map((v) => [v.name, v]));
+    const out: PlanItem[] = [];
+    for (const f of survey.tagged) {
+      const failure = this.failed.get(f.name);
+      if (!failure || failure.refused || local.get(f.name)?.mounted) continue;
+      out.push({ name: f.name, volumeId: f.volumeId, action: 'mount', reason: `retry after: ${failure.message}` });
+    }
+    return out;
   }
 
   private async execute(): Promise<PlanItem[]> {
@@ -226,9 +298,18 @@ export class Reconciler {
     let plan: PlanItem[];
     let survey: HostSurvey;
     try {
-      survey = await backend.survey();
-      await manager.refresh(survey.tagged.map((f) => f.record));
-      plan = this.planOf(survey);
+      const last = this.retryFrom();
+      if (last) {
+        survey = last;
+        plan = this.retryPlan(survey);
+      } else {
+        const at = Date.now();
+        const mountedBefore = this.mountedNow();
+        survey = await backend.survey();
+        this.surveyed = { at, survey };
+        await manager.refresh(survey.tagged.map((f) => f.record));
+        plan = this.planOf(survey, mountedBefore);
+      }
     } catch (err) {
       this.lastError = errorMessage(err);
       this.passes?.inc({ outcome: 'error' });
@@ -278,8 +359,11 @@ export class Reconciler {
         return;
       }
       const refused = item.action !== 'release' && item.action !== 'detach' && isBerthError(err, 'UNSAFE_DEVICE');
-      this.failed.set(item.name, { message: errorMessage(err), refused, fingerprint: this.fingerprints.get(item.name) ?? item.volumeId });
+      // A mount waiting for EC2's budget; a release or detach is retried on fresh facts as before (another host may be waiting for it).
+      const waiting = (item.action === 'mount' || item.action === 'remount') && err instanceof StillWaiting;
+      this.failed.set(item.name, { message: errorMessage(err), refused, waiting, fingerprint: this.fingerprints.get(item.name) ?? item.volumeId });
       if (refused) log.error({ reason: item.reason, err: errorMessage(err) }, 'berth refused this volume\'s device and detached it; not retried until the volume changes (a Docker Mount still tries)');
+      else if (waiting) log.warn({ reason: item.reason, err: errorMessage(err) }, 'still waiting for EC2 (the account\'s API budget); retried soon');
       else log.error({ reason: item.reason, err: errorMessage(err) }, 'reconcile action failed');
     }
   }
@@ -321,13 +405,16 @@ export class Reconciler {
     const all: { id: string; tags: Tags }[] = [];
     const reasons: string[] = [];
     let mounted = 0;
-    const byState = { mounted: 0, idle: 0, error: 0 };
+    const byState = { mounted: 0, idle: 0, attaching: 0, error: 0 };
     for (const f of tagged) {
       const l = local.get(f.name);
       const failure = this.failed.get(f.name);
-      const state = failure ? `${VOLUME_STATE.errorPrefix}${shortReason(failure.message)}` : l?.mounted ? VOLUME_STATE.mounted : VOLUME_STATE.idle;
-      if (state === VOLUME_STATE.mounted) mounted++;
-      byState[failure ? 'error' : l?.mounted ? 'mounted' : 'idle']++;
+      // A volume waiting for EC2's budget is `attaching` (waiting helps), whatever its message's counts say: the tag is
+      // written when that state changes, not on every pass (the message, with its detail, is in /readyz and the log).
+      const kind = failure ? (failure.waiting ? 'attaching' : 'error') : l?.mounted ? 'mounted' : 'idle';
+      const state = kind === 'error' ? `${VOLUME_STATE.errorPrefix}${shortReason(failure!.message)}` : VOLUME_STATE[kind];
+      if (kind === 'mounted') mounted++;
+      byState[kind]++;
       if (!failure && !l?.mounted && !this.seen.has(f.name)) reasons.push(`${f.name} (not mounted yet)`);
       // Mounted means attached here; otherwise as surveyed, unless this pass acted on it (a failed mount detaches).
       const here = l?.mounted === true || (f.attachment?.instanceId === me && !actedOn.has(f.name));

@@ -75,6 +75,7 @@ describe('attachment limits: the agent refuses past the limit, before EC2 does',
     expect(await gauge(registry, 'berth_volumes_by_state')).toEqual([
       { labels: { state: 'mounted' }, value: 24 },
       { labels: { state: 'idle' }, value: 0 },
+      { labels: { state: 'attaching' }, value: 0 },
       { labels: { state: 'error' }, value: 1 },
     ]);
 

@@ -192,7 +192,8 @@ describe('reconciler (unit) over plain fakes of its ports: all it needs', () => 
   const keys = tagKeys('berth:');
   const recordOf = (name: string): VolumeRecord => ({ name, id: `vol-${name}`, options: { sizeBytes: 1, fs: 'ext4', onRemove: 'retain' }, createdAt: '1970-01-01T00:00:00.000Z', status: {} });
 
-  function fakes(survey: HostSurvey, mounted: string[]) {
+  /** `duringSurvey`: what happens on the host while the pass waits for EC2's answer (`local`: name → mounted). */
+  function fakes(survey: HostSurvey, mounted: string[], duringSurvey?: (local: Map<string, boolean>) => void) {
     const calls: string[] = [];
     const published: { instance: Tags; volumes: { id: string; tags: Tags }[] }[] = [];
     const local = new Map(mounted.map((n) => [n, true]));
@@ -218,7 +219,10 @@ describe('reconciler (unit) over plain fakes of its ports: all it needs', () => 
     const backend: SurveyingBackend = {
       identity: { instanceId: 'i-me', hostId: 'h' },
       tagKeys: keys,
-      survey: async () => survey,
+      survey: async () => {
+        duringSurvey?.(local);
+        return survey;
+      },
       publishReadiness: async (instance, volumes) => void published.push({ instance, volumes }),
     };
     return { calls, published, reconciler: new Reconciler({ manager: service, backend, concurrency: 2, intervalMs: 3_600_000, logger: silentLogger }) };
@@ -239,6 +243,17 @@ describe('reconciler (unit) over plain fakes of its ports: all it needs', () => 
     expect(calls.sort()).toEqual(['ensureMounted lost', 'ensureMounted new', 'releaseIfUnused gone', 'releaseIfUnused lost']);
     expect(published.at(-1)!.instance).toEqual({ [keys.ready]: 'true', [keys.readyCount]: '3' });
     expect(reconciler.readiness()).toBe(true);
+  });
+
+  it('a volume mounted while the pass read EC2 (or still attaching in its answer) is not taken for one detached behind berth', async () => {
+    const facts = (name: string, attachment?: { instanceId: string; state: string }) => ({ name, volumeId: `vol-${name}`, hostTag: 'h', attachment: attachment && { device: '/dev/xvdba', ...attachment }, record: recordOf(name) });
+    const survey: HostSurvey = { tagged: [facts('fresh'), facts('lagging', { instanceId: 'i-me', state: 'attaching' }), facts('lost')], duplicates: [], strays: [] };
+    // A task's Mount of 'fresh' completes while the pass waits for EC2, whose answer predates its attachment.
+    const { calls, reconciler } = fakes(survey, ['lagging', 'lost'], (local) => local.set('fresh', true));
+    const plan = await reconciler.pass();
+    // Only 'lost' was mounted before the survey and is neither attached nor attaching here in it.
+    expect(plan.map((p) => `${p.name}:${p.action}`)).toEqual(['lost:remount']);
+    expect(calls).toEqual(['releaseIfUnused lost', 'ensureMounted lost']);
   });
 
   it('two volumes with one name: neither used, both named in readiness, the extra one tagged as a duplicate', async () => {

@@ -4,13 +4,13 @@ import { join } from 'node:path';
 import type { Volume } from '@aws-sdk/client-ec2';
 import type { Logger } from 'pino';
 import { writeFileAtomic } from '../../../lib/atomic-file.js';
-import { BerthError, errorMessage } from '../../../lib/errors.js';
+import { BerthError, errorMessage, isBerthError, StillWaiting } from '../../../lib/errors.js';
 import { MANAGED_BY, tagKeys, type TagKeys } from '../../../lib/node-contract.js';
 import type { DeviceResolver } from '../../devices/nvme.js';
 import type { OptionDefaults } from '../../options.js';
 import type { AttachedDevice, Backend, VolumeRecord } from '../backend.js';
 import type { HostSurvey, SurveyingBackend, VolumeFacts } from '../../reconcile/ports.js';
-import { ClientTokenSpent, FailedVolumeDeleted } from './ec2-errors.js';
+import { AttachNotSent, ClientTokenSpent, FailedVolumeDeleted } from './ec2-errors.js';
 import type { Ec2Facade } from './ec2-facade.js';
 import { attachmentOf, tagsOf, type Tags } from './ec2-shapes.js';
 import { createParamsOf, EBS_OPTIONS, optionsOf, tagValueOf, validateEbsOptions } from './ebs-options.js';
@@ -73,6 +73,13 @@ export type { DuplicateName, HostSurvey, VolumeFacts } from '../../reconcile/por
 
 /** A device of a volume that is not berth's (the root volume, say) is looked up again after this long. */
 const FOREIGN_RECHECK_MS = 600_000;
+/**
+ * How long the answer of a lookup by name serves the next attaches of a volume whose attach EC2's
+ * budget turned away (nothing changed; docs/design.md §6, "A host waiting for the budget"). Each
+ * survey refreshes the volume's own facts meanwhile; only the check that no second volume in the
+ * scope carries the name is this old at most.
+ */
+export const LOOKUP_REUSE_MS = 300_000;
 
 /** The ClientToken generation of each name whose token berth spent, in the state directory. */
 export const CLIENT_TOKENS_FILE = 'ebs-client-tokens.json';
@@ -165,6 +172,37 @@ export function createEbsBackend(deps: EbsBackendDeps): EbsBackend {
 
   /** Volume ids of NVMe namespaces that are not berth's, with when EC2 said so. */
   const foreignDevices = new Map<string, number>();
+
+  /**
+   * A host waiting for the account's budget asks EC2 no more for it (docs/design.md §6): per name,
+   * what the last lookup by name said, kept while attaches of it end as StillWaiting having
+   * changed nothing (the task's next Mount and the reconciler's next try start from it instead of
+   * a DescribeVolumes each), refreshed by every survey, at most LOOKUP_REUSE_MS old. Any attach
+   * that changed something, or failed otherwise, or succeeded, drops it.
+   */
+  const waiting = new Map<string, { volume: Volume; at: number }>();
+
+  /** lookup() for an attach: a waiting name's last answer, else EC2, asking in the same call for the other waiting names half their age. */
+  async function lookupForAttach(name: string, signal?: AbortSignal): Promise<Volume | undefined> {
+    const now = Date.now();
+    const known = waiting.get(name);
+    if (known && now - known.at < LOOKUP_REUSE_MS) return known.volume;
+    // Lookups made together share one DescribeVolumes (ec2.volumesNamed): one call for the host's waiting names, not one each as they expire.
+    for (const [other, entry] of waiting) {
+      if (other === name || now - entry.at < LOOKUP_REUSE_MS / 2) continue;
+      lookup(other).then(
+        (v) => {
+          if (v && waiting.has(other)) waiting.set(other, { volume: v, at: now });
+          else waiting.delete(other);
+        },
+        () => waiting.delete(other),
+      );
+    }
+    const v = await lookup(name, signal);
+    if (v) waiting.set(name, { volume: v, at: now });
+    else waiting.delete(name);
+    return v;
+  }
 
   function factsOf(v: Volume): VolumeFacts {
     const record = toRecord(v);
@@ -330,6 +368,7 @@ export function createEbsBackend(deps: EbsBackendDeps): EbsBackend {
     async create(name, options, call = {}) {
       const { signal } = call;
       notBerths.delete(name);
+      waiting.delete(name);
       const existing = await lookup(name, signal);
       if (existing) {
         // The caller may refuse it (conflicting options) before anything is tagged.
@@ -394,7 +433,15 @@ export function createEbsBackend(deps: EbsBackendDeps): EbsBackend {
 
     async survey() {
       const volumes = await hostTagged();
-      return { ...byName(volumes), strays: (await strays(new Set(volumes.map((v) => v.VolumeId!)))).map(factsOf) };
+      const tagged = byName(volumes);
+      // A waiting name's facts as EC2 says them now (its attachment, tags, a move's journal); gone from here, or another volume now: looked up again.
+      const idOf = new Map(tagged.tagged.map((f) => [f.name, f.volumeId]));
+      for (const [name, entry] of waiting) {
+        const fresh = idOf.get(name) === entry.volume.VolumeId ? volumes.find((v) => v.VolumeId === entry.volume.VolumeId) : undefined;
+        if (fresh) entry.volume = fresh;
+        else waiting.delete(name);
+      }
+      return { ...tagged, strays: (await strays(new Set(volumes.map((v) => v.VolumeId!)))).map(factsOf) };
     },
 
     async attach(record, call = {}): Promise<AttachedDevice> {
@@ -404,9 +451,11 @@ export function createEbsBackend(deps: EbsBackendDeps): EbsBackend {
       inUse.add(record.id);
       /** Set once an attachment here is made or under way: a failure after that detaches it again. */
       let attachedHere = false;
+      /** Set once this attach changed something at EC2 or waited for a change: what it looked up is stale then. */
+      let changed = false;
       try {
         // By name, not by the remembered id: a second volume with this name must stop us here.
-        let v = await lookup(name, signal);
+        let v = await lookupForAttach(name, signal);
         if (!v) throw new BerthError('NOT_FOUND', `volume ${name}: no EBS volume is tagged ${keys.volume}=${name} any more (was ${record.id})`);
         if (v.VolumeId !== record.id) {
           throw new BerthError('CONFLICT', `volume ${name} is now EBS volume ${v.VolumeId}, not ${record.id} as recorded here; remove it from Docker and create it again to adopt the new one`);
@@ -426,13 +475,18 @@ export function createEbsBackend(deps: EbsBackendDeps): EbsBackend {
           );
         }
         if (v.State === 'error') throw new BerthError('UNAVAILABLE', `volume ${name} (${record.id}) is in state "error" at EC2`);
-        if (tagsOf(v)[keys.host] !== identity.hostId) await ec2.tag([record.id], { [keys.host]: identity.hostId }, signal);
+        if (tagsOf(v)[keys.host] !== identity.hostId) {
+          changed = true;
+          await ec2.tag([record.id], { [keys.host]: identity.hostId }, signal);
+        }
         let a = attachmentOf(v);
         if (a && a.instanceId !== identity.instanceId) {
+          changed = true;
           v = await takeOver(name, v, a.instanceId, signal);
           a = attachmentOf(v);
         }
         if (a?.state === 'detaching') {
+          changed = true;
           v = await ec2.waitAvailable(record.id, Date.now() + ec2.timing.detachTimeoutMs, signal);
           a = attachmentOf(v);
         }
@@ -447,12 +501,23 @@ export function createEbsBackend(deps: EbsBackendDeps): EbsBackend {
         } else {
           device = await ec2.attach(record.id, undefined, signal);
         }
+        waiting.delete(name);
         const found = await devices.waitFor(record.id, device, deps.deviceWaitMs, { signal });
         const attached = toRecord(v);
         Object.assign(attached.status, { host: identity.hostId, attachedTo: identity.instanceId, attachment: 'attached', ec2Device: device, device: found.path });
         return { devicePath: found.path, record: attached };
-      } catch (err) {
+      } catch (caught) {
         inUse.delete(record.id);
+        let err = caught;
+        // EC2 never took the AttachVolume (its budget, a brownout, the caller gone while it waited for a turn): nothing to undo.
+        if (err instanceof AttachNotSent) attachedHere = false;
+        // The caller's deadline passed while this attach still waited for EC2 (a lookup) with nothing sent or
+        // changed: a wait, not a fault (StillWaiting), with the caller's own code and sentence.
+        else if (signal?.aborted && err === signal.reason && !changed && !attachedHere) {
+          err = new StillWaiting(isBerthError(err) ? err.code : 'TIMEOUT', errorMessage(err), { cause: err });
+        }
+        // Turned away having changed nothing: the next try starts from the same answer.
+        if (changed || attachedHere || !(err instanceof StillWaiting)) waiting.delete(name);
         // A caller that gave up (a Mount past dockerd's deadline while the account's budget was slow)
         // leaves an attachment EC2 has accepted in place, for the idle period: the task's next Mount or
         // the next reconcile pass uses it, instead of one more DetachVolume and AttachVolume on the
@@ -473,6 +538,7 @@ export function createEbsBackend(deps: EbsBackendDeps): EbsBackend {
 
     async release(record) {
       inUse.delete(record.id);
+      waiting.delete(record.name);
       const v = await ec2.volume(record.id).catch(() => undefined);
       if (v && tagsOf(v)[keys.host] !== identity.hostId) {
         await detachIfHere(record.id, 'its host tag names another host');
@@ -483,6 +549,7 @@ export function createEbsBackend(deps: EbsBackendDeps): EbsBackend {
 
     async detach(record) {
       inUse.delete(record.id);
+      waiting.delete(record.name);
       await detachIfHere(record.id, 'released');
     },
 
@@ -490,6 +557,7 @@ export function createEbsBackend(deps: EbsBackendDeps): EbsBackend {
       const { signal } = call;
       const { name, id } = record;
       inUse.delete(id);
+      waiting.delete(name);
       const v = await ec2.volume(id, signal);
       if (!v || v.State === 'deleting' || v.State === 'deleted') {
         log?.info({ name, volumeId: id }, 'volume already gone at EC2; forgotten here');

@@ -1,4 +1,4 @@
-import { BerthError, errorMessage } from '../../../lib/errors.js';
+import { BerthError, errorMessage, StillWaiting } from '../../../lib/errors.js';
 
 /**
  * EC2's errors as berth reads them. The port (ec2-port.ts) fails as the SDK does: `name` is
@@ -17,10 +17,12 @@ export function ec2Error(err: unknown, doing: string): BerthError {
   if (err instanceof BerthError) return err;
   const code = codeOf(err);
   const why = `${doing}: EC2 said ${code ? `${code}: ` : ''}${errorMessage(err)}`;
-  if (isThrottled(err)) return new BerthError('LIMIT_EXCEEDED', `${why} (EC2 still refused it when its time ran out; berth tries again on the next call or reconcile)`, { cause: err });
+  // Refused for the account's budget, or by a browning-out EC2, until the caller's time ran out: a wait, not a fault (StillWaiting).
+  if (isThrottled(err)) return new StillWaiting('LIMIT_EXCEEDED', `${why} (EC2 still refused it when its time ran out; berth tries again on the next call or reconcile)`, { cause: err });
   if (isNotFound(err)) return new BerthError('NOT_FOUND', why, { cause: err });
   if (code === 'InvalidVolume.ZoneMismatch' || code === 'VolumeInUse' || code === 'IncorrectState' || code === 'IncorrectInstanceState') return new BerthError('CONFLICT', why, { cause: err });
-  if (isServerFault(err) || code === '' || code === 'TimeoutError') return new BerthError('UNAVAILABLE', why, { cause: err });
+  if (isServerFault(err)) return new StillWaiting('UNAVAILABLE', why, { cause: err });
+  if (code === '' || code === 'TimeoutError') return new BerthError('UNAVAILABLE', why, { cause: err });
   return new BerthError('INVALID_ARGUMENT', why, { cause: err });
 }
 
@@ -41,3 +43,11 @@ export class FailedVolumeDeleted extends BerthError {
     super('INVALID_ARGUMENT', message);
   }
 }
+
+/**
+ * An attach that never got an AttachVolume through to EC2 (refused for the account's budget, or
+ * during a brownout, until its time ran out; or its caller gone while it still waited for a turn):
+ * nothing is attached, so the caller has nothing to undo and nothing to describe to find out. The
+ * code and sentence are those of the error it stands for (Ec2Facade.attach).
+ */
+export class AttachNotSent extends StillWaiting {}

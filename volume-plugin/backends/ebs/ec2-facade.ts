@@ -1,14 +1,14 @@
 import type { CreateVolumeCommandInput, EC2Client, Filter, Volume } from '@aws-sdk/client-ec2';
 import type { Logger } from 'pino';
 import type { Registry } from 'prom-client';
-import { BerthError, errorMessage, isBerthError } from '../../../lib/errors.js';
+import { BerthError, errorMessage, isBerthError, StillWaiting } from '../../../lib/errors.js';
 import { Semaphore } from '../../../lib/semaphore.js';
 import type { AttachmentSlots } from './attachment-slots.js';
 import { AttachmentWaits } from './attachment-waits.js';
 import { attachMetrics, type AttachMetrics } from './attach-metrics.js';
 import { DeviceNames } from './device-names.js';
 import { type Ec2Bucket, FleetSchedule } from './fleet-schedule.js';
-import { ClientTokenSpent, codeOf, ec2Error, FailedVolumeDeleted, isDeviceInUse, isNotFound, isServerFault, isThrottled } from './ec2-errors.js';
+import { AttachNotSent, ClientTokenSpent, codeOf, ec2Error, FailedVolumeDeleted, isDeviceInUse, isNotFound, isServerFault, isThrottled } from './ec2-errors.js';
 import type { Ec2Port } from './ec2-port.js';
 import { attachmentOf, type InstanceInfo, tagsOf, type Tags } from './ec2-shapes.js';
 import { DEFAULT_EC2_TIMING, type Ec2Timing } from './ec2-timing.js';
@@ -392,8 +392,24 @@ export class Ec2Facade {
    * `attachingAt`: the volume is already 'attaching' here at that name.
    * The wait ends at attachTimeoutMs or when `signal` aborts (with the signal's reason), whichever
    * comes first; the attachment may then be under way, and the caller detaches it (ebs-backend.ts).
+   * An attach that got no AttachVolume through to EC2 (refused for the budget until its time ran
+   * out, or its caller gone while it waited for a turn) fails with AttachNotSent: nothing to undo.
    */
   async attach(volumeId: string, attachingAt?: string, signal?: AbortSignal): Promise<string> {
+    /** Whether an attachment may be under way: an AttachVolume EC2 did not refuse, or the one `attachingAt` names. */
+    let sent = attachingAt !== undefined;
+    try {
+      return await this.attachSlotted(volumeId, attachingAt, signal, () => (sent = true));
+    } catch (err) {
+      if (!sent && (err instanceof StillWaiting || (signal?.aborted && err === signal.reason))) {
+        throw new AttachNotSent(isBerthError(err) ? err.code : 'TIMEOUT', errorMessage(err), { cause: err });
+      }
+      throw err;
+    }
+  }
+
+  /** attach() in a mutation slot and an attachment slot; `sent` is told when an AttachVolume may have reached EC2. */
+  private attachSlotted(volumeId: string, attachingAt: string | undefined, signal: AbortSignal | undefined, sent: () => void): Promise<string> {
     // A Mount whose caller has gone leaves the queue of attachments at once (docs/design.md §3).
     return this.mutations.run(async () => {
       signal?.throwIfAborted();
@@ -408,7 +424,7 @@ export class Ec2Facade {
       }
       const started = performance.now();
       try {
-        const device = await this.attachHeld(volumeId, attachingAt, signal);
+        const device = await this.attachHeld(volumeId, attachingAt, signal, sent);
         this.slots?.confirm(volumeId);
         this.metrics?.attached(performance.now() - started);
         return device;
@@ -420,7 +436,7 @@ export class Ec2Facade {
   }
 
   /** attach() within its mutation slot and attachment slot. */
-  private async attachHeld(volumeId: string, attachingAt: string | undefined, signal: AbortSignal | undefined): Promise<string> {
+  private async attachHeld(volumeId: string, attachingAt: string | undefined, signal: AbortSignal | undefined, sent: () => void): Promise<string> {
     {
       await this.names.seed();
       let deadline = Date.now() + this.timing.attachTimeoutMs;
@@ -431,10 +447,17 @@ export class Ec2Facade {
         this.names.reserve(device);
         try {
           if (!resuming) {
-            await this.mutate(() => this.send((s) => this.port.attachVolume({ VolumeId: volumeId, InstanceId: this.instanceId, Device: device }, s), signal), signal, deadline, `attaching ${volumeId}`);
+            const attachVolume = (s: AbortSignal) =>
+              this.port.attachVolume({ VolumeId: volumeId, InstanceId: this.instanceId, Device: device }, s).catch((err: unknown) => {
+                // Anything but a refusal (the budget, a brownout's fault, a device name in use: nothing changed) may have attached it.
+                if (!(isThrottled(err) || isServerFault(err) || isDeviceInUse(err))) sent();
+                throw err;
+              });
+            await this.mutate(() => this.send(attachVolume, signal), signal, deadline, `attaching ${volumeId}`);
             // The budget was for getting the call through; EC2 has it now, and its attachment gets a wait of its own.
             deadline = Math.max(deadline, Date.now() + this.timing.stuckAttachingMs + this.timing.maxPollMs);
           }
+          sent();
         } catch (err) {
           this.names.release(device);
           if (isDeviceInUse(err) && attempt < 20) {
@@ -443,6 +466,8 @@ export class Ec2Facade {
             continue;
           }
           signal?.throwIfAborted();
+          // The pacer's time ran out while EC2 kept refusing (mutate's TIMEOUT): nothing is attached; a later try goes through.
+          if (isBerthError(err, 'TIMEOUT')) throw new StillWaiting(err.code, err.message, { cause: err });
           throw ec2Error(err, `attaching ${volumeId} to ${this.instanceId} at ${device}`);
         }
         try {
