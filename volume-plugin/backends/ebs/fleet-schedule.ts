@@ -47,6 +47,20 @@ export const SCHEDULE = {
   /** A cut halves the rate, never below this fraction of EC2's refill (0.5 mutations/s for the whole fleet in a brownout). */
   cutFactor: 0.5,
   floorFraction: 0.1,
+  /**
+   * A mutation refused while the rate was at its ceiling (≥ contendedFraction of it: someone else
+   * takes part of the bucket, e.g. another tool in the account) also lowers the ceiling the rate
+   * recovers to, to ceilingFactor × EC2's refill (4.5 mutations/s), until ceilingForMs after the
+   * last cut; a cut far below the ceiling (a brownout refusing everything) keeps it. So the fleet
+   * leaves another user room instead of taking every token the bucket refills. The fleet sees only
+   * its own refusals, which come seldom once it runs under the refill, so the ceiling outlasts them
+   * (10 min), and it does not compound (a lower one for each refusal kept the fleet at a third under
+   * its share after a brownout). Reads and tags keep no ceiling: another tool's reads are not starved
+   * by the fleet's (docs/operations.md), and a lower one held up the reads that lead to attaches.
+   */
+  contendedFraction: 0.95,
+  ceilingFactor: 0.9,
+  ceilingForMs: 600_000,
   /** Reads and tags take tickets only while their bucket was cut this recently (or this host was refused on it). */
   congestedForMs: 300_000,
   /** How old the document may be when a read or tag call asks whether its bucket is congested. */
@@ -77,6 +91,12 @@ export interface BucketState {
   rate: number;
   /** When the rate was last cut: a refusal of a call sent before it answers the old rate. */
   cutAt: number;
+  /**
+   * The rate recovers to at most `ceiling` per second until `liftAt`, then to EC2's refill (both
+   * absent: EC2's refill; documents written before the ceiling have neither).
+   */
+  ceiling?: number;
+  liftAt?: number;
 }
 
 export interface Schedule {
@@ -91,6 +111,8 @@ const BucketSchema = z.object({
   served: finite(),
   rate: z.number().check(z.refine((n) => Number.isFinite(n) && n > 0, 'a positive number')),
   cutAt: finite(),
+  ceiling: z.optional(z.number().check(z.refine((n) => Number.isFinite(n) && n > 0, 'a positive number'))),
+  liftAt: z.optional(finite()),
 });
 const ScheduleSchema = z.object({
   v: z.literal(1),
@@ -115,6 +137,8 @@ export function absurdity(s: Schedule, now: number): string | undefined {
     if (b.at > now + SCHEDULE.futureMs || b.cutAt > now + SCHEDULE.futureMs) return `${name}: written ${((b.at - now) / 60_000).toFixed(0)} min in this host's future`;
     if (b.next - b.served > SCHEDULE.absurdQueue) return `${name}: ${b.next - b.served} tickets queued`;
     if (b.rate > EC2_ACCOUNT_BUCKETS[name].perSecond) return `${name}: rate ${b.rate}/s, above EC2's ${EC2_ACCOUNT_BUCKETS[name].perSecond}/s`;
+    if ((b.ceiling ?? 0) > EC2_ACCOUNT_BUCKETS[name].perSecond) return `${name}: ceiling ${b.ceiling}/s, above EC2's ${EC2_ACCOUNT_BUCKETS[name].perSecond}/s`;
+    if ((b.liftAt ?? 0) > now + SCHEDULE.futureMs + SCHEDULE.ceilingForMs) return `${name}: ceiling lifted ${(((b.liftAt ?? 0) - now) / 60_000).toFixed(0)} min in this host's future`;
   }
   return undefined;
 }
@@ -129,38 +153,73 @@ export const emptySchedule = (): Schedule => ({ v: 1, buckets: {} });
 
 const LN2 = Math.log(2);
 
-/** The rate (per second) at time t. */
-export function rateAt(name: Ec2Bucket, b: BucketState, t: number): number {
+/** The most the rate may be at time t: the ceiling a contended cut set, until it lifts; then EC2's refill. */
+function capAt(name: Ec2Bucket, b: BucketState, t: number): number {
   const max = EC2_ACCOUNT_BUCKETS[name].perSecond;
-  if (t <= b.at) return Math.min(max, b.rate);
-  return Math.min(max, b.rate * 2 ** ((t - b.at) / SCHEDULE.growMs));
+  return b.ceiling !== undefined && b.liftAt !== undefined && t < b.liftAt ? Math.min(max, b.ceiling) : max;
 }
 
-/** How long after `at` the rate reaches EC2's refill, and the tickets served until then. */
-function growth(name: Ec2Bucket, b: BucketState): { ms: number; tickets: number; r0: number; max: number; k: number } {
-  const max = EC2_ACCOUNT_BUCKETS[name].perSecond / 1000;
+/** The rate (per second) at time t. */
+export function rateAt(name: Ec2Bucket, b: BucketState, t: number): number {
+  const cap = capAt(name, b, t);
+  if (t <= b.at) return Math.min(cap, b.rate);
+  return Math.min(cap, b.rate * 2 ** ((t - b.at) / SCHEDULE.growMs));
+}
+
+/** The growth from `at` under a cap (per second): how long until the rate reaches it, and the tickets served until then. */
+function growth(b: BucketState, capPerSecond: number): { ms: number; tickets: number; r0: number; max: number; k: number } {
+  const max = capPerSecond / 1000;
   const r0 = Math.min(max, b.rate / 1000);
   const k = SCHEDULE.growMs / LN2;
   const ms = r0 >= max ? 0 : SCHEDULE.growMs * Math.log2(max / r0);
   return { ms, tickets: k * (max - r0), r0, max, k };
 }
 
-/** served(t): the tickets that may have been sent by time t (∫ of the rate since `at`, in closed form). */
-export function servedAt(name: Ec2Bucket, b: BucketState, t: number): number {
-  if (t <= b.at) return b.served;
+/** ∫ from `at` to t of min(cap, rate · 2^((τ − at)/growMs)), in tickets (closed form). */
+function grown(b: BucketState, capPerSecond: number, t: number): number {
+  if (t <= b.at) return 0;
   const x = t - b.at;
-  const g = growth(name, b);
-  if (x <= g.ms) return b.served + g.r0 * g.k * (2 ** (x / SCHEDULE.growMs) - 1);
-  return b.served + g.tickets + g.max * (x - g.ms);
+  const g = growth(b, capPerSecond);
+  if (x <= g.ms) return g.r0 * g.k * (2 ** (x / SCHEDULE.growMs) - 1);
+  return g.tickets + g.max * (x - g.ms);
+}
+
+/** The inverse of grown(): the time by which `need` tickets have grown under the cap. */
+function grownInverse(b: BucketState, capPerSecond: number, need: number): number {
+  if (need <= 0) return b.at;
+  const g = growth(b, capPerSecond);
+  if (need <= g.tickets) return b.at + SCHEDULE.growMs * Math.log2(1 + need / (g.r0 * g.k));
+  return b.at + g.ms + (need - g.tickets) / g.max;
+}
+
+/** Whether a ceiling binds after `at` (it is set and lifts later). */
+const ceilingAfterAt = (b: BucketState): b is BucketState & { ceiling: number; liftAt: number } =>
+  b.ceiling !== undefined && b.liftAt !== undefined && b.liftAt > b.at;
+
+/**
+ * served(t): the tickets that may have been sent by time t, the rate's integral since `at` (closed
+ * form): under the ceiling until it lifts, under EC2's refill after (the growth curve is the same
+ * one, so the rate steps up to min(refill, the curve) when the ceiling lifts).
+ */
+export function servedAt(name: Ec2Bucket, b: BucketState, t: number): number {
+  const max = EC2_ACCOUNT_BUCKETS[name].perSecond;
+  if (t <= b.at) return b.served;
+  if (!ceilingAfterAt(b)) return b.served + grown(b, max, t);
+  const cap = Math.min(max, b.ceiling);
+  if (t <= b.liftAt) return b.served + grown(b, cap, t);
+  return b.served + grown(b, cap, b.liftAt) + grown(b, max, t) - grown(b, max, b.liftAt);
 }
 
 /** served⁻¹(n): when ticket n may be sent. */
 export function timeOf(name: Ec2Bucket, b: BucketState, n: number): number {
+  const max = EC2_ACCOUNT_BUCKETS[name].perSecond;
   if (n <= b.served) return b.at;
   const need = n - b.served;
-  const g = growth(name, b);
-  if (need <= g.tickets) return b.at + SCHEDULE.growMs * Math.log2(1 + need / (g.r0 * g.k));
-  return b.at + g.ms + (need - g.tickets) / g.max;
+  if (!ceilingAfterAt(b)) return grownInverse(b, max, need);
+  const cap = Math.min(max, b.ceiling);
+  const beforeLift = grown(b, cap, b.liftAt);
+  if (need <= beforeLift) return grownInverse(b, cap, need);
+  return grownInverse(b, max, need - beforeLift + grown(b, max, b.liftAt));
 }
 
 /** Reserves k tickets: the first is `first`, the rest follow it. An idle bucket banks at most banked(name). */
@@ -178,9 +237,18 @@ export function reserveIn(name: Ec2Bucket, b: BucketState, k: number, now: numbe
 export function cutIn(name: Ec2Bucket, b: BucketState, sentAt: number, now: number, seenCutAt = b.cutAt): BucketState | undefined {
   if (sentAt <= b.cutAt || seenCutAt < b.cutAt) return undefined;
   const max = EC2_ACCOUNT_BUCKETS[name].perSecond;
+  const floor = max * SCHEDULE.floorFraction;
   const served = servedAt(name, b, now);
+  const rate = rateAt(name, b, now);
+  const cap = capAt(name, b, now);
+  // Refused at (nearly) its ceiling: someone else takes part of the bucket; recover to a little less than
+  // this rate for a while. Refused far below it (a brownout): the ceiling stays where it was.
+  const ceiling = name === 'mutating' && rate >= SCHEDULE.contendedFraction * cap ? SCHEDULE.ceilingFactor * max : cap;
   // EC2's bucket is evidently empty: the bank goes too (the next ticket comes at the new rate, not at once).
-  return { next: Math.max(b.next, Math.floor(served)), served, at: now, rate: Math.max(max * SCHEDULE.floorFraction, rateAt(name, b, now) * SCHEDULE.cutFactor), cutAt: now };
+  return {
+    next: Math.max(b.next, Math.floor(served)), served, at: now, rate: Math.max(floor, rate * SCHEDULE.cutFactor), cutAt: now,
+    ...(ceiling < max ? { ceiling, liftAt: now + SCHEDULE.ceilingForMs } : {}),
+  };
 }
 
 /** The store failed (threw, timed out): the agent paces itself for a while. */
