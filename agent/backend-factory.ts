@@ -85,11 +85,12 @@ export function createEbsFromConfig(config: Config, logger: Logger, aws: AwsOver
  * and a refused or slow store leaves the facade pacing this host alone.
  */
 export async function createScheduleStore(config: Config, region: string, log: Logger): Promise<ScheduleStore> {
-  const [{ createS3Client }, { S3ScheduleStore, SCHEDULE_STORE_CALL_MS }] = await Promise.all([
+  const [{ createS3Client }, { S3ScheduleStore }, { SCHEDULE }] = await Promise.all([
     import('./s3-client.js'),
     import('../volume-plugin/backends/ebs/s3-schedule-store.js'),
+    import('../volume-plugin/backends/ebs/fleet-schedule.js'),
   ]);
-  const s3 = await createS3Client(config, { maxAttempts: 1, connectionTimeoutMs: SCHEDULE_STORE_CALL_MS, requestTimeoutMs: SCHEDULE_STORE_CALL_MS });
+  const s3 = await createS3Client(config, { maxAttempts: 1, connectionTimeoutMs: SCHEDULE.storeTimeoutMs, requestTimeoutMs: SCHEDULE.storeTimeoutMs });
   const store = new S3ScheduleStore({ s3, bucket: config.BERTH_EC2_SCHEDULE_BUCKET!, key: ec2ScheduleKey(config.BERTH_EC2_SCHEDULE_PREFIX, region) });
   log.info({ schedule: store.where }, 'EC2 calls are paced with the account\'s shared schedule');
   return store;

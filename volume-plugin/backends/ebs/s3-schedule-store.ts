@@ -1,6 +1,7 @@
 import { GetObjectCommand, PutObjectCommand, type S3Client } from '@aws-sdk/client-s3';
 import { errorMessage } from '../../../lib/errors.js';
 import { ec2ScheduleCheckKey } from '../../../lib/ec2-schedule-object.js';
+import { SCHEDULE } from './fleet-schedule.js';
 import type { ScheduleDocument, ScheduleStore } from './schedule-store.js';
 
 /**
@@ -37,12 +38,10 @@ export interface S3ScheduleStoreOptions {
   readonly bucket: string;
   /** `ec2ScheduleKey(prefix, region)` (lib/ec2-schedule-object.ts). */
   readonly key: string;
-  /** Bound of each S3 call, body included; default `SCHEDULE_STORE_CALL_MS`. */
+  /** Bound of each S3 call, body included; default `SCHEDULE.storeTimeoutMs` (fleet-schedule.ts: a schedule slow to read is no help). */
   readonly callTimeoutMs?: number;
 }
 
-/** Each call to the schedule's store is bounded by this (a schedule that is slow to read is no help). */
-export const SCHEDULE_STORE_CALL_MS = 2_000;
 
 /** An ETag no object has: S3's ETags are quoted hex digests (MD5, or MD5-parts). */
 const NO_SUCH_ETAG = '"berth-self-check-no-object-has-this-etag"';
@@ -83,7 +82,7 @@ export class S3ScheduleStore implements ScheduleStore {
     this.s3 = opts.s3;
     this.bucket = opts.bucket;
     this.key = opts.key;
-    this.callTimeoutMs = opts.callTimeoutMs ?? SCHEDULE_STORE_CALL_MS;
+    this.callTimeoutMs = opts.callTimeoutMs ?? SCHEDULE.storeTimeoutMs;
     this.where = `s3://${opts.bucket}/${opts.key}`;
   }
 
