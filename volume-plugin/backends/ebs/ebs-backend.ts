@@ -436,8 +436,9 @@ export function createEbsBackend(deps: EbsBackendDeps): EbsBackend {
       const tagged = byName(volumes);
       // A waiting name's facts as EC2 says them now (its attachment, tags, a move's journal); gone from here, or another volume now: looked up again.
       const idOf = new Map(tagged.tagged.map((f) => [f.name, f.volumeId]));
+      const byId = new Map(volumes.map((v) => [v.VolumeId, v]));
       for (const [name, entry] of waiting) {
-        const fresh = idOf.get(name) === entry.volume.VolumeId ? volumes.find((v) => v.VolumeId === entry.volume.VolumeId) : undefined;
+        const fresh = idOf.get(name) === entry.volume.VolumeId ? byId.get(entry.volume.VolumeId) : undefined;
         if (fresh) entry.volume = fresh;
         else waiting.delete(name);
       }

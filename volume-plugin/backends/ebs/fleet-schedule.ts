@@ -297,15 +297,14 @@ export class FleetSchedule {
   /** When EC2 last refused this host a call of the bucket. */
   private readonly refusedAt = new Map<Ec2Bucket, number>();
   private readonly waits: Histogram | undefined;
-  /** Store calls: reads, writes, lost races (for the fleet bench). */
-  readonly counts = { reads: 0, writes: 0, lostRaces: 0 };
 
   constructor(o: FleetScheduleOptions) {
     this.store = o.store;
     this.log = o.logger;
     this.random = o.random ?? Math.random;
     if (o.registry) {
-      const shared = () => this.shared;
+      // Not the `shared` getter: a scrape must not end the fallback's log state.
+      const shared = () => Date.now() >= this.fallbackUntil;
       new Gauge({
         name: 'berth_ec2_schedule_shared',
         help: "1 while this agent takes its EC2 turns from the account's shared schedule, 0 while it paces itself (the store failed)",
@@ -442,7 +441,6 @@ export class FleetSchedule {
   /** Reads the document; an invalid or absurd one is replaced by a fresh one (CAS). Throws StoreFailed. */
   private async read(): Promise<void> {
     const got = await this.io((signal) => this.store.read(signal));
-    this.counts.reads += 1;
     this.readAt = Date.now();
     if (got === undefined) {
       this.doc = emptySchedule();
@@ -470,9 +468,7 @@ export class FleetSchedule {
   private async replace(version: string): Promise<void> {
     const fresh = emptySchedule();
     const written = await this.io((signal) => this.store.write(JSON.stringify(fresh), version, signal));
-    this.counts.writes += 1;
     if (written === undefined) {
-      this.counts.lostRaces += 1;
       this.readAt = -Infinity;
       return;
     }
@@ -520,14 +516,12 @@ export class FleetSchedule {
       const changed = change(this.doc ?? emptySchedule());
       if (!changed) return undefined;
       const version = await this.io((signal) => this.store.write(JSON.stringify(changed), this.version, signal));
-      this.counts.writes += 1;
       if (version !== undefined) {
         this.doc = changed;
         this.version = version;
         this.readAt = Date.now();
         return changed;
       }
-      this.counts.lostRaces += 1;
       await sleep(delay * (1 + 4 * this.random()));
       delay = Math.min(SCHEDULE.raceMaxMs, delay * 2);
       await this.read();
